@@ -137,6 +137,13 @@ class Objective(nn.Module):
     def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
 
+    @classmethod
+    def memory_estimate(cls, batch_size: int, views: int, dim: int) -> int:
+        """Rough peak bytes of the objective's forward + backward on [B, V, d] float32 inputs.
+        The cost benchmark skips (objective, V) cells above its memory budget. Objectives whose
+        memory grows faster (B^2 V^2 for full OT) override this."""
+        return 16 * batch_size * views * dim * 4 + 8 * batch_size * batch_size * 4
+
     @staticmethod
     def total_loss(terms: dict[str, Any]) -> torch.Tensor:
         losses = [v for k, v in terms.items() if k.endswith("_loss")]

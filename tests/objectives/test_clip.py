@@ -69,7 +69,7 @@ def test_two_item_hand_computed():
     image = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     objective = _clip(query_weight=0.0, scale=2.0)
     got = objective(AlignmentBatch(_batch(image, image.clone())))["contrastive_loss"]
-    assert math.isclose(float(got), math.log(1 + math.exp(-2.0)), rel_tol=1e-6)
+    assert math.isclose(got.item(), math.log(1 + math.exp(-2.0)), rel_tol=1e-6)
 
 
 def test_auxiliary_views_are_never_used():

@@ -1,0 +1,234 @@
+"""`mover` (our reading of MOVER + GRAM). Oracles: hand-computed Gram determinants on a small
+example, POT's log-domain Sinkhorn for the B x B plan, per-item loops of ftbench.volume."""
+
+import math
+
+import numpy as np
+import ot
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ftbench.config import apply_overrides
+from ftbench.objectives import OBJECTIVES
+from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
+from ftbench.views import SlotLayout, cap_views, primary_weighted, side_weights
+from ftbench.volume import gram_volume
+
+MULTIMODAL = [("image", True), ("text", True), ("text", False), ("image", False),
+              ("image", False), ("text", False), ("image", False), ("text", False)]
+TEXT_ONLY = [("text", True), ("text", False), ("text", False), ("text", False)]
+
+
+def val(t):
+    return float(t.detach())
+
+
+def make_layout(slots):
+    mods = tuple(sorted({m for m, _ in slots}))
+    multimodal = "image" in mods and len(mods) > 1
+    is_primary = torch.tensor([p for _, p in slots])
+    side = torch.tensor([0 if m == "image" else 1 for m, _ in slots]) if multimodal else (~is_primary).long()
+    return SlotLayout(
+        names=tuple(f"slot{i}" for i in range(len(slots))), modalities=mods,
+        modality_code=torch.tensor([mods.index(m) for m, _ in slots]), is_primary=is_primary,
+        side=side.long(), multimodal=multimodal,
+    )
+
+
+def make_mask(layout, b, max_views, seed):
+    """Random availability (some views missing), item 0 image-side only, item 1 text-side only."""
+    g = torch.Generator().manual_seed(seed)
+    avail = torch.rand(b, layout.num_slots, generator=g) < 0.6
+    avail[0] = layout.side == 0
+    avail[1] = layout.side == 1
+    avail[:, 0] |= ~avail.any(1)
+    return cap_views(avail, max_views)
+
+
+def encode(raw, mask, layout):
+    b, w = mask.shape
+    return EncodedViews(
+        embeddings=F.normalize(raw, dim=-1) * mask.unsqueeze(-1).to(raw.dtype),
+        mask=mask, is_primary=layout.is_primary[:w].expand(b, -1), side=layout.side[:w].expand(b, -1),
+        side_weight=side_weights(mask, layout.is_primary[:w], layout.side[:w], 0.5).to(raw.dtype),
+        item_weight=primary_weighted(mask, layout.is_primary[:w], 0.5).to(raw.dtype),
+        item_index=torch.arange(b),
+    )
+
+
+def build(layout, d, **overrides):
+    cls = OBJECTIVES.get("mover")
+    config = apply_overrides(cls.Config(), overrides, "mover")
+    return cls(config, ObjectiveContext(layout, d, 100, True, False))
+
+
+def hand_example(dtype=torch.float64):
+    """Three items in R^3 on the slots (image, title, description); the title is the anchor.
+
+    item 0: title e1, image (e1 + e2)/sqrt2          -> other views {image}
+    item 1: title e2, image (sqrt3/2) e2 + (1/2) e3  -> other views {image}
+    item 2: title e3, image e1, description e2       -> other views {image, description}
+    """
+    e1, e2, e3 = torch.eye(3, dtype=dtype)
+    emb = torch.zeros(3, 3, 3, dtype=dtype)
+    emb[0, 0], emb[0, 1] = (e1 + e2) / math.sqrt(2), e1
+    emb[1, 0], emb[1, 1] = (math.sqrt(3) / 2) * e2 + 0.5 * e3, e2
+    emb[2, 0], emb[2, 1], emb[2, 2] = e1, e3, e2
+    mask = torch.tensor([[1, 1, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    return emb, mask
+
+
+def hand_volumes(delta):
+    """Vol_delta(anchor_i, other views of item j) = sqrt(det(G + delta I)), worked out by hand.
+
+    k = 2, unit vectors with cosine c: det = (1 + delta)^2 - c^2.
+    anchor e1 or e2 with {e1, e2}: G = [[1,1,0],[1,1,0],[0,0,1]] -> det = ((1+delta)^2 - 1)(1 + delta).
+    anchor e3 with {e1, e2}: orthonormal -> det = (1 + delta)^3.
+    """
+    p = 1 + delta
+    two = lambda c: math.sqrt(p * p - c * c)  # noqa: E731
+    collinear_pair = math.sqrt((p * p - 1) * p)
+    return [
+        [two(1 / math.sqrt(2)), two(0.0), collinear_pair],
+        [two(1 / math.sqrt(2)), two(math.sqrt(3) / 2), collinear_pair],
+        [two(0.0), two(0.5), p**1.5],
+    ]
+
+
+def test_volume_logits_hand_checked():
+    layout, delta, scale = make_layout(MULTIMODAL), 1e-3, 10.0
+    emb, mask = hand_example()
+    views = encode(emb, mask, layout)
+    obj = build(layout, 3, volume_delta=delta, init_logit_scale=scale, learn_logit_scale=False, ot_weight=0.0).double()
+    out = obj(AlignmentBatch(views=views))
+    vol = hand_volumes(delta)
+    assert abs(val(obj.logit_scale()) - scale) < 1e-5
+    scale = val(obj.logit_scale())  # exp(log 10) after a float32 round trip of the stored log scale
+    # symmetric cross-entropy of the logits l_ij = -scale * V_ij with diagonal targets, written out:
+    # -log softmax(l_i.)_i = -l_ii + log sum_j exp(l_ij) = scale V_ii + log sum_j exp(-scale V_ij)
+    rows = [scale * vol[i][i] + math.log(sum(math.exp(-scale * vol[i][j]) for j in range(3))) for i in range(3)]
+    cols = [scale * vol[j][j] + math.log(sum(math.exp(-scale * vol[i][j]) for i in range(3))) for j in range(3)]
+    expected = 0.5 * (sum(rows) / 3 + sum(cols) / 3)
+    assert abs(val(out["volume_loss"]) - expected) < 1e-12
+    assert abs(val(out["positive_volume"]) - sum(vol[i][i] for i in range(3)) / 3) < 1e-12
+    anchors = emb[:, 1]
+    sets, set_mask = emb.clone(), mask.clone()
+    set_mask[:, 1] = False  # the anchor is not one of "the other views"
+    assert torch.allclose(obj.volumes(anchors, sets, set_mask), torch.tensor(vol, dtype=torch.float64), atol=1e-12)
+    assert set(k for k in out if k.endswith("_loss")) == {"volume_loss"}
+
+
+@pytest.mark.parametrize("cost", ["volume", "cosine"])
+def test_ot_term_weight_zero_versus_positive(cost):
+    layout, d, b = make_layout(MULTIMODAL), 16, 10
+    g = torch.Generator().manual_seed(1)
+    raw = torch.randn(b, 8, d, generator=g, dtype=torch.float64)
+    mask = torch.ones(b, 8, dtype=torch.bool)
+    mask[3, 4:] = False
+    views = encode(raw, mask, layout)
+    common = dict(ot_epsilon=0.1, ot_iterations=2000, ot_cost=cost)
+    off = build(layout, d, ot_weight=0.0, **common).double()
+    on = build(layout, d, ot_weight=0.5, **common).double()
+    out_off, out_on = off(AlignmentBatch(views=views)), on(AlignmentBatch(views=views))
+    assert "ot_loss" not in out_off
+    assert abs(val(out_on["volume_loss"]) - val(out_off["volume_loss"])) < 1e-12
+    # oracle: POT's plan on the same cost, transport-weighted volume
+    x = views.embeddings
+    anchors = x[:, 1]
+    other = mask.clone()
+    other[:, 1] = False
+    vol = on.volumes(anchors, x, other).detach()
+    if cost == "volume":
+        cost_matrix = vol
+    else:
+        fused = F.normalize(torch.einsum("bw,bwd->bd", views.item_weight * other, x), dim=-1)
+        cost_matrix = 1.0 - anchors @ fused.t()
+    uniform = np.full(b, 1.0 / b)
+    plan = ot.sinkhorn(uniform, uniform, cost_matrix.numpy(), 0.1, method="sinkhorn_log", numItermax=20000, stopThr=1e-14)
+    expected = 0.5 * float((torch.from_numpy(plan) * vol).sum())
+    assert abs(val(out_on["ot_loss"]) - expected) < 1e-10
+    # the OT term changes the gradient
+    raw_a = raw.clone().requires_grad_(True)
+    raw_b = raw.clone().requires_grad_(True)
+    off.total_loss(off(AlignmentBatch(views=encode(raw_a, mask, layout)))).backward()
+    on.total_loss(on(AlignmentBatch(views=encode(raw_b, mask, layout)))).backward()
+    assert not torch.allclose(raw_a.grad, raw_b.grad)
+
+
+def test_volume_scores_use_all_views():
+    layout, d, b = make_layout(MULTIMODAL), 8, 5
+    g = torch.Generator().manual_seed(2)
+    mask = make_mask(layout, b, 8, seed=3)
+    views = encode(torch.randn(b, 8, d, generator=g, dtype=torch.float64), mask, layout)
+    query = F.normalize(torch.randn(4, d, generator=g, dtype=torch.float64), dim=-1)
+    obj = build(layout, d).double()
+    scores = obj.volume_scores(query, views)
+    assert scores.shape == (4, b)
+    for i in range(4):
+        for j in range(b):
+            members = torch.cat([query[i : i + 1], views.embeddings[j][mask[j]]])
+            assert abs(float(scores[i, j]) + float(gram_volume(members, delta=1e-4))) < 1e-10
+
+
+def check_trains(obj, layout, v, b=16, d=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    raw = torch.randn(b, layout.num_slots, d, generator=g).requires_grad_(True)
+    query = torch.randn(b, d, generator=g).requires_grad_(True)
+    mask = make_mask(layout, b, v, seed=seed + 1)
+
+    def loss_of():
+        out = obj(AlignmentBatch(views=encode(raw, mask, layout), query=F.normalize(query, dim=-1)))
+        return obj.total_loss(out), out
+
+    loss, out = loss_of()
+    params = [raw, query] + [p for p in obj.parameters() if p.requires_grad]
+    loss.backward()
+    loss = loss.detach()
+    assert math.isfinite(float(loss))
+    assert all(torch.isfinite(value).all() for value in out.values())
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in params)
+    with torch.no_grad():
+        for p in params:
+            if p.grad is not None:
+                p -= 0.05 * p.grad
+    after, _ = loss_of()
+    assert float(after.detach()) < float(loss)
+    return out
+
+
+@pytest.mark.parametrize("v", [1, 2, 8])
+@pytest.mark.parametrize("groups", ["views", "sides"])
+def test_finite_and_one_sgd_step_descends(v, groups):
+    layout = make_layout(MULTIMODAL)
+    out = check_trains(build(layout, 32, groups=groups), layout, v)
+    if v == 1:  # one view per item: no item has an anchor and another view
+        assert val(out["volume_items"]) == 0 and val(out["volume_loss"]) == 0
+    else:
+        assert val(out["volume_items"]) > 0 and "ot_loss" in out
+
+
+@pytest.mark.parametrize("v", [1, 2, 4])
+def test_text_only_catalog(v):
+    layout = make_layout(TEXT_ONLY)
+    check_trains(build(layout, 32), layout, v, seed=4)
+
+
+def test_collinear_positives_keep_gradients_finite():
+    layout, d = make_layout(MULTIMODAL), 8
+    x = F.normalize(torch.randn(6, d, generator=torch.Generator().manual_seed(5)), dim=-1)
+    raw = torch.stack([x, x, x], dim=1).clone().requires_grad_(True)  # image = title = description
+    mask = torch.ones(6, 3, dtype=torch.bool)
+    obj = build(layout, d)
+    out = obj(AlignmentBatch(views=encode(raw, mask, layout)))
+    obj.total_loss(out).backward()
+    assert torch.isfinite(raw.grad).all()
+    assert val(out["positive_volume"]) < 0.05
+
+
+def test_config_errors():
+    layout = make_layout(MULTIMODAL)
+    with pytest.raises(ValueError, match="volume_delta"):
+        build(layout, 8, volume_delta=0.0)
+    with pytest.raises(ValueError, match="groups"):
+        build(layout, 8, groups="pairs")
