@@ -27,7 +27,7 @@ import torch
 
 from .config import option
 from .dataset import MultiViewDataset
-from .metrics import ranking_metrics, target_rank_metrics
+from .metrics import ranked_list_metrics, target_rank_metrics
 from .objectives.base import Objective
 from .search import exact_topk, rank_of_targets
 from .towers import Towers
@@ -136,8 +136,15 @@ class Evaluator:
         if not ks:
             return {}, na, {"queries": int(has_rel.sum())}
         _, ranked = exact_topk(query_emb, item_emb, max(ks))
-        metrics, info = ranking_metrics(ranked.cpu().numpy(), indptr, rel_pos, grades, ks, len(gallery))
-        counts_out = {"queries": int(has_rel.sum()), "queries_without_relevant": int((~has_rel).sum()), "gallery": int(len(gallery))}
+        report = ranked_list_metrics(ranked.cpu().numpy(), indptr, rel_pos, grades, len(gallery), ks)
+        metrics = dict(report.metrics)
+        metrics["queries"] = float(report.num_queries)
+        counts_out = {
+            "queries": int(report.num_queries),
+            "queries_without_relevant": int(report.num_excluded),
+            "gallery": int(len(gallery)),
+            "mrr_cutoff": report.mrr_cutoff,
+        }
         return {name: metrics}, na, counts_out
 
     def _slot(self, side: int) -> int | None:
@@ -157,7 +164,10 @@ class Evaluator:
             na[name] = "no query view available among the evaluation items"
             return
         ranks = rank_of_targets(queries, gallery, torch.as_tensor(targets, device=gallery.device), target_scores)
-        out[name] = target_rank_metrics(ranks.cpu().numpy(), ks, len(gallery))
+        if not ks:
+            na[name] = f"gallery of {len(gallery)} items is smaller than every K"
+            return
+        out[name] = dict(target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks).metrics)
         out[name]["queries"] = float(len(queries))
 
     def cross_view(self, items: np.ndarray) -> tuple[dict, dict]:
