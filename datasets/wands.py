@@ -1,0 +1,225 @@
+"""WANDS, the Wayfair ANnotation DataSet (Chen et al., ECIR 2022; github.com/wayfair/WANDS, MIT),
+as a text catalog with graded search queries.
+
+Input (`data_dir`, the repository's ``dataset/`` folder): three tab-separated files with a header,
+despite their ``.csv`` names, in the published schema:
+
+- ``product.csv``: product_id, product_name, product_class, category hierarchy (published column
+  name ``category hierarchy``; ``category_hierarchy`` accepted), product_description,
+  product_features (``|``-separated ``attribute:value`` pairs), rating_count, average_rating,
+  review_count;
+- ``query.csv``: query_id, query, query_class;
+- ``label.csv``: id, query_id, product_id, label (``Exact``, ``Partial`` or ``Irrelevant``).
+
+Views, in slot order: ``name`` primary; auxiliary ``description``, ``features`` (rendered
+``attribute: value; ...``), ``class_and_category`` (product class; category path).
+
+Relevance: gains Exact = 1.0, Partial = 0.5, Irrelevant = 0 (configurable; our reading of the
+common 2/1/0 grading, normalised); products with gain > 0 are relevant. WANDS publishes no query
+split: queries get a random train/val/test split by `split_seed`. Training interactions: (train
+query, Exact product). Items get a random split for the cross-view tasks; query->item searches the
+whole catalog.
+
+Bad input: a missing column, an unknown label, a duplicate product, query, label id or
+(query, product) judgment, a non-integer id is an error naming the file and line. Labels of
+products or queries absent from product.csv / query.csv are skipped and counted
+(``judgments_product_missing`` / ``judgments_query_missing``), as are queries with no relevant
+product (``queries_without_relevant``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog import ViewSlot
+from ..config import option
+from ..dataset import MultiViewDataset
+from ..feature_cache import assemble_catalog
+from ..queries import QuerySet, relevance_from_pairs
+from ..splits import random_split
+from . import DATASETS
+from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, read_table, row_label
+from .base import DatasetPlugin
+
+PRODUCT_COLUMNS = ("product_id", "product_name", "product_class", "product_description", "product_features")
+QUERY_COLUMNS = ("query_id", "query")
+LABEL_COLUMNS = ("id", "query_id", "product_id", "label")
+LABELS = ("Exact", "Partial", "Irrelevant")
+
+
+def render_features(text: str | None) -> str | None:
+    """``a:b|c:d`` -> ``a: b; c: d`` (pairs without a colon are kept as they are)."""
+    if not text:
+        return None
+    parts = []
+    for pair in text.split("|"):
+        key, sep, value = pair.partition(":")
+        key, value = key.strip(), value.strip()
+        if sep and key and value:
+            parts.append(f"{key}: {value}")
+        elif pair.strip():
+            parts.append(pair.strip())
+    return clean_text("; ".join(parts), strip_html=False)
+
+
+def _ids(df, column: str, path: Path) -> list[str]:
+    values = df[column].astype(str).str.strip().tolist()
+    seen: dict[str, int] = {}
+    for i, v in enumerate(values):
+        if not v.lstrip("-").isdigit():
+            raise ValueError(f"{row_label(path, i)}: field {column!r} must be an integer id, got {v!r}")
+        if v in seen:
+            raise ValueError(f"{row_label(path, i)}: duplicate {column} {v} (first at {row_label(path, seen[v])})")
+        seen[v] = i
+    return values
+
+
+@DATASETS.register("wands")
+class WANDS(DatasetPlugin):
+    """WANDS (Wayfair): text queries with Exact/Partial/Irrelevant judgments over a text catalog
+    (name, description, features, class/category)."""
+
+    summary = "WANDS (Wayfair): text queries, Exact/Partial/Irrelevant graded relevance, text catalog"
+
+    @dataclass
+    class Config(TextEncoderConfig):
+        data_dir: str = option("", "folder holding product.csv, query.csv, label.csv (tab-separated)", "convention")
+        gain_exact: float = option(1.0, "gain of an Exact judgment", "our reading")
+        gain_partial: float = option(0.5, "gain of a Partial judgment (0 = only Exact is relevant)", "our reading")
+        gain_irrelevant: float = option(0.0, "gain of an Irrelevant judgment", "our reading")
+        query_val_fraction: float = option(0.1, "fraction of queries in validation", "convention")
+        query_test_fraction: float = option(0.2, "fraction of queries in test", "convention")
+
+        def validate(self) -> None:
+            super().validate()
+            if self.query_val_fraction < 0 or self.query_test_fraction < 0 or self.query_val_fraction + self.query_test_fraction >= 1:
+                raise ValueError("wands options 'query_val_fraction' and 'query_test_fraction' must be >= 0 and sum below 1")
+            for name in ("gain_exact", "gain_partial", "gain_irrelevant"):
+                if getattr(self, name) < 0:
+                    raise ValueError(f"wands option {name!r} must be >= 0")
+
+    def build(self, config: "WANDS.Config") -> MultiViewDataset:  # type: ignore[override]
+        config.validate()
+        t0 = time.perf_counter()
+        folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
+        paths = {name: folder / f"{name}.csv" for name in ("product", "query", "label")}
+        for p in paths.values():
+            if not p.is_file():
+                raise FileNotFoundError(f"wands: {p} does not exist (expected product.csv, query.csv, label.csv in {folder})")
+        products = read_table(paths["product"], sep="\t", required=PRODUCT_COLUMNS)
+        queries_df = read_table(paths["query"], sep="\t", required=QUERY_COLUMNS)
+        labels_df = read_table(paths["label"], sep="\t", required=LABEL_COLUMNS)
+        category_col = next((c for c in ("category hierarchy", "category_hierarchy") if c in products.columns), None)
+        if category_col is None:
+            raise ValueError(f"{paths['product']}: missing column 'category hierarchy'; columns present: {list(products.columns)}")
+        skipped: dict[str, int] = {}
+
+        pids = _ids(products, "product_id", paths["product"])
+        qids = _ids(queries_df, "query_id", paths["query"])
+        _ids(labels_df, "id", paths["label"])
+        item_of = {p: i for i, p in enumerate(pids)}
+        query_of = {q: i for i, q in enumerate(qids)}
+        gains = {"Exact": config.gain_exact, "Partial": config.gain_partial, "Irrelevant": config.gain_irrelevant}
+
+        l_q = labels_df["query_id"].astype(str).str.strip().tolist()
+        l_p = labels_df["product_id"].astype(str).str.strip().tolist()
+        l_label = labels_df["label"].astype(str).str.strip().tolist()
+        judged: dict[tuple[int, int], int] = {}
+        pairs, grades, exact = [], [], []
+        for i, (q, p, lab) in enumerate(zip(l_q, l_p, l_label)):
+            if lab not in LABELS:
+                raise ValueError(f"{row_label(paths['label'], i)}: field 'label' must be one of {LABELS}, got {lab!r}")
+            if q not in query_of:
+                count_skip(skipped, "judgments_query_missing")
+                continue
+            if p not in item_of:
+                count_skip(skipped, "judgments_product_missing")
+                continue
+            key = (query_of[q], item_of[p])
+            if key in judged:
+                raise ValueError(
+                    f"{row_label(paths['label'], i)}: duplicate judgment of product {p} for query {q} "
+                    f"(first at {row_label(paths['label'], judged[key])})"
+                )
+            judged[key] = i
+            if gains[lab] > 0:
+                pairs.append(key)
+                grades.append(gains[lab])
+            if lab == "Exact":
+                exact.append(key)
+
+        has_rel = np.zeros(len(qids), dtype=bool)
+        for q, _ in pairs:
+            has_rel[q] = True
+        count_skip(skipped, "queries_without_relevant", int((~has_rel).sum()))
+        kept = np.flatnonzero(has_rel)
+        if not len(kept):
+            raise ValueError(f"wands: no query in {paths['query']} has a relevant product in {paths['product']}")
+        new_q = np.cumsum(has_rel) - 1
+        pairs_arr = np.array([(new_q[q], it) for q, it in pairs], dtype=np.int64).reshape(-1, 2)
+        indptr, rel_items, rel_grades = relevance_from_pairs(len(kept), pairs_arr, np.array(grades, dtype=np.float32))
+        f_val, f_test = config.query_val_fraction, config.query_test_fraction
+        split = random_split(len(kept), (1.0 - f_val - f_test, f_val, f_test), config.split_seed + 1)
+        exact_arr = np.array([(new_q[q], it) for q, it in exact if has_rel[q]], dtype=np.int64).reshape(-1, 2)
+        interactions = exact_arr[split[exact_arr[:, 0]] == 0] if len(exact_arr) else exact_arr
+
+        cols = {c: products[c].astype(str).tolist() for c in PRODUCT_COLUMNS[1:] + (category_col,)}
+        table = [
+            [
+                clean_text(cols["product_name"][i], strip_html=False),
+                clean_text(cols["product_description"][i]),
+                render_features(cols["product_features"][i]),
+                join_nonempty([clean_text(cols["product_class"][i], False), clean_text(cols[category_col][i], False)]),
+            ]
+            for i in range(len(pids))
+        ]
+        slots = [
+            ViewSlot("name", "text", "primary"),
+            ViewSlot("description", "text", "auxiliary"),
+            ViewSlot("features", "text", "auxiliary"),
+            ViewSlot("class_and_category", "text", "auxiliary"),
+        ]
+        cache = config.cache()
+        text_bb = config.backbone("text")
+        catalog = assemble_catalog(slots, table, {"text": text_bb}, cache, pids, f"wands {folder}")
+        q_text = queries_df["query"].astype(str).tolist()
+        q_feats = cache.encode(text_bb, [q_text[q] for q in kept], "query", "wands queries")
+        queries = QuerySet(
+            ids=np.array([qids[q] for q in kept], dtype=str),
+            modality="text",
+            features=q_feats,
+            relevant_indptr=indptr,
+            relevant_items=rel_items,
+            relevant_grades=rel_grades,
+            split=split,
+            interactions=interactions,
+        )
+        info = asdict(config)
+        info.update(
+            {
+                "data_dir_resolved": str(folder.resolve()),
+                "text_backbone_fingerprint": text_bb.fingerprint(),
+                "cache_dir_resolved": str(cache.root) if config.use_cache else None,
+                "features_encoded": cache.stats.encoded,
+                "features_from_cache": cache.stats.hits,
+                "load_seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+        notes = [
+            f"wands: graded relevance Exact={gains['Exact']}, Partial={gains['Partial']}, "
+            f"Irrelevant={gains['Irrelevant']}; products with gain > 0 are relevant; training pairs are "
+            f"(train query, Exact product); random query split (seed {config.split_seed}), no published split."
+        ]
+        return MultiViewDataset(
+            name="wands",
+            catalog=catalog,
+            item_split=config.item_split(len(pids)),
+            queries=queries,
+            config=info,
+            skipped=skipped,
+            notes=notes,
+        )
