@@ -173,6 +173,64 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, objective: str) -> 
             )
 
 
+def make_optimizer(towers: Towers, objective: Objective, config: TrainConfig):
+    """AdamW over towers and objective parameters (no decay on biases, norms and the logit
+    scale), with linear warm-up then cosine decay over `config.steps`."""
+    decay, no_decay = [], []
+    for name, p in list(towers.named_parameters()) + [("objective." + n, p) for n, p in objective.named_parameters()]:
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_lambda(s, config.steps, config.warmup_fraction)
+    )
+    return optimizer, scheduler
+
+
+class Stepper:
+    """One optimisation step: sample -> select views -> encode -> objective -> backward -> update.
+    Shared by `train` and the cost benchmark, so that what is timed is what is trained."""
+
+    def __init__(self, dataset, towers, objective, config: TrainConfig, max_views: int, seed: int, device) -> None:
+        self.dataset, self.towers, self.objective = dataset, towers, objective
+        self.config, self.max_views, self.device = config, max_views, device
+        self.layout = SlotLayout.from_catalog(dataset.catalog)
+        self.sampler = BatchSampler(dataset, config.batch_size, seed)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.optimizer, self.scheduler = make_optimizer(towers, objective, config)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def step(self, step: int) -> tuple[torch.Tensor, EncodedViews]:
+        query_idx, items = self.sampler.next()
+        views = encode_batch(
+            self.dataset, self.layout, self.towers, self.objective, items, self.max_views, self.device,
+            training=True, generator=self.generator,
+        )
+        query = None
+        if self.sampler.with_queries:
+            q = self.dataset.queries
+            query = self.towers.encode(q.modality, torch.from_numpy(q.features[query_idx]).to(self.device))
+        terms = self.objective(AlignmentBatch(views=views, query=query))
+        _check_finite(terms, step, self.objective.name)
+        loss = Objective.total_loss(terms)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for p in self.params:
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                raise NonFiniteError(f"non-finite gradient at step {step}: objective {self.objective.name!r}")
+        if self.config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return loss.detach(), views
+
+
 def train(
     dataset: MultiViewDataset,
     towers: Towers,
@@ -186,27 +244,11 @@ def train(
 ) -> TrainOutcome:
     """Train `towers` and `objective` in place; returns the outcome with the best state loaded."""
     config.validate()
-    layout = SlotLayout.from_catalog(dataset.catalog)
-    sampler = BatchSampler(dataset, config.batch_size, seed)
-    generator = torch.Generator().manual_seed(seed)
-    decay, no_decay = [], []
-    for name, p in list(towers.named_parameters()) + [("objective." + n, p) for n, p in objective.named_parameters()]:
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_lambda(s, config.steps, config.warmup_fraction)
-    )
-    queries = dataset.queries
-    outcome = TrainOutcome(selected_step=0, selected_score=None, select_metric="", dropped_pairs=sampler.dropped_pairs)
-    outcome.used_queries = sampler.with_queries
+    stepper = Stepper(dataset, towers, objective, config, max_views, seed, device)
+    outcome = TrainOutcome(selected_step=0, selected_score=None, select_metric="", dropped_pairs=stepper.sampler.dropped_pairs)
+    outcome.used_queries = stepper.sampler.with_queries
     best_state = None
     views_seen = 0.0
-    params = [p for g in optimizer.param_groups for p in g["params"]]
 
     def run_validation(step: int) -> None:
         nonlocal best_state
@@ -225,30 +267,11 @@ def train(
     towers.train(), objective.train()
     for step in range(1, config.steps + 1):
         t0 = time.perf_counter()
-        query_idx, items = sampler.next()
-        views = encode_batch(dataset, layout, towers, objective, items, max_views, device, training=True, generator=generator)
-        query = None
-        if sampler.with_queries:
-            qf = torch.from_numpy(queries.features[query_idx]).to(device)
-            query = towers.encode(queries.modality, qf)
-        terms = objective(AlignmentBatch(views=views, query=query))
-        _check_finite(terms, step, objective.name)
-        loss = Objective.total_loss(terms)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        for p in params:
-            if p.grad is not None and not torch.isfinite(p.grad).all():
-                raise NonFiniteError(f"non-finite gradient at step {step}: objective {objective.name!r}")
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        loss, views = stepper.step(step)
         outcome.step_ms.append((time.perf_counter() - t0) * 1000.0)
         views_seen += float(views.mask.sum(1).float().mean())
         if progress is not None:
-            progress(step, {"loss": float(loss.detach())})
+            progress(step, {"loss": float(loss)})
         if config.eval_every and step % config.eval_every == 0 and step != config.steps:
             run_validation(step)
     run_validation(config.steps)
