@@ -58,14 +58,14 @@ def check_writable(out: Path) -> None:
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
-    table = Table(title=title, show_lines=False)
+    table = Table(title=title, show_lines=False, caption="R@K = recall@K", caption_justify="left")
     cols = ["recall@1", "recall@10", "recall@100", "recall@500", "ndcg@10", "mrr"]
-    table.add_column("task")
+    table.add_column("task", no_wrap=True)
     for c in cols:
-        table.add_column(c, justify="right")
+        table.add_column(c.replace("recall@", "R@"), justify="right")
     table.add_column("queries", justify="right")
     for task, values in metrics.items():
-        row = [task] + [f"{values[c]:.4f}" if c in values else "—" for c in cols]
+        row = [task] + [f"{values[c]:.3f}" if c in values else "—" for c in cols]
         row.append(str(int(values.get("queries", 0))) if "queries" in values else "—")
         table.add_row(*row)
     return table

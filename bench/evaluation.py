@@ -183,10 +183,15 @@ class Evaluator:
         if layout.multimodal and img is not None and title is not None:
             both = avail[:, img] & avail[:, title]
             sub = items[both]
-            a, b = self.embed_slot(sub, img), self.embed_slot(sub, title)
-            targets = np.arange(len(sub))
-            self._rank_task("title->image", b, a, targets, (a * b).sum(-1), out, na)
-            self._rank_task("image->title", a, b, targets, (a * b).sum(-1), out, na)
+            if len(sub) < 2:
+                na["title->image"] = na["image->title"] = (
+                    f"fewer than 2 evaluation items have both a primary image and a title within --views {self.max_views}"
+                )
+            else:
+                a, b = self.embed_slot(sub, img), self.embed_slot(sub, title)
+                targets = np.arange(len(sub))
+                self._rank_task("title->image", b, a, targets, (a * b).sum(-1), out, na)
+                self._rank_task("image->title", a, b, targets, (a * b).sum(-1), out, na)
         else:
             reason = "catalog has no image views" if not has_image else "catalog has no text views"
             na["title->image"] = na["image->title"] = reason
@@ -200,22 +205,32 @@ class Evaluator:
                 na[name] = f"catalog has no {'image' if name.startswith('image') else 'text'} views"
                 continue
             rows = np.flatnonzero(avail[:, slot])
-            self._loo_task(name, items, rows, [slot] * len(rows), full, out, na)
+            self._loo_task(name, items, rows, [slot] * len(rows), full, out, na, avail)
         # auxiliary views -> item (leave-one-out)
         aux_slots = [s for s in range(layout.num_slots) if not bool(layout.is_primary[s])]
         pairs = [(r, s) for s in aux_slots for r in np.flatnonzero(avail[:, s])]
         if not pairs:
-            na["aux->item"] = "no auxiliary view within --views among the evaluation items"
+            na["aux->item"] = f"no auxiliary view within --views {self.max_views} among the evaluation items"
         else:
             rows = np.array([p[0] for p in pairs])
             slots = [p[1] for p in pairs]
-            self._loo_task("aux->item", items, rows, slots, full, out, na)
+            self._loo_task("aux->item", items, rows, slots, full, out, na, avail)
         return out, na
 
-    def _loo_task(self, name, items, rows, slots, full, out, na) -> None:
-        """Query = view `slot` of item rows[i]; its own target is the item embedded without it."""
-        rows = np.asarray(rows)
-        slots = np.asarray(slots)
+    def _loo_task(self, name, items, rows, slots, full, out, na, avail=None) -> None:
+        """Query = view `slot` of item rows[i]; its own target is the item embedded without it.
+
+        Only items with at least one other view within --views take part: an item seen through
+        its query view alone has nothing left to be retrieved by.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        slots = np.asarray(slots, dtype=np.int64)
+        if avail is not None and len(rows):
+            keep = avail[rows].sum(axis=1) >= 2
+            rows, slots = rows[keep], slots[keep]
+        if len(rows) == 0:
+            na[name] = f"no evaluation item has this view and another one within --views {self.max_views}"
+            return
         queries, target_scores = [], []
         order = []
         for s in np.unique(slots):

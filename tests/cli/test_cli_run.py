@@ -39,6 +39,17 @@ def test_run_writes_a_complete_result(tmp_path, objective):
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
+@pytest.mark.parametrize("objective", ["clip", "full_ot", "factorized", "oat", "mover"])
+def test_one_view_runs_and_says_which_tasks_do_not_apply(tmp_path, objective):
+    res = _run("run", "--objective", objective, "--views", "1", "--out", str(tmp_path), *TINY)
+    assert res.exit_code == 0, res.output
+    payload = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert "query->item" in payload["metrics"]
+    # one view per item: no title to pair with the image, nothing left once the view is held out
+    for task in ("title->image", "image->title", "image->item", "aux->item"):
+        assert task not in payload["metrics"] and "--views 1" in payload["not_applicable"][task]
+
+
 def test_save_embeddings(tmp_path):
     import numpy as np
 

@@ -15,6 +15,16 @@ def test_features_do_not_depend_on_batch_composition():
         np.testing.assert_array_equal(together, alone)
 
 
+def test_kept_features_equal_generated_features():
+    kept = SyntheticCatalog(SyntheticConfig(items=300, interactions=0))
+    lazy = SyntheticCatalog(SyntheticConfig(items=300, interactions=0))
+    lazy._keep = False
+    items = np.array([299, 0, 17, 17, 150])
+    for slot in range(len(kept.slots)):
+        np.testing.assert_array_equal(kept.features(items, slot), lazy.features(items, slot))
+    assert kept._kept and not lazy._kept
+
+
 def test_same_seed_same_data_other_seed_other_data():
     plugin = DATASETS.get("synthetic")()
     a = plugin.build(SyntheticConfig(items=400, interactions=500, seed=3))
@@ -33,6 +43,7 @@ def _scramble_semantics(cat):
     cat.top = rng.permutation(cat.top)
     cat.fine = rng.permutation(cat.fine)
     cat.attr = rng.permutation(cat.attr)
+    cat._kept.clear()  # features kept in memory were generated from the old semantics
 
 
 def test_informativeness_zero_makes_auxiliary_views_carry_no_item_information():
@@ -89,6 +100,7 @@ def test_scales_to_a_million_items_lazily():
     # item semantics are small integer arrays; features of any item are generated on demand
     held = cat.top.nbytes + cat.fine.nbytes + cat.attr.nbytes
     assert held < 30 * 2**20
+    assert not cat._keep  # 1M x 16 views of features would exceed the in-memory budget
     feats = cat.features(np.array([0, 999_999]), 15)
     assert feats.shape == (2, cat.feature_dims[cat.slots[15].modality]) and np.isfinite(feats).all()
 
