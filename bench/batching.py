@@ -50,6 +50,14 @@ class ViewBatch:
         }
         return replace(self, **moved)
 
+    def pin_memory(self) -> "ViewBatch":
+        """A copy in page-locked host memory, so that `.to(cuda, non_blocking=True)` is an
+        asynchronous DMA transfer (CUDA only: pinning needs an accelerator)."""
+        pinned = {f.name: getattr(self, f.name).pin_memory() for f in fields(self)
+                  if isinstance(getattr(self, f.name), torch.Tensor)}
+        pinned["features"] = {m: (p.pin_memory(), v.pin_memory()) for m, (p, v) in self.features.items()}
+        return replace(self, **pinned)
+
 
 def compact_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Slot indices [B, W] of each row's selected slots in slot order, and their validity mask."""

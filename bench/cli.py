@@ -79,7 +79,8 @@ def run(
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batching and view sampling."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."),
     out: Path = typer.Option(Path("results"), "--out", help="Folder for the result file."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable)."),
@@ -87,9 +88,14 @@ def run(
     deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Train one objective and evaluate it; write one result JSON under --out."""
+    """Train one objective and evaluate it; write one result JSON under --out.
+
+    Under torchrun (`torchrun --nproc_per_node N -m ftbench run ...`) the N processes share each
+    global batch of --batch-size items; rank 0 evaluates, prints and writes the result.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from .distributed import from_environment, shutdown
     from .experiment import RunSpec, execute, prepare
     from .training import NonFiniteError
 
@@ -97,18 +103,25 @@ def run(
     if data_dir is not None:
         sets.append(f"dataset.data_dir={str(data_dir)!r}")
     try:
-        prepared = prepare(RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic))
-        check_writable(out)
-        from .device import resolve_device
+        prepared = prepare(
+            RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision)
+        )
+        main = from_environment().is_main
+        if main:  # only rank 0 writes
+            check_writable(out)
+        from .device import check_precision, resolve_device
 
-        resolve_device(device)
+        check_precision(precision, resolve_device(device))
     except (ValueError, KeyError, UsageError) as exc:
         fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
-    console.print(
-        f"[bold]ftbench run[/] objective={objective} views={views} dataset={dataset} seed={seed} "
-        f"config={prepared.config_hash[:10]}",
-        highlight=False,
-    )
+    if not main:
+        quiet = True  # one progress bar and one report: rank 0's
+    else:
+        console.print(
+            f"[bold]ftbench run[/] objective={objective} views={views} dataset={dataset} seed={seed} "
+            f"config={prepared.config_hash[:10]}",
+            highlight=False,
+        )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -128,6 +141,10 @@ def run(
             fail(f"{exc}; no result was written")
         except (ValueError, KeyError, FileNotFoundError) as exc:
             fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
+        finally:
+            shutdown()
+    if result is None:  # a rank other than 0: training done, rank 0 reports
+        return
     console.print(metrics_table(result.metrics, f"{objective} @ views={views}, seed={seed} (test split)"))
     if result.not_applicable:
         na_tasks = sorted({k.split("/")[0] for k in result.not_applicable})

@@ -1,7 +1,9 @@
-"""Device selection (`--device auto|cpu|cuda`), seeding, and a description of the hardware."""
+"""Device selection (`--device auto|cpu|cuda`), training precision (`--precision`), seeding, and a
+description of the hardware."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
@@ -10,6 +12,7 @@ import numpy as np
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,6 +23,28 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu or auto)")
     return torch.device(name)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """`--precision` must be known, and bf16 supported by the device (CPUs emulate it; GPUs before
+    Ampere lack it)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16 (use fp32)")
+
+
+def autocast(device: torch.device, precision: str):
+    """The mixed-precision context of a training step's tower forward.
+
+    bf16 runs the towers' matrix products in bfloat16 (torch.autocast; weights, gradients and the
+    optimiser stay float32). Objectives always run in float32 on float32 embeddings: Sinkhorn
+    iterations, log-determinants of Gram matrices and softmaxes over logit scales up to 100 need
+    float32's mantissa. bf16 has float32's exponent range, so no loss scaling is needed.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

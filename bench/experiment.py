@@ -1,4 +1,9 @@
-"""One run end to end: data -> towers -> objective -> training -> evaluation -> result file."""
+"""One run end to end: data -> towers -> objective -> training -> evaluation -> result file.
+
+Under torchrun (or any launcher setting WORLD_SIZE, RANK, ...) every process builds the data set and
+trains its share of each global batch (`ftbench.distributed`); rank 0 alone validates, evaluates and
+writes the result, which records the world size and the global batch.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ import torch
 from . import __version__
 from .config import apply_overrides, config_hash, parse_literal, to_jsonable
 from .datasets import DATASETS
-from .device import describe_device, peak_memory_mb, reset_peak_memory, resolve_device, seed_everything
+from .device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, seed_everything
+from .distributed import setup as setup_distributed
 from .evaluation import EvalConfig, Evaluator
 from .objectives import OBJECTIVES
 from .objectives.base import ObjectiveContext
@@ -76,6 +82,7 @@ class RunSpec:
     steps: int | None = None
     batch_size: int | None = None
     deterministic: bool = False
+    precision: str = "fp32"
 
 
 @dataclass
@@ -93,6 +100,8 @@ class PreparedRun:
 def prepare(spec: RunSpec) -> PreparedRun:
     if spec.views < 1:
         raise ValueError(f"--views must be at least 1, got {spec.views}")
+    if spec.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {spec.precision!r}")
     objective_cls = OBJECTIVES.get(spec.objective)
     plugin_cls = DATASETS.get(spec.dataset)
     configs = {
@@ -119,6 +128,8 @@ def prepare(spec: RunSpec) -> PreparedRun:
         "seed": spec.seed,
         **{f"{s}_config": to_jsonable(c) for s, c in configs.items()},
     }
+    if spec.precision != "fp32":  # only then: float32 runs keep the hashes (and file names) they had
+        config["precision"] = spec.precision
     return PreparedRun(spec, objective_cls, plugin_cls(), configs, config, config_hash(config))
 
 
@@ -140,10 +151,15 @@ def execute(
     progress: Callable[[str, int, int, dict], None] | None = None,
     save_embeddings: bool = False,
     dataset_cache: dict | None = None,
-) -> tuple[RunResult, Path | None]:
-    """Train and evaluate; write the result (atomically) under `out_dir` if given."""
+) -> tuple[RunResult | None, Path | None]:
+    """Train and evaluate; write the result (atomically) under `out_dir` if given.
+
+    With several processes, only rank 0 evaluates and writes; the other ranks return (None, None)
+    once training is done.
+    """
     spec, configs = prepared.spec, prepared.configs
-    device = resolve_device(spec.device)
+    distributed, device = setup_distributed(resolve_device(spec.device))
+    check_precision(spec.precision, device)
     reset_peak_memory(device)
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -173,12 +189,16 @@ def execute(
     def validate():
         return evaluator.validation_score(tcfg.select_metric, tcfg.val_gallery_size, spec.seed)
 
+    main = distributed.is_main
     t1 = time.perf_counter()
     outcome = train(
-        dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate,
-        progress=(lambda step, info: progress("train", step, tcfg.steps, info)) if progress else None,
+        dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate if main else None,
+        progress=(lambda step, info: progress("train", step, tcfg.steps, info)) if progress and main else None,
+        distributed=distributed, precision=spec.precision,
     )
     phases["train_s"] = time.perf_counter() - t1
+    if not main:
+        return None, None
     t2 = time.perf_counter()
     if progress:
         progress("evaluate", 0, 1, {})
@@ -223,6 +243,8 @@ def execute(
             "selected_val_score": outcome.selected_score,
             "history": outcome.history,
             "used_queries": outcome.used_queries,
+            "precision": spec.precision,
+            **distributed.describe(tcfg.batch_size),
         },
         skipped=dict(dataset.skipped),
         notes=list(dataset.notes),

@@ -52,7 +52,10 @@ class Towers(nn.Module):
     def __init__(self, feature_dims: dict[str, int], config: TowerConfig) -> None:
         super().__init__()
         self.config = config
-        self.towers = nn.ModuleDict({m: Tower(dim, config) for m, dim in feature_dims.items()})
+        # built in sorted order: a catalog's dict of dimensions may come from a set, whose order
+        # changes with the process's string-hash seed; the seeded initialisation (and the parameter
+        # order DDP checks across processes) must not
+        self.towers = nn.ModuleDict({m: Tower(feature_dims[m], config) for m in sorted(feature_dims)})
 
     @property
     def embedding_dim(self) -> int:
@@ -65,7 +68,8 @@ class Towers(nn.Module):
         out = torch.zeros(b * w, self.embedding_dim, device=param.device, dtype=param.dtype)
         for modality, (positions, values) in batch.features.items():
             encoded = self.towers[modality](values.to(device=param.device, dtype=param.dtype))
-            out = out.index_copy(0, positions.to(param.device), encoded)
+            # under bf16 autocast the towers compute in bfloat16; the batch stays in the weights' dtype
+            out = out.index_copy(0, positions.to(param.device), encoded.to(out.dtype))
         return out.view(b, w, self.embedding_dim)
 
     def encode(self, modality: str, features: torch.Tensor) -> torch.Tensor:

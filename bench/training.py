@@ -4,6 +4,10 @@ schedule (SPEC §2, §5). The objective is the only variable.
 AdamW with linear warm-up then cosine decay over a fixed number of steps; validation every
 `eval_every` steps on the *validation* split only, keeping the best state (checkpoint selection);
 a non-finite loss or gradient stops training with a message naming the step, objective and term.
+
+With several processes (torchrun; `ftbench.distributed`) every process draws the same global batch
+and view selection, encodes its own slice, and the objective sees the gathered global batch, so a
+step's loss and gradients are those of one process on the same batch. Rank 0 alone validates.
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .batching import build_view_batch
+from torch import nn
+
+from .batching import ViewBatch, build_view_batch
 from .config import option
 from .dataset import MultiViewDataset
+from .device import autocast, check_precision
+from .distributed import SINGLE_PROCESS, DistributedContext, gather_views, gather_with_grad, wrap
 from .objectives.base import AlignmentBatch, EncodedViews, Objective
 from .splits import SPLIT_CODES
 from .towers import Towers
-from .views import SlotLayout, cap_views, catalog_availability
+from .views import SlotLayout, ViewSelection, cap_views, catalog_availability
 
 
 @dataclass
@@ -114,6 +122,44 @@ class BatchSampler:
         return chosen[:, 0], chosen[:, 1]
 
 
+def batch_selection(
+    dataset: MultiViewDataset,
+    objective: Objective,
+    items: np.ndarray,
+    max_views: int,
+    *,
+    training: bool,
+    generator: torch.Generator | None = None,
+    exclude_slot: int | None = None,
+) -> ViewSelection:
+    """Availability -> `--views` cap -> the objective's view selection, [B, S] in slot space."""
+    mask = cap_views(catalog_availability(dataset.catalog, items), max_views)
+    if exclude_slot is not None:
+        mask[:, exclude_slot] = False
+    return objective.select_views(mask, generator) if training else objective.inference_selection(mask)
+
+
+def encoded_views(embeddings: torch.Tensor, raw: ViewBatch) -> EncodedViews:
+    """Tower outputs and the per-position metadata of the ViewBatch they were computed from."""
+    return EncodedViews(
+        embeddings=embeddings,
+        mask=raw.mask,
+        is_primary=raw.is_primary,
+        side=raw.side,
+        side_weight=raw.side_weight,
+        item_weight=raw.item_weight,
+        item_index=raw.item_index,
+    )
+
+
+def to_device(tensors, device: torch.device):
+    """Host -> device copy of a ViewBatch or tensor: on CUDA from pinned (page-locked) memory with a
+    non-blocking copy, so the transfer overlaps the GPU work already queued; elsewhere a plain `.to`."""
+    if device.type == "cuda":
+        return tensors.pin_memory().to(device, non_blocking=True)
+    return tensors.to(device)
+
+
 def encode_batch(
     dataset: MultiViewDataset,
     layout: SlotLayout,
@@ -128,20 +174,11 @@ def encode_batch(
     exclude_slot: int | None = None,
 ) -> EncodedViews:
     """Availability -> `--views` cap -> the objective's view selection -> towers -> EncodedViews."""
-    mask = cap_views(catalog_availability(dataset.catalog, items), max_views)
-    if exclude_slot is not None:
-        mask[:, exclude_slot] = False
-    selection = objective.select_views(mask, generator) if training else objective.inference_selection(mask)
-    raw = build_view_batch(dataset.catalog, layout, items, selection).to(device)
-    return EncodedViews(
-        embeddings=towers.encode_views(raw),
-        mask=raw.mask,
-        is_primary=raw.is_primary,
-        side=raw.side,
-        side_weight=raw.side_weight,
-        item_weight=raw.item_weight,
-        item_index=raw.item_index,
+    selection = batch_selection(
+        dataset, objective, items, max_views, training=training, generator=generator, exclude_slot=exclude_slot
     )
+    raw = to_device(build_view_batch(dataset.catalog, layout, items, selection), device)
+    return encoded_views(towers.encode_views(raw), raw)
 
 
 def lr_lambda(step: int, total: int, warmup_fraction: float) -> float:
@@ -191,30 +228,80 @@ def make_optimizer(towers: Towers, objective: Objective, config: TrainConfig):
     return optimizer, scheduler
 
 
+def _rows(selection: ViewSelection, rows: slice) -> ViewSelection:
+    return ViewSelection(mask=selection.mask[rows], side_weight=selection.side_weight[rows],
+                         item_weight=selection.item_weight[rows])
+
+
+class StepForward(nn.Module):
+    """The differentiable part of a step: towers on this process's slice (under `--precision`),
+    the gathered global batch, the objective. One module holding towers and objective, so that
+    DistributedDataParallel averages the gradients of both."""
+
+    def __init__(self, towers: Towers, objective: Objective, context: DistributedContext, precision: str,
+                 query_modality: str | None) -> None:
+        super().__init__()
+        self.towers, self.objective = towers, objective
+        self.context, self.precision, self.query_modality = context, precision, query_modality
+
+    def forward(self, raw: ViewBatch, query_features: torch.Tensor | None, sizes: tuple[int, ...]):
+        """(loss terms, global EncodedViews); `sizes`: items of each process's slice, in rank order."""
+        device = raw.mask.device
+        with autocast(device, self.precision):
+            embeddings = self.towers.encode_views(raw)
+            query = None
+            if query_features is not None:
+                query = self.towers.encode(self.query_modality, query_features)
+        views = encoded_views(embeddings.float(), raw)
+        views = gather_views(views, self.context, sizes)
+        if query is not None:
+            query = gather_with_grad(query.float(), self.context, sizes)
+        return self.objective(AlignmentBatch(views=views, query=query)), views
+
+
 class Stepper:
     """One optimisation step: sample -> select views -> encode -> objective -> backward -> update.
-    Shared by `train` and the cost benchmark, so that what is timed is what is trained."""
+    Shared by `train` and the cost benchmark, so that what is timed is what is trained.
 
-    def __init__(self, dataset, towers, objective, config: TrainConfig, max_views: int, seed: int, device) -> None:
+    With several processes (`distributed`), each encodes its slice of the global batch and
+    DistributedDataParallel averages gradients (see `ftbench.distributed` for why this equals the
+    single-process gradient). `precision` "bf16" runs the towers under bfloat16 autocast."""
+
+    def __init__(self, dataset, towers, objective, config: TrainConfig, max_views: int, seed: int, device,
+                 *, distributed: DistributedContext = SINGLE_PROCESS, precision: str = "fp32") -> None:
+        check_precision(precision, device)
+        if config.batch_size < distributed.world_size:
+            raise ValueError(
+                f"--batch-size {config.batch_size} is smaller than the number of processes "
+                f"({distributed.world_size}): --batch-size is the global batch, split over the processes"
+            )
         self.dataset, self.towers, self.objective = dataset, towers, objective
         self.config, self.max_views, self.device = config, max_views, device
+        self.distributed, self.precision = distributed, precision
         self.layout = SlotLayout.from_catalog(dataset.catalog)
         self.sampler = BatchSampler(dataset, config.batch_size, seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.optimizer, self.scheduler = make_optimizer(towers, objective, config)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        query_modality = dataset.queries.modality if self.sampler.with_queries else None
+        self.forward = wrap(StepForward(towers, objective, distributed, precision, query_modality),
+                            distributed, device)
 
     def step(self, step: int) -> tuple[torch.Tensor, EncodedViews]:
         query_idx, items = self.sampler.next()
-        views = encode_batch(
-            self.dataset, self.layout, self.towers, self.objective, items, self.max_views, self.device,
-            training=True, generator=self.generator,
+        # every process selects views for the whole batch (same generator draws as one process),
+        # then materialises only its own rows
+        selection = batch_selection(
+            self.dataset, self.objective, items, self.max_views, training=True, generator=self.generator
         )
-        query = None
+        sizes = tuple(self.distributed.shard_sizes(len(items)))
+        rows = self.distributed.shard(len(items))
+        raw = to_device(build_view_batch(self.dataset.catalog, self.layout, items[rows], _rows(selection, rows)),
+                        self.device)
+        query_features = None
         if self.sampler.with_queries:
-            q = self.dataset.queries
-            query = self.towers.encode(q.modality, torch.from_numpy(q.features[query_idx]).to(self.device))
-        terms = self.objective(AlignmentBatch(views=views, query=query))
+            query_features = to_device(torch.from_numpy(self.dataset.queries.features[query_idx[rows]]), self.device)
+        terms, views = self.forward(raw, query_features, sizes)
         _check_finite(terms, step, self.objective.name)
         loss = Objective.total_loss(terms)
         self.optimizer.zero_grad(set_to_none=True)
@@ -241,10 +328,17 @@ def train(
     device: torch.device,
     validate: Callable[[], tuple[str, float]] | None = None,
     progress: Callable[[int, dict], None] | None = None,
+    *,
+    distributed: DistributedContext = SINGLE_PROCESS,
+    precision: str = "fp32",
 ) -> TrainOutcome:
-    """Train `towers` and `objective` in place; returns the outcome with the best state loaded."""
+    """Train `towers` and `objective` in place; returns the outcome with the best state loaded.
+
+    With several processes pass `validate` on rank 0 only: the others keep training state in
+    step through the gradient averages and leave checkpoint selection to rank 0."""
     config.validate()
-    stepper = Stepper(dataset, towers, objective, config, max_views, seed, device)
+    stepper = Stepper(dataset, towers, objective, config, max_views, seed, device,
+                      distributed=distributed, precision=precision)
     outcome = TrainOutcome(selected_step=0, selected_score=None, select_metric="", dropped_pairs=stepper.sampler.dropped_pairs)
     outcome.used_queries = stepper.sampler.with_queries
     best_state = None
