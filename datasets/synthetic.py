@@ -134,7 +134,10 @@ class SyntheticCatalog(Catalog):
     def __init__(self, config: SyntheticConfig) -> None:
         self.config = c = config
         self.slots = _slots(c)
-        self.feature_dims = {m: (c.image_dim if m == "image" else c.text_dim) for m in {s.modality for s in self.slots}}
+        # in slot order (not a set's, which changes from process to process)
+        self.feature_dims = {
+            m: (c.image_dim if m == "image" else c.text_dim) for m in dict.fromkeys(s.modality for s in self.slots)
+        }
         n = c.items
         ids = np.arange(n, dtype=np.uint64)
         self.top = (uniform(keyed(c.seed, _S_TOP, ids)) * c.top_categories).astype(np.int32)
