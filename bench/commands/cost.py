@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         solver_bench: bool = typer.Option(False, "--solver-bench", help="Only: our batched Sinkhorn vs POT's solve_batch."),
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
-        queries: int = typer.Option(1000, "--queries", help="Search bench: number of queries."),
+        queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
