@@ -547,7 +547,16 @@ class Precomputed(Backbone):
         for p in (self.features_path, keys_path):
             if not p.is_file():
                 raise FileNotFoundError(f"precomputed features: {p} does not exist (expected features.npy and keys.txt in {self.root})")
-        self._features = np.load(self.features_path, allow_pickle=False, mmap_mode="r")
+        try:
+            self._features = np.load(self.features_path, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as exc:  # truncated, not .npy, or pickled objects
+            pickled = "object" in str(exc).lower()
+            raise ValueError(
+                f"{self.features_path}: not a readable float .npy array ({exc})"
+                + ("; arrays of pickled Python objects are refused (no pickle is ever loaded)" if pickled else "")
+            ) from None
+        if self._features.dtype.kind not in "fiu":
+            raise ValueError(f"{self.features_path}: expected a float array, got dtype {self._features.dtype}")
         if self._features.ndim != 2:
             raise ValueError(f"{self.features_path}: expected a 2-d array [n, D], got shape {self._features.shape}")
         keys = keys_path.read_text(encoding="utf-8").split()

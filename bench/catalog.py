@@ -78,7 +78,13 @@ class Catalog(ABC):
 
 
 class ArrayCatalog(Catalog):
-    """A catalog held in memory: one float32 array [N, D] per slot plus an availability mask."""
+    """A catalog held in memory: one float32 array [N, D] per slot plus an availability mask.
+
+    Construction refuses what would silently corrupt training or evaluation, naming the source
+    and the first offending item: no item, an availability mask or feature array of the wrong
+    shape, a modality with two dimensions, NaN or infinite features in an available view, an
+    item with no view at all (it would be served as an all-zero embedding), duplicate item ids.
+    """
 
     def __init__(
         self,
@@ -109,10 +115,21 @@ class ArrayCatalog(Catalog):
                     f"{source}: view {slot.name!r} has dimension {array.shape[1]}, but modality "
                     f"{slot.modality!r} has dimension {dims[slot.modality]} elsewhere"
                 )
-            present = array[available[:, self.slots.index(slot)]]
-            if present.size and not np.isfinite(present).all():
-                raise ValueError(f"{source}: features of view {slot.name!r} contain NaN or infinite values")
+            bad = available[:, self.slots.index(slot)] & ~np.isfinite(array).all(axis=1)
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"{source}: features of view {slot.name!r} contain NaN or infinite values "
+                    f"({int(bad.sum())} item(s), first: item {item_ids[first]!r} at row {first})"
+                )
             feats.append(array)
+        viewless = ~available.any(axis=1)
+        if viewless.any():
+            first = int(np.flatnonzero(viewless)[0])
+            raise ValueError(
+                f"{source}: {int(viewless.sum())} item(s) have no view at all, first: item {item_ids[first]!r} "
+                f"at row {first} (a loader must skip such items and count them in `skipped`)"
+            )
         ids = np.asarray(item_ids)
         if len(np.unique(ids)) != n:
             uniq, counts = np.unique(ids, return_counts=True)

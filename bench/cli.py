@@ -96,12 +96,15 @@ def run(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .distributed import from_environment, shutdown
+    from .errors import input_errors
     from .experiment import RunSpec, execute, prepare
     from .training import NonFiniteError
 
     sets = list(set_)
     if data_dir is not None:
         sets.append(f"dataset.data_dir={str(data_dir)!r}")
+    if deterministic:  # before a backbone may create the first cuBLAS handle (data encoding)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     try:
         prepared = prepare(
             RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision)
@@ -139,7 +142,7 @@ def run(
             result, path = execute(prepared, out, progress=progress, save_embeddings=save_embeddings)
         except NonFiniteError as exc:
             fail(f"{exc}; no result was written")
-        except (ValueError, KeyError, FileNotFoundError) as exc:
+        except input_errors(UsageError) as exc:
             fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
         finally:
             shutdown()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .results import remove_interrupted_writes
+
 
 def _ids(array: np.ndarray) -> np.ndarray:
     array = np.asarray(array)
@@ -25,6 +27,7 @@ def _ids(array: np.ndarray) -> np.ndarray:
 
 def save_run_embeddings(stem: Path, evaluator, dataset) -> Path:
     target = Path(str(stem) + ".embeddings")
+    remove_interrupted_writes(target)  # temp folders of a killed earlier run
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         items = np.arange(dataset.catalog.num_items)

@@ -15,7 +15,11 @@ cache.
 Format. Each feature is a float32 ``.npy`` file, read with ``allow_pickle=False`` (no pickle
 anywhere). Writes are atomic: a temporary file in the same directory, then ``os.replace``, so an
 interrupted run leaves either the old state or the complete new file, and concurrent runs may
-share a cache. ``backbone.json`` beside the role folders records the fingerprint in clear.
+share a cache. An entry that cannot be used - truncated, not a ``.npy`` file, a pickled object
+array, the wrong shape or dtype, NaN or infinite values - is treated as absent: it is encoded
+again and overwritten (and counted in `CacheStats.encoded`, never as a hit). A process killed
+mid-write leaves at most a hidden ``.<key>.*.npy.tmp`` file, which is never read.
+``backbone.json`` beside the role folders records the fingerprint in clear.
 
 Location: the `cache_dir` option of a data set, else ``$FTBENCH_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/ftbench/features`` (``~/.cache/ftbench/features``).
@@ -166,8 +170,8 @@ class FeatureCache:
             return None
         except (ValueError, OSError):  # truncated or foreign file: re-encode and overwrite
             return None
-        if arr.shape != (dim,) or arr.dtype != np.float32:
-            return None
+        if arr.shape != (dim,) or arr.dtype != np.float32 or not np.isfinite(arr).all():
+            return None  # foreign, wrong-dimension or damaged entry: re-encode and overwrite
         return arr
 
     # -- encoding ----------------------------------------------------------------------------

@@ -15,7 +15,9 @@ temporary folder inside the destination that is renamed into place only when com
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
+import lzma
 import os
 import shutil
 import stat
@@ -23,6 +25,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -203,6 +206,14 @@ def _plan_tar(tf: tarfile.TarFile, archive: Path, root: Path, limits: Limits) ->
     return plan
 
 
+class DamagedArchiveError(ValueError):
+    """An archive is truncated or corrupt (bad CRC, cut-off compressed stream, bad header)."""
+
+
+# what zipfile, tarfile and the decompressors raise on a damaged archive
+_DAMAGED = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile, lzma.LZMAError)
+
+
 def safe_extract(archive: str | Path, dest: str | Path, limits: Limits = Limits()) -> list[Path]:
     """Extract a .zip, .tar, .tar.gz/.tgz, .tar.bz2 or .tar.xz `archive` into folder `dest`.
 
@@ -210,8 +221,20 @@ def safe_extract(archive: str | Path, dest: str | Path, limits: Limits = Limits(
     Files are written with permissions 0o644 (folders 0o755): no setuid bits, no ownership.
     Symlinks are recreated only when their target stays inside `dest`, and any path whose parent
     is a symlink is refused at write time too. Returns the top-level paths created in `dest`.
+
+    A damaged archive (truncated, bad CRC, corrupt compressed stream) raises `DamagedArchiveError`
+    naming it, and nothing is moved into `dest`: a compressed tar stream is read to its end, so
+    its checksum is verified, before any member leaves the temporary folder.
     """
-    archive, dest = Path(archive), Path(dest)
+    try:
+        return _extract(Path(archive), Path(dest), limits)
+    except _DAMAGED as exc:
+        raise DamagedArchiveError(
+            f"{archive}: damaged or truncated archive ({type(exc).__name__}: {exc}); nothing was extracted"
+        ) from None
+
+
+def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     name = archive.name.lower()
@@ -220,7 +243,7 @@ def safe_extract(archive: str | Path, dest: str | Path, limits: Limits = Limits(
     elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")) or tarfile.is_tarfile(archive):
         opener, kind = tarfile.open(archive), "tar"
     else:
-        raise ValueError(f"{archive}: not a zip or tar archive")
+        raise DamagedArchiveError(f"{archive}: not a zip or tar archive (or a damaged, truncated one)")
     with opener as arc:
         plan = _plan_zip(arc, archive, root, limits) if kind == "zip" else _plan_tar(arc, archive, root, limits)  # type: ignore[arg-type]
         staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
@@ -256,6 +279,10 @@ def safe_extract(archive: str | Path, dest: str | Path, limits: Limits = Limits(
                             raise UnsafeArchiveError(f"{archive}: more than {limits.max_total_bytes} bytes when extracted")
                         out.write(block)
                 os.chmod(target, 0o644)
+            if kind == "tar":  # read a compressed stream to its end: its CRC is checked there
+                fileobj = arc.fileobj  # type: ignore[union-attr]
+                while fileobj is not None and fileobj.read(1 << 20):
+                    pass
             tops = []
             for child in sorted(staging.iterdir()):
                 final = root / child.name

@@ -58,13 +58,18 @@ class QuerySet:
         if bad.any():
             q = int(np.searchsorted(self.relevant_indptr, np.flatnonzero(bad)[0], side="right") - 1)
             raise ValueError(
-                f"query {self.ids[q]!r} has a relevant item outside the catalog (index "
+                f"query {str(self.ids[q])!r} has a relevant item outside the catalog (index "
                 f"{int(self.relevant_items[np.flatnonzero(bad)[0]])}, catalog size {num_items})"
             )
-        if len(self.interactions) and (
-            (self.interactions[:, 1] < 0).any() or (self.interactions[:, 1] >= num_items).any()
-        ):
-            raise ValueError(f"an interaction points to an item outside the catalog (size {num_items})")
+        if len(self.interactions):
+            items, queries = self.interactions[:, 1], self.interactions[:, 0]
+            bad = (items < 0) | (items >= num_items) | (queries < 0) | (queries >= self.num_queries)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"an interaction points outside the catalog (size {num_items}) or the query set "
+                    f"(size {self.num_queries}): row {row} is (query {int(queries[row])}, item {int(items[row])})"
+                )
 
 
 def relevance_from_pairs(num_queries: int, pairs: np.ndarray, grades: np.ndarray | None = None):

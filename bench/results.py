@@ -77,18 +77,98 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def remove_interrupted_writes(path: Path) -> list[Path]:
+    """Delete what an atomic write of `path` left behind when its process was killed (SIGKILL,
+    power loss: no `except` clause runs): hidden temp files ``.<name>.*.tmp`` (`atomic_write_*`)
+    and temp folders ``.<name>.*`` (`embeddings_io`, renamed into place when complete). Nothing
+    ever reads them. `write_result` and the sweep call this for the cell's own result path, so
+    each cell cleans only its own leftovers (shards sharing a folder never touch each other's
+    files; two processes writing the *same* result file at once are not supported). Returns what
+    was removed."""
+    import glob
+    import shutil
+
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif leftover.name.endswith(".tmp"):
+            leftover.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(leftover)
+    return removed
+
+
 def write_result(result: RunResult, path: Path) -> Path:
-    atomic_write_text(path, result.to_json() + "\n")
+    """Write `result` atomically to `path`, first removing temp files a killed earlier write of
+    the same path left behind (`remove_interrupted_writes`). NaN or infinite values are refused
+    (`allow_nan=False`): a result is never written with a number that is not one."""
+    try:
+        text = result.to_json() + "\n"
+    except ValueError:
+        where = _first_non_finite(asdict(result))
+        raise ValueError(f"{path}: not written: {where} is not a finite number (NaN or infinite)") from None
+    remove_interrupted_writes(path)
+    atomic_write_text(path, text)
     return Path(path)
 
 
+def _first_non_finite(value: Any, where: str = "result") -> str:
+    """Path (e.g. ``metrics['query->item']['recall@10']``) of the first NaN or infinite float."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}[{key!r}]" if where != "result" else str(key))
+        if found:
+            return found
+    return ""
+
+
+# The JSON type each field of a result file must have (what tables and plots rely on).
+_FIELD_TYPES: dict[str, type] = {
+    "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
+    "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
+    "created": str,
+}
+
+
+def _check_payload(path: Path, payload: dict) -> None:
+    """Field types, and metrics as {task: {metric: finite number}}: a file that passes can be
+    tabulated without a second look; one that does not is named with the offending field."""
+    import math
+
+    for key, kind in _FIELD_TYPES.items():
+        if key in payload and not isinstance(payload[key], kind):
+            json_name = {"dict": "object", "list": "array", "str": "string"}[kind.__name__]
+            raise ValueError(f"{path}: field {key!r} must be a JSON {json_name}, got {type(payload[key]).__name__}")
+    for task, values in payload.get("metrics", {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: metrics[{task!r}] must be an object of metric: number, got {type(values).__name__}")
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{path}: metrics[{task!r}][{name!r}] must be a finite number, got {value!r}")
+
+
 def load_result(path: Path) -> RunResult:
-    """Read a result file; errors name the file and what was wrong."""
+    """Read a result file; errors name the file and what was wrong (not JSON or not UTF-8, not
+    an object, another schema version, a missing field, a field of the wrong type, a metric that
+    is not a finite number)."""
     path = Path(path)
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a valid result file (not UTF-8 at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not a valid result file (JSON error at line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a valid result file (nested too deeply)") from None
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: a result file must hold a JSON object")
     version = payload.get("schema_version")
@@ -99,6 +179,7 @@ def load_result(path: Path) -> RunResult:
                and k not in ("skipped", "notes", "created", "schema_version")]
     if missing:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
+    _check_payload(path, payload)
     return RunResult(**{k: v for k, v in payload.items() if k in known})
 
 

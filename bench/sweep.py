@@ -5,7 +5,10 @@ Every cell is validated with `experiment.prepare` before any training starts, so
 seconds, not after hours. A run whose result file already exists - same config, hence same config
 hash, hence same file name (`results.result_filename`) - and loads correctly is skipped unless
 `overwrite` is set; a run that fails is reported and the sweep goes on (the caller exits non-zero
-at the end). Runs of the same data-set config share the built data set (`dataset_cache`).
+at the end). Crash safety: result files are written atomically (`results.atomic_write_text`), so a
+sweep killed at any moment leaves complete result files and, at worst, a hidden temp file, which
+the next sweep removes (`results.remove_interrupted_writes`) before running only the cells
+without a valid result. Runs of the same data-set config share the built data set (`dataset_cache`).
 
 Sharding: `--shard i/n` keeps the cells at positions i-1, i-1+n, i-1+2n, ... of the grid sorted by
 config hash. The hash depends only on the run's config, never on the order of the command-line
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .config import config_hash
-from .results import load_result, result_filename
+from .results import load_result, remove_interrupted_writes, result_filename
 
 if TYPE_CHECKING:  # the experiment module pulls in torch; importing it lazily keeps `--help` fast
     from .experiment import PreparedRun, RunSpec
@@ -285,6 +288,7 @@ def run_sweep(
     total = len(ordered)
     for index, prepared in enumerate(ordered):
         path, reason = existing_result(prepared, out_dir)
+        remove_interrupted_writes(path)  # temp files of a killed earlier attempt at this cell
         if reason is not None and not overwrite:
             if on_start:
                 on_start(index, total, prepared, "skip")

@@ -308,7 +308,14 @@ class Stepper:
         loss.backward()
         for p in self.params:
             if p.grad is not None and not torch.isfinite(p.grad).all():
-                raise NonFiniteError(f"non-finite gradient at step {step}: objective {self.objective.name!r}")
+                named = {**dict(self.towers.named_parameters(prefix="towers")),
+                         **dict(self.objective.named_parameters(prefix="objective"))}
+                where = next((n for n, q in named.items() if q is p), "?")
+                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items() if k.endswith("_loss"))
+                raise NonFiniteError(
+                    f"non-finite gradient at step {step}: objective {self.objective.name!r}, parameter {where!r}; "
+                    f"loss terms (all finite): {values}"
+                )
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()

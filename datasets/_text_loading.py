@@ -10,7 +10,7 @@ import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -87,9 +87,86 @@ def find_file(folder: Path, stem: str, what: str) -> Path:
     raise FileNotFoundError(f"{what}: no {stem}.parquet or {stem}.csv in {folder}")
 
 
+def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each line of a text file (gzip-compressed if its name ends in
+    ``.gz``), decoded one line at a time so that a byte that is not UTF-8 is reported at its
+    exact line; a leading byte-order mark is dropped. Errors are ValueErrors naming the file and
+    line: a byte that is not UTF-8, a damaged or truncated gzip stream."""
+    import gzip
+    import zlib
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    line_no = 0
+    try:
+        with opener(path, "rb") as handle:
+            for line_no, raw in enumerate(handle, start=1):
+                if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise ValueError(
+                        f"{path}, line {line_no}: not valid UTF-8 (byte {raw[exc.start:exc.start + 1]!r} at "
+                        f"column {exc.start + 1})"
+                    ) from None
+                yield line_no, text
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(
+            f"{path}, after line {line_no}: damaged or truncated gzip file ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def check_table_rows(path: Path, sep: str) -> None:
+    """Refuse a CSV/TSV file whose records do not all have the header's number of fields.
+
+    pandas fills a short record with empty strings, so a truncated file (its last record cut
+    off) or a record with a lost separator would otherwise load silently with empty fields.
+    This pass reads the file once with the `csv` module (the quoting rules pandas uses: `"`
+    quotes a field, doubled to escape it) and raises a ValueError naming the file and line; via
+    `utf8_lines` it also reports a byte that is not UTF-8 at its line. An empty file is an error;
+    blank lines are skipped, as pandas skips them.
+    """
+    import csv
+
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long descriptions are legitimate
+    kind = "tab" if sep == "\t" else "comma"
+    where = {"line": 0, "last": ""}
+
+    def lines() -> Iterator[str]:
+        for line_no, text in utf8_lines(path):
+            where["line"], where["last"] = line_no, text
+            yield text
+
+    reader = csv.reader(lines(), delimiter=sep, quotechar='"', doublequote=True, strict=False)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(f"{path}: the file is empty; expected a header line of {kind}-separated column names")
+        width = len(header)
+        while True:
+            first = where["line"] + 1  # the line this record starts on
+            row = next(reader, None)
+            if row is None:
+                break
+            if row and len(row) != width:
+                last = where["line"]
+                if last > first:
+                    span = f"lines {first}-{last} (a quote '\"' opened on line {first} may be unbalanced)"
+                else:
+                    span = f"line {first}"
+                cut = len(row) < width and not where["last"].endswith("\n") and next(reader, None) is None
+                raise ValueError(
+                    f"{path}, {span}: expected {width} {kind}-separated fields (as in the header), "
+                    f"got {len(row)}" + (" - the file looks truncated" if cut else "")
+                )
+    except csv.Error as exc:
+        raise ValueError(f"{path}, line {where['line']}: cannot be read as a {kind}-separated table ({exc})") from None
+
+
 def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ()):
     """A pandas DataFrame of strings ('' for missing) from a parquet, CSV or TSV file; a missing
-    required column is an error naming the file and the columns it has."""
+    required column, a record with the wrong number of fields (`check_table_rows`), a byte that
+    is not UTF-8 or an unreadable parquet file is an error naming the file."""
     import pandas as pd
 
     name = path.name.lower()
@@ -98,13 +175,18 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
             df = pd.read_parquet(path)
         except ImportError as exc:
             raise ImportError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or give the CSV export ({exc})") from None
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
+            raise ValueError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc})") from None
         df = df.astype(object).where(df.notna(), "")
     else:
         if sep is None:
             sep = "\t" if ".tsv" in name else ","
+        check_table_rows(path, sep)
         try:
             df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
-        except pd.errors.ParserError as exc:
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
             raise ValueError(f"{path}: cannot be parsed as a {'tab' if sep == chr(9) else 'comma'}-separated table: {exc}") from None
     missing = [c for c in required if c not in df.columns]
     if missing:

@@ -17,14 +17,15 @@ named like the last path component of its ``hi_res``, ``large`` or ``thumb`` URL
 exists in `image_dir`; others are missing views.
 
 The metadata has no queries, so the data set poses only the cross-view tasks (random item split
-by `split_seed`). Bad input is an error naming the file, line and field: malformed JSON, a missing
-``parent_asin`` or ``title``, a field of the wrong type, a duplicate ``parent_asin``. Items with no
-text and no usable image are skipped and counted (``skipped["items_without_views"]``).
+by `split_seed`). Bad input is an error naming the file, line and field: malformed JSON, a byte
+that is not UTF-8, a damaged or truncated gzip stream, a missing or empty ``parent_asin``, a missing
+``title``, a field (or list entry) of the wrong type, a duplicate ``parent_asin``, a file with no
+item. Items with no text and no usable image are skipped and counted
+(``skipped["items_without_views"]``).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +37,7 @@ from ..config import option
 from ..dataset import MultiViewDataset
 from ..feature_cache import assemble_catalog
 from . import DATASETS
-from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty
+from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, utf8_lines
 from .base import DatasetPlugin
 
 IMAGE_URL_KEYS = ("hi_res", "large", "thumb")
@@ -88,6 +89,16 @@ def _expect(record: dict, key: str, kinds: tuple[type, ...], where: str, require
     return value
 
 
+def _strings(value, key: str, where: str):
+    """`value` unchanged if it is a string, None, or a list of strings (None entries allowed);
+    a list holding anything else is an error naming the field and the position."""
+    if isinstance(value, list):
+        for j, v in enumerate(value):
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"{where}: field {key!r}[{j}] must be a string, got {type(v).__name__}")
+    return value
+
+
 @DATASETS.register("amazon-reviews-2023")
 class AmazonReviews2023(DatasetPlugin):
     """Amazon Reviews 2023 item metadata (JSONL): title, bullets, description, store/categories,
@@ -125,53 +136,55 @@ class AmazonReviews2023(DatasetPlugin):
         ids: list[str] = []
         rows: list[list] = []
         first_line: dict[str, int] = {}
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                if config.max_items and len(ids) >= config.max_items:
-                    break
-                if not line.strip():
+        for line_no, line in utf8_lines(path):
+            if config.max_items and len(ids) >= config.max_items:
+                break
+            if not line.strip():
+                continue
+            where = f"{path}, line {line_no}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
+            asin = _expect(record, "parent_asin", (str,), where, required=True)
+            if not asin.strip():
+                raise ValueError(f"{where}: field 'parent_asin' is empty (every item needs an id)")
+            if "title" not in record:
+                raise ValueError(f"{where}: missing field 'title'")
+            title = clean_text(_expect(record, "title", (str,), where), strip_html=False)
+            features = clean_text(_strings(_expect(record, "features", (list,), where), "features", where), strip_html=False)
+            description = clean_text(_strings(_expect(record, "description", (list, str), where), "description", where))
+            categories = _strings(_expect(record, "categories", (list,), where), "categories", where) or []
+            store = clean_text(_expect(record, "store", (str,), where), strip_html=False)
+            cats = [c for c in (clean_text(x, strip_html=False) for x in categories) if c]  # blank entries dropped
+            store_cats = join_nonempty([store, " > ".join(cats) or None])
+            images: list = _expect(record, "images", (list,), where) or []
+            main, others = None, []
+            for j, image in enumerate(images):
+                if not isinstance(image, dict):
+                    raise ValueError(f"{where}: field 'images'[{j}] must be an object with thumb/large/hi_res/variant")
+                if image_dir is None:
                     continue
-                where = f"{path}, line {line_no}"
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where}: malformed JSON ({exc.msg} at column {exc.colno})") from None
-                if not isinstance(record, dict):
-                    raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-                asin = _expect(record, "parent_asin", (str,), where, required=True)
-                if "title" not in record:
-                    raise ValueError(f"{where}: missing field 'title'")
-                title = clean_text(_expect(record, "title", (str,), where), strip_html=False)
-                features = clean_text(_expect(record, "features", (list,), where), strip_html=False)
-                description = clean_text(_expect(record, "description", (list, str), where))
-                categories = _expect(record, "categories", (list,), where) or []
-                store = clean_text(_expect(record, "store", (str,), where), strip_html=False)
-                store_cats = join_nonempty([store, " > ".join(str(c) for c in categories) or None])
-                images: list = _expect(record, "images", (list,), where) or []
-                main, others = None, []
-                for j, image in enumerate(images):
-                    if not isinstance(image, dict):
-                        raise ValueError(f"{where}: field 'images'[{j}] must be an object with thumb/large/hi_res/variant")
-                    if image_dir is None:
-                        continue
-                    local = _local_image(image, image_dir)
-                    if image.get("variant") == "MAIN" and main is None:
-                        main = local
-                    elif local is not None:
-                        others.append(local)
-                if asin in first_line:
-                    raise ValueError(f"{where}: duplicate parent_asin {asin!r} (first on line {first_line[asin]})")
-                first_line[asin] = line_no
-                texts = [title, features, description, store_cats]
-                imgs = ([main] + others[: k_img - 1] + [None] * k_img)[:k_img] if k_img else []
-                if not any(texts) and not any(imgs):
-                    count_skip(skipped, "items_without_views")
-                    continue
-                ids.append(asin)
-                rows.append(imgs[:1] + texts + imgs[1:])
+                local = _local_image(image, image_dir)
+                if image.get("variant") == "MAIN" and main is None:
+                    main = local
+                elif local is not None:
+                    others.append(local)
+            if asin in first_line:
+                raise ValueError(f"{where}: duplicate parent_asin {asin!r} (first on line {first_line[asin]})")
+            first_line[asin] = line_no
+            texts = [title, features, description, store_cats]
+            imgs = ([main] + others[: k_img - 1] + [None] * k_img)[:k_img] if k_img else []
+            if not any(texts) and not any(imgs):
+                count_skip(skipped, "items_without_views")
+                continue
+            ids.append(asin)
+            rows.append(imgs[:1] + texts + imgs[1:])
         if not ids:
-            raise ValueError(f"{path}: no items read")
+            why = f"every item lacked text and images ({skipped['items_without_views']} skipped)" if skipped else "no JSON lines"
+            raise ValueError(f"{path}: no items read: {why}; the catalog would be empty")
 
         slots = ([ViewSlot("image", "image", "primary")] if k_img else []) + [
             ViewSlot("title", "text", "primary"),

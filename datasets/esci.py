@@ -21,10 +21,13 @@ split of all queries when the column is absent. Training interactions: (train qu
 labelled E). Items get a random split by `split_seed` for the cross-view tasks; query->item
 searches the whole catalog.
 
-Bad input: a missing column, an unknown label, a duplicate product or (query, product) judgment,
-or a query id with two texts is an error naming the file and row. Judgments of products absent
-from the products file are skipped (``skipped["judgments_product_missing"]``), and so are queries
-left with no relevant product (``skipped["queries_without_relevant"]``).
+Bad input: a missing column, a record with the wrong number of fields (a truncated file), a byte
+that is not UTF-8, an unreadable parquet file, an unknown label, a duplicate product or (query,
+product) judgment, or a query id with two texts is an error naming the file and row. Judgments
+of products absent from the products file are skipped (``skipped["judgments_product_missing"]``),
+as are judgments of products whose every text is empty
+(``skipped["judgments_product_without_views"]``) and queries left with no relevant product
+(``skipped["queries_without_relevant"]``).
 """
 
 from __future__ import annotations
@@ -146,6 +149,21 @@ class ESCI(DatasetPlugin):
                 )
             product_row[ppid[i]] = i
 
+        col = {c: products[c].astype(str).to_numpy() for c in PRODUCT_COLUMNS[2:]}
+        views_of: dict[str, list] = {}
+
+        def product_views(pid: str) -> list:
+            """The four text views of a product (None where empty), computed once."""
+            if pid not in views_of:
+                r = product_row[pid]
+                views_of[pid] = [
+                    clean_text(col["product_title"][r]),
+                    clean_text(col["product_bullet_point"][r]),
+                    clean_text(col["product_description"][r]),
+                    join_nonempty([clean_text(col["product_brand"][r]), clean_text(col["product_color"][r])]),
+                ]
+            return views_of[pid]
+
         gains = config.gains()
         judged: dict[tuple[int, str], int] = {}
         item_index: dict[str, int] = {}
@@ -160,6 +178,9 @@ class ESCI(DatasetPlugin):
             judged[(q, p)] = i
             if p not in product_row:
                 count_skip(skipped, "judgments_product_missing")
+                continue
+            if not any(product_views(p)):  # every text empty: the product has no view
+                count_skip(skipped, "judgments_product_without_views")
                 continue
             item = item_index.setdefault(p, len(item_index))
             g = gains[labels[i]]
@@ -204,18 +225,7 @@ class ESCI(DatasetPlugin):
 
         # -- features ---------------------------------------------------------------------------
         items = list(item_index)
-        col = {c: products[c].astype(str).to_numpy() for c in PRODUCT_COLUMNS[2:]}
-        table = []
-        for p in items:
-            r = product_row[p]
-            table.append(
-                [
-                    clean_text(col["product_title"][r]),
-                    clean_text(col["product_bullet_point"][r]),
-                    clean_text(col["product_description"][r]),
-                    join_nonempty([clean_text(col["product_brand"][r]), clean_text(col["product_color"][r])]),
-                ]
-            )
+        table = [product_views(p) for p in items]
         slots = [
             ViewSlot("title", "text", "primary"),
             ViewSlot("bullet_points", "text", "auxiliary"),

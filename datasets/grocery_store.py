@@ -45,6 +45,7 @@ from ..dataset import MultiViewDataset
 from ..feature_cache import FeatureCache, assemble_catalog
 from ..queries import QuerySet, relevance_from_pairs
 from . import DATASETS
+from ._text_loading import utf8_lines
 from .base import DatasetConfig, DatasetPlugin
 
 ENV_DIR = "FTBENCH_GROCERY_DIR"
@@ -155,48 +156,54 @@ def read_products(root: Path, skipped: dict[str, int]) -> list[Product]:
     path = root / "classes.csv"
     products: list[Product] = []
     seen: dict[int, int] = {}
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or len(header) < CLASSES_HEADER:
-            raise ValueError(f"{path}, line 1: expected a header with {CLASSES_HEADER} columns, got {header}")
-        for row in reader:
-            line = reader.line_num
-            if not row or not "".join(row).strip():
-                continue
-            if len(row) < CLASSES_HEADER:
-                raise ValueError(f"{path}, line {line}: expected {CLASSES_HEADER} fields, got {len(row)}")
-            name, class_id, coarse, _, iconic_rel, desc_rel = (c.strip() for c in row[:CLASSES_HEADER])
-            try:
-                cid = int(class_id)
-            except ValueError:
-                raise ValueError(f"{path}, line {line}: field 'Class ID' must be an integer, got {class_id!r}") from None
-            if cid in seen:
-                raise ValueError(f"{path}, line {line}: duplicate Class ID {cid} (first on line {seen[cid]})")
-            seen[cid] = line
-            iconic = _rel(root, iconic_rel) if iconic_rel else None
-            folder = iconic.parent if iconic is not None else _rel(root, desc_rel).parent
-            if iconic is not None and not iconic.is_file():
-                skipped["iconic_image_missing"] = skipped.get("iconic_image_missing", 0) + 1
-                iconic = None
-            info_file = folder / f"{name}_Information.txt"
-            if not info_file.is_file():
-                found = sorted(folder.glob("*_Information.txt")) if folder.is_dir() else []
-                info_file = found[0] if found else info_file
-            info = parse_information(info_file) if info_file.is_file() else {}
-            title = info.get("Title") or name.replace("-", " ")
-            products.append(
-                Product(
-                    name=name,
-                    class_id=cid,
-                    coarse_name=coarse,
-                    folder=folder,
-                    iconic=iconic,
-                    title=title,
-                    description=_description(root, folder, desc_rel, info),
-                    country_and_volume=_country_and_volume(info),
-                )
+    seen_names: dict[str, int] = {}
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    reader = csv.reader(text for _, text in utf8_lines(path))  # non-UTF-8 bytes: error naming the line
+    header = next(reader, None)
+    if header is None or len(header) < CLASSES_HEADER:
+        raise ValueError(f"{path}, line 1: expected a header with {CLASSES_HEADER} columns, got {header}")
+    for row in reader:
+        line = reader.line_num
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < CLASSES_HEADER:
+            raise ValueError(f"{path}, line {line}: expected {CLASSES_HEADER} fields, got {len(row)}")
+        name, class_id, coarse, _, iconic_rel, desc_rel = (c.strip() for c in row[:CLASSES_HEADER])
+        try:
+            cid = int(class_id)
+        except ValueError:
+            raise ValueError(f"{path}, line {line}: field 'Class ID' must be an integer, got {class_id!r}") from None
+        if cid in seen:
+            raise ValueError(f"{path}, line {line}: duplicate Class ID {cid} (first on line {seen[cid]})")
+        seen[cid] = line
+        if not name:
+            raise ValueError(f"{path}, line {line}: field 'Class Name' is empty (it is the product's id)")
+        if name in seen_names:
+            raise ValueError(f"{path}, line {line}: duplicate Class Name {name!r} (first on line {seen_names[name]})")
+        seen_names[name] = line
+        iconic = _rel(root, iconic_rel) if iconic_rel else None
+        folder = iconic.parent if iconic is not None else _rel(root, desc_rel).parent
+        if iconic is not None and not iconic.is_file():
+            skipped["iconic_image_missing"] = skipped.get("iconic_image_missing", 0) + 1
+            iconic = None
+        info_file = folder / f"{name}_Information.txt"
+        if not info_file.is_file():
+            found = sorted(folder.glob("*_Information.txt")) if folder.is_dir() else []
+            info_file = found[0] if found else info_file
+        info = parse_information(info_file) if info_file.is_file() else {}
+        title = info.get("Title") or name.replace("-", " ")
+        products.append(
+            Product(
+                name=name,
+                class_id=cid,
+                coarse_name=coarse,
+                folder=folder,
+                iconic=iconic,
+                title=title,
+                description=_description(root, folder, desc_rel, info),
+                country_and_volume=_country_and_volume(info),
             )
+        )
     if not products:
         raise ValueError(f"{path}: no products")
     return products
@@ -211,28 +218,27 @@ def read_photos(root: Path, split_file: str, index: dict[int, int], cap: int, sk
         raise FileNotFoundError(f"grocery-store: {path} does not exist (expected {', '.join(SPLIT_FILES)} in {root})")
     out: list[tuple[str, Path, int]] = []
     per_product: dict[int, int] = {}
-    with path.open(encoding="utf-8-sig") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            fields = [p.strip() for p in line.split(",")]
-            if len(fields) < 2:
-                raise ValueError(f"{path}, line {line_no}: expected 'path, class id, coarse id', got {line.strip()!r}")
-            try:
-                cid = int(fields[1])
-            except ValueError:
-                raise ValueError(f"{path}, line {line_no}: field 'class id' must be an integer, got {fields[1]!r}") from None
-            if cid not in index:
-                skipped["photos_unknown_product"] = skipped.get("photos_unknown_product", 0) + 1
-                continue
-            item = index[cid]
-            if cap and per_product.get(item, 0) >= cap:
-                continue
-            photo = _rel(root, fields[0])
-            if not photo.is_file():
-                raise FileNotFoundError(f"{path}, line {line_no}: photo {photo} does not exist")
-            per_product[item] = per_product.get(item, 0) + 1
-            out.append((fields[0].lstrip("/\\"), photo, item))
+    for line_no, line in utf8_lines(path):
+        if not line.strip():
+            continue
+        fields = [p.strip() for p in line.split(",")]
+        if len(fields) < 2:
+            raise ValueError(f"{path}, line {line_no}: expected 'path, class id, coarse id', got {line.strip()!r}")
+        try:
+            cid = int(fields[1])
+        except ValueError:
+            raise ValueError(f"{path}, line {line_no}: field 'class id' must be an integer, got {fields[1]!r}") from None
+        if cid not in index:
+            skipped["photos_unknown_product"] = skipped.get("photos_unknown_product", 0) + 1
+            continue
+        item = index[cid]
+        if cap and per_product.get(item, 0) >= cap:
+            continue
+        photo = _rel(root, fields[0])
+        if not photo.is_file():
+            raise FileNotFoundError(f"{path}, line {line_no}: photo {photo} does not exist")
+        per_product[item] = per_product.get(item, 0) + 1
+        out.append((fields[0].lstrip("/\\"), photo, item))
     return out
 
 

@@ -20,11 +20,13 @@ split: queries get a random train/val/test split by `split_seed`. Training inter
 query, Exact product). Items get a random split for the cross-view tasks; query->item searches the
 whole catalog.
 
-Bad input: a missing column, an unknown label, a duplicate product, query, label id or
-(query, product) judgment, a non-integer id is an error naming the file and line. Labels of
+Bad input: a missing column, a record with the wrong number of fields (a truncated file), a
+byte that is not UTF-8, an empty product file, an unknown label, a duplicate product, query,
+label id or (query, product) judgment, a non-integer id is an error naming the file and line. Labels of
 products or queries absent from product.csv / query.csv are skipped and counted
 (``judgments_product_missing`` / ``judgments_query_missing``), as are queries with no relevant
-product (``queries_without_relevant``).
+product (``queries_without_relevant``) and products whose every text is empty
+(``products_without_views``; their labels: ``judgments_product_without_views``).
 """
 
 from __future__ import annotations
@@ -118,9 +120,29 @@ class WANDS(DatasetPlugin):
             raise ValueError(f"{paths['product']}: missing column 'category hierarchy'; columns present: {list(products.columns)}")
         skipped: dict[str, int] = {}
 
-        pids = _ids(products, "product_id", paths["product"])
+        all_pids = _ids(products, "product_id", paths["product"])
+        if not all_pids:
+            raise ValueError(f"{paths['product']}: no product rows after the header (the catalog would be empty)")
         qids = _ids(queries_df, "query_id", paths["query"])
         _ids(labels_df, "id", paths["label"])
+        cols = {c: products[c].astype(str).tolist() for c in PRODUCT_COLUMNS[1:] + (category_col,)}
+        all_views = [
+            [
+                clean_text(cols["product_name"][i], strip_html=False),
+                clean_text(cols["product_description"][i]),
+                render_features(cols["product_features"][i]),
+                join_nonempty([clean_text(cols["product_class"][i], False), clean_text(cols[category_col][i], False)]),
+            ]
+            for i in range(len(all_pids))
+        ]
+        # a product whose every text is empty has no view: skipped and counted, like its judgments
+        kept_products = [i for i, views in enumerate(all_views) if any(views)]
+        count_skip(skipped, "products_without_views", len(all_pids) - len(kept_products))
+        if not kept_products:
+            raise ValueError(f"{paths['product']}: no product has any non-empty text (the catalog would be empty)")
+        viewless = {all_pids[i] for i, views in enumerate(all_views) if not any(views)}
+        pids = [all_pids[i] for i in kept_products]
+        table = [all_views[i] for i in kept_products]
         item_of = {p: i for i, p in enumerate(pids)}
         query_of = {q: i for i, q in enumerate(qids)}
         gains = {"Exact": config.gain_exact, "Partial": config.gain_partial, "Irrelevant": config.gain_irrelevant}
@@ -135,6 +157,9 @@ class WANDS(DatasetPlugin):
                 raise ValueError(f"{row_label(paths['label'], i)}: field 'label' must be one of {LABELS}, got {lab!r}")
             if q not in query_of:
                 count_skip(skipped, "judgments_query_missing")
+                continue
+            if p in viewless:
+                count_skip(skipped, "judgments_product_without_views")
                 continue
             if p not in item_of:
                 count_skip(skipped, "judgments_product_missing")
@@ -167,16 +192,6 @@ class WANDS(DatasetPlugin):
         exact_arr = np.array([(new_q[q], it) for q, it in exact if has_rel[q]], dtype=np.int64).reshape(-1, 2)
         interactions = exact_arr[split[exact_arr[:, 0]] == 0] if len(exact_arr) else exact_arr
 
-        cols = {c: products[c].astype(str).tolist() for c in PRODUCT_COLUMNS[1:] + (category_col,)}
-        table = [
-            [
-                clean_text(cols["product_name"][i], strip_html=False),
-                clean_text(cols["product_description"][i]),
-                render_features(cols["product_features"][i]),
-                join_nonempty([clean_text(cols["product_class"][i], False), clean_text(cols[category_col][i], False)]),
-            ]
-            for i in range(len(pids))
-        ]
         slots = [
             ViewSlot("name", "text", "primary"),
             ViewSlot("description", "text", "auxiliary"),

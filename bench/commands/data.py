@@ -97,6 +97,13 @@ def build_with_progress(dataset: str, overrides: dict[str, Any]):
             return plugin_cls().build(config)
 
 
+def _fail(exc: BaseException) -> None:
+    """Print a data error as one line naming what was wrong (the loaders name file and line)."""
+    from ..cli import fail
+
+    fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("features")
     def features(
@@ -128,8 +135,13 @@ def register(app: typer.Typer) -> None:
             if "cache_dir" not in fields:
                 raise typer.BadParameter(f"data set {dataset!r} reads no backbone features", param_hint="--cache-dir")
             overrides["cache_dir"] = str(cache_dir)
+        from ..errors import input_errors
+
         t0 = time.perf_counter()
-        ds = build_with_progress(dataset, overrides)
+        try:
+            ds = build_with_progress(dataset, overrides)
+        except input_errors() as exc:
+            _fail(exc)
         seconds = time.perf_counter() - t0
         info = ds.config
         table = Table(title=f"features of {dataset}")
@@ -161,6 +173,7 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="download again even if a complete copy is there"),
     ) -> None:
         """Download a public data set archive, check it, extract it safely, print its folder."""
+        from ..errors import input_errors
         from ..fetch import GROCERY_URL, fetch_grocery_store
 
         if name != "grocery-store":
@@ -177,7 +190,10 @@ def register(app: typer.Typer) -> None:
             def report(done: int, total: int | None) -> None:
                 progress.update(task, completed=done, total=total)
 
-            root = fetch_grocery_store(dest, url=url or GROCERY_URL, sha256=sha256, force=force, progress=report)
+            try:
+                root = fetch_grocery_store(dest, url=url or GROCERY_URL, sha256=sha256, force=force, progress=report)
+            except input_errors() as exc:  # bad URL or digest, damaged or unsafe archive, network
+                _fail(exc)
         console.print(f"grocery-store data folder: {root}")
         print(root)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -130,6 +131,8 @@ def register(app: typer.Typer) -> None:
         sets = list(set_)
         if data_dir is not None:
             sets.append(f"dataset.data_dir={str(data_dir)!r}")
+        if deterministic:  # before a backbone may create the first cuBLAS handle (data encoding)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         try:
             spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
             part = parse_shard(shard)
