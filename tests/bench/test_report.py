@@ -65,10 +65,13 @@ def test_headline_table_with_missing_and_single_seed_cells(report):
     assert "| clip | 0.4200 ± 0.0497 (n=3) | 0.4700 ± 0.0497 (n=3) | 0.5000 ± 0.0994 (n=3) |" in default
     # factorized: V=1 .41 .44 .44 -> mean 0.43, s = sqrt(0.0003), 0.43 ± 0.0430; V=4 missing; V=8 one seed
     assert "| factorized | 0.4300 ± 0.0430 (n=3) | — | 0.6000 (n=1) |" in default
-    # the full table: recall@10 = 0.3 x recall@500, ndcg@10 = 0.2 x recall@500 (see the generator)
-    assert "| clip | 8 | 3 | 0.1500 ± 0.0298 | 0.3500 ± 0.0696 | 0.5000 ± 0.0994 | 0.1000 ± 0.0199 |" in default
-    assert "| factorized | 4 | 0 | — | — | — | — |" in default
-    assert "| factorized | 8 | 1 | 0.1800 (n=1) | 0.4200 (n=1) | 0.6000 (n=1) | 0.1200 (n=1) |" in default
+    # the full table: recall@1 = 0.05, recall@10 = 0.3, ndcg@10 = 0.2, mrr = 0.1 x recall@500
+    # (see the generator); intervals scale by the same factors
+    assert ("| clip | 8 | 3 | 0.0250 ± 0.0050 | 0.1500 ± 0.0298 | 0.3500 ± 0.0696 | 0.5000 ± 0.0994 | "
+            "0.1000 ± 0.0199 | 0.0500 ± 0.0099 |") in default
+    assert "| factorized | 4 | 0 | — | — | — | — | — | — |" in default
+    assert ("| factorized | 8 | 1 | 0.0300 (n=1) | 0.1800 (n=1) | 0.4200 (n=1) | 0.6000 (n=1) | 0.1200 (n=1) | "
+            "0.0600 (n=1) |") in default
     assert "13 runs, seeds 0, 1, 2" in default
 
 
