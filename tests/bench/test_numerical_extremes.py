@@ -9,9 +9,9 @@ test_sinkhorn.py and test_volume.py; here generated float32 problems check finit
 bounds that hold at any eps or delta:
 
 - Sinkhorn, eps in [1e-4, 1e-2] on costs 1 - cos in [0, 2] with repeated vectors (ties): a
-  non-negative plan whose column sums match b, a value between the exact OT cost minus
-  eps log(nm) and the transport cost, finite gradients (`auto` picks the log domain per chunk
-  where the plain kernel would underflow);
+  non-negative plan whose column sums match b (to float32 precision at that eps), a value
+  W_eps = <P, C> - eps H(P) within [<P, C> - eps log(nm), <P, C>], finite gradients (`auto` picks
+  the log domain per chunk where the plain kernel would underflow);
 - volumes of k = 2..4 vectors each within 1e-7..1e-2 of a common direction: finite, at least
   delta^(k/2), finite gradients;
 - the `full_ot` objective at eps = 1e-3 on items whose views are all identical: finite loss and
@@ -52,8 +52,11 @@ def test_sinkhorn_float32_at_small_eps_is_finite_and_bounded(eps_exp, n, m, seed
     res = sinkhorn(C, eps=eps, iterations=2000, tol=1e-5)
     assert torch.isfinite(res.plan).all() and (res.plan >= 0).all()
     assert torch.isfinite(res.value).all() and torch.isfinite(res.transport_cost).all()
-    torch.testing.assert_close(res.plan.sum(1), torch.full((4, m), 1.0 / m), atol=1e-4, rtol=0)
-    # W_eps <= <P, C> and W_eps >= W_0 - eps log(nm) >= <P, C> - eps log(nm) up to convergence
+    # float32 exponents (alpha + beta - C) / eps are O(1 / eps): rounding limits the marginals to
+    # about 2^-23 * (cost range) / eps, whatever the number of iterations
+    float32_limit = 2.0**-23 * 4.0 / eps
+    torch.testing.assert_close(res.plan.sum(1), torch.full((4, m), 1.0 / m), atol=1e-4 + float32_limit, rtol=0)
+    # W_eps = <P, C> - eps H(P) with 0 <= H(P) <= log(nm)
     slack = eps * math.log(n * m) + 1e-3
     assert (res.value.detach() <= res.transport_cost + 1e-4).all()
     assert (res.value.detach() >= res.transport_cost - slack).all()
