@@ -46,8 +46,12 @@ class EvalConfig:
     )
 
     def validate(self) -> None:
-        if not self.ks or min(self.ks) < 1:
-            raise ValueError("eval option 'ks' must be a non-empty list of positive integers")
+        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"eval option 'ks' must be a non-empty list of positive integers, got {self.ks!r}")
+        if self.encode_batch_size < 1:
+            raise ValueError(f"eval option 'encode_batch_size' must be at least 1, got {self.encode_batch_size}")
+        if self.cross_view_max_items < 2:
+            raise ValueError(f"eval option 'cross_view_max_items' must be at least 2, got {self.cross_view_max_items}")
 
 
 class Evaluator:
@@ -279,6 +283,12 @@ class Evaluator:
             else:
                 select_metric = "cross-view/mean recall@10"
         task, metric = select_metric.split("/", 1)
+        if task not in ("cross-view", ds.query_task) or (task == ds.query_task and ds.queries is None):
+            poses = f"'{ds.query_task}/recall@100', " if ds.queries is not None else ""
+            raise ValueError(
+                f"train option 'select_metric' {select_metric!r}: data set {ds.name!r} has no task {task!r}; "
+                f"use {poses}'cross-view/mean recall@10' or 'auto'"
+            )
         if task == ds.query_task:
             q = ds.queries
             vidx = q.indices("val")

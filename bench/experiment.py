@@ -100,6 +100,8 @@ class PreparedRun:
 def prepare(spec: RunSpec) -> PreparedRun:
     if spec.views < 1:
         raise ValueError(f"--views must be at least 1, got {spec.views}")
+    if spec.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {spec.seed}")
     if spec.precision not in PRECISIONS:
         raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {spec.precision!r}")
     objective_cls = OBJECTIVES.get(spec.objective)

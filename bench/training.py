@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -61,6 +62,15 @@ class TrainConfig:
             raise ValueError("train option 'warmup_fraction' must be in [0, 1)")
         if self.eval_every < 0:
             raise ValueError("train option 'eval_every' must be >= 0")
+        if self.select_metric != "auto" and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr)", self.select_metric):
+            raise ValueError(
+                f"train option 'select_metric' must be 'auto' or 'task/metric' (e.g. 'query->item/recall@100', "
+                f"'cross-view/mean recall@10'), got {self.select_metric!r}"
+            )
+        if self.val_gallery_size < 1:
+            raise ValueError(f"train option 'val_gallery_size' must be at least 1, got {self.val_gallery_size}")
+        if self.grad_clip < 0:
+            raise ValueError(f"train option 'grad_clip' must be >= 0 (0: no clipping), got {self.grad_clip}")
 
 
 class NonFiniteError(RuntimeError):

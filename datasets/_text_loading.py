@@ -37,6 +37,7 @@ class TextEncoderConfig(DatasetConfig):
     item_test_fraction: float = option(0.1, "fraction of items in the test split (cross-view tasks)", "convention")
 
     def validate(self) -> None:
+        super().validate()
         for name in ("item_val_fraction", "item_test_fraction"):
             v = getattr(self, name)
             if not 0.0 <= v < 1.0:

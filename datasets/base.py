@@ -16,7 +16,9 @@ class DatasetConfig:
     split_seed: int = option(0, "seed of the item/query train/val/test split", "convention")
 
     def validate(self) -> None:
-        pass
+        """Checks every data set shares; plugins extend it (calling ``super().validate()``)."""
+        if isinstance(self.split_seed, bool) or self.split_seed < 0:
+            raise ValueError(f"dataset option 'split_seed' must be a non-negative integer, got {self.split_seed!r}")
 
 
 class DatasetPlugin:

@@ -280,6 +280,7 @@ class GroceryStore(DatasetPlugin):
         batch_size: int = option(32, "backbone batch size", "convention")
 
         def validate(self) -> None:
+            super().validate()
             if self.max_photos_per_product < 0:
                 raise ValueError(f"grocery-store option 'max_photos_per_product' must be >= 0, got {self.max_photos_per_product}")
             if self.batch_size < 1:

@@ -79,8 +79,15 @@ class SyntheticConfig(DatasetConfig):
     query_fractions: tuple = option((0.8, 0.1, 0.1), "train/val/test fractions of queries", "convention")
 
     def validate(self) -> None:
+        super().validate()
         if self.items < 1:
             raise ValueError(f"dataset option 'items' must be at least 1, got {self.items}")
+        for name in ("item_fractions", "query_fractions"):
+            fractions = getattr(self, name)
+            if (len(fractions) != 3 or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions)
+                    or abs(sum(fractions) - 1.0) > 1e-6):
+                raise ValueError(f"dataset option {name!r} must be three non-negative numbers (train, val, test) "
+                                 f"summing to 1, got {fractions!r}")
         if self.interactions < 0:
             raise ValueError("dataset option 'interactions' must be non-negative")
         if self.max_views < 1:

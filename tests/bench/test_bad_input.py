@@ -295,10 +295,18 @@ def test_a_broken_data_file_stops_a_command_with_one_line_naming_it(tmp_path, co
         (["traim.lr=0.1"], "unknown option section 'traim'. Did you mean 'train'"),
         (["dataset.seed=2", "dataset.seed"], "expected key=value"),
         (["=3"], "empty key"),
+        (["eval.ks=(1, 'a')"], "eval option 'ks' must be a non-empty list of positive integers, got (1, 'a')"),
+        (["eval.ks=(1.5, 10)"], "eval option 'ks' must be a non-empty list of positive integers"),
+        (["eval.encode_batch_size=0"], "eval option 'encode_batch_size' must be at least 1, got 0"),
+        (["train.select_metric='best'"], "train option 'select_metric' must be 'auto' or 'task/metric'"),
+        (["train.val_gallery_size=-3"], "train option 'val_gallery_size' must be at least 1, got -3"),
+        (["dataset.split_seed=-1"], "dataset option 'split_seed' must be a non-negative integer, got -1"),
+        (["dataset.item_fractions=(0.5, 0.5)"], "dataset option 'item_fractions' must be three non-negative numbers"),
+        (["--seed", "-1"], "--seed must be a non-negative integer, got -1"),
     ],
 )
 def test_bad_set_values_name_the_option_and_what_was_expected(tmp_path, sets, message):
-    args = [a for s in sets for a in ("--set", s)]
+    args = sets if sets[0].startswith("--") else [a for s in sets for a in ("--set", s)]
     res = runner.invoke(app_(), ["run", "--out", str(tmp_path), "--device", "cpu", *args])
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split())
@@ -319,3 +327,16 @@ def app_():
     from ftbench.cli import app
 
     return app
+
+
+def test_a_selection_metric_of_a_task_the_data_set_lacks_is_named(tmp_path):
+    """A well-formed `select_metric` naming a task the data set does not pose would score every
+    validation 0 and silently select the first checkpoint; it stops the run instead."""
+    res = runner.invoke(app_(), ["run", "--objective", "clip", "--views", "2", "--steps", "1", "--batch-size", "32",
+                                 "--set", "dataset.items=300", "--set", "dataset.interactions=400", "--quiet",
+                                 "--set", "train.select_metric='title->image/recall@10'", "--device", "cpu",
+                                 "--out", str(tmp_path)])
+    assert res.exit_code == 2, res.output
+    assert ("train option 'select_metric' 'title->image/recall@10': data set 'synthetic' has no task 'title->image'; "
+            "use 'query->item/recall@100', 'cross-view/mean recall@10' or 'auto'") in " ".join(res.output.split())
+    assert not list(tmp_path.glob("*.json"))
