@@ -150,8 +150,12 @@ def run(
         return
     console.print(metrics_table(result.metrics, f"{objective} @ views={views}, seed={seed} (test split)"))
     if result.not_applicable:
-        na_tasks = sorted({k.split("/")[0] for k in result.not_applicable})
-        console.print(f"not applicable: {', '.join(na_tasks)} (reasons in the result file)", highlight=False)
+        whole = sorted(k for k in result.not_applicable if "/" not in k)
+        cutoffs = sorted({k.split("/", 1)[1] for k in result.not_applicable if "/" in k}, key=lambda m: (len(m), m))
+        if whole:
+            console.print(f"not applicable: {', '.join(whole)} (reasons in the result file)", highlight=False)
+        if cutoffs:
+            console.print(f"—: {', '.join(cutoffs)} at or above the gallery size, not reported", highlight=False)
     t = result.timing
     console.print(
         f"train {t['phases_s']['train_s']:.1f}s, evaluate {t['phases_s']['evaluate_s']:.1f}s, "
