@@ -78,9 +78,15 @@ class NonFiniteError(RuntimeError):
 
 
 class BatchSampler:
-    """Epochs over training pairs: (query, item) interactions with both in the train split when the
+    """Batches of training pairs: (query, item) interactions with both in the train split when the
     data set has them, else the train items. Within a batch, items and queries are unique (a
-    repeated item would be its own in-batch negative)."""
+    repeated item would be its own in-batch negative).
+
+    Each batch reads the next 2B pairs of a shuffled pass over the pairs and keeps the first B
+    whose item and query are new to the batch; the rest of the 2B are passed over, not carried to
+    the next batch. Every pair is equally likely to be drawn, but a pass over the shuffled order
+    uses about half of the pairs, not all: "passes", not epochs. (Kept as is: changing the draw
+    would change every recorded result for a given seed.)"""
 
     def __init__(self, dataset: MultiViewDataset, batch_size: int, seed: int) -> None:
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0xBA7C4]))
