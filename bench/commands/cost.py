@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         solver_bench: bool = typer.Option(False, "--solver-bench", help="Only: our batched Sinkhorn vs POT's solve_batch."),
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
+        threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
         queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
@@ -56,9 +57,12 @@ def register(app: typer.Typer) -> None:
 
         names = list(objective) or OBJECTIVES.names()
         spec = CostSpec(objectives=names, views=list(views) or [1, 2, 4, 8, 16, 32], batch_size=batch_size,
-                        repeats=repeats, warmup=warmup, device=device, memory_budget_gb=budget_gb, sets=list(set_))
+                        repeats=repeats, warmup=warmup, device=device, memory_budget_gb=budget_gb, sets=list(set_),
+                        threads=threads or None)
         if min(spec.views) < 1:
             fail("--views must be at least 1")
+        if threads < 0:
+            fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
         try:
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task("cost", total=len(names) * len(spec.views))
