@@ -119,7 +119,7 @@ def test_cost_section_and_plots(report):
     assert "| factorized | step | 12.12 | 12.24 | 12.48 | 12.96 | — (estimated 9.0 GB > budget 8.0 GB) | 0.02 |" in cost
     assert "| clip | objective | 2.52 | 2.55 | 2.60 | 2.70 | — | 0.03 |" in cost
     names = sorted(p.name for p in outcome.plots)
-    assert len(names) == 7 and "cost_vs_views__cost-b256-cpu.png" in names
+    assert len(names) == 10  # 3 groups x (recall@500, recall@10 against V, trade-off) + cost and "cost_vs_views__cost-b256-cpu.png" in names
     for plot in outcome.plots:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot.name})" in text
@@ -208,7 +208,7 @@ def test_cli_report(fixture_dir, tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path / "r"), "--no-run-quick-if-empty"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())
-    assert "4 run results in 1 comparison group(s), 2 plots" in output
+    assert "4 run results in 1 comparison group(s), 3 plots" in output
     assert "2 unreadable result file(s) skipped" in output
     assert (tmp_path / "r" / "report" / "REPORT.md").exists()
 
