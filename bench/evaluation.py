@@ -319,4 +319,17 @@ class Evaluator:
         m, _ = self.cross_view(items)
         key = metric.replace("mean ", "")
         vals = [v[key] for t, v in m.items() if key in v]
-        return select_metric, float(np.mean(vals)) if vals else 0.0
+        if not vals and key.startswith("recall@"):
+            # K at or above the validation gallery: fall back to the largest K every task has, and
+            # say so in the name (as the query task does), rather than scoring every checkpoint 0
+            common = set.intersection(*[{k for k in v if k.startswith("recall@")} for v in m.values()]) if m else set()
+            if common:
+                key = max(common, key=lambda k: int(k.split("@")[1]))
+                vals = [v[key] for v in m.values()]
+                select_metric = f"{task}/mean {key}"
+        if not vals:
+            # nothing to select on (e.g. a handful of validation items): every checkpoint scores 0
+            # and the first is kept - said in the recorded metric name, not hidden
+            return (f"{select_metric} (not scorable on {len(items)} validation items: constant 0, "
+                    "first checkpoint kept)"), 0.0
+        return select_metric, float(np.mean(vals))
