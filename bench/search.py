@@ -68,6 +68,19 @@ DEFAULT_ITEM_CHUNK = {"cpu": 16384, "cuda": 32768}
 DEFAULT_GROUP_SIZE = 16
 _MIN_ROWS_PER_WORKER = 128
 _NUMPY_NONZERO = True  # CPU: numpy's flatnonzero (tests switch it off to run the CUDA code path)
+# CPU score blocks through numpy's matmul (OpenBLAS): on the project machine 1024 x 256 by
+# 256 x 16384 float32 blocks run at 3.15 ms per query (1M items, 2 threads) against 4.10 ms with
+# torch.mm, and faiss IndexFlatIP takes 3.9-4.2 ms in all. Tests switch it off to compare paths.
+_NUMPY_MATMUL = True
+
+
+def _score_block(q: torch.Tensor, item_block: torch.Tensor, out: torch.Tensor) -> None:
+    """out[R, w] = q [R, d] @ item_block[w, d]^T, through numpy's BLAS on CPU where it is faster."""
+    if (_NUMPY_MATMUL and out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64)
+            and q.dtype == out.dtype and item_block.dtype == out.dtype):
+        np.matmul(q.detach().numpy(), item_block.detach().numpy().T, out=out.numpy())
+    else:
+        torch.mm(q, item_block.T, out=out)
 
 
 def _check_inputs(queries: torch.Tensor, items: torch.Tensor, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,7 +266,7 @@ def _topk_query_chunk(
     for start in range(0, n, item_chunk):
         w = min(item_chunk, n - start)
         block = buf[: rows_q * w].view(rows_q, w)
-        torch.mm(q, items[start : start + w].T, out=block)
+        _score_block(q, items[start : start + w], block)
         if seen >= k:  # reservoir invariant holds: admit strictly above the threshold
             # skip the group maxima while the previous block admitted > 1 per 4 groups per row
             dense = 4 * admitted > rows_q * (w // group)
@@ -391,11 +404,22 @@ def _run_query_blocks(nq: int, qc: int, width: int, items: torch.Tensor, workers
         run(worker)
 
     try:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        with _single_threaded_blas(), ThreadPoolExecutor(max_workers=threads) as pool:
             for fut in [pool.submit(run_single_threaded, w) for w in range(threads)]:
                 fut.result()
     finally:
         torch.set_num_threads(outer)
+
+
+def _single_threaded_blas():
+    """numpy's BLAS at one thread while our workers run (one worker per core already)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _assert_finite_rows(x: torch.Tensor, what: str, chunk: int = 65536) -> None:

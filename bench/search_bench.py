@@ -1,4 +1,4 @@
-"""Catalog-scale search benchmark: `exact_topk` (torch) against faiss `IndexFlatIP`.
+"""Catalog-scale search benchmark: `exact_topk` (torch; numpy BLAS for the CPU score blocks) against faiss `IndexFlatIP`.
 
 Wired as `ftbench cost --search-bench`; also runnable as `python -m ftbench.search_bench`.
 
@@ -239,7 +239,7 @@ def format_search_bench(result: dict) -> str:
     lines = [
         f"exact top-{c['k']} search: {c['num_items']:,} items x {c['dim']} dims, {c['num_queries']:,} queries, "
         f"median of {c['repeats']} (device {result['device']['device']}, torch threads {result['device']['torch_threads']})",
-        f"  ours  (torch, query_chunk={c['query_chunk']}, item_chunk={c['item_chunk']}, workers={c['workers']}): "
+        f"  ours  (exact_topk: numpy BLAS score blocks + torch selection on CPU, query_chunk={c['query_chunk']}, item_chunk={c['item_chunk']}, workers={c['workers']}): "
         f"{o['ms_per_query']:.3f} ms/query ({o['queries_per_s']:.0f} queries/s), best {o['min_s'] / c['num_queries'] * 1e3:.3f}",
     ]
     f = result.get("faiss")

@@ -194,6 +194,7 @@ def test_torch_nonzero_path_used_on_cuda(monkeypatch):
     import ftbench.search as search
 
     monkeypatch.setattr(search, "_NUMPY_NONZERO", False)
+    monkeypatch.setattr(search, "_NUMPY_MATMUL", False)  # and torch.mm for the score blocks
     gen = torch.Generator().manual_seed(6)
     q, x = _integer_case(gen, n=400, d=3, nq=7)
     for chunking in (dict(item_chunk=64, group_size=4), dict(item_chunk=5, group_size=2)):
