@@ -57,6 +57,18 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"--out {str(out)!r} is not a writable folder ({exc.strerror or exc})") from None
 
 
+def run_overrides(set_: List[str], data_dir: Optional[Path], deterministic: bool) -> List[str]:
+    """The `--set` list of `run` and `sweep`, with `--data-dir` as `dataset.data_dir`; with
+    `--deterministic`, cuBLAS's workspace setting before a backbone may create the first cuBLAS
+    handle (data encoding happens before training)."""
+    sets = list(set_)
+    if data_dir is not None:
+        sets.append(f"dataset.data_dir={str(data_dir)!r}")
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return sets
+
+
 def metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title, show_lines=False, caption="R@K = recall@K", caption_justify="left")
     cols = ["recall@1", "recall@10", "recall@100", "recall@500", "ndcg@10", "mrr"]
@@ -100,11 +112,7 @@ def run(
     from .experiment import RunSpec, execute, prepare
     from .training import NonFiniteError
 
-    sets = list(set_)
-    if data_dir is not None:
-        sets.append(f"dataset.data_dir={str(data_dir)!r}")
-    if deterministic:  # before a backbone may create the first cuBLAS handle (data encoding)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    sets = run_overrides(set_, data_dir, deterministic)
     try:
         prepared = prepare(
             RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -124,15 +123,11 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        from ..cli import UsageError, fail
+        from ..cli import UsageError, fail, run_overrides
         from ..device import resolve_device
         from ..sweep import GridError, parse_shard, spec_from_preset
 
-        sets = list(set_)
-        if data_dir is not None:
-            sets.append(f"dataset.data_dir={str(data_dir)!r}")
-        if deterministic:  # before a backbone may create the first cuBLAS handle (data encoding)
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        sets = run_overrides(set_, data_dir, deterministic)
         try:
             spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
             part = parse_shard(shard)
