@@ -725,19 +725,21 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[li
              f"{MISSING} = no run.", ""]
     plots: list[Path] = []
 
-    # headline pivot
+    def pivot(metric: str) -> list[str]:
+        """objectives x views table of query-task `metric` (mean ± interval over seeds)."""
+        column = f"{QUERY_TASK}/{metric}"
+        rows = [[label] + [fmt_interval(cell_interval(cell_values(frame, column, group, label, v))) for v in views]
+                for label in labels]
+        return [f"### {qname}: {metric} (objectives x views)", "",
+                md_table(["objective"] + [f"V={v}" for v in views], rows), ""]
+
+    # headline pivot, and the top of the list too: on small catalogs recall@500 saturates and
+    # recall@10 separates
     head_col = f"{QUERY_TASK}/{HEADLINE_METRIC}"
-    lines += [f"### {qname}: {HEADLINE_METRIC} (objectives x views)", ""]
-    rows = [[label] + [fmt_interval(cell_interval(cell_values(frame, head_col, group, label, v))) for v in views]
-            for label in labels]
-    lines += [md_table(["objective"] + [f"V={v}" for v in views], rows), ""]
-    # the top of the list too: on small catalogs recall@500 saturates and recall@10 separates
+    lines += pivot(HEADLINE_METRIC)
     top_col = f"{QUERY_TASK}/{TOP_METRIC}"
     if top_col in frame.columns and data[top_col].notna().any():
-        lines += [f"### {qname}: {TOP_METRIC} (objectives x views)", ""]
-        rows = [[label] + [fmt_interval(cell_interval(cell_values(frame, top_col, group, label, v))) for v in views]
-                for label in labels]
-        lines += [md_table(["objective"] + [f"V={v}" for v in views], rows), ""]
+        lines += pivot(TOP_METRIC)
 
     # full table
     lines += [f"### {qname}: all metrics", "",
