@@ -37,6 +37,12 @@ from .views import SlotLayout, cap_views, catalog_availability
 CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item", "aux->item")
 
 
+def _largest_recall(metric_names) -> str | None:
+    """The 'recall@K' name with the largest K among `metric_names`, or None."""
+    recalls = [name for name in metric_names if name.startswith("recall@")]
+    return max(recalls, key=lambda name: int(name.split("@")[1])) if recalls else None
+
+
 @dataclass
 class EvalConfig:
     ks: tuple = option((1, 10, 50, 100, 500), "cut-offs K of recall@K, hit@K, ndcg@K", "SPEC")
@@ -305,10 +311,9 @@ class Evaluator:
             k_metric = metric
             values = m.get(task, {})
             if k_metric not in values:  # K too large for the gallery: fall back to the largest K
-                cands = [k for k in values if k.startswith("recall@")]
-                if not cands:
+                k_metric = _largest_recall(values)
+                if k_metric is None:
                     return select_metric, 0.0
-                k_metric = max(cands, key=lambda s: int(s.split("@")[1]))
             return f"{task}/{k_metric}", float(values[k_metric])
         items = ds.items("val")
         if len(items) < 2:
@@ -322,9 +327,9 @@ class Evaluator:
         if not vals and key.startswith("recall@"):
             # K at or above the validation gallery: fall back to the largest K every task has, and
             # say so in the name (as the query task does), rather than scoring every checkpoint 0
-            common = set.intersection(*[{k for k in v if k.startswith("recall@")} for v in m.values()]) if m else set()
-            if common:
-                key = max(common, key=lambda k: int(k.split("@")[1]))
+            common = _largest_recall(set.intersection(*[set(v) for v in m.values()])) if m else None
+            if common is not None:
+                key = common
                 vals = [v[key] for v in m.values()]
                 select_metric = f"{task}/mean {key}"
         if not vals:
