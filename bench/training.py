@@ -335,6 +335,7 @@ class Stepper:
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
+        self.objective.after_step()  # parameter constraints (logit-scale clamp), after the update
         self.scheduler.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)

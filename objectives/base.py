@@ -4,7 +4,8 @@ An objective receives an `AlignmentBatch` - the encoded views of B items ([B, W,
 roles, sides and weights) and, when the data set has queries, B query embeddings where query b
 interacted with item b - and returns a dict of named loss terms (keys ending in `_loss`, summed
 into the training loss) plus detached statistics (any other key), in the style of open_clip's
-`ClipLoss`. It also says which views it needs per step (`select_views`, so that objectives
+`ClipLoss`. `Objective.forward` does the work every objective shares (logit scale, served item
+embedding, query term, statistics); a subclass implements `alignment_terms`. It also says which views it needs per step (`select_views`, so that objectives
 that sample views pay only for what they use) and which item embedding it serves at inference
 (`item_embedding`). Objectives are `nn.Module`s: the logit scale and any other learnable part of
 an objective lives here, not in the towers.
@@ -58,11 +59,13 @@ class ObjectiveContext:
 class ObjectiveConfig:
     """Fields every objective has. Subclasses add their own, each documented with `option`."""
 
-    init_logit_scale: float = option(1 / 0.07, "initial logit scale 1/tau (CLIP init)", "SPEC")
-    max_logit_scale: float = option(100.0, "clamp of the learnable logit scale (CLIP)", "SPEC")
-    learn_logit_scale: bool = option(True, "train the logit scale (False keeps tau fixed)", "SPEC")
+    init_logit_scale: float = option(1 / 0.07, "initial logit scale 1/tau (CLIP init)", "CLIP")
+    max_logit_scale: float = option(
+        100.0, "upper bound of the logit scale: log scale clamped at log(max) after each optimiser step", "CLIP"
+    )
+    learn_logit_scale: bool = option(True, "train the logit scale (False keeps tau fixed)", "convention")
     primary_weight: float = option(
-        0.5, "w_p: weight shared by the primary views in marginals and the fused item embedding", "SPEC"
+        0.5, "w_p: weight shared by the primary views in marginals and the fused item embedding", "our reading"
     )
     query_weight: float = option(1.0, "weight of the query->item InfoNCE term", "our reading")
 
@@ -70,7 +73,15 @@ class ObjectiveConfig:
         if not 0.0 < self.primary_weight <= 1.0:
             raise ValueError(f"primary_weight must be in (0, 1], got {self.primary_weight}")
         if self.init_logit_scale <= 0 or self.max_logit_scale <= 0:
-            raise ValueError("logit scales must be positive")
+            raise ValueError(
+                f"objective options 'init_logit_scale' and 'max_logit_scale' must be positive, got "
+                f"{self.init_logit_scale} and {self.max_logit_scale}"
+            )
+        if self.init_logit_scale > self.max_logit_scale:
+            raise ValueError(
+                f"objective option 'init_logit_scale' ({self.init_logit_scale}) is above 'max_logit_scale' "
+                f"({self.max_logit_scale}); raise the bound or lower the initial scale"
+            )
         if self.query_weight < 0:
             raise ValueError("query_weight must be non-negative")
 
@@ -82,12 +93,60 @@ def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
 
 
 def fuse(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """normalise(sum_v w_v x_v): the fused item embedding [B, d] (SPEC §2)."""
+    """normalise(sum_v w_v x_v): the fused item embedding [B, d] with view weights w (rows summing to 1)."""
     return F.normalize(torch.einsum("bw,bwd->bd", weights.to(embeddings.dtype), embeddings), dim=-1)
 
 
+def info_nce(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
+    """InfoNCE on the logits s <x_i, y_j> (rows L2-normalised first), diagonal positives.
+
+    One direction: mean_i -log softmax_j(s <x_i, y_j>)_i (RecGOAT's `InfoNCE`); symmetric: the mean
+    of both directions (CLIP).
+    """
+    logits = scale * F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).t()
+    if symmetric:
+        return symmetric_info_nce(logits)
+    return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
+
+
+def anchor_positions(views: EncodedViews, layout: SlotLayout) -> torch.Tensor:
+    """bool [B, W]: each item's anchor view - its first primary text view - or nothing if it lacks it.
+
+    With image and text views the primary text views are the primary views of side 1 (the title);
+    in a single-modality catalog they are the primary views of side 0. A layout with no primary slot
+    on that side falls back to the first primary view of any side, then to the first view.
+    """
+    anchor_side = anchor_side_of(layout)
+    has_slot = bool((layout.is_primary & (layout.side == anchor_side)).any())
+    if has_slot:
+        cand = views.mask & views.is_primary & (views.side == anchor_side)
+    elif bool(layout.is_primary.any()):
+        cand = views.mask & views.is_primary
+    else:
+        cand = views.mask.clone()
+    return cand & (cand.long().cumsum(dim=1) == 1)
+
+
+def anchor_side_of(layout: SlotLayout) -> int:
+    """The side that holds the text anchor (the title): 1 (text) with image and text views, 0 (the
+    primary group) in a single-modality catalog."""
+    return 1 if layout.multimodal else 0
+
+
+def text_anchor(views: EncodedViews, layout: SlotLayout) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(anchor [B, d], present bool [B], position bool [B, W]) from `anchor_positions`; absent rows are 0."""
+    position = anchor_positions(views, layout)
+    anchor = torch.einsum("bw,bwd->bd", position.to(views.embeddings.dtype), views.embeddings)
+    return anchor, position.any(dim=1), position
+
+
 class Objective(nn.Module):
-    """Base class. Subclasses set `name`, `Config`, a one-line `summary` and implement `forward`."""
+    """Base class. Subclasses set `name`, `Config`, a one-line `summary` and implement
+    `alignment_terms`; `forward` adds the parts every objective shares.
+
+    `notes` lists what an objective leaves out by construction for the catalog it was built for
+    (a term that cannot be posed), in words a run can record.
+    """
 
     name: ClassVar[str] = "base"
     summary: ClassVar[str] = ""
@@ -103,11 +162,21 @@ class Objective(nn.Module):
             self.log_logit_scale = nn.Parameter(init)
         else:
             self.register_buffer("log_logit_scale", init)
+        self.notes: list[str] = []
+        self._empty_terms: list[torch.Tensor] = []
 
     # -- numerics ----------------------------------------------------------------------------
     def logit_scale(self) -> torch.Tensor:
-        """exp(log scale), clamped at `max_logit_scale` as in CLIP."""
-        return self.log_logit_scale.exp().clamp(max=self.config.max_logit_scale)
+        """s = exp(log scale). The bound `max_logit_scale` is enforced on the parameter by
+        `after_step`, not here: a clamp after exp has zero gradient above the bound, so a scale
+        that overshot could never come back down."""
+        return self.log_logit_scale.exp()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Called by the training loop after every optimiser step: clamp log scale <= log(max), as
+        open_clip does after its step (`logit_scale.clamp_(0, math.log(100))`)."""
+        self.log_logit_scale.clamp_(max=math.log(self.config.max_logit_scale))
 
     # -- views -----------------------------------------------------------------------------
     def select_views(self, mask: torch.Tensor, generator: torch.Generator | None = None) -> ViewSelection:
@@ -134,8 +203,37 @@ class Objective(nn.Module):
         logits = self.logit_scale() * self.query_embedding(batch.query) @ item.t()
         return {"query_item_loss": self.config.query_weight * symmetric_info_nce(logits)}
 
-    def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:  # pragma: no cover
-        raise NotImplementedError
+    def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The objective's own `*_loss` terms and detached statistics, at logit scale `scale`.
+
+        May return the served item embedding [B, d] under the key "item_embedding" when it was
+        computed on the way (it is popped by `forward`, and not recomputed).
+        """
+        raise NotImplementedError  # pragma: no cover
+
+    def empty_term(self, views: EncodedViews) -> torch.Tensor:
+        """A zero loss for a term that has no pairs in this batch. It keeps the graph connected
+        (every parameter still gets a - zero - gradient), and `forward` names it in the statistic
+        `<term>_empty` = 1, so a term that never fires is visible rather than silently missing."""
+        zero = views.embeddings.sum() * 0.0
+        self._empty_terms.append(zero)
+        return zero
+
+    def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:
+        """alignment terms + query term + `logit_scale` statistic (see the class docstring)."""
+        self._empty_terms = []
+        scale = self.logit_scale()
+        terms = dict(self.alignment_terms(batch, scale))
+        item = terms.pop("item_embedding", None)
+        if item is None:
+            item = self.item_embedding(batch.views)
+        terms.update(self.query_loss(batch, item))
+        for key, value in list(terms.items()):
+            if key.endswith("_loss") and any(value is empty for empty in self._empty_terms):
+                terms[key.removesuffix("_loss") + "_empty"] = torch.ones((), device=value.device)
+        self._empty_terms = []
+        terms["logit_scale"] = scale.detach()
+        return terms
 
     @classmethod
     def memory_estimate(cls, batch_size: int, views: int, dim: int) -> int:

@@ -1,10 +1,11 @@
-"""`clip`: CLIP's symmetric InfoNCE on the primary pair - the single-view baseline (SPEC §3.1).
+"""`clip`: CLIP's symmetric InfoNCE on the primary pair - the single-view baseline.
 
     L_xview = 1/2 [ CE(s * A B^T, I) + CE(s * B A^T, I) ]
     L_query = 1/2 [ CE(s * Q F^T, I) + CE(s * F Q^T, I) ],   F_i = normalise(a_i + b_i)
 
 where a_i is item i's primary image and b_i its title (in a single-modality catalog: the primary
-view and the first auxiliary view), s = exp(log scale) clamped at 100, and I the diagonal labels.
+view and the first auxiliary view), s = exp(log scale) (log scale clamped at log 100 after each
+optimiser step), and I the diagonal labels.
 Auxiliary views are never used, in training or at inference. The cross-view term is exactly
 open_clip's `ClipLoss` (src/open_clip/loss.py) on the same features and logit scale; items lacking
 either view of the pair are left out of it.
@@ -49,19 +50,16 @@ class Clip(Objective):
     def inference_selection(self, mask) -> ViewSelection:
         return _pair_selection(mask, self.context.layout)
 
-    def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:
+    def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views
         image_side, text_side = side_views(views, 0), side_views(views, 1)
         both = image_side.present & text_side.present
-        scale = self.logit_scale()
         out: dict[str, torch.Tensor] = {}
         if both.sum() >= 1:
             a = image_side.embeddings[both, 0]
             b = text_side.embeddings[both, 0]
             out["contrastive_loss"] = symmetric_info_nce(scale * a @ b.t())
-        else:  # keep the graph connected and the term named, with a zero value
-            out["contrastive_loss"] = views.embeddings.sum() * 0.0
-        out.update(self.query_loss(batch, self.item_embedding(views)))
-        out["logit_scale"] = scale.detach()
+        else:
+            out["contrastive_loss"] = self.empty_term(views)
         out["pairs"] = both.sum().detach().float()
         return out
