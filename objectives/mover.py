@@ -2,34 +2,49 @@
 
 MOVER publishes no equations or code. Its abstract: modality embeddings are soft-matched by
 cross-modal optimal transport, a module (GAVE) computes the geometric volume of the matched groups,
-and the loss combines transport weighting with volume alignment. Our reading (SPEC §3.5), per batch:
+and the loss combines transport weighting with volume alignment. Our reading, per batch:
 
-    a_i      anchor: item i's primary text view (the title; the primary view of a text-only catalog),
-             chosen as in `oat` (`anchor_positions`)
-    X_j      "views of item j": all of item j's other views (`groups="views"`, k = 1 + n_j vectors),
-             or the normalised side-fused groups of its other views (`groups="sides"`, k <= 3)
-    V_ij     = Vol_delta(a_i, X_j) = sqrt(det(G + delta I)), G the Gram matrix of {a_i} u X_j
-             (ftbench.volume; delta = `volume_delta` keeps gradients finite at collinear sets)
+    a_i      anchor: item i's primary text view (the title; the primary view of a one-modality
+             catalog), `base.anchor_positions`
+    X_j      "views of item j": all of item j's other views (`groups="views"`), or the normalised
+             side-fused groups of its other views (`groups="sides"`, at most 2)
+    Vol(a, X) = sqrt(det(G + delta I)), G the Gram matrix of {a} u X (GRAM's volume, regularised by
+             delta = `volume_delta` so that gradients stay finite at collinear sets; ftbench.volume)
+
+Volumes are not comparable across view counts. For unit vectors, with n = |X_j|,
+
+    Vol(a, X_j) = Vol(X_j) * dist(a, span X_j)
+
+and both factors shrink as n grows whatever the content (n near-collinear views have a volume near
+0), so with raw volumes an item with 4 views is "closer" to every anchor than an item with 1 view.
+The score V_ij (`volume_score`) is therefore, by default, the distance factor alone:
+
+    V_ij = Vol(a_i, X_j) / Vol(X_j) = dist_delta(a_i, span X_j)
+         = sqrt(<a_i, a_i> + delta - a_ij^T (G_j + delta I)^{-1} a_ij),   a_ij = X_j a_i,
+
+the (delta-regularised) distance from the anchor to the subspace the item's views span: small when
+the anchor is explained by the item's views, whatever their number. We pick it because it keeps
+every view (nothing sampled, no variance), and because Vol(X_j) does not depend on the anchor: in
+the row softmax over items j it is a per-item bias toward items with more (or more collinear) views,
+and in the column softmax a per-item temperature - dividing it out removes both. The alternative
+`"fixed"` compares groups of one size: every item contributes the anchor plus k of its other views,
+sampled uniformly each step, k = min(`group_size`, fewest other views of an item in the batch);
+`"volume"` is GRAM's raw Vol(a_i, X_j), comparable only when every item has the same view count.
 
 (a) GRAM contrastive term: logits_ij = -s V_ij (s the learnable logit scale 1/tau),
     L_vol = 1/2 [CE(logits, I) + CE(logits^T, I)].
 (b) OT term: P = entropic OT plan between the anchors {a_i} and the view groups {X_j} (uniform
     marginals 1/n, cost C_ij = V_ij (`ot_cost="volume"`) or 1 - <a_i, f_j> with f_j the fused other
     views (`"cosine"`), log-domain Sinkhorn with `ot_epsilon`, `ot_iterations`), computed without
-    gradient, and L_ot = sum_ij P_ij V_ij, the transport-weighted volume. With the volume cost this
+    gradient, and L_ot = sum_ij P_ij V_ij, the transport-weighted score. With the volume cost this
     is the entropic OT value of that cost, whose gradient in V is P (envelope theorem), so detaching P
-    is exact. Total: L = L_vol + `ot_weight` * L_ot + query_weight * L_query (base `query_loss`:
-    symmetric InfoNCE between queries and the served fused item embedding).
+    is exact. Total: L = L_vol + `ot_weight` * L_ot + query_weight * L_query (the shared query term).
 
-Only items with an anchor and at least one other view (group) enter (a) and (b); the others still
-train through the query term. Cost per step with `groups="views"` and at most n other views per
-item: O(B n^3 + B^2 n^2 + B^2 n d) via the Schur-complement form of ftbench.volume (not B^2 (n+1)^3),
-i.e. quadratic in views like `full_ot`; `groups="sides"` is O(B^2 d), constant in V.
-
-Retrieval: the evaluation reports the fused item embedding normalise(sum_v w_v x^v) (base
-`item_embedding`, one cached vector per item), like the other objectives. `volume_scores` gives the
-GRAM score -Vol(query, all views of item j) for query->item style tasks, which needs the item's views
-at query time and is not cached; it is exposed for analysis, not used by the reported metrics.
+Only items with an anchor and at least one other view enter (a) and (b); the others still train
+through the query term. Cost with `groups="views"` and at most n other views: O(B n^3 + B^2 n^2 +
+B^2 n d) (Schur-complement form, ftbench.volume), quadratic in views like `full_ot`; `"sides"` is
+O(B^2 d). Retrieval serves the fused item embedding (one cached vector per item); `volume_scores`
+gives the GRAM-style score for analysis.
 
 References: Cicchetti et al., "Gramian Multimodal Representation Learning and Alignment", ICLR 2025
 (ispamm/GRAM, utils/volume.py); You & Liu, "MOVER", arXiv 2508.12149; Cuturi, NeurIPS 2013.
@@ -44,10 +59,11 @@ import torch.nn.functional as F
 
 from ..config import option
 from ..feature_transport import log_sinkhorn
-from ..volume import pairwise_volume
+from ..volume import gram_log_volume, pairwise_log_volume
 from . import OBJECTIVES
-from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, symmetric_info_nce
-from .oat import text_anchor
+from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, symmetric_info_nce, text_anchor
+
+SCORES = ("distance", "fixed", "volume")
 
 
 @dataclass
@@ -62,6 +78,14 @@ class MoverConfig(ObjectiveConfig):
         "our reading",
         choices=("views", "sides"),
     )
+    volume_score: str = option(
+        "distance",
+        "score V_ij: 'distance' = Vol(a, X) / Vol(X), the anchor's distance to the span of the item's "
+        "views (comparable across view counts); 'fixed' = Vol of the anchor + group_size sampled views; "
+        "'volume' = GRAM's raw Vol(a, X) (shrinks with the number of views)",
+        "our reading", choices=SCORES,
+    )
+    group_size: int = option(1, "k of volume_score='fixed': other views sampled per item per step", "our reading")
     ot_weight: float = option(1.0, "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij", "our reading")
     ot_epsilon: float = option(0.05, "entropic regulariser of the B x B Sinkhorn", "our reading")
     ot_iterations: int = option(100, "fixed log-domain Sinkhorn iterations of the B x B plan", "our reading")
@@ -76,6 +100,10 @@ class MoverConfig(ObjectiveConfig):
             raise ValueError(f"mover option 'volume_delta' must be > 0 for training, got {self.volume_delta}")
         if self.groups not in ("views", "sides"):
             raise ValueError(f"mover option 'groups': expected 'views' or 'sides', got {self.groups!r}")
+        if self.volume_score not in SCORES:
+            raise ValueError(f"mover option 'volume_score': expected one of {list(SCORES)}, got {self.volume_score!r}")
+        if self.group_size < 1:
+            raise ValueError(f"mover option 'group_size' must be >= 1, got {self.group_size}")
         if self.ot_cost not in ("volume", "cosine"):
             raise ValueError(f"mover option 'ot_cost': expected 'volume' or 'cosine', got {self.ot_cost!r}")
         if self.ot_weight < 0:
@@ -112,20 +140,34 @@ class Mover(Objective):
         return torch.stack(groups, dim=1), torch.stack(present, dim=1), fused
 
     def volumes(self, anchor: torch.Tensor, sets: torch.Tensor, set_mask: torch.Tensor) -> torch.Tensor:
-        """V_ij = Vol_delta(anchor_i, sets_j) [B1, B2]."""
-        return pairwise_volume(anchor, sets, set_mask, self.config.volume_delta)
+        """V_ij [B1, B2] between anchor_i and sets_j, per `volume_score` (see the module docstring).
+
+        'fixed' samples its groups here (torch's global generator), so call it once per step."""
+        delta, kind = self.config.volume_delta, self.config.volume_score
+        if kind == "fixed":
+            set_mask = self.sample_groups(set_mask)
+        log_volume = pairwise_log_volume(anchor, sets, set_mask, delta)
+        if kind == "distance":  # log Vol(a, X) - log Vol(X) = log dist(a, span X)
+            log_volume = log_volume - gram_log_volume(sets, set_mask, delta).unsqueeze(0)
+        return torch.exp(log_volume)
+
+    def sample_groups(self, set_mask: torch.Tensor) -> torch.Tensor:
+        """bool [B, n]: k of each item's set members, uniformly, k = min(group_size, fewest members)."""
+        counts = set_mask.sum(dim=1)
+        k = min(self.config.group_size, int(counts[counts > 0].min())) if bool((counts > 0).any()) else 0
+        keys = torch.rand(set_mask.shape, device=set_mask.device).masked_fill(~set_mask, 2.0)
+        return set_mask & (keys.argsort(dim=1).argsort(dim=1) < k)
 
     def volume_scores(self, query: torch.Tensor, views: EncodedViews) -> torch.Tensor:
-        """GRAM retrieval scores -Vol_delta(q_i, all views of item j) [Q, B] (higher is better)."""
+        """GRAM-style retrieval scores -V(q_i, all views of item j) [Q, B] (higher is better)."""
         return -self.volumes(self.query_embedding(query), views.embeddings, views.mask)
 
-    def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:
+    def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.config
         views = batch.views
         anchor, anchor_present, position = text_anchor(views, self.context.layout)
         sets, set_mask, fused_other = self.view_groups(views, position)
         valid = anchor_present & set_mask.any(dim=1)
-        scale = self.logit_scale()
         out: dict[str, torch.Tensor] = {}
         if bool(valid.any()):
             a = anchor[valid]
@@ -138,21 +180,15 @@ class Mover(Objective):
                 out["negative_volume"] = ((vol.sum() - diag.sum()) / (n * n - n)).detach()
             if cfg.ot_weight > 0:
                 with torch.no_grad():
-                    if cfg.ot_cost == "volume":
-                        cost = vol.detach()
-                    else:
-                        cost = 1.0 - a @ fused_other[valid].t()
+                    cost = vol.detach() if cfg.ot_cost == "volume" else 1.0 - a @ fused_other[valid].t()
                     result = log_sinkhorn(cost, epsilon=cfg.ot_epsilon, iterations=cfg.ot_iterations)
                 transported = (result.plan.to(vol.dtype) * vol).sum()
                 out["ot_loss"] = cfg.ot_weight * transported
                 out["transported_volume"] = transported.detach()
                 out["ot_marginal_error"] = result.marginal_error.detach()
-        else:  # keep the terms named and the graph connected, with zero value
-            zero = views.embeddings.sum() * 0.0
-            out["volume_loss"] = zero
+        else:
+            out["volume_loss"] = self.empty_term(views)
             if cfg.ot_weight > 0:
-                out["ot_loss"] = zero
-        out.update(self.query_loss(batch, self.item_embedding(views)))
-        out["logit_scale"] = scale.detach()
+                out["ot_loss"] = self.empty_term(views)
         out["volume_items"] = valid.float().sum().detach()
         return out
