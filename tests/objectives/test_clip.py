@@ -97,3 +97,22 @@ def test_query_term_is_symmetric_info_nce_on_fused_items():
     labels = torch.arange(5)
     expected = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
     assert torch.allclose(out["query_item_loss"], expected, atol=1e-6)
+
+
+def test_matched_pairs_give_a_lower_loss_than_shuffled():
+    """Direction: titles near their own image vs the same titles moved to the next item."""
+    g = torch.Generator().manual_seed(3)
+    image = F.normalize(torch.randn(16, 8, generator=g, dtype=torch.float64), dim=-1)
+    title = F.normalize(image + 0.3 * torch.randn(16, 8, generator=g, dtype=torch.float64), dim=-1)
+    objective = _clip(query_weight=0.0).double()
+    matched = objective(AlignmentBatch(_batch(image, title)))["contrastive_loss"].item()
+    shuffled = objective(AlignmentBatch(_batch(image, title.roll(1, dims=0))))["contrastive_loss"].item()
+    assert matched < shuffled - 1.0, (matched, shuffled)
+
+
+def test_no_pair_gives_a_named_zero_term():
+    image = F.normalize(torch.randn(4, 8), dim=-1)
+    views = _batch(image, image.clone())
+    views.mask[:, 1] = False  # no title: the pair term has no pairs
+    out = _clip(query_weight=0.0)(AlignmentBatch(views))
+    assert out["contrastive_loss"].item() == 0.0 and out["contrastive_empty"].item() == 1.0
