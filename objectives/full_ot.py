@@ -1,4 +1,4 @@
-r"""`full_ot`: entropic optimal transport between view sets (SPEC §3.2).
+r"""`full_ot`: entropic optimal transport between view sets.
 
 For every pair (i, j) of items in the batch with both sides, the image-view set of item i
 (side 0: embeddings x_i^u, marginal mu_i = primary-weighted side weights) is transported onto the
@@ -8,33 +8,45 @@ text-view set of item j (side 1: y_j^v, marginal nu_j) with cost
     C^{ij}_{uv} = 1 - \langle x_i^u, y_j^v \rangle \in [0, 2]
 
 and entropic regulariser eps (`ftbench.sinkhorn`, batched over the B^2 pairs; Sinkhorn with a
-fixed or tolerance-bound number of iterations, reported in the statistics). The set-to-set
-similarity is, with the default ``similarity="entropic"``,
+fixed or tolerance-bound number of iterations, reported in the statistics):
+
+.. math::
+    P^* = \arg\min_{P \in U(\mu_i, \nu_j)} \langle P, C^{ij}\rangle
+          + \varepsilon \sum_{uv} P_{uv} \log P_{uv}.
+
+The set-to-set similarity is, by default (``similarity="transport"``), the plan-weighted mean
+cosine with P* held fixed:
+
+.. math::
+    s_{ij} = \sum_{uv} P^*_{uv} \langle x_i^u, y_j^v \rangle,
+    \qquad \frac{\partial s_{ij}}{\partial x_i^u} = \sum_v P^*_{uv} y_j^v .
+
+It depends on a view set only through the measure it defines: an item whose text side is one view
+y, and the same item with y copied four times (weights 1/4 each), get the same score against every
+image side (the plan splits each row evenly over identical columns). ``similarity="entropic"``
+uses instead the entropic OT value
 
 .. math::
     s_{ij} = 1 - W_\varepsilon(C^{ij})
            = \sum_{uv} P^*_{uv} \langle x_i^u, y_j^v \rangle + \varepsilon H(P^*),
-    \qquad W_\varepsilon(C) = \min_{P \in U(\mu_i, \nu_j)} \langle P, C\rangle
-                              + \varepsilon \sum_{uv} P_{uv} \log P_{uv},
 
-(H(P) = -sum P log P, and sum P = 1). This W_eps is the value whose gradient with respect to C
-is exactly P* (envelope theorem; `ftbench.sinkhorn.EntropicOTValue`), so
-ds_ij / dx_i^u = sum_v P*_uv y_j^v with no backpropagation through the Sinkhorn iterations.
-``similarity="transport"`` instead uses SPEC's literal s_ij = sum_uv P*_uv <x_i^u, y_j^v> with P*
-held fixed: the same gradient P*, but the logits lack the eps H(P*) term (for eps > 0 that
-gradient is the one of W_eps, not of the transport cost, which would need dP*/dC).
+(H(P) = -sum P log P, sum P = 1), whose gradient with respect to C is exactly P* (envelope
+theorem; `ftbench.sinkhorn.EntropicOTValue`), the same gradient as the default. The added
+eps H(P*) grows with the number of views and with how poorly a pair is matched, so it is not the
+default: in the duplicated-view example above it adds eps log 4 = 0.069 at eps = 0.05, i.e. about
+7 logits at scale 100, to the copied item only.
 
 Loss: symmetric InfoNCE over the B' x B' matrix scale * s (B' = items with views on both sides;
 items lacking a side are left out of this term, and a batch with no such item gives a zero
-term), plus the base class's query term against the fused item embedding: a single query
-point transported onto a view set with marginal w moves all its mass to every view, so its OT
+term), plus the shared query term against the fused item embedding: a single query point
+transported onto a view set with marginal w moves all its mass to every view, so its OT
 similarity is sum_v w_v <q, x^v>, a dot product with the (fused) item embedding.
 
 ``coupling="independent"`` replaces P* by the product coupling mu_i (x) nu_j, for which
-s_ij = <sum_u mu_u x_i^u, sum_v nu_v y_j^v> - the closed form of `factorized` (SPEC §3.3);
-it is computed through the same plan-weighted sum, so the two objectives can be compared on the
-same code path. Cost per batch: B^2 n m for the costs and every Sinkhorn iteration - quadratic in
-the number of views.
+s_ij = <sum_u mu_u x_i^u, sum_v nu_v y_j^v> - the closed form of `factorized`; it is computed
+through the same plan-weighted sum, so the two objectives can be compared on the same code path.
+Cost per batch: B^2 n m for the costs and every Sinkhorn iteration - quadratic in the number of
+views. Plans and values match POT (`ot.sinkhorn`, `ot.solve_batch`) on the same problems.
 
 Reference: M. Cuturi, "Sinkhorn Distances", NeurIPS 2013; G. Peyre, M. Cuturi, "Computational
 Optimal Transport" (2019), Prop. 9.2 (gradient of the entropic OT value).
@@ -73,11 +85,12 @@ class FullOTConfig(ObjectiveConfig):
     coupling: str = option(
         "entropic",
         "entropic: the Sinkhorn plan P*; independent: the product coupling mu (x) nu (= factorized's closed form)",
-        "SPEC", choices=("entropic", "independent"),
+        "our reading", choices=("entropic", "independent"),
     )
     similarity: str = option(
-        "entropic",
-        "entropic: s = 1 - W_eps (exact gradient P*); transport: s = sum P* <x, y> with P* held fixed",
+        "transport",
+        "transport: s = sum P* <x, y> with P* held fixed (unchanged by duplicated views); "
+        "entropic: s = 1 - W_eps = transport + eps H(P*)",
         "our reading", choices=("entropic", "transport"),
     )
 
@@ -103,7 +116,7 @@ def _entropy(w: torch.Tensor) -> torch.Tensor:
 @OBJECTIVES.register("full_ot")
 class FullOT(Objective):
     name = "full_ot"
-    summary = "entropic OT between image-view and text-view sets (Sinkhorn, B^2 V^2), InfoNCE on 1 - W_eps"
+    summary = "entropic OT between image-view and text-view sets (Sinkhorn, B^2 V^2), InfoNCE on sum P* <x, y>"
     Config = FullOTConfig
 
     @classmethod
@@ -153,11 +166,10 @@ class FullOT(Objective):
         }
         return sim, stats
 
-    def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:
+    def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views
         image_side, text_side = side_views(views, 0), side_views(views, 1)
         both = image_side.present & text_side.present
-        scale = self.logit_scale()
         out: dict[str, torch.Tensor] = {}
         if both.any():
             sim, stats = self.set_similarity(
@@ -169,10 +181,8 @@ class FullOT(Objective):
             out["positive_similarity"] = sim.detach()[diag].mean()
             if sim.shape[0] > 1:
                 out["negative_similarity"] = sim.detach()[~diag].mean()
-        else:  # keep the graph connected and the term named, with a zero value
-            out["transport_loss"] = views.embeddings.sum() * 0.0
-        out.update(self.query_loss(batch, self.item_embedding(views)))
-        out["logit_scale"] = scale.detach()
+        else:
+            out["transport_loss"] = self.empty_term(views)
         out["pairs"] = both.sum().detach().float()
         out["views_per_item"] = views.mask.sum(1).float().mean().detach()
         return out
