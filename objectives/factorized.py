@@ -1,4 +1,4 @@
-"""`factorized`: Factorized Transport (Etsy, arXiv 2512.18117) - our reading (SPEC §3.3).
+r"""`factorized`: Factorized Transport (Etsy, arXiv 2512.18117) - our reading.
 
 The paper publishes no equations. What it states: primary views are emphasised, auxiliary views
 are sampled stochastically in training, the cost is constant per item instead of quadratic in the
@@ -6,19 +6,40 @@ number of views, and all views are fused into one cached embedding at inference.
 restricts the OT plan of `full_ot` to the product coupling P = mu (x) nu, which turns the
 set-to-set similarity into a dot product of fused embeddings:
 
-    s_ij = sum_{u,v} mu_u nu_v <x_i^u, x_j^v> = < sum_u mu_u x_i^u , sum_v nu_v x_j^v >
+.. math::
+    s_{ij} = \sum_{u,v} \mu_u \nu_v \langle x_i^u, y_j^v \rangle
+           = \Big\langle \sum_u \mu_u x_i^u, \sum_v \nu_v y_j^v \Big\rangle
+           = \langle m_i, t_j \rangle .
 
 mu (image side) and nu (text side) are primary-weighted marginals: the primary view(s) of a side
-share w_p, its auxiliary views share 1 - w_p evenly. Training encodes the primary views plus k
-auxiliary views sampled uniformly per item (cost O(2 + k), independent of V); a sampled auxiliary
-view is reweighted by n_aux / k (Horvitz-Thompson), so each side's weighted sum is an unbiased
-Monte-Carlo estimate of the all-view sum, and equals it exactly when k >= n_aux. Loss:
+share w_p, its n_s auxiliary views share 1 - w_p evenly (a side without a primary view spreads 1
+over its auxiliary views).
 
-    L = InfoNCE_sym(s * [<m_i, t_j>]_ij) + query_weight * InfoNCE_sym(s * [<q_i, f_j>]_ij)
+**Sampling within each side.** A training step encodes the primary views plus, on each side s
+separately, k_s = min(k, n_s) of its n_s auxiliary views drawn uniformly without replacement
+(cost O(2 + 2k) views per item, independent of V). A sampled view u of side s gets weight
+mu_u n_s / k_s (its inclusion probability is k_s / n_s), so
 
-with m, t the side sums (kept unnormalised, as in the closed form, unless `normalize_sides`), f the
-fused item embedding normalise(sum_v w_v x^v) over all views (sampled in training), s the logit scale.
-Inference serves f over all (up to V) views with the same weights.
+.. math::
+    \hat m_i = \sum_{u \in \text{prim}} \mu_u x_i^u + \frac{n_s}{k_s} \sum_{u \in S} \mu_u x_i^u,
+    \qquad \mathbb{E}[\hat m_i] = m_i,
+    \qquad \sum_{u \in \text{prim}} \mu_u + \frac{n_s}{k_s} \sum_{u \in S} \mu_u = 1
+
+in every draw (each auxiliary view has mu_u = (1 - w_p) / n_s, and k_s of them are drawn). The
+estimate is unbiased, exact when k >= n_s, and each side's weights sum to 1 in every step.
+Sampling k views from the pooled auxiliary views instead is unbiased too, but then one side gets
+weight sum 1.5 in one draw and 0.5 in the next: the norm of the unnormalised side sum, and with it
+the positive logit, would change from step to step (a random per-item temperature). The fused
+item weights are rescaled the same way (inclusion probability k_s / n_s within the view's side),
+so they also sum to 1 in every draw. Loss:
+
+.. math::
+    L = \mathrm{InfoNCE_{sym}}(s [\langle \hat m_i, \hat t_j \rangle]_{ij})
+      + \lambda_q \mathrm{InfoNCE_{sym}}(s [\langle q_i, f_j \rangle]_{ij})
+
+with m, t kept unnormalised, as in the closed form (unless `normalize_sides`), f the fused item
+embedding normalise(sum_v w_v x^v), s the logit scale. Inference serves f over all (up to V)
+views with the same weights. See docs/method.md.
 """
 
 from __future__ import annotations
@@ -36,7 +57,10 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, symmetric_info_nce
 
 @dataclass
 class FactorizedConfig(ObjectiveConfig):
-    aux_samples: int = option(1, "k: auxiliary views sampled per item per training step", "paper (value: our reading)")
+    aux_samples: int = option(
+        1, "k: auxiliary views sampled per side of each item per training step (all if fewer)",
+        "paper (value: our reading)",
+    )
     normalize_sides: bool = option(
         False, "L2-normalise each side's fused embedding before the dot product (False = closed form)", "our reading"
     )
@@ -44,7 +68,7 @@ class FactorizedConfig(ObjectiveConfig):
     def validate(self) -> None:
         super().validate()
         if self.aux_samples < 0:
-            raise ValueError(f"aux_samples must be >= 0, got {self.aux_samples}")
+            raise ValueError(f"factorized option 'aux_samples' must be >= 0, got {self.aux_samples}")
 
 
 def sample_auxiliary(mask: torch.Tensor, is_primary: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -56,10 +80,27 @@ def sample_auxiliary(mask: torch.Tensor, is_primary: torch.Tensor, k: int, gener
     return auxiliary & (rank < k)
 
 
+def sample_within_sides(
+    mask: torch.Tensor, is_primary: torch.Tensor, side: torch.Tensor, k: int, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sampled bool [B, S], inverse inclusion n_s / k_s float [B, S]): k auxiliary views drawn
+    uniformly within each side of each item; the factor is 1 on views that are not sampled."""
+    sampled = torch.zeros_like(mask)
+    inverse = torch.ones(mask.shape)
+    for s in (0, 1):
+        in_side = mask & (side == s)
+        picked = sample_auxiliary(in_side, is_primary, k, generator)
+        n_aux = (in_side & ~is_primary).sum(dim=1, keepdim=True).float()
+        k_eff = picked.sum(dim=1, keepdim=True).float().clamp(min=1)
+        inverse = torch.where(picked, (n_aux / k_eff).expand_as(inverse), inverse)
+        sampled |= picked
+    return sampled, inverse
+
+
 @OBJECTIVES.register("factorized")
 class Factorized(Objective):
     name = "factorized"
-    summary = "Factorized Transport: product-coupled OT = fused-embedding InfoNCE, primary + k sampled aux views"
+    summary = "Factorized Transport: product-coupled OT = fused-embedding InfoNCE, primary + k sampled aux views per side"
     Config = FactorizedConfig
 
     def select_views(self, mask, generator=None) -> ViewSelection:
@@ -67,17 +108,9 @@ class Factorized(Objective):
         w_p = self.config.primary_weight
         full_side = side_weights(mask, layout.is_primary, layout.side, w_p)
         full_item = primary_weighted(mask, layout.is_primary, w_p)
-        sampled = sample_auxiliary(mask, layout.is_primary, self.config.aux_samples, generator)
-        n_aux = (mask & ~layout.is_primary).sum(dim=1, keepdim=True).float()
-        k_eff = sampled.sum(dim=1, keepdim=True).float().clamp(min=1)
-        inverse_inclusion = n_aux / k_eff  # 1 / P(view sampled) for uniform k-of-n sampling
+        sampled, inverse = sample_within_sides(mask, layout.is_primary, layout.side, self.config.aux_samples, generator)
         keep = (mask & layout.is_primary) | sampled
-        scale = torch.where(sampled, inverse_inclusion.expand_as(mask), torch.ones(mask.shape))
-        return ViewSelection(
-            mask=keep,
-            side_weight=full_side * scale * keep,
-            item_weight=full_item * scale * keep,
-        )
+        return ViewSelection(mask=keep, side_weight=full_side * inverse * keep, item_weight=full_item * inverse * keep)
 
     def side_embeddings(self, views) -> tuple[torch.Tensor, torch.Tensor]:
         """Side sums m_i = sum_u mu_u x_i^u (image) and t_i = sum_v nu_v x_i^v (text), [B, d] each."""
@@ -88,17 +121,15 @@ class Factorized(Objective):
             m, t = F.normalize(m, dim=-1), F.normalize(t, dim=-1)
         return m, t
 
-    def forward(self, batch: AlignmentBatch) -> dict[str, torch.Tensor]:
+    def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views
         m, t = self.side_embeddings(views)
         both = ((views.mask & (views.side == 0)).any(1)) & ((views.mask & (views.side == 1)).any(1))
-        scale = self.logit_scale()
         out: dict[str, torch.Tensor] = {}
         if both.any():
             out["transport_loss"] = symmetric_info_nce(scale * m[both] @ t[both].t())
         else:
-            out["transport_loss"] = views.embeddings.sum() * 0.0
-        out.update(self.query_loss(batch, self.item_embedding(views)))
-        out["logit_scale"] = scale.detach()
+            out["transport_loss"] = self.empty_term(views)
+        out["pairs"] = both.sum().detach().float()
         out["views_per_item"] = views.mask.sum(1).float().mean().detach()
         return out
