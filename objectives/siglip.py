@@ -1,0 +1,87 @@
+r"""`siglip`: the sigmoid pairwise loss on the primary pair, with a learnable bias - a simple baseline.
+
+For the B items of a batch with both views of the primary pair (a_i: primary image, b_i: title;
+in a one-modality catalog the primary view and the first auxiliary view, as in `clip`), every
+pair (i, j) is an independent binary classification, positive iff i = j:
+
+.. math::
+    L_{\text{sig}} = -\frac{1}{B} \sum_{i=1}^{B} \sum_{j=1}^{B}
+        \log \sigma\big( z_{ij} (s \langle a_i, b_j \rangle + \beta) \big),
+    \qquad z_{ij} = 1 \text{ if } i = j \text{ else } -1,
+
+with the learnable logit scale s and bias beta initialised as in SigLIP (s = 10, beta = -10: the
+logits start strongly negative, matching the B - 1 negatives per positive). It equals open_clip's
+`SigLipLoss` (src/open_clip/loss.py, single device) on the same features, scale and bias. No
+softmax couples the pairs, so the loss needs no batch-wide normalisation.
+
+The shared query term (symmetric InfoNCE between each query and the served item embedding, at the
+same logit scale s) is added; the served embedding is normalise(a_i + b_i), and auxiliary views are
+never used, exactly as for `clip`, so that the two differ only in the pair loss.
+
+Reference: X. Zhai, B. Mustafa, A. Kolesnikov, L. Beyer, "Sigmoid Loss for Language Image
+Pre-Training", ICCV 2023.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import option
+from ..views import ViewSelection, first_of_each_side
+from . import OBJECTIVES
+from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views
+
+
+@dataclass
+class SiglipConfig(ObjectiveConfig):
+    init_logit_scale: float = option(10.0, "initial logit scale s of the sigmoid and query terms", "SigLIP")
+    init_logit_bias: float = option(-10.0, "initial learnable bias beta of the sigmoid logits", "SigLIP")
+
+
+def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """-(1/B) sum_ij log sigmoid(z_ij (s <a_i, b_j> + beta)), z = 2 I - 1."""
+    logits = scale * a @ b.t() + bias
+    signs = 2 * torch.eye(a.shape[0], dtype=logits.dtype, device=logits.device) - 1
+    return -F.logsigmoid(signs * logits).sum() / a.shape[0]
+
+
+def primary_pair(mask: torch.Tensor, layout) -> ViewSelection:
+    """The first view of each side (as `clip`): side marginals 1, item weights 1/2 each."""
+    chosen = first_of_each_side(mask, layout)
+    count = chosen.sum(dim=1, keepdim=True).clamp(min=1)
+    return ViewSelection(mask=chosen, side_weight=chosen.float(), item_weight=chosen.float() / count)
+
+
+@OBJECTIVES.register("siglip")
+class Siglip(Objective):
+    name = "siglip"
+    summary = "SigLIP sigmoid loss on (primary image, title) with a learnable bias + query InfoNCE; aux views unused"
+    Config = SiglipConfig
+
+    def __init__(self, config: SiglipConfig, context) -> None:
+        super().__init__(config, context)
+        self.logit_bias = nn.Parameter(torch.tensor(float(config.init_logit_bias)))
+
+    def select_views(self, mask, generator=None) -> ViewSelection:
+        return primary_pair(mask, self.context.layout)
+
+    def inference_selection(self, mask) -> ViewSelection:
+        return primary_pair(mask, self.context.layout)
+
+    def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        views = batch.views
+        image_side, text_side = side_views(views, 0), side_views(views, 1)
+        both = image_side.present & text_side.present
+        out: dict[str, torch.Tensor] = {}
+        if both.any():
+            a, b = image_side.embeddings[both, 0], text_side.embeddings[both, 0]
+            out["sigmoid_loss"] = sigmoid_pair_loss(a, b, scale, self.logit_bias.to(a.dtype))
+        else:
+            out["sigmoid_loss"] = self.empty_term(views)
+        out["logit_bias"] = self.logit_bias.detach()
+        out["pairs"] = both.sum().detach().float()
+        return out
