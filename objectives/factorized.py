@@ -39,7 +39,7 @@ so they also sum to 1 in every draw. Loss:
 
 with m, t kept unnormalised, as in the closed form (unless `normalize_sides`), f the fused item
 embedding normalise(sum_v w_v x^v), s the logit scale. Inference serves f over all (up to V)
-views with the same weights. See docs/method.md.
+views with the same weights.
 """
 
 from __future__ import annotations
