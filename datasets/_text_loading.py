@@ -14,10 +14,10 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..backbones import Backbone, create_backbone
+from ..features.backbones.base import Backbone, create_backbone
 from ..config import option
-from ..feature_cache import FeatureCache
-from ..splits import random_split
+from ..features.cache import FeatureCache
+from ..data.splits import random_split
 from .base import DatasetConfig
 
 _TAG = re.compile(r"<[^>]{0,500}>")

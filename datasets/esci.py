@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import ViewSlot
+from ..data.catalog import ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..feature_cache import assemble_catalog
-from ..queries import QuerySet, relevance_from_pairs
+from ..data.dataset import MultiViewDataset
+from ..features.cache import assemble_catalog
+from ..data.queries import QuerySet, relevance_from_pairs
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, clean_text, count_skip, find_file, join_nonempty, read_table, row_label
 from .base import DatasetPlugin
@@ -216,7 +216,7 @@ class ESCI(DatasetPlugin):
             n_val = int(round(config.query_val_fraction * len(train)))
             split[rng.permutation(train)[:n_val]] = 1
         else:
-            from ..splits import random_split
+            from ..data.splits import random_split
 
             f = config.query_val_fraction
             split = random_split(len(kept), (1.0 - 2 * f, f, f), config.split_seed) if f > 0 else split

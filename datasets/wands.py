@@ -37,12 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import ViewSlot
+from ..data.catalog import ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..feature_cache import assemble_catalog
-from ..queries import QuerySet, relevance_from_pairs
-from ..splits import random_split
+from ..data.dataset import MultiViewDataset
+from ..features.cache import assemble_catalog
+from ..data.queries import QuerySet, relevance_from_pairs
+from ..data.splits import random_split
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, read_table, row_label
 from .base import DatasetPlugin

@@ -7,7 +7,7 @@ text-view set of item j (side 1: y_j^v, marginal nu_j) with cost
 .. math::
     C^{ij}_{uv} = 1 - \langle x_i^u, y_j^v \rangle \in [0, 2]
 
-and entropic regulariser eps (`ftbench.sinkhorn`, batched over the B^2 pairs; Sinkhorn with a
+and entropic regulariser eps (`ftbench.kernels.sinkhorn`, batched over the B^2 pairs; Sinkhorn with a
 fixed or tolerance-bound number of iterations, reported in the statistics). The set-to-set
 similarity is, with the default ``similarity="entropic"``,
 
@@ -18,7 +18,7 @@ similarity is, with the default ``similarity="entropic"``,
                               + \varepsilon \sum_{uv} P_{uv} \log P_{uv},
 
 (H(P) = -sum P log P, and sum P = 1). This W_eps is the value whose gradient with respect to C
-is exactly P* (envelope theorem; `ftbench.sinkhorn.EntropicOTValue`), so
+is exactly P* (envelope theorem; `ftbench.kernels.sinkhorn.EntropicOTValue`), so
 ds_ij / dx_i^u = sum_v P*_uv y_j^v with no backpropagation through the Sinkhorn iterations.
 ``similarity="transport"`` instead uses SPEC's literal s_ij = sum_uv P*_uv <x_i^u, y_j^v> with P*
 held fixed: the same gradient P*, but the logits lack the eps H(P*) term (for eps > 0 that
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import option
-from ..sinkhorn import DOMAINS, sinkhorn
+from ..kernels.sinkhorn import DOMAINS, sinkhorn
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views, symmetric_info_nce
 

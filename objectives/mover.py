@@ -9,7 +9,7 @@ and the loss combines transport weighting with volume alignment. Our reading (SP
     X_j      "views of item j": all of item j's other views (`groups="views"`, k = 1 + n_j vectors),
              or the normalised side-fused groups of its other views (`groups="sides"`, k <= 3)
     V_ij     = Vol_delta(a_i, X_j) = sqrt(det(G + delta I)), G the Gram matrix of {a_i} u X_j
-             (ftbench.volume; delta = `volume_delta` keeps gradients finite at collinear sets)
+             (ftbench.kernels.volume; delta = `volume_delta` keeps gradients finite at collinear sets)
 
 (a) GRAM contrastive term: logits_ij = -s V_ij (s the learnable logit scale 1/tau),
     L_vol = 1/2 [CE(logits, I) + CE(logits^T, I)].
@@ -23,7 +23,7 @@ and the loss combines transport weighting with volume alignment. Our reading (SP
 
 Only items with an anchor and at least one other view (group) enter (a) and (b); the others still
 train through the query term. Cost per step with `groups="views"` and at most n other views per
-item: O(B n^3 + B^2 n^2 + B^2 n d) via the Schur-complement form of ftbench.volume (not B^2 (n+1)^3),
+item: O(B n^3 + B^2 n^2 + B^2 n d) via the Schur-complement form of ftbench.kernels.volume (not B^2 (n+1)^3),
 i.e. quadratic in views like `full_ot`; `groups="sides"` is O(B^2 d), constant in V.
 
 Retrieval: the evaluation reports the fused item embedding normalise(sum_v w_v x^v) (base
@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import option
-from ..feature_transport import log_sinkhorn
-from ..volume import pairwise_volume
+from ..kernels.feature_transport import log_sinkhorn
+from ..kernels.volume import pairwise_volume
 from . import OBJECTIVES
 from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, symmetric_info_nce
 from .oat import text_anchor

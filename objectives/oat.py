@@ -27,7 +27,7 @@ modality m in {img, txt}, the d x d cost between feature dimensions
     C^m_pq = s * mean_i (Z_m[i,p] - Z_a[i,q])^2       (over the items that have modality m)
 
 and the entropic plan T^m (uniform marginals 1/d, eps, fixed iterations; log-domain Sinkhorn, see
-ftbench.feature_transport - the released plain-domain Sinkhorn underflows at eps = 0.01, s = 100)
+ftbench.kernels.feature_transport - the released plain-domain Sinkhorn underflows at eps = 0.01, s = 100)
 computed without gradient, then the aligned modality A_m = Z_m (T^m + Delta_m), Delta_m a learnable
 d x d residual (Xavier-uniform init). Since T^m sums to 1, Z_m T^m has norm ~ 1/d: at init the
 aligned modality is dominated by the random residual, as in the released code. The paper also states
@@ -78,8 +78,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..feature_transport import feature_plan
-from ..views import SlotLayout
+from ..kernels.feature_transport import feature_plan
+from ..data.views import SlotLayout
 from . import OBJECTIVES
 from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, fuse, side_views, symmetric_info_nce
 

@@ -3,7 +3,7 @@
 Launched as a script, either as one of N processes of a gloo group (WORLD_SIZE, RANK, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT set, as torchrun sets them) or alone (no WORLD_SIZE: the single-process
 reference). Both paths run the same code: for every objective, seeded towers and objective, then
-`STEPS` real training steps (`ftbench.training.Stepper`: sampling, view selection, sharded encoding,
+`STEPS` real training steps (`ftbench.train.loop.Stepper`: sampling, view selection, sharded encoding,
 gather, objective, backward, DDP, AdamW) on a tiny synthetic catalog. Writes, per objective, each
 step's loss, the gradients of every tower and objective parameter, the gathered batch's item order
 and mask, and the final parameters to OUT/rank<RANK>.pt (OUT/single.pt alone).
@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from ftbench.datasets import DATASETS
-from ftbench.distributed import setup
+from ftbench.train.distributed import setup
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.towers import TowerConfig, Towers
-from ftbench.training import Stepper, TrainConfig
-from ftbench.views import SlotLayout
+from ftbench.model.towers import TowerConfig, Towers
+from ftbench.train.loop import Stepper, TrainConfig
+from ftbench.data.views import SlotLayout
 
 STEPS = 3
 GLOBAL_BATCH = 15  # odd on purpose: the two processes hold 8 and 7 items

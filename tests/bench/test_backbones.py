@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ftbench.backbones import (
+from ftbench.features.backbones.base import (
     BACKBONES,
     BackboneUnavailable,
     EfficientNetLite0,

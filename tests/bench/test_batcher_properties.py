@@ -23,12 +23,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ftbench.batching import build_view_batch
-from ftbench.catalog import ArrayCatalog, ViewSlot
-from ftbench.dataset import MultiViewDataset
-from ftbench.queries import QuerySet, relevance_from_pairs
-from ftbench.training import BatchSampler
-from ftbench.views import SlotLayout, all_views, cap_views
+from ftbench.data.batching import build_view_batch
+from ftbench.data.catalog import ArrayCatalog, ViewSlot
+from ftbench.data.dataset import MultiViewDataset
+from ftbench.data.queries import QuerySet, relevance_from_pairs
+from ftbench.train.loop import BatchSampler
+from ftbench.data.views import SlotLayout, all_views, cap_views
 
 SLOTS = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary"),
          ViewSlot("image_2", "image", "auxiliary"), ViewSlot("description", "text", "auxiliary"),

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from ftbench.batching import build_view_batch, compact_positions
+from ftbench.data.batching import build_view_batch, compact_positions
 from ftbench.datasets.synthetic import SyntheticCatalog, SyntheticConfig
-from ftbench.views import SlotLayout, all_views, cap_views, catalog_availability
+from ftbench.data.views import SlotLayout, all_views, cap_views, catalog_availability
 
 
 def test_compact_positions():

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftbench.results import load_result, remove_interrupted_writes
+from ftbench.run.results import load_result, remove_interrupted_writes
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
@@ -56,7 +56,7 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0, poll: f
 WRITER = """
 import sys
 from pathlib import Path
-from ftbench.results import atomic_write_text
+from ftbench.run.results import atomic_write_text
 target = Path(sys.argv[1])
 docs = [f'{{"version": {v}, "payload": "{chr(97 + v) * 3_000_000}"}}' for v in (0, 1)]
 i = 0
@@ -137,16 +137,16 @@ def test_a_killed_sweep_leaves_valid_files_and_a_rerun_completes_only_the_missin
 
 CACHE_FILL = """
 import sys
-from ftbench.backbones import create_backbone
-from ftbench.feature_cache import FeatureCache
+from ftbench.features.backbones.base import create_backbone
+from ftbench.features.cache import FeatureCache
 texts = [f"item {i} with words {i % 97} and {i % 89}" for i in range(int(sys.argv[2]))]
 FeatureCache(sys.argv[1], chunk=64).encode(create_backbone("hash", "text"), texts, "item")
 """
 
 
 def test_a_killed_cache_fill_leaves_only_complete_entries(tmp_path):
-    from ftbench.backbones import create_backbone
-    from ftbench.feature_cache import FeatureCache
+    from ftbench.features.backbones.base import create_backbone
+    from ftbench.features.cache import FeatureCache
 
     n = 6000
     cache_dir = tmp_path / "cache"
@@ -169,6 +169,6 @@ def test_a_killed_cache_fill_leaves_only_complete_entries(tmp_path):
 
 
 def _key(text: str) -> str:
-    from ftbench.backbones import content_hash
+    from ftbench.features.backbones.base import content_hash
 
     return content_hash("text", text)

@@ -1,4 +1,4 @@
-"""Multi-process training (ftbench.distributed) equals one process on the same global batch.
+"""Multi-process training (ftbench.train.distributed) equals one process on the same global batch.
 
 Two gloo processes on 127.0.0.1 and one single-process reference run the same script
 (distributed_worker.py) concurrently: every objective, 3 real training steps on a global batch of
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftbench.distributed import DistributedContext, from_environment, process_device
+from ftbench.train.distributed import DistributedContext, from_environment, process_device
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 CASES = ["clip", "full_ot", "factorized", "oat", "oat_id", "mover"]

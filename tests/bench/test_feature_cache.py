@@ -8,9 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ftbench.backbones import HashFeatures, content_hash
-from ftbench.catalog import ViewSlot
-from ftbench.feature_cache import FeatureCache, assemble_catalog, encode_views, make_progress_printer, report_progress
+from ftbench.features.backbones.base import HashFeatures, content_hash
+from ftbench.data.catalog import ViewSlot
+from ftbench.features.cache import FeatureCache, assemble_catalog, encode_views, make_progress_printer, report_progress
 
 
 class Counting(HashFeatures):
@@ -115,7 +115,7 @@ def test_progress_reporter_sees_every_encoded_input(tmp_path):
 
 
 def test_features_command_fills_then_reuses_the_cache(tmp_path):
-    from ftbench.commands import data as data_cmd
+    from ftbench.cli import data as data_cmd
 
     mini = pytest.importorskip("ftbench.datasets.grocery_store")
     try:

@@ -1,4 +1,4 @@
-"""ftbench.feature_transport: log-domain Sinkhorn and RecGOAT's feature-dimension cost/plan.
+"""ftbench.kernels.feature_transport: log-domain Sinkhorn and RecGOAT's feature-dimension cost/plan.
 
 Oracles: POT's `ot.sinkhorn(..., method="sinkhorn_log")` run to convergence; a transcription of the
 released plain-domain iteration (6lyc/RecGOAT-WSDM2027 model_v1.py) where it does not underflow;
@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftbench.feature_transport import _logsumexp, feature_cost, feature_plan, log_sinkhorn
+from ftbench.kernels.feature_transport import _logsumexp, feature_cost, feature_plan, log_sinkhorn
 
 
 def pair(b, d, seed, dtype=torch.float64):

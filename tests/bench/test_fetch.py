@@ -17,7 +17,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ftbench.fetch import (
+from ftbench.data.fetch import (
     Limits,
     UnsafeArchiveError,
     download,
@@ -86,7 +86,7 @@ def test_fetch_from_loopback_server_then_build(http_dir, tmp_path):
 
 @needs_mini
 def test_fetch_command(http_dir, tmp_path):
-    from ftbench.commands import data as data_cmd
+    from ftbench.cli import data as data_cmd
 
     www, base = http_dir
     _github_style_zip(www / "a.zip")

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from ftbench.intervals import paired_difference, t_interval, t_quantile
+from ftbench.report.intervals import paired_difference, t_interval, t_quantile
 
 
 def test_t_quantiles_match_printed_tables():

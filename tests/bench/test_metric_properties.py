@@ -7,7 +7,7 @@ example tests (test_metrics.py) compare them with torchmetrics and faiss on a fe
 hypothesis searches the corners - a single item, K = Kmax, queries without relevant items,
 grades that tie, a relevant set larger than K - and checks:
 
-- each metric equals the plain per-query definition (module docstring of ftbench.metrics);
+- each metric equals the plain per-query definition (module docstring of ftbench.eval.metrics);
 - recall@K and hit@K never decrease with K, hit@K >= recall@K, every value is in [0, 1];
 - a perfect ranking scores ndcg@K = 1 and recall@K = min(K, |R|) / |R|;
 - queries without a relevant item are excluded from the averages and counted, never averaged in;
@@ -24,8 +24,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftbench.metrics import ranked_list_metrics, target_rank_metrics
-from ftbench.search import exact_topk, rank_of_targets
+from ftbench.eval.metrics import ranked_list_metrics, target_rank_metrics
+from ftbench.kernels.search import exact_topk, rank_of_targets
 
 
 @st.composite

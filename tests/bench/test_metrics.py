@@ -12,12 +12,12 @@ from torchmetrics.functional.retrieval import (
     retrieval_reciprocal_rank,
 )
 
-from ftbench.metrics import DEFAULT_KS, ranked_list_metrics, split_ks, target_rank_metrics
-from ftbench.queries import relevance_from_pairs
+from ftbench.eval.metrics import DEFAULT_KS, ranked_list_metrics, split_ks, target_rank_metrics
+from ftbench.data.queries import relevance_from_pairs
 
 
 def _reference(ranked, indptr, items, grades, ks):
-    """Per-query Python loop straight from the definitions (module docstring of ftbench.metrics)."""
+    """Per-query Python loop straight from the definitions (module docstring of ftbench.eval.metrics)."""
     out = {}
     for q in range(len(indptr) - 1):
         rel = {int(i): float(g) for i, g in zip(items[indptr[q] : indptr[q + 1]], grades[indptr[q] : indptr[q + 1]])}
@@ -186,7 +186,7 @@ def test_target_rank_out_of_range():
 
 
 def test_relevance_subset():
-    from ftbench.metrics import relevance_subset
+    from ftbench.eval.metrics import relevance_subset
 
     indptr, items, grades = relevance_from_pairs(4, np.array([[0, 5], [0, 6], [2, 7], [3, 1], [3, 2], [3, 3]]), np.array([1, 2, 3, 1, 1, 2]))
     sub_ptr, sub_items, sub_grades = relevance_subset(indptr, items, grades, np.array([3, 1, 0]))
@@ -198,7 +198,7 @@ def test_relevance_subset():
 def test_tied_scores_end_to_end_with_exact_search_and_torchmetrics():
     """Integer scores with many ties: exact_topk breaks them by lower item index; torchmetrics gets
     the same order when its scores carry that tie-break explicitly (score - index / 2n)."""
-    from ftbench.search import exact_topk
+    from ftbench.kernels.search import exact_topk
 
     gen = torch.Generator().manual_seed(7)
     n, nq, kmax = 50, 30, 20

@@ -27,13 +27,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ftbench.batching import compact_positions
-from ftbench.catalog import ViewSlot
+from ftbench.data.batching import compact_positions
+from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.sinkhorn import sinkhorn
-from ftbench.views import SlotLayout, all_views
-from ftbench.volume import gram_volume, pairwise_volume
+from ftbench.kernels.sinkhorn import sinkhorn
+from ftbench.data.views import SlotLayout, all_views
+from ftbench.kernels.volume import gram_volume, pairwise_volume
 
 
 def _unit(shape, seed, dtype=torch.float32):

@@ -5,15 +5,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ftbench.cli import app
+from ftbench.cli.app import app
 from ftbench.datasets import DATASETS
 from ftbench.device import check_precision
-from ftbench.experiment import RunSpec, prepare
+from ftbench.run.experiment import RunSpec, prepare
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.towers import TowerConfig, Towers
-from ftbench.training import Stepper, TrainConfig, to_device
-from ftbench.views import SlotLayout
+from ftbench.model.towers import TowerConfig, Towers
+from ftbench.train.loop import Stepper, TrainConfig, to_device
+from ftbench.data.views import SlotLayout
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ftbench.results import RunResult, atomic_write_text, load_result, write_result
+from ftbench.run.results import RunResult, atomic_write_text, load_result, write_result
 
 
 def _result():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ftbench.search import exact_topk, faiss_topk, lexicographic_topk, rank_of_targets
+from ftbench.kernels.search import exact_topk, faiss_topk, lexicographic_topk, rank_of_targets
 
 
 def _brute_topk(q, x, k):
@@ -178,7 +178,7 @@ def test_worker_threads_give_the_same_result_and_restore_thread_count():
 
 
 def test_search_bench_small_run():
-    from ftbench.search_bench import format_search_bench, run_search_bench
+    from ftbench.cost.search_bench import format_search_bench, run_search_bench
 
     res = run_search_bench(num_items=3000, dim=16, num_queries=300, k=20, repeats=1, device="cpu")
     assert res["ours"]["ms_per_query"] > 0 and res["config"]["k"] == 20
@@ -191,7 +191,7 @@ def test_search_bench_small_run():
 
 def test_torch_nonzero_path_used_on_cuda(monkeypatch):
     """The CUDA code path differs only in using torch.nonzero; run it on CPU against the oracle."""
-    import ftbench.search as search
+    import ftbench.kernels.search as search
 
     monkeypatch.setattr(search, "_NUMPY_NONZERO", False)
     monkeypatch.setattr(search, "_NUMPY_MATMUL", False)  # and torch.mm for the score blocks

@@ -1,4 +1,4 @@
-"""`ftbench.sinkhorn`: POT as the oracle (same iterates, same values), the eps -> 0 limit against
+"""`ftbench.kernels.sinkhorn`: POT as the oracle (same iterates, same values), the eps -> 0 limit against
 the exact `ot.emd2`, zero-mass padding, envelope gradients (gradcheck), domains and chunking."""
 
 import math
@@ -8,7 +8,7 @@ import ot
 import pytest
 import torch
 
-from ftbench.sinkhorn import plain_domain_limit, sinkhorn
+from ftbench.kernels.sinkhorn import plain_domain_limit, sinkhorn
 
 
 def _problems(N=40, n=5, m=7, seed=0, dtype=torch.float64, scale=2.0):

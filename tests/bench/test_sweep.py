@@ -6,9 +6,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from ftbench import sweep as sweep_module
-from ftbench.results import RunResult, load_result, result_filename, write_result
-from ftbench.sweep import (
+from ftbench.run import sweep as sweep_module
+from ftbench.run.results import RunResult, load_result, result_filename, write_result
+from ftbench.run.sweep import (
     PRESETS, GridError, parse_shard, prepare_grid, run_sweep, shard_grid, spec_from_preset,
 )
 
@@ -140,7 +140,7 @@ TINY_CLI = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "
 
 
 def test_cli_sweep_end_to_end(tmp_path):
-    from ftbench.cli import app
+    from ftbench.cli.app import app
 
     args = ["sweep", "-o", "clip", "-o", "factorized", "--views", "2", "--seed", "0", "--out", str(tmp_path), *TINY_CLI]
     res = runner.invoke(app, args, catch_exceptions=False)
@@ -152,8 +152,8 @@ def test_cli_sweep_end_to_end(tmp_path):
 
 
 def test_cli_sweep_errors_and_failures(tmp_path, monkeypatch):
-    from ftbench import experiment
-    from ftbench.cli import app
+    from ftbench.run import experiment
+    from ftbench.cli.app import app
 
     res = runner.invoke(app, ["sweep", "-o", "clip", "--views", "2", "--seed", "0", "--set", "nonsense",
                               "--out", str(tmp_path)])

@@ -4,8 +4,8 @@ of the whole grid over it finds every result and runs nothing."""
 
 import shutil
 
-from ftbench.results import RunResult, result_filename, write_result
-from ftbench.sweep import prepare_grid, run_sweep, shard_grid, spec_from_preset
+from ftbench.run.results import RunResult, result_filename, write_result
+from ftbench.run.sweep import prepare_grid, run_sweep, shard_grid, spec_from_preset
 
 
 def _grid():

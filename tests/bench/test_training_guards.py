@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from ftbench.cli import app
+from ftbench.cli.app import app
 from ftbench.objectives import OBJECTIVES
 
 TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=0",

@@ -5,11 +5,11 @@ import torch
 
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
-from ftbench.evaluation import EvalConfig, Evaluator
+from ftbench.eval.evaluator import EvalConfig, Evaluator
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.towers import TowerConfig, Towers
-from ftbench.views import SlotLayout
+from ftbench.model.towers import TowerConfig, Towers
+from ftbench.data.views import SlotLayout
 
 
 def _evaluator(items):

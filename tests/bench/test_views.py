@@ -2,8 +2,8 @@
 
 import torch
 
-from ftbench.catalog import ViewSlot
-from ftbench.views import SlotLayout, cap_views, first_of_each_side, primary_weighted, side_weights
+from ftbench.data.catalog import ViewSlot
+from ftbench.data.views import SlotLayout, cap_views, first_of_each_side, primary_weighted, side_weights
 
 
 class _Cat:

@@ -1,4 +1,4 @@
-"""ftbench.volume: GRAM volumes. Oracles: closed forms, an independent transcription of GRAM's
+"""ftbench.kernels.volume: GRAM volumes. Oracles: closed forms, an independent transcription of GRAM's
 sqrt(|det G|) (ispamm/GRAM utils/volume.py semantics), and per-pair loops. float64 unless stated."""
 
 import itertools
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftbench.volume import gram_log_volume, gram_volume, pairwise_log_volume, pairwise_volume
+from ftbench.kernels.volume import gram_log_volume, gram_volume, pairwise_log_volume, pairwise_volume
 
 
 def unit(*shape, seed=0, dtype=torch.float64):

@@ -4,11 +4,11 @@ sampled views the weighted side sums are unbiased; the cost is 2 + k views per i
 import torch
 import torch.nn.functional as F
 
-from ftbench.batching import compact_positions
-from ftbench.catalog import ViewSlot
+from ftbench.data.batching import compact_positions
+from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.views import SlotLayout, side_weights
+from ftbench.data.views import SlotLayout, side_weights
 
 
 class _Cat:

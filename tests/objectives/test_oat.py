@@ -15,7 +15,7 @@ from geomloss import SamplesLoss
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.views import SlotLayout, cap_views, primary_weighted, side_weights
+from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
 
 # image primary, title, then auxiliary views of both modalities
 MULTIMODAL = [("image", True), ("text", True), ("text", False), ("image", False),

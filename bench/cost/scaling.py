@@ -71,7 +71,7 @@ def _reset_hwm() -> None:
 
 
 def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
-    from .objectives import OBJECTIVES
+    from ..objectives import OBJECTIVES
 
     fields = {f.name for f in dataclasses.fields(OBJECTIVES.get(name).Config)}
     fixed = [s for s in FIXED_ITERATION_SETS.get(name, []) if s.split("=")[0] in fields]
@@ -94,17 +94,17 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    from .config import apply_overrides, parse_literal
-    from .datasets.synthetic import SyntheticCatalog, SyntheticConfig, generate_queries
-    from .dataset import MultiViewDataset
-    from .device import resolve_device
-    from .objectives import OBJECTIVES
-    from .objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-    from .splits import random_split
-    from .batching import compact_positions
-    from .towers import TowerConfig, Towers
-    from .training import Stepper, TrainConfig
-    from .views import SlotLayout
+    from ..config import apply_overrides, parse_literal
+    from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig, generate_queries
+    from ..data.dataset import MultiViewDataset
+    from ..device import resolve_device
+    from ..objectives import OBJECTIVES
+    from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
+    from ..data.splits import random_split
+    from ..data.batching import compact_positions
+    from ..model.towers import TowerConfig, Towers
+    from ..train.loop import Stepper, TrainConfig
+    from ..data.views import SlotLayout
 
     device = resolve_device(spec.device)
     torch.manual_seed(0)
@@ -203,9 +203,9 @@ def growth_exponent(views: list[int], times: list[float]) -> float | None:
 
 
 def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
-    from .device import describe_device, resolve_device
-    from .experiment import package_versions
-    from .objectives import OBJECTIVES
+    from ..device import describe_device, resolve_device
+    from ..run.experiment import package_versions
+    from ..objectives import OBJECTIVES
 
     device = resolve_device(spec.device)
     for name in spec.objectives:
@@ -250,7 +250,7 @@ def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write `cost__B<batch>__<device>.json` and `.csv` (one row per objective x V), atomically."""
     import pandas as pd
 
-    from .results import atomic_write_text
+    from ..run.results import atomic_write_text
 
     out_dir = Path(out_dir)
     stem = f"cost__B{result['spec']['batch_size']}__{result['device']['device'].replace(':', '')}"
@@ -269,7 +269,7 @@ def plot_cost(results: list[dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .results import atomic_write_bytes
+    from ..run.results import atomic_write_bytes
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for result in results:

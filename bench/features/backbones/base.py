@@ -31,7 +31,7 @@ PIL and preprocessed with numpy.
 
 Every backbone states a ``version`` (package versions, a fingerprint of the weights file, torch's
 version) and a ``preprocessing`` description; both are part of the feature-cache key
-(`ftbench.feature_cache`), so changing either re-encodes instead of reusing stale features.
+(`ftbench.features.cache`), so changing either re-encodes instead of reusing stale features.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from .registry import Registry
+from ...registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
 

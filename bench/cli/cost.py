@@ -31,19 +31,19 @@ def register(app: typer.Typer) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
 
-        from ..cli import fail
-        from ..results import atomic_write_text
+        from .app import fail
+        from ..run.results import atomic_write_text
 
         console = Console()
         if solver_bench:
-            from ..solver_bench import format_solver_bench, run_solver_bench
+            from ..cost.solver_bench import format_solver_bench, run_solver_bench
 
             result = run_solver_bench(device=device)
             console.print(format_solver_bench(result), highlight=False, markup=False)
             atomic_write_text(out / "solver_bench.json", json.dumps(result, indent=2, default=str) + "\n")
             return
         if search_bench:
-            from ..search_bench import format_search_bench, run_search_bench
+            from ..cost.search_bench import format_search_bench, run_search_bench
 
             result = run_search_bench(num_items=items, num_queries=queries, device=device)
             console.print(format_search_bench(result), highlight=False, markup=False)
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
             return
         from rich.progress import Progress
 
-        from ..cost import CostSpec, format_cost, plot_cost, run_cost, write_cost
+        from ..cost.scaling import CostSpec, format_cost, plot_cost, run_cost, write_cost
         from ..objectives import OBJECTIVES
         from ..registry import UnknownNameError
 

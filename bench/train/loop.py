@@ -5,7 +5,7 @@ AdamW with linear warm-up then cosine decay over a fixed number of steps; valida
 `eval_every` steps on the *validation* split only, keeping the best state (checkpoint selection);
 a non-finite loss or gradient stops training with a message naming the step, objective and term.
 
-With several processes (torchrun; `ftbench.distributed`) every process draws the same global batch
+With several processes (torchrun; `ftbench.train.distributed`) every process draws the same global batch
 and view selection, encodes its own slice, and the objective sees the gathered global batch, so a
 step's loss and gradients are those of one process on the same batch. Rank 0 alone validates.
 """
@@ -24,15 +24,15 @@ import torch
 
 from torch import nn
 
-from .batching import ViewBatch, build_view_batch
-from .config import option
-from .dataset import MultiViewDataset
-from .device import autocast, check_precision
+from ..data.batching import ViewBatch, build_view_batch
+from ..config import option
+from ..data.dataset import MultiViewDataset
+from ..device import autocast, check_precision
 from .distributed import SINGLE_PROCESS, DistributedContext, gather_views, gather_with_grad, wrap
-from .objectives.base import AlignmentBatch, EncodedViews, Objective
-from .splits import SPLIT_CODES
-from .towers import Towers
-from .views import SlotLayout, ViewSelection, cap_views, catalog_availability
+from ..objectives.base import AlignmentBatch, EncodedViews, Objective
+from ..data.splits import SPLIT_CODES
+from ..model.towers import Towers
+from ..data.views import SlotLayout, ViewSelection, cap_views, catalog_availability
 
 
 @dataclass
@@ -280,7 +280,7 @@ class Stepper:
     Shared by `train` and the cost benchmark, so that what is timed is what is trained.
 
     With several processes (`distributed`), each encodes its slice of the global batch and
-    DistributedDataParallel averages gradients (see `ftbench.distributed` for why this equals the
+    DistributedDataParallel averages gradients (see `ftbench.train.distributed` for why this equals the
     single-process gradient). `precision` "bf16" runs the towers under bfloat16 autocast."""
 
     def __init__(self, dataset, towers, objective, config: TrainConfig, max_views: int, seed: int, device,

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
+from .. import __version__
 
 app = typer.Typer(
     name="ftbench",
@@ -107,10 +107,10 @@ def run(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .distributed import from_environment, shutdown
-    from .errors import input_errors
-    from .experiment import RunSpec, execute, prepare
-    from .training import NonFiniteError
+    from ..train.distributed import from_environment, shutdown
+    from ..errors import input_errors
+    from ..run.experiment import RunSpec, execute, prepare
+    from ..train.loop import NonFiniteError
 
     sets = run_overrides(set_, data_dir, deterministic)
     try:
@@ -120,7 +120,7 @@ def run(
         main = from_environment().is_main
         if main:  # only rank 0 writes
             check_writable(out)
-        from .device import check_precision, resolve_device
+        from ..device import check_precision, resolve_device
 
         check_precision(precision, resolve_device(device))
     except (ValueError, KeyError, UsageError) as exc:
@@ -175,7 +175,7 @@ def run(
 
 
 def _describe_plugin(kind: str, registry, name: str) -> None:
-    from .config import describe
+    from ..config import describe
 
     entry = registry.get(name)
     console.print(f"[bold]{name}[/]: {entry.summary}", highlight=False)
@@ -193,8 +193,8 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
 @app.command()
 def objectives(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show the equations and config of NAME.")) -> None:
     """List the registered objectives, one line each."""
-    from .objectives import OBJECTIVES
-    from .registry import UnknownNameError
+    from ..objectives import OBJECTIVES
+    from ..registry import UnknownNameError
 
     if verbose:
         try:
@@ -209,8 +209,8 @@ def objectives(verbose: Optional[str] = typer.Option(None, "--verbose", help="Sh
 @app.command()
 def datasets(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show the description and config of NAME.")) -> None:
     """List the registered data sets, one line each."""
-    from .datasets import DATASETS
-    from .registry import UnknownNameError
+    from ..datasets import DATASETS
+    from ..registry import UnknownNameError
 
     if verbose:
         try:
@@ -223,10 +223,12 @@ def datasets(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show
 
 
 def _register_command_modules() -> None:
-    from . import commands
+    from .. import cli
 
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(cli.__path__), key=lambda i: i.name):
+        if info.name == "app":
+            continue
+        module = importlib.import_module(f"{cli.__name__}.{info.name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(app)

@@ -69,7 +69,7 @@ permuted view of a problem-last tensor (``C.stride(0) == 1``, as `full_ot` build
 without transposition. On CPU the chunks are shared among ``workers`` threads whose kernels run
 single-threaded (intra-op parallelism does not pay on chunk-sized tensors, and on a loaded
 machine each parallel region waits for its slowest thread). On CUDA the whole batch is one
-chunk. See ``ftbench cost --solver-bench`` (`ftbench.solver_bench`) for timings against POT.
+chunk. See ``ftbench cost --solver-bench`` (`ftbench.cost.solver_bench`) for timings against POT.
 
 References
 ----------

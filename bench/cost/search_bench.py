@@ -1,6 +1,6 @@
 """Catalog-scale search benchmark: `exact_topk` (torch; numpy BLAS for the CPU score blocks) against faiss `IndexFlatIP`.
 
-Wired as `ftbench cost --search-bench`; also runnable as `python -m ftbench.search_bench`.
+Wired as `ftbench cost --search-bench`; also runnable as `python -m ftbench.cost.search_bench`.
 
 What is measured (SPEC §4, §6 conventions: warm-up, then the median of repeats; device recorded):
   * time per query of an exact top-K search over N items of dimension d, for our chunked torch
@@ -30,8 +30,8 @@ import time
 import numpy as np
 import torch
 
-from .device import describe_device, resolve_device
-from .search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available
+from ..device import describe_device, resolve_device
+from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available
 
 
 def _proc_status_kb(field: str) -> int | None:

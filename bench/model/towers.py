@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .batching import ViewBatch
-from .config import option
+from ..data.batching import ViewBatch
+from ..config import option
 
 
 @dataclass

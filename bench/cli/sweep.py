@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from ..sweep import PRESETS, SweepOutcome, SweepSpec
+from ..run.sweep import PRESETS, SweepOutcome, SweepSpec
 
 
 def _preset_help() -> str:
@@ -35,14 +35,14 @@ def run_sweep_with_progress(
 ) -> SweepOutcome:
     """Validate the whole grid, then run this shard with a progress bar; print a summary.
 
-    Raises `ftbench.sweep.GridError` (invalid cells) or `ftbench.cli.UsageError` (unwritable
+    Raises `ftbench.run.sweep.GridError` (invalid cells) or `ftbench.cli.app.UsageError` (unwritable
     --out) before any run starts.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ..cli import check_writable
-    from ..sweep import existing_result, prepare_grid, run_sweep, shard_grid
+    from .app import check_writable
+    from ..run.sweep import existing_result, prepare_grid, run_sweep, shard_grid
 
     console = console or Console(soft_wrap=True)
     prepared = prepare_grid(spec)
@@ -123,9 +123,9 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        from ..cli import UsageError, fail, run_overrides
+        from .app import UsageError, fail, run_overrides
         from ..device import resolve_device
-        from ..sweep import GridError, parse_shard, spec_from_preset
+        from ..run.sweep import GridError, parse_shard, spec_from_preset
 
         sets = run_overrides(set_, data_dir, deterministic)
         try:

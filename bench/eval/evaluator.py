@@ -25,14 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .config import option
-from .dataset import MultiViewDataset
+from ..config import option
+from ..data.dataset import MultiViewDataset
 from .metrics import ranked_list_metrics, target_rank_metrics
-from .objectives.base import Objective
-from .search import exact_topk, rank_of_targets
-from .towers import Towers
-from .training import encode_batch
-from .views import SlotLayout, cap_views, catalog_availability
+from ..objectives.base import Objective
+from ..kernels.search import exact_topk, rank_of_targets
+from ..model.towers import Towers
+from ..train.loop import encode_batch
+from ..data.views import SlotLayout, cap_views, catalog_availability
 
 CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item", "aux->item")
 

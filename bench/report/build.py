@@ -10,7 +10,7 @@ group a *cell* is (objective, views); if one objective appears with several obje
 group, each config is its own row, labelled `objective[hash]`. Different configs are never mixed
 in one cell, and a cell without runs is shown as "—", never averaged in.
 
-Statistics (`ftbench.intervals`): each cell shows the mean over seeds and the half-width of the
+Statistics (`ftbench.report.intervals`): each cell shows the mean over seeds and the half-width of the
 two-sided 95% Student-t interval, m ± t_{0.975,n-1} s / sqrt(n); n=1 cells show the mean and
 "n=1". The paired difference of an objective against `clip` matches runs of the same group, views
 and seed; d_k = a_k - b_k and r_k = 100 d_k / b_k get their own t-intervals.
@@ -33,13 +33,13 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .config import config_hash
+from ..config import config_hash
 from .intervals import Interval, PairedDifference, paired_difference, t_interval
-from .results import RunResult, atomic_write_bytes, atomic_write_text, load_result
+from ..run.results import RunResult, atomic_write_bytes, atomic_write_text, load_result
 
 BASELINE = "clip"
 QUERY_TASK = "query->item"
-# the cross-view tasks of `ftbench.evaluation` (copied, so that reading results needs no torch)
+# the cross-view tasks of `ftbench.eval.evaluator` (copied, so that reading results needs no torch)
 CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item", "aux->item")
 QUERY_METRICS = ("recall@10", "recall@100", "recall@500", "ndcg@10")
 # the "all metrics" table adds the top of the list (small catalogs: recall@10 is 1 at 12 items)
@@ -155,21 +155,21 @@ def group_key(config: dict[str, Any]) -> str:
 
 def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
     """Default configs per section, for naming what a group changed (best effort, no failure)."""
-    from .config import to_jsonable
+    from ..config import to_jsonable
 
     out: dict[str, dict[str, Any]] = {}
     try:
-        from .datasets import DATASETS
+        from ..datasets import DATASETS
 
         out["dataset"] = to_jsonable(DATASETS.get(dataset).Config())
     except Exception:  # noqa: BLE001 - an unknown or unloadable plugin only loses the diff
         pass
-    for section, module, name in (("train", "training", "TrainConfig"), ("tower", "towers", "TowerConfig"),
-                                  ("eval", "evaluation", "EvalConfig")):
+    for section, module, name in (("train", "train.loop", "TrainConfig"), ("tower", "model.towers", "TowerConfig"),
+                                  ("eval", "eval.evaluator", "EvalConfig")):
         try:
             import importlib
 
-            cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+            cls = getattr(importlib.import_module(f"ftbench.{module}"), name)
             out[section] = to_jsonable(cls())
         except Exception:  # noqa: BLE001
             pass
@@ -595,7 +595,7 @@ def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], re
         lines += [md_table(header, table_rows, align_first=2), "",
                   "Growth exponent: least-squares slope of log time against log V over V >= 2 "
                   "(0 = flat, 1 = linear, 2 = quadratic in V).", ""]
-        from .cost import plot_cost
+        from ..cost.scaling import plot_cost
 
         png = plot_cost([result], report_dir / f"cost_vs_views__{_slug(path.stem)}.png")
         plots.append(png)

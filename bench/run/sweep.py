@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .config import config_hash
+from ..config import config_hash
 from .results import load_result, remove_interrupted_writes, result_filename
 
 if TYPE_CHECKING:  # the experiment module pulls in torch; importing it lazily keeps `--help` fast
@@ -122,14 +122,14 @@ def spec_from_preset(
     Without a preset, `objectives`, `views` and `seeds` must be given (non-empty).
     """
     if registered_objectives is None:
-        from .objectives import OBJECTIVES
+        from ..objectives import OBJECTIVES
 
         registered_objectives = OBJECTIVES.names
     base: dict[str, Any] = {"objectives": None, "views": None, "seeds": None, "dataset": "synthetic",
                             "steps": None, "batch_size": None, "sets": []}
     if preset is not None:
         if preset not in PRESETS:
-            from .registry import suggest
+            from ..registry import suggest
 
             raise ValueError(suggest(preset, list(PRESETS), "--preset"))
         base = dict(PRESETS[preset])

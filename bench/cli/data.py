@@ -22,9 +22,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..backbones import MODALITIES, backbone_modalities, parse_spec
+from ..features.backbones.base import MODALITIES, backbone_modalities, parse_spec
 from ..config import apply_overrides, parse_literal
-from ..feature_cache import report_progress
+from ..features.cache import report_progress
 from ..registry import UnknownNameError
 
 console = Console(stderr=True)
@@ -99,7 +99,7 @@ def build_with_progress(dataset: str, overrides: dict[str, Any]):
 
 def _fail(exc: BaseException) -> None:
     """Print a data error as one line naming what was wrong (the loaders name file and line)."""
-    from ..cli import fail
+    from .app import fail
 
     fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
 
@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Download a public data set archive, check it, extract it safely, print its folder."""
         from ..errors import input_errors
-        from ..fetch import GROCERY_URL, fetch_grocery_store
+        from ..data.fetch import GROCERY_URL, fetch_grocery_store
 
         if name != "grocery-store":
             raise typer.BadParameter(

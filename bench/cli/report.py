@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from ..cli import UsageError, fail
-        from ..report import build_report, find_result_files
+        from .app import UsageError, fail
+        from ..report.build import build_report, find_result_files
 
         console = Console(soft_wrap=True)
         if results_dir.exists() and not results_dir.is_dir():
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
             fail(f"RESULTS_DIR {str(results_dir)!r} does not exist (run `ftbench sweep --out {results_dir}` first, "
                  "or leave out --no-run-quick-if-empty)")
         if not (results_dir.is_dir() and find_result_files(results_dir)) and run_quick_if_empty:
-            from ..sweep import GridError, PRESETS, spec_from_preset
+            from ..run.sweep import GridError, PRESETS, spec_from_preset
             from .sweep import run_sweep_with_progress
 
             console.print(

@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from .backbones import ROLES, Backbone, Input, content_hash
+from .backbones.base import ROLES, Backbone, Input, content_hash
 
 if TYPE_CHECKING:
-    from .catalog import ArrayCatalog, ViewSlot
+    from ..data.catalog import ArrayCatalog, ViewSlot
 
 
 def default_cache_dir() -> Path:
@@ -295,7 +295,7 @@ def assemble_catalog(
     """An `ArrayCatalog` from an [N, S] table of raw view inputs (texts, image paths, None for a
     missing view): the slots of each modality are encoded by ``backbones[modality]`` through the
     cache (`encode_views`), then laid out in slot order."""
-    from .catalog import ArrayCatalog
+    from ..data.catalog import ArrayCatalog
 
     n, s_count = len(table), len(slots)
     features: list[np.ndarray | None] = [None] * s_count

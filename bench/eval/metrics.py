@@ -4,7 +4,7 @@ SPEC §4: recall@K = |relevant in top K| / |relevant|, averaged over queries; al
 mrr; K in {1, 10, 50, 100, 500}; a K at or above the catalog size is reported as such, not silently.
 
 Definitions, for one query with relevant set R (|R| >= 1, grades g_i > 0) and ranked list
-r_1, ..., r_Kmax (distinct items, best first, as returned by `ftbench.search.exact_topk`):
+r_1, ..., r_Kmax (distinct items, best first, as returned by `ftbench.kernels.search.exact_topk`):
 
     hits@K    = |{r_1..r_K} & R|
     recall@K  = hits@K / |R|
@@ -138,7 +138,7 @@ def ranked_list_metrics(
                       which cannot change any metric, are not searched for.)
     relevant_indptr:  int [Q + 1]; query q's relevant items are
                       relevant_items[relevant_indptr[q]:relevant_indptr[q + 1]] with grades
-                      relevant_grades[...] (> 0), as in `ftbench.queries.QuerySet`.
+                      relevant_grades[...] (> 0), as in `ftbench.data.queries.QuerySet`.
     num_items:        catalog size N; K >= N is not applicable (returned in `not_applicable_k`).
     ks:               cutoffs; every applicable K must be <= Kmax.
     query_chunk:      queries processed at once (memory ~ 40 * query_chunk * Kmax bytes).
@@ -235,7 +235,7 @@ def ranked_list_metrics(
 
 
 def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int | None = None) -> RetrievalReport:
-    """Metrics for single-target retrieval from 1-based ranks (`ftbench.search.rank_of_targets`).
+    """Metrics for single-target retrieval from 1-based ranks (`ftbench.kernels.search.rank_of_targets`).
 
     With one relevant item of gain 1 at rank p (IDCG = 1):
         recall@K = hit@K = [p <= K],  ndcg@K = [p <= K] / log2(p + 1),

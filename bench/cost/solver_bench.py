@@ -1,4 +1,4 @@
-"""Our batched Sinkhorn (`ftbench.sinkhorn`) against POT's ``ot.solve_batch`` (SPEC §6, issue #4).
+"""Our batched Sinkhorn (`ftbench.kernels.sinkhorn`) against POT's ``ot.solve_batch`` (SPEC §6, issue #4).
 
 The workload is the one `full_ot` produces: N problems of n x m views with cost
 C_uv = 1 - <x^u, y^v> between random unit vectors (costs in [0, 2]), uniform marginals, the same
@@ -27,7 +27,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from .sinkhorn import sinkhorn
+from ..kernels.sinkhorn import sinkhorn
 
 
 def _sync(device: torch.device) -> None:
@@ -126,7 +126,7 @@ def run_solver_bench(
             torch.set_num_threads(previous)
     import ot
 
-    from .device import describe_device, resolve_device
+    from ..device import describe_device, resolve_device
 
     dev = resolve_device(device) if isinstance(device, str) else device
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]

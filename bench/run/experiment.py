@@ -1,7 +1,7 @@
 """One run end to end: data -> towers -> objective -> training -> evaluation -> result file.
 
 Under torchrun (or any launcher setting WORLD_SIZE, RANK, ...) every process builds the data set and
-trains its share of each global batch (`ftbench.distributed`); rank 0 alone validates, evaluates and
+trains its share of each global batch (`ftbench.train.distributed`); rank 0 alone validates, evaluates and
 writes the result, which records the world size and the global batch.
 """
 
@@ -19,19 +19,19 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import __version__
-from .config import apply_overrides, config_hash, parse_literal, to_jsonable
-from .datasets import DATASETS
-from .device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, seed_everything
-from .distributed import setup as setup_distributed
-from .evaluation import EvalConfig, Evaluator
-from .objectives import OBJECTIVES
-from .objectives.base import ObjectiveContext
-from .registry import suggest
+from .. import __version__
+from ..config import apply_overrides, config_hash, parse_literal, to_jsonable
+from ..datasets import DATASETS
+from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, seed_everything
+from ..train.distributed import setup as setup_distributed
+from ..eval.evaluator import EvalConfig, Evaluator
+from ..objectives import OBJECTIVES
+from ..objectives.base import ObjectiveContext
+from ..registry import suggest
 from .results import RunResult, result_filename, write_result
-from .towers import TowerConfig, Towers
-from .training import TrainConfig, train
-from .views import SlotLayout, cap_views, catalog_availability
+from ..model.towers import TowerConfig, Towers
+from ..train.loop import TrainConfig, train
+from ..data.views import SlotLayout, cap_views, catalog_availability
 
 SECTIONS = ("objective", "dataset", "train", "tower", "eval")
 
