@@ -5,8 +5,8 @@ random unit embeddings of the views it selects - and (b) a whole training step w
 the synthetic marketplace with every item having V views (sampling, feature generation, towers,
 objective, backward, AdamW). Warm-up, then the median and spread of repeats. Solver iterations
 are fixed (tolerance off) so that curves compare like with like. Each (objective, V) cell runs in
-a fresh process, so its peak memory (RSS high-water mark above the process baseline on CPU, peak
-allocated memory on CUDA) is its own; a cell whose estimated memory exceeds the budget is skipped
+a fresh process, so its peak memory (`ftbench.cost.measure`: RSS high-water mark above the process
+baseline on CPU, peak allocated memory on CUDA) is its own; a cell whose estimated memory exceeds the budget is skipped
 with the reason. The growth exponent is the least-squares slope of log time against log V over
 V >= 2 (V = 1 has no cross-view pair).
 """
@@ -48,28 +48,6 @@ class CostSpec:
     threads: int | None = None
 
 
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return float(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _reset_hwm() -> None:
-    """Reset the RSS high-water mark (Linux: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
-
-
 def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
     from ..objectives import OBJECTIVES
 
@@ -105,6 +83,7 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     from ..model.towers import TowerConfig, Towers
     from ..train.loop import Stepper, TrainConfig
     from ..data.views import SlotLayout
+    from .measure import PeakMemory, timed_ms
 
     device = resolve_device(spec.device)
     torch.manual_seed(0)
@@ -120,26 +99,7 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     layout = SlotLayout.from_catalog(catalog)
     ctx = ObjectiveContext(layout, spec.dim, n_items, True, True)
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    def timed(fn, repeats, warmup):
-        for _ in range(warmup):
-            fn()
-        sync()
-        out = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            out.append((time.perf_counter() - t0) * 1000.0)
-        return out
-
-    baseline = _rss_mb()
-    _reset_hwm()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    memory = PeakMemory(device)
     # (a) the objective alone on fixed random embeddings of the views it selects
     objective = cls(config, ctx).to(device)
     gen = torch.Generator().manual_seed(0)
@@ -164,8 +124,8 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
         terms = objective(AlignmentBatch(views_, q))
         type(objective).total_loss(terms).backward()
 
-    alone = timed(objective_alone, spec.repeats, spec.warmup)
-    peak_alone = (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else _rss_mb() - baseline
+    alone = timed_ms(objective_alone, spec.repeats, spec.warmup, device)
+    peak_alone = memory.extra_mb()
 
     # (b) a whole training step on the synthetic marketplace with V views per item
     queries = generate_queries(catalog, dcfg)
@@ -176,8 +136,8 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     tcfg = TrainConfig(steps=spec.warmup + spec.repeats + 1, batch_size=spec.batch_size)
     stepper = Stepper(dataset, towers, objective2, tcfg, views, 0, device)
     counter = iter(range(1, 10**9))
-    step_times = timed(lambda: stepper.step(next(counter)), spec.repeats, spec.warmup)
-    peak_step = (torch.cuda.max_memory_allocated(device) / 2**20) if device.type == "cuda" else _rss_mb() - baseline
+    step_times = timed_ms(lambda: stepper.step(next(counter)), spec.repeats, spec.warmup, device)
+    peak_step = memory.extra_mb()
     return {
         "objective": name,
         "views": views,
@@ -186,7 +146,7 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
         "objective_ms_iqr": float(np.percentile(alone, 75) - np.percentile(alone, 25)),
         "step_ms_median": float(np.median(step_times)),
         "step_ms_iqr": float(np.percentile(step_times, 75) - np.percentile(step_times, 25)),
-        "peak_memory_mb": round(float(max(peak_alone, peak_step)), 1),
+        "peak_memory_mb": None if peak_step is None else round(float(max(peak_alone or 0.0, peak_step)), 1),
         "threads": torch.get_num_threads(),
         "objective_overrides": overrides,
     }
@@ -300,11 +260,15 @@ def plot_cost(results: list[dict[str, Any]], path: Path) -> Path:
     return Path(path)
 
 
+def _mb(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
 def format_cost(result: dict[str, Any]) -> str:
     lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'peak MB':>9}  status"]
     for r in result["rows"]:
         if r["status"] == "ok":
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {r['peak_memory_mb']:>9.1f}  ok")
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {_mb(r['peak_memory_mb']):>9}  ok")
         else:
             lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>9}  skipped: {r['reason']}")
     lines.append("growth exponents (slope of log time vs log V, V >= 2):")

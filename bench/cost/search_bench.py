@@ -31,63 +31,8 @@ import numpy as np
 import torch
 
 from ..device import describe_device, resolve_device
+from .measure import peak_extra_mb, sync
 from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available
-
-
-def _proc_status_kb(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0: write 5 to /proc/self/clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _malloc_trim() -> None:
-    """Return freed heap memory to the OS (glibc), so that RSS before a call is not inflated."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _measure_peak_extra_mb(fn, device: torch.device) -> float | None:
-    """Run fn() once; return its peak memory above the level before the call, in MiB."""
-    if device.type == "cuda":
-        _sync(device)
-        before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        fn()
-        _sync(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    _malloc_trim()
-    if not _reset_peak_rss():
-        return None
-    before = _proc_status_kb("VmRSS")
-    fn()
-    peak = _proc_status_kb("VmHWM")
-    if before is None or peak is None:
-        return None
-    return max(0, peak - before) / 1024.0
 
 
 def _random_unit(n: int, dim: int, gen: torch.Generator, device: torch.device, chunk: int = 65536) -> torch.Tensor:
@@ -136,11 +81,11 @@ def run_search_bench(
 
     def ours():
         out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers)
-        _sync(dev)
+        sync(dev)
         return out
 
     # peak memory first, on a fresh heap (the call also serves as our warm-up)
-    peak_mb = _measure_peak_extra_mb(ours, dev)
+    peak_mb = peak_extra_mb(ours, dev)
 
     faiss_index = None
     faiss_result: dict | None = None

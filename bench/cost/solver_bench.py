@@ -28,18 +28,14 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels.sinkhorn import sinkhorn
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .measure import sync
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     out = fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start, out
 
 

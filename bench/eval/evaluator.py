@@ -31,8 +31,8 @@ from .metrics import ranked_list_metrics, target_rank_metrics
 from ..objectives.base import Objective
 from ..kernels.search import exact_topk, rank_of_targets
 from ..model.towers import Towers
-from ..train.loop import encode_batch
-from ..data.views import SlotLayout, cap_views, catalog_availability
+from ..data.views import SlotLayout
+from ..model.encode import capped_availability, encode_batch
 
 CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item", "aux->item")
 
@@ -184,7 +184,7 @@ class Evaluator:
         out: dict = {}
         na: dict = {}
         layout = self.layout
-        avail = cap_views(catalog_availability(self.dataset.catalog, items), self.max_views).numpy()
+        avail = capped_availability(self.dataset.catalog, items, self.max_views).numpy()
         img, title = self._slot(0), self._slot(1)
         modalities = self.dataset.catalog.modalities
         has_image = "image" in modalities

@@ -18,7 +18,7 @@ interrupted run leaves either the old state or the complete new file, and concur
 share a cache. An entry that cannot be used - truncated, not a ``.npy`` file, a pickled object
 array, the wrong shape or dtype, NaN or infinite values - is treated as absent: it is encoded
 again and overwritten (and counted in `CacheStats.encoded`, never as a hit). A process killed
-mid-write leaves at most a hidden ``.<key>.*.npy.tmp`` file, which is never read.
+mid-write leaves at most a hidden ``.<key>.npy.*.tmp`` file, which is never read.
 ``backbone.json`` beside the role folders records the fingerprint in clear.
 
 Location: the `cache_dir` option of a data set, else ``$FTBENCH_CACHE_DIR``, else
@@ -32,13 +32,13 @@ import contextvars
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from ..run.results import atomic_write, atomic_write_bytes
 from .backbones.base import ROLES, Backbone, Input, content_hash
 
 if TYPE_CHECKING:
@@ -100,30 +100,9 @@ class CacheStats:
         entry["encoded"] += encoded
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False), fsync=False)
 
 
 class FeatureCache:
@@ -161,7 +140,7 @@ class FeatureCache:
     def _write_manifest(bdir: Path, fp: dict) -> None:
         manifest = bdir / "backbone.json"
         if not manifest.exists():
-            _atomic_write_bytes(manifest, json.dumps(fp, indent=2, sort_keys=True).encode())
+            atomic_write_bytes(manifest, json.dumps(fp, indent=2, sort_keys=True).encode(), fsync=False)
 
     def _read(self, path: Path, dim: int) -> np.ndarray | None:
         try:
@@ -205,7 +184,7 @@ class FeatureCache:
             todo = list(missing)
             feats = self._run(backbone, [inputs[missing[k][0]] for k in todo], role, label)
             for key, vec in zip(todo, feats):
-                _atomic_save_npy(self._entry(bdir, role, key), vec)
+                _save_npy(self._entry(bdir, role, key), vec)
                 out[missing[key]] = vec
         self.stats.add(stat_key, hits, len(missing))
         return out

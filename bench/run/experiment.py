@@ -31,7 +31,8 @@ from ..registry import suggest
 from .results import RunResult, result_filename, write_result
 from ..model.towers import TowerConfig, Towers
 from ..train.loop import TrainConfig, train
-from ..data.views import SlotLayout, cap_views, catalog_availability
+from ..data.views import SlotLayout
+from ..model.encode import capped_availability
 
 SECTIONS = ("objective", "dataset", "train", "tower", "eval")
 
@@ -210,7 +211,7 @@ def execute(
 
     # realised views per item (SPEC §1: record the realised mean under --views)
     sample = np.arange(min(dataset.catalog.num_items, 50_000))
-    capped = cap_views(catalog_availability(dataset.catalog, sample), spec.views)
+    capped = capped_availability(dataset.catalog, sample, spec.views)
     counts = dataset.counts()
     counts.update(
         {

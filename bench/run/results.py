@@ -11,7 +11,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 SCHEMA_VERSION = 1
 
@@ -39,35 +39,22 @@ class RunResult:
         return json.dumps(asdict(self), indent=2, sort_keys=False, allow_nan=False)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` so that readers see the old file or the whole new one, never a part:
-    temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
+    """Write `path` so that readers see the old file or the whole new one, never a part: `write`
+    fills a hidden temp file ``.<name>.*.tmp`` in the same folder, which is then renamed over
+    `path`. `fsync=False` skips the flush to disk (the feature cache: many small files that can be
+    recomputed); a crash can then lose the file but still never expose half of it.
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+    The one atomic writer of the package: results, reports, cost files and the feature cache."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            write(handle)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -75,6 +62,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    atomic_write(path, lambda handle: handle.write(data), fsync=fsync)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def remove_interrupted_writes(path: Path) -> list[Path]:

@@ -32,7 +32,8 @@ from .distributed import SINGLE_PROCESS, DistributedContext, gather_views, gathe
 from ..objectives.base import AlignmentBatch, EncodedViews, Objective
 from ..data.splits import SPLIT_CODES
 from ..model.towers import Towers
-from ..data.views import SlotLayout, ViewSelection, cap_views, catalog_availability
+from ..data.views import SlotLayout, ViewSelection
+from ..model.encode import batch_selection, encoded_views, to_device
 
 
 @dataclass
@@ -136,65 +137,6 @@ class BatchSampler:
             keep &= kq
         chosen = cand[np.sort(np.flatnonzero(keep))][: self.batch_size]
         return chosen[:, 0], chosen[:, 1]
-
-
-def batch_selection(
-    dataset: MultiViewDataset,
-    objective: Objective,
-    items: np.ndarray,
-    max_views: int,
-    *,
-    training: bool,
-    generator: torch.Generator | None = None,
-    exclude_slot: int | None = None,
-) -> ViewSelection:
-    """Availability -> `--views` cap -> the objective's view selection, [B, S] in slot space."""
-    mask = cap_views(catalog_availability(dataset.catalog, items), max_views)
-    if exclude_slot is not None:
-        mask[:, exclude_slot] = False
-    return objective.select_views(mask, generator) if training else objective.inference_selection(mask)
-
-
-def encoded_views(embeddings: torch.Tensor, raw: ViewBatch) -> EncodedViews:
-    """Tower outputs and the per-position metadata of the ViewBatch they were computed from."""
-    return EncodedViews(
-        embeddings=embeddings,
-        mask=raw.mask,
-        is_primary=raw.is_primary,
-        side=raw.side,
-        side_weight=raw.side_weight,
-        item_weight=raw.item_weight,
-        item_index=raw.item_index,
-    )
-
-
-def to_device(tensors, device: torch.device):
-    """Host -> device copy of a ViewBatch or tensor: on CUDA from pinned (page-locked) memory with a
-    non-blocking copy, so the transfer overlaps the GPU work already queued; elsewhere a plain `.to`."""
-    if device.type == "cuda":
-        return tensors.pin_memory().to(device, non_blocking=True)
-    return tensors.to(device)
-
-
-def encode_batch(
-    dataset: MultiViewDataset,
-    layout: SlotLayout,
-    towers: Towers,
-    objective: Objective,
-    items: np.ndarray,
-    max_views: int,
-    device: torch.device,
-    *,
-    training: bool,
-    generator: torch.Generator | None = None,
-    exclude_slot: int | None = None,
-) -> EncodedViews:
-    """Availability -> `--views` cap -> the objective's view selection -> towers -> EncodedViews."""
-    selection = batch_selection(
-        dataset, objective, items, max_views, training=training, generator=generator, exclude_slot=exclude_slot
-    )
-    raw = to_device(build_view_batch(dataset.catalog, layout, items, selection), device)
-    return encoded_views(towers.encode_views(raw), raw)
 
 
 def lr_lambda(step: int, total: int, warmup_fraction: float) -> float:

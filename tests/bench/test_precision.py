@@ -12,7 +12,8 @@ from ftbench.run.experiment import RunSpec, prepare
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
 from ftbench.model.towers import TowerConfig, Towers
-from ftbench.train.loop import Stepper, TrainConfig, to_device
+from ftbench.model.encode import to_device
+from ftbench.train.loop import Stepper, TrainConfig
 from ftbench.data.views import SlotLayout
 
 

@@ -11,7 +11,7 @@ from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, Objective, ObjectiveContext
 from ftbench.model.towers import TowerConfig, Towers
-from ftbench.train.loop import encode_batch
+from ftbench.model.encode import encode_batch
 from ftbench.data.views import SlotLayout
 
 DATASET = DATASETS.get("synthetic")().build(

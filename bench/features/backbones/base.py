@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from ...device import resolve_device
 from ...registry import Registry
 
 BACKBONES: Registry = Registry("backbone")
@@ -108,15 +109,6 @@ def package_version(dist: str) -> str:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "absent"
-
-
-def resolve_device(device: str) -> str:
-    """`auto` picks cuda when available, else cpu; anything else is passed to torch as given."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _require(module: str, extra_hint: str) -> Any:
@@ -331,7 +323,7 @@ class MiniLM(Backbone):
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             path = self._model_dir()
             st = _require("sentence_transformers", ENCODERS_HINT)
-            self._model = st.SentenceTransformer(str(path), device=resolve_device(self.device))
+            self._model = st.SentenceTransformer(str(path), device=str(resolve_device(self.device)))
             self._model.eval()
         return self._model
 
@@ -415,7 +407,7 @@ class EfficientNetLite0(Backbone):
             model = lib.EfficientNet.from_name("efficientnet-lite0")
             state = torch.load(self._weights_path(), map_location="cpu", weights_only=True)
             model.load_state_dict(state, strict=True)
-            self._device = resolve_device(self.device)
+            self._device = str(resolve_device(self.device))
             # channels_last runs the depthwise convolutions about twice as fast on CPU (oneDNN)
             self._model = model.eval().to(self._device, memory_format=torch.channels_last)
         return self._model
@@ -501,7 +493,7 @@ class OpenClip(Backbone):
     def load(self):
         if self._model is None:
             oc = _require("open_clip", "Install it where you have the weights: pip install open_clip_torch.")
-            self._device = resolve_device(self.device)
+            self._device = str(resolve_device(self.device))
             model, _, preprocess = oc.create_model_and_transforms(self.model_name, pretrained=str(self.weights))
             tokenizer = oc.get_tokenizer(self.model_name)
             self._model = (model.eval().to(self._device), preprocess, tokenizer)
