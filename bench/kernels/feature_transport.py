@@ -36,17 +36,10 @@ and Delta_m a learnable residual (see objectives/oat.py).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-
-@dataclass
-class SinkhornResult:
-    plan: torch.Tensor  # [..., n, m]
-    log_u: torch.Tensor  # [..., n]
-    log_v: torch.Tensor  # [..., m]
-    marginal_error: torch.Tensor  # [...], L1 error of the row marginal after the last iteration
+from .sinkhorn import SinkhornResult
 
 
 def log_sinkhorn(
@@ -61,7 +54,7 @@ def log_sinkhorn(
     cost [..., n, m] (leading dimensions are independent problems); a [..., n], b [..., m]
     marginals (default uniform; zero entries give zero rows/columns). Returns the plan
     P = exp(log u - C/eps + log v) (entries below the dtype's smallest normal number set to 0), the
-    log-scalings and the row-marginal L1 error. Each half-iteration is one log-sum-exp over the n x m
+    dual potentials (eps log u, eps log v) and the row-marginal L1 error per problem. Each half-iteration is one log-sum-exp over the n x m
     matrix: O(iterations * n * m). Differentiable, but callers that use the envelope theorem (or
     detach the plan, as RecGOAT) should call it under `torch.no_grad()`.
     """
@@ -85,7 +78,8 @@ def log_sinkhorn(
         log_v = log_b - _logsumexp(log_k + log_u.unsqueeze(-1), dim=-2)
     plan = _exp_flushed(log_u.unsqueeze(-1) + log_k + log_v.unsqueeze(-2))
     marginal_error = (plan.sum(-1) - a).abs().sum(-1)
-    return SinkhornResult(plan=plan, log_u=log_u, log_v=log_v, marginal_error=marginal_error)
+    return SinkhornResult(plan=plan, potentials=(epsilon * log_u, epsilon * log_v), marginal_error=marginal_error,
+                          iterations=iterations, domain="log")
 
 
 def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -101,28 +101,32 @@ _MIN_CHUNK = 1024
 
 @dataclass
 class SinkhornResult:
-    """Solutions of N entropic OT problems.
+    """Solutions of N entropic OT problems: what `sinkhorn` (here) and `log_sinkhorn`
+    (`ftbench.kernels.feature_transport`, the fixed-iteration solver of RecGOAT's feature plan)
+    return.
 
-    plan: [N, n, m] optimal plans P* (detached; may be a non-contiguous view).
-    value: [N] W_eps = <P, C> + eps sum P log P; differentiable in C (gradient P*) when C
-        required grad.
-    transport_cost: [N] <P, C> (detached), POT's ``value_linear``.
-    entropy: [N] -sum P log P (detached).
+    plan: [N, n, m] optimal plans P* (detached from `sinkhorn`; may be a non-contiguous view).
     potentials: dual potentials (alpha [N, n], beta [N, m]) with
         P_uv = exp((alpha_u + beta_v - C_uv) / eps); -inf where the mass is 0 (detached).
+    marginal_error: ||P 1 - a||_1 + ||P^T 1 - b||_1, the max over problems as a float from
+        `sinkhorn`; one tensor entry per problem from `log_sinkhorn` (its column marginal is exact
+        after the last update, so this is the row error), which objectives log as a statistic.
     iterations: Sinkhorn iterations run (the most any chunk needed).
-    marginal_error: max over problems of ||P 1 - a||_1 + ||P^T 1 - b||_1.
     domain: "plain", "log", or "mixed" (auto chose differently for different chunks).
+    value: [N] W_eps = <P, C> + eps sum P log P; differentiable in C (gradient P*) when C
+        required grad. None from `log_sinkhorn`, whose callers do not need it.
+    transport_cost: [N] <P, C> (detached), POT's ``value_linear``; None from `log_sinkhorn`.
+    entropy: [N] -sum P log P (detached); None from `log_sinkhorn`.
     """
 
     plan: torch.Tensor
-    value: torch.Tensor
-    transport_cost: torch.Tensor
-    entropy: torch.Tensor
     potentials: tuple[torch.Tensor, torch.Tensor]
+    marginal_error: float | torch.Tensor
     iterations: int
-    marginal_error: float
     domain: str
+    value: torch.Tensor | None = None
+    transport_cost: torch.Tensor | None = None
+    entropy: torch.Tensor | None = None
 
 
 def plain_domain_limit(dtype: torch.dtype) -> float:
