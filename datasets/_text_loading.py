@@ -206,3 +206,62 @@ def row_label(path: Path, i: int) -> str:
 def count_skip(skipped: dict[str, int], key: str, n: int = 1) -> None:
     if n:
         skipped[key] = skipped.get(key, 0) + n
+
+
+def text_query_dataset(
+    name: str,
+    config: TextEncoderConfig,
+    catalog,
+    text_backbone: Backbone,
+    cache: FeatureCache,
+    *,
+    query_ids: np.ndarray,
+    query_texts: list[str],
+    relevance: tuple[np.ndarray, np.ndarray, np.ndarray],
+    split: np.ndarray,
+    interactions: np.ndarray,
+    files: dict[str, str],
+    started: float,
+    skipped: dict[str, int],
+    notes: list[str],
+):
+    """The common tail of a text-catalog loader with graded queries (ESCI, WANDS): encode the
+    queries, build the QuerySet (`relevance` = CSR indptr, items, grades) and the recorded info
+    (`files` first, then the backbone, cache and load-time facts), and return the data set."""
+    import time
+    from dataclasses import asdict
+
+    from ..data.dataset import MultiViewDataset
+    from ..data.queries import QuerySet
+
+    indptr, rel_items, rel_grades = relevance
+    queries = QuerySet(
+        ids=np.asarray(query_ids, dtype=str),
+        modality="text",
+        features=cache.encode(text_backbone, query_texts, "query", f"{name} queries"),
+        relevant_indptr=indptr,
+        relevant_items=rel_items,
+        relevant_grades=rel_grades,
+        split=split,
+        interactions=interactions,
+    )
+    info = asdict(config)
+    info.update(files)
+    info.update(
+        {
+            "text_backbone_fingerprint": text_backbone.fingerprint(),
+            "cache_dir_resolved": str(cache.root) if config.use_cache else None,
+            "features_encoded": cache.stats.encoded,
+            "features_from_cache": cache.stats.hits,
+            "load_seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    return MultiViewDataset(
+        name=name,
+        catalog=catalog,
+        item_split=config.item_split(catalog.num_items),
+        queries=queries,
+        config=info,
+        skipped=skipped,
+        notes=notes,
+    )
