@@ -6,7 +6,7 @@ The path through the package follows the data:
     ftbench.model.towers     one trainable tower per modality, fused item embedding
     ftbench.objectives the alignment objectives behind a registry         (folder `objectives/`)
     ftbench.eval.evaluator exact search and Recall@K / nDCG / MRR
-    ftbench.run.results    typed, versioned result files; ftbench.report.build builds tables from them
+    ftbench.run.results    typed, versioned result files; ftbench.report builds tables from them
 """
 
 __version__ = "0.1.0"

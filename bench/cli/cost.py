@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
 
-        from .app import fail
+        from .common import fail
         from ..run.results import atomic_write_text
 
         console = Console()

@@ -99,7 +99,7 @@ def build_with_progress(dataset: str, overrides: dict[str, Any]):
 
 def _fail(exc: BaseException) -> None:
     """Print a data error as one line naming what was wrong (the loaders name file and line)."""
-    from .app import fail
+    from .common import fail
 
     fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
 

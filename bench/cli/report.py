@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from .app import UsageError, fail
-        from ..report.build import build_report, find_result_files
+        from .common import UsageError, fail
+        from ..report import build_report, find_result_files
 
         console = Console(soft_wrap=True)
         if results_dir.exists() and not results_dir.is_dir():

@@ -41,7 +41,7 @@ def run_sweep_with_progress(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .app import check_writable
+    from .common import check_writable
     from ..run.sweep import existing_result, prepare_grid, run_sweep, shard_grid
 
     console = console or Console(soft_wrap=True)
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        from .app import UsageError, fail, run_overrides
+        from .common import UsageError, fail, run_overrides
         from ..device import resolve_device
         from ..run.sweep import GridError, parse_shard, spec_from_preset
 

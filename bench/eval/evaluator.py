@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..config import option
+from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
 from ..data.dataset import MultiViewDataset
 from .metrics import ranked_list_metrics, target_rank_metrics
 from ..objectives.base import Objective
@@ -34,7 +35,6 @@ from ..model.towers import Towers
 from ..data.views import SlotLayout
 from ..model.encode import capped_availability, encode_batch
 
-CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item", "aux->item")
 
 
 def _largest_recall(metric_names) -> str | None:
@@ -45,7 +45,7 @@ def _largest_recall(metric_names) -> str | None:
 
 @dataclass
 class EvalConfig:
-    ks: tuple = option((1, 10, 50, 100, 500), "cut-offs K of recall@K, hit@K, ndcg@K", "SPEC")
+    ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "SPEC")
     encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention")
     cross_view_max_items: int = option(
         20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading"

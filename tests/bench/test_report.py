@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ftbench.report.intervals import paired_difference
-from ftbench.report.build import build_report, claim_verdict, load_results_frame, load_run_results
+from ftbench.report import build_report, claim_verdict, load_results_frame, load_run_results
 
 GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "results" / "generate.py"
 
@@ -148,7 +148,7 @@ def test_objective_config_variants_are_never_mixed(fixture_dir, tmp_path):
     frame = load_results_frame(tmp_path / "r")
     labels = sorted(frame.loc[(frame["objective"] == "factorized") & (frame["views"] == 1), "objective_label"].unique())
     assert len(labels) == 2 and all(label.startswith("factorized[") for label in labels)
-    from ftbench.report.build import summary_table
+    from ftbench.report import summary_table
 
     table = summary_table(frame).reset_index()
     rows = table[(table["objective"].str.startswith("factorized[")) & (table["views"] == 1)]
@@ -157,7 +157,7 @@ def test_objective_config_variants_are_never_mixed(fixture_dir, tmp_path):
 
 
 def test_only_run_results_are_read(fixture_dir, tmp_path):
-    from ftbench.report.build import find_result_files
+    from ftbench.report import find_result_files
 
     shutil.copytree(fixture_dir, tmp_path / "r")
     (tmp_path / "r" / "run.embeddings").mkdir()
@@ -237,7 +237,7 @@ def test_cli_report_on_empty_folder(tmp_path, monkeypatch):
 
 
 def test_ceiling_note():
-    from ftbench.report.build import ceiling_note
+    from ftbench.report import ceiling_note
 
     # clip at 0.95 leaves at most 100 * 0.05 / 0.95 = +5.3%: below +7.9%
     near_one = paired_difference({0: 0.96, 1: 0.97}, {0: 0.95, 1: 0.95})
