@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..features.backbones.base import Backbone, create_backbone
+from ..features.backbones import Backbone, create_backbone
 from ..config import option
 from ..features.cache import FeatureCache
 from ..data.splits import random_split

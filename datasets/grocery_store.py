@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features.backbones.base import create_backbone
+from ..features.backbones import create_backbone
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset

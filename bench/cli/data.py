@@ -22,7 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..features.backbones.base import MODALITIES, backbone_modalities, parse_spec
+from ..features.backbones import MODALITIES, backbone_modalities, parse_spec
 from ..config import apply_overrides, parse_literal
 from ..features.cache import report_progress
 from ..registry import UnknownNameError

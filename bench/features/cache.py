@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from ..run.results import atomic_write, atomic_write_bytes
-from .backbones.base import ROLES, Backbone, Input, content_hash
+from .backbones import ROLES, Backbone, Input, content_hash
 
 if TYPE_CHECKING:
     from ..data.catalog import ArrayCatalog, ViewSlot

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ftbench.features.backbones.base import (
+from ftbench.features.backbones import (
     BACKBONES,
     BackboneUnavailable,
     EfficientNetLite0,

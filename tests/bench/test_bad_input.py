@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ftbench.features.backbones.base import content_hash, create_backbone
+from ftbench.features.backbones import content_hash, create_backbone
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset
 from ftbench.features.cache import FeatureCache

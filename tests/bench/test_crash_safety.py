@@ -137,7 +137,7 @@ def test_a_killed_sweep_leaves_valid_files_and_a_rerun_completes_only_the_missin
 
 CACHE_FILL = """
 import sys
-from ftbench.features.backbones.base import create_backbone
+from ftbench.features.backbones import create_backbone
 from ftbench.features.cache import FeatureCache
 texts = [f"item {i} with words {i % 97} and {i % 89}" for i in range(int(sys.argv[2]))]
 FeatureCache(sys.argv[1], chunk=64).encode(create_backbone("hash", "text"), texts, "item")
@@ -145,7 +145,7 @@ FeatureCache(sys.argv[1], chunk=64).encode(create_backbone("hash", "text"), text
 
 
 def test_a_killed_cache_fill_leaves_only_complete_entries(tmp_path):
-    from ftbench.features.backbones.base import create_backbone
+    from ftbench.features.backbones import create_backbone
     from ftbench.features.cache import FeatureCache
 
     n = 6000
@@ -169,6 +169,6 @@ def test_a_killed_cache_fill_leaves_only_complete_entries(tmp_path):
 
 
 def _key(text: str) -> str:
-    from ftbench.features.backbones.base import content_hash
+    from ftbench.features.backbones import content_hash
 
     return content_hash("text", text)

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ftbench.features.backbones.base import HashFeatures, content_hash
+from ftbench.features.backbones import HashFeatures, content_hash
 from ftbench.data.catalog import ViewSlot
 from ftbench.features.cache import FeatureCache, assemble_catalog, encode_views, make_progress_printer, report_progress
 

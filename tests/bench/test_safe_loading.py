@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ftbench.features.backbones.base import content_hash, create_backbone
+from ftbench.features.backbones import content_hash, create_backbone
 from ftbench.features.cache import FeatureCache
 
 ROOT = Path(__file__).resolve().parents[2]
