@@ -58,7 +58,7 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
 def backbone_overrides(specs: list[str], fields: set[str], dataset: str) -> dict[str, str]:
     """Map ``--backbone`` values to the data set's ``image_backbone`` / ``text_backbone`` fields.
 
-    ``image=SPEC`` or ``text=SPEC`` names the modality; a bare SPEC goes to every modality its
+    ``image=BACKBONE`` or ``text=BACKBONE`` names the modality; a bare BACKBONE goes to every modality its
     backbone can encode that the data set has.
     """
     out: dict[str, str] = {}

@@ -1,4 +1,4 @@
-"""Cost against the number of views (SPEC §6).
+"""Cost against the number of views.
 
 For each objective and V: (a) the objective alone - view selection, forward and backward on fixed
 random unit embeddings of the views it selects - and (b) a whole training step with the towers on

@@ -2,7 +2,7 @@
 
 Wired as `ftbench cost --search-bench`; also runnable as `python -m ftbench.cost.search_bench`.
 
-What is measured (SPEC §4, §6 conventions: warm-up, then the median of repeats; device recorded):
+What is measured (the cost conventions: warm-up, then the median of repeats; device recorded):
   * time per query of an exact top-K search over N items of dimension d, for our chunked torch
     path and for faiss `IndexFlatIP.search` (the exact flat index; faiss's own BLAS + reservoir
     selection), on the same random unit vectors; the runs alternate (faiss, ours, faiss, ours ...)

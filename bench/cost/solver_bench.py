@@ -1,4 +1,4 @@
-"""Our batched Sinkhorn (`ftbench.kernels.sinkhorn`) against POT's ``ot.solve_batch`` (SPEC §6, issue #4).
+"""Our batched Sinkhorn (`ftbench.kernels.sinkhorn`) against POT's ``ot.solve_batch`` (issue #4).
 
 The workload is the one `full_ot` produces: N problems of n x m views with cost
 C_uv = 1 - <x^u, y^v> between random unit vectors (costs in [0, 2]), uniform marginals, the same

@@ -1,7 +1,7 @@
 """View bookkeeping shared by all objectives: slot layout, the `--views` cap, the two sides of
 cross-view alignment, primary-weighted view weights, and per-step view selection.
 
-Sides (SPEC §3): with image and text views, side 0 holds the image views and side 1 the text
+Sides: with image and text views, side 0 holds the image views and side 1 the text
 views (and any other modality). In a single-modality catalog side 0 holds the primary view(s) and
 side 1 the auxiliary views, so a positive pair is never a view with itself.
 """
@@ -54,7 +54,7 @@ class SlotLayout:
 def cap_views(available: torch.Tensor, max_views: int) -> torch.Tensor:
     """Keep each item's first `max_views` available views in slot order (primary first).
 
-    Items with fewer views keep what they have (SPEC §1, `--views V`).
+    Items with fewer views keep what they have (`--views V`).
     """
     if max_views < 1:
         raise ValueError(f"--views must be at least 1, got {max_views}")
@@ -67,7 +67,7 @@ def primary_weighted(mask: torch.Tensor, is_primary: torch.Tensor, primary_weigh
 
     The primary views share `primary_weight` evenly and the auxiliary views share the rest
     evenly; a row with no auxiliary view gives its primaries weight 1, a row with no primary view
-    spreads weight 1 over its auxiliary views (SPEC §2).
+    spreads weight 1 over its auxiliary views.
     """
     mask = mask.bool()
     primary = mask & is_primary

@@ -1,4 +1,4 @@
-"""Evaluation (SPEC §4): query->item over the whole catalog and the cross-view tasks on held-out
+"""Evaluation: query->item over the whole catalog and the cross-view tasks on held-out
 items, with exact search.
 
 Tasks
@@ -45,7 +45,7 @@ def _largest_recall(metric_names) -> str | None:
 
 @dataclass
 class EvalConfig:
-    ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "SPEC")
+    ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "protocol")
     encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention")
     cross_view_max_items: int = option(
         20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading"

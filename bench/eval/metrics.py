@@ -1,6 +1,6 @@
 """Retrieval metrics from ranked lists (query -> item) and from single-target ranks (cross-view).
 
-SPEC §4: recall@K = |relevant in top K| / |relevant|, averaged over queries; also hit@K, ndcg@K and
+recall@K = |relevant in top K| / |relevant|, averaged over queries; also hit@K, ndcg@K and
 mrr; K in {1, 10, 50, 100, 500}; a K at or above the catalog size is reported as such, not silently.
 
 Definitions, for one query with relevant set R (|R| >= 1, grades g_i > 0) and ranked list

@@ -1,4 +1,4 @@
-"""Small log-domain Sinkhorn solver and RecGOAT's feature-dimension transport (SPEC §3.4, §3.5).
+"""Small log-domain Sinkhorn solver and RecGOAT's feature-dimension transport.
 
 Entropic optimal transport between discrete measures a (n) and b (m) with cost C (n x m):
 

@@ -1,7 +1,7 @@
 """Exact inner-product search over a catalog, chunked so that memory never grows with Q x N.
 
-SPEC §4: "Exact search (chunked matmul + top-k), ties broken by lower item index. faiss is an
-optional backend and a test oracle."
+Exact search is chunked matmul + top-k with ties broken by the lower item index; faiss is an
+optional backend and a test oracle.
 
 Ordering. For a query q with scores s_j = <q, x_j> over items j = 0..N-1, the ranked list is the
 order of the pairs (-s_j, j) ascending, i.e. higher score first and, among equal scores, the lower

@@ -1,4 +1,4 @@
-"""GRAM volumes of sets of vectors (SPEC §3.5), batched, for any number k of vectors.
+"""GRAM volumes of sets of vectors, batched, for any number k of vectors.
 
 For k vectors a_1..a_k in R^d stacked as the rows of A (k x d), the Gram matrix is
 G = A A^T (G_uv = <a_u, a_v>) and the volume of the parallelotope they span is

@@ -1,4 +1,4 @@
-"""Shared encoders (SPEC §2): one trainable tower per modality on frozen backbone features.
+"""Shared encoders: one trainable tower per modality on frozen backbone features.
 
 Every objective in a comparison trains the same towers; the objective is the only variable.
 Queries are encoded by the tower of their modality (text for searches).
@@ -18,7 +18,7 @@ from ..config import option
 
 @dataclass
 class TowerConfig:
-    embedding_dim: int = option(256, "output dimension d of every tower (L2-normalised)", "SPEC")
+    embedding_dim: int = option(256, "output dimension d of every tower (L2-normalised)", "protocol")
     hidden_dim: int = option(512, "hidden width of the 2-layer MLP tower", "our reading")
     dropout: float = option(0.0, "dropout after the hidden layer", "our reading")
 

@@ -1,4 +1,4 @@
-"""`ftbench report`: REPORT.md and its plots, built only from result files (SPEC §5, §7).
+"""`ftbench report`: REPORT.md and its plots, built only from result files.
 
 Inputs: every run result `*.json` under the results folder (any depth, except the `cost/` and
 `report/` sub-folders), and the cost results `cost/*.json` written by `ftbench cost`. A file that

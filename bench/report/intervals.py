@@ -1,4 +1,4 @@
-"""Means, 95% t-intervals over seeds, and paired differences against a baseline (SPEC §5).
+"""Means, 95% t-intervals over seeds, and paired differences against a baseline.
 
 Mathematics
 -----------

@@ -209,7 +209,7 @@ def execute(
     phases["evaluate_s"] = time.perf_counter() - t2
     phases["total_s"] = time.perf_counter() - t0
 
-    # realised views per item (SPEC §1: record the realised mean under --views)
+    # realised views per item (recorded: the mean actually realised under --views)
     sample = np.arange(min(dataset.catalog.num_items, 50_000))
     capped = capped_availability(dataset.catalog, sample, spec.views)
     counts = dataset.counts()

@@ -1,4 +1,4 @@
-"""Sweeps: the grid objectives x views x seeds, one result file per run (SPEC §5).
+"""Sweeps: the grid objectives x views x seeds, one result file per run.
 
 A sweep is a list of cells (objective, views, seed) sharing one data set and one set of options.
 Every cell is validated with `experiment.prepare` before any training starts, so a typo fails in

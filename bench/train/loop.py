@@ -1,5 +1,5 @@
 """Training: one loop for every objective - same towers, optimiser, batch size, step budget and
-schedule (SPEC §2, §5). The objective is the only variable.
+schedule. The objective is the only variable.
 
 AdamW with linear warm-up then cosine decay over a fixed number of steps; validation every
 `eval_every` steps on the *validation* split only, keeping the best state (checkpoint selection);

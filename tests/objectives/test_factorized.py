@@ -1,4 +1,4 @@
-"""`factorized`: with all auxiliary views sampled it equals the closed form of SPEC §3.3; with k
+"""`factorized`: with all auxiliary views sampled it equals the closed form in the objective's docstring; with k
 sampled views the weighted side sums are unbiased; the cost is 2 + k views per item."""
 
 import torch

@@ -1,6 +1,6 @@
 """Frozen backbones, a plugin folder like `objectives/`: what turns a text or an image file into the feature vector a tower reads.
 
-SPEC §2: the towers read *frozen* backbone features, one dimension per modality. A backbone is
+The towers read *frozen* backbone features, one dimension per modality. A backbone is
 chosen per modality with a spec string ``NAME`` or ``NAME:ARG``:
 
 =====================  =========  ==========================================================
