@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ftbench.report.intervals import paired_difference
 from ftbench.report import build_report, claim_verdict, load_results_frame, load_run_results
 
-GENERATOR = Path(__file__).resolve().parents[1] / "fixtures" / "results" / "generate.py"
+GENERATOR = Path(__file__).resolve().parents[2] / "fixtures" / "results" / "generate.py"
 
 
 def _generator():

@@ -23,7 +23,7 @@ from ftbench.features.backbones import (
     parse_spec,
 )
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grocery_store_mini"
+MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"
 
 
 def test_registry_and_spec_parsing():

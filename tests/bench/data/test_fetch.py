@@ -26,7 +26,7 @@ from ftbench.data.fetch import (
     safe_extract,
 )
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grocery_store_mini"
+MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"
 needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")
 
 

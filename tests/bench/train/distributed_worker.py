@@ -1,4 +1,4 @@
-"""One process of the distributed-equivalence test (tests/bench/test_distributed.py).
+"""One process of the distributed-equivalence test (tests/bench/train/test_distributed.py).
 
 Launched as a script, either as one of N processes of a gloo group (WORLD_SIZE, RANK, LOCAL_RANK,
 MASTER_ADDR, MASTER_PORT set, as torchrun sets them) or alone (no WORLD_SIZE: the single-process
