@@ -211,9 +211,10 @@ def count_skip(skipped: dict[str, int], key: str, n: int = 1) -> None:
 def text_query_dataset(
     name: str,
     config: TextEncoderConfig,
-    catalog,
-    text_backbone: Backbone,
-    cache: FeatureCache,
+    slots: list,
+    table: list[dict],
+    item_ids: list,
+    label: str,
     *,
     query_ids: np.ndarray,
     query_texts: list[str],
@@ -226,13 +227,20 @@ def text_query_dataset(
     notes: list[str],
 ):
     """The common tail of a text-catalog loader with graded queries (ESCI, WANDS): encode the
-    queries, build the QuerySet (`relevance` = CSR indptr, items, grades) and the recorded info
-    (`files` first, then the backbone, cache and load-time facts), and return the data set."""
+    text views of `table` (one dict of view texts per item of `item_ids`) and the queries through
+    the feature cache, build the QuerySet (`relevance` = CSR indptr, items, grades) and the
+    recorded info (`files` first, then the backbone, cache and load-time facts), and return the
+    data set. `label` names the catalog in progress and error messages."""
     import time
     from dataclasses import asdict
 
     from ..data.dataset import MultiViewDataset
     from ..data.queries import QuerySet
+    from ..features.cache import assemble_catalog
+
+    cache = config.cache()
+    text_backbone = config.backbone("text")
+    catalog = assemble_catalog(slots, table, {"text": text_backbone}, cache, item_ids, label)
 
     indptr, rel_items, rel_grades = relevance
     queries = QuerySet(

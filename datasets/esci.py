@@ -41,7 +41,6 @@ import numpy as np
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
-from ..features.cache import assemble_catalog
 from ..data.queries import relevance_from_pairs
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, clean_text, count_skip, find_file, join_nonempty, read_table, row_label, text_query_dataset
@@ -232,9 +231,6 @@ class ESCI(DatasetPlugin):
             ViewSlot("description", "text", "auxiliary"),
             ViewSlot("brand_and_color", "text", "auxiliary"),
         ]
-        cache = config.cache()
-        text_bb = config.backbone("text")
-        catalog = assemble_catalog(slots, table, {"text": text_bb}, cache, items, f"esci {config.locale}")
         notes = [
             f"esci ({config.locale}, {config.version}): graded relevance E={gains['E']}, S={gains['S']}, "
             f"C={gains['C']}, I={gains['I']}; products with gain > 0 are relevant; training pairs are "
@@ -242,7 +238,7 @@ class ESCI(DatasetPlugin):
             f"({'present' if has_split else 'absent: random split'}), val drawn from train with seed {config.split_seed}."
         ]
         return text_query_dataset(
-            "esci", config, catalog, text_bb, cache,
+            "esci", config, slots, table, items, f"esci {config.locale}",
             query_ids=np.array([qids[query_rows[q]] for q in kept], dtype=str),
             query_texts=[qtext[query_rows[q]] for q in kept],
             relevance=(indptr, rel_items, rel_grades), split=split, interactions=interactions,

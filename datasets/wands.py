@@ -40,7 +40,6 @@ import numpy as np
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
-from ..features.cache import assemble_catalog
 from ..data.queries import relevance_from_pairs
 from ..data.splits import random_split
 from . import DATASETS
@@ -198,9 +197,6 @@ class WANDS(DatasetPlugin):
             ViewSlot("features", "text", "auxiliary"),
             ViewSlot("class_and_category", "text", "auxiliary"),
         ]
-        cache = config.cache()
-        text_bb = config.backbone("text")
-        catalog = assemble_catalog(slots, table, {"text": text_bb}, cache, pids, f"wands {folder}")
         q_text = queries_df["query"].astype(str).tolist()
         notes = [
             f"wands: graded relevance Exact={gains['Exact']}, Partial={gains['Partial']}, "
@@ -208,7 +204,7 @@ class WANDS(DatasetPlugin):
             f"(train query, Exact product); random query split (seed {config.split_seed}), no published split."
         ]
         return text_query_dataset(
-            "wands", config, catalog, text_bb, cache,
+            "wands", config, slots, table, pids, f"wands {folder}",
             query_ids=np.array([qids[q] for q in kept], dtype=str),
             query_texts=[q_text[q] for q in kept],
             relevance=(indptr, rel_items, rel_grades), split=split, interactions=interactions,
