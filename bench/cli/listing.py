@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import sys
 from typing import Optional
 
 import typer
@@ -15,12 +17,14 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
 
     entry = registry.get(name)
     console.print(f"[bold]{name}[/]: {entry.summary}", highlight=False)
-    doc = (entry.__doc__ or "").strip()
+    # the equations live in the plugin's docstring: the class's, else its module's (one file each)
+    doc = inspect.getdoc(entry) if entry.__doc__ else (sys.modules[entry.__module__].__doc__ or "")
+    doc = inspect.cleandoc(doc) if doc else ""
     if doc:
         console.print(doc, highlight=False, markup=False)
     table = Table(title=f"{kind} config fields (--set {'' if kind == 'objective' else 'dataset.'}NAME=VALUE)")
     for col in ("name", "default", "meaning", "source"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")  # a field name must stay copyable for --set
     for row in describe(entry.Config):
         table.add_row(row["name"], repr(row["default"]), row["help"], row["source"])
     console.print(table)
