@@ -15,11 +15,15 @@ from typing import Any
 
 from .registry import suggest
 
-SOURCES = ("paper", "released code", "our reading", "SPEC", "convention")
+#: where a default comes from; "protocol" is this benchmark's own protocol (docs/method.md)
+SOURCES = ("paper", "released code", "our reading", "protocol", "convention")
+# the former name of "protocol", still accepted from plugin files and shown as "protocol"
+_LEGACY_SOURCES = {"SPEC": "protocol"}
 
 
 def option(default: Any, help: str, source: str = "our reading", choices: tuple | None = None) -> Any:
     """A dataclass field carrying its documentation (`help`) and provenance (`source`)."""
+    source = _LEGACY_SOURCES.get(source, source)
     metadata = {"help": help, "source": source, "choices": choices}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)

@@ -16,6 +16,6 @@ def input_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]
     unknown key or a feature row missing from a precomputed table), OSError (a missing or
     unreadable file, a network failure), ImportError and `BackboneUnavailable` (an optional
     package or a backbone's weights missing), plus `extra` (e.g. the CLI's UsageError)."""
-    from .backbones import BackboneUnavailable
+    from .features.backbones import BackboneUnavailable
 
     return (ValueError, KeyError, OSError, ImportError, BackboneUnavailable, *extra)

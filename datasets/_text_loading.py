@@ -14,10 +14,10 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..backbones import Backbone, create_backbone
+from ..features.backbones import Backbone, create_backbone
 from ..config import option
-from ..feature_cache import FeatureCache
-from ..splits import random_split
+from ..features.cache import FeatureCache
+from ..data.splits import random_split
 from .base import DatasetConfig
 
 _TAG = re.compile(r"<[^>]{0,500}>")
@@ -206,3 +206,70 @@ def row_label(path: Path, i: int) -> str:
 def count_skip(skipped: dict[str, int], key: str, n: int = 1) -> None:
     if n:
         skipped[key] = skipped.get(key, 0) + n
+
+
+def text_query_dataset(
+    name: str,
+    config: TextEncoderConfig,
+    slots: list,
+    table: list[dict],
+    item_ids: list,
+    label: str,
+    *,
+    query_ids: np.ndarray,
+    query_texts: list[str],
+    relevance: tuple[np.ndarray, np.ndarray, np.ndarray],
+    split: np.ndarray,
+    interactions: np.ndarray,
+    files: dict[str, str],
+    started: float,
+    skipped: dict[str, int],
+    notes: list[str],
+):
+    """The common tail of a text-catalog loader with graded queries (ESCI, WANDS): encode the
+    text views of `table` (one dict of view texts per item of `item_ids`) and the queries through
+    the feature cache, build the QuerySet (`relevance` = CSR indptr, items, grades) and the
+    recorded info (`files` first, then the backbone, cache and load-time facts), and return the
+    data set. `label` names the catalog in progress and error messages."""
+    import time
+    from dataclasses import asdict
+
+    from ..data.dataset import MultiViewDataset
+    from ..data.queries import QuerySet
+    from ..features.cache import assemble_catalog
+
+    cache = config.cache()
+    text_backbone = config.backbone("text")
+    catalog = assemble_catalog(slots, table, {"text": text_backbone}, cache, item_ids, label)
+
+    indptr, rel_items, rel_grades = relevance
+    queries = QuerySet(
+        ids=np.asarray(query_ids, dtype=str),
+        modality="text",
+        features=cache.encode(text_backbone, query_texts, "query", f"{name} queries"),
+        relevant_indptr=indptr,
+        relevant_items=rel_items,
+        relevant_grades=rel_grades,
+        split=split,
+        interactions=interactions,
+    )
+    info = asdict(config)
+    info.update(files)
+    info.update(
+        {
+            "text_backbone_fingerprint": text_backbone.fingerprint(),
+            "cache_dir_resolved": str(cache.root) if config.use_cache else None,
+            "features_encoded": cache.stats.encoded,
+            "features_from_cache": cache.stats.hits,
+            "load_seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+    return MultiViewDataset(
+        name=name,
+        catalog=catalog,
+        item_split=config.item_split(catalog.num_items),
+        queries=queries,
+        config=info,
+        skipped=skipped,
+        notes=notes,
+    )

@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..catalog import ViewSlot
+from ..data.catalog import ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..feature_cache import assemble_catalog
+from ..data.dataset import MultiViewDataset
+from ..features.cache import assemble_catalog
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, utf8_lines
 from .base import DatasetPlugin

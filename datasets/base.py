@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..config import option
-from ..dataset import MultiViewDataset
+from ..data.dataset import MultiViewDataset
 
 
 @dataclass

@@ -33,18 +33,17 @@ as are judgments of products whose every text is empty
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..catalog import ViewSlot
+from ..data.catalog import ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..feature_cache import assemble_catalog
-from ..queries import QuerySet, relevance_from_pairs
+from ..data.dataset import MultiViewDataset
+from ..data.queries import relevance_from_pairs
 from . import DATASETS
-from ._text_loading import TextEncoderConfig, clean_text, count_skip, find_file, join_nonempty, read_table, row_label
+from ._text_loading import TextEncoderConfig, clean_text, count_skip, find_file, join_nonempty, read_table, row_label, text_query_dataset
 from .base import DatasetPlugin
 
 EXAMPLES = "shopping_queries_dataset_examples"
@@ -216,7 +215,7 @@ class ESCI(DatasetPlugin):
             n_val = int(round(config.query_val_fraction * len(train)))
             split[rng.permutation(train)[:n_val]] = 1
         else:
-            from ..splits import random_split
+            from ..data.splits import random_split
 
             f = config.query_val_fraction
             split = random_split(len(kept), (1.0 - 2 * f, f, f), config.split_seed) if f > 0 else split
@@ -232,45 +231,17 @@ class ESCI(DatasetPlugin):
             ViewSlot("description", "text", "auxiliary"),
             ViewSlot("brand_and_color", "text", "auxiliary"),
         ]
-        cache = config.cache()
-        text_bb = config.backbone("text")
-        catalog = assemble_catalog(slots, table, {"text": text_bb}, cache, items, f"esci {config.locale}")
-        q_texts = [qtext[query_rows[q]] for q in kept]
-        q_feats = cache.encode(text_bb, q_texts, "query", "esci queries")
-        queries = QuerySet(
-            ids=np.array([qids[query_rows[q]] for q in kept], dtype=str),
-            modality="text",
-            features=q_feats,
-            relevant_indptr=indptr,
-            relevant_items=rel_items,
-            relevant_grades=rel_grades,
-            split=split,
-            interactions=interactions,
-        )
-        info = asdict(config)
-        info.update(
-            {
-                "examples_file": str(ex_path),
-                "products_file": str(pr_path),
-                "text_backbone_fingerprint": text_bb.fingerprint(),
-                "cache_dir_resolved": str(cache.root) if config.use_cache else None,
-                "features_encoded": cache.stats.encoded,
-                "features_from_cache": cache.stats.hits,
-                "load_seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
         notes = [
             f"esci ({config.locale}, {config.version}): graded relevance E={gains['E']}, S={gains['S']}, "
             f"C={gains['C']}, I={gains['I']}; products with gain > 0 are relevant; training pairs are "
             "(train query, E product); query split from the published split column "
             f"({'present' if has_split else 'absent: random split'}), val drawn from train with seed {config.split_seed}."
         ]
-        return MultiViewDataset(
-            name="esci",
-            catalog=catalog,
-            item_split=config.item_split(len(items)),
-            queries=queries,
-            config=info,
-            skipped=skipped,
-            notes=notes,
+        return text_query_dataset(
+            "esci", config, slots, table, items, f"esci {config.locale}",
+            query_ids=np.array([qids[query_rows[q]] for q in kept], dtype=str),
+            query_texts=[qtext[query_rows[q]] for q in kept],
+            relevance=(indptr, rel_items, rel_grades), split=split, interactions=interactions,
+            files={"examples_file": str(ex_path), "products_file": str(pr_path)},
+            started=t0, skipped=skipped, notes=notes,
         )

@@ -38,12 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backbones import create_backbone
-from ..catalog import ViewSlot
+from ..features.backbones import create_backbone
+from ..data.catalog import ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..feature_cache import FeatureCache, assemble_catalog
-from ..queries import QuerySet, relevance_from_pairs
+from ..data.dataset import MultiViewDataset
+from ..features.cache import FeatureCache, assemble_catalog
+from ..data.queries import QuerySet, relevance_from_pairs
 from . import DATASETS
 from ._text_loading import utf8_lines
 from .base import DatasetConfig, DatasetPlugin

@@ -36,12 +36,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..catalog import Catalog, ViewSlot
+from ..data.catalog import Catalog, ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..hashing import keyed, normal, uniform
-from ..queries import QuerySet, relevance_from_pairs
-from ..splits import random_split
+from ..data.dataset import MultiViewDataset
+from ..data.hashing import keyed, normal, uniform
+from ..data.queries import QuerySet, relevance_from_pairs
+from ..data.splits import random_split
 from . import DATASETS
 from .base import DatasetConfig, DatasetPlugin
 

@@ -32,19 +32,18 @@ product (``queries_without_relevant``) and products whose every text is empty
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..catalog import ViewSlot
+from ..data.catalog import ViewSlot
 from ..config import option
-from ..dataset import MultiViewDataset
-from ..feature_cache import assemble_catalog
-from ..queries import QuerySet, relevance_from_pairs
-from ..splits import random_split
+from ..data.dataset import MultiViewDataset
+from ..data.queries import relevance_from_pairs
+from ..data.splits import random_split
 from . import DATASETS
-from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, read_table, row_label
+from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, read_table, row_label, text_query_dataset
 from .base import DatasetPlugin
 
 PRODUCT_COLUMNS = ("product_id", "product_name", "product_class", "product_description", "product_features")
@@ -198,43 +197,17 @@ class WANDS(DatasetPlugin):
             ViewSlot("features", "text", "auxiliary"),
             ViewSlot("class_and_category", "text", "auxiliary"),
         ]
-        cache = config.cache()
-        text_bb = config.backbone("text")
-        catalog = assemble_catalog(slots, table, {"text": text_bb}, cache, pids, f"wands {folder}")
         q_text = queries_df["query"].astype(str).tolist()
-        q_feats = cache.encode(text_bb, [q_text[q] for q in kept], "query", "wands queries")
-        queries = QuerySet(
-            ids=np.array([qids[q] for q in kept], dtype=str),
-            modality="text",
-            features=q_feats,
-            relevant_indptr=indptr,
-            relevant_items=rel_items,
-            relevant_grades=rel_grades,
-            split=split,
-            interactions=interactions,
-        )
-        info = asdict(config)
-        info.update(
-            {
-                "data_dir_resolved": str(folder.resolve()),
-                "text_backbone_fingerprint": text_bb.fingerprint(),
-                "cache_dir_resolved": str(cache.root) if config.use_cache else None,
-                "features_encoded": cache.stats.encoded,
-                "features_from_cache": cache.stats.hits,
-                "load_seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
         notes = [
             f"wands: graded relevance Exact={gains['Exact']}, Partial={gains['Partial']}, "
             f"Irrelevant={gains['Irrelevant']}; products with gain > 0 are relevant; training pairs are "
             f"(train query, Exact product); random query split (seed {config.split_seed}), no published split."
         ]
-        return MultiViewDataset(
-            name="wands",
-            catalog=catalog,
-            item_split=config.item_split(len(pids)),
-            queries=queries,
-            config=info,
-            skipped=skipped,
-            notes=notes,
+        return text_query_dataset(
+            "wands", config, slots, table, pids, f"wands {folder}",
+            query_ids=np.array([qids[q] for q in kept], dtype=str),
+            query_texts=[q_text[q] for q in kept],
+            relevance=(indptr, rel_items, rel_grades), split=split, interactions=interactions,
+            files={"data_dir_resolved": str(folder.resolve())},
+            started=t0, skipped=skipped, notes=notes,
         )

@@ -1,6 +1,6 @@
 """Moving-average feature-dimension plans: what lets `oat` serve batch-independent embeddings.
 
-RecGOAT's OAT plan T (a d x d coupling between feature dimensions, `ftbench.feature_transport`)
+RecGOAT's OAT plan T (a d x d coupling between feature dimensions, `ftbench.kernels.feature_transport`)
 depends on the batch it is computed on, but an item's cached embedding must not depend on which
 other items it is encoded with. The released code recomputes T on the whole catalogue at every
 forward; a benchmark cannot, so training keeps an exponential moving average of the batch plans.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..feature_transport import feature_plan
+from ..kernels.feature_transport import feature_plan
 
 
 class FeaturePlans(nn.Module):

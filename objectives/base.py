@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..views import SlotLayout, ViewSelection, all_views
+from ..data.views import SlotLayout, ViewSelection, all_views
 
 
 @dataclass

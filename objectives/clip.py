@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..views import ViewSelection, first_of_each_side
+from ..data.views import ViewSelection, first_of_each_side
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views, symmetric_info_nce
 

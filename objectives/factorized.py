@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import option
-from ..views import ViewSelection, primary_weighted, side_weights
+from ..data.views import ViewSelection, primary_weighted, side_weights
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, symmetric_info_nce
 

@@ -7,7 +7,7 @@ text-view set of item j (side 1: y_j^v, marginal nu_j) with cost
 .. math::
     C^{ij}_{uv} = 1 - \langle x_i^u, y_j^v \rangle \in [0, 2]
 
-and entropic regulariser eps (`ftbench.sinkhorn`, batched over the B^2 pairs; Sinkhorn with a
+and entropic regulariser eps (`ftbench.kernels.sinkhorn`, batched over the B^2 pairs; Sinkhorn with a
 fixed or tolerance-bound number of iterations, reported in the statistics):
 
 .. math::
@@ -31,7 +31,7 @@ uses instead the entropic OT value
            = \sum_{uv} P^*_{uv} \langle x_i^u, y_j^v \rangle + \varepsilon H(P^*),
 
 (H(P) = -sum P log P, sum P = 1), whose gradient with respect to C is exactly P* (envelope
-theorem; `ftbench.sinkhorn.EntropicOTValue`), the same gradient as the default. The added
+theorem; `ftbench.kernels.sinkhorn.EntropicOTValue`), the same gradient as the default. The added
 eps H(P*) grows with the number of views and with how poorly a pair is matched, so it is not the
 default: in the duplicated-view example above it adds eps log 4 = 0.069 at eps = 0.05, i.e. about
 7 logits at scale 100, to the copied item only.
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import option
-from ..sinkhorn import DOMAINS, sinkhorn
+from ..kernels.sinkhorn import DOMAINS, sinkhorn
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views, symmetric_info_nce
 

@@ -9,7 +9,7 @@ and the loss combines transport weighting with volume alignment. Our reading, pe
     X_j      "views of item j": all of item j's other views (`groups="views"`), or the normalised
              side-fused groups of its other views (`groups="sides"`, at most 2)
     Vol(a, X) = sqrt(det(G + delta I)), G the Gram matrix of {a} u X (GRAM's volume, regularised by
-             delta = `volume_delta` so that gradients stay finite at collinear sets; ftbench.volume)
+             delta = `volume_delta` so that gradients stay finite at collinear sets; ftbench.kernels.volume)
 
 Volumes are not comparable across view counts. For unit vectors, with n = |X_j|,
 
@@ -42,7 +42,7 @@ sampled uniformly each step, k = min(`group_size`, fewest other views of an item
 
 Only items with an anchor and at least one other view enter (a) and (b); the others still train
 through the query term. Cost with `groups="views"` and at most n other views: O(B n^3 + B^2 n^2 +
-B^2 n d) (Schur-complement form, ftbench.volume), quadratic in views like `full_ot`; `"sides"` is
+B^2 n d) (Schur-complement form, ftbench.kernels.volume), quadratic in views like `full_ot`; `"sides"` is
 O(B^2 d). Retrieval serves the fused item embedding (one cached vector per item); `volume_scores`
 gives the GRAM-style score for analysis.
 
@@ -58,8 +58,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import option
-from ..feature_transport import log_sinkhorn
-from ..volume import gram_log_volume, pairwise_log_volume
+from ..kernels.feature_transport import log_sinkhorn
+from ..kernels.volume import gram_log_volume, pairwise_log_volume
 from . import OBJECTIVES
 from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, symmetric_info_nce, text_anchor
 

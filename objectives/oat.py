@@ -35,7 +35,7 @@ modality m in {img, txt}, the d x d cost between feature dimensions
     C^m_pq = s * mean_i (Z_m[i,p] - Z_a[i,q])^2       (over the items that have modality m)
 
 and the entropic plan T^m (uniform marginals 1/d, eps, fixed iterations; log-domain Sinkhorn, see
-ftbench.feature_transport - the released plain-domain Sinkhorn underflows at eps = 0.01, s = 100)
+ftbench.kernels.feature_transport - the released plain-domain Sinkhorn underflows at eps = 0.01, s = 100)
 computed without gradient, then the aligned modality A_m = Z_m (T^m + Delta_m), Delta_m a learnable
 d x d residual (Xavier-uniform init). The paper also states a 1-Wasserstein term between the aligned
 modality and anchor distributions, which the released code lacks; we add it explicitly:

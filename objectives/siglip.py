@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..views import ViewSelection, first_of_each_side
+from ..data.views import ViewSelection, first_of_each_side
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views
 

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ftbench.backbones import content_hash, create_backbone
-from ftbench.catalog import ArrayCatalog, ViewSlot
-from ftbench.dataset import MultiViewDataset
-from ftbench.feature_cache import FeatureCache
-from ftbench.fetch import DamagedArchiveError, safe_extract
-from ftbench.queries import QuerySet
-from ftbench.results import RunResult, load_result, write_result
+from ftbench.features.backbones import content_hash, create_backbone
+from ftbench.data.catalog import ArrayCatalog, ViewSlot
+from ftbench.data.dataset import MultiViewDataset
+from ftbench.features.cache import FeatureCache
+from ftbench.data.fetch import DamagedArchiveError, safe_extract
+from ftbench.data.queries import QuerySet
+from ftbench.run.results import RunResult, load_result, write_result
 
 SLOTS = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary")]
 
@@ -101,7 +101,7 @@ def test_queries_and_data_sets_are_checked_against_the_catalog(build, message):
 def test_a_query_whose_relevant_items_are_outside_the_gallery_is_excluded_and_counted():
     """Evaluation on a restricted gallery (checkpoint selection) drops a query whose relevant
     items all fall outside it from the averages, and reports how many (not a silent zero)."""
-    from ftbench.metrics import ranked_list_metrics
+    from ftbench.eval.metrics import ranked_list_metrics
 
     report = ranked_list_metrics(np.array([[0, 1], [1, 0]]), np.array([0, 1, 1]), np.array([1]), np.ones(1), 3, (1, 2))
     assert report.num_queries == 1 and report.num_excluded == 1 and report.metrics["recall@1"] == 0.0
@@ -324,7 +324,7 @@ def test_a_damaged_download_is_refused_by_data_fetch(tmp_path):
 
 
 def app_():
-    from ftbench.cli import app
+    from ftbench.cli.app import app
 
     return app
 

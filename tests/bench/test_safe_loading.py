@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from ftbench.backbones import content_hash, create_backbone
-from ftbench.feature_cache import FeatureCache
+from ftbench.features.backbones import content_hash, create_backbone
+from ftbench.features.cache import FeatureCache
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for folder in ("bench", "datasets", "objectives") for p in (ROOT / folder).rglob("*.py"))
@@ -109,7 +109,7 @@ def test_pickled_precomputed_features_are_refused_naming_the_file(tmp_path):
     ["__import__('pathlib').Path({marker!r}).touch()", "exec('open({marker!r}, \"w\")')", "[x for x in ().__class__.__mro__]"],
 )
 def test_set_values_are_parsed_as_literals_and_never_evaluated(tmp_path, value):
-    from ftbench.cli import app
+    from ftbench.cli.app import app
 
     marker = tmp_path / "code-ran"
     text = value.format(marker=str(marker))

@@ -6,7 +6,7 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from ftbench.cli import app
+from ftbench.cli.app import app
 
 TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=5",
         "--set", "train.val_gallery_size=200", "--steps", "10", "--batch-size", "32", "--quiet", "--device", "cpu"]

@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 from PIL import Image
 
-from ftbench.dataset import MultiViewDataset
+from ftbench.data.dataset import MultiViewDataset
 from ftbench.datasets.amazon_reviews_2023 import AmazonReviews2023
 from ftbench.datasets.esci import ESCI
 from ftbench.datasets.grocery_store import GroceryStore

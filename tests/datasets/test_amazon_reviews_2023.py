@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ftbench.backbones import create_backbone
+from ftbench.features.backbones import create_backbone
 from ftbench.datasets.amazon_reviews_2023 import AmazonReviews2023
 
 URL = "https://m.media-amazon.com/images/I/"

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ftbench.backbones import create_backbone
+from ftbench.features.backbones import create_backbone
 from ftbench.datasets.esci import ESCI
 
 EXAMPLES = [

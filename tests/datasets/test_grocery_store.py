@@ -49,7 +49,7 @@ def test_mini_copy_protocol_and_views(tmp_path):
     assert any("split is over photos" in n for n in ds.notes)
     assert ds.config["data_dir_resolved"] == str(MINI.resolve())
     # features are exactly the backbone's features of the files
-    from ftbench.backbones import create_backbone
+    from ftbench.features.backbones import create_backbone
 
     bb = create_backbone("hash", "image")
     banana = ids.index("Banana")

@@ -7,11 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ftbench.batching import compact_positions
-from ftbench.catalog import ViewSlot
+from ftbench.data.batching import compact_positions
+from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.views import SlotLayout, side_weights
+from ftbench.data.views import SlotLayout, side_weights
 
 
 class _Cat:

@@ -10,12 +10,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftbench.batching import compact_positions
-from ftbench.catalog import ViewSlot
+from ftbench.data.batching import compact_positions
+from ftbench.data.catalog import ViewSlot
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, side_views
-from ftbench.views import SlotLayout, all_views, cap_views, side_weights
+from ftbench.data.views import SlotLayout, all_views, cap_views, side_weights
 
 
 class _Cat:

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.views import SlotLayout, cap_views, primary_weighted, side_weights
-from ftbench.volume import gram_volume
+from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
+from ftbench.kernels.volume import gram_volume
 
 MULTIMODAL = [("image", True), ("text", True), ("text", False), ("image", False),
               ("image", False), ("text", False), ("image", False), ("text", False)]

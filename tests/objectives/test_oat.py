@@ -14,7 +14,7 @@ from geomloss import SamplesLoss
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.views import SlotLayout, cap_views, primary_weighted, side_weights
+from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
 
 # image primary, title, then auxiliary views of both modalities
 MULTIMODAL = [("image", True), ("text", True), ("text", False), ("image", False),
@@ -70,7 +70,7 @@ def test_feature_plan_equals_pot():
     views = encode(raw, mask, layout)
     # eps 1 (released 0.01) so that both solvers converge in a short test (this checks the wiring:
     # which items and which pairing); the released setting is compared with POT in
-    # tests/bench/test_feature_transport.py
+    # tests/bench/kernels/test_feature_transport.py
     obj = build(layout, d, sinkhorn_epsilon=1.0, sinkhorn_iterations=200).double()
     m = obj.modalities(views)
     assert not bool(m.image_present.all()) and not bool(m.text_present.all())

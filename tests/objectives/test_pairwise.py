@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.losses import SupConLoss
 
-from ftbench.catalog import ViewSlot
+from ftbench.data.catalog import ViewSlot
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, fuse
-from ftbench.views import SlotLayout
+from ftbench.data.views import SlotLayout
 
 
 class _Cat:

@@ -8,10 +8,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ftbench.catalog import ViewSlot
+from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.views import SlotLayout
+from ftbench.data.views import SlotLayout
 
 
 def _open_clip_loss_module():

@@ -1,0 +1,60 @@
+"""The `ftbench` command line (Typer + rich): the app and its version option. Every other module
+of this folder that defines `register(app)` adds its commands, so a new command is one new file."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+
+import typer
+
+from .. import __version__
+from .common import console
+
+app = typer.Typer(
+    name="ftbench",
+    help="Benchmark multi-view alignment objectives: train on shared towers, report Recall@K and cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        console.print(f"ftbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """ftbench: which alignment objective for multi-view product embeddings, and at what cost."""
+
+
+def _register_command_modules() -> None:
+    from .. import cli
+
+    # run and the listings first in --help, then the rest by name
+    order = {"run": 0, "listing": 1}
+    for info in sorted(pkgutil.iter_modules(cli.__path__), key=lambda i: (order.get(i.name, 2), i.name)):
+        if info.name in ("app", "common"):
+            continue
+        module = importlib.import_module(f"{cli.__name__}.{info.name}")
+        register = getattr(module, "register", None)
+        if callable(register):
+            register(app)
+
+
+_register_command_modules()
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""`ftbench cost`: cost against the number of views, and the solver / search benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def cost(
+        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable; default: all)."),
+        views: List[int] = typer.Option([], "--views", "-v", help="V values (repeatable; default 1 2 4 8 16 32)."),
+        batch_size: int = typer.Option(256, "--batch-size", help="Items per step."),
+        repeats: int = typer.Option(10, "--repeats", help="Timed repeats per cell (median reported)."),
+        warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up repeats per cell."),
+        device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
+        out: Path = typer.Option(Path("results/cost"), "--out", help="Folder for the cost results."),
+        budget_gb: float = typer.Option(8.0, "--budget-gb", help="Skip cells whose estimated memory exceeds this."),
+        set_: List[str] = typer.Option([], "--set", help="Objective config override key=value (repeatable)."),
+        plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a log-log PNG of cost against V."),
+        solver_bench: bool = typer.Option(False, "--solver-bench", help="Only: our batched Sinkhorn vs POT's solve_batch."),
+        search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
+        items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
+        threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
+        queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
+    ) -> None:
+        """Time each objective alone and as a whole training step against V; fit growth exponents."""
+        from rich.console import Console
+
+        from .common import fail
+        from ..run.results import atomic_write_text
+
+        console = Console()
+        if solver_bench:
+            from ..cost.solver_bench import format_solver_bench, run_solver_bench
+
+            result = run_solver_bench(device=device)
+            console.print(format_solver_bench(result), highlight=False, markup=False)
+            atomic_write_text(out / "solver_bench.json", json.dumps(result, indent=2, default=str) + "\n")
+            return
+        if search_bench:
+            from ..cost.search_bench import format_search_bench, run_search_bench
+
+            result = run_search_bench(num_items=items, num_queries=queries, device=device)
+            console.print(format_search_bench(result), highlight=False, markup=False)
+            atomic_write_text(out / "search_bench.json", json.dumps(result, indent=2, default=str) + "\n")
+            return
+        from rich.progress import Progress
+
+        from ..cost.scaling import CostSpec, format_cost, plot_cost, run_cost, write_cost
+        from ..objectives import OBJECTIVES
+        from ..registry import UnknownNameError
+
+        names = list(objective) or OBJECTIVES.names()
+        spec = CostSpec(objectives=names, views=list(views) or [1, 2, 4, 8, 16, 32], batch_size=batch_size,
+                        repeats=repeats, warmup=warmup, device=device, memory_budget_gb=budget_gb, sets=list(set_),
+                        threads=threads or None)
+        if min(spec.views) < 1:
+            fail("--views must be at least 1")
+        if threads < 0:
+            fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
+        try:
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task("cost", total=len(names) * len(spec.views))
+                result = run_cost(spec, progress=lambda d, t, n, v: bar.update(task, completed=d, description=f"{n} V={v}"))
+        except (UnknownNameError, ValueError) as exc:
+            fail(str(exc))
+        jpath, cpath = write_cost(result, out)
+        console.print(format_cost(result), highlight=False, markup=False)
+        console.print(f"results: {jpath} {cpath}", highlight=False)
+        if plot:
+            png = plot_cost([result], jpath.with_suffix(".png"))
+            console.print(f"plot: {png}", highlight=False)

@@ -1,0 +1,200 @@
+"""`ftbench features ...` (precompute backbone features into the cache) and
+`ftbench data fetch grocery-store` (download, check and safely extract the public archive)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from ..features.backbones import MODALITIES, backbone_modalities, parse_spec
+from ..config import apply_overrides, parse_literal
+from ..features.cache import report_progress
+from ..registry import UnknownNameError
+
+console = Console(stderr=True)
+
+
+class _RichReporter:
+    """Adapts a rich Progress to the `feature_cache.ProgressReporter` protocol."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def start(self, label: str, total: int) -> object:
+        return self.progress.add_task(label, total=total)
+
+    def advance(self, task: object, n: int) -> None:
+        self.progress.advance(task, n)  # type: ignore[arg-type]
+
+
+def parse_set(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` strings (an optional ``dataset.`` prefix is dropped) -> {key: literal}."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--set expects key=value, got {pair!r}")
+        key = key.strip().removeprefix("dataset.")
+        out[key] = parse_literal(value)
+    return out
+
+
+def backbone_overrides(specs: list[str], fields: set[str], dataset: str) -> dict[str, str]:
+    """Map ``--backbone`` values to the data set's ``image_backbone`` / ``text_backbone`` fields.
+
+    ``image=BACKBONE`` or ``text=BACKBONE`` names the modality; a bare BACKBONE goes to every modality its
+    backbone can encode that the data set has.
+    """
+    out: dict[str, str] = {}
+    for spec in specs:
+        modality, sep, rest = spec.partition("=")
+        if sep and modality in MODALITIES:
+            targets, spec = [modality], rest
+        else:
+            targets = list(backbone_modalities(spec))
+        parse_spec(spec)
+        usable = [m for m in targets if f"{m}_backbone" in fields]
+        if not usable:
+            raise typer.BadParameter(
+                f"data set {dataset!r} has no {' or '.join(targets)} views for backbone {spec!r}"
+            )
+        for m in usable:
+            out[f"{m}_backbone"] = spec
+    return out
+
+
+def build_with_progress(dataset: str, overrides: dict[str, Any]):
+    """Build data set `dataset` with `overrides`, showing a progress bar per encoding pass."""
+    from ..datasets import DATASETS
+
+    plugin_cls = DATASETS.get(dataset)
+    config = apply_overrides(plugin_cls.Config(), overrides, f"data set {dataset!r}")
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        with report_progress(_RichReporter(progress)):
+            return plugin_cls().build(config)
+
+
+def _fail(exc: BaseException) -> None:
+    """Print a data error as one line naming what was wrong (the loaders name file and line)."""
+    from .common import fail
+
+    fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("features")
+    def features(
+        dataset: str = typer.Option("grocery-store", "--dataset", "-d", help="data set whose views and queries to encode"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
+        backbone: list[str] = typer.Option(
+            [], "--backbone", "-b",
+            help="backbone spec (minilm, efficientnet-lite0, hash, precomputed:DIR, open_clip:MODEL:WEIGHTS); "
+            "prefix image= or text= to choose the modality; repeatable",
+        ),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="feature cache folder (default $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)"),
+        set_: list[str] = typer.Option([], "--set", help="data set option key=value; repeatable"),
+    ) -> None:
+        """Precompute a data set's backbone features into the cache; a second run encodes nothing."""
+        from ..datasets import DATASETS
+
+        try:
+            plugin_cls = DATASETS.get(dataset)
+        except UnknownNameError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--dataset") from None
+        fields = {f.name for f in dataclasses.fields(plugin_cls.Config)}
+        overrides = parse_set(set_)
+        overrides.update(backbone_overrides(backbone, fields, dataset))
+        if data_dir is not None:
+            if "data_dir" not in fields:
+                raise typer.BadParameter(f"data set {dataset!r} has no data_dir option", param_hint="--data-dir")
+            overrides["data_dir"] = str(data_dir)
+        if cache_dir is not None:
+            if "cache_dir" not in fields:
+                raise typer.BadParameter(f"data set {dataset!r} reads no backbone features", param_hint="--cache-dir")
+            overrides["cache_dir"] = str(cache_dir)
+        from ..errors import input_errors
+
+        t0 = time.perf_counter()
+        try:
+            ds = build_with_progress(dataset, overrides)
+        except input_errors() as exc:
+            _fail(exc)
+        seconds = time.perf_counter() - t0
+        info = ds.config
+        table = Table(title=f"features of {dataset}")
+        table.add_column("what")
+        table.add_column("value", overflow="fold")
+        counts = ds.counts()
+        table.add_row("items / view slots", f"{counts['items']} / {counts['view_slots']}")
+        if ds.queries is not None:
+            table.add_row("queries", f"{ds.queries.num_queries} ({ds.queries.modality})")
+        for key in ("image_backbone", "text_backbone"):
+            if key in info:
+                table.add_row(key, str(info[key]))
+        table.add_row("encoded now", str(info.get("features_encoded", "?")))
+        table.add_row("read from cache", str(info.get("features_from_cache", "?")))
+        table.add_row("cache", str(info.get("cache_dir_resolved")))
+        table.add_row("seconds", f"{seconds:.1f}")
+        if ds.skipped:
+            table.add_row("skipped", ", ".join(f"{k}={v}" for k, v in ds.skipped.items()))
+        Console().print(table)
+
+    data_app = typer.Typer(help="Public data sets: download and check.", no_args_is_help=True)
+
+    @data_app.command("fetch")
+    def fetch(
+        name: str = typer.Argument(..., help="data set to download: grocery-store"),
+        dest: Optional[Path] = typer.Option(None, "--dest", help="destination folder (default $FTBENCH_DATA_DIR/<name> or ~/.cache/ftbench/data/<name>)"),
+        url: Optional[str] = typer.Option(None, "--url", help="archive URL (default: the public GitHub archive)"),
+        sha256: Optional[str] = typer.Option(None, "--sha256", help="expected sha256 of the archive"),
+        force: bool = typer.Option(False, "--force", help="download again even if a complete copy is there"),
+    ) -> None:
+        """Download a public data set archive, check it, extract it safely, print its folder."""
+        from ..errors import input_errors
+        from ..data.fetch import GROCERY_URL, fetch_grocery_store
+
+        if name != "grocery-store":
+            raise typer.BadParameter(
+                f"unknown data set {name!r}: `data fetch` knows grocery-store. Amazon Reviews 2023, "
+                "ESCI and WANDS are downloaded by hand from their publishers (see README, Real data) "
+                "and read with --data-dir.",
+                param_hint="NAME",
+            )
+        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("downloading", total=None)
+
+            def report(done: int, total: int | None) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                root = fetch_grocery_store(dest, url=url or GROCERY_URL, sha256=sha256, force=force, progress=report)
+            except input_errors() as exc:  # bad URL or digest, damaged or unsafe archive, network
+                _fail(exc)
+        console.print(f"grocery-store data folder: {root}")
+        print(root)
+
+    app.add_typer(data_app, name="data")

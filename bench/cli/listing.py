@@ -1,0 +1,63 @@
+"""`ftbench objectives` and `ftbench datasets`: the two plugin registries, listed the same way."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from .common import console, fail
+
+
+def _describe_plugin(kind: str, registry, name: str) -> None:
+    from ..config import describe
+
+    entry = registry.get(name)
+    console.print(f"[bold]{name}[/]: {entry.summary}", highlight=False)
+    # the equations live in the plugin's docstring: the class's, else its module's (one file each)
+    doc = inspect.getdoc(entry) if entry.__doc__ else (sys.modules[entry.__module__].__doc__ or "")
+    doc = inspect.cleandoc(doc) if doc else ""
+    if doc:
+        console.print(doc, highlight=False, markup=False)
+    table = Table(title=f"{kind} config fields (--set {'' if kind == 'objective' else 'dataset.'}NAME=VALUE)")
+    for col in ("name", "default", "meaning", "source"):
+        table.add_column(col, no_wrap=col == "name")  # a field name must stay copyable for --set
+    for row in describe(entry.Config):
+        table.add_row(row["name"], repr(row["default"]), row["help"], row["source"])
+    console.print(table)
+
+
+def list_plugins(kind: str, registry, verbose: Optional[str], width: int) -> None:
+    """One line per registered plugin, or with `verbose` one plugin's docstring and config."""
+    from ..registry import UnknownNameError
+
+    if verbose:
+        try:
+            _describe_plugin(kind, registry, verbose)
+        except UnknownNameError as exc:
+            fail(str(exc))
+        return
+    for name in registry:
+        console.print(f"{name:<{width}} {registry.get(name).summary}", highlight=False)
+
+
+def objectives(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show the equations and config of NAME.")) -> None:
+    """List the registered objectives, one line each."""
+    from ..objectives import OBJECTIVES
+
+    list_plugins("objective", OBJECTIVES, verbose, 12)
+
+
+def datasets(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show the description and config of NAME.")) -> None:
+    """List the registered data sets, one line each."""
+    from ..datasets import DATASETS
+
+    list_plugins("dataset", DATASETS, verbose, 16)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(objectives)
+    app.command()(datasets)

@@ -1,0 +1,139 @@
+"""`ftbench sweep`: the grid objectives x views x seeds, one result file per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ..run.sweep import PRESETS, SweepOutcome, SweepSpec
+
+
+def _preset_help() -> str:
+    lines = []
+    for name, p in PRESETS.items():
+        objectives = "all registered" if p["objectives"] is None else ", ".join(p["objectives"])
+        extras = [f"--steps {p['steps']}"] if p["steps"] else []
+        extras += [f"--batch-size {p['batch_size']}"] if p["batch_size"] else []
+        extras += [f"--set {s}" for s in p["sets"]]
+        lines.append(
+            f"'{name}': objectives {objectives}; views {', '.join(map(str, p['views']))}; seeds "
+            f"{', '.join(map(str, p['seeds']))}; dataset {p['dataset']}"
+            + (f"; {' '.join(extras)}" if extras else "") + f" ({p['description']})."
+        )
+    return " ".join(lines)
+
+
+def run_sweep_with_progress(
+    spec: SweepSpec,
+    out: Path,
+    overwrite: bool = False,
+    shard: tuple[int, int] | None = None,
+    quiet: bool = False,
+    console=None,
+) -> SweepOutcome:
+    """Validate the whole grid, then run this shard with a progress bar; print a summary.
+
+    Raises `ftbench.run.sweep.GridError` (invalid cells) or `ftbench.cli.app.UsageError` (unwritable
+    --out) before any run starts.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .common import check_writable
+    from ..run.sweep import existing_result, prepare_grid, run_sweep, shard_grid
+
+    console = console or Console(soft_wrap=True)
+    prepared = prepare_grid(spec)
+    mine = shard_grid(prepared, shard)
+    check_writable(out)
+    done_before = sum(1 for p in mine if existing_result(p, out)[1] is not None)
+    shard_text = f", shard {shard[0]}/{shard[1]}: {len(mine)} runs" if shard else ""
+    console.print(
+        f"[bold]ftbench sweep[/] {len(prepared)} runs ({len(spec.objectives)} objectives x {len(spec.views)} views x "
+        f"{len(spec.seeds)} seeds) on {spec.dataset}{shard_text}; "
+        + (f"{done_before} already have a result ({'re-running them: --overwrite' if overwrite else 'skipped'}); "
+           if done_before else "")
+        + f"out {out}",
+        highlight=False,
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
+    ) as bar:
+        grid_task = bar.add_task("sweep", total=len(mine), info="")
+        run_task = bar.add_task("run", total=1, info="", visible=False)
+
+        def on_start(index, total, prepared_run, action):
+            c = prepared_run.config
+            bar.update(grid_task, description=f"sweep: {c['objective']} V={c['views']} seed={c['seed']}")
+            if action == "run":
+                bar.reset(run_task, total=prepared_run.configs["train"].steps, visible=True, description="train", info="")
+
+        def on_done(index, total, prepared_run, status, detail):
+            bar.update(grid_task, completed=index + 1)
+            bar.update(run_task, visible=False)
+            if status == "failed":
+                c = prepared_run.config
+                console.print(f"[red]failed[/] {c['objective']} V={c['views']} seed={c['seed']}: {detail}", highlight=False)
+
+        def run_progress(phase, step, total, info):
+            text = "  ".join(f"{k} {v:.4f}" for k, v in info.items())
+            bar.update(run_task, description=phase, completed=step, total=total, info=text)
+
+        outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done, run_progress=run_progress)
+    console.print(
+        f"sweep done: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"{len(outcome.failed)} failed; results in {out}",
+        highlight=False,
+    )
+    for cell, message in outcome.failed:
+        console.print(f"  failed: {cell}: {message}", highlight=False, markup=False)
+    return outcome
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(
+        short_help="Run the grid objectives x views x seeds (presets: quick, paper-scale).",
+        help=(
+            "Run the grid objectives x views x seeds: one result file per run under --out. A run whose result "
+            "file exists (same config => same file name) is skipped unless --overwrite; every cell is validated "
+            "before any run starts; a failing run is reported, the sweep goes on and exits non-zero at the end. "
+            "Presets (explicit options replace the preset's lists and scalars; --set adds to its settings): "
+            + _preset_help()
+        )
+    )
+    def sweep(
+        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable)."),
+        views: List[int] = typer.Option([], "--views", "-v", help="At most this many views per item (repeatable)."),
+        seed: List[int] = typer.Option([], "--seed", help="Seed (repeatable)."),
+        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Data set name (default: synthetic, or the preset's)."),
+        set_: List[str] = typer.Option([], "--set", help="Config override key=value or section.key=value (repeatable)."),
+        steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps, or the preset's)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        out: Path = typer.Option(Path("results"), "--out", help="Folder for the result files."),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Re-run cells whose result file already exists."),
+        preset: Optional[str] = typer.Option(None, "--preset", help=f"A standard grid: {', '.join(PRESETS)} (see above)."),
+        shard: Optional[str] = typer.Option(
+            None, "--shard", help="i/n: run only shard i of n (1 <= i <= n) of the grid sorted by config hash; "
+            "n machines with the same options and shards 1/n..n/n run every cell exactly once."),
+        deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        from .common import UsageError, fail, run_overrides
+        from ..device import resolve_device
+        from ..run.sweep import GridError, parse_shard, spec_from_preset
+
+        sets = run_overrides(set_, data_dir, deterministic)
+        try:
+            spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
+            part = parse_shard(shard)
+            resolve_device(device)
+            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet)
+        except (GridError, ValueError, KeyError, UsageError) as exc:
+            fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+        if outcome.failed:
+            raise typer.Exit(code=1)

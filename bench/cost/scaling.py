@@ -1,0 +1,278 @@
+"""Cost against the number of views.
+
+For each objective and V: (a) the objective alone - view selection, forward and backward on fixed
+random unit embeddings of the views it selects - and (b) a whole training step with the towers on
+the synthetic marketplace with every item having V views (sampling, feature generation, towers,
+objective, backward, AdamW). Warm-up, then the median and spread of repeats. Solver iterations
+are fixed (tolerance off) so that curves compare like with like. Each (objective, V) cell runs in
+a fresh process, so its peak memory (`ftbench.cost.measure`: RSS high-water mark above the process
+baseline on CPU, peak allocated memory on CUDA) is its own; a cell whose estimated memory exceeds the budget is skipped
+with the reason. The growth exponent is the least-squares slope of log time against log V over
+V >= 2 (V = 1 has no cross-view pair).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COST_SCHEMA_VERSION = 1
+
+# settings that make every iterative solver run a fixed number of iterations (like with like)
+FIXED_ITERATION_SETS: dict[str, list[str]] = {
+    "full_ot": ["tolerance=0.0"],
+    "mover": [],
+    "oat": [],
+}
+
+
+@dataclass
+class CostSpec:
+    objectives: list[str]
+    views: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    batch_size: int = 256
+    dim: int = 256
+    repeats: int = 10
+    warmup: int = 3
+    device: str = "cpu"
+    memory_budget_gb: float = 8.0
+    sets: list[str] = field(default_factory=list)
+    threads: int | None = None
+
+
+def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
+    from ..objectives import OBJECTIVES
+
+    fields = {f.name for f in dataclasses.fields(OBJECTIVES.get(name).Config)}
+    fixed = [s for s in FIXED_ITERATION_SETS.get(name, []) if s.split("=")[0] in fields]
+    mine = []
+    for s in spec_sets:
+        key = s.split("=", 1)[0]
+        if key.startswith("objective."):
+            key = key.split(".", 1)[1]
+            s = s.split(".", 1)[1]
+        if key in fields:
+            mine.append(s)
+    return fixed + mine
+
+
+def _measure_cell(args: tuple) -> dict[str, Any]:
+    """Run in a child process: time one (objective, V) cell, alone and as a whole step."""
+    name, views, spec_dict = args
+    spec = CostSpec(**spec_dict)
+    import torch
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    from ..config import apply_overrides, parse_literal
+    from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig, generate_queries
+    from ..data.dataset import MultiViewDataset
+    from ..device import resolve_device
+    from ..objectives import OBJECTIVES
+    from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
+    from ..data.splits import random_split
+    from ..data.batching import compact_positions
+    from ..model.towers import TowerConfig, Towers
+    from ..train.loop import Stepper, TrainConfig
+    from ..data.views import SlotLayout
+    from .measure import PeakMemory, timed_ms
+
+    device = resolve_device(spec.device)
+    torch.manual_seed(0)
+    overrides = dict(
+        (k, parse_literal(v)) for k, v in (s.split("=", 1) for s in _objective_sets(name, spec.sets))
+    )
+    cls = OBJECTIVES.get(name)
+    config = apply_overrides(cls.Config(), overrides, "objective")
+    n_items = max(8 * spec.batch_size, 512)
+    dcfg = SyntheticConfig(items=n_items, interactions=n_items, max_views=max(views, 2) if views > 1 else 1,
+                           modalities="image+text" if views > 1 else "image", aux_view_dropout=0.0)
+    catalog = SyntheticCatalog(dcfg)
+    layout = SlotLayout.from_catalog(catalog)
+    ctx = ObjectiveContext(layout, spec.dim, n_items, True, True)
+
+    memory = PeakMemory(device)
+    # (a) the objective alone on fixed random embeddings of the views it selects
+    objective = cls(config, ctx).to(device)
+    gen = torch.Generator().manual_seed(0)
+    full_mask = torch.ones(spec.batch_size, len(layout.names), dtype=torch.bool)
+    table = torch.nn.functional.normalize(torch.randn(spec.batch_size, len(layout.names), spec.dim), dim=-1).to(device)
+    query = torch.nn.functional.normalize(torch.randn(spec.batch_size, spec.dim), dim=-1).to(device)
+
+    def objective_alone():
+        sel = objective.select_views(full_mask, gen)
+        slot, valid = compact_positions(sel.mask)
+        safe = slot.clamp(min=0).to(device)
+        valid_d = valid.to(device)
+        emb = table.gather(1, safe.unsqueeze(-1).expand(-1, -1, spec.dim)) * valid_d.unsqueeze(-1)
+        emb = emb.detach().requires_grad_(True)
+        views_ = EncodedViews(
+            embeddings=emb, mask=valid_d, is_primary=layout.is_primary.to(device)[safe] & valid_d,
+            side=layout.side.to(device)[safe], side_weight=sel.side_weight.to(device).gather(1, safe) * valid_d,
+            item_weight=sel.item_weight.to(device).gather(1, safe) * valid_d,
+            item_index=torch.arange(spec.batch_size, device=device),
+        )
+        q = query.detach().requires_grad_(True)
+        terms = objective(AlignmentBatch(views_, q))
+        type(objective).total_loss(terms).backward()
+
+    alone = timed_ms(objective_alone, spec.repeats, spec.warmup, device)
+    peak_alone = memory.extra_mb()
+
+    # (b) a whole training step on the synthetic marketplace with V views per item
+    queries = generate_queries(catalog, dcfg)
+    dataset = MultiViewDataset("synthetic", catalog, np.zeros(n_items, dtype=np.int8), queries)
+    dataset.queries.split[:] = 0
+    towers = Towers(catalog.feature_dims, TowerConfig(embedding_dim=spec.dim)).to(device)
+    objective2 = cls(config, ctx).to(device)
+    tcfg = TrainConfig(steps=spec.warmup + spec.repeats + 1, batch_size=spec.batch_size)
+    stepper = Stepper(dataset, towers, objective2, tcfg, views, 0, device)
+    counter = iter(range(1, 10**9))
+    step_times = timed_ms(lambda: stepper.step(next(counter)), spec.repeats, spec.warmup, device)
+    peak_step = memory.extra_mb()
+    return {
+        "objective": name,
+        "views": views,
+        "status": "ok",
+        "objective_ms_median": float(np.median(alone)),
+        "objective_ms_iqr": float(np.percentile(alone, 75) - np.percentile(alone, 25)),
+        "step_ms_median": float(np.median(step_times)),
+        "step_ms_iqr": float(np.percentile(step_times, 75) - np.percentile(step_times, 25)),
+        "peak_memory_mb": None if peak_step is None else round(float(max(peak_alone or 0.0, peak_step)), 1),
+        "threads": torch.get_num_threads(),
+        "objective_overrides": overrides,
+    }
+
+
+def growth_exponent(views: list[int], times: list[float]) -> float | None:
+    """Slope of log(time) against log(V) over V >= 2 (least squares); None with < 2 points."""
+    pts = [(v, t) for v, t in zip(views, times) if v >= 2 and t and t > 0]
+    if len(pts) < 2:
+        return None
+    x = np.log([p[0] for p in pts])
+    y = np.log([p[1] for p in pts])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
+    from ..device import describe_device, resolve_device
+    from ..run.experiment import package_versions
+    from ..objectives import OBJECTIVES
+
+    device = resolve_device(spec.device)
+    for name in spec.objectives:
+        OBJECTIVES.get(name)  # unknown names fail before any work
+    rows = []
+    ctx = mp.get_context("spawn")
+    total = len(spec.objectives) * len(spec.views)
+    done = 0
+    for name in spec.objectives:
+        cls = OBJECTIVES.get(name)
+        for v in spec.views:
+            est = cls.memory_estimate(spec.batch_size, v, spec.dim)
+            if est > spec.memory_budget_gb * 2**30:
+                rows.append({"objective": name, "views": v, "status": "skipped",
+                             "reason": f"estimated {est / 2**30:.1f} GB > budget {spec.memory_budget_gb} GB"})
+            else:
+                with ctx.Pool(1) as pool:
+                    rows.append(pool.apply(_measure_cell, ((name, v, dataclasses.asdict(spec)),)))
+            done += 1
+            if progress:
+                progress(done, total, name, v)
+    summary = {}
+    for name in spec.objectives:
+        ok = [r for r in rows if r["objective"] == name and r["status"] == "ok"]
+        summary[name] = {
+            "objective_exponent": growth_exponent([r["views"] for r in ok], [r["objective_ms_median"] for r in ok]),
+            "step_exponent": growth_exponent([r["views"] for r in ok], [r["step_ms_median"] for r in ok]),
+        }
+    return {
+        "schema_version": COST_SCHEMA_VERSION,
+        "kind": "cost",
+        "spec": dataclasses.asdict(spec),
+        "device": describe_device(device),
+        "versions": package_versions(),
+        "rows": rows,
+        "exponents": summary,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write `cost__B<batch>__<device>.json` and `.csv` (one row per objective x V), atomically."""
+    import pandas as pd
+
+    from ..run.results import atomic_write_text
+
+    out_dir = Path(out_dir)
+    stem = f"cost__B{result['spec']['batch_size']}__{result['device']['device'].replace(':', '')}"
+    jpath = out_dir / f"{stem}.json"
+    cpath = out_dir / f"{stem}.csv"
+    atomic_write_text(jpath, json.dumps(result, indent=2) + "\n")
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "objective_overrides"} for r in result["rows"]])
+    atomic_write_text(cpath, frame.to_csv(index=False))
+    return jpath, cpath
+
+
+def plot_cost(results: list[dict[str, Any]], path: Path) -> Path:
+    """Log-log plot of objective-alone and whole-step time against V for every objective."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..run.results import atomic_write_bytes
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for result in results:
+        for name, exps in result["exponents"].items():
+            ok = [r for r in result["rows"] if r["objective"] == name and r["status"] == "ok"]
+            v = [r["views"] for r in ok]
+            for ax, key, ex in ((axes[0], "objective_ms_median", exps["objective_exponent"]),
+                                (axes[1], "step_ms_median", exps["step_exponent"])):
+                label = f"{name} (slope {ex:.2f})" if ex is not None else name
+                ax.plot(v, [r[key] for r in ok], marker="o", label=label)
+    for ax, title in zip(axes, ("objective alone (forward + backward)", "whole training step")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("views per item V")
+        ax.set_ylabel("ms (median)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    device = results[0]["device"]["device"] if results else "?"
+    fig.suptitle(f"Cost against the number of views (batch {results[0]['spec']['batch_size'] if results else '?'}, {device})")
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def _mb(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f}"
+
+
+def format_cost(result: dict[str, Any]) -> str:
+    lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'peak MB':>9}  status"]
+    for r in result["rows"]:
+        if r["status"] == "ok":
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {_mb(r['peak_memory_mb']):>9}  ok")
+        else:
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>9}  skipped: {r['reason']}")
+    lines.append("growth exponents (slope of log time vs log V, V >= 2):")
+    for name, e in result["exponents"].items():
+        fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
+        lines.append(f"  {name:<12} objective alone {fmt(e['objective_exponent'])}   whole step {fmt(e['step_exponent'])}")
+    return "\n".join(lines)

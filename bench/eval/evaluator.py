@@ -1,0 +1,340 @@
+"""Evaluation: query->item over the whole catalog and the cross-view tasks on held-out
+items, with exact search.
+
+Tasks
+-----
+- `query->item` (or the data set's own name, e.g. `photo->product`): each test query searches the
+  fused item embeddings of the whole catalog; graded relevance from interactions.
+- `title->image`, `image->title`: primary views of the evaluation items (test split) against each
+  other; one target per query.
+- `image->item`, `text->item`: the primary image / title against the *served item embeddings* of
+  the evaluation items, where the query's own item is embedded without the query view
+  (leave-one-out, so the query never leaks into its target).
+- `aux->item`: every auxiliary view (within `--views`) of the evaluation items against the served
+  item embeddings, leave-one-out likewise; pooled over (item, view) pairs.
+
+Tasks a catalog cannot pose (title->image without images) are listed as not applicable, with the
+reason, and K values at or above the gallery size are listed as not applicable rather than
+reported as a trivial 1.0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..config import option
+from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
+from ..data.dataset import MultiViewDataset
+from .metrics import ranked_list_metrics, target_rank_metrics
+from ..objectives.base import Objective
+from ..kernels.search import exact_topk, rank_of_targets
+from ..model.towers import Towers
+from ..data.views import SlotLayout
+from ..model.encode import capped_availability, encode_batch
+
+
+
+def _largest_recall(metric_names) -> str | None:
+    """The 'recall@K' name with the largest K among `metric_names`, or None."""
+    recalls = [name for name in metric_names if name.startswith("recall@")]
+    return max(recalls, key=lambda name: int(name.split("@")[1])) if recalls else None
+
+
+@dataclass
+class EvalConfig:
+    ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "protocol")
+    encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention")
+    cross_view_max_items: int = option(
+        20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading"
+    )
+
+    def validate(self) -> None:
+        if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
+            raise ValueError(f"eval option 'ks' must be a non-empty list of positive integers, got {self.ks!r}")
+        if self.encode_batch_size < 1:
+            raise ValueError(f"eval option 'encode_batch_size' must be at least 1, got {self.encode_batch_size}")
+        if self.cross_view_max_items < 2:
+            raise ValueError(f"eval option 'cross_view_max_items' must be at least 2, got {self.cross_view_max_items}")
+
+
+class Evaluator:
+    """Encodes items and queries with trained towers + objective and scores every task."""
+
+    def __init__(
+        self,
+        dataset: MultiViewDataset,
+        towers: Towers,
+        objective: Objective,
+        max_views: int,
+        device: torch.device,
+        config: EvalConfig | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.towers = towers
+        self.objective = objective
+        self.max_views = max_views
+        self.device = device
+        self.config = config or EvalConfig()
+        self.layout = SlotLayout.from_catalog(dataset.catalog)
+
+    # -- encoding ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_items(self, items: np.ndarray, exclude_slot: int | None = None) -> torch.Tensor:
+        """Served item embeddings [n, d] (on the evaluation device) of `items`."""
+        out = []
+        bs = self.config.encode_batch_size
+        for start in range(0, len(items), bs):
+            chunk = items[start : start + bs]
+            views = encode_batch(
+                self.dataset, self.layout, self.towers, self.objective, chunk, self.max_views,
+                self.device, training=False, exclude_slot=exclude_slot,
+            )
+            out.append(self.objective.item_embedding(views).float())
+        if not out:
+            return torch.zeros(0, self.towers.embedding_dim, device=self.device)
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def embed_slot(self, items: np.ndarray, slot: int) -> torch.Tensor:
+        """Tower embeddings [n, d] of one view slot of `items` (used as queries)."""
+        modality = self.dataset.catalog.slots[slot].modality
+        out = []
+        bs = self.config.encode_batch_size
+        for start in range(0, len(items), bs):
+            feats = torch.from_numpy(self.dataset.catalog.features(items[start : start + bs], slot))
+            out.append(self.towers.encode(modality, feats.to(self.device)).float())
+        return torch.cat(out) if out else torch.zeros(0, self.towers.embedding_dim, device=self.device)
+
+    @torch.no_grad()
+    def embed_queries(self, query_index: np.ndarray) -> torch.Tensor:
+        q = self.dataset.queries
+        out = []
+        bs = self.config.encode_batch_size
+        for start in range(0, len(query_index), bs):
+            feats = torch.from_numpy(q.features[query_index[start : start + bs]]).to(self.device)
+            out.append(self.objective.query_embedding(self.towers.encode(q.modality, feats)).float())
+        return torch.cat(out) if out else torch.zeros(0, self.towers.embedding_dim, device=self.device)
+
+    # -- tasks -------------------------------------------------------------------------------
+    def query_task(self, split: str, gallery: np.ndarray | None = None) -> tuple[dict, dict, dict]:
+        """Metrics of the query task on `split` queries; `gallery` restricts the searched items."""
+        q = self.dataset.queries
+        name = self.dataset.query_task
+        n_items = self.dataset.catalog.num_items
+        gallery = np.arange(n_items) if gallery is None else np.asarray(gallery)
+        qidx = q.indices(split)
+        # relevance restricted to the gallery, re-indexed to gallery positions
+        position = np.full(n_items, -1, dtype=np.int64)
+        position[gallery] = np.arange(len(gallery))
+        counts = np.diff(q.relevant_indptr)[qidx]
+        rows = np.repeat(np.arange(len(qidx)), counts)
+        starts = q.relevant_indptr[qidx]
+        flat = (np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)) + np.repeat(starts, counts)
+        rel_pos = position[q.relevant_items[flat]]
+        keep = rel_pos >= 0
+        rows, rel_pos, grades = rows[keep], rel_pos[keep], q.relevant_grades[flat][keep]
+        per_q = np.bincount(rows, minlength=len(qidx))
+        indptr = np.concatenate([[0], np.cumsum(per_q)])
+        has_rel = per_q > 0
+        item_emb = self.embed_items(gallery)
+        query_emb = self.embed_queries(qidx)
+        ks = [k for k in self.config.ks if k < len(gallery)]
+        na = {f"{name}/recall@{k}": f"K >= gallery size ({len(gallery)})" for k in self.config.ks if k >= len(gallery)}
+        if not ks:
+            return {}, na, {"queries": int(has_rel.sum())}
+        _, ranked = exact_topk(query_emb, item_emb, max(ks))
+        report = ranked_list_metrics(ranked.cpu().numpy(), indptr, rel_pos, grades, len(gallery), ks)
+        metrics = dict(report.metrics)
+        metrics["queries"] = float(report.num_queries)
+        counts_out = {
+            "queries": int(report.num_queries),
+            "queries_without_relevant": int(report.num_excluded),
+            "gallery": int(len(gallery)),
+            "mrr_cutoff": report.mrr_cutoff,
+        }
+        return {name: metrics}, na, counts_out
+
+    def _slot(self, side: int) -> int | None:
+        """First primary slot of a side (primary image: side 0, title: side 1)."""
+        for s in range(self.layout.num_slots):
+            if int(self.layout.side[s]) == side and bool(self.layout.is_primary[s]):
+                return s
+        return None
+
+    def _rank_task(self, name: str, queries: torch.Tensor, gallery: torch.Tensor, targets: np.ndarray,
+                   target_scores: torch.Tensor, out: dict, na: dict) -> None:
+        ks = [k for k in self.config.ks if k < len(gallery)]
+        for k in self.config.ks:
+            if k >= len(gallery):
+                na[f"{name}/recall@{k}"] = f"K >= gallery size ({len(gallery)})"
+        if len(queries) == 0:
+            na[name] = "no query view available among the evaluation items"
+            return
+        ranks = rank_of_targets(queries, gallery, torch.as_tensor(targets, device=gallery.device), target_scores)
+        if not ks:
+            na[name] = f"gallery of {len(gallery)} items is smaller than every K"
+            return
+        out[name] = dict(target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks).metrics)
+        out[name]["queries"] = float(len(queries))
+
+    def cross_view(self, items: np.ndarray) -> tuple[dict, dict]:
+        out: dict = {}
+        na: dict = {}
+        layout = self.layout
+        avail = capped_availability(self.dataset.catalog, items, self.max_views).numpy()
+        img, title = self._slot(0), self._slot(1)
+        modalities = self.dataset.catalog.modalities
+        has_image = "image" in modalities
+        text_like = [m for m in modalities if m != "image"]
+        # primary image <-> title
+        if layout.multimodal and img is not None and title is not None:
+            both = avail[:, img] & avail[:, title]
+            sub = items[both]
+            if len(sub) < 2:
+                na["title->image"] = na["image->title"] = (
+                    f"fewer than 2 evaluation items have both a primary image and a title within --views {self.max_views}"
+                )
+            else:
+                a, b = self.embed_slot(sub, img), self.embed_slot(sub, title)
+                targets = np.arange(len(sub))
+                self._rank_task("title->image", b, a, targets, (a * b).sum(-1), out, na)
+                self._rank_task("image->title", a, b, targets, (a * b).sum(-1), out, na)
+        else:
+            reason = "catalog has no image views" if not has_image else "catalog has no text views"
+            na["title->image"] = na["image->title"] = reason
+        full = self.embed_items(items)
+        # primary view -> item (leave-one-out)
+        for name, slot, ok in (
+            ("image->item", img if has_image else None, has_image),
+            ("text->item", title if text_like else (img if not has_image else None), bool(text_like)),
+        ):
+            if not ok or slot is None:
+                na[name] = f"catalog has no {'image' if name.startswith('image') else 'text'} views"
+                continue
+            rows = np.flatnonzero(avail[:, slot])
+            self._loo_task(name, items, rows, [slot] * len(rows), full, out, na, avail)
+        # auxiliary views -> item (leave-one-out)
+        aux_slots = [s for s in range(layout.num_slots) if not bool(layout.is_primary[s])]
+        pairs = [(r, s) for s in aux_slots for r in np.flatnonzero(avail[:, s])]
+        if not pairs:
+            na["aux->item"] = f"no auxiliary view within --views {self.max_views} among the evaluation items"
+        else:
+            rows = np.array([p[0] for p in pairs])
+            slots = [p[1] for p in pairs]
+            self._loo_task("aux->item", items, rows, slots, full, out, na, avail)
+        return out, na
+
+    def _loo_task(self, name, items, rows, slots, full, out, na, avail=None) -> None:
+        """Query = view `slot` of item rows[i]; its own target is the item embedded without it.
+
+        Only items with at least one other view within --views take part: an item seen through
+        its query view alone has nothing left to be retrieved by.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        slots = np.asarray(slots, dtype=np.int64)
+        if avail is not None and len(rows):
+            keep = avail[rows].sum(axis=1) >= 2
+            rows, slots = rows[keep], slots[keep]
+        if len(rows) == 0:
+            na[name] = f"no evaluation item has this view and another one within --views {self.max_views}"
+            return
+        queries, target_scores = [], []
+        order = []
+        for s in np.unique(slots):
+            sel = np.flatnonzero(slots == s)
+            sub_items = items[rows[sel]]
+            q = self.embed_slot(sub_items, int(s))
+            loo = self.embed_items(sub_items, exclude_slot=int(s))
+            queries.append(q)
+            target_scores.append((q * loo).sum(-1))
+            order.append(sel)
+        order = np.concatenate(order)
+        self._rank_task(name, torch.cat(queries), full, rows[order], torch.cat(target_scores), out, na)
+
+    # -- entry points ------------------------------------------------------------------------
+    def evaluate(self, seed: int = 0) -> tuple[dict, dict, dict]:
+        """All tasks on the test split. Returns (metrics, not_applicable, counts)."""
+        metrics: dict = {}
+        na: dict = {}
+        counts: dict = {}
+        ds = self.dataset
+        if ds.queries is not None and len(ds.queries.indices("test")):
+            m, n, c = self.query_task("test")
+            metrics.update(m), na.update(n)
+            counts[ds.query_task] = c
+        else:
+            na[ds.query_task] = "data set has no test queries"
+        items = ds.evaluation_items()
+        if len(items) > self.config.cross_view_max_items:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 0xE7A1]))
+            items = np.sort(rng.choice(items, self.config.cross_view_max_items, replace=False))
+        counts["cross_view_items"] = int(len(items))
+        if len(items) >= 2:
+            m, n = self.cross_view(items)
+            metrics.update(m), na.update(n)
+        else:
+            for t in CROSS_VIEW_TASKS:
+                na[t] = "fewer than 2 evaluation items"
+        return metrics, na, counts
+
+    def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> tuple[str, float]:
+        """The checkpoint-selection score on the validation split only."""
+        ds = self.dataset
+        if select_metric == "auto":
+            if ds.queries is not None and len(ds.queries.indices("val")):
+                select_metric = f"{ds.query_task}/recall@100"
+            else:
+                select_metric = "cross-view/mean recall@10"
+        task, metric = select_metric.split("/", 1)
+        if task not in ("cross-view", ds.query_task) or (task == ds.query_task and ds.queries is None):
+            poses = f"'{ds.query_task}/recall@100', " if ds.queries is not None else ""
+            raise ValueError(
+                f"train option 'select_metric' {select_metric!r}: data set {ds.name!r} has no task {task!r}; "
+                f"use {poses}'cross-view/mean recall@10' or 'auto'"
+            )
+        if task == ds.query_task:
+            q = ds.queries
+            vidx = q.indices("val")
+            rel = np.unique(np.concatenate([q.relevant(i) for i in vidx])) if len(vidx) else np.empty(0, np.int64)
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A1]))
+            n = ds.catalog.num_items
+            if n <= gallery_size:
+                gallery = np.arange(n)
+            else:
+                extra = rng.choice(n, min(gallery_size, n), replace=False)
+                gallery = np.union1d(rel, extra)[: max(gallery_size, len(rel))]
+                gallery = np.union1d(rel, gallery)
+            m, _, _ = self.query_task("val", gallery=gallery)
+            k_metric = metric
+            values = m.get(task, {})
+            if k_metric not in values:  # K too large for the gallery: fall back to the largest K
+                k_metric = _largest_recall(values)
+                if k_metric is None:
+                    return select_metric, 0.0
+            return f"{task}/{k_metric}", float(values[k_metric])
+        items = ds.items("val")
+        if len(items) < 2:
+            items = ds.evaluation_items()
+        if len(items) > 2000:
+            rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A2]))
+            items = np.sort(rng.choice(items, 2000, replace=False))
+        m, _ = self.cross_view(items)
+        key = metric.replace("mean ", "")
+        vals = [v[key] for t, v in m.items() if key in v]
+        if not vals and key.startswith("recall@"):
+            # K at or above the validation gallery: fall back to the largest K every task has, and
+            # say so in the name (as the query task does), rather than scoring every checkpoint 0
+            common = _largest_recall(set.intersection(*[set(v) for v in m.values()])) if m else None
+            if common is not None:
+                key = common
+                vals = [v[key] for v in m.values()]
+                select_metric = f"{task}/mean {key}"
+        if not vals:
+            # nothing to select on (e.g. a handful of validation items): every checkpoint scores 0
+            # and the first is kept - said in the recorded metric name, not hidden
+            return (f"{select_metric} (not scorable on {len(items)} validation items: constant 0, "
+                    "first checkpoint kept)"), 0.0
+        return select_metric, float(np.mean(vals))

@@ -1,0 +1,291 @@
+"""On-disk cache of frozen backbone features, and helpers that encode a catalog's views through it.
+
+Key. A feature is stored under
+
+    ROOT / <backbone>-<modality>-<fp> / <role> / <h[:2]> / <h>.npy
+
+where ``fp`` = sha256 of the backbone's fingerprint (spec, modality, version — package versions,
+weights fingerprint, torch version —, preprocessing, dimension; see `Backbone.fingerprint`),
+``role`` is "item" (a catalog view) or "query", and ``h`` = sha256 of the input's content (the
+UTF-8 text, or the image file's bytes; `content_hash`). Changing the backbone, its version, its
+preprocessing, the role or a single byte of the input gives a different key, so a stale feature
+is never reused; file names and paths play no part, so renaming or moving a data set keeps its
+cache.
+
+Format. Each feature is a float32 ``.npy`` file, read with ``allow_pickle=False`` (no pickle
+anywhere). Writes are atomic: a temporary file in the same directory, then ``os.replace``, so an
+interrupted run leaves either the old state or the complete new file, and concurrent runs may
+share a cache. An entry that cannot be used - truncated, not a ``.npy`` file, a pickled object
+array, the wrong shape or dtype, NaN or infinite values - is treated as absent: it is encoded
+again and overwritten (and counted in `CacheStats.encoded`, never as a hit). A process killed
+mid-write leaves at most a hidden ``.<key>.npy.*.tmp`` file, which is never read.
+``backbone.json`` beside the role folders records the fingerprint in clear.
+
+Location: the `cache_dir` option of a data set, else ``$FTBENCH_CACHE_DIR``, else
+``$XDG_CACHE_HOME/ftbench/features`` (``~/.cache/ftbench/features``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ..run.results import atomic_write, atomic_write_bytes
+from .backbones import ROLES, Backbone, Input, content_hash
+
+if TYPE_CHECKING:
+    from ..data.catalog import ArrayCatalog, ViewSlot
+
+
+def default_cache_dir() -> Path:
+    """``$FTBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ftbench/features``, else ``~/.cache/...``."""
+    env = os.environ.get("FTBENCH_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "ftbench" / "features"
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress reporting (the CLI installs a rich progress bar; library use stays silent)
+# ---------------------------------------------------------------------------------------------
+
+
+class ProgressReporter(Protocol):
+    def start(self, label: str, total: int) -> object: ...
+
+    def advance(self, task: object, n: int) -> None: ...
+
+
+_reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar("ftbench_feature_progress", default=None)
+
+
+@contextlib.contextmanager
+def report_progress(reporter: ProgressReporter) -> Iterator[None]:
+    """Within this block, every encoding pass of a `FeatureCache` reports to `reporter`."""
+    token = _reporter.set(reporter)
+    try:
+        yield
+    finally:
+        _reporter.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cache
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CacheStats:
+    """Counts over the life of a `FeatureCache`: inputs read from disk, inputs encoded."""
+
+    hits: int = 0
+    encoded: int = 0
+    by_backbone: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, key: str, hits: int, encoded: int) -> None:
+        self.hits += hits
+        self.encoded += encoded
+        entry = self.by_backbone.setdefault(key, {"hits": 0, "encoded": 0})
+        entry["hits"] += hits
+        entry["encoded"] += encoded
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    atomic_write(path, lambda handle: np.save(handle, array, allow_pickle=False), fsync=False)
+
+
+class FeatureCache:
+    """Content-addressed feature store (module docstring). `enabled=False` encodes everything
+    and stores nothing (same results, no disk)."""
+
+    def __init__(self, root: str | Path | None = None, enabled: bool = True, chunk: int = 256) -> None:
+        self.root = Path(root).expanduser() if root else default_cache_dir()
+        self.enabled = enabled
+        self.chunk = chunk
+        self.stats = CacheStats()
+
+    # -- keys --------------------------------------------------------------------------------
+    def backbone_dir(self, backbone: Backbone) -> Path:
+        """``ROOT/<backbone>-<modality>-<fp>`` (`fp` = sha256 of `Backbone.fingerprint()`, 16 hex)."""
+        return self._backbone_dir(backbone)[0]
+
+    def _backbone_dir(self, backbone: Backbone) -> tuple[Path, dict]:
+        fp = backbone.fingerprint()
+        digest = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone.name)
+        return self.root / f"{safe}-{backbone.modality}-{digest}", fp
+
+    def path(self, backbone: Backbone, role: str, key: str) -> Path:
+        """Where the feature of content hash `key` in `role` is stored."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        return self._entry(self.backbone_dir(backbone), role, key)
+
+    @staticmethod
+    def _entry(bdir: Path, role: str, key: str) -> Path:
+        return bdir / role / key[:2] / f"{key}.npy"
+
+    @staticmethod
+    def _write_manifest(bdir: Path, fp: dict) -> None:
+        manifest = bdir / "backbone.json"
+        if not manifest.exists():
+            atomic_write_bytes(manifest, json.dumps(fp, indent=2, sort_keys=True).encode(), fsync=False)
+
+    def _read(self, path: Path, dim: int) -> np.ndarray | None:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):  # truncated or foreign file: re-encode and overwrite
+            return None
+        if arr.shape != (dim,) or arr.dtype != np.float32 or not np.isfinite(arr).all():
+            return None  # foreign, wrong-dimension or damaged entry: re-encode and overwrite
+        return arr
+
+    # -- encoding ----------------------------------------------------------------------------
+    def encode(self, backbone: Backbone, inputs: Sequence[Input], role: str = "item", label: str | None = None) -> np.ndarray:
+        """float32 [n, D]: features of `inputs` in `role`, read from the cache where present,
+        encoded (each distinct content once) and stored where not."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        inputs = list(inputs)
+        n, dim = len(inputs), backbone.dim
+        out = np.zeros((n, dim), dtype=np.float32)
+        if n == 0:
+            return out
+        stat_key = f"{backbone.spec}/{backbone.modality}/{role}"
+        if not (self.enabled and backbone.cacheable):
+            out[:] = self._run(backbone, inputs, role, label)
+            self.stats.add(stat_key, 0, n)
+            return out
+        bdir, fp = self._backbone_dir(backbone)  # once per call: the version may hash a weights file
+        keys = [content_hash(backbone.modality, x) for x in inputs]
+        missing: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            arr = self._read(self._entry(bdir, role, key), dim) if key not in missing else None
+            if arr is None:
+                missing.setdefault(key, []).append(i)
+            else:
+                out[i] = arr
+        hits = n - sum(len(v) for v in missing.values())
+        if missing:
+            self._write_manifest(bdir, fp)
+            todo = list(missing)
+            feats = self._run(backbone, [inputs[missing[k][0]] for k in todo], role, label)
+            for key, vec in zip(todo, feats):
+                _save_npy(self._entry(bdir, role, key), vec)
+                out[missing[key]] = vec
+        self.stats.add(stat_key, hits, len(missing))
+        return out
+
+    def _run(self, backbone: Backbone, inputs: list[Input], role: str, label: str | None) -> np.ndarray:
+        reporter = _reporter.get()
+        task = reporter.start(label or f"{backbone.spec} ({backbone.modality}, {role})", len(inputs)) if reporter else None
+        parts = []
+        for start in range(0, len(inputs), self.chunk):
+            chunk = inputs[start : start + self.chunk]
+            parts.append(backbone.encode(chunk, role))
+            if reporter:
+                reporter.advance(task, len(chunk))
+        feats = np.concatenate(parts, axis=0)
+        if not np.isfinite(feats).all():
+            raise ValueError(f"backbone {backbone.spec!r} produced NaN or infinite features")
+        return feats
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding a table of views
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_views(
+    table: Sequence[Sequence[Input | None]],
+    num_slots: int,
+    backbone: Backbone,
+    cache: FeatureCache,
+    role: str = "item",
+    label: str | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Encode an [N, S] table of view inputs (None = the item lacks that view).
+
+    Returns one float32 [N, D] array per slot (zeros where absent) and the bool [N, S] availability
+    mask. Every distinct input is encoded once (through the cache), whatever slot it sits in.
+    """
+    n = len(table)
+    available = np.zeros((n, num_slots), dtype=bool)
+    flat: list[Input] = []
+    where: list[tuple[int, int]] = []
+    for i, row in enumerate(table):
+        if len(row) != num_slots:
+            raise ValueError(f"view table row {i} has {len(row)} entries, expected {num_slots}")
+        for s, x in enumerate(row):
+            if x is not None:
+                available[i, s] = True
+                flat.append(x)
+                where.append((i, s))
+    feats = cache.encode(backbone, flat, role, label)
+    arrays = [np.zeros((n, backbone.dim), dtype=np.float32) for _ in range(num_slots)]
+    for (i, s), vec in zip(where, feats):
+        arrays[s][i] = vec
+    return arrays, available
+
+
+def make_progress_printer(callback: Callable[[str, int, int], None]) -> ProgressReporter:
+    """A minimal reporter calling ``callback(label, done, total)``; handy in notebooks."""
+
+    class _Printer:
+        def __init__(self) -> None:
+            self.state: dict[int, list] = {}
+
+        def start(self, label: str, total: int) -> object:
+            key = len(self.state)
+            self.state[key] = [label, 0, total]
+            callback(label, 0, total)
+            return key
+
+        def advance(self, task: object, n: int) -> None:
+            entry = self.state[task]  # type: ignore[index]
+            entry[1] += n
+            callback(entry[0], entry[1], entry[2])
+
+    return _Printer()
+
+
+def assemble_catalog(
+    slots: Sequence["ViewSlot"],
+    table: Sequence[Sequence[Input | None]],
+    backbones: dict[str, Backbone],
+    cache: FeatureCache,
+    item_ids: Sequence,
+    source: str,
+    role: str = "item",
+) -> "ArrayCatalog":
+    """An `ArrayCatalog` from an [N, S] table of raw view inputs (texts, image paths, None for a
+    missing view): the slots of each modality are encoded by ``backbones[modality]`` through the
+    cache (`encode_views`), then laid out in slot order."""
+    from ..data.catalog import ArrayCatalog
+
+    n, s_count = len(table), len(slots)
+    features: list[np.ndarray | None] = [None] * s_count
+    available = np.zeros((n, s_count), dtype=bool)
+    for modality in dict.fromkeys(s.modality for s in slots):
+        if modality not in backbones:
+            raise ValueError(f"{source}: no backbone for the {modality} views")
+        cols = [j for j, s in enumerate(slots) if s.modality == modality]
+        sub = [[row[j] for j in cols] for row in table]
+        arrays, avail = encode_views(sub, len(cols), backbones[modality], cache, role, f"{source}: {modality} views")
+        for k, j in enumerate(cols):
+            features[j] = arrays[k]
+            available[:, j] = avail[:, k]
+    return ArrayCatalog(slots, features, available, list(item_ids), source=source)  # type: ignore[arg-type]

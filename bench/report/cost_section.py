@@ -1,0 +1,81 @@
+"""The cost section of the report, read from the `cost/*.json` files `ftbench cost` writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .load import MISSING, objective_rank
+from .tables import _slug, md_table
+
+
+# ----------------------------------------------------------------------------------------------
+# cost results
+# ----------------------------------------------------------------------------------------------
+def load_cost_results(results_dir: Path) -> tuple[list[tuple[Path, dict]], list[tuple[Path, str]]]:
+    """`cost/*.json` files of kind "cost" (other benchmark files there are ignored)."""
+    folder = Path(results_dir) / "cost"
+    good, bad = [], []
+    if not folder.is_dir():
+        return good, bad
+    for path in sorted(folder.glob("*.json")):
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            bad.append((path, f"not valid JSON ({exc})"))
+            continue
+        if not isinstance(payload, dict) or payload.get("kind") != "cost":
+            continue
+        if not isinstance(payload.get("rows"), list) or not isinstance(payload.get("exponents"), dict):
+            bad.append((path, "cost file lacks 'rows' or 'exponents'"))
+            continue
+        good.append((path, payload))
+    return good, bad
+
+
+def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], report_dir: Path,
+                 results_dir: Path) -> tuple[list[str], list[Path]]:
+    lines = ["## Cost against the number of views", ""]
+    plots: list[Path] = []
+    if not costs:
+        lines += [f"No cost results under `{Path(results_dir) / 'cost'}`: run `ftbench cost` to measure them.", ""]
+    for path, result in costs:
+        spec = result.get("spec", {})
+        device = (result.get("device") or {}).get("device", "?")
+        rows = result["rows"]
+        objectives = list(dict.fromkeys(r["objective"] for r in rows))
+        views = sorted({int(r["views"]) for r in rows})
+        lines += [f"### `{path.name}`: batch {spec.get('batch_size', '?')}, device {device}", "",
+                  "Median milliseconds per training step (whole step) and for the objective alone (forward + backward "
+                  "on fixed embeddings); cells skipped for the memory budget show the reason.", ""]
+        header = ["objective", "time"] + [f"V={v}" for v in views] + ["growth exponent"]
+        table_rows = []
+        for name in sorted(objectives, key=objective_rank):
+            exps = result["exponents"].get(name, {})
+            for key, what, exp_key in (("step_ms_median", "step", "step_exponent"),
+                                       ("objective_ms_median", "objective", "objective_exponent")):
+                cells = []
+                for v in views:
+                    row = next((r for r in rows if r["objective"] == name and int(r["views"]) == v), None)
+                    if row is None:
+                        cells.append(MISSING)
+                    elif row.get("status") != "ok":
+                        cells.append(f"{MISSING} ({row.get('reason', row.get('status'))})")
+                    else:
+                        cells.append(f"{row[key]:.2f}")
+                e = exps.get(exp_key)
+                table_rows.append([name, what] + cells + [MISSING if e is None else f"{e:.2f}"])
+        lines += [md_table(header, table_rows, align_first=2), "",
+                  "Growth exponent: least-squares slope of log time against log V over V >= 2 "
+                  "(0 = flat, 1 = linear, 2 = quadratic in V).", ""]
+        from ..cost.scaling import plot_cost
+
+        png = plot_cost([result], report_dir / f"cost_vs_views__{_slug(path.stem)}.png")
+        plots.append(png)
+        lines += [f"![cost against V]({png.name})", ""]
+    for path, reason in bad:
+        lines.append(f"- skipped `{path.name}`: {reason}")
+    if bad:
+        lines.append("")
+    return lines, plots

@@ -1,0 +1,96 @@
+"""The report's PNG plots (matplotlib, Agg backend): a metric against the number of views, and the
+trade-off of a metric against the training-step time.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..run.results import atomic_write_bytes
+from .load import objective_rank
+from .tables import cell_interval, cell_values
+
+
+# ----------------------------------------------------------------------------------------------
+# plots
+# ----------------------------------------------------------------------------------------------
+def _save_figure(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_metric_vs_views(frame: pd.DataFrame, group: str, column: str, path: Path, title: str) -> Path:
+    """Mean of `column` against V per objective, error bars = 95% half-width (none for n=1)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    data = frame[frame["group"] == group]
+    for label in sorted(data["objective_label"].unique(), key=objective_rank):
+        xs, ys, es = [], [], []
+        for v in sorted(data["views"].unique()):
+            iv = cell_interval(cell_values(frame, column, group, label, int(v)))
+            if iv is None:
+                continue
+            xs.append(int(v)), ys.append(iv.mean), es.append(iv.half_width or 0.0)
+        if xs:
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(int(v) for v in data["views"].unique())
+    ax.set_xticks(ticks, [str(v) for v in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("views per item V")
+    ax.set_ylabel(column)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save_figure(fig, path)
+
+
+def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str) -> Path:
+    """Mean of `column` against mean training-step time, one line per objective, points labelled V."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    data = frame[frame["group"] == group]
+    for label in sorted(data["objective_label"].unique(), key=objective_rank):
+        xs, ys, vs = [], [], []
+        for v in sorted(data["views"].unique()):
+            quality = cell_values(frame, column, group, label, int(v))
+            cost = cell_values(frame, "step_ms_median", group, label, int(v))
+            if not quality or not cost:
+                continue
+            xs.append(float(np.mean(list(cost.values())))), ys.append(float(np.mean(list(quality.values())))), vs.append(v)
+        if xs:
+            ax.plot(xs, ys, marker="o", label=label)
+            for x, y, v in zip(xs, ys, vs):
+                ax.annotate(f"V={v}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training step time, ms (median per run, mean over seeds)")
+    ax.set_ylabel(column)
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save_figure(fig, path)

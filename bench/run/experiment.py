@@ -1,0 +1,268 @@
+"""One run end to end: data -> towers -> objective -> training -> evaluation -> result file.
+
+Under torchrun (or any launcher setting WORLD_SIZE, RANK, ...) every process builds the data set and
+trains its share of each global batch (`ftbench.train.distributed`); rank 0 alone validates, evaluates and
+writes the result, which records the world size and the global batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..config import apply_overrides, config_hash, parse_literal, to_jsonable
+from ..datasets import DATASETS
+from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, seed_everything
+from ..train.distributed import setup as setup_distributed
+from ..eval.evaluator import EvalConfig, Evaluator
+from ..objectives import OBJECTIVES
+from ..objectives.base import ObjectiveContext
+from ..registry import suggest
+from .results import RunResult, result_filename, write_result
+from ..model.towers import TowerConfig, Towers
+from ..train.loop import TrainConfig, train
+from ..data.views import SlotLayout
+from ..model.encode import capped_availability
+
+SECTIONS = ("objective", "dataset", "train", "tower", "eval")
+
+
+def parse_sets(pairs: list[str]) -> list[tuple[str | None, str, Any]]:
+    """`--set key=value` strings -> (section or None, key, literal value)."""
+    out = []
+    for text in pairs:
+        if "=" not in text:
+            raise ValueError(f"--set {text!r}: expected key=value (e.g. --set primary_weight=0.7)")
+        key, value = text.split("=", 1)
+        key = key.strip()
+        section = None
+        if "." in key:
+            section, key = key.split(".", 1)
+            if section not in SECTIONS:
+                raise ValueError(f"--set {text!r}: {suggest(section, list(SECTIONS), 'option section')}")
+        if not key:
+            raise ValueError(f"--set {text!r}: empty key")
+        out.append((section, key, parse_literal(value.strip())))
+    return out
+
+
+def route_sets(parsed, configs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Assign each override to its section; a bare key must belong to exactly one section."""
+    routed: dict[str, dict[str, Any]] = {s: {} for s in configs}
+    for section, key, value in parsed:
+        if section is None:
+            owners = [s for s, cfg in configs.items() if key in {f.name for f in dataclasses.fields(cfg)}]
+            if not owners:
+                every = sorted({f.name for cfg in configs.values() for f in dataclasses.fields(cfg)})
+                raise KeyError(suggest(key, every, "--set key"))
+            if len(owners) > 1:
+                raise KeyError(f"--set key {key!r} is ambiguous ({', '.join(owners)}); write e.g. {owners[0]}.{key}")
+            section = owners[0]
+        routed[section][key] = value
+    return routed
+
+
+@dataclass
+class RunSpec:
+    objective: str = "factorized"
+    dataset: str = "synthetic"
+    views: int = 8
+    seed: int = 0
+    device: str = "auto"
+    sets: list[str] = field(default_factory=list)
+    steps: int | None = None
+    batch_size: int | None = None
+    deterministic: bool = False
+    precision: str = "fp32"
+
+
+@dataclass
+class PreparedRun:
+    """Configs resolved and validated before any work, so bad options fail fast."""
+
+    spec: RunSpec
+    objective_cls: type
+    dataset_plugin: Any
+    configs: dict[str, Any]
+    config: dict[str, Any]
+    config_hash: str
+
+
+def prepare(spec: RunSpec) -> PreparedRun:
+    if spec.views < 1:
+        raise ValueError(f"--views must be at least 1, got {spec.views}")
+    if spec.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {spec.seed}")
+    if spec.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {spec.precision!r}")
+    objective_cls = OBJECTIVES.get(spec.objective)
+    plugin_cls = DATASETS.get(spec.dataset)
+    configs = {
+        "objective": objective_cls.Config(),
+        "dataset": plugin_cls.Config(),
+        "train": TrainConfig(),
+        "tower": TowerConfig(),
+        "eval": EvalConfig(),
+    }
+    routed = route_sets(parse_sets(spec.sets), configs)
+    if spec.steps is not None:
+        routed["train"]["steps"] = spec.steps
+    if spec.batch_size is not None:
+        routed["train"]["batch_size"] = spec.batch_size
+    for section, overrides in routed.items():
+        configs[section] = apply_overrides(configs[section], overrides, section)
+        validate = getattr(configs[section], "validate", None)
+        if callable(validate):
+            validate()
+    config = {
+        "objective": spec.objective,
+        "dataset": spec.dataset,
+        "views": spec.views,
+        "seed": spec.seed,
+        **{f"{s}_config": to_jsonable(c) for s, c in configs.items()},
+    }
+    if spec.precision != "fp32":  # only then: float32 runs keep the hashes (and file names) they had
+        config["precision"] = spec.precision
+    return PreparedRun(spec, objective_cls, plugin_cls(), configs, config, config_hash(config))
+
+
+def package_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"ftbench": __version__, "python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    for dist in ("pot", "geomloss", "pandas", "faiss-cpu", "sentence-transformers"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def execute(
+    prepared: PreparedRun,
+    out_dir: Path | None,
+    progress: Callable[[str, int, int, dict], None] | None = None,
+    save_embeddings: bool = False,
+    dataset_cache: dict | None = None,
+) -> tuple[RunResult | None, Path | None]:
+    """Train and evaluate; write the result (atomically) under `out_dir` if given.
+
+    With several processes, only rank 0 evaluates and writes; the other ranks return (None, None)
+    once training is done.
+    """
+    spec, configs = prepared.spec, prepared.configs
+    distributed, device = setup_distributed(resolve_device(spec.device))
+    check_precision(spec.precision, device)
+    reset_peak_memory(device)
+    phases: dict[str, float] = {}
+    t0 = time.perf_counter()
+    key = (spec.dataset, prepared.config["dataset_config"].__repr__())
+    if dataset_cache is not None and key in dataset_cache:
+        dataset = dataset_cache[key]
+    else:
+        dataset = prepared.dataset_plugin.build(configs["dataset"])
+        if dataset_cache is not None:
+            dataset_cache[key] = dataset
+    phases["data_s"] = time.perf_counter() - t0
+
+    seed_everything(spec.seed, spec.deterministic)
+    layout = SlotLayout.from_catalog(dataset.catalog)
+    towers = Towers(dataset.catalog.feature_dims, configs["tower"]).to(device)
+    context = ObjectiveContext(
+        layout=layout,
+        embedding_dim=configs["tower"].embedding_dim,
+        num_items=dataset.catalog.num_items,
+        has_queries=dataset.queries is not None,
+        has_interactions=dataset.queries is not None and len(dataset.queries.interactions) > 0,
+    )
+    objective = prepared.objective_cls(configs["objective"], context).to(device)
+    evaluator = Evaluator(dataset, towers, objective, spec.views, device, configs["eval"])
+    tcfg = configs["train"]
+
+    def validate():
+        return evaluator.validation_score(tcfg.select_metric, tcfg.val_gallery_size, spec.seed)
+
+    main = distributed.is_main
+    t1 = time.perf_counter()
+    outcome = train(
+        dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate if main else None,
+        progress=(lambda step, info: progress("train", step, tcfg.steps, info)) if progress and main else None,
+        distributed=distributed, precision=spec.precision,
+    )
+    phases["train_s"] = time.perf_counter() - t1
+    if not main:
+        return None, None
+    t2 = time.perf_counter()
+    if progress:
+        progress("evaluate", 0, 1, {})
+    metrics, not_applicable, eval_counts = evaluator.evaluate(seed=spec.seed)
+    phases["evaluate_s"] = time.perf_counter() - t2
+    phases["total_s"] = time.perf_counter() - t0
+
+    # realised views per item (recorded: the mean actually realised under --views)
+    sample = np.arange(min(dataset.catalog.num_items, 50_000))
+    capped = capped_availability(dataset.catalog, sample, spec.views)
+    counts = dataset.counts()
+    counts.update(
+        {
+            "realised_views_per_item": float(capped.sum(1).float().mean()),
+            "views_per_training_step_item": outcome.mean_views_per_step,
+            "training_pairs_dropped_not_train": outcome.dropped_pairs,
+            "evaluation": eval_counts,
+        }
+    )
+    step_ms = np.asarray(outcome.step_ms)
+    timing = {
+        "phases_s": {k: round(v, 4) for k, v in phases.items()},
+        "step_ms_median": float(np.median(step_ms)),
+        "step_ms_p90": float(np.percentile(step_ms, 90)),
+        "steps": int(len(step_ms)),
+        **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
+    }
+    run_id = f"{prepared.config_hash[:10]}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}"
+    result = RunResult(
+        run_id=run_id,
+        config=prepared.config,
+        config_hash=prepared.config_hash,
+        versions=package_versions(),
+        device=describe_device(device),
+        counts=counts,
+        metrics=metrics,
+        not_applicable=not_applicable,
+        timing=timing,
+        training={
+            "selected_step": outcome.selected_step,
+            "select_metric": outcome.select_metric,
+            "selected_val_score": outcome.selected_score,
+            "history": outcome.history,
+            "used_queries": outcome.used_queries,
+            "precision": spec.precision,
+            **distributed.describe(tcfg.batch_size),
+        },
+        skipped=dict(dataset.skipped),
+        notes=list(dataset.notes),
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    path = None
+    if out_dir is not None:
+        path = Path(out_dir) / result_filename(prepared.config, prepared.config_hash)
+        if save_embeddings:
+            from .embeddings_io import save_run_embeddings
+
+            save_run_embeddings(path.with_suffix(""), evaluator, dataset)
+        write_result(result, path)
+    return result, path
+
+
+def command_line() -> str:
+    return " ".join(sys.argv)

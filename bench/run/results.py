@@ -1,0 +1,185 @@
+"""Typed, versioned result files: one JSON file per run, written atomically.
+
+Tables and plots are built only from these files. `SCHEMA_VERSION` changes whenever a field
+changes meaning; `load_result` refuses files of another version with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced and everything needed to know what was run."""
+
+    run_id: str
+    config: dict[str, Any]
+    config_hash: str
+    versions: dict[str, str]
+    device: dict[str, Any]
+    counts: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    not_applicable: dict[str, str]
+    timing: dict[str, Any]
+    training: dict[str, Any]
+    skipped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    created: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False, allow_nan=False)
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
+    """Write `path` so that readers see the old file or the whole new one, never a part: `write`
+    fills a hidden temp file ``.<name>.*.tmp`` in the same folder, which is then renamed over
+    `path`. `fsync=False` skips the flush to disk (the feature cache: many small files that can be
+    recomputed); a crash can then lose the file but still never expose half of it.
+
+    The one atomic writer of the package: results, reports, cost files and the feature cache."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    atomic_write(path, lambda handle: handle.write(data), fsync=fsync)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_interrupted_writes(path: Path) -> list[Path]:
+    """Delete what an atomic write of `path` left behind when its process was killed (SIGKILL,
+    power loss: no `except` clause runs): hidden temp files ``.<name>.*.tmp`` (`atomic_write_*`)
+    and temp folders ``.<name>.*`` (`embeddings_io`, renamed into place when complete). Nothing
+    ever reads them. `write_result` and the sweep call this for the cell's own result path, so
+    each cell cleans only its own leftovers (shards sharing a folder never touch each other's
+    files; two processes writing the *same* result file at once are not supported). Returns what
+    was removed."""
+    import glob
+    import shutil
+
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif leftover.name.endswith(".tmp"):
+            leftover.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(leftover)
+    return removed
+
+
+def write_result(result: RunResult, path: Path) -> Path:
+    """Write `result` atomically to `path`, first removing temp files a killed earlier write of
+    the same path left behind (`remove_interrupted_writes`). NaN or infinite values are refused
+    (`allow_nan=False`): a result is never written with a number that is not one."""
+    try:
+        text = result.to_json() + "\n"
+    except ValueError:
+        where = _first_non_finite(asdict(result))
+        raise ValueError(f"{path}: not written: {where} is not a finite number (NaN or infinite)") from None
+    remove_interrupted_writes(path)
+    atomic_write_text(path, text)
+    return Path(path)
+
+
+def _first_non_finite(value: Any, where: str = "result") -> str:
+    """Path (e.g. ``metrics['query->item']['recall@10']``) of the first NaN or infinite float."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}[{key!r}]" if where != "result" else str(key))
+        if found:
+            return found
+    return ""
+
+
+# The JSON type each field of a result file must have (what tables and plots rely on).
+_FIELD_TYPES: dict[str, type] = {
+    "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
+    "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
+    "created": str,
+}
+
+
+def _check_payload(path: Path, payload: dict) -> None:
+    """Field types, and metrics as {task: {metric: finite number}}: a file that passes can be
+    tabulated without a second look; one that does not is named with the offending field."""
+    import math
+
+    for key, kind in _FIELD_TYPES.items():
+        if key in payload and not isinstance(payload[key], kind):
+            json_name = {"dict": "object", "list": "array", "str": "string"}[kind.__name__]
+            raise ValueError(f"{path}: field {key!r} must be a JSON {json_name}, got {type(payload[key]).__name__}")
+    for task, values in payload.get("metrics", {}).items():
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: metrics[{task!r}] must be an object of metric: number, got {type(values).__name__}")
+        for name, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{path}: metrics[{task!r}][{name!r}] must be a finite number, got {value!r}")
+
+
+def load_result(path: Path) -> RunResult:
+    """Read a result file; errors name the file and what was wrong (not JSON or not UTF-8, not
+    an object, another schema version, a missing field, a field of the wrong type, a metric that
+    is not a finite number)."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a valid result file (not UTF-8 at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a valid result file (JSON error at line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not a valid result file (nested too deeply)") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path}: a result file must hold a JSON object")
+    version = payload.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {version!r}, this ftbench reads version {SCHEMA_VERSION}")
+    known = set(RunResult.__dataclass_fields__)
+    missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
+               and k not in ("skipped", "notes", "created", "schema_version")]
+    if missing:
+        raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
+    _check_payload(path, payload)
+    return RunResult(**{k: v for k, v in payload.items() if k in known})
+
+
+def result_filename(config: dict[str, Any], config_hash: str) -> str:
+    """`<dataset>__<objective>__v<V>__s<seed>__<hash>.json`: readable and unique per config."""
+    return (
+        f"{config['dataset']}__{config['objective']}__v{config['views']}__s{config['seed']}__{config_hash[:10]}.json"
+    )

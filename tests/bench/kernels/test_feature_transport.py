@@ -1,0 +1,130 @@
+"""ftbench.kernels.feature_transport: log-domain Sinkhorn and RecGOAT's feature-dimension cost/plan.
+
+Oracles: POT's `ot.sinkhorn(..., method="sinkhorn_log")` run to convergence; a transcription of the
+released plain-domain iteration (6lyc/RecGOAT-WSDM2027 model_v1.py) where it does not underflow;
+the released [B, d, d] broadcast form of the cost.
+"""
+
+import numpy as np
+import ot
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ftbench.kernels.feature_transport import _logsumexp, feature_cost, feature_plan, log_sinkhorn
+
+
+def pair(b, d, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    zm = F.normalize(torch.randn(b, d, generator=g, dtype=dtype), dim=-1)
+    za = F.normalize(zm + 0.7 * torch.randn(b, d, generator=g, dtype=dtype), dim=-1)
+    return zm, za
+
+
+def released_plain_sinkhorn(cost, eps, iters):
+    """The released iteration: K = exp(-C/eps); v = 1/m; u = mu/(K v + 1e-8); v = nu/(K^T u + 1e-8)."""
+    n, m = cost.shape
+    kernel = torch.exp(-cost / eps)
+    mu, nu = torch.full((n,), 1.0 / n, dtype=cost.dtype), torch.full((m,), 1.0 / m, dtype=cost.dtype)
+    v = torch.ones(m, dtype=cost.dtype) / m
+    for _ in range(iters):
+        u = mu / (kernel @ v + 1e-8)
+        v = nu / (kernel.t() @ u + 1e-8)
+    return torch.diag(u) @ kernel @ torch.diag(v)
+
+
+def test_feature_plan_equals_pot_log_sinkhorn_at_released_parameters():
+    d = 256
+    zm, za = pair(256, d, seed=0)
+    cost = feature_cost(zm, za, 100.0).numpy()
+    uniform = np.full(d, 1.0 / d)
+    pot = ot.sinkhorn(uniform, uniform, cost, 0.01, method="sinkhorn_log", numItermax=20000, stopThr=1e-13)
+    # at convergence the plans coincide (differences relative to the plan's scale 1/d)
+    converged = feature_plan(zm, za, scale=100.0, epsilon=0.01, iterations=400)
+    assert np.abs(converged.plan.numpy() - pot).max() * d < 1e-9
+    assert torch.allclose(converged.plan.sum(0), torch.full((d,), 1.0 / d, dtype=torch.float64), atol=1e-15)
+    # the released budget (100 iterations) is close to converged on this batch
+    released = feature_plan(zm, za, scale=100.0, epsilon=0.01, iterations=100)
+    assert float(released.marginal_error) < 1e-6
+    assert np.abs(released.plan.numpy() - pot).max() * d < 1e-4
+    # the float32 path the objective uses agrees to float32 precision
+    ours32 = feature_plan(zm.float(), za.float(), iterations=400)
+    assert np.abs(ours32.plan.double().numpy() - pot).max() * d < 1e-5
+
+
+def test_log_sinkhorn_equals_pot_with_general_marginals():
+    g = torch.Generator().manual_seed(1)
+    cost = torch.rand(12, 9, generator=g, dtype=torch.float64)
+    a = torch.rand(12, generator=g, dtype=torch.float64) + 0.1
+    b = torch.rand(9, generator=g, dtype=torch.float64) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    ours = log_sinkhorn(cost, a, b, epsilon=0.05, iterations=800)
+    pot = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), 0.05, method="sinkhorn_log", numItermax=20000, stopThr=1e-14)
+    assert np.abs(ours.plan.numpy() - pot).max() < 1e-12
+    batched = log_sinkhorn(torch.stack([cost, 2 * cost]), epsilon=0.05, iterations=800).plan
+    single = log_sinkhorn(2 * cost, epsilon=0.05, iterations=800).plan
+    assert torch.allclose(batched[1], single, atol=1e-14)
+
+
+def test_fixed_iterations_reproduce_the_released_plain_iteration():
+    zm, za = pair(40, 8, seed=2)
+    cost = feature_cost(zm, za, scale=1.0)  # mild cost/eps: the plain domain does not underflow
+    for iters in (1, 3, 10):
+        ours = log_sinkhorn(cost, epsilon=0.5, iterations=iters).plan
+        released = released_plain_sinkhorn(cost, 0.5, iters)
+        assert torch.allclose(ours, released, rtol=1e-6, atol=1e-12)  # 1e-8 guards of the released code
+
+
+def test_log_domain_survives_where_the_plain_domain_underflows():
+    zm, za = pair(64, 16, seed=3)
+    cost = feature_cost(zm.float(), za.float(), scale=100.0)
+    assert float(torch.exp(-cost / 0.01).max()) == 0.0  # the released kernel is all zeros in float32
+    assert float(released_plain_sinkhorn(cost, 0.01, 100).sum()) == 0.0  # so is its plan
+    result = feature_plan(zm.float(), za.float(), iterations=100)
+    assert torch.isfinite(result.plan).all()
+    assert torch.allclose(result.plan.sum(0), torch.full((16,), 1 / 16), atol=1e-6)  # exact after the v-step
+    assert float(result.marginal_error) < 0.05  # a transport plan, converging (slowly: cost/eps up to ~2000)
+
+
+def test_feature_cost_equals_released_broadcast_form():
+    zm, za = pair(30, 6, seed=4)
+    released = torch.pow(zm.unsqueeze(2) - za.unsqueeze(1), 2).mean(dim=0) * 100.0
+    assert torch.allclose(feature_cost(zm, za, 100.0), released, rtol=1e-10, atol=1e-10)
+    weight = torch.zeros(30, dtype=torch.float64)
+    weight[[1, 4, 7, 20]] = 1.0
+    subset = torch.pow(zm[weight > 0].unsqueeze(2) - za[weight > 0].unsqueeze(1), 2).mean(dim=0) * 100.0
+    assert torch.allclose(feature_cost(zm, za, 100.0, weight), subset, rtol=1e-10, atol=1e-10)
+    zero = feature_cost(zm, za, 100.0, torch.zeros(30, dtype=torch.float64))
+    assert torch.equal(zero, torch.zeros(6, 6, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_clamped_logsumexp_equals_torch(dtype):
+    g = torch.Generator().manual_seed(5)
+    for low, high in ((0.0, 5.0), (0.0, 100.0), (80.0, 400.0), (0.0, 2000.0)):
+        x = -(torch.rand(64, 48, generator=g, dtype=dtype) * (high - low) + low) + 30.0
+        x[:, 7] = 30.0 - low  # each row has a term near its maximum, as in Sinkhorn
+        for dim in (0, 1):
+            assert torch.allclose(_logsumexp(x, dim), torch.logsumexp(x, dim), rtol=1e-7 if dtype == torch.float64 else 1e-6)
+
+
+def test_zero_mass_rows_get_zero_plan_rows():
+    g = torch.Generator().manual_seed(6)
+    cost = torch.rand(6, 5, generator=g, dtype=torch.float64)
+    a = torch.tensor([0.3, 0.0, 0.2, 0.1, 0.0, 0.4], dtype=torch.float64)
+    ours = log_sinkhorn(cost, a, epsilon=0.1, iterations=2000).plan
+    assert torch.equal(ours[[1, 4]], torch.zeros(2, 5, dtype=torch.float64))
+    keep = a > 0
+    pot = ot.sinkhorn(a[keep].numpy(), np.full(5, 0.2), cost[keep].numpy(), 0.1, method="sinkhorn_log",
+                      numItermax=20000, stopThr=1e-14)
+    assert np.abs(ours[keep].numpy() - pot).max() < 1e-12
+
+
+def test_invalid_arguments():
+    cost = torch.rand(3, 3)
+    with pytest.raises(ValueError, match="epsilon"):
+        log_sinkhorn(cost, epsilon=0.0)
+    with pytest.raises(ValueError, match="iterations"):
+        log_sinkhorn(cost, iterations=0)
+    with pytest.raises(ValueError, match=r"\[B, d\]"):
+        feature_cost(torch.rand(3, 4), torch.rand(3, 5))

@@ -1,0 +1,260 @@
+"""`ftbench report` on the fixture results set: hand-computed cells, missing and single-seed cells,
+paired differences, the paper-claims sentence, unreadable files, plots and the CLI.
+
+The fixture set is regenerated into a temporary folder by tests/fixtures/results/generate.py (real
+configs and config hashes from `experiment.prepare`, chosen metric values; see its docstring).
+Hand computations use t(0.975, 2) = 4.3027 (printed t tables); every expected string is rounded
+as the report rounds (4 decimals, relative changes 1 decimal).
+"""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ftbench.report.intervals import paired_difference
+from ftbench.report import build_report, claim_verdict, load_results_frame, load_run_results
+
+GENERATOR = Path(__file__).resolve().parents[2] / "fixtures" / "results" / "generate.py"
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("ftbench_fixture_results_generator", GENERATOR)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    _generator().main(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(fixture_dir, tmp_path_factory):
+    results = tmp_path_factory.mktemp("copy")
+    shutil.copytree(fixture_dir, results, dirs_exist_ok=True)
+    outcome = build_report(results)
+    return outcome, outcome.path.read_text()
+
+
+def _section(text: str, start: str, end: str = "\n## ") -> str:
+    i = text.index(start)
+    j = text.find(end, i + len(start))
+    return text[i : j if j >= 0 else None]
+
+
+def test_reads_only_readable_results_and_counts_the_rest(report):
+    outcome, text = report
+    assert outcome.runs == 23 and outcome.groups == 3
+    assert sorted(p.name for p, _ in outcome.unreadable) == ["broken.json", "old_schema.json"]
+    assert "23 run result(s), 1 cost result(s). 2 unreadable file(s) skipped:" in text
+    assert "- `broken.json`: not a valid result file (JSON error" in text
+    assert "- `old_schema.json`: schema_version 0, this ftbench reads version 1" in text
+
+
+def test_headline_table_with_missing_and_single_seed_cells(report):
+    _, text = report
+    default = _section(text, "## synthetic: default data")
+    # clip: V=1 .40 .42 .44 -> 0.42 ± 4.3027*0.02/sqrt(3) = 0.0497; V=8 .46 .50 .54 -> 0.50 ± 0.0994
+    assert "| clip | 0.4200 ± 0.0497 (n=3) | 0.4700 ± 0.0497 (n=3) | 0.5000 ± 0.0994 (n=3) |" in default
+    # factorized: V=1 .41 .44 .44 -> mean 0.43, s = sqrt(0.0003), 0.43 ± 0.0430; V=4 missing; V=8 one seed
+    assert "| factorized | 0.4300 ± 0.0430 (n=3) | — | 0.6000 (n=1) |" in default
+    # the full table: recall@1 = 0.05, recall@10 = 0.3, ndcg@10 = 0.2, mrr = 0.1 x recall@500
+    # (see the generator); intervals scale by the same factors
+    assert ("| clip | 8 | 3 | 0.0250 ± 0.0050 | 0.1500 ± 0.0298 | 0.3500 ± 0.0696 | 0.5000 ± 0.0994 | "
+            "0.1000 ± 0.0199 | 0.0500 ± 0.0099 |") in default
+    assert "| factorized | 4 | 0 | — | — | — | — | — | — |" in default
+    assert ("| factorized | 8 | 1 | 0.0300 (n=1) | 0.1800 (n=1) | 0.4200 (n=1) | 0.6000 (n=1) | 0.1200 (n=1) | "
+            "0.0600 (n=1) |") in default
+    assert "13 runs, seeds 0, 1, 2" in default
+
+
+def test_paired_differences_against_clip(report):
+    _, text = report
+    default = _section(text, "## synthetic: default data")
+    # V=1: d = .01 .02 .00 -> +0.0100 ± 4.3027*0.01/sqrt(3) = 0.0248;
+    # r = 2.5%, 4.762%, 0% -> mean 2.42%, s = 2.382, ± 5.9%
+    assert "| factorized | 1 | +0.0030 ± 0.0075 (+2.4% ± 5.9%), n=3 | +0.0070 ± 0.0174 (+2.4% ± 5.9%), n=3 | " \
+           "+0.0100 ± 0.0248 (+2.4% ± 5.9%), n=3 | +0.0020 ± 0.0050 (+2.4% ± 5.9%), n=3 |" in default
+    assert "| factorized | 4 | — | — | — | — |" in default
+    assert "+0.1400 (+30.4%), n=1" in default  # one matched seed: .60 vs .46, no interval
+
+
+def test_cross_view_table(report):
+    _, text = report
+    default = _section(text, "## synthetic: default data")
+    cross = _section(default, "### Cross-view", "\n![")
+    # clip V=8 title->image recall@10 = .30 .31 .32 -> 0.31 ± 0.0248; V=1 has no title view: not scored
+    assert "| clip | 8 | 0.1033 ± 0.0083 (n=3) | 0.3100 ± 0.0248 (n=3) |" in cross
+    assert "| clip | 1 | — | — | — | — | — | — |" in cross
+    small = _section(text, "## synthetic: other")
+    assert "Not scored in this group (not applicable to the data set, or absent from the runs): aux->item." in small
+    assert "recall@500 is not available in this group" in small  # 300 items: K=500 not applicable
+
+
+def test_paper_claims_section(report):
+    _, text = report
+    claims = _section(text, "## Paper claims")
+    assert "+7.9% Recall@500" in claims and "No other number of the paper is public" in claims
+    assert "1,000,000 listings and 292,520 interactions" in claims
+    # paper scale: clip .50 .52 .54, factorized .55 .56 .60 -> d = +0.05 ± 0.0248,
+    # r = 10%, 7.692%, 11.111% -> +9.6% ± 4.3%, interval [+5.3%, +13.9%] contains +7.9%
+    assert "| paper scale |" in claims and "| 8 | 3 | 0.5200 ± 0.0497 | 0.5700 ± 0.0657 | " \
+                                          "+0.0500 ± 0.0248 (+9.6% ± 4.3%), n=3 |" in claims
+    assert "Agreement: the paper's +7.9% lies inside our 95% interval [+5.3%, +13.9%]" in claims
+    assert "**default data**" in claims and "One seed only: the measured change is +30.4%" in claims
+    assert "recall@500 is not scored in this group (catalog of 300 items" in claims
+    assert "Why our numbers may differ" in claims
+
+
+def test_cost_section_and_plots(report):
+    outcome, text = report
+    cost = _section(text, "## Cost against the number of views")
+    assert "| factorized | step | 12.12 | 12.24 | 12.48 | 12.96 | — (estimated 9.0 GB > budget 8.0 GB) | 0.02 |" in cost
+    assert "| clip | objective | 2.52 | 2.55 | 2.60 | 2.70 | — | 0.03 |" in cost
+    names = sorted(p.name for p in outcome.plots)
+    assert len(names) == 10  # 3 groups x (recall@500, recall@10 against V, trade-off) + cost and "cost_vs_views__cost-b256-cpu.png" in names
+    for plot in outcome.plots:
+        assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"]({plot.name})" in text
+    assert not list(outcome.path.parent.glob("*.tmp"))
+
+
+def test_frame_groups_and_flags(fixture_dir):
+    frame = load_results_frame(fixture_dir)
+    assert len(frame) == 23
+    assert frame.groupby("group").size().sort_values().tolist() == [4, 6, 13]
+    assert frame["paper_scale"].sum() == 6
+    assert set(frame.loc[frame["default_data"], "group"].unique()).__len__() == 1
+    assert (frame["query_task"] == "query->item").all()
+    small = frame[frame["items"] == 300]
+    assert small["query->item/recall@500"].isna().all() and small["query->item/recall@100"].notna().all()
+
+
+def test_objective_config_variants_are_never_mixed(fixture_dir, tmp_path):
+    shutil.copytree(fixture_dir, tmp_path / "r")
+    source = next((tmp_path / "r").glob("synthetic__factorized__v1__s0__*.json"))
+    payload = json.loads(source.read_text())
+    payload["config"]["objective_config"]["primary_weight"] = 0.9
+    payload["config_hash"] = "f" * 16
+    payload["metrics"]["query->item"]["recall@500"] = 0.99
+    (tmp_path / "r" / "variant.json").write_text(json.dumps(payload))
+    frame = load_results_frame(tmp_path / "r")
+    labels = sorted(frame.loc[(frame["objective"] == "factorized") & (frame["views"] == 1), "objective_label"].unique())
+    assert len(labels) == 2 and all(label.startswith("factorized[") for label in labels)
+    from ftbench.report import summary_table
+
+    table = summary_table(frame).reset_index()
+    rows = table[(table["objective"].str.startswith("factorized[")) & (table["views"] == 1)]
+    # the variant is its own row (0.99, n=1), not averaged into factorized (.41 .44 .44 -> 0.43, n=3)
+    assert sorted(zip(rows["recall@500"].round(4), rows["recall@500_n"])) == [(0.43, 3), (0.99, 1)]
+
+
+def test_only_run_results_are_read(fixture_dir, tmp_path):
+    from ftbench.report import find_result_files
+
+    shutil.copytree(fixture_dir, tmp_path / "r")
+    (tmp_path / "r" / "run.embeddings").mkdir()
+    (tmp_path / "r" / "run.embeddings" / "manifest.json").write_text("{}")
+    (tmp_path / "r" / ".x.json.tmp").write_text("{")
+    (tmp_path / "r" / "report").mkdir()
+    (tmp_path / "r" / "report" / "other.json").write_text("{}")
+    names = {p.name for p in find_result_files(tmp_path / "r")}
+    assert len(names) == 25 and "manifest.json" not in names and "cost__B256__cpu.json" not in names
+
+
+def test_duplicate_files_count_once(fixture_dir, tmp_path):
+    shutil.copytree(fixture_dir, tmp_path / "r")
+    source = next((tmp_path / "r").glob("synthetic__clip__v8__s0__*.json"))
+    payload = json.loads(source.read_text())
+    payload["created"] = "2030-01-01T00:00:00+00:00"
+    (tmp_path / "r" / "copy_of_clip.json").write_text(json.dumps(payload))
+    loaded = load_run_results(tmp_path / "r")
+    assert len(loaded.runs) == 23 and [p.name for p in loaded.duplicates] == [source.name]
+
+
+@pytest.mark.parametrize(
+    "candidate, baseline, expected",
+    [
+        ({0: 0.55, 1: 0.56, 2: 0.60}, {0: 0.50, 1: 0.52, 2: 0.54}, "Agreement"),
+        ({0: 0.51, 1: 0.53, 2: 0.55}, {0: 0.50, 1: 0.52, 2: 0.54}, "Same direction, different size"),  # ~+1.9%
+        ({0: 0.40, 1: 0.41, 2: 0.43}, {0: 0.50, 1: 0.52, 2: 0.54}, "Disagreement"),
+        ({0: 0.51, 1: 0.50, 2: 0.545}, {0: 0.50, 1: 0.52, 2: 0.54}, "Not reproduced"),  # interval contains 0
+        ({0: 0.60}, {0: 0.50}, "One seed only"),
+    ],
+)
+def test_claim_verdicts(candidate, baseline, expected):
+    assert claim_verdict(paired_difference(candidate, baseline)).startswith(expected)
+    assert claim_verdict(None).startswith("No matched")
+
+
+runner = CliRunner()
+
+
+def test_cli_report(fixture_dir, tmp_path):
+    from ftbench.cli.app import app
+
+    (tmp_path / "r").mkdir()
+    for path in fixture_dir.glob("*.json"):  # the 300-item group and the unreadable files only
+        payload = path.read_text()
+        if '"items": 300,' in payload or path.name in ("broken.json", "old_schema.json"):
+            (tmp_path / "r" / path.name).write_text(payload)
+    res = runner.invoke(app, ["report", str(tmp_path / "r"), "--no-run-quick-if-empty"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    output = " ".join(res.output.split())
+    assert "4 run results in 1 comparison group(s), 3 plots" in output
+    assert "2 unreadable result file(s) skipped" in output
+    assert (tmp_path / "r" / "report" / "REPORT.md").exists()
+
+
+def test_cli_report_on_empty_folder(tmp_path, monkeypatch):
+    from ftbench.cli.app import app
+    from ftbench.cli import sweep as sweep_command
+    from ftbench.run.sweep import SweepOutcome
+
+    res = runner.invoke(app, ["report", str(tmp_path), "--no-run-quick-if-empty"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "No readable run results" in (tmp_path / "report" / "REPORT.md").read_text()
+
+    calls = []
+    monkeypatch.setattr(sweep_command, "run_sweep_with_progress",
+                        lambda spec, out, **kw: calls.append((spec, out)) or SweepOutcome())
+    res = runner.invoke(app, ["report", str(tmp_path / "fresh")], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    output = " ".join(res.output.split())
+    assert "No result files" in output and "--preset quick" in output
+    spec, out = calls[0]
+    assert out == tmp_path / "fresh" and spec.views == [1, 2, 4, 8] and spec.seeds == [0, 1, 2]
+
+    res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--no-run-quick-if-empty"])
+    assert res.exit_code == 2 and "does not exist" in res.output
+
+
+def test_ceiling_note():
+    from ftbench.report import ceiling_note
+
+    # clip at 0.95 leaves at most 100 * 0.05 / 0.95 = +5.3%: below +7.9%
+    near_one = paired_difference({0: 0.96, 1: 0.97}, {0: 0.95, 1: 0.95})
+    assert "at most +5.3% is possible" in ceiling_note(near_one)
+    assert ceiling_note(paired_difference({0: 0.55}, {0: 0.50})) == ""  # +100% headroom
+
+
+def test_a_data_sets_own_query_task_is_the_query_column(fixture_dir, tmp_path):
+    (tmp_path / "r").mkdir()
+    source = next(fixture_dir.glob("synthetic__clip__v2__s0__*.json"))
+    payload = json.loads(source.read_text())
+    payload["config"]["dataset"] = "grocery_store"
+    payload["metrics"]["photo->product"] = payload["metrics"].pop("query->item")
+    payload["not_applicable"] = {k.replace("query->item", "photo->product"): v for k, v in payload["not_applicable"].items()}
+    (tmp_path / "r" / "grocery.json").write_text(json.dumps(payload))
+    frame = load_results_frame(tmp_path / "r")
+    assert frame.loc[0, "query_task"] == "photo->product"
+    assert frame.loc[0, "query->item/recall@10"] == payload["metrics"]["photo->product"]["recall@10"]
+    text = build_report(tmp_path / "r").path.read_text()
+    assert "### photo->product: all metrics" in text

@@ -1,0 +1,50 @@
+"""`ftbench objectives --verbose NAME` prints the objective's equations (its docstring, or its
+file's where the class has none) and `ftbench datasets --verbose NAME` its description; both list
+the config fields with where each default comes from."""
+
+import inspect
+import re
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from ftbench.cli.app import app
+from ftbench.config import describe
+from ftbench.datasets import DATASETS
+from ftbench.objectives import OBJECTIVES
+
+runner = CliRunner()
+
+
+def _words(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _documentation(entry) -> str:
+    return inspect.getdoc(entry) if entry.__doc__ else inspect.cleandoc(sys.modules[entry.__module__].__doc__)
+
+
+@pytest.mark.parametrize("kind, registry", [("objectives", OBJECTIVES), ("datasets", DATASETS)])
+def test_verbose_prints_the_documentation_and_every_config_field(kind, registry):
+    for name in registry:
+        entry = registry.get(name)
+        res = runner.invoke(app, [kind, "--verbose", name], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        shown = _words(res.output)
+        # the first paragraph of the documentation, whatever rich's line wrapping
+        first_paragraph = _words(_documentation(entry).split("\n\n")[0])
+        assert first_paragraph[:60] in shown, (name, first_paragraph[:60])
+        for field in entry.Config.__dataclass_fields__:
+            assert field in res.output, (name, field)
+        # the former source tag of the benchmark's own protocol is shown in today's words
+        sources = {row["source"] for row in describe(entry.Config)}
+        assert "SPEC" not in sources and all(sources), (name, sources)
+
+
+def test_a_plain_listing_names_every_plugin_and_an_unknown_name_suggests():
+    res = runner.invoke(app, ["objectives"], catch_exceptions=False)
+    starts = [line.split()[0] for line in res.output.splitlines() if line.split() and line.split()[0] in OBJECTIVES]
+    assert starts == list(OBJECTIVES)  # one line each, in registry order
+    res = runner.invoke(app, ["datasets", "--verbose", "synthetik"])
+    assert res.exit_code == 2 and "Did you mean 'synthetic'" in res.output
