@@ -22,6 +22,9 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
     doc = inspect.cleandoc(doc) if doc else ""
     if doc:
         console.print(doc, highlight=False, markup=False)
+    if kind == "objective" and entry.__module__.startswith("ftbench.objectives."):
+        # the built-in objectives each have a section (same anchor as the name) in the method
+        console.print(f"\nThe method, with the other objectives: docs/method.md#{name}\n", highlight=False, markup=False)
     table = Table(title=f"{kind} config fields (--set {'' if kind == 'objective' else 'dataset.'}NAME=VALUE)")
     for col in ("name", "default", "meaning", "source"):
         table.add_column(col, no_wrap=col == "name")  # a field name must stay copyable for --set

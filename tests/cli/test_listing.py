@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ftbench.cli.app import app
-from ftbench.config import describe
+from ftbench.config import _LEGACY_SOURCES, describe
 from ftbench.datasets import DATASETS
 from ftbench.objectives import OBJECTIVES
 
@@ -32,14 +32,15 @@ def test_verbose_prints_the_documentation_and_every_config_field(kind, registry)
         res = runner.invoke(app, [kind, "--verbose", name], catch_exceptions=False)
         assert res.exit_code == 0, res.output
         shown = _words(res.output)
-        # the first paragraph of the documentation, whatever rich's line wrapping
-        first_paragraph = _words(_documentation(entry).split("\n\n")[0])
-        assert first_paragraph[:60] in shown, (name, first_paragraph[:60])
+        # the whole documentation (for an objective: its equations), whatever rich's line wrapping
+        assert _words(_documentation(entry)) in shown, name
+        if kind == "objectives":
+            assert f"docs/method.md#{name}" in res.output, name
         for field in entry.Config.__dataclass_fields__:
             assert field in res.output, (name, field)
-        # the former source tag of the benchmark's own protocol is shown in today's words
+        # every default says where it comes from (docs/method.md), never under a former tag
         sources = {row["source"] for row in describe(entry.Config)}
-        assert "SPEC" not in sources and all(sources), (name, sources)
+        assert all(sources) and not sources & set(_LEGACY_SOURCES), (name, sources)
 
 
 def test_a_plain_listing_names_every_plugin_and_an_unknown_name_suggests():
