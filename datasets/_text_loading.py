@@ -28,7 +28,7 @@ _SPACE = re.compile(r"\s+")
 class TextEncoderConfig(DatasetConfig):
     """Options every text-catalog loader shares: the backbone and the feature cache."""
 
-    text_backbone: str = option("minilm", "backbone spec for texts (views and queries)", "SPEC")
+    text_backbone: str = option("minilm", "backbone spec for texts (views and queries)", "protocol")
     cache_dir: str = option("", "feature cache folder (empty: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)", "convention")
     use_cache: bool = option(True, "read and write the feature cache", "convention")
     device: str = option("auto", "device of the backbones (auto = cuda if available)", "convention")

@@ -12,7 +12,7 @@ auxiliary ``features`` (bullets joined), ``description``, ``store_and_categories
 [``image_2`` .. ``image_K``: the other images in list order].
 
 Images are URLs; nothing is downloaded at run time. Without `image_dir` the catalog is text-only
-(title primary vs the other text views, SPEC §3). With `image_dir`, an image is used when a file
+(title primary vs the other text views, docs/method.md#sides). With `image_dir`, an image is used when a file
 named like the last path component of its ``hi_res``, ``large`` or ``thumb`` URL (first found)
 exists in `image_dir`; others are missing views.
 
@@ -113,7 +113,7 @@ class AmazonReviews2023(DatasetPlugin):
         image_dir: str = option(
             "", "folder of already-downloaded images named by their URL's last component (empty: text views only)", "convention"
         )
-        image_backbone: str = option("efficientnet-lite0", "backbone spec for images (when image_dir is set)", "SPEC")
+        image_backbone: str = option("efficientnet-lite0", "backbone spec for images (when image_dir is set)", "protocol")
         max_images: int = option(4, "image slots per item when image_dir is set (MAIN first)", "convention")
         max_items: int = option(0, "read at most this many items, in file order (0 = all)", "convention")
 

@@ -24,7 +24,7 @@ encoded by the image tower (`QuerySet.modality == "image"`), each relevant to ex
 product. Every product is in the catalog and is trained on, so the item split is all-train and
 the cross-view tasks (title->image, image->title, aux->item) run on all products
 (`cross_view_items`); aux->item there holds out each auxiliary view against the fusion of the
-item's other views (SPEC §4). `split_seed` is unused: the published split is kept.
+item's other views (docs/method.md#tasks). `split_seed` is unused: the published split is kept.
 """
 
 from __future__ import annotations
@@ -262,9 +262,9 @@ class GroceryStore(DatasetPlugin):
             "convention",
         )
         image_backbone: str = option(
-            "efficientnet-lite0", "backbone spec for images (catalog images, photos, photo queries)", "SPEC"
+            "efficientnet-lite0", "backbone spec for images (catalog images, photos, photo queries)", "protocol"
         )
-        text_backbone: str = option("minilm", "backbone spec for the text views", "SPEC")
+        text_backbone: str = option("minilm", "backbone spec for the text views", "protocol")
         max_photos_per_product: int = option(
             0, "keep at most this many photos per product in each split file, in file order (0 = all)", "convention"
         )

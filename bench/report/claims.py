@@ -73,11 +73,11 @@ WHY_THEY_MAY_DIFFER = [
     "marketplace (or a public data set), whose auxiliary views carry as much extra signal as its generator "
     "gives them (`dataset.aux_informativeness`, `dataset.query_aux_fraction`).",
     "The paper publishes no equations: `factorized` is our reading (a product coupling of the view marginals, "
-    "primary views plus k sampled auxiliary views per step; see docs/method.md), not the authors' code.",
+    "primary views plus k sampled auxiliary views per step; see docs/method.md#factorized), not the authors' code.",
     "Our encoders are small trainable towers over frozen backbone features with a fixed step budget; the paper "
     "fine-tunes its own vision-language model with its own budget and schedule.",
     "\"Strong multimodal baselines\" are not named in the abstract; our baseline is `clip` (InfoNCE on the primary "
-    "image and title; see docs/method.md), which may be stronger or weaker than theirs.",
+    "image and title; see docs/method.md#clip), which may be stronger or weaker than theirs.",
     "\"Up to +7.9%\" is the best of the paper's settings, not an average; a mean over seeds and one setting is "
     "expected to fall below a maximum over settings.",
 ]
