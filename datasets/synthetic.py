@@ -472,3 +472,108 @@ class SyntheticMarketplace(DatasetPlugin):
                 f"cross-side overlap {config.cross_side_overlap:g}; {config.query_aux_fraction:.0%} of queries name one"
             ],
         )
+
+
+@dataclass(frozen=True)
+class SlotInformation:
+    """How much item information one slot carries (see `slot_information`)."""
+
+    slot: str
+    modality: str
+    role: str
+    present: float  # share of test items that have the view
+    shows: str  # the attributes the view shows, 'j:percent of items' (a bare j: every item)
+    recall_vs_primary: float | None  # same-modality primary view; None for the primary itself
+    recall_vs_other_views: float | None  # mean of the item's other same-modality views
+    recall_vs_other_modality: float | None  # ridge map to the other modality's views
+    chance: float  # K / test items
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=0, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _recall_of_own_item(queries: np.ndarray, gallery: np.ndarray, valid: np.ndarray, k: int) -> float:
+    """Row q of `queries` belongs to gallery row q; share of rows whose own item is in the top k
+    (ties count against it). Gallery rows with `valid` False are never retrieved."""
+    scores = queries @ gallery.T
+    scores[:, ~valid] = -np.inf
+    own = np.diag(scores)
+    return float(((scores > own[:, None]).sum(axis=1) < k).mean())
+
+
+def slot_information(config: SyntheticConfig, k: int = 10, ridge: float = 1.0) -> list[SlotInformation]:
+    """Recall@k of an item, among the test items, from each slot's raw backbone feature.
+
+    No tower, no training of the benchmark's kind. Every feature is centred by its slot's mean over
+    the evaluated items and scaled to unit length; a query is a test item that has the slot, and
+    the gallery holds every test item:
+
+    - ``vs primary``: cosine with the item's primary view of the same modality (image_1 for images,
+      the title for texts); not reported for the primary view itself.
+    - ``vs other views``: cosine with the mean of the item's other available views of the same
+      modality (unit feature vectors averaged, then scaled to unit length); items with none of
+      them are left out of the gallery.
+    - ``vs other modality``: features of different modalities live in different spaces, so a
+      linear map W = argmin ||X W - Y||^2 + ridge ||W||^2, fitted in closed form on the *train*
+      items (X: this slot, Y: the mean of the other modality's views of the same role group:
+      auxiliary views for an auxiliary slot, the primary view for a primary slot), takes the slot
+      into the other modality before the cosine; this is where cross-side content shows.
+
+    ``chance`` is k / number of test items. With ``aux_informativeness = 0`` every auxiliary slot
+    is at chance in every column.
+    """
+    config.validate()
+    catalog = SyntheticCatalog(config)
+    split = random_split(config.items, tuple(config.item_fractions), config.split_seed)
+    test, train = np.flatnonzero(split == 2), np.flatnonzero(split == 0)
+    if len(test) < 2:
+        raise ValueError(f"slot information needs at least 2 test items; dataset option 'item_fractions' "
+                         f"{config.item_fractions!r} leaves {len(test)} of {config.items}")
+    have = catalog.availability(test)
+    have_train = catalog.availability(train)
+    unit = {s: _unit(catalog.features(test, s)) for s in range(len(catalog.slots))}
+    raw_train = {s: catalog.features(train, s) for s in range(len(catalog.slots))}
+
+    def mean_of(slots, available, feats):
+        total = sum(feats[s] * available[:, [s]] for s in slots) if slots else None
+        if total is None:
+            return None, np.zeros(len(available), dtype=bool)
+        count = available[:, slots].sum(axis=1)
+        return _unit(total / np.maximum(count, 1)[:, None]) * (count > 0)[:, None], count > 0
+
+    rows = []
+    for s, slot in enumerate(catalog.slots):
+        rows_s = have[:, s]
+        q = unit[s][rows_s]
+        same = [t for t, other in enumerate(catalog.slots) if other.modality == slot.modality and t != s]
+        primary = next((t for t in same if catalog.slots[t].role == "primary"), None)
+        vs_primary = None
+        if slot.role != "primary" and primary is not None:
+            vs_primary = _recall_of_own_item(q, unit[primary][rows_s], np.ones(rows_s.sum(), bool), k)
+        gallery, valid = mean_of(same, have, unit)
+        vs_other = None if gallery is None or not valid.any() else _recall_of_own_item(q, gallery[rows_s], valid[rows_s], k)
+        targets = [t for t, other in enumerate(catalog.slots) if other.modality != slot.modality and other.role == slot.role]
+        vs_modality = None
+        if targets:
+            def target_mean(available, feats):
+                count = available[:, targets].sum(axis=1)
+                total = sum(feats[t] * available[:, [t]] for t in targets)
+                return total / np.maximum(count, 1)[:, None], count > 0
+
+            y_train, ok = target_mean(have_train, raw_train)
+            x_train = raw_train[s][ok & have_train[:, s]]
+            y_train = y_train[ok & have_train[:, s]]
+            x_mean, y_mean = x_train.mean(axis=0), y_train.mean(axis=0)
+            xc = (x_train - x_mean).astype(np.float64)
+            w = np.linalg.solve(xc.T @ xc + ridge * np.eye(xc.shape[1]), xc.T @ (y_train - y_mean))
+            mapped = _unit((catalog.features(test, s)[rows_s] - x_mean) @ w)
+            y_test, ok_test = target_mean(have, {t: catalog.features(test, t) for t in targets})
+            vs_modality = _recall_of_own_item(mapped, _unit(y_test)[rows_s], ok_test[rows_s], k)
+        shown = catalog.observed(test, s)
+        shares = np.bincount(shown.ravel(), minlength=config.attributes) / shown.shape[0]
+        shows = " ".join(f"{j}:{100 * shares[j]:.0f}" if shares[j] < 0.995 else str(j) for j in np.flatnonzero(shares))
+        rows.append(SlotInformation(slot.name, slot.modality, slot.role, float(rows_s.mean()), shows,
+                                    vs_primary, vs_other, vs_modality, min(1.0, k / len(test))))
+    return rows

@@ -229,3 +229,41 @@ def test_bad_config_values_are_named():
         SyntheticConfig(new_attribute_rate=2).validate()
     with pytest.raises(ValueError, match="late_attributes"):
         SyntheticConfig(attributes=6, main_attributes=2, late_attributes=5).validate()
+
+
+def test_slot_information_auxiliary_slots_at_chance_without_informativeness():
+    from ftbench.datasets.synthetic import slot_information
+
+    rows = slot_information(SyntheticConfig(items=3000, interactions=0, aux_informativeness=0.0))
+    by_slot = {r.slot: r for r in rows}
+    chance = rows[0].chance  # 10 / 300 test items
+    for r in rows:
+        if r.role == "auxiliary":
+            for value in (r.recall_vs_primary, r.recall_vs_other_views, r.recall_vs_other_modality):
+                assert value < chance + 0.05  # binomial sd over ~220 queries is about 0.012
+        else:
+            assert r.recall_vs_primary is None and r.recall_vs_other_modality > 0.5
+    assert by_slot["title"].recall_vs_other_modality > 10 * chance
+
+
+def test_slot_information_cross_side_content_raises_cross_modal_recall_of_aux_slots():
+    from ftbench.datasets.synthetic import slot_information
+
+    def aux_cross_modal(rho):
+        rows = slot_information(SyntheticConfig(items=6000, interactions=0, cross_side_overlap=rho, noise=1.0))
+        return np.mean([r.recall_vs_other_modality for r in rows if r.role == "auxiliary"])
+
+    assert aux_cross_modal(1.0) > aux_cross_modal(0.0) + 0.03
+
+
+def test_data_info_command_prints_the_table():
+    from typer.testing import CliRunner
+
+    from ftbench.cli import app
+
+    result = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "dataset.items=1000"])
+    assert result.exit_code == 0, result.output
+    for word in ("image_2", "description", "vs other modality", "chance = 0.100"):
+        assert word in result.output
+    bad = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "cross_side_overlap=2"])
+    assert bad.exit_code == 2 and "cross_side_overlap" in bad.output
