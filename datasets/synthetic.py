@@ -56,6 +56,16 @@ plus noise.
 How much item information each slot carries, for a given config, is measured by `slot_information`
 (`ftbench data info synthetic`).
 
+Null check
+----------
+The generator must not pick the winner: with `aux_informativeness=0` no multi-view objective may
+beat `clip` on query->item recall beyond the paired 95% interval over seeds. Full version, on the
+default catalog and budget (a fast version runs in the tests):
+
+    ftbench sweep -o clip -o factorized -o full_ot -o oat -o mover -v 8 --seed 0 --seed 1 --seed 2 \
+        --set dataset.aux_informativeness=0 --out results/null-check
+    ftbench report results/null-check      # paired differences against clip, per objective
+
 Scale: item semantics are a few small integer arrays; view features (and which attributes a view
 shows) are generated lazily per batch from counter-based random numbers keyed by (seed, item,
 view), so 1M items x 16 views take well under 4 GB, and the same item always gets the same

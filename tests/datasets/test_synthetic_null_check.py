@@ -7,8 +7,8 @@ with every query naming an auxiliary attribute, must find a multi-view objective
 small budget) that does beat clip beyond its interval.
 
 Small catalog (2,000 items, 200 test items), 60 steps of 128 items, 8 views, seeds 0-2; query->item
-recall@10 on the test queries. The full version is the documented `ftbench sweep` command in the
-README (the null-check section).
+recall@10 on the test queries. The full version (default catalog and budget) is the command in
+the docstring of `ftbench.datasets.synthetic` (section "Null check").
 """
 
 import pytest
