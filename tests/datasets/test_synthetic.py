@@ -261,9 +261,10 @@ def test_data_info_command_prints_the_table():
 
     from ftbench.cli import app
 
-    result = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "dataset.items=1000"])
+    wide = {"COLUMNS": "200"}  # the table's headers unwrapped, whatever the terminal
+    result = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "dataset.items=1000"], env=wide)
     assert result.exit_code == 0, result.output
     for word in ("image_2", "description", "vs other modality", "chance = 0.100"):
         assert word in result.output
-    bad = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "cross_side_overlap=2"])
+    bad = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "cross_side_overlap=2"], env=wide)
     assert bad.exit_code == 2 and "cross_side_overlap" in bad.output
