@@ -13,8 +13,8 @@ the docstring of `ftbench.datasets.synthetic` (section "Null check").
 
 import pytest
 
-from ftbench.experiment import RunSpec, execute, prepare
-from ftbench.intervals import paired_difference
+from ftbench.run.experiment import RunSpec, execute, prepare
+from ftbench.report.intervals import paired_difference
 
 SEEDS = (0, 1, 2)
 MULTI_VIEW = ("factorized", "full_ot", "oat", "mover")
