@@ -188,6 +188,8 @@ def execute(
     objective = prepared.objective_cls(configs["objective"], context).to(device)
     evaluator = Evaluator(dataset, towers, objective, spec.views, device, configs["eval"])
     tcfg = configs["train"]
+    # fail before training, not at the first validation, when validation cannot select
+    evaluator.resolve_select_metric(tcfg.select_metric)
 
     def validate():
         return evaluator.validation_score(tcfg.select_metric, tcfg.val_gallery_size, spec.seed)
