@@ -323,6 +323,7 @@ class Evaluator:
                 f"queries and {n_val_items} item(s), so no validation task can select a checkpoint (cross-view "
                 f"selection needs at least 2 validation items; test items are never used): "
                 f"{self._split_option_hint()}" + (", or give validation queries a share" if ds.queries is not None else "")
+                + ", or set train.select_metric=last to keep the final state without selection"
             )
         task = select_metric.split("/", 1)[0]
         if task not in ("cross-view", ds.query_task) or (task == ds.query_task and ds.queries is None):
@@ -337,7 +338,8 @@ class Evaluator:
             raise ValueError(
                 f"train option 'select_metric' {select_metric!r}: the validation split of data set {ds.name!r} "
                 f"has {n_val_items} item(s); cross-view selection needs at least 2 validation items and never "
-                f"falls back to the test items; {instead}{self._split_option_hint()}"
+                f"falls back to the test items; {instead}{self._split_option_hint()}, or set "
+                "train.select_metric=last (no selection)"
             )
         if task == ds.query_task and not n_val_queries:
             instead = "use 'cross-view/mean recall@10' or 'auto', or " if n_val_items >= 2 else ""

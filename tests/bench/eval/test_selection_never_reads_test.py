@@ -91,3 +91,12 @@ def test_grocery_store_cross_view_selection_is_refused_and_auto_selects_on_valid
         evaluator.validation_score("cross-view/mean recall@10", 20_000, seed=0)
     name, score = evaluator.validation_score("auto", 20_000, seed=0)
     assert name.startswith("photo->product/") and 0.0 <= score <= 1.0
+
+
+def test_select_metric_last_trains_without_selection():
+    spec = RunSpec(objective="clip", steps=3, batch_size=16,
+                   sets=["dataset.items=300", "dataset.interactions=0", "dataset.item_fractions=(0.8, 0.0, 0.2)",
+                         "train.select_metric=last"])
+    result, _ = execute(prepare(spec), None)
+    assert result.training["selected_step"] == 3 and result.training["history"] == []
+    assert result.training["select_metric"].startswith("last")
