@@ -157,10 +157,14 @@ class Evaluator:
         }
         return {name: metrics}, na, counts_out
 
-    def _slot(self, side: int) -> int | None:
-        """First primary slot of a side (primary image: side 0, title: side 1)."""
-        for s in range(self.layout.num_slots):
-            if int(self.layout.side[s]) == side and bool(self.layout.is_primary[s]):
+    def _primary_slot(self, image: bool) -> int | None:
+        """First primary slot of image modality (`image=True`) or of a text-like one (the title).
+
+        Found by modality, not by side: in a one-modality catalog the sides are primary vs
+        auxiliary, and the title is the primary view of side 0."""
+        slots = self.dataset.catalog.slots
+        for s, slot in enumerate(slots):
+            if slot.role == "primary" and (slot.modality == "image") == image:
                 return s
         return None
 
@@ -185,12 +189,19 @@ class Evaluator:
         na: dict = {}
         layout = self.layout
         avail = capped_availability(self.dataset.catalog, items, self.max_views).numpy()
-        img, title = self._slot(0), self._slot(1)
+        img, title = self._primary_slot(image=True), self._primary_slot(image=False)
         modalities = self.dataset.catalog.modalities
         has_image = "image" in modalities
-        text_like = [m for m in modalities if m != "image"]
+        has_text = any(m != "image" for m in modalities)
+
+        def lacks(image: bool) -> str:
+            """The true reason a primary view of that kind is missing."""
+            kind = "image" if image else "text"
+            present = has_image if image else has_text
+            return f"catalog has no {kind} views" if not present else f"catalog has no primary {kind} view"
+
         # primary image <-> title
-        if layout.multimodal and img is not None and title is not None:
+        if img is not None and title is not None:
             both = avail[:, img] & avail[:, title]
             sub = items[both]
             if len(sub) < 2:
@@ -203,16 +214,13 @@ class Evaluator:
                 self._rank_task("title->image", b, a, targets, (a * b).sum(-1), out, na)
                 self._rank_task("image->title", a, b, targets, (a * b).sum(-1), out, na)
         else:
-            reason = "catalog has no image views" if not has_image else "catalog has no text views"
-            na["title->image"] = na["image->title"] = reason
+            na["title->image"] = na["image->title"] = lacks(image=img is None)
         full = self.embed_items(items)
-        # primary view -> item (leave-one-out)
-        for name, slot, ok in (
-            ("image->item", img if has_image else None, has_image),
-            ("text->item", title if text_like else (img if not has_image else None), bool(text_like)),
-        ):
-            if not ok or slot is None:
-                na[name] = f"catalog has no {'image' if name.startswith('image') else 'text'} views"
+        # primary view -> item (leave-one-out); in a one-modality catalog too (the title, or the
+        # primary image, against the item's other views)
+        for name, slot, image in (("image->item", img, True), ("text->item", title, False)):
+            if slot is None:
+                na[name] = lacks(image)
                 continue
             rows = np.flatnonzero(avail[:, slot])
             self._loo_task(name, items, rows, [slot] * len(rows), full, out, na, avail)
@@ -280,21 +288,72 @@ class Evaluator:
                 na[t] = "fewer than 2 evaluation items"
         return metrics, na, counts
 
-    def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> tuple[str, float]:
-        """The checkpoint-selection score on the validation split only."""
+    def _split_option_hint(self) -> str:
+        """How a user gives the validation split items, in this data set's own option names."""
         ds = self.dataset
+        if ds.cross_view_items is not None:
+            return "this data set splits its queries, not its items: select on the query task"
+        names = [k for k in ("item_fractions", "item_val_fraction") if k in ds.config]
+        if not names and ds.name == "synthetic":
+            names = ["item_fractions"]
+        return f"give validation items a share (dataset.{names[0]})" if names else "give validation items a share"
+
+    def resolve_select_metric(self, select_metric: str) -> str:
+        """The selection metric as validation can score it, or a ValueError saying why not.
+
+        Selection reads the validation split only, in every case: the query task scores the
+        validation queries (the catalog, shared by every split, is their gallery) and the cross-view
+        tasks score the validation items. `auto` picks the query task when validation has queries,
+        else the cross-view tasks when it has at least 2 items, else stops. An explicit metric that
+        validation cannot score stops the run before training, naming the option and what validation
+        lacks: it never falls back to the test items (grocery-store, for one, has no validation
+        items: its split is over photos, and its test cross-view tasks run on every product).
+        """
+        ds = self.dataset
+        n_val_queries = len(ds.queries.indices("val")) if ds.queries is not None else 0
+        n_val_items = len(ds.items("val"))
+        query_metric = f"{ds.query_task}/recall@100"
         if select_metric == "auto":
-            if ds.queries is not None and len(ds.queries.indices("val")):
-                select_metric = f"{ds.query_task}/recall@100"
-            else:
-                select_metric = "cross-view/mean recall@10"
-        task, metric = select_metric.split("/", 1)
+            if n_val_queries:
+                return query_metric
+            if n_val_items >= 2:
+                return "cross-view/mean recall@10"
+            raise ValueError(
+                f"train option 'select_metric' 'auto': the validation split of data set {ds.name!r} has no "
+                f"queries and {n_val_items} item(s), so no validation task can select a checkpoint (cross-view "
+                f"selection needs at least 2 validation items; test items are never used): "
+                f"{self._split_option_hint()}" + (", or give validation queries a share" if ds.queries is not None else "")
+                + ", or set train.select_metric=last to keep the final state without selection"
+            )
+        task = select_metric.split("/", 1)[0]
         if task not in ("cross-view", ds.query_task) or (task == ds.query_task and ds.queries is None):
-            poses = f"'{ds.query_task}/recall@100', " if ds.queries is not None else ""
+            poses = f"'{query_metric}', " if ds.queries is not None else ""
             raise ValueError(
                 f"train option 'select_metric' {select_metric!r}: data set {ds.name!r} has no task {task!r}; "
                 f"use {poses}'cross-view/mean recall@10' or 'auto'"
             )
+        if task == "cross-view" and n_val_items < 2:
+            instead = (f"use '{query_metric}' (validation has {n_val_queries} queries) or 'auto'; "
+                       if n_val_queries else "")
+            raise ValueError(
+                f"train option 'select_metric' {select_metric!r}: the validation split of data set {ds.name!r} "
+                f"has {n_val_items} item(s); cross-view selection needs at least 2 validation items and never "
+                f"falls back to the test items; {instead}{self._split_option_hint()}, or set "
+                "train.select_metric=last (no selection)"
+            )
+        if task == ds.query_task and not n_val_queries:
+            instead = "use 'cross-view/mean recall@10' or 'auto', or " if n_val_items >= 2 else ""
+            raise ValueError(
+                f"train option 'select_metric' {select_metric!r}: data set {ds.name!r} has no validation queries; "
+                f"{instead}give validation queries a share of the query split"
+            )
+        return select_metric
+
+    def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> tuple[str, float]:
+        """The checkpoint-selection score on the validation split only (see `resolve_select_metric`)."""
+        ds = self.dataset
+        select_metric = self.resolve_select_metric(select_metric)
+        task, metric = select_metric.split("/", 1)
         if task == ds.query_task:
             q = ds.queries
             vidx = q.indices("val")
@@ -315,9 +374,7 @@ class Evaluator:
                 if k_metric is None:
                     return select_metric, 0.0
             return f"{task}/{k_metric}", float(values[k_metric])
-        items = ds.items("val")
-        if len(items) < 2:
-            items = ds.evaluation_items()
+        items = ds.items("val")  # at least 2 (resolve_select_metric); never the test items
         if len(items) > 2000:
             rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A2]))
             items = np.sort(rng.choice(items, 2000, replace=False))

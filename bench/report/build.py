@@ -64,6 +64,11 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[li
              f"{n_runs} runs, seeds {', '.join(map(str, seeds))}. "
              "Cells: mean ± half-width of the 95% t-interval over seeds (n = seeds behind the cell); "
              f"{MISSING} = no run.", ""]
+    if "reference" in data.columns and data["reference"].any():
+        lines += ["Rows marked \"untrained reference\" score the frozen backbone features with no towers and no "
+                  "training (`ftbench reference`): frozen-primary = the item's primary view of the query's modality, "
+                  "frozen-mean = the normalised mean of its views of that modality within V. A trained row below "
+                  "them has not learned what the features already give.", ""]
     plots: list[Path] = []
 
     def pivot(metric: str) -> list[str]:

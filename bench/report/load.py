@@ -45,6 +45,9 @@ RESERVED_DIRS = ("cost", "report")
 MISSING = "—"
 
 
+# Label suffix of the untrained references' rows (frozen-primary, frozen-mean) in every table.
+REFERENCE_MARK = "(untrained reference)"
+
 # Preferred order of objectives in tables (others follow alphabetically).
 OBJECTIVE_ORDER = ("clip", "factorized", "full_ot", "oat", "mover")
 
@@ -135,6 +138,32 @@ def group_key(config: dict[str, Any]) -> str:
     return config_hash(payload)[:8]
 
 
+def data_key(config: dict[str, Any]) -> str:
+    """Hash of what decides an untrained reference's numbers: the data and the evaluation."""
+    return config_hash({"dataset": config.get("dataset"), "dataset_config": config.get("dataset_config"),
+                        "eval_config": config.get("eval_config")})[:8]
+
+
+def _share_references(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each untrained reference row also in every group of trained runs on the same data and
+    evaluation (its numbers do not depend on training or towers); one with no such group keeps
+    its own."""
+    refs = frame[frame["reference"]]
+    if refs.empty:
+        return frame
+    trained = frame[~frame["reference"]]
+    copies = []
+    for _, row in refs.iterrows():
+        groups = sorted(set(trained.loc[trained["data_key"] == row["data_key"], "group"]))
+        for g in groups or [row["group"]]:
+            copy = {**row.to_dict(), "group": g}
+            if groups:  # the group's own description, not the reference's (which trains nothing)
+                first = trained[trained["group"] == g].iloc[0]
+                copy.update({k: first[k] for k in ("group_changes", "paper_scale", "default_data")})
+            copies.append(copy)
+    return pd.concat([trained, pd.DataFrame(copies)], ignore_index=True)
+
+
 def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
     """Default configs per section, for naming what a group changed (best effort, no failure)."""
     from ..config import to_jsonable
@@ -186,7 +215,8 @@ def _short(value: Any) -> str:
 def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
     """One row per run: identity, group, sizes, timing and one `task/metric` column per metric.
 
-    Columns: file, run_id, config_hash, dataset, objective, objective_config, objective_label,
+    Columns: file, run_id, config_hash, dataset, objective, reference (an untrained reference run,
+    labelled `<name> (untrained reference)`), objective_config, objective_label,
     views, seed, group, group_label, group_changes, paper_scale, default_data, query_task, items,
     interactions, steps, batch_size, device, step_ms_median, train_s, evaluate_s, total_s,
     peak_rss_mb, realised_views, and `<task>/<metric>` (the query task as `query->item/...`).
@@ -213,10 +243,12 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             "config_hash": result.config_hash,
             "dataset": dataset,
             "objective": str(config["objective"]),
+            "reference": bool(config.get("reference")),  # an untrained reference (`ftbench reference`)
             "objective_config": config_hash(config.get("objective_config"))[:6],
             "views": int(config["views"]),
             "seed": int(config["seed"]),
             "group": group_key(config),
+            "data_key": data_key(config),
             "group_changes": ", ".join(changes),
             "paper_scale": dcfg.get("items") == PAPER_CLAIM["items"]
             and dcfg.get("interactions") == PAPER_CLAIM["interactions"],
@@ -244,16 +276,18 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    frame = _share_references(frame)
     frame["group_label"] = [
         f"{d} ({c or 'default config'}) [{g}]" for d, c, g in zip(frame["dataset"], frame["group_changes"], frame["group"])
     ]
     # one label per objective config: plain name, or name[hash] when an objective has several
     labels = []
     variants = frame.groupby(["group", "objective"])["objective_config"].nunique()
-    for g, o, oc in zip(frame["group"], frame["objective"], frame["objective_config"]):
-        labels.append(o if variants[(g, o)] == 1 else f"{o}[{oc}]")
+    for g, o, oc, ref in zip(frame["group"], frame["objective"], frame["objective_config"], frame["reference"]):
+        label = o if variants[(g, o)] == 1 else f"{o}[{oc}]"
+        labels.append(f"{label} {REFERENCE_MARK}" if ref else label)
     frame["objective_label"] = labels
-    return frame.sort_values(["group", "objective", "views", "seed"], key=_sort_key).reset_index(drop=True)
+    return frame.sort_values(["group", "reference", "objective", "views", "seed"], key=_sort_key).reset_index(drop=True)
 
 
 def _sort_key(column: pd.Series) -> pd.Series:
@@ -263,8 +297,10 @@ def _sort_key(column: pd.Series) -> pd.Series:
 
 
 def objective_rank(name: str) -> tuple:
+    """Table order: the known objectives, the others alphabetically, the untrained references last."""
     base = name.split("[", 1)[0]
-    return (OBJECTIVE_ORDER.index(base) if base in OBJECTIVE_ORDER else len(OBJECTIVE_ORDER), name)
+    reference = name.endswith(REFERENCE_MARK)
+    return (reference, OBJECTIVE_ORDER.index(base) if base in OBJECTIVE_ORDER else len(OBJECTIVE_ORDER), name)
 
 
 def load_results_frame(results_dir: Path | str) -> pd.DataFrame:

@@ -188,6 +188,10 @@ def execute(
     objective = prepared.objective_cls(configs["objective"], context).to(device)
     evaluator = Evaluator(dataset, towers, objective, spec.views, device, configs["eval"])
     tcfg = configs["train"]
+    # fail before training, not at the first validation, when validation cannot select
+    selecting = tcfg.select_metric != "last"
+    if selecting:
+        evaluator.resolve_select_metric(tcfg.select_metric)
 
     def validate():
         return evaluator.validation_score(tcfg.select_metric, tcfg.val_gallery_size, spec.seed)
@@ -195,7 +199,7 @@ def execute(
     main = distributed.is_main
     t1 = time.perf_counter()
     outcome = train(
-        dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate if main else None,
+        dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate if main and selecting else None,
         progress=(lambda step, info: progress("train", step, tcfg.steps, info)) if progress and main else None,
         distributed=distributed, precision=spec.precision,
     )
@@ -242,7 +246,7 @@ def execute(
         timing=timing,
         training={
             "selected_step": outcome.selected_step,
-            "select_metric": outcome.select_metric,
+            "select_metric": outcome.select_metric if selecting else "last (no selection: final state kept)",
             "selected_val_score": outcome.selected_score,
             "history": outcome.history,
             "used_queries": outcome.used_queries,

@@ -45,7 +45,8 @@ class TrainConfig:
     warmup_fraction: float = option(0.05, "fraction of steps of linear warm-up before cosine decay", "convention")
     eval_every: int = option(100, "validate every this many steps (0: only at the end)", "convention")
     select_metric: str = option(
-        "auto", "validation metric for checkpoint selection, 'task/metric' or 'auto'", "our reading"
+        "auto", "validation metric for checkpoint selection, 'task/metric', 'auto', or 'last' (no selection: "
+        "keep the final state; for data with no validation split)", "our reading"
     )
     val_gallery_size: int = option(
         20_000, "validation gallery: relevant items of val queries plus random items up to this size", "our reading"
@@ -63,9 +64,9 @@ class TrainConfig:
             raise ValueError("train option 'warmup_fraction' must be in [0, 1)")
         if self.eval_every < 0:
             raise ValueError("train option 'eval_every' must be >= 0")
-        if self.select_metric != "auto" and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr)", self.select_metric):
+        if self.select_metric not in ("auto", "last") and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr)", self.select_metric):
             raise ValueError(
-                f"train option 'select_metric' must be 'auto' or 'task/metric' (e.g. 'query->item/recall@100', "
+                f"train option 'select_metric' must be 'auto', 'last' or 'task/metric' (e.g. 'query->item/recall@100', "
                 f"'cross-view/mean recall@10'), got {self.select_metric!r}"
             )
         if self.val_gallery_size < 1:

@@ -266,7 +266,9 @@ def _wands(folder, products=WANDS_PRODUCTS):
 
 def test_a_run_records_the_loaders_skips_in_its_result(tmp_path):
     data = _wands(tmp_path / "wands")
-    res = runner.invoke(app_(), [*RUN, *CHEAP, "--data-dir", str(data), "--out", str(tmp_path / "out")])
+    # 4 products: no validation split, so no checkpoint selection (it would otherwise read test)
+    res = runner.invoke(app_(), [*RUN, *CHEAP, "--data-dir", str(data), "--out", str(tmp_path / "out"),
+                                 "--set", "train.select_metric=last"])
     assert res.exit_code == 0, res.output
     (result,) = (tmp_path / "out").glob("*.json")
     assert load_result(result).skipped == {"judgments_product_missing": 1}
@@ -298,7 +300,7 @@ def test_a_broken_data_file_stops_a_command_with_one_line_naming_it(tmp_path, co
         (["eval.ks=(1, 'a')"], "eval option 'ks' must be a non-empty list of positive integers, got (1, 'a')"),
         (["eval.ks=(1.5, 10)"], "eval option 'ks' must be a non-empty list of positive integers"),
         (["eval.encode_batch_size=0"], "eval option 'encode_batch_size' must be at least 1, got 0"),
-        (["train.select_metric='best'"], "train option 'select_metric' must be 'auto' or 'task/metric'"),
+        (["train.select_metric='best'"], "train option 'select_metric' must be 'auto', 'last' or 'task/metric'"),
         (["train.val_gallery_size=-3"], "train option 'val_gallery_size' must be at least 1, got -3"),
         (["dataset.split_seed=-1"], "dataset option 'split_seed' must be a non-negative integer, got -1"),
         (["dataset.item_fractions=(0.5, 0.5)"], "dataset option 'item_fractions' must be three non-negative numbers"),
