@@ -55,3 +55,39 @@ def test_graded_qrels_are_scaled_to_integers_and_ties_keep_ftbench_order():
     assert integer_grades(np.array([1.0, 2.0]))[1] == 1
     s = strictly_decreasing(np.array([[0.5, 0.5, 0.5, 0.2]]))
     assert (np.diff(s[0]) < 0).all() and s[0, 3] == 0.2
+
+
+def test_graded_relevance_scores_identically_under_ir_measures(tmp_path):
+    """Fractional graded gains (as ESCI's 1 / 0.1 / 0.01), ties in the scores: written files give
+    ir-measures' graded nDCG, recall and RR equal to ftbench's per-query values."""
+    from types import SimpleNamespace
+
+    from ftbench.data.queries import relevance_from_pairs
+    from ftbench.eval.evaluator import QueryRun
+    from ftbench.eval.metrics import ranked_list_metrics
+    from ftbench.eval.run_files import write_run_files
+
+    rng = np.random.default_rng(7)
+    n_items, n_q, depth = 60, 25, 40
+    pairs = np.array([(q, i) for q in range(n_q) for i in rng.choice(n_items, 4, replace=False)])
+    grades = rng.choice([1.0, 0.1, 0.01], size=len(pairs))
+    indptr, items, g = relevance_from_pairs(n_q, pairs, grades)
+    ranked = np.stack([rng.permutation(n_items)[:depth] for _ in range(n_q)])
+    scores = np.sort(np.round(rng.normal(size=(n_q, depth)), 1), axis=1)[:, ::-1]  # many ties
+    report = ranked_list_metrics(ranked, indptr, items, g, n_items, (1, 10, 20), mrr_at=depth)
+    run = QueryRun("query->item", "test", np.arange(n_q), np.arange(n_items), ranked, scores, (indptr, items, g), report)
+    dataset = SimpleNamespace(catalog=SimpleNamespace(item_ids=lambda: np.array([f"d{i}" for i in range(n_items)])),
+                              queries=SimpleNamespace(ids=np.array([f"q{q}" for q in range(n_q)])))
+    files = write_run_files(tmp_path / "graded", run, dataset, tag="t")
+    qrels = list(ir_measures.read_trec_qrels(str(files["qrels"])))
+    assert {q.relevance for q in qrels} <= {100, 10, 1}
+    trec = list(ir_measures.read_trec_run(str(files["run"])))
+    values = {(m.query_id, str(m.measure)): m.value
+              for m in ir_measures.iter_calc([ir_measures.nDCG @ 10, ir_measures.nDCG @ 20, ir_measures.R @ 10,
+                                              ir_measures.RR @ depth], qrels, trec)}
+    for row, q in enumerate(report.query_index):
+        qid = f"q{q}"
+        assert values[(qid, "nDCG@10")] == pytest.approx(report.per_query["ndcg@10"][row], abs=1e-6)
+        assert values[(qid, "nDCG@20")] == pytest.approx(report.per_query["ndcg@20"][row], abs=1e-6)
+        assert values[(qid, "R@10")] == pytest.approx(report.per_query["recall@10"][row], abs=1e-9)
+        assert values[(qid, f"RR@{depth}")] == pytest.approx(report.per_query[f"mrr@{depth}"][row], abs=1e-9)
