@@ -11,8 +11,10 @@ Tasks (see `ftbench.eval.evaluator` for how each is scored):
   `image->item`, `text->item`, `aux->item` (one view against the served embedding of the item
   encoded without that view).
 
-Metrics per task: `recall@K`, `hit@K`, `ndcg@K` for each cut-off K, and `mrr`
-(`ftbench.eval.metrics`). A key in a result file is `<task>/<metric>`.
+Metrics per task: `recall@K`, `hit@K`, `ndcg@K` for each cut-off K, and the reciprocal rank
+named with its cut-off, `mrr@500` (the largest K; ranx's and ir-measures' name; result files of
+schema version 1 called it `mrr`, and are still read: `ftbench.run.results.upgrade_payload`).
+See `ftbench.eval.metrics`. A key in a result file is `<task>/<metric>`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item",
 CROSS_VIEW_MEAN = "cross-view"
 DEFAULT_CUTOFFS = (1, 10, 50, 100, 500)
 #: the columns of the metrics table `ftbench run` prints
-METRIC_COLUMNS = ("recall@1", "recall@10", "recall@100", "recall@500", "ndcg@10", "mrr")
+#: the reciprocal rank at the largest default cut-off
+MRR = f"mrr@{DEFAULT_CUTOFFS[-1]}"
+METRIC_COLUMNS = ("recall@1", "recall@10", "recall@100", "recall@500", "ndcg@10", MRR)
 
 # The one public number of the Factorized Transport paper (abstract of arXiv 2512.18117).
 PAPER_CLAIM = {

@@ -198,6 +198,41 @@ def register(app: typer.Typer) -> None:
         console.print(f"grocery-store data folder: {root}")
         print(root)
 
+    @data_app.command("convert")
+    def convert(
+        name: str = typer.Argument(..., help="data set to convert: grocery-store, esci, wands, amazon-reviews-2023, synthetic"),
+        out: Path = typer.Option(..., "--out", help="new (or empty) folder to write the catalog layout into"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the source data set's folder (its `data_dir` option)"),
+        set_: list[str] = typer.Option([], "--set", help="source data set option key=value; repeatable"),
+        link_images: bool = typer.Option(False, "--link-images", help="symlink image files instead of copying them"),
+    ) -> None:
+        """Write a data set in the catalog layout (items.jsonl, queries.jsonl, qrels/, catalog.json),
+        readable with `ftbench run --dataset catalog --data-dir OUT`."""
+        from ..datasets import DATASETS
+        from ..data.convert import convert_dataset
+        from ..errors import input_errors
+
+        try:
+            plugin_cls = DATASETS.get(name)
+        except UnknownNameError as exc:
+            raise typer.BadParameter(str(exc), param_hint="NAME") from None
+        overrides = parse_set(set_)
+        if data_dir is not None:
+            if "data_dir" not in {f.name for f in dataclasses.fields(plugin_cls.Config)}:
+                raise typer.BadParameter(f"data set {name!r} has no data_dir option", param_hint="--data-dir")
+            overrides["data_dir"] = str(data_dir)
+        try:
+            summary = convert_dataset(name, overrides, out, link_images=link_images)
+        except input_errors(FileExistsError) as exc:
+            _fail(exc)
+        table = Table(title=f"{name} -> catalog layout")
+        table.add_column("what")
+        table.add_column("value", overflow="fold")
+        for key, value in summary.items():
+            table.add_row(key, ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value))
+        Console(stderr=True).print(table)
+        print(out)
+
     @data_app.command("info")
     def info(
         name: str = typer.Argument(..., help="data set: synthetic"),

@@ -23,6 +23,11 @@ def run(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable)."),
     save_embeddings: bool = typer.Option(False, "--save-embeddings", help="Also write item and test-query embeddings."),
+    save_run: bool = typer.Option(
+        False, "--save-run",
+        help="Also write the test queries' top-500 as a TREC run file (.run), their qrels (.qrels) and every "
+        "metric per query (.per_query.tsv) beside the result file.",
+    ),
     deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -73,7 +78,7 @@ def run(
             bar.update(tasks[phase], completed=step, info=text)
 
         try:
-            result, path = execute(prepared, out, progress=progress, save_embeddings=save_embeddings)
+            result, path = execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run)
         except NonFiniteError as exc:
             fail(f"{exc}; no result was written")
         except input_errors(UsageError) as exc:

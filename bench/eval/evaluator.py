@@ -60,6 +60,25 @@ class EvalConfig:
             raise ValueError(f"eval option 'cross_view_max_items' must be at least 2, got {self.cross_view_max_items}")
 
 
+@dataclass
+class QueryRun:
+    """One scored pass of the query task: what the run files are written from.
+
+    `query_index` are the QuerySet rows searched, `gallery` the searched items (catalog indices),
+    `ranked` [Q, C] gallery positions best first, `scores` their similarities (when kept),
+    `relevance` the CSR (indptr, gallery positions, grades) of those queries and `report` the
+    metrics with their per-query values (`report.query_index` = rows of `ranked` that count)."""
+
+    task: str
+    split: str
+    query_index: np.ndarray
+    gallery: np.ndarray
+    ranked: np.ndarray
+    scores: np.ndarray | None
+    relevance: tuple
+    report: object
+
+
 class Evaluator:
     """Encodes items and queries with trained towers + objective and scores every task."""
 
@@ -79,6 +98,10 @@ class Evaluator:
         self.device = device
         self.config = config or EvalConfig()
         self.layout = SlotLayout.from_catalog(dataset.catalog)
+        #: the last query-task evaluation (ranked lists, relevance, per-query values), for run files
+        self.last_query_run: QueryRun | None = None
+        #: per-query values of the cross-view tasks of the last `cross_view` call
+        self.per_query: dict[str, dict[str, np.ndarray]] = {}
 
     # -- encoding ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -145,8 +168,15 @@ class Evaluator:
         na = {f"{name}/recall@{k}": f"K >= gallery size ({len(gallery)})" for k in self.config.ks if k >= len(gallery)}
         if not ks:
             return {}, na, {"queries": int(has_rel.sum())}
-        _, ranked = exact_topk(query_emb, item_emb, max(ks))
-        report = ranked_list_metrics(ranked.cpu().numpy(), indptr, rel_pos, grades, len(gallery), ks)
+        # searched to the largest requested K (the reciprocal rank's cut-off), or the whole gallery
+        mrr_at = max(self.config.ks)
+        scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)))
+        ranked = ranked.cpu().numpy()
+        report = ranked_list_metrics(ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at)
+        self.last_query_run = QueryRun(
+            task=name, split=split, query_index=qidx, gallery=gallery, ranked=ranked,
+            scores=scores.float().cpu().numpy(), relevance=(indptr, rel_pos, grades), report=report,
+        )
         metrics = dict(report.metrics)
         metrics["queries"] = float(report.num_queries)
         counts_out = {
@@ -181,7 +211,9 @@ class Evaluator:
         if not ks:
             na[name] = f"gallery of {len(gallery)} items is smaller than every K"
             return
-        out[name] = dict(target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks).metrics)
+        report = target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks, mrr_cutoff=max(self.config.ks))
+        out[name] = dict(report.metrics)
+        self.per_query[name] = report.per_query
         out[name]["queries"] = float(len(queries))
 
     def cross_view(self, items: np.ndarray) -> tuple[dict, dict]:

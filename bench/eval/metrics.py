@@ -12,8 +12,12 @@ r_1, ..., r_Kmax (distinct items, best first, as returned by `ftbench.kernels.se
     DCG@K     = sum_{p=1..K} gain(r_p) / log2(p + 1),   gain(i) = g_i (linear grade) if i in R else 0
     IDCG@K    = sum_{p=1..min(K, |R|)} g_(p) / log2(p + 1), g_(1) >= g_(2) >= ... all of R's grades
     ndcg@K    = DCG@K / IDCG@K
-    mrr       = 1 / p* where p* is the position of the first relevant item within the top Kmax
-                (the ranked list's length; 0 if none there). `RetrievalReport.mrr_cutoff` records Kmax.
+    mrr@C     = 1 / p* where p* is the position of the first relevant item within the top C
+                (0 if none there): the reciprocal rank named with its cut-off, as ranx and
+                ir-measures (trec_eval's `recip_rank` on a run cut at C) name it. C is the ranked
+                list's length Kmax unless `mrr_at` names a larger cut-off, which is allowed only
+                when the list is the whole catalog (Kmax = N <= C: every rank is within C).
+                `RetrievalReport.mrr_cutoff` records C.
 
 The IDCG runs over *all* relevant items (not only those retrieved), so ndcg@K < 1 whenever a better
 ordering of R exists within the top K. Linear gains (not 2^g - 1) match torchmetrics /
@@ -44,7 +48,7 @@ DEFAULT_KS: tuple[int, ...] = (1, 10, 50, 100, 500)
 class RetrievalReport:
     """Averaged metrics, per-query values, and what was excluded or not applicable.
 
-    metrics:        {"recall@10": ..., "hit@10": ..., "ndcg@10": ..., "mrr": ...} averaged over
+    metrics:        {"recall@10": ..., "hit@10": ..., "ndcg@10": ..., "mrr@500": ...} averaged over
                     the evaluated queries (plain floats; NaN-free; empty when no query counts).
     per_query:      same keys, float64 arrays [num_queries] aligned with `query_index`.
     query_index:    positions (rows of the input) of the evaluated queries.
@@ -130,6 +134,7 @@ def ranked_list_metrics(
     ks=DEFAULT_KS,
     *,
     query_chunk: int = 8192,
+    mrr_at: int | None = None,
 ) -> RetrievalReport:
     """recall@K, hit@K, ndcg@K, mrr of ranked lists against CSR relevance (see module docstring).
 
@@ -142,6 +147,8 @@ def ranked_list_metrics(
     num_items:        catalog size N; K >= N is not applicable (returned in `not_applicable_k`).
     ks:               cutoffs; every applicable K must be <= Kmax.
     query_chunk:      queries processed at once (memory ~ 40 * query_chunk * Kmax bytes).
+    mrr_at:           the reciprocal rank's cut-off C in its name `mrr@C` (default Kmax); a C above
+                      Kmax needs Kmax == num_items (the full ranking).
 
     Vectorised over queries (numpy): membership of ranked items in the relevant set by a sorted
     key search on q * N + item, cumulative sums over positions for hits and DCG, and a segmented
@@ -175,6 +182,13 @@ def ranked_list_metrics(
         raise ValueError(f"relevant_items: item indices must lie in [0, {num_items})")
     if not np.all(np.isfinite(grades)) or np.any(grades <= 0):
         raise ValueError("relevant_grades: every grade must be finite and > 0 (a relevant item with gain 0 is ambiguous)")
+    mrr_at = kmax if mrr_at is None else int(mrr_at)
+    if mrr_at < kmax or (mrr_at > kmax and kmax != num_items):
+        raise ValueError(
+            f"mrr_at={mrr_at}: the reciprocal rank at cut-off C needs lists of exactly C items, or the whole "
+            f"catalog ({num_items} items) when C is larger; the lists hold {kmax}"
+        )
+    mrr_name = f"mrr@{mrr_at}"
     counts = np.diff(indptr)
     evaluated = np.flatnonzero(counts > 0)
     disc = _discounts(max(kmax, 1))
@@ -188,7 +202,7 @@ def ranked_list_metrics(
         w = np.where(pos < k, g_sorted / np.log2(pos + 2.0), 0.0)
         idcg[k] = np.bincount(qid, weights=w, minlength=nq)
 
-    names = [f"{m}@{k}" for k in applicable for m in ("recall", "hit", "ndcg")] + ["mrr"]
+    names = [f"{m}@{k}" for k in applicable for m in ("recall", "hit", "ndcg")] + [mrr_name]
     per = {name: np.zeros(nq) for name in names}
     # relevant keys q * N + item, sorted (duplicates are an error)
     keys = qid * num_items + items
@@ -219,7 +233,7 @@ def ranked_list_metrics(
             per[f"ndcg@{k}"][a:b] = np.divide(cum_dcg[:, k - 1], ideal, out=np.zeros(b - a), where=ideal > 0)
         if kmax:
             first = np.argmax(found, axis=1)
-            per["mrr"][a:b] = np.where(found.any(axis=1), 1.0 / (first + 1.0), 0.0)
+            per[mrr_name][a:b] = np.where(found.any(axis=1), 1.0 / (first + 1.0), 0.0)
     per = {name: v[evaluated] for name, v in per.items()}
     metrics = {name: float(v.mean()) for name, v in per.items()} if len(evaluated) else {}
     return RetrievalReport(
@@ -230,7 +244,7 @@ def ranked_list_metrics(
         num_excluded=int(nq - len(evaluated)),
         not_applicable_k=not_applicable,
         ks=applicable,
-        mrr_cutoff=kmax,
+        mrr_cutoff=mrr_at,
     )
 
 
@@ -239,7 +253,8 @@ def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int
 
     With one relevant item of gain 1 at rank p (IDCG = 1):
         recall@K = hit@K = [p <= K],  ndcg@K = [p <= K] / log2(p + 1),
-        mrr = 1 / p (0 when `mrr_cutoff` is given and p > mrr_cutoff; default: the full ranking).
+        mrr@C = 1 / p (0 when p > C), named with `mrr_cutoff` = C; without a cut-off, `mrr` over
+        the full ranking.
     K >= num_items is not applicable (listed in `not_applicable_k`).
     """
     r = _as_numpy(ranks, np.int64, "ranks").reshape(-1)
@@ -259,7 +274,7 @@ def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int
     rr = 1.0 / np.maximum(rf, 1.0)
     if mrr_cutoff is not None:
         rr = np.where(r <= int(mrr_cutoff), rr, 0.0)
-    per["mrr"] = rr
+    per["mrr" if mrr_cutoff is None else f"mrr@{int(mrr_cutoff)}"] = rr
     metrics = {name: float(v.mean()) for name, v in per.items()} if r.size else {}
     return RetrievalReport(
         metrics=metrics,

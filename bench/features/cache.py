@@ -69,6 +69,30 @@ class ProgressReporter(Protocol):
 _reporter: contextvars.ContextVar[ProgressReporter | None] = contextvars.ContextVar("ftbench_feature_progress", default=None)
 
 
+@dataclass
+class RecordedInputs:
+    """What the loaders handed to the encoders inside `record_inputs`: each `assemble_catalog`
+    call as (slots, table of raw inputs, item ids), and each query encoding as its inputs."""
+
+    catalogs: list[tuple[tuple, list, list]] = field(default_factory=list)
+    queries: list[list] = field(default_factory=list)
+
+
+_recorder: contextvars.ContextVar[RecordedInputs | None] = contextvars.ContextVar("ftbench_record_inputs", default=None)
+
+
+@contextlib.contextmanager
+def record_inputs() -> Iterator[RecordedInputs]:
+    """Within this block, keep the raw view inputs (texts, image paths) every loader encodes, so
+    that `ftbench data convert` can write them out in the catalog layout whatever the loader."""
+    recorded = RecordedInputs()
+    token = _recorder.set(recorded)
+    try:
+        yield recorded
+    finally:
+        _recorder.reset(token)
+
+
 @contextlib.contextmanager
 def report_progress(reporter: ProgressReporter) -> Iterator[None]:
     """Within this block, every encoding pass of a `FeatureCache` reports to `reporter`."""
@@ -160,6 +184,9 @@ class FeatureCache:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         inputs = list(inputs)
+        recorder = _recorder.get()
+        if recorder is not None and role == "query":
+            recorder.queries.append(list(inputs))
         n, dim = len(inputs), backbone.dim
         out = np.zeros((n, dim), dtype=np.float32)
         if n == 0:
@@ -276,6 +303,9 @@ def assemble_catalog(
     cache (`encode_views`), then laid out in slot order."""
     from ..data.catalog import ArrayCatalog
 
+    recorder = _recorder.get()
+    if recorder is not None:
+        recorder.catalogs.append((tuple(slots), [list(row) for row in table], list(item_ids)))
     n, s_count = len(table), len(slots)
     features: list[np.ndarray | None] = [None] * s_count
     available = np.zeros((n, s_count), dtype=bool)

@@ -62,7 +62,8 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[li
              f"Config off the defaults: {first['group_changes'] or 'none'}. "
              f"Items {_fmt_count(first['items'])}, interactions {_fmt_count(first['interactions'])}, "
              f"{n_runs} runs, seeds {', '.join(map(str, seeds))}. "
-             "Cells: mean ± half-width of the 95% t-interval over seeds (n = seeds behind the cell); "
+             "Cells: mean ± half-width of the 95% t-interval over seeds (n = seeds behind the cell; "
+             "an interval that would leave [0, 1] is cut there and shown as mean [low, high]); "
              f"{MISSING} = no run.", ""]
     if "reference" in data.columns and data["reference"].any():
         lines += ["Rows marked \"untrained reference\" score the frozen backbone features with no towers and no "
@@ -209,6 +210,9 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
         section, group_plots = group_section(frame, g, report_dir)
         lines += section
         plots += group_plots
+    from .significance import significance_section
+
+    lines += significance_section(frame)
     section, cost_plots = cost_section(costs, bad_costs, report_dir, results_dir)
     lines += section
     plots += cost_plots

@@ -52,14 +52,28 @@ class Interval:
     n: int
     sd: float | None
     confidence: float = CONFIDENCE
+    #: the metric's range (e.g. (0, 1) for recall): `low` and `high` never leave it
+    bounds: tuple[float, float] | None = None
 
     @property
     def low(self) -> float | None:
-        return None if self.half_width is None else self.mean - self.half_width
+        if self.half_width is None:
+            return None
+        low = self.mean - self.half_width
+        return low if self.bounds is None else max(low, self.bounds[0])
 
     @property
     def high(self) -> float | None:
-        return None if self.half_width is None else self.mean + self.half_width
+        if self.half_width is None:
+            return None
+        high = self.mean + self.half_width
+        return high if self.bounds is None else min(high, self.bounds[1])
+
+    @property
+    def clipped(self) -> bool:
+        """Whether the t-interval reached past the metric's range and was cut at its bound."""
+        return self.half_width is not None and (self.low != self.mean - self.half_width
+                                                or self.high != self.mean + self.half_width)
 
     def contains(self, value: float) -> bool | None:
         """Whether `value` lies in [low, high]; None when there is no interval (n = 1)."""
@@ -73,6 +87,8 @@ class Interval:
         text = f"{self.mean:{sign}.{digits}f}{suffix}"
         if self.half_width is None:
             return f"{text} (n=1)"
+        if self.clipped:
+            return f"{text} [{self.low:.{digits}f}, {self.high:.{digits}f}]{suffix}"
         return f"{text} ± {self.half_width:.{digits}f}{suffix}"
 
 
@@ -91,8 +107,14 @@ def t_quantile(confidence: float, dof: int) -> float:
     return float(stdtrit(dof, 0.5 + confidence / 2.0))
 
 
-def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
+def t_interval(values: Iterable[float], confidence: float = CONFIDENCE,
+               bounds: tuple[float, float] | None = None) -> Interval:
     """Mean and two-sided t-interval of `values` (see the module docstring for the formula).
+
+    `bounds` is the metric's range: an interval reaching past it is cut at the bound (recall,
+    nDCG and the reciprocal rank live in [0, 1]; a t-interval of 0.945 ± 0.161 would claim values
+    above 1). The cut interval is shown as ``mean [low, high]`` so that it is never mistaken for a
+    symmetric one.
 
     Raises ValueError for no values or a non-finite value (a missing cell must be left out by the
     caller, never averaged in as NaN).
@@ -105,10 +127,10 @@ def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Inter
     n = int(x.size)
     mean = float(x.mean())
     if n == 1:
-        return Interval(mean, None, 1, None, confidence)
+        return Interval(mean, None, 1, None, confidence, bounds)
     sd = float(x.std(ddof=1))
     half = t_quantile(confidence, n - 1) * sd / math.sqrt(n)
-    return Interval(mean, half, n, sd, confidence)
+    return Interval(mean, half, n, sd, confidence, bounds)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,20 @@ def cell_values(frame: pd.DataFrame, column: str, group: str, objective_label: s
     return {int(s): float(v) for s, v in zip(rows["seed"], rows[column]) if pd.notna(v)}
 
 
-def cell_interval(values: dict[int, float]) -> Interval | None:
-    return t_interval(list(values.values())) if values else None
+#: metrics whose values lie in [0, 1]: their seed intervals are cut at those bounds
+UNIT_RANGE_PREFIXES = ("recall@", "hit@", "ndcg@", "mrr")
+
+
+def metric_bounds(column: str) -> tuple[float, float] | None:
+    """(0, 1) for a `task/metric` column of a metric in [0, 1], else None."""
+    metric = column.rsplit("/", 1)[-1]
+    return (0.0, 1.0) if metric.startswith(UNIT_RANGE_PREFIXES) else None
+
+
+def cell_interval(values: dict[int, float], bounds: tuple[float, float] | None = (0.0, 1.0)) -> Interval | None:
+    """The seed t-interval of a cell, cut at the metric's range (`bounds`; every cell the report
+    builds this way holds a metric in [0, 1])."""
+    return t_interval(list(values.values()), bounds=bounds) if values else None
 
 
 def summary_table(frame: pd.DataFrame, metrics: Iterable[str] = QUERY_METRICS, task: str = QUERY_TASK,
@@ -84,6 +96,9 @@ def fmt_interval(iv: Interval | None, digits: int = 4, show_n: bool = True) -> s
         return MISSING
     if iv.half_width is None:
         return f"{iv.mean:.{digits}f} (n=1)"
+    if iv.clipped:
+        text = f"{iv.mean:.{digits}f} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
+        return f"{text} (n={iv.n})" if show_n else text
     text = f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}"
     return f"{text} (n={iv.n})" if show_n else text
 

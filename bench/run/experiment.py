@@ -154,8 +154,11 @@ def execute(
     progress: Callable[[str, int, int, dict], None] | None = None,
     save_embeddings: bool = False,
     dataset_cache: dict | None = None,
+    save_run: bool = False,
 ) -> tuple[RunResult | None, Path | None]:
-    """Train and evaluate; write the result (atomically) under `out_dir` if given.
+    """Train and evaluate; write the result (atomically) under `out_dir` if given, and with
+    `save_run` the query task's TREC run, qrels and per-query files beside it
+    (`ftbench.eval.run_files`).
 
     With several processes, only rank 0 evaluates and writes; the other ranks return (None, None)
     once training is done.
@@ -264,6 +267,14 @@ def execute(
             from .embeddings_io import save_run_embeddings
 
             save_run_embeddings(path.with_suffix(""), evaluator, dataset)
+        if save_run:
+            if evaluator.last_query_run is None:
+                result.notes.append(f"--save-run: no run file written ({not_applicable.get(dataset.query_task, 'no query task scored')})")
+            else:
+                from ..eval.run_files import write_run_files
+
+                files = write_run_files(path.with_suffix(""), evaluator.last_query_run, dataset, tag=f"{spec.objective}-s{spec.seed}")
+                result.notes.append("run files: " + ", ".join(p.name for p in files.values()))
         write_result(result, path)
     return result, path
 

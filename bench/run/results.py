@@ -1,7 +1,10 @@
 """Typed, versioned result files: one JSON file per run, written atomically.
 
 Tables and plots are built only from these files. `SCHEMA_VERSION` changes whenever a field
-changes meaning; `load_result` refuses files of another version with a clear message.
+changes meaning; `load_result` reads the versions in `READABLE_VERSIONS` (upgrading older ones in
+memory, `upgrade_payload`) and refuses any other with a clear message.
+
+Version history: 1, the first; 2, the reciprocal rank is named with its cut-off (`mrr@500`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: versions `load_result` still reads, upgrading them in memory (`upgrade_payload`)
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -167,8 +172,15 @@ def load_result(path: Path) -> RunResult:
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: a result file must hold a JSON object")
     version = payload.get("schema_version")
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise ValueError(
+            f"{path}: schema_version {version!r}, this ftbench reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
+        )
     if version != SCHEMA_VERSION:
-        raise ValueError(f"{path}: schema_version {version!r}, this ftbench reads version {SCHEMA_VERSION}")
+        if not isinstance(payload.get("metrics"), dict):
+            raise ValueError(f"{path}: field 'metrics' must be a JSON object")
+        payload = upgrade_payload(payload)
     known = set(RunResult.__dataclass_fields__)
     missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
                and k not in ("skipped", "notes", "created", "schema_version")]
@@ -176,6 +188,35 @@ def load_result(path: Path) -> RunResult:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
     _check_payload(path, payload)
     return RunResult(**{k: v for k, v in payload.items() if k in known})
+
+
+def upgrade_payload(payload: dict) -> dict:
+    """A version-1 result payload in the current schema (version 2).
+
+    Version 2 names the reciprocal rank with its cut-off: `mrr` became `mrr@C`. In version 1 the
+    query task's `mrr` was cut at the ranked list's length, recorded as
+    ``counts.evaluation[<task>].mrr_cutoff``: it becomes `mrr@<that cut-off>`, the same number. The
+    cross-view tasks' `mrr` ran over the full ranking; it becomes `mrr@500` (the default cut-off),
+    which it exceeds by less than 1/500 of the share of queries ranked beyond 500 - said in the notes."""
+    payload = dict(payload)
+    evaluation = (payload.get("counts") or {}).get("evaluation") or {}
+    metrics = {}
+    renamed_cross_view = False
+    for task, values in payload["metrics"].items():
+        if isinstance(values, dict) and "mrr" in values:
+            recorded = evaluation.get(task, {}).get("mrr_cutoff") if isinstance(evaluation.get(task), dict) else None
+            cutoff = int(recorded) if isinstance(recorded, int) and not isinstance(recorded, bool) else 500
+            renamed_cross_view |= recorded is None
+            values = {(f"mrr@{cutoff}" if k == "mrr" else k): v for k, v in values.items()}
+        metrics[task] = values
+    payload["metrics"] = metrics
+    notes = list(payload.get("notes") or [])
+    note = "read from schema version 1: `mrr` renamed `mrr@C` with its cut-off"
+    if renamed_cross_view:
+        note += "; the cross-view tasks' mrr was over the full ranking (now labelled mrr@500)"
+    payload["notes"] = notes + [note]
+    payload["schema_version"] = SCHEMA_VERSION
+    return payload
 
 
 def result_filename(config: dict[str, Any], config_hash: str) -> str:

@@ -64,7 +64,7 @@ class TrainConfig:
             raise ValueError("train option 'warmup_fraction' must be in [0, 1)")
         if self.eval_every < 0:
             raise ValueError("train option 'eval_every' must be >= 0")
-        if self.select_metric not in ("auto", "last") and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr)", self.select_metric):
+        if self.select_metric not in ("auto", "last") and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr(@\d+)?)", self.select_metric):
             raise ValueError(
                 f"train option 'select_metric' must be 'auto', 'last' or 'task/metric' (e.g. 'query->item/recall@100', "
                 f"'cross-view/mean recall@10'), got {self.select_metric!r}"

@@ -183,7 +183,7 @@ def _with(**changes):
         (b"", r"not a valid result file \(JSON error at line 1: Expecting value\)"),
         (b'{"run_id": "\xff"}', r"not a valid result file \(not UTF-8 at byte 12\)"),
         (b"[1, 2]", r"a result file must hold a JSON object"),
-        (_with(schema_version=0), r"schema_version 0, this ftbench reads version 1"),
+        (_with(schema_version=0), r"schema_version 0, this ftbench reads versions 1, 2"),
         (json.dumps({k: v for k, v in _result_payload().items() if k != "metrics"}).encode(),
          r"result file lacks field\(s\) \['metrics'\]"),
         (_with(metrics=[0.5]), r"field 'metrics' must be a JSON object, got list"),

@@ -25,7 +25,7 @@ def test_run_writes_a_complete_result(tmp_path, objective):
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1
     payload = json.loads(files[0].read_text())
-    assert payload["schema_version"] == 1
+    assert payload["schema_version"] == 2
     assert payload["config"]["objective"] == objective and payload["config"]["views"] == 4
     for task in ("query->item", "title->image", "image->title", "aux->item"):
         assert task in payload["metrics"], task

@@ -48,7 +48,7 @@ def test_query_task_metrics_match_the_hand_computed_ranks():
     assert m["recall@2"] == pytest.approx((1 + 1 + 0.5) / 3)
     assert m["recall@3"] == pytest.approx((1 + 1 + 1) / 3)
     # reciprocal rank of the first relevant item: 1, 1/2, 1/2
-    assert m["mrr"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert m["mrr@5"] == pytest.approx((1 + 0.5 + 0.5) / 3)  # named with the largest K
     # nDCG@2 of q2: gain 1 at rank 2 over the ideal 1 + 1/log2(3)
     ndcg_q2 = (1 / np.log2(3)) / (1 + 1 / np.log2(3))
     assert m["ndcg@2"] == pytest.approx((1 + 1 / np.log2(3) + ndcg_q2) / 3)

@@ -73,7 +73,7 @@ def test_ranked_list_metrics_equal_the_per_query_definitions(case):
         np.testing.assert_allclose(report.per_query[f"ndcg@{k}"], ref[:, 2], atol=1e-12)
         assert abs(report.metrics[f"recall@{k}"] - ref[:, 0].mean()) < 1e-12
     mrr = [_reference(ranked[q], relevant[q], grades[q], 1)[3] for q in evaluated]
-    np.testing.assert_allclose(report.per_query["mrr"], mrr, atol=1e-12)
+    np.testing.assert_allclose(report.per_query[f"mrr@{ranked.shape[1]}"], mrr, atol=1e-12)
     for name, values in report.per_query.items():
         assert ((values >= 0) & (values <= 1 + 1e-12)).all(), name
     for small, large in zip(applicable, applicable[1:]):
@@ -96,7 +96,7 @@ def test_a_perfect_ranking_scores_one(n, data):
     for k in ks:
         assert abs(report.metrics[f"ndcg@{k}"] - 1.0) < 1e-12
         assert report.metrics[f"recall@{k}"] == min(k, len(relevant)) / len(relevant)
-    assert report.metrics["mrr"] == 1.0
+    assert report.metrics[f"mrr@{n}"] == 1.0
 
 
 @settings(max_examples=100, deadline=None)

@@ -35,7 +35,7 @@ def _reference(ranked, indptr, items, grades, ks):
             idcg = sum(g / math.log2(p + 2) for p, g in enumerate(ideal[:k]))
             vals[f"ndcg@{k}"] = dcg / idcg
         first = next((p for p, i in enumerate(row) if i in rel), None)
-        vals["mrr"] = 0.0 if first is None else 1.0 / (first + 1)
+        vals[f"mrr@{len(row)}"] = 0.0 if first is None else 1.0 / (first + 1)
         out[q] = vals
     return out
 
@@ -73,7 +73,7 @@ def test_hand_computed_example():
         "recall@1": 0.0, "hit@1": 0.0, "ndcg@1": 0.0 / idcg1,
         "recall@2": 1 / 3, "hit@2": 1.0, "ndcg@2": dcg2 / idcg2,
         "recall@5": 2 / 3, "hit@5": 1.0, "ndcg@5": dcg5 / idcg5,
-        "mrr": 0.5,
+        "mrr@5": 0.5,
     }
     for name, v in expected_q0.items():
         assert rep.per_query[name][0] == pytest.approx(v, abs=1e-12)
@@ -117,7 +117,7 @@ def test_matches_torchmetrics():
             assert rep.per_query[f"recall@{k}"][row] == pytest.approx(float(retrieval_recall(preds, binary, top_k=k)), abs=1e-6)
             assert rep.per_query[f"hit@{k}"][row] == pytest.approx(float(retrieval_hit_rate(preds, binary, top_k=k)), abs=1e-6)
             assert rep.per_query[f"ndcg@{k}"][row] == pytest.approx(float(retrieval_normalized_dcg(preds, target, top_k=k)), abs=1e-5)
-        assert rep.per_query["mrr"][row] == pytest.approx(float(retrieval_reciprocal_rank(preds, binary, top_k=kmax)), abs=1e-6)
+        assert rep.per_query[f"mrr@{kmax}"][row] == pytest.approx(float(retrieval_reciprocal_rank(preds, binary, top_k=kmax)), abs=1e-6)
 
 
 def test_k_at_or_above_catalog_size_is_not_applicable():
@@ -126,8 +126,8 @@ def test_k_at_or_above_catalog_size_is_not_applicable():
     rep = ranked_list_metrics(ranked, indptr, items, grades, num_items=4, ks=(1, 2, 4, 10))
     assert rep.not_applicable_k == [4, 10]
     assert rep.ks == [1, 2]
-    assert set(rep.metrics) == {"recall@1", "hit@1", "ndcg@1", "recall@2", "hit@2", "ndcg@2", "mrr"}
-    assert rep.metrics["recall@2"] == 0.5 and rep.metrics["mrr"] == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert set(rep.metrics) == {"recall@1", "hit@1", "ndcg@1", "recall@2", "hit@2", "ndcg@2", "mrr@4"}
+    assert rep.metrics["recall@2"] == 0.5 and rep.metrics["mrr@4"] == pytest.approx((1 / 2 + 1 / 4) / 2)
     assert split_ks(DEFAULT_KS, 100) == ([1, 10, 50], [100, 500])
 
 
@@ -167,14 +167,14 @@ def test_target_rank_metrics_hand_computed_and_reference():
     assert rep.metrics["ndcg@10"] == pytest.approx((1 + 1 / math.log2(3) + 1 / 3) / 4)
     assert rep.metrics["mrr"] == pytest.approx((1 + 0.5 + 1 / 7 + 0.01) / 4)
     cut = target_rank_metrics(ranks, num_items=100, ks=(1,), mrr_cutoff=5)
-    assert cut.metrics["mrr"] == pytest.approx((1 + 0.5) / 4) and cut.mrr_cutoff == 5
+    assert cut.metrics["mrr@5"] == pytest.approx((1 + 0.5) / 4) and cut.mrr_cutoff == 5
     # same numbers as ranked-list metrics with one relevant item of grade 1
     rng = np.random.default_rng(3)
     n, q = 30, 25
     ranks = rng.integers(1, n + 1, size=q)
     ranked = np.stack([rng.permutation(n) for _ in range(q)])
     target = ranked[np.arange(q), ranks - 1]
-    single = target_rank_metrics(ranks, num_items=n + 1, ks=(1, 4, 9, 30))
+    single = target_rank_metrics(ranks, num_items=n + 1, ks=(1, 4, 9, 30), mrr_cutoff=30)
     listed = ranked_list_metrics(ranked, np.arange(q + 1), target, np.ones(q), num_items=n + 1, ks=(1, 4, 9, 30))
     for name, v in listed.metrics.items():
         assert single.metrics[name] == pytest.approx(v, abs=1e-12)
@@ -222,4 +222,4 @@ def test_tied_scores_end_to_end_with_exact_search_and_torchmetrics():
         for k in ks:
             assert rep.per_query[f"recall@{k}"][r] == pytest.approx(float(retrieval_recall(preds, target > 0, top_k=k)), abs=1e-6)
             assert rep.per_query[f"ndcg@{k}"][r] == pytest.approx(float(retrieval_normalized_dcg(preds, target, top_k=k)), abs=1e-5)
-        assert rep.per_query["mrr"][r] == pytest.approx(float(retrieval_reciprocal_rank(preds, target > 0, top_k=kmax)), abs=1e-6)
+        assert rep.per_query[f"mrr@{kmax}"][r] == pytest.approx(float(retrieval_reciprocal_rank(preds, target > 0, top_k=kmax)), abs=1e-6)

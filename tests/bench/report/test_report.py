@@ -55,7 +55,7 @@ def test_reads_only_readable_results_and_counts_the_rest(report):
     assert sorted(p.name for p, _ in outcome.unreadable) == ["broken.json", "old_schema.json"]
     assert "23 run result(s), 1 cost result(s). 2 unreadable file(s) skipped:" in text
     assert "- `broken.json`: not a valid result file (JSON error" in text
-    assert "- `old_schema.json`: schema_version 0, this ftbench reads version 1" in text
+    assert "- `old_schema.json`: schema_version 0, this ftbench reads versions 1, 2" in text
 
 
 def test_headline_table_with_missing_and_single_seed_cells(report):

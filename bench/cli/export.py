@@ -1,0 +1,40 @@
+"""`ftbench export RESULTS --format csv|parquet`: result files as one long table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def export(
+        results_dir: Path = typer.Argument(..., help="Folder of result files (searched recursively)."),
+        format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: RESULTS/results.<format>)."),
+    ) -> None:
+        """One row per run x task x metric, with the config columns, for pandas, spreadsheets and dashboards."""
+        from rich.console import Console
+
+        from .common import fail
+        from ..report.export import FORMATS, export_frame, write_export
+
+        if format not in FORMATS:
+            fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+        if not results_dir.is_dir():
+            fail(f"RESULTS {str(results_dir)!r} is not a folder of result files")
+        frame, unreadable = export_frame(results_dir)
+        console = Console(stderr=True)
+        for path, reason in unreadable:
+            console.print(f"skipped {path}: {reason}", highlight=False)
+        if frame.empty:
+            fail(f"no readable result files under {results_dir}")
+        target = out or results_dir / f"results.{format}"
+        try:
+            write_export(frame, target, format)
+        except (ImportError, OSError) as exc:
+            fail(str(exc))
+        console.print(f"{len(frame)} rows ({frame['run_id'].nunique()} runs) -> {target}", highlight=False)
+        print(target)

@@ -1,0 +1,110 @@
+"""TREC run and qrels files of the query task, and its per-query metric values.
+
+`ftbench run --save-run` writes, beside the result file ``<name>.json``:
+
+- ``<name>.run``: the top C (C = the reciprocal rank's cut-off, 500, or the whole catalog when it
+  is smaller) items of every test query, one line each, in the TREC run format read by trec_eval,
+  ir-measures, pytrec_eval and ranx::
+
+      <query id> Q0 <item id> <rank> <score> <tag>
+
+  The score is the query-item similarity. trec_eval re-sorts a run by score (breaking ties by item
+  id, not by rank), so where two consecutive scores are equal at the written precision, the later
+  one is lowered by 1e-6: the file then ranks exactly as ftbench ranked (ties broken by lower
+  catalog index) and every trec_eval measure is computed on ftbench's own ranking.
+- ``<name>.qrels``: the test queries' graded relevance in the TREC qrels format
+  (``<query id> 0 <item id> <grade>``). trec_eval reads integer grades; fractional gains (ESCI's
+  defaults) are written multiplied by the smallest power of ten (up to 10^4) that makes them
+  integers — nDCG with linear gains is unchanged by a common scale — and the factor is recorded
+  in the per-query file's header comment.
+- ``<name>.per_query.tsv``: one row per evaluated test query (those with a relevant item): the
+  query id and the value of every metric ftbench reports for the query task (recall@K, hit@K,
+  ndcg@K, mrr@C). Averaging a column gives the result file's number. These are the values the
+  per-query significance tests (`ftbench.report.significance`) pair across objectives.
+
+Ids must not contain whitespace (the TREC formats are whitespace-separated); one that does is an
+error naming it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from ..data.dataset import MultiViewDataset
+    from .evaluator import QueryRun
+
+TIE_STEP = 1e-6
+
+
+def _check_id(value: str, what: str) -> str:
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"--save-run: {what} {value!r} is empty or contains whitespace, which the TREC run format cannot hold")
+    return value
+
+
+def strictly_decreasing(scores: np.ndarray, step: float = TIE_STEP) -> np.ndarray:
+    """Row-wise: each score lowered, where needed, to at least `step` below the previous one."""
+    out = np.round(np.asarray(scores, dtype=np.float64), 7)
+    for j in range(1, out.shape[1]):
+        out[:, j] = np.minimum(out[:, j], out[:, j - 1] - step)
+    return out
+
+
+def integer_grades(grades: np.ndarray) -> tuple[np.ndarray, int]:
+    """(integer grades, scale): the smallest power of ten <= 10^4 making every grade integral."""
+    g = np.asarray(grades, dtype=np.float64)
+    for power in range(5):
+        scaled = g * 10**power
+        if np.allclose(scaled, np.round(scaled), atol=1e-6):
+            return np.round(scaled).astype(np.int64), 10**power
+    return np.round(g * 10**4).astype(np.int64), 10**4
+
+
+def write_run_files(stem: Path, run: "QueryRun", dataset: "MultiViewDataset", tag: str) -> dict[str, Path]:
+    """Write ``stem.run``, ``stem.qrels`` and ``stem.per_query.tsv`` (module docstring)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    item_ids = np.asarray([str(i) for i in dataset.catalog.item_ids()])[run.gallery]
+    query_ids = [_check_id(str(dataset.queries.ids[q]), "query id") for q in run.query_index]
+    tag = _check_id(tag, "run tag")
+    for i in np.unique(run.ranked):
+        _check_id(item_ids[i], "item id")
+    scores = strictly_decreasing(run.scores)
+    with open(stem.with_suffix(".run"), "w", encoding="utf-8") as handle:
+        for r, qid in enumerate(query_ids):
+            for p, (item, score) in enumerate(zip(run.ranked[r], scores[r]), start=1):
+                handle.write(f"{qid} Q0 {item_ids[item]} {p} {score:.7f} {tag}\n")
+    indptr, rel_pos, grades = run.relevance
+    int_grades, scale = integer_grades(grades)
+    with open(stem.with_suffix(".qrels"), "w", encoding="utf-8") as handle:
+        for r, qid in enumerate(query_ids):
+            for k in range(indptr[r], indptr[r + 1]):
+                handle.write(f"{qid} 0 {_check_id(item_ids[rel_pos[k]], 'item id')} {int_grades[k]}\n")
+    report = run.report
+    names = list(report.per_query)
+    per_query = stem.with_name(stem.name + ".per_query.tsv")
+    with open(per_query, "w", encoding="utf-8") as handle:
+        handle.write(f"# task {run.task}, split {run.split}; qrels grades x {scale}\n")
+        handle.write("query_id\t" + "\t".join(names) + "\n")
+        for row, r in enumerate(report.query_index):
+            values = "\t".join(repr(float(report.per_query[n][row])) for n in names)
+            handle.write(f"{query_ids[r]}\t{values}\n")
+    return {"run": stem.with_suffix(".run"), "qrels": stem.with_suffix(".qrels"), "per_query": per_query}
+
+
+def read_per_query(path: Path):
+    """A per-query file as a pandas DataFrame indexed by query id (errors name the file)."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep="\t", comment="#", dtype={"query_id": str})
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a per-query file ({exc})") from None
+    if "query_id" not in frame.columns:
+        raise ValueError(f"{path}: missing column 'query_id'; columns present: {list(frame.columns)}")
+    return frame.set_index("query_id")

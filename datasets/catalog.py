@@ -1,0 +1,577 @@
+"""Your own product catalog, read from one documented folder layout (a multi-view extension of
+BEIR's ``corpus.jsonl`` / ``queries.jsonl`` / ``qrels/*.tsv``).
+
+Layout (every path is relative to the folder; only ``items.jsonl`` or ``items.parquet`` is
+required)::
+
+    DIR/
+      catalog.json          views: field, modality, role, slot order; task names (optional: inferred)
+      items.jsonl           one JSON object per item (or items.parquet, same columns)
+      queries.jsonl         {"id": ..., "text": ...} or {"id": ..., "image": "path"} per line
+      qrels/train.tsv       query-id <TAB> corpus-id <TAB> score    (BEIR; header line optional)
+      qrels/dev.tsv         or the TREC shape: qid 0 docid grade    (whitespace separated)
+      qrels/test.tsv
+      interactions.tsv      optional: query-id <TAB> corpus-id per interaction (repeats =
+                            popularity; training uses those of train queries only);
+                            default: the train qrels with grade > 0
+      vectors/<name>.npy    optional precomputed vectors [n, D] of one view, with
+      vectors/<name>.ids    its item ids, one per line, row order (queries: vectors/queries.*)
+      images/...            image files named by items.jsonl / queries.jsonl
+
+An item record::
+
+    {"id": "anjou", "title": "Anjou pear", "description": "Green, sweet ...",
+     "image": "images/anjou.jpg", "photos": ["images/anjou_1.jpg", "images/anjou_2.jpg"],
+     "split": "train"}
+
+``id`` is required and unique. ``split`` (``train``, ``dev``/``val`` or ``test``) is optional; when no
+item has one, items get a seeded random split (``split_seed``, ``item_val_fraction``,
+``item_test_fraction``); some items with and some without is an error. Every other field is a view:
+a string (a text, or an image path) or a list of them, which becomes one view slot per position
+(``photos_1``, ``photos_2``, ...). A missing, null or empty value is a missing view.
+
+``catalog.json`` (all keys optional)::
+
+    {"views": [{"field": "image", "modality": "image", "role": "primary"},
+               {"field": "title", "modality": "text", "role": "primary"},
+               {"field": "description", "modality": "text", "role": "auxiliary"},
+               {"field": "photos", "modality": "image", "role": "auxiliary", "slot": "photo"},
+               {"vectors": "vectors/clip.npy", "slot": "clip", "modality": "clip", "role": "auxiliary"}],
+     "query_task": "query->item", "cross_view_items": "test",
+     "queries": {"vectors": "vectors/queries.npy", "modality": "clip"}}
+
+``views`` lists the slots in order: primary views first, then auxiliary views in the order
+``--views V`` keeps them. A view is read from a ``field`` of the item records, or from ``vectors``
+(then its modality is any name, with the vectors' dimension, and the features are used as given).
+``cross_view_items`` is ``test`` (the test items) or ``all`` (every item: for catalogs whose split is
+over queries, such as photos of products). Without ``catalog.json`` the views are inferred, and
+printed: a field whose values are image paths (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, ``.bmp``,
+``.gif``) is an image view, any other a text view; ``title`` and the first image field are primary.
+
+Queries: every query of ``queries.jsonl`` needs a line in exactly one qrels file, which gives its
+split (train, dev = validation, test); grade 0 is a judged non-relevant pair and is not a relevant
+item; a query without a relevant item is skipped and counted. A qrels line naming an unknown query
+or item is skipped and counted. Every other defect is an error naming the file, the line and the
+field.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import option
+from ..data.catalog import ArrayCatalog, ViewSlot
+from ..data.dataset import MultiViewDataset
+from ..data.queries import QuerySet, relevance_from_pairs
+from ..features.cache import encode_views
+from . import DATASETS
+from ._text_loading import TextEncoderConfig, count_skip, utf8_lines
+from .base import DatasetPlugin
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+RESERVED_FIELDS = ("id", "split")
+ITEM_SPLITS = {"train": 0, "dev": 1, "val": 1, "validation": 1, "test": 2}
+QRELS_FILES = (("train", 0), ("dev", 1), ("test", 2))
+CROSS_VIEW_CHOICES = ("test", "all")
+
+
+@dataclass
+class ViewSpec:
+    """One declared view: where it comes from (`field` of the item records, or `vectors`), its
+    slot name, modality and role."""
+
+    slot: str
+    modality: str
+    role: str
+    field: str | None = None
+    vectors: str | None = None
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) of each non-blank line; errors name the file and line."""
+    out = []
+    for line_no, text in utf8_lines(path):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}, line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}")
+        out.append((line_no, record))
+    return out
+
+
+def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
+    """(file, [(where, record)]) from items.jsonl or items.parquet."""
+    jsonl, parquet = root / "items.jsonl", root / "items.parquet"
+    if jsonl.is_file() and parquet.is_file():
+        raise ValueError(f"catalog: {root} holds both items.jsonl and items.parquet; keep one")
+    if jsonl.is_file():
+        return jsonl, [(f"{jsonl}, line {n}", r) for n, r in read_jsonl(jsonl)]
+    if parquet.is_file():
+        import pandas as pd
+
+        try:
+            df = pd.read_parquet(parquet)
+        except ImportError as exc:
+            raise ImportError(f"{parquet}: reading parquet needs pyarrow (pip install pyarrow) ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
+            raise ValueError(f"{parquet}: cannot be read as parquet ({type(exc).__name__}: {exc})") from None
+        records = []
+        for i, row in enumerate(df.to_dict("records")):
+            rec = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+            rec = {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v))}
+            records.append((f"{parquet}, row {i + 1}", rec))
+        return parquet, records
+    raise FileNotFoundError(
+        f"catalog: {root} has no items.jsonl or items.parquet; point --data-dir at a folder in the catalog "
+        "layout (README, 'Your own catalog'), or write one with `ftbench data convert`"
+    )
+
+
+def _is_image_path(value: Any) -> bool:
+    return isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES)
+
+
+def infer_views(records: list[tuple[str, dict]]) -> list[ViewSpec]:
+    """Views from the fields of the item records (see the module docstring)."""
+    fields: dict[str, str] = {}
+    for _, rec in records:
+        for key, value in rec.items():
+            if key in RESERVED_FIELDS or value is None or value == "" or value == []:
+                continue
+            values = value if isinstance(value, list) else [value]
+            kind = "image" if all(_is_image_path(v) for v in values if v) else "text"
+            fields.setdefault(key, kind)
+    images = [f for f, k in fields.items() if k == "image"]
+    texts = [f for f, k in fields.items() if k == "text"]
+    primary_text = "title" if "title" in texts else (texts[0] if texts else None)
+    views = []
+    if images:
+        views.append(ViewSpec(images[0], "image", "primary", field=images[0]))
+    if primary_text:
+        views.append(ViewSpec(primary_text, "text", "primary", field=primary_text))
+    for f in fields:
+        if f not in (primary_text, images[0] if images else None):
+            views.append(ViewSpec(f, fields[f], "auxiliary", field=f))
+    return views
+
+
+def read_manifest(root: Path) -> dict:
+    path = root / "catalog.json"
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path}: expected a JSON object with 'views', 'query_task', 'cross_view_items'")
+    known = {"name", "views", "query_task", "cross_view_items", "queries", "source"}
+    unknown = sorted(set(manifest) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; known: {sorted(known)}")
+    cv = manifest.get("cross_view_items", "test")
+    if cv not in CROSS_VIEW_CHOICES:
+        raise ValueError(f"{path}: field 'cross_view_items' must be one of {list(CROSS_VIEW_CHOICES)}, got {cv!r}")
+    return manifest
+
+
+def manifest_views(path: Path, entries: Any) -> list[ViewSpec]:
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path}: field 'views' must be a non-empty list of view objects")
+    views = []
+    for k, entry in enumerate(entries):
+        where = f"{path}: views[{k}]"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where} must be an object with field/vectors, modality, role")
+        unknown = sorted(set(entry) - {"field", "vectors", "slot", "modality", "role"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}")
+        field, vectors = entry.get("field"), entry.get("vectors")
+        if (field is None) == (vectors is None):
+            raise ValueError(f"{where}: give exactly one of 'field' (a field of the item records) or 'vectors' (a .npy file)")
+        if field in RESERVED_FIELDS:
+            raise ValueError(f"{where}: field {field!r} is reserved (the item's {field}), not a view")
+        role = entry.get("role")
+        if role not in ("primary", "auxiliary"):
+            raise ValueError(f"{where}: field 'role' must be 'primary' or 'auxiliary', got {role!r}")
+        modality = entry.get("modality")
+        if not isinstance(modality, str) or not modality:
+            raise ValueError(f"{where}: field 'modality' must be a name (image, text, or any name for vectors)")
+        if field is not None and modality not in ("image", "text"):
+            raise ValueError(f"{where}: a view read from field {field!r} must be 'image' or 'text' (other modalities come from 'vectors')")
+        slot = entry.get("slot") or field or Path(vectors).stem
+        views.append(ViewSpec(str(slot), modality, role, field=field, vectors=vectors))
+    return views
+
+
+def load_vectors(root: Path, rel: str, what: str) -> tuple[np.ndarray, list[str]]:
+    """[n, D] float32 array of ``rel`` and its ids from ``<rel without .npy>.ids``."""
+    path = root / rel
+    ids_path = path.with_suffix(".ids")
+    if not path.is_file():
+        raise FileNotFoundError(f"catalog: {what}: vectors file {path} does not exist")
+    if not ids_path.is_file():
+        raise FileNotFoundError(f"catalog: {what}: {path} needs its ids file {ids_path} (one id per line, row order)")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: not a numeric .npy array ({exc})") from None
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise ValueError(f"{path}: expected a 2-D numeric array [n, D], got shape {array.shape}, dtype {array.dtype}")
+    ids = [t.rstrip("\r\n") for _, t in utf8_lines(ids_path)]
+    while ids and not ids[-1]:
+        ids.pop()
+    if len(ids) != len(array):
+        raise ValueError(f"{ids_path}: {len(ids)} ids for the {len(array)} rows of {path.name}")
+    return array.astype(np.float32), ids
+
+
+def read_qrels(path: Path) -> list[tuple[str, str, float, int]]:
+    """(query id, item id, grade, line) of a qrels file: BEIR ``query-id<TAB>corpus-id<TAB>score``
+    (a header line is skipped) or TREC ``qid iter docid grade``."""
+    out = []
+    for line_no, text in utf8_lines(path):
+        if not text.strip():
+            continue
+        parts = text.rstrip("\r\n").split("\t") if "\t" in text else text.split()
+        if line_no == 1 and len(parts) >= 3 and parts[-1].strip().lower() in ("score", "relevance", "grade", "label"):
+            continue
+        if len(parts) == 4:
+            qid, _, docid, grade = parts
+        elif len(parts) == 3:
+            qid, docid, grade = parts
+        else:
+            raise ValueError(
+                f"{path}, line {line_no}: expected 'query-id<TAB>corpus-id<TAB>score' (BEIR) or "
+                f"'qid 0 docid grade' (TREC), got {len(parts)} field(s)"
+            )
+        try:
+            g = float(grade)
+        except ValueError:
+            raise ValueError(f"{path}, line {line_no}: field 'score' must be a number, got {grade.strip()!r}") from None
+        if not np.isfinite(g) or g < 0:
+            raise ValueError(f"{path}, line {line_no}: field 'score' must be a finite number >= 0, got {grade.strip()!r}")
+        out.append((qid.strip(), docid.strip(), g, line_no))
+    return out
+
+
+def _view_values(value: Any, where: str, field: str) -> list[str | None]:
+    """A field's value as a list of view inputs (None = missing)."""
+    if value is None:
+        return []
+    values = value if isinstance(value, list) else [value]
+    out: list[str | None] = []
+    for k, v in enumerate(values):
+        if v is None:
+            out.append(None)
+        elif isinstance(v, str):
+            out.append(v if v.strip() else None)
+        else:
+            pos = f"[{k}]" if isinstance(value, list) else ""
+            raise ValueError(f"{where}: field {field!r}{pos} must be a string (a text or an image path), got {type(v).__name__}")
+    return out
+
+
+def _image_input(root: Path, rel: str, where: str, field: str) -> Path:
+    path = (root / rel).resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"{where}: field {field!r}: image {rel!r} does not exist (paths are relative to {root})")
+    return path
+
+
+@DATASETS.register("catalog")
+class CatalogFolder(DatasetPlugin):
+    """A product catalog in the documented folder layout: items.jsonl or items.parquet, optional
+    catalog.json, queries.jsonl, qrels/{train,dev,test}.tsv, vectors/ (see the module docstring)."""
+
+    summary = (
+        "your own catalog: items.jsonl/.parquet + queries.jsonl + qrels/{train,dev,test}.tsv "
+        "(BEIR shape, graded), any named text and image views, optional vectors/*.npy"
+    )
+
+    @dataclass
+    class Config(TextEncoderConfig):
+        data_dir: str = option("", "the catalog folder (items.jsonl or items.parquet, catalog.json, queries.jsonl, qrels/)", "convention")
+        image_backbone: str = option("efficientnet-lite0", "backbone spec for image views and image queries", "SPEC")
+
+        def validate(self) -> None:
+            super().validate()
+            if not self.data_dir:
+                raise ValueError("catalog: give the folder with --data-dir DIR (or --set dataset.data_dir=DIR)")
+
+    def build(self, config: "CatalogFolder.Config") -> MultiViewDataset:  # type: ignore[override]
+        config.validate()
+        t0 = time.perf_counter()
+        root = Path(config.data_dir).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"catalog: data_dir {root} is not a folder")
+        skipped: dict[str, int] = {}
+        notes: list[str] = []
+        manifest = read_manifest(root)
+        items_path, records = read_items(root)
+        if not records:
+            raise ValueError(f"{items_path}: no items; the catalog would be empty")
+
+        # -- ids and split -------------------------------------------------------------------
+        ids: list[str] = []
+        first: dict[str, str] = {}
+        splits: list[int | None] = []
+        for where, rec in records:
+            if "id" not in rec:
+                raise ValueError(f"{where}: missing field 'id' (every item needs an id)")
+            item_id = rec["id"]
+            if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or not str(item_id).strip():
+                raise ValueError(f"{where}: field 'id' must be a non-empty string or integer, got {item_id!r}")
+            item_id = str(item_id)
+            if item_id in first:
+                raise ValueError(f"{where}: duplicate id {item_id!r} (first at {first[item_id]})")
+            first[item_id] = where
+            ids.append(item_id)
+            split = rec.get("split")
+            if split is not None and split not in ITEM_SPLITS:
+                raise ValueError(f"{where}: field 'split' must be one of train, dev, val, test, got {split!r}")
+            splits.append(None if split is None else ITEM_SPLITS[split])
+        given = [s is not None for s in splits]
+        if any(given) and not all(given):
+            k = given.index(False) if given[0] else given.index(True)
+            raise ValueError(f"{records[k][0]}: field 'split' is given for some items and not others; give it for all or none")
+        item_split = np.array(splits, dtype=np.int8) if all(given) else config.item_split(len(ids))
+
+        # -- views ---------------------------------------------------------------------------
+        manifest_path = root / "catalog.json"
+        if "views" in manifest:
+            views = manifest_views(manifest_path, manifest["views"])
+        else:
+            views = infer_views(records)
+            if not views:
+                raise ValueError(f"{items_path}: no view field found (every field is id or split, or empty)")
+            inferred = ", ".join(f"{v.slot} ({v.modality}, {v.role})" for v in views)
+            notes.append(f"catalog: no catalog.json views; inferred from {items_path.name}: {inferred}")
+            print(f"catalog: views inferred from {items_path.name} (write catalog.json to fix them): {inferred}", file=sys.stderr)
+        slots: list[ViewSlot] = []
+        columns: list[tuple[ViewSpec, int]] = []  # (view, position in a list-valued field)
+        width: dict[str, int] = {}
+        for v in views:
+            if v.field is not None:
+                width[v.field] = max((len(_view_values(r.get(v.field), w, v.field)) for w, r in records), default=0)
+        for v in views:
+            if v.field is not None and any(isinstance(r.get(v.field), list) for _, r in records):
+                for k in range(width[v.field]):
+                    slots.append(ViewSlot(f"{v.slot}_{k + 1}", v.modality, v.role))
+                    columns.append((v, k))
+            else:
+                slots.append(ViewSlot(v.slot, v.modality, v.role))
+                columns.append((v, 0))
+        encoded = [j for j, (v, _) in enumerate(columns) if v.field is not None]
+        table: list[list] = []
+        for where, rec in records:
+            row: list = []
+            for j in encoded:
+                v, k = columns[j]
+                values = _view_values(rec.get(v.field), where, v.field)
+                value = values[k] if k < len(values) else None
+                if value is not None and v.modality == "image":
+                    value = _image_input(root, value, where, v.field)
+                row.append(value)
+            table.append(row)
+        backbones = {}
+        for m in {columns[j][0].modality for j in encoded}:
+            backbones[m] = config.backbone(m, config.image_backbone if m == "image" else config.text_backbone)
+        cache = config.cache()
+        label = f"catalog {root}"
+        n = len(ids)
+        features: list[np.ndarray] = [np.zeros((n, 0), np.float32)] * len(slots)
+        available = np.zeros((n, len(slots)), dtype=bool)
+        for m in backbones:
+            cols = [k for k, j in enumerate(encoded) if columns[j][0].modality == m]
+            sub = [[row[k] for k in cols] for row in table]
+            arrays, avail = encode_views(sub, len(cols), backbones[m], cache, "item", f"{label}: {m} views")
+            for c, k in enumerate(cols):
+                features[encoded[k]] = arrays[c]
+                available[:, encoded[k]] = avail[:, c]
+        index = {item_id: i for i, item_id in enumerate(ids)}
+        for j, (v, _) in enumerate(columns):
+            if v.vectors is None:
+                continue
+            array, vec_ids = load_vectors(root, v.vectors, f"view {v.slot!r}")
+            out = np.zeros((n, array.shape[1]), np.float32)
+            for row, item_id in enumerate(vec_ids):
+                if item_id not in index:
+                    count_skip(skipped, f"vectors_{v.slot}_unknown_item")
+                    continue
+                out[index[item_id]] = array[row]
+                available[index[item_id], j] = True
+            features[j] = out
+        viewless = ~available.any(axis=1)
+        if viewless.any():
+            count_skip(skipped, "items_without_views", int(viewless.sum()))
+            keep = np.flatnonzero(~viewless)
+            ids = [ids[i] for i in keep]
+            item_split = item_split[keep]
+            features = [f[keep] for f in features]
+            available = available[keep]
+            index = {item_id: i for i, item_id in enumerate(ids)}
+        catalog = ArrayCatalog(slots, features, available, ids, source=label)
+
+        queries = self._queries(root, manifest, index, config, cache, backbones, skipped)
+        cross = manifest.get("cross_view_items", "test")
+        notes.append(
+            f"catalog {root.name}: {len(ids)} items, views {', '.join(s.name for s in slots)}; "
+            f"item split {'from items' if all(given) else f'random (seed {config.split_seed})'}; "
+            f"cross-view tasks on {'every item' if cross == 'all' else 'the test items'}."
+        )
+        info = asdict(config)
+        info.update(
+            {
+                "data_dir_resolved": str(root),
+                "items_file": str(items_path),
+                "manifest": manifest or None,
+                "backbone_fingerprints": {m: b.fingerprint() for m, b in backbones.items()},
+                "cache_dir_resolved": str(cache.root) if config.use_cache else None,
+                "features_encoded": cache.stats.encoded,
+                "features_from_cache": cache.stats.hits,
+                "load_seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+        return MultiViewDataset(
+            name="catalog",
+            catalog=catalog,
+            item_split=item_split,
+            queries=queries,
+            query_task=str(manifest.get("query_task", "query->item")),
+            cross_view_items=np.arange(len(ids), dtype=np.int64) if cross == "all" else None,
+            config=info,
+            skipped=skipped,
+            notes=notes,
+        )
+
+    def _queries(self, root, manifest, index, config, cache, backbones, skipped) -> QuerySet | None:
+        path = root / "queries.jsonl"
+        qrels_dir = root / "qrels"
+        qmeta = manifest.get("queries", {}) or {}
+        if not isinstance(qmeta, dict) or set(qmeta) - {"vectors", "modality"}:
+            raise ValueError(f"{root / 'catalog.json'}: field 'queries' must be an object with 'vectors' and 'modality'")
+        if not path.is_file() and "vectors" not in qmeta:
+            if qrels_dir.is_dir():
+                raise FileNotFoundError(f"catalog: {qrels_dir} exists but {path} does not (qrels need their queries)")
+            return None
+        # query ids and raw inputs, in file order
+        qids: list[str] = []
+        inputs: list = []
+        modality = None
+        first: dict[str, int] = {}
+        if path.is_file():
+            for line_no, rec in read_jsonl(path):
+                where = f"{path}, line {line_no}"
+                if "id" not in rec or not str(rec["id"]).strip():
+                    raise ValueError(f"{where}: missing field 'id'")
+                qid = str(rec["id"])
+                if qid in first:
+                    raise ValueError(f"{where}: duplicate query id {qid!r} (first on line {first[qid]})")
+                first[qid] = line_no
+                kinds = [k for k in ("text", "image") if k in rec]
+                if len(kinds) != 1 and "vectors" not in qmeta:
+                    raise ValueError(f"{where}: a query needs exactly one of 'text' or 'image', got {kinds or 'neither'}")
+                kind = kinds[0] if kinds else qmeta.get("modality")
+                if modality is None:
+                    modality = kind
+                elif kind != modality:
+                    raise ValueError(f"{where}: query is {kind!r} but earlier queries are {modality!r}; all queries share one modality")
+                value = rec.get(kind) if kinds else None
+                if kinds and (not isinstance(value, str) or not value.strip()):
+                    raise ValueError(f"{where}: field {kind!r} must be a non-empty string, got {value!r}")
+                qids.append(qid)
+                inputs.append(_image_input(root, value, where, "image") if kind == "image" else value)
+        if "vectors" in qmeta:
+            array, vec_ids = load_vectors(root, qmeta["vectors"], "queries")
+            modality = qmeta.get("modality") or modality
+            if not qids:
+                qids = vec_ids
+            pos = {q: r for r, q in enumerate(vec_ids)}
+            missing = [q for q in qids if q not in pos]
+            if missing:
+                raise ValueError(f"{root / qmeta['vectors']}: no vector for query {missing[0]!r} ({len(missing)} missing)")
+            features = array[[pos[q] for q in qids]]
+        else:
+            if modality not in backbones:
+                backbones[modality] = config.backbone(modality, config.image_backbone if modality == "image" else config.text_backbone)
+            features = cache.encode(backbones[modality], inputs, "query", "catalog queries")
+        qindex = {q: i for i, q in enumerate(qids)}
+
+        # qrels: split and relevance
+        split = np.full(len(qids), -1, dtype=np.int8)
+        seen_in: dict[int, str] = {}
+        pairs, grades = [], []
+        found_files = 0
+        for name, code in QRELS_FILES:
+            file = qrels_dir / f"{name}.tsv"
+            if not file.is_file():
+                continue
+            found_files += 1
+            for qid, docid, g, line in read_qrels(file):
+                if qid not in qindex:
+                    count_skip(skipped, "qrels_unknown_query")
+                    continue
+                if docid not in index:
+                    count_skip(skipped, "qrels_unknown_item")
+                    continue
+                q = qindex[qid]
+                if split[q] >= 0 and split[q] != code:
+                    raise ValueError(f"{file}, line {line}: query {qid!r} is also in {seen_in[q]}; a query belongs to one split")
+                split[q], seen_in[q] = code, file.name
+                if g > 0:
+                    pairs.append((q, index[docid]))
+                    grades.append(g)
+        if not found_files:
+            raise FileNotFoundError(f"catalog: {path.name} needs qrels: none of {', '.join(f'qrels/{n}.tsv' for n, _ in QRELS_FILES)} in {root}")
+        has_rel = np.zeros(len(qids), dtype=bool)
+        for q, _ in pairs:
+            has_rel[q] = True
+        count_skip(skipped, "queries_without_relevant", int((~has_rel).sum()))
+        keep = np.flatnonzero(has_rel)
+        if not len(keep):
+            raise ValueError(f"catalog: no query in {path} has a relevant item in qrels/")
+        new = np.cumsum(has_rel) - 1
+        pairs_arr = np.array([(new[q], i) for q, i in pairs], dtype=np.int64).reshape(-1, 2)
+        indptr, rel_items, rel_grades = relevance_from_pairs(len(keep), pairs_arr, np.array(grades, dtype=np.float32))
+        q_split = split[keep]
+        kept_index = {qids[q]: k for k, q in enumerate(keep)}
+        interactions_path = root / "interactions.tsv"
+        if interactions_path.is_file():
+            rows = []
+            for line_no, text in utf8_lines(interactions_path):
+                parts = text.rstrip("\r\n").split("\t")
+                if not text.strip() or (line_no == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid")):
+                    continue
+                if len(parts) != 2:
+                    raise ValueError(f"{interactions_path}, line {line_no}: expected 'query-id<TAB>corpus-id', got {len(parts)} field(s)")
+                qid, docid = parts[0].strip(), parts[1].strip()
+                if qid not in kept_index or docid not in index:
+                    count_skip(skipped, "interactions_unknown_query_or_item")
+                    continue
+                rows.append((kept_index[qid], index[docid]))
+            interactions = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        else:
+            train = q_split[pairs_arr[:, 0]] == 0
+            interactions = pairs_arr[train]
+        return QuerySet(
+            ids=np.array([qids[q] for q in keep], dtype=str),
+            modality=str(modality),
+            features=features[keep],
+            relevant_indptr=indptr,
+            relevant_items=rel_items,
+            relevant_grades=rel_grades,
+            split=q_split,
+            interactions=interactions,
+        )
