@@ -39,6 +39,21 @@ class RunResult:
         return json.dumps(asdict(self), indent=2, sort_keys=False, allow_nan=False)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status);
+    elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
     """Write `path` so that readers see the old file or the whole new one, never a part: `write`
     fills a hidden temp file ``.<name>.*.tmp`` in the same folder, which is then renamed over
@@ -50,6 +65,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; a result is shared like any file the user writes: 0666 & ~umask
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             if fsync:

@@ -205,7 +205,7 @@ def test_cli_report(fixture_dir, tmp_path):
         payload = path.read_text()
         if '"items": 300,' in payload or path.name in ("broken.json", "old_schema.json"):
             (tmp_path / "r" / path.name).write_text(payload)
-    res = runner.invoke(app, ["report", str(tmp_path / "r"), "--no-run-quick-if-empty"], catch_exceptions=False)
+    res = runner.invoke(app, ["report", str(tmp_path / "r")], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())
     assert "4 run results in 1 comparison group(s), 3 plots" in output
@@ -213,27 +213,26 @@ def test_cli_report(fixture_dir, tmp_path):
     assert (tmp_path / "r" / "report" / "REPORT.md").exists()
 
 
-def test_cli_report_on_empty_folder(tmp_path, monkeypatch):
+def test_cli_report_never_trains(tmp_path, monkeypatch):
+    """A report command never trains: an empty folder gets a report saying so, a missing folder
+    (a typo) is refused and not created, and no sweep is started in either case."""
     from ftbench.cli.app import app
-    from ftbench.cli import sweep as sweep_command
-    from ftbench.run.sweep import SweepOutcome
+    from ftbench.run import sweep as sweep_module
 
-    res = runner.invoke(app, ["report", str(tmp_path), "--no-run-quick-if-empty"], catch_exceptions=False)
+    def no_training(*args, **kwargs):
+        raise AssertionError("report started a sweep")
+
+    monkeypatch.setattr(sweep_module, "run_sweep", no_training)
+    res = runner.invoke(app, ["report", str(tmp_path)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    assert "never trains" in " ".join(res.output.split())
     assert "No readable run results" in (tmp_path / "report" / "REPORT.md").read_text()
 
-    calls = []
-    monkeypatch.setattr(sweep_command, "run_sweep_with_progress",
-                        lambda spec, out, **kw: calls.append((spec, out)) or SweepOutcome())
-    res = runner.invoke(app, ["report", str(tmp_path / "fresh")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    output = " ".join(res.output.split())
-    assert "No result files" in output and "--preset quick" in output
-    spec, out = calls[0]
-    assert out == tmp_path / "fresh" and spec.views == [1, 2, 4, 8] and spec.seeds == [0, 1, 2]
-
-    res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--no-run-quick-if-empty"])
+    res = runner.invoke(app, ["report", str(tmp_path / "typo_results")])
     assert res.exit_code == 2 and "does not exist" in res.output
+    assert not (tmp_path / "typo_results").exists()
+    res = runner.invoke(app, ["report", str(tmp_path), "--run-quick-if-empty"])
+    assert res.exit_code == 2 and "No such option" in res.output
 
 
 def test_ceiling_note():
