@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from .common import fail
+        from .common import UsageError, check_writable, fail
         from ..report import build_report, find_result_files
 
         console = Console(soft_wrap=True)
@@ -31,6 +31,10 @@ def register(app: typer.Typer) -> None:
         if not results_dir.exists():
             fail(f"RESULTS_DIR {str(results_dir)!r} does not exist: expected a folder of result files "
                  f"(write some with `ftbench run --out {results_dir}` or `ftbench sweep --out {results_dir}`)")
+        try:
+            check_writable(out if out is not None else results_dir / "report")
+        except UsageError as exc:
+            fail(str(exc))
         if not find_result_files(results_dir):
             console.print(f"[yellow]no result files in {results_dir}[/]: the report says so; `report` never trains "
                           f"(write results with `ftbench sweep --preset quick --out {results_dir}`).", highlight=False)
