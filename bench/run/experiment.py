@@ -252,6 +252,7 @@ def execute(
             "select_metric": outcome.select_metric,
             "selected_val_score": outcome.selected_score,
             "history": outcome.history,
+            "loss_curve": outcome.loss_curve,
             "used_queries": outcome.used_queries,
             "precision": spec.precision,
             **distributed.describe(tcfg.batch_size),

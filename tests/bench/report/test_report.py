@@ -95,7 +95,35 @@ def test_cross_view_table(report):
     assert "| clip | 1 | — | — | — | — | — | — |" in cross
     small = _section(text, "## synthetic: other")
     assert "Not scored in this group (not applicable to the data set, or absent from the runs): aux->item." in small
-    assert "recall@500 is not available in this group" in small  # 300 items: K=500 not applicable
+    # 300 items: K=500 not applicable, recall@100 heads the group; one V: no plot against V
+    assert "Headline metric: **recall@100** (best mean 0.619" in small
+    assert "(One V in this group (2): no plot against V.)" in small
+
+
+def test_lead_and_headline_choice(report, fixture_dir, tmp_path):
+    """The report opens with the reader's groups and their headline metrics; a saturated metric
+    never heads a group; "Paper claims" appears only with a paper-scale group."""
+    from ftbench.report.headline import choose_headline
+    import pandas as pd
+
+    _, text = report
+    assert text.index("## Your comparisons") < text.index("## synthetic:") < text.index("## Paper claims")
+    lead = _section(text, "## Your comparisons")
+    assert "| synthetic, 300 items (" in lead and "| recall@100 | 2 |" in lead
+    saturated = pd.DataFrame({"objective_label": ["clip", "factorized"], "views": [8, 8],
+                              "query->item/recall@500": [0.99, 1.0], "query->item/recall@100": [0.97, 0.99],
+                              "query->item/recall@10": [0.41, 0.47]})
+    metric, why = choose_headline(saturated)
+    assert metric == "recall@10" and "saturated: recall@500 (best 1.000), recall@100 (best 0.990)" in why
+    everything = saturated.assign(**{"query->item/recall@10": [0.96, 0.97]})
+    assert choose_headline(everything)[0] == "recall@10"  # all saturate: the lowest best mean
+
+    shutil.copytree(fixture_dir, tmp_path / "r")
+    for path in (tmp_path / "r").glob("*.json"):
+        if '"items": 1000000' in path.read_text():
+            path.unlink()
+    small = build_report(tmp_path / "r").path.read_text()
+    assert "## Paper claims" not in small
 
 
 def test_paper_claims_section(report):
@@ -119,7 +147,12 @@ def test_cost_section_and_plots(report):
     assert "| factorized | step | 12.12 | 12.24 | 12.48 | 12.96 | — (estimated 9.0 GB > budget 8.0 GB) | 0.02 |" in cost
     assert "| clip | objective | 2.52 | 2.55 | 2.60 | 2.70 | — | 0.03 |" in cost
     names = sorted(p.name for p in outcome.plots)
-    assert len(names) == 10  # 3 groups x (recall@500, recall@10 against V, trade-off) + cost and "cost_vs_views__cost-b256-cpu.png" in names
+    # 3 groups x (trade-off from the cost file, training curves) + headline against V where V varies + cost
+    assert names == ["cost_vs_views__cost-b256-cpu.png", "headline_vs_views__synthetic-ba44c8fb.png",
+                     "tradeoff__synthetic-3ea4322b.png", "tradeoff__synthetic-6f316ef6.png",
+                     "tradeoff__synthetic-ba44c8fb.png", "training__synthetic-3ea4322b.png",
+                     "training__synthetic-6f316ef6.png", "training__synthetic-ba44c8fb.png"]
+    assert "[group " not in text and "group ba44c8fb" not in text.split("## Your comparisons")[1].split("\n## ")[0]
     for plot in outcome.plots:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot.name})" in text
@@ -208,7 +241,7 @@ def test_cli_report(fixture_dir, tmp_path):
     res = runner.invoke(app, ["report", str(tmp_path / "r")], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())
-    assert "4 run results in 1 comparison group(s), 3 plots" in output
+    assert "4 run results in 1 comparison group(s), 1 plots" in output  # training curves; one V, no cost file
     assert "2 unreadable result file(s) skipped" in output
     assert (tmp_path / "r" / "report" / "REPORT.md").exists()
 
