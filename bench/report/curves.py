@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .headline import metric_label
 from .load import objective_rank
-from .plots import _pyplot, _save_figure
+from .plots import _pyplot, _save_figure, _wrap
 
 
 def _mean_curve(curves: list[list[dict]], key: str) -> tuple[list[int], list[float]]:
@@ -50,13 +51,13 @@ def plot_training_curves(data: pd.DataFrame, path: Path, title: str) -> tuple[Pa
     ax_loss.set_title("training loss" if any_loss else "training loss: not recorded in these result files", fontsize=9)
     ax_loss.set_xlabel("training step")
     ax_loss.set_ylabel("loss (objective's own scale)")
-    ax_val.set_title(f"validation: {metric}", fontsize=9)
+    ax_val.set_title(f"validation (selects the checkpoint): {metric_label(str(metric))}", fontsize=9)
     ax_val.set_xlabel("training step")
-    ax_val.set_ylabel(str(metric))
+    ax_val.set_ylabel(metric_label(str(metric)))
     for ax in (ax_loss, ax_val):
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
-    fig.suptitle(f"{title}, V={views}", fontsize=10)
+    fig.suptitle(_wrap(f"{title}, V={views}", 120), fontsize=10)
     fig.tight_layout()
     return _save_figure(fig, path), any_loss

@@ -29,6 +29,13 @@ def _save_figure(fig, path: Path) -> Path:
     return path
 
 
+def _wrap(title: str, width: int = 78) -> str:
+    """A title on as many lines as it needs: long group descriptions are never cut off."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width))
+
+
 def _pyplot():
     import matplotlib
 
@@ -58,11 +65,25 @@ def plot_metric_vs_views(frame: pd.DataFrame, group: str, column: str, path: Pat
     ax.minorticks_off()
     ax.set_xlabel("views per item, V")
     ax.set_ylabel(metric_label(column))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_wrap(title), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path)
+
+
+def _merge_close(xs: list[float], ys: list[float], vs: list[int], rel_x: float = 0.08,
+                 abs_y: float = 0.004) -> list[tuple[float, float, list[int]]]:
+    """Group consecutive points closer than `rel_x` (relative, log axis) and `abs_y`."""
+    groups: list[tuple[float, float, list[int]]] = []
+    for x, y, v in zip(xs, ys, vs):
+        for i, (gx, gy, names) in enumerate(groups):
+            if abs(np.log(x / gx)) < rel_x and abs(y - gy) < abs_y:
+                names.append(v)
+                break
+        else:
+            groups.append((x, y, [v]))
+    return groups
 
 
 def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str,
@@ -85,9 +106,10 @@ def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, titl
         if xs:
             drawn += 1
             line, = ax.plot(xs, ys, marker="o", label=label)
-            for x, y, v in zip(xs, ys, vs):  # offsets differ per objective so that labels never overprint
-                ax.annotate(f"V={v}", (x, y), textcoords="offset points", xytext=(5, 4 - 9 * (index % 3)),
-                            fontsize=7, color=line.get_color())
+            # points that (nearly) coincide share one label ("V=2,4,8"); offsets differ per objective
+            for x, y, names in _merge_close(xs, ys, vs):
+                ax.annotate("V=" + ",".join(map(str, names)), (x, y), textcoords="offset points",
+                            xytext=(5, 4 - 9 * (index % 3)), fontsize=7, color=line.get_color())
     if not drawn:
         import matplotlib.pyplot as mpl
 
@@ -101,7 +123,7 @@ def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, titl
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training step time, ms (cost benchmark, median of repeats)")
     ax.set_ylabel(metric_label(column))
-    ax.set_title(title, fontsize=9)
+    ax.set_title(_wrap(title), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
