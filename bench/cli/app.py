@@ -12,11 +12,28 @@ import typer
 from .. import __version__
 from .common import console
 
+
+def _no_flag_placeholders() -> None:
+    """A flag takes no value, so its help row shows no `<bool>` type (Typer's rich help prints one)."""
+    option_cls = getattr(getattr(typer, "core", None), "TyperOption", None)
+    shown = getattr(option_cls, "display_type_rich", None)
+    if shown is None or getattr(shown, "_ftbench_flags", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._ftbench_flags = True
+    option_cls.display_type_rich = display_type_rich
+
+
+_no_flag_placeholders()
+
 app = typer.Typer(
     name="ftbench",
     help="Benchmark multi-view alignment objectives: train on shared towers, report Recall@K and cost.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 

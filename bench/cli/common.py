@@ -23,7 +23,10 @@ class UsageError(Exception):
 
 
 def fail(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    from rich.markup import escape
+
+    # escaped: messages quote user input and config tables ([train]), which are not markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -36,11 +39,61 @@ def check_writable(out: Path) -> None:
         raise UsageError(f"--out {str(out)!r} is not a writable folder ({exc.strerror or exc})") from None
 
 
-def run_overrides(set_: List[str], data_dir: Optional[Path], deterministic: bool) -> List[str]:
-    """The `--set` list of `run` and `sweep`, with `--data-dir` as `dataset.data_dir`; with
+def split_list(values: List[str], option: str, kind: type = str) -> list:
+    """A list option as given: repeated (`--views 1 --views 2`), comma-separated (`--views 1,2`),
+    or both; with `kind=int` each entry must be an integer (a one-line error otherwise)."""
+    out = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if kind is int:
+                try:
+                    out.append(int(part))
+                except ValueError:
+                    raise UsageError(f"{option} {part!r}: expected an integer (a list: {option} 1,2,4)") from None
+            else:
+                out.append(part)
+    return out
+
+
+class RichFeatureProgress:
+    """Feature-encoding passes (`ftbench.features.cache.report_progress`) as rows of a rich Progress
+    whose columns read `task.fields['info']`."""
+
+    def __init__(self, progress) -> None:
+        self.progress = progress
+
+    def start(self, label: str, total: int) -> object:
+        return self.progress.add_task(label, total=total, info="")
+
+    def advance(self, task: object, n: int) -> None:
+        self.progress.advance(task, n)
+
+
+def use_cache_dir(cache_dir: Optional[Path]) -> None:
+    """`--cache-dir`: the feature cache's folder for this process ($FTBENCH_CACHE_DIR). Not a config
+    field: where features are cached changes no result, so it leaves config hashes alone."""
+    if cache_dir is not None:
+        os.environ["FTBENCH_CACHE_DIR"] = str(cache_dir)
+
+
+def run_overrides(set_: List[str], data_dir: Optional[Path], deterministic: bool,
+                  config_file: Optional[Path] = None) -> List[str]:
+    """The `--set` list of `run` and `sweep`: a `--config` TOML file's keys first (so `--set`
+    wins), then `--set`, then `--data-dir` as `dataset.data_dir`; with
     `--deterministic`, cuBLAS's workspace setting before a backbone may create the first cuBLAS
     handle (data encoding happens before training)."""
-    sets = list(set_)
+    sets = []
+    if config_file is not None:
+        from ..run.provenance import sets_from_config_file
+
+        try:
+            sets += sets_from_config_file(config_file)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    sets += list(set_)
     if data_dir is not None:
         sets.append(f"dataset.data_dir={str(data_dir)!r}")
     if deterministic:

@@ -12,8 +12,8 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def cost(
-        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable; default: all)."),
-        views: List[int] = typer.Option([], "--views", "-v", help="V values (repeatable; default 1 2 4 8 16 32)."),
+        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable or a comma list; default: all)."),
+        views: List[str] = typer.Option([], "--views", help="V values (repeatable or a comma list: 1,2,4; default 1 2 4 8 16 32)."),
         batch_size: int = typer.Option(256, "--batch-size", help="Items per step."),
         repeats: int = typer.Option(10, "--repeats", help="Timed repeats per cell (median reported)."),
         warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up repeats per cell."),
@@ -31,10 +31,16 @@ def register(app: typer.Typer) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
 
-        from .common import fail
+        from .common import UsageError, check_writable, fail, split_list
         from ..run.results import atomic_write_text
 
         console = Console()
+        try:
+            objective = split_list(objective, "--objective")
+            views = split_list(views, "--views", int)
+            check_writable(out)
+        except UsageError as exc:
+            fail(str(exc))
         if solver_bench:
             from ..cost.solver_bench import format_solver_bench, run_solver_bench
 
@@ -63,14 +69,24 @@ def register(app: typer.Typer) -> None:
             fail("--views must be at least 1")
         if threads < 0:
             fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
+        from ..cost.warnings import cost_warnings, machine_load
+
+        load = machine_load()  # before our own work adds to it
         try:
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task("cost", total=len(names) * len(spec.views))
                 result = run_cost(spec, progress=lambda d, t, n, v: bar.update(task, completed=d, description=f"{n} V={v}"))
         except (UnknownNameError, ValueError) as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            console.print("\ninterrupted: no cost result was written (cells are measured together so they compare); "
+                          "run the same command again.", highlight=False)
+            raise typer.Exit(code=130)
+        result["machine_load"] = load
         jpath, cpath = write_cost(result, out)
         console.print(format_cost(result), highlight=False, markup=False)
+        for line in cost_warnings(result):
+            console.print(f"[yellow]warning:[/] {line}" if not line.startswith("  ") else line, highlight=False)
         console.print(f"results: {jpath} {cpath}", highlight=False)
         if plot:
             png = plot_cost([result], jpath.with_suffix(".png"))

@@ -33,13 +33,15 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
     console.print(table)
 
 
-def list_plugins(kind: str, registry, verbose: Optional[str], width: int) -> None:
-    """One line per registered plugin, or with `verbose` one plugin's docstring and config."""
+def list_plugins(kind: str, registry, name: Optional[str], verbose: bool, width: int) -> None:
+    """One line per registered plugin; with a NAME, that plugin's documentation and config
+    fields; with `--verbose` and no NAME, every plugin's."""
     from ..registry import UnknownNameError
 
-    if verbose:
+    if name or verbose:
         try:
-            _describe_plugin(kind, registry, verbose)
+            for each in [name] if name else list(registry):
+                _describe_plugin(kind, registry, each)
         except UnknownNameError as exc:
             fail(str(exc))
         return
@@ -47,18 +49,24 @@ def list_plugins(kind: str, registry, verbose: Optional[str], width: int) -> Non
         console.print(f"{name:<{width}} {registry.get(name).summary}", highlight=False)
 
 
-def objectives(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show the equations and config of NAME.")) -> None:
-    """List the registered objectives, one line each."""
+def objectives(
+    name: Optional[str] = typer.Argument(None, help="Show this objective's equations and config fields."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Equations and config fields (of every objective without NAME)."),
+) -> None:
+    """List the registered objectives, one line each (`ftbench objectives NAME` for one in full)."""
     from ..objectives import OBJECTIVES
 
-    list_plugins("objective", OBJECTIVES, verbose, 12)
+    list_plugins("objective", OBJECTIVES, name, verbose, 12)
 
 
-def datasets(verbose: Optional[str] = typer.Option(None, "--verbose", help="Show the description and config of NAME.")) -> None:
-    """List the registered data sets, one line each."""
+def datasets(
+    name: Optional[str] = typer.Argument(None, help="Show this data set's description and config fields."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Description and config fields (of every data set without NAME)."),
+) -> None:
+    """List the registered data sets, one line each (`ftbench datasets NAME` for one in full)."""
     from ..datasets import DATASETS
 
-    list_plugins("dataset", DATASETS, verbose, 16)
+    list_plugins("dataset", DATASETS, name, verbose, 16)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,12 +13,8 @@ def register(app: typer.Typer) -> None:
     def report(
         results_dir: Path = typer.Argument(Path("results"), help="Folder of result files (searched recursively)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: RESULTS_DIR/report)."),
-        run_quick_if_empty: bool = typer.Option(
-            True, "--run-quick-if-empty/--no-run-quick-if-empty",
-            help="With no result files at all, first run `ftbench sweep --preset quick --out RESULTS_DIR`."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar (for the quick sweep)."),
     ) -> None:
-        """Render RESULTS_DIR/report/REPORT.md and its PNG plots, reading only result files.
+        """Render RESULTS_DIR/report/REPORT.md and its PNG plots, reading only result files; never trains.
 
         Sections: query->item table (objectives x views, recall@10/100/500, ndcg@10, mean ± 95% t-interval
         over seeds), paired differences against clip, cross-view table, cost against V (from
@@ -26,31 +22,22 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from .common import UsageError, fail
+        from .common import UsageError, check_writable, fail
         from ..report import build_report, find_result_files
 
         console = Console(soft_wrap=True)
         if results_dir.exists() and not results_dir.is_dir():
             fail(f"RESULTS_DIR {str(results_dir)!r} is a file, expected a folder of result files")
-        if not results_dir.exists() and not run_quick_if_empty:
-            fail(f"RESULTS_DIR {str(results_dir)!r} does not exist (run `ftbench sweep --out {results_dir}` first, "
-                 "or leave out --no-run-quick-if-empty)")
-        if not (results_dir.is_dir() and find_result_files(results_dir)) and run_quick_if_empty:
-            from ..run.sweep import GridError, PRESETS, spec_from_preset
-            from .sweep import run_sweep_with_progress
-
-            console.print(
-                f"No result files in {results_dir}: running `ftbench sweep --preset quick --out {results_dir}` first "
-                f"({PRESETS['quick']['description']}). Pass --no-run-quick-if-empty to skip this.",
-                highlight=False,
-            )
-            try:
-                outcome = run_sweep_with_progress(spec_from_preset("quick"), results_dir, quiet=quiet, console=console)
-            except (GridError, ValueError, KeyError, UsageError) as exc:
-                fail(f"the quick sweep could not start: {exc}")
-            if outcome.failed:
-                console.print(f"[yellow]{len(outcome.failed)} run(s) of the quick sweep failed; the report shows "
-                              "the rest.[/]", highlight=False)
+        if not results_dir.exists():
+            fail(f"RESULTS_DIR {str(results_dir)!r} does not exist: expected a folder of result files "
+                 f"(write some with `ftbench run --out {results_dir}` or `ftbench sweep --out {results_dir}`)")
+        try:
+            check_writable(out if out is not None else results_dir / "report")
+        except UsageError as exc:
+            fail(str(exc))
+        if not find_result_files(results_dir):
+            console.print(f"[yellow]no result files in {results_dir}[/]: the report says so; `report` never trains "
+                          f"(write results with `ftbench sweep --preset quick --out {results_dir}`).", highlight=False)
         try:
             outcome_report = build_report(results_dir, out)
         except OSError as exc:

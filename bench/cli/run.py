@@ -1,69 +1,38 @@
-"""`ftbench run`: train one objective on one data set and evaluate it."""
+"""`ftbench run`: train one objective on one data set and evaluate it; `ftbench rerun`: run a
+result file's recorded config again and compare its metrics with the recorded ones."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .common import UsageError, check_writable, console, fail, metrics_table, run_overrides
+from .common import (RichFeatureProgress, UsageError, check_writable, console, fail, metrics_table, run_overrides,
+                     use_cache_dir)
 
 
-def run(
-    objective: str = typer.Option("factorized", "--objective", "-o", help="Objective name (see `ftbench objectives`)."),
-    views: int = typer.Option(8, "--views", "-v", help="At most this many views per item (primary first)."),
-    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name (see `ftbench datasets`)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batching and view sampling."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."),
-    out: Path = typer.Option(Path("results"), "--out", help="Folder for the result file."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable)."),
-    save_embeddings: bool = typer.Option(False, "--save-embeddings", help="Also write item and test-query embeddings."),
-    save_run: bool = typer.Option(
-        False, "--save-run",
-        help="Also write the test queries' top-500 as a TREC run file (.run), their qrels (.qrels) and every "
-        "metric per query (.per_query.tsv) beside the result file.",
-    ),
-    deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-) -> None:
-    """Train one objective and evaluate it; write one result JSON under --out.
+def _print_verbose(prepared) -> None:
+    from ..run.provenance import command_line, git_state
 
-    Under torchrun (`torchrun --nproc_per_node N -m ftbench run ...`) the N processes share each
-    global batch of --batch-size items; rank 0 evaluates, prints and writes the result.
-    """
+    git = git_state()
+    commit = (git["commit"][:12] + (" (uncommitted changes)" if git["dirty"] else "")) if git["commit"] else git["git_note"]
+    console.print(f"source: {commit}; command: {command_line()}", highlight=False, markup=False)
+    console.print(json.dumps(prepared.config, indent=2), highlight=False, markup=False)
+
+
+def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: bool = False, save_run: bool = False):
+    """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
+    one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ..train.distributed import from_environment, shutdown
     from ..errors import input_errors
-    from ..run.experiment import RunSpec, execute, prepare
+    from ..features.cache import report_progress
+    from ..run.experiment import execute
+    from ..train.distributed import shutdown
     from ..train.loop import NonFiniteError
 
-    sets = run_overrides(set_, data_dir, deterministic)
-    try:
-        prepared = prepare(
-            RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision)
-        )
-        main = from_environment().is_main
-        if main:  # only rank 0 writes
-            check_writable(out)
-        from ..device import check_precision, resolve_device
-
-        check_precision(precision, resolve_device(device))
-    except (ValueError, KeyError, UsageError) as exc:
-        fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
-    if not main:
-        quiet = True  # one progress bar and one report: rank 0's
-    else:
-        console.print(
-            f"[bold]ftbench run[/] objective={objective} views={views} dataset={dataset} seed={seed} "
-            f"config={prepared.config_hash[:10]}",
-            highlight=False,
-        )
     with Progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -78,16 +47,24 @@ def run(
             bar.update(tasks[phase], completed=step, info=text)
 
         try:
-            result, path = execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run)
+            with report_progress(RichFeatureProgress(bar)):
+                return execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run)
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print(f"\ninterrupted: no result was written to {out} (features encoded so far stay in the "
+                          "feature cache); the same command starts the run again.", highlight=False)
+            raise typer.Exit(code=130)
         except NonFiniteError as exc:
             fail(f"{exc}; no result was written")
         except input_errors(UsageError) as exc:
             fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
         finally:
             shutdown()
-    if result is None:  # a rank other than 0: training done, rank 0 reports
-        return
-    console.print(metrics_table(result.metrics, f"{objective} @ views={views}, seed={seed} (test split)"))
+
+
+def print_result(result, path) -> None:
+    c = result.config
+    console.print(metrics_table(result.metrics, f"{c['objective']} @ views={c['views']}, seed={c['seed']} (test split)"))
     if result.not_applicable:
         whole = sorted(k for k in result.not_applicable if "/" not in k)
         cutoffs = sorted({k.split("/", 1)[1] for k in result.not_applicable if "/" in k}, key=lambda m: (len(m), m))
@@ -105,5 +82,138 @@ def run(
     console.print(f"result: {path}", highlight=False)
 
 
+def _prepare_checked(spec, out: Path):
+    """prepare() and the checks that need no work: one-line errors."""
+    from ..device import check_precision, resolve_device
+    from ..run.experiment import prepare
+    from ..train.distributed import from_environment
+
+    try:
+        prepared = prepare(spec)
+        main = from_environment().is_main
+        if main:  # only rank 0 writes
+            check_writable(out)
+        check_precision(spec.precision, resolve_device(spec.device))
+    except (ValueError, KeyError, UsageError) as exc:
+        fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
+    return prepared, main
+
+
+def run(
+    objective: str = typer.Option("factorized", "--objective", "-o", help="Objective name (see `ftbench objectives`)."),
+    views: int = typer.Option(8, "--views", help="At most this many views per item (primary first)."),
+    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name (see `ftbench datasets`)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batching and view sampling (the file name's s<seed>)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."),
+    out: Path = typer.Option(Path("results"), "--out", help="Folder for the result file."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config fields, the same keys as --set (bare or in [objective], [dataset], [train], [tower], [eval] tables); --set wins."),
+    set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable). The run's seed is --seed; a data set's own seed is dataset.seed."),
+    save_embeddings: bool = typer.Option(False, "--save-embeddings", help="Also write item and test-query embeddings."),
+    save_run: bool = typer.Option(
+        False, "--save-run",
+        help="Also write the test queries' top-500 as a TREC run file (.run), their qrels (.qrels) and every "
+        "metric per query (.per_query.tsv) beside the result file.",
+    ),
+    deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the source commit and the resolved config."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Train one objective and evaluate it; write one result JSON under --out.
+
+    Under torchrun (`torchrun --nproc_per_node N -m ftbench run ...`) the N processes share each
+    global batch of --batch-size items; rank 0 evaluates, prints and writes the result.
+    """
+    from ..run.experiment import RunSpec
+
+    use_cache_dir(cache_dir)
+    try:
+        sets = run_overrides(set_, data_dir, deterministic, config_file)
+    except UsageError as exc:
+        fail(str(exc))
+    prepared, main = _prepare_checked(
+        RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision), out)
+    if not main:
+        quiet = True  # one progress bar and one report: rank 0's
+    else:
+        console.print(
+            f"[bold]ftbench run[/] objective={objective} views={views} dataset={dataset} seed={seed} "
+            f"config={prepared.config_hash[:10]}",
+            highlight=False,
+        )
+        if verbose:
+            _print_verbose(prepared)
+    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run)
+    if result is None:  # a rank other than 0: training done, rank 0 reports
+        return
+    print_result(result, path)
+
+
+def rerun(
+    result_file: Path = typer.Argument(..., help="A result file written by `ftbench run` or `ftbench sweep`."),
+    out: Path = typer.Option(Path("runs/rerun"), "--out", help="Folder for the new result file (never the original's file)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: the recorded --device)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the source commit and the resolved config."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run a result file's recorded config again (every config field, views, seed, precision) and
+    compare the new metrics with the recorded ones; exit 1 if they differ."""
+    from ..run.provenance import spec_from_result
+
+    use_cache_dir(cache_dir)
+    try:
+        payload = json.loads(result_file.read_text(encoding="utf-8"))
+        if not isinstance(payload, dict):
+            raise ValueError("not a JSON object")
+        spec = spec_from_result(payload, device)
+    except FileNotFoundError:
+        fail(f"RESULT_FILE {str(result_file)!r}: no such file")
+    except IsADirectoryError:
+        fail(f"RESULT_FILE {str(result_file)!r} is a folder, expected a result file")
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"RESULT_FILE {result_file}: not a result file ({exc})")
+    if out.resolve() == result_file.parent.resolve():
+        fail(f"--out {str(out)!r} is the original's folder: the rerun would replace {result_file.name}; pick another")
+    prepared, main = _prepare_checked(spec, out)
+    recorded = payload.get("provenance", {}).get("commit")
+    if main:
+        console.print(f"[bold]ftbench rerun[/] {result_file} (recorded commit {recorded[:12] if recorded else 'unknown'}; "
+                      f"config {prepared.config_hash[:10]}, recorded {str(payload.get('config_hash', '?'))[:10]})",
+                      highlight=False)
+        if verbose:
+            _print_verbose(prepared)
+    result, path = execute_with_progress(prepared, out, quiet or not main)
+    if result is None:
+        return
+    print_result(result, path)
+    differences = compare_metrics(payload.get("metrics", {}), result.metrics)
+    if differences:
+        console.print(f"[red]metrics differ from the recorded ones[/] ({len(differences)}):", highlight=False)
+        for line in differences[:20]:
+            console.print(f"  {line}", highlight=False, markup=False)
+        raise typer.Exit(code=1)
+    console.print(f"metrics equal to the recorded ones ({sum(len(v) for v in result.metrics.values())} values).",
+                  highlight=False)
+
+
+def compare_metrics(recorded: dict, new: dict, tolerance: float = 1e-9) -> list[str]:
+    """`task/metric: recorded -> new` for every value that differs by more than `tolerance` or is
+    present on one side only."""
+    lines = []
+    for task in sorted(set(recorded) | set(new)):
+        a, b = recorded.get(task, {}), new.get(task, {})
+        for metric in sorted(set(a) | set(b)):
+            x, y = a.get(metric), b.get(metric)
+            if x is None or y is None or abs(float(x) - float(y)) > tolerance:
+                lines.append(f"{task}/{metric}: {x} -> {y}")
+    return lines
+
+
 def register(app: typer.Typer) -> None:
     app.command()(run)
+    app.command()(rerun)

@@ -25,6 +25,35 @@ def _preset_help() -> str:
     return " ".join(lines)
 
 
+def results_table(paths: list[Path], title: str):
+    """One row per result file: the cell and its query-task headline metrics (test split)."""
+    from rich.table import Table
+
+    from ..run.results import load_result
+    from ..schema import QUERY_TASK
+
+    columns = ("recall@10", "ndcg@10", "recall@100", "recall@500")
+    table = Table(title=title, caption="test split; — = not reported (e.g. K at or above the gallery size)",
+                  caption_justify="left")
+    for name in ("objective", "V", "seed", *columns, "step ms"):
+        table.add_column(name, justify="left" if name == "objective" else "right")
+    rows = []
+    for path in paths:
+        try:
+            result = load_result(path)
+        except (OSError, ValueError):
+            continue
+        query = result.metrics.get(QUERY_TASK) or next(
+            (v for k, v in result.metrics.items() if "->item" in k and not k.startswith(("aux", "image", "text"))), {})
+        c = result.config
+        rows.append((c["objective"], int(c["views"]), int(c["seed"]),
+                     [f"{query[m]:.3f}" if m in query else "—" for m in columns],
+                     f"{result.timing.get('step_ms_median', float('nan')):.1f}"))
+    for objective, v, seed, values, step in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
+        table.add_row(objective, str(v), str(seed), *values, step)
+    return table
+
+
 def run_sweep_with_progress(
     spec: SweepSpec,
     out: Path,
@@ -63,6 +92,8 @@ def run_sweep_with_progress(
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
     ) as bar:
         grid_task = bar.add_task("sweep", total=len(mine), info="")
+        finished: dict[str, int] = {}
+        kept: list[Path] = []
         run_task = bar.add_task("run", total=1, info="", visible=False)
 
         def on_start(index, total, prepared_run, action):
@@ -72,6 +103,9 @@ def run_sweep_with_progress(
                 bar.reset(run_task, total=prepared_run.configs["train"].steps, visible=True, description="train", info="")
 
         def on_done(index, total, prepared_run, status, detail):
+            finished[status] = finished.get(status, 0) + 1
+            if status != "failed":
+                kept.append(Path(detail))
             bar.update(grid_task, completed=index + 1)
             bar.update(run_task, visible=False)
             if status == "failed":
@@ -82,7 +116,24 @@ def run_sweep_with_progress(
             text = "  ".join(f"{k} {v:.4f}" for k, v in info.items())
             bar.update(run_task, description=phase, completed=step, total=total, info=text)
 
-        outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done, run_progress=run_progress)
+        from ..features.cache import report_progress
+        from .common import RichFeatureProgress
+
+        try:
+            with report_progress(RichFeatureProgress(bar)):
+                outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done,
+                                    run_progress=run_progress)
+        except KeyboardInterrupt:
+            bar.stop()
+            import typer
+
+            console.print(
+                f"\ninterrupted after {sum(finished.values())} of {len(mine)} cells: {len(kept)} result file(s) kept in "
+                f"{out} ({finished.get('ran', 0)} written now); the same command continues with the cells that have "
+                "no result (the running cell starts again).", highlight=False)
+            raise typer.Exit(code=130)
+    if not quiet:
+        console.print(results_table(outcome.ran + outcome.skipped, f"sweep results ({out})"))
     console.print(
         f"sweep done: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
         f"{len(outcome.failed)} failed; results in {out}",
@@ -105,9 +156,9 @@ def register(app: typer.Typer) -> None:
         )
     )
     def sweep(
-        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable)."),
-        views: List[int] = typer.Option([], "--views", "-v", help="At most this many views per item (repeatable)."),
-        seed: List[int] = typer.Option([], "--seed", help="Seed (repeatable)."),
+        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable, or a comma list: clip,factorized)."),
+        views: List[str] = typer.Option([], "--views", help="At most this many views per item (repeatable, or a comma list: 1,2,4,8)."),
+        seed: List[str] = typer.Option([], "--seed", help="Seed (repeatable, or a comma list: 0,1,2)."),
         dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Data set name (default: synthetic, or the preset's)."),
         set_: List[str] = typer.Option([], "--set", help="Config override key=value or section.key=value (repeatable)."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps, or the preset's)."),
@@ -121,14 +172,20 @@ def register(app: typer.Typer) -> None:
             None, "--shard", help="i/n: run only shard i of n (1 <= i <= n) of the grid sorted by config hash; "
             "n machines with the same options and shards 1/n..n/n run every cell exactly once."),
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+        config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config fields (the keys of --set); --set wins."),
+        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no results table."),
     ) -> None:
-        from .common import UsageError, fail, run_overrides
+        from .common import UsageError, fail, run_overrides, split_list, use_cache_dir
         from ..device import resolve_device
         from ..run.sweep import GridError, parse_shard, spec_from_preset
 
-        sets = run_overrides(set_, data_dir, deterministic)
+        use_cache_dir(cache_dir)
         try:
+            sets = run_overrides(set_, data_dir, deterministic, config_file)
+            objective = split_list(objective, "--objective")
+            views = split_list(views, "--views", int)
+            seed = split_list(seed, "--seed", int)
             spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
             part = parse_shard(shard)
             resolve_device(device)

@@ -193,7 +193,7 @@ class FeatureCache:
             return out
         stat_key = f"{backbone.spec}/{backbone.modality}/{role}"
         if not (self.enabled and backbone.cacheable):
-            out[:] = self._run(backbone, inputs, role, label)
+            out[:] = self._run(backbone, inputs, role, label, cached=False)
             self.stats.add(stat_key, 0, n)
             return out
         bdir, fp = self._backbone_dir(backbone)  # once per call: the version may hash a weights file
@@ -216,9 +216,12 @@ class FeatureCache:
         self.stats.add(stat_key, hits, len(missing))
         return out
 
-    def _run(self, backbone: Backbone, inputs: list[Input], role: str, label: str | None) -> np.ndarray:
+    def _run(self, backbone: Backbone, inputs: list[Input], role: str, label: str | None, cached: bool = True) -> np.ndarray:
         reporter = _reporter.get()
-        task = reporter.start(label or f"{backbone.spec} ({backbone.modality}, {role})", len(inputs)) if reporter else None
+        # the first run on a data set spends most of its time here: say what and how many
+        what = label or f"{backbone.spec} ({backbone.modality}, {role})"
+        where = "not in the cache" if cached else "(feature cache off)"
+        task = reporter.start(f"encoding {len(inputs)} inputs {where}: {what}", len(inputs)) if reporter else None
         parts = []
         for start in range(0, len(inputs), self.chunk):
             chunk = inputs[start : start + self.chunk]

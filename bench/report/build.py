@@ -32,6 +32,8 @@ from ..run.results import atomic_write_text
 from .claims import claim_verdict, paper_claims_section
 from .cost_section import cost_section, load_cost_results
 from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
+from .curves import plot_training_curves
+from .headline import RULE, choose_headline, group_title, metric_label
 from .plots import plot_metric_vs_views, plot_tradeoff
 from .tables import _fmt_count, _group_tag, _groups_in_order, _slug, baseline_label, cell_interval, cell_values, fmt_difference, fmt_interval, md_table, paired_against_baseline, summary_table
 
@@ -49,7 +51,19 @@ class ReportOutcome:
     groups: int
 
 
-def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[list[str], list[Path]]:
+def cost_step_times(costs: list[tuple[Path, dict]], batch_size) -> tuple[dict[tuple[str, int], float], Path | None]:
+    """(objective, V) -> whole-step median ms from the cost file of the same batch size if there is
+    one, else the first cost file; and that file."""
+    if not costs:
+        return {}, None
+    chosen = next(((p, c) for p, c in costs if (c.get("spec") or {}).get("batch_size") == batch_size), costs[0])
+    times = {(r["objective"], int(r["views"])): float(r["step_ms_median"]) for r in chosen[1]["rows"]
+             if r.get("status") == "ok" and r.get("step_ms_median")}
+    return times, chosen[0]
+
+
+def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
+                  costs: list[tuple[Path, dict]] | None = None) -> tuple[list[str], list[Path]]:
     data = frame[frame["group"] == group]
     first = data.iloc[0]
     labels = sorted(data["objective_label"].unique(), key=objective_rank)
@@ -58,7 +72,10 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[li
     qname = qnames[0] if qnames else QUERY_TASK
     n_runs = len(data)
     seeds = sorted(int(s) for s in data["seed"].unique())
-    lines = [f"## {first['dataset']}: {_group_tag(first)} [group {group}]", "",
+    headline, why = choose_headline(data)
+    title = group_title(first)
+    lines = [f"## {first['dataset']}: {_group_tag(first)}, {title.split(', ', 1)[-1] if ', ' in title else title}", "",
+             f"Comparison group `{group}`.",
              f"Config off the defaults: {first['group_changes'] or 'none'}. "
              f"Items {_fmt_count(first['items'])}, interactions {_fmt_count(first['interactions'])}, "
              f"{n_runs} runs, seeds {', '.join(map(str, seeds))}. "
@@ -80,12 +97,13 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[li
         return [f"### {qname}: {metric} (objectives x views)", "",
                 md_table(["objective"] + [f"V={v}" for v in views], rows), ""]
 
-    # headline pivot, and the top of the list too: on small catalogs recall@500 saturates and
-    # recall@10 separates
-    head_col = f"{QUERY_TASK}/{HEADLINE_METRIC}"
-    lines += pivot(HEADLINE_METRIC)
+    # the headline: a metric that separates the objectives in this group (rule in ftbench.report.headline)
+    head_col = f"{QUERY_TASK}/{headline}" if headline else None
+    if headline:
+        lines += [f"Headline metric: **{headline}** ({why}; the rule is under \"Your comparisons\").", ""]
+        lines += pivot(headline)
     top_col = f"{QUERY_TASK}/{TOP_METRIC}"
-    if top_col in frame.columns and data[top_col].notna().any():
+    if headline != TOP_METRIC and top_col in frame.columns and data[top_col].notna().any():
         lines += pivot(TOP_METRIC)
 
     # full table
@@ -138,37 +156,120 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path) -> tuple[li
         lines += [f"Not scored in this group (not applicable to the data set, or absent from the runs): "
                   f"{', '.join(absent)}.", ""]
 
-    # plots
-    metric_col = head_col if head_col in frame.columns and data[head_col].notna().any() else None
-    if metric_col is None:
-        recalls = sorted((c for c in frame.columns if c.startswith(f"{QUERY_TASK}/recall@") and data[c].notna().any()),
-                         key=lambda c: int(c.rsplit("@", 1)[1]))
-        metric_col = recalls[-1] if recalls else None
-        if metric_col:
-            lines += [f"({HEADLINE_METRIC} is not available in this group (catalog too small?); the plots use "
-                      f"{metric_col.split('/', 1)[1]}.)", ""]
-    if metric_col:
-        metric = metric_col.split("/", 1)[1]
-        tag = f"{_slug(str(first['dataset']))}-{group}"
-        p1 = plot_metric_vs_views(frame, group, metric_col, report_dir / f"recall_vs_views__{tag}.png",
-                                  f"{qname} {metric} against V ({first['dataset']}, group {group})")
-        lines += [f"![{metric} against V]({p1.name})", "",
-                  f"{qname} {metric} against V per objective; error bars: 95% t-interval over seeds (none for n=1).", ""]
-        plots.append(p1)
-        if metric != TOP_METRIC and data.get(top_col) is not None and data[top_col].notna().any():
-            p_top = plot_metric_vs_views(frame, group, top_col, report_dir / f"recall10_vs_views__{tag}.png",
-                                         f"{qname} {TOP_METRIC} against V ({first['dataset']}, group {group})")
-            lines += [f"![{TOP_METRIC} against V]({p_top.name})", "",
-                      f"{qname} {TOP_METRIC} against V per objective (95% t-intervals).", ""]
-            plots.append(p_top)
-        if data["step_ms_median"].notna().any():
-            p2 = plot_tradeoff(frame, group, metric_col, report_dir / f"tradeoff__{tag}.png",
-                               f"{qname} {metric} against training step time ({first['dataset']}, group {group})")
-            lines += [f"![{metric} against step time]({p2.name})", "",
-                      f"Trade-off: {metric} (mean over seeds) against the median training-step time of the runs "
-                      "(mean over seeds), one point per V.", ""]
+    # plots: readable titles (no hashes), axis labels in words, no single-V "against V" plot
+    tag = f"{_slug(str(first['dataset']))}-{group}"
+    if head_col:
+        if len(views) >= 2:
+            p1 = plot_metric_vs_views(frame, group, head_col, report_dir / f"headline_vs_views__{tag}.png",
+                                      f"{metric_label(head_col)} against views per item: {title}")
+            lines += [f"![{headline} against V]({p1.name})", "",
+                      f"{qname} {headline} against V per objective; error bars: 95% t-interval over seeds (none for n=1).", ""]
+            plots.append(p1)
+        else:
+            lines += [f"(One V in this group ({views[0]}): no plot against V.)", ""]
+        step_ms, cost_file = cost_step_times(costs or [], first.get("batch_size"))
+        p2 = plot_tradeoff(frame, group, head_col, report_dir / f"tradeoff__{tag}.png",
+                           f"{metric_label(head_col)} against step time: {title}", step_ms) if step_ms else None
+        if p2 is not None:
+            lines += [f"![{headline} against step time]({p2.name})", "",
+                      f"Trade-off: {headline} (mean over seeds) against the whole training-step time from the cost "
+                      f"benchmark `{cost_file.name}` (one machine, every cell measured together; the run files' own "
+                      "step times are not used: they are taken on whatever else the machine was doing).", ""]
             plots.append(p2)
+        else:
+            lines += ["(No trade-off plot: no cost-benchmark file with these objectives and V under `cost/`; "
+                      "`ftbench cost --out RESULTS_DIR/cost` writes one.)", ""]
+    p3, has_loss = plot_training_curves(data, report_dir / f"training__{tag}.png", f"Training curves: {title}")
+    if p3 is not None:
+        lines += [f"![training curves]({p3.name})", "",
+                  "Training loss (left) and the validation score that selects the checkpoint (right) per objective, "
+                  "mean over seeds at the largest V" + ("" if has_loss else
+                  "; these result files predate the recorded training loss, so only validation is drawn") + ".", ""]
+        plots.append(p3)
     return lines, plots
+
+
+@dataclass
+class ReportContext:
+    """What every section builder gets: the results frame, the group order, the cost files."""
+
+    frame: pd.DataFrame
+    groups: list[str]
+    costs: list[tuple[Path, dict]]
+    bad_costs: list[tuple[Path, str]]
+    report_dir: Path
+    results_dir: Path
+
+
+def lead_section(frame: pd.DataFrame, group_order: list[str]) -> list[str]:
+    """The reader's own comparisons first: per group its headline metric, the best objective and
+    the clip baseline at the largest V."""
+    lines = ["## Your comparisons", "",
+             "Runs are compared only within a group (same data set and the same data, training, tower and "
+             "evaluation configs). Per group: the headline metric (chosen so that it separates the objectives, "
+             f"rule: {RULE}), the best objective at the group's largest V, and clip there.", ""]
+    rows = []
+    for g in group_order:
+        data = frame[frame["group"] == g]
+        first = data.iloc[0]
+        metric, _ = choose_headline(data)
+        v = int(data["views"].max())
+        best, base = MISSING, MISSING
+        if metric:
+            col = f"{QUERY_TASK}/{metric}"
+            means = {label: cell_interval(cell_values(frame, col, g, label, v)) for label in data["objective_label"].unique()}
+            means = {k: iv for k, iv in means.items() if iv is not None}
+            if means:
+                top = max(means, key=lambda k: means[k].mean)
+                best = f"{top} {fmt_interval(means[top])}"
+                clip = baseline_label(frame, g)
+                if clip in means:
+                    base = fmt_interval(means[clip])
+        rows.append([group_title(first), str(len(data)), metric or MISSING, str(v), best, base])
+    lines += [md_table(["comparison group", "runs", "headline metric", "V", "best objective", "clip"], rows,
+                       align_first=3), ""]
+    return lines
+
+
+def _groups_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    lines: list[str] = []
+    plots: list[Path] = []
+    for g in context.groups:
+        section, group_plots = group_section(context.frame, g, context.report_dir, context.costs)
+        lines += section
+        plots += group_plots
+    return lines, plots
+
+
+def _paper_claims_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    """Only where a paper-scale group exists: a small sweep cannot confirm or refute a 1M-item claim."""
+    frame = context.frame
+    if frame.empty or "paper_scale" not in frame.columns or not frame["paper_scale"].any():
+        return [], []
+    return paper_claims_section(frame), []
+
+
+def _cost_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    return cost_section(context.costs, context.bad_costs, context.report_dir, context.results_dir)
+
+
+def _method_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    return ["## Method", "",
+            "Every number above is read from the per-run result files (`ftbench run` / `ftbench sweep`) and the "
+            "cost files (`ftbench cost`). Intervals: two-sided 95% Student-t over seeds, "
+            "mean ± t(0.975, n-1)·s/√n; paired differences match runs of the same group, views and seed. "
+            "Regenerate with `make report`; explore with `notebooks/compare_objectives.ipynb`.", ""], []
+
+
+#: The report after its lead, in order: each builder returns (Markdown lines, plots). A new section
+#: is one function added here (its position says where it appears).
+def _significance_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    from .significance import significance_section
+
+    return significance_section(context.frame), []
+
+
+SECTION_BUILDERS: list = [_groups_builder, _paper_claims_builder, _significance_builder, _cost_builder, _method_builder]
 
 
 def build_report(results_dir: Path | str, report_dir: Path | str | None = None) -> ReportOutcome:
@@ -198,29 +299,12 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
         lines += ["No readable run results: run `ftbench sweep --preset quick` (or `ftbench run`) first.", ""]
     else:
         group_order = _groups_in_order(frame)
-        lines += ["Comparison groups (runs are compared only within a group: same data set and same data, "
-                  "training, tower and evaluation configs):", ""]
-        for g in group_order:
-            first = frame[frame["group"] == g].iloc[0]
-            lines.append(f"- [group {g}] {_group_tag(first)}: {first['group_label']}, "
-                         f"{int((frame['group'] == g).sum())} runs")
-        lines.append("")
-    lines += paper_claims_section(frame)
-    for g in group_order:
-        section, group_plots = group_section(frame, g, report_dir)
+        lines += lead_section(frame, group_order)
+    context = ReportContext(frame, group_order, costs, bad_costs, report_dir, results_dir)
+    for builder in SECTION_BUILDERS:
+        section, section_plots = builder(context)
         lines += section
-        plots += group_plots
-    from .significance import significance_section
-
-    lines += significance_section(frame)
-    section, cost_plots = cost_section(costs, bad_costs, report_dir, results_dir)
-    lines += section
-    plots += cost_plots
-    lines += ["## Method", "",
-              "Every number above is read from the per-run result files (`ftbench run` / `ftbench sweep`) and the "
-              "cost files (`ftbench cost`). Intervals: two-sided 95% Student-t over seeds, "
-              "mean ± t(0.975, n-1)·s/√n; paired differences match runs of the same group, views and seed. "
-              "Regenerate with `make report`; explore with `notebooks/compare_objectives.ipynb`.", ""]
+        plots += section_plots
     path = report_dir / "REPORT.md"
     atomic_write_text(path, "\n".join(lines))
     return ReportOutcome(path, plots, len(loaded.runs), loaded.unreadable, loaded.duplicates, len(group_order))

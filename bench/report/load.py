@@ -266,6 +266,10 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             "total_s": phases.get("total_s"),
             "peak_rss_mb": timing.get("process_peak_rss_mb"),
             "realised_views": counts.get("realised_views_per_item"),
+            # the training curves (lists, for the curves plot)
+            "training_history": (result.training or {}).get("history") or [],
+            "training_loss_curve": (result.training or {}).get("loss_curve") or [],
+            "select_metric": (result.training or {}).get("select_metric"),
         }
         for task, values in result.metrics.items():
             name = QUERY_TASK if task == qtask else task

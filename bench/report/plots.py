@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..run.results import atomic_write_bytes
+from .headline import metric_label
 from .load import objective_rank
 from .tables import cell_interval, cell_values
 
@@ -26,6 +27,13 @@ def _save_figure(fig, path: Path) -> Path:
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _wrap(title: str, width: int = 78) -> str:
+    """A title on as many lines as it needs: long group descriptions are never cut off."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(title, width))
 
 
 def _pyplot():
@@ -55,41 +63,67 @@ def plot_metric_vs_views(frame: pd.DataFrame, group: str, column: str, path: Pat
     ticks = sorted(int(v) for v in data["views"].unique())
     ax.set_xticks(ticks, [str(v) for v in ticks])
     ax.minorticks_off()
-    ax.set_xlabel("views per item V")
-    ax.set_ylabel(column)
-    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("views per item, V")
+    ax.set_ylabel(metric_label(column))
+    ax.set_title(_wrap(title), fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save_figure(fig, path)
 
 
-def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str) -> Path:
-    """Mean of `column` against mean training-step time, one line per objective, points labelled V."""
+def _merge_close(xs: list[float], ys: list[float], vs: list[int], rel_x: float = 0.08,
+                 abs_y: float = 0.004) -> list[tuple[float, float, list[int]]]:
+    """Group consecutive points closer than `rel_x` (relative, log axis) and `abs_y`."""
+    groups: list[tuple[float, float, list[int]]] = []
+    for x, y, v in zip(xs, ys, vs):
+        for i, (gx, gy, names) in enumerate(groups):
+            if abs(np.log(x / gx)) < rel_x and abs(y - gy) < abs_y:
+                names.append(v)
+                break
+        else:
+            groups.append((x, y, [v]))
+    return groups
+
+
+def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str,
+                  step_ms: dict[tuple[str, int], float]) -> Path | None:
+    """Mean of `column` (over seeds) against the training-step time of the cost benchmark,
+    `step_ms[(objective, V)]` (measured on one machine with all cells together, unlike the run
+    files' own times); one line per objective, points labelled with V. None if nothing matches."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     data = frame[frame["group"] == group]
-    for label in sorted(data["objective_label"].unique(), key=objective_rank):
+    drawn = 0
+    for index, label in enumerate(sorted(data["objective_label"].unique(), key=objective_rank)):
+        base = label.split("[", 1)[0]
         xs, ys, vs = [], [], []
-        for v in sorted(data["views"].unique()):
-            quality = cell_values(frame, column, group, label, int(v))
-            cost = cell_values(frame, "step_ms_median", group, label, int(v))
-            if not quality or not cost:
+        for v in sorted(int(v) for v in data["views"].unique()):
+            quality = cell_values(frame, column, group, label, v)
+            if not quality or (base, v) not in step_ms:
                 continue
-            xs.append(float(np.mean(list(cost.values())))), ys.append(float(np.mean(list(quality.values())))), vs.append(v)
+            xs.append(step_ms[(base, v)]), ys.append(float(np.mean(list(quality.values())))), vs.append(v)
         if xs:
-            ax.plot(xs, ys, marker="o", label=label)
-            for x, y, v in zip(xs, ys, vs):
-                ax.annotate(f"V={v}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            drawn += 1
+            line, = ax.plot(xs, ys, marker="o", label=label)
+            # points that (nearly) coincide share one label ("V=2,4,8"); offsets differ per objective
+            for x, y, names in _merge_close(xs, ys, vs):
+                ax.annotate("V=" + ",".join(map(str, names)), (x, y), textcoords="offset points",
+                            xytext=(5, 4 - 9 * (index % 3)), fontsize=7, color=line.get_color())
+    if not drawn:
+        import matplotlib.pyplot as mpl
+
+        mpl.close(fig)
+        return None
     ax.set_xscale("log")
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training step time, ms (median per run, mean over seeds)")
-    ax.set_ylabel(column)
-    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("training step time, ms (cost benchmark, median of repeats)")
+    ax.set_ylabel(metric_label(column))
+    ax.set_title(_wrap(title), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .results import remove_interrupted_writes
+from .results import current_umask, remove_interrupted_writes
 
 
 def _ids(array: np.ndarray) -> np.ndarray:
@@ -30,6 +30,7 @@ def save_run_embeddings(stem: Path, evaluator, dataset) -> Path:
     remove_interrupted_writes(target)  # temp folders of a killed earlier run
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: honour the umask instead
         items = np.arange(dataset.catalog.num_items)
         np.save(tmp / "item_embeddings.npy", evaluator.embed_items(items).cpu().numpy().astype(np.float32))
         np.save(tmp / "item_ids.npy", _ids(dataset.catalog.item_ids()))

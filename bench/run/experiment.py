@@ -28,6 +28,7 @@ from ..eval.evaluator import EvalConfig, Evaluator
 from ..objectives import OBJECTIVES
 from ..objectives.base import ObjectiveContext
 from ..registry import suggest
+from .provenance import collect as collect_provenance
 from .results import RunResult, result_filename, write_result
 from ..model.towers import TowerConfig, Towers
 from ..train.loop import TrainConfig, train
@@ -60,6 +61,10 @@ def route_sets(parsed, configs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Assign each override to its section; a bare key must belong to exactly one section."""
     routed: dict[str, dict[str, Any]] = {s: {} for s in configs}
     for section, key, value in parsed:
+        if section is None and key == "seed":
+            # the run's seed is --seed; a data generator's own seed must be named as such
+            raise KeyError("--set seed=...: the run's seed (initialisation, batching, view sampling; the file "
+                           "name's s<seed>) is --seed; a data set's own seed is --set dataset.seed=...")
         if section is None:
             owners = [s for s, cfg in configs.items() if key in {f.name for f in dataclasses.fields(cfg)}]
             if not owners:
@@ -214,6 +219,8 @@ def execute(
         progress("evaluate", 0, 1, {})
     metrics, not_applicable, eval_counts = evaluator.evaluate(seed=spec.seed)
     phases["evaluate_s"] = time.perf_counter() - t2
+    if progress:
+        progress("evaluate", 1, 1, {})
     phases["total_s"] = time.perf_counter() - t0
 
     # realised views per item (recorded: the mean actually realised under --views)
@@ -252,6 +259,7 @@ def execute(
             "select_metric": outcome.select_metric if selecting else "last (no selection: final state kept)",
             "selected_val_score": outcome.selected_score,
             "history": outcome.history,
+            "loss_curve": outcome.loss_curve,
             "used_queries": outcome.used_queries,
             "precision": spec.precision,
             **distributed.describe(tcfg.batch_size),
@@ -259,6 +267,7 @@ def execute(
         skipped=dict(dataset.skipped),
         notes=list(dataset.notes),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        provenance=collect_provenance(spec),
     )
     path = None
     if out_dir is not None:
@@ -278,6 +287,3 @@ def execute(
         write_result(result, path)
     return result, path
 
-
-def command_line() -> str:
-    return " ".join(sys.argv)

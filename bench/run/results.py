@@ -38,10 +38,27 @@ class RunResult:
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     created: str = ""
+    #: git commit (and dirty flag) of the source, command line, host, run options: see ftbench.run.provenance
+    provenance: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False, allow_nan=False)
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status);
+    elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
@@ -55,6 +72,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; a result is shared like any file the user writes: 0666 & ~umask
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             if fsync:
@@ -135,7 +154,7 @@ def _first_non_finite(value: Any, where: str = "result") -> str:
 _FIELD_TYPES: dict[str, type] = {
     "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
     "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
-    "created": str,
+    "created": str, "provenance": dict,
 }
 
 
@@ -183,7 +202,7 @@ def load_result(path: Path) -> RunResult:
         payload = upgrade_payload(payload)
     known = set(RunResult.__dataclass_fields__)
     missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
-               and k not in ("skipped", "notes", "created", "schema_version")]
+               and k not in ("skipped", "notes", "created", "provenance", "schema_version")]
     if missing:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
     _check_payload(path, payload)

@@ -142,8 +142,8 @@ def spec_from_preset(
                                         ("--seed", chosen_seeds)) if not value]
     if missing:
         raise ValueError(
-            f"no {', '.join(missing)} given: name the grid (e.g. --objective clip --objective factorized "
-            f"--views 1 --views 8 --seed 0 --seed 1 --seed 2) or use --preset ({', '.join(PRESETS)})"
+            f"no {', '.join(missing)} given: name the grid (e.g. --objective clip,factorized "
+            f"--views 1,8 --seed 0,1,2) or use --preset ({', '.join(PRESETS)})"
         )
     bad_views = [v for v in chosen_views if v < 1]
     if bad_views:

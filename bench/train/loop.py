@@ -159,6 +159,13 @@ class TrainOutcome:
     dropped_pairs: int = 0
     used_queries: bool = False
     mean_views_per_step: float = 0.0
+    #: [{"step", "loss"}]: the training loss, mean over windows of `loss_window(steps)` steps
+    loss_curve: list[dict] = field(default_factory=list)
+
+
+def loss_window(steps: int, points: int = 100) -> int:
+    """Steps per point of the recorded loss curve: at most `points` points whatever the budget."""
+    return max(1, -(-steps // points))
 
 
 def _check_finite(terms: dict[str, torch.Tensor], step: int, objective: str) -> None:
@@ -326,10 +333,15 @@ def train(
             best_state = (copy.deepcopy(towers.state_dict()), copy.deepcopy(objective.state_dict()))
 
     towers.train(), objective.train()
+    window, window_losses = loss_window(config.steps), []
     for step in range(1, config.steps + 1):
         t0 = time.perf_counter()
         loss, views = stepper.step(step)
         outcome.step_ms.append((time.perf_counter() - t0) * 1000.0)
+        window_losses.append(float(loss))
+        if len(window_losses) == window or step == config.steps:
+            outcome.loss_curve.append({"step": step, "loss": sum(window_losses) / len(window_losses)})
+            window_losses = []
         views_seen += float(views.mask.sum(1).float().mean())
         if progress is not None:
             progress(step, {"loss": float(loss)})

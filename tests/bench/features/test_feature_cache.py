@@ -111,7 +111,8 @@ def test_progress_reporter_sees_every_encoded_input(tmp_path):
     with report_progress(make_progress_printer(lambda label, done, total: events.append((label, done, total)))):
         FeatureCache(tmp_path, chunk=2).encode(Counting(), ["a", "b", "c"], label="texts")
         FeatureCache(tmp_path, chunk=2).encode(Counting(), ["a", "b", "c"], label="again")  # all cached
-    assert events == [("texts", 0, 3), ("texts", 2, 3), ("texts", 3, 3)]
+    label = "encoding 3 inputs not in the cache: texts"
+    assert events == [(label, 0, 3), (label, 2, 3), (label, 3, 3)]
 
 
 def test_features_command_fills_then_reuses_the_cache(tmp_path):

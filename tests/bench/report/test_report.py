@@ -95,7 +95,35 @@ def test_cross_view_table(report):
     assert "| clip | 1 | — | — | — | — | — | — |" in cross
     small = _section(text, "## synthetic: other")
     assert "Not scored in this group (not applicable to the data set, or absent from the runs): aux->item." in small
-    assert "recall@500 is not available in this group" in small  # 300 items: K=500 not applicable
+    # 300 items: K=500 not applicable, recall@100 heads the group; one V: no plot against V
+    assert "Headline metric: **recall@100** (best mean 0.619" in small
+    assert "(One V in this group (2): no plot against V.)" in small
+
+
+def test_lead_and_headline_choice(report, fixture_dir, tmp_path):
+    """The report opens with the reader's groups and their headline metrics; a saturated metric
+    never heads a group; "Paper claims" appears only with a paper-scale group."""
+    from ftbench.report.headline import choose_headline
+    import pandas as pd
+
+    _, text = report
+    assert text.index("## Your comparisons") < text.index("## synthetic:") < text.index("## Paper claims")
+    lead = _section(text, "## Your comparisons")
+    assert "| synthetic, 300 items (" in lead and "| recall@100 | 2 |" in lead
+    saturated = pd.DataFrame({"objective_label": ["clip", "factorized"], "views": [8, 8],
+                              "query->item/recall@500": [0.99, 1.0], "query->item/recall@100": [0.97, 0.99],
+                              "query->item/recall@10": [0.41, 0.47]})
+    metric, why = choose_headline(saturated)
+    assert metric == "recall@10" and "saturated: recall@500 (best 1.000), recall@100 (best 0.990)" in why
+    everything = saturated.assign(**{"query->item/recall@10": [0.96, 0.97]})
+    assert choose_headline(everything)[0] == "recall@10"  # all saturate: the lowest best mean
+
+    shutil.copytree(fixture_dir, tmp_path / "r")
+    for path in (tmp_path / "r").glob("*.json"):
+        if '"items": 1000000' in path.read_text():
+            path.unlink()
+    small = build_report(tmp_path / "r").path.read_text()
+    assert "## Paper claims" not in small
 
 
 def test_paper_claims_section(report):
@@ -119,7 +147,11 @@ def test_cost_section_and_plots(report):
     assert "| factorized | step | 12.12 | 12.24 | 12.48 | 12.96 | — (estimated 9.0 GB > budget 8.0 GB) | 0.02 |" in cost
     assert "| clip | objective | 2.52 | 2.55 | 2.60 | 2.70 | — | 0.03 |" in cost
     names = sorted(p.name for p in outcome.plots)
-    assert len(names) == 10  # 3 groups x (recall@500, recall@10 against V, trade-off) + cost and "cost_vs_views__cost-b256-cpu.png" in names
+    # 3 groups x (trade-off from the cost file, training curves) + headline against V where V varies + cost
+    kinds = sorted(name.split("__", 1)[0] for name in names)  # group hashes follow the generator's defaults
+    assert kinds == ["cost_vs_views", "headline_vs_views", "tradeoff", "tradeoff", "tradeoff",
+                     "training", "training", "training"], names
+    assert "[group " not in text and "group ba44c8fb" not in text.split("## Your comparisons")[1].split("\n## ")[0]
     for plot in outcome.plots:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({plot.name})" in text
@@ -205,35 +237,34 @@ def test_cli_report(fixture_dir, tmp_path):
         payload = path.read_text()
         if '"items": 300,' in payload or path.name in ("broken.json", "old_schema.json"):
             (tmp_path / "r" / path.name).write_text(payload)
-    res = runner.invoke(app, ["report", str(tmp_path / "r"), "--no-run-quick-if-empty"], catch_exceptions=False)
+    res = runner.invoke(app, ["report", str(tmp_path / "r")], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     output = " ".join(res.output.split())
-    assert "4 run results in 1 comparison group(s), 3 plots" in output
+    assert "4 run results in 1 comparison group(s), 1 plots" in output  # training curves; one V, no cost file
     assert "2 unreadable result file(s) skipped" in output
     assert (tmp_path / "r" / "report" / "REPORT.md").exists()
 
 
-def test_cli_report_on_empty_folder(tmp_path, monkeypatch):
+def test_cli_report_never_trains(tmp_path, monkeypatch):
+    """A report command never trains: an empty folder gets a report saying so, a missing folder
+    (a typo) is refused and not created, and no sweep is started in either case."""
     from ftbench.cli.app import app
-    from ftbench.cli import sweep as sweep_command
-    from ftbench.run.sweep import SweepOutcome
+    from ftbench.run import sweep as sweep_module
 
-    res = runner.invoke(app, ["report", str(tmp_path), "--no-run-quick-if-empty"], catch_exceptions=False)
+    def no_training(*args, **kwargs):
+        raise AssertionError("report started a sweep")
+
+    monkeypatch.setattr(sweep_module, "run_sweep", no_training)
+    res = runner.invoke(app, ["report", str(tmp_path)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
+    assert "never trains" in " ".join(res.output.split())
     assert "No readable run results" in (tmp_path / "report" / "REPORT.md").read_text()
 
-    calls = []
-    monkeypatch.setattr(sweep_command, "run_sweep_with_progress",
-                        lambda spec, out, **kw: calls.append((spec, out)) or SweepOutcome())
-    res = runner.invoke(app, ["report", str(tmp_path / "fresh")], catch_exceptions=False)
-    assert res.exit_code == 0, res.output
-    output = " ".join(res.output.split())
-    assert "No result files" in output and "--preset quick" in output
-    spec, out = calls[0]
-    assert out == tmp_path / "fresh" and spec.views == [1, 2, 4, 8] and spec.seeds == [0, 1, 2]
-
-    res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--no-run-quick-if-empty"])
+    res = runner.invoke(app, ["report", str(tmp_path / "typo_results")])
     assert res.exit_code == 2 and "does not exist" in res.output
+    assert not (tmp_path / "typo_results").exists()
+    res = runner.invoke(app, ["report", str(tmp_path), "--run-quick-if-empty"])
+    assert res.exit_code == 2 and "No such option" in res.output
 
 
 def test_ceiling_note():

@@ -1,0 +1,66 @@
+"""Which metric heads a comparison group, and readable names for metrics and groups.
+
+A metric at which every objective scores above 0.99 cannot tell objectives apart (recall@500 on a
+20,000-item catalog is 0.986-1.000 for all of them). Each group's headline metric is chosen by
+this rule, stated in the report:
+
+    candidates, in order: recall@500, recall@100, recall@50, recall@10, ndcg@10 (query task);
+    the first whose best cell (objective x V, mean over seeds) is below SATURATION = 0.95;
+    if every candidate saturates, the one with the lowest best cell.
+
+Recall@500 comes first because it is the metric of the paper's claim; smaller cut-offs take over
+when the catalog is small enough for it to saturate.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..schema import QUERY_TASK
+
+CANDIDATES = ("recall@500", "recall@100", "recall@50", "recall@10", "ndcg@10")
+SATURATION = 0.95
+RULE = (f"the first of {', '.join(CANDIDATES)} at which no objective's mean (over seeds, at any V) reaches "
+        f"{SATURATION:.2f}; if all reach it, the one with the lowest best mean")
+
+
+def choose_headline(data: pd.DataFrame) -> tuple[str | None, str]:
+    """(metric, why) for one group's rows of the results frame; (None, why) without a query metric."""
+    best: dict[str, float] = {}
+    for metric in CANDIDATES:
+        column = f"{QUERY_TASK}/{metric}"
+        if column in data.columns and data[column].notna().any():
+            best[metric] = float(data.groupby(["objective_label", "views"])[column].mean().max())
+    if not best:
+        return None, "no query-task metric in this group"
+    for metric, value in best.items():
+        if value < SATURATION:
+            skipped = [f"{m} (best {v:.3f})" for m, v in best.items() if m != metric and CANDIDATES.index(m) < CANDIDATES.index(metric)]
+            why = f"best mean {value:.3f}" + (f"; saturated: {', '.join(skipped)}" if skipped else "")
+            return metric, why
+    metric = min(best, key=best.get)
+    return metric, f"every candidate is at or above {SATURATION:.2f}; {metric} has the lowest best mean ({best[metric]:.3f})"
+
+
+_TASK_NAMES = {"query->item": "query → item", "title->image": "title → image", "image->title": "image → title",
+               "aux->item": "auxiliary view → item", "image->item": "image → item", "text->item": "text → item"}
+
+
+def metric_label(column_or_metric: str, task: str | None = None) -> str:
+    """`query->item/recall@100` -> `Recall@100, query → item`; `ndcg@10` -> `NDCG@10`."""
+    if "/" in column_or_metric:
+        task, metric = column_or_metric.split("/", 1)
+    else:
+        metric = column_or_metric
+    name, _, k = metric.partition("@")
+    pretty = {"recall": "Recall", "ndcg": "NDCG", "hit": "Hit rate", "mrr": "MRR", "precision": "Precision"}.get(name, name)
+    text = f"{pretty}@{k}" if k else pretty
+    return f"{text}, {_TASK_NAMES.get(task, task)}" if task else text
+
+
+def group_title(first: pd.Series) -> str:
+    """`synthetic, 20,000 items (default config)`: the data set, its size and what was changed."""
+    items = first.get("items")
+    size = f", {int(items):,} items" if items is not None and pd.notna(items) else ""
+    changes = first.get("group_changes") or "default config"
+    return f"{first['dataset']}{size} ({changes})"
