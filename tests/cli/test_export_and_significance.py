@@ -27,7 +27,7 @@ def results(tmp_path_factory):
 
 
 def test_report_shows_the_per_query_tests(results):
-    res = runner.invoke(app, ["report", str(results), "--no-run-quick-if-empty"], catch_exceptions=False)
+    res = runner.invoke(app, ["report", str(results)], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     text = (results / "report" / "REPORT.md").read_text()
     assert "## Per-query significance against clip" in text

@@ -45,7 +45,7 @@ def test_config_file_rerun_and_provenance(tmp_path, monkeypatch):
     original = json.loads(_only_json(tmp_path / "a").read_text())
     assert original["config"]["train_config"]["steps"] == 10 and original["config"]["dataset_config"]["items"] == 300
     assert original["config"]["objective_config"]["primary_weight"] == 0.6
-    assert original["schema_version"] == 1  # provenance is an addition, not a new schema
+    assert original["schema_version"] == 2  # provenance is an addition (v2 is the mrr@500 rename)
 
     prov = original["provenance"]
     assert prov["command"].startswith("ftbench run --objective factorized") and f"--config {config}" in prov["command"]
