@@ -33,6 +33,8 @@ class RunResult:
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     created: str = ""
+    #: `ftbench tune` reruns of a best configuration: study, trial counts, best parameters, budget
+    tuning: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -130,7 +132,7 @@ def _first_non_finite(value: Any, where: str = "result") -> str:
 _FIELD_TYPES: dict[str, type] = {
     "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
     "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
-    "created": str,
+    "created": str, "tuning": dict,
 }
 
 
@@ -171,7 +173,7 @@ def load_result(path: Path) -> RunResult:
         raise ValueError(f"{path}: schema_version {version!r}, this ftbench reads version {SCHEMA_VERSION}")
     known = set(RunResult.__dataclass_fields__)
     missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
-               and k not in ("skipped", "notes", "created", "schema_version")]
+               and k not in ("skipped", "notes", "created", "tuning", "schema_version")]
     if missing:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
     _check_payload(path, payload)
