@@ -30,6 +30,7 @@ import pandas as pd
 from ..schema import PAPER_CLAIM, QUERY_TASK
 from ..run.results import atomic_write_text
 from .claims import claim_verdict, paper_claims_section
+from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
 from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
 from .plots import plot_metric_vs_views, plot_tradeoff
@@ -171,7 +172,9 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
     report_dir = Path(report_dir) if report_dir is not None else results_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_run_results(results_dir)
-    frame = results_frame(loaded.runs)
+    all_runs = results_frame(loaded.runs)
+    # tuned reruns get their own section (default vs tuned); the group sections show the rest
+    frame = all_runs[~all_runs["tuned"]].reset_index(drop=True) if not all_runs.empty else all_runs
     costs, bad_costs = load_cost_results(results_dir)
 
     lines = ["# ftbench report", "",
@@ -200,6 +203,7 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
                          f"{int((frame['group'] == g).sum())} runs")
         lines.append("")
     lines += paper_claims_section(frame)
+    lines += tuning_section(all_runs)
     for g in group_order:
         section, group_plots = group_section(frame, g, report_dir)
         lines += section

@@ -17,6 +17,7 @@ import pandas as pd
 from ..config import config_hash
 from ..schema import CROSS_VIEW_TASKS, PAPER_CLAIM, QUERY_TASK
 from ..run.results import RunResult, load_result
+from .tuning import tuning_columns
 
 
 BASELINE = "clip"
@@ -234,6 +235,7 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             "total_s": phases.get("total_s"),
             "peak_rss_mb": timing.get("process_peak_rss_mb"),
             "realised_views": counts.get("realised_views_per_item"),
+            **tuning_columns(getattr(result, "tuning", None)),
         }
         for task, values in result.metrics.items():
             name = QUERY_TASK if task == qtask else task
