@@ -32,6 +32,7 @@ def run_sweep_with_progress(
     shard: tuple[int, int] | None = None,
     quiet: bool = False,
     console=None,
+    claims=None,
 ) -> SweepOutcome:
     """Validate the whole grid, then run this shard with a progress bar; print a summary.
 
@@ -82,10 +83,12 @@ def run_sweep_with_progress(
             text = "  ".join(f"{k} {v:.4f}" for k, v in info.items())
             bar.update(run_task, description=phase, completed=step, total=total, info=text)
 
-        outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done, run_progress=run_progress)
+        outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done, run_progress=run_progress,
+                            claims=claims)
     console.print(
         f"sweep done: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
-        f"{len(outcome.failed)} failed; results in {out}",
+        f"{len(outcome.failed)} failed"
+        + (f", {len(outcome.elsewhere)} run by other workers" if claims is not None else "") + f"; results in {out}",
         highlight=False,
     )
     for cell, message in outcome.failed:
@@ -121,19 +124,37 @@ def register(app: typer.Typer) -> None:
             None, "--shard", help="i/n: run only shard i of n (1 <= i <= n) of the grid sorted by config hash; "
             "n machines with the same options and shards 1/n..n/n run every cell exactly once."),
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
+        storage: Optional[str] = typer.Option(
+            None, "--storage", help="Shared storage for concurrent workers (postgresql://USER:PASSWORD@HOST/DB, "
+            "sqlite:///PATH, journal:PATH): each worker claims a cell before running it, so that every cell runs "
+            "once without --shard; a dead worker's cell is claimable again after --stale-after seconds."),
+        stale_after: float = typer.Option(120.0, "--stale-after", help="With --storage: seconds without a heartbeat "
+                                          "after which a claimed cell is taken for abandoned."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         from .common import UsageError, fail, run_overrides
         from ..device import resolve_device
-        from ..run.sweep import GridError, parse_shard, spec_from_preset
+        from ..run.sweep import GridError, parse_shard, prepare_grid, shard_grid, spec_from_preset
 
         sets = run_overrides(set_, data_dir, deterministic)
         try:
             spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
             part = parse_shard(shard)
             resolve_device(device)
-            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet)
+            claims = None
+            if storage is not None:
+                import optuna
+
+                from ..config import config_hash
+                from ..run.claims import CellClaims, open_storage
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+                grid = sorted(p.config_hash for p in shard_grid(prepare_grid(spec), part))
+                claims = CellClaims(open_storage(storage), f"sweep-{config_hash(grid)[:12]}", stale_after)
+            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet, claims=claims)
         except (GridError, ValueError, KeyError, UsageError) as exc:
-            fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+            from ..run.claims import redact_url
+
+            fail(redact_url(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)))
         if outcome.failed:
             raise typer.Exit(code=1)

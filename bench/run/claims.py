@@ -76,7 +76,15 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
         if url.startswith("sqlite"):
             # several processes write one file: wait for the lock rather than fail at once
             engine_kwargs = {"connect_args": {"timeout": 120}}
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        for attempt in range(5):
+            try:
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+            except Exception as exc:  # noqa: BLE001
+                # workers starting together race to create the tables of a new database: the
+                # loser sees a constraint error once; the tables exist when it tries again
+                if "IntegrityError" not in type(exc).__name__ and "already exists" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
     except ValueError as exc:
         raise ValueError(f"--storage {shown}: {redact_url(str(exc))}") from None
     except Exception as exc:  # noqa: BLE001 - driver errors (no server, bad password) become one message
