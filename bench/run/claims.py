@@ -49,6 +49,18 @@ def default_storage_url(out: Path) -> str:
     return f"sqlite:///{(Path(out) / DEFAULT_STORAGE_NAME).resolve()}"
 
 
+def database_url(url: str) -> str:
+    """`postgresql://...` with the installed driver named: SQLAlchemy 2.1 reads a bare
+    `postgresql://` as psycopg 3; when only psycopg2 (the `tune` extra's psycopg2-binary) is
+    installed, say `postgresql+psycopg2://`."""
+    import importlib.util
+
+    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
 def open_storage(url: str | None, out: Path | None = None) -> Any:
     """An Optuna storage for `--storage URL`; None: the SQLite file `tune.sqlite3` under `out`.
 
@@ -78,7 +90,7 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
             engine_kwargs = {"connect_args": {"timeout": 120}}
         for attempt in range(5):
             try:
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+                return optuna.storages.RDBStorage(database_url(url), engine_kwargs=engine_kwargs)
             except Exception as exc:  # noqa: BLE001
                 # workers starting together race to create the tables of a new database: the
                 # loser sees a constraint error once; the tables exist when it tries again

@@ -21,7 +21,7 @@ from optuna.trial import TrialState  # noqa: E402
 
 from ftbench.cli import app  # noqa: E402
 from ftbench.config import Search, option, search_space  # noqa: E402
-from ftbench.run.claims import CellClaims, open_storage, reap_stale, redact_url  # noqa: E402
+from ftbench.run.claims import CellClaims, database_url, open_storage, reap_stale, redact_url  # noqa: E402
 from ftbench.run.results import load_result  # noqa: E402
 from ftbench.run.tune import SURPLUS_ATTR, tuned_fields  # noqa: E402
 
@@ -183,7 +183,7 @@ def _postgres_url() -> str:
     try:
         import sqlalchemy
 
-        sqlalchemy.create_engine(url).connect().close()
+        sqlalchemy.create_engine(database_url(url)).connect().close()
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"PostgreSQL at {redact_url(url)} ({POSTGRES_ENV}) is not reachable: {type(exc).__name__}")
     return url
@@ -208,7 +208,7 @@ def test_two_workers_on_a_real_postgresql_server_and_no_password_anywhere(tmp_pa
 @pytest.mark.slow
 def test_worker_killed_mid_trial_leaves_a_failed_trial_and_a_rerun_completes(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.sqlite3'}"
-    slow = ["--storage", url, "--stale-after", "2", "--no-defaults", "--steps", "400"]
+    slow = ["--storage", url, "--stale-after", "2", "--no-defaults", "--steps", "150"]
     args = _tune_args(tmp_path / "out", ("clip",), 2, slow)
     victim = _worker(args, tmp_path / "victim.log")
     storage = open_storage(url)
