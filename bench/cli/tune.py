@@ -63,6 +63,7 @@ def tune(
                   highlight=False)
     states = {}
     reruns = []
+    dataset_cache: dict = {}  # one data set built per process, shared by every trial and rerun
     failed = False
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=console, disable=quiet) as bar:
@@ -74,9 +75,9 @@ def tune(
                            info=f"{state.completed} done, {state.pruned} pruned, {state.failed} failed, "
                                 f"{state.running} running {best}")
             try:
-                states[name] = run_study(spec, name, store, on_trial=on_trial)
+                states[name] = run_study(spec, name, store, on_trial=on_trial, dataset_cache=dataset_cache)
                 bar.update(tasks[name], description=f"{name} reruns")
-                reruns += rerun_best(spec, states[name], store, out)
+                reruns += rerun_best(spec, states[name], store, out, dataset_cache=dataset_cache)
             except RuntimeError as exc:
                 failed = True
                 console.print(f"[red]{name}:[/] {redact_url(str(exc))}", highlight=False)

@@ -313,7 +313,7 @@ class Rerun:
 
 
 def rerun_best(spec: TuneSpec, state: StudyState, storage, out: Path,
-               on_run: Callable[[Rerun], None] | None = None) -> list[Rerun]:
+               on_run: Callable[[Rerun], None] | None = None, dataset_cache: dict | None = None) -> list[Rerun]:
     """The default and the best configuration of one study with each of `spec.seeds`, evaluated
     on test once; each run claimed on `storage` so that it runs once over all workers."""
     from .experiment import execute, prepare
@@ -327,7 +327,7 @@ def rerun_best(spec: TuneSpec, state: StudyState, storage, out: Path,
     claims = CellClaims(storage, f"{state.name}-reruns", spec.stale_after)
     roles = (["default"] if spec.with_defaults else []) + ["tuned"]
     done: list[Rerun] = []
-    cache: dict = {}
+    cache: dict = dataset_cache if dataset_cache is not None else {}
     for role in roles:
         for seed in spec.seeds:
             extra = as_sets(state.best_params) if role == "tuned" else []
