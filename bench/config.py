@@ -3,6 +3,8 @@
 Every tunable of an objective, data set or training run is a dataclass field declared with
 `option(default, help=..., source=...)`, so that `ftbench objectives --verbose NAME` can show its
 name, default, meaning and where the value comes from (paper, released code, or our reading).
+A field that `ftbench tune` searches also declares its range there (`search=Search(low, high,
+scale)`), beside its default, so the search space is read from the same place as the defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import ast
 import dataclasses
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from .registry import suggest
@@ -21,10 +24,51 @@ SOURCES = ("paper", "released code", "our reading", "protocol", "convention")
 _LEGACY_SOURCES = {"SPEC": "protocol"}
 
 
-def option(default: Any, help: str, source: str = "our reading", choices: tuple | None = None) -> Any:
-    """A dataclass field carrying its documentation (`help`) and provenance (`source`)."""
+SCALES = ("log", "linear", "int", "log-int")
+
+
+@dataclass(frozen=True)
+class Search:
+    """The range `ftbench tune` searches for one config field: [low, high] on a `scale`.
+
+    `log`: log-uniform (a learning rate, a temperature: what matters is the factor, not the
+    difference); `linear`: uniform; `int`: integers low..high; `log-int`: integers, log-uniform.
+    `why` says in one line why the range is what it is (shown by `ftbench objectives --verbose`).
+    """
+
+    low: float
+    high: float
+    scale: str = "linear"
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"Search scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if not self.low < self.high:
+            raise ValueError(f"Search range needs low < high, got [{self.low}, {self.high}]")
+        if self.scale in ("log", "log-int") and self.low <= 0:
+            raise ValueError(f"a log-scale Search range must be positive, got low={self.low}")
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        """Draw this field's value from an Optuna trial."""
+        if self.scale in ("int", "log-int"):
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.scale == "log-int")
+        return trial.suggest_float(name, float(self.low), float(self.high), log=self.scale == "log")
+
+    def describe(self) -> str:
+        """`[1e-04, 1e-02] log` - the range as `ftbench objectives --verbose` prints it."""
+        fmt = (lambda v: str(int(v))) if self.scale in ("int", "log-int") else (lambda v: f"{v:.3g}")
+        return f"[{fmt(self.low)}, {fmt(self.high)}] {self.scale}"
+
+
+def option(default: Any, help: str, source: str = "our reading", choices: tuple | None = None,
+           search: Search | None = None) -> Any:
+    """A dataclass field carrying its documentation (`help`), provenance (`source`) and, when
+    `ftbench tune` searches it, its range (`search`)."""
     source = _LEGACY_SOURCES.get(source, source)
-    metadata = {"help": help, "source": source, "choices": choices}
+    if search is not None and not (search.low <= default <= search.high):
+        raise ValueError(f"default {default!r} lies outside its search range {search.describe()}")
+    metadata = {"help": help, "source": source, "choices": choices, "search": search}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -43,9 +87,21 @@ def describe(config_cls: type) -> list[dict[str, Any]]:
                 "help": f.metadata.get("help", ""),
                 "source": f.metadata.get("source", ""),
                 "choices": f.metadata.get("choices"),
+                "search": f.metadata.get("search"),
             }
         )
     return rows
+
+
+def search_space(config_cls: type) -> dict[str, Search]:
+    """The fields of `config_cls` that `ftbench tune` searches, name -> range.
+
+    A config class may leave out inherited fields that it does not use with a class attribute
+    `untuned = ("field", ...)` (e.g. an objective that never reads the primary weight): tuning a
+    field without effect would only spend trials."""
+    skip = set(getattr(config_cls, "untuned", ()))
+    return {f.name: f.metadata["search"] for f in dataclasses.fields(config_cls)
+            if f.metadata.get("search") is not None and f.name not in skip}
 
 
 def parse_literal(text: str) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import option
+from ..config import Search, option
 from .base import ObjectiveConfig
 
 
@@ -22,6 +22,8 @@ class OatConfig(ObjectiveConfig):
         "weight of the CMCL modality InfoNCE (mean over anchor-image, anchor-text, image-text); released "
         "code: contrastive_weight * modality_consistency_weight = 0.01 * 0.5 beside BPR",
         "our reading",
+        search=Search(0.1, 3.0, "log", why="beside the query term of weight 1: from a tenth of it to "
+                      "three times it"),
     )
     symmetric: bool = option(
         True, "symmetric InfoNCE (both directions) for every term; False = released one-direction InfoNCE", "our reading"
@@ -41,6 +43,8 @@ class OatConfig(ObjectiveConfig):
         "weight of the explicit 1-Wasserstein (Sinkhorn divergence, p=1) term between aligned modality "
         "and anchor distributions; 0 reproduces the released code",
         "paper (value: our reading)",
+        search=Search(0.0, 2.0, "linear", why="0 is the released code (no explicit W1 term); linear so that "
+                      "0 can be reached; 2 doubles the paper's term"),
     )
     wasserstein_blur: float = option(0.05, "geomloss blur of the W1 term (eps = blur^p)", "convention (geomloss default)")
     id_init_std: float = option(0.1, "std of the normal init of the ID anchor embedding", "released code")

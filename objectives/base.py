@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import option
+from ..config import Search, option
 from ..data.views import SlotLayout, ViewSelection, all_views
 
 
@@ -59,13 +59,19 @@ class ObjectiveContext:
 class ObjectiveConfig:
     """Fields every objective has. Subclasses add their own, each documented with `option`."""
 
-    init_logit_scale: float = option(1 / 0.07, "initial logit scale 1/tau (CLIP init)", "CLIP")
+    init_logit_scale: float = option(
+        1 / 0.07, "initial logit scale 1/tau (CLIP init)", "CLIP",
+        search=Search(5.0, 100.0, "log", why="tau in [0.01, 0.2]: 100 is the clamp (max_logit_scale); "
+                      "below 5 the in-batch softmax is nearly flat"),
+    )
     max_logit_scale: float = option(
         100.0, "upper bound of the logit scale: log scale clamped at log(max) after each optimiser step", "CLIP"
     )
     learn_logit_scale: bool = option(True, "train the logit scale (False keeps tau fixed)", "convention")
     primary_weight: float = option(
-        0.5, "w_p: weight shared by the primary views in marginals and the fused item embedding", "our reading"
+        0.5, "w_p: weight shared by the primary views in marginals and the fused item embedding", "our reading",
+        search=Search(0.2, 0.9, "linear", why="1 would drop the auxiliary views (clip's single pair); below "
+                      "0.2 the title and first image are outweighed by any one extra view"),
     )
     query_weight: float = option(1.0, "weight of the query->item InfoNCE term", "our reading")
 

@@ -29,6 +29,8 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views, symmet
 class ClipConfig(ObjectiveConfig):
     """CLIP has only the shared fields: logit scale (tau = 1/scale) and the query-term weight."""
 
+    untuned = ("primary_weight",)  # clip fuses its one pair with equal weights
+
 
 def _pair_selection(mask: torch.Tensor, layout) -> ViewSelection:
     chosen = first_of_each_side(mask, layout)

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import option
+from ..config import Search, option
 from ..data.views import ViewSelection, primary_weighted, side_weights
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, symmetric_info_nce
@@ -60,6 +60,8 @@ class FactorizedConfig(ObjectiveConfig):
     aux_samples: int = option(
         1, "k: auxiliary views sampled per side of each item per training step (all if fewer)",
         "paper (value: our reading)",
+        search=Search(1, 4, "int", why="a step costs O(2 + k) views per item; at 4 per side the default "
+                      "8 views are all used and the cost advantage is gone"),
     )
     normalize_sides: bool = option(
         False, "L2-normalise each side's fused embedding before the dot product (False = closed form)", "our reading"

@@ -57,7 +57,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import option
+from ..config import Search, option
 from ..kernels.feature_transport import log_sinkhorn
 from ..kernels.volume import gram_log_volume, pairwise_log_volume
 from . import OBJECTIVES
@@ -86,8 +86,16 @@ class MoverConfig(ObjectiveConfig):
         "our reading", choices=SCORES,
     )
     group_size: int = option(1, "k of volume_score='fixed': other views sampled per item per step", "our reading")
-    ot_weight: float = option(1.0, "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij", "our reading")
-    ot_epsilon: float = option(0.05, "entropic regulariser of the B x B Sinkhorn", "our reading")
+    ot_weight: float = option(
+        1.0, "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij", "our reading",
+        search=Search(0.1, 3.0, "log", why="the volume term beside the contrastive term of weight 1: a "
+                      "tenth of it to three times it"),
+    )
+    ot_epsilon: float = option(
+        0.05, "entropic regulariser of the B x B Sinkhorn", "our reading",
+        search=Search(0.01, 0.5, "log", why="volumes lie in [0, 1]: 0.01 is a near-hard matching, 0.5 a "
+                      "nearly uniform plan"),
+    )
     ot_iterations: int = option(100, "fixed log-domain Sinkhorn iterations of the B x B plan", "our reading")
     ot_cost: str = option(
         "volume", "ground cost of the B x B plan: 'volume' (Vol_ij) or 'cosine' (1 - <a_i, f_j>)", "our reading",

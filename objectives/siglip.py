@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import option
+from ..config import Search, option
 from ..data.views import ViewSelection, first_of_each_side
 from . import OBJECTIVES
 from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views
@@ -38,8 +38,17 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views
 
 @dataclass
 class SiglipConfig(ObjectiveConfig):
-    init_logit_scale: float = option(10.0, "initial logit scale s of the sigmoid and query terms", "SigLIP")
-    init_logit_bias: float = option(-10.0, "initial learnable bias beta of the sigmoid logits", "SigLIP")
+    init_logit_scale: float = option(
+        10.0, "initial logit scale s of the sigmoid and query terms", "SigLIP",
+        search=Search(1.0, 30.0, "log", why="SigLIP starts at 10 (log 10 = 2.3); a factor 10 below and 3 above"),
+    )
+    init_logit_bias: float = option(
+        -10.0, "initial learnable bias beta of the sigmoid logits", "SigLIP",
+        search=Search(-15.0, -1.0, "linear", why="SigLIP's -10 offsets the B-1 negatives per positive; "
+                      "the range spans batch sizes 16 to 4096 at scale 10"),
+    )
+
+    untuned = ("primary_weight",)  # the primary pair has equal weights, as in clip
 
 
 def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

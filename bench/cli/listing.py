@@ -31,6 +31,24 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
     for row in describe(entry.Config):
         table.add_row(row["name"], repr(row["default"]), row["help"], row["source"])
     console.print(table)
+    if kind == "objective":
+        _describe_search_space(entry.Config)
+
+
+def _describe_search_space(config_cls) -> None:
+    """What `ftbench tune` searches for this objective: the shared training fields and its own,
+    each with its range and why the range is what it is."""
+    from ..config import search_space
+    from ..train.loop import TrainConfig
+
+    rows = [("train." + name, s) for name, s in search_space(TrainConfig).items()]
+    rows += list(search_space(config_cls).items())
+    table = Table(title="ftbench tune search space (shared training fields, then the objective's own)")
+    for col in ("field", "range", "why this range"):
+        table.add_column(col, no_wrap=col != "why this range")
+    for name, s in rows:
+        table.add_row(name, s.describe(), s.why)
+    console.print(table)
 
 
 def list_plugins(kind: str, registry, name: Optional[str], verbose: bool, width: int) -> None:

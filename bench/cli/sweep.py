@@ -61,6 +61,7 @@ def run_sweep_with_progress(
     shard: tuple[int, int] | None = None,
     quiet: bool = False,
     console=None,
+    claims=None,
 ) -> SweepOutcome:
     """Validate the whole grid, then run this shard with a progress bar; print a summary.
 
@@ -122,7 +123,7 @@ def run_sweep_with_progress(
         try:
             with report_progress(RichFeatureProgress(bar)):
                 outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done,
-                                    run_progress=run_progress)
+                                    run_progress=run_progress, claims=claims)
         except KeyboardInterrupt:
             bar.stop()
             import typer
@@ -136,7 +137,8 @@ def run_sweep_with_progress(
         console.print(results_table(outcome.ran + outcome.skipped, f"sweep results ({out})"))
     console.print(
         f"sweep done: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
-        f"{len(outcome.failed)} failed; results in {out}",
+        f"{len(outcome.failed)} failed"
+        + (f", {len(outcome.elsewhere)} run by other workers" if claims is not None else "") + f"; results in {out}",
         highlight=False,
     )
     for cell, message in outcome.failed:
@@ -174,11 +176,17 @@ def register(app: typer.Typer) -> None:
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
         config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config fields (the keys of --set); --set wins."),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+        storage: Optional[str] = typer.Option(
+            None, "--storage", help="Shared storage for concurrent workers (postgresql://USER:PASSWORD@HOST/DB, "
+            "sqlite:///PATH, journal:PATH): each worker claims a cell before running it, so that every cell runs "
+            "once without --shard; a dead worker's cell is claimable again after --stale-after seconds."),
+        stale_after: float = typer.Option(120.0, "--stale-after", help="With --storage: seconds without a heartbeat "
+                                          "after which a claimed cell is taken for abandoned."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no results table."),
     ) -> None:
         from .common import UsageError, fail, run_overrides, split_list, use_cache_dir
         from ..device import resolve_device
-        from ..run.sweep import GridError, parse_shard, spec_from_preset
+        from ..run.sweep import GridError, parse_shard, prepare_grid, shard_grid, spec_from_preset
 
         use_cache_dir(cache_dir)
         try:
@@ -189,8 +197,20 @@ def register(app: typer.Typer) -> None:
             spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
             part = parse_shard(shard)
             resolve_device(device)
-            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet)
+            claims = None
+            if storage is not None:
+                import optuna
+
+                from ..config import config_hash
+                from ..run.claims import CellClaims, open_storage
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+                grid = sorted(p.config_hash for p in shard_grid(prepare_grid(spec), part))
+                claims = CellClaims(open_storage(storage), f"sweep-{config_hash(grid)[:12]}", stale_after)
+            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet, claims=claims)
         except (GridError, ValueError, KeyError, UsageError) as exc:
-            fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
+            from ..run.claims import redact_url
+
+            fail(redact_url(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)))
         if outcome.failed:
             raise typer.Exit(code=1)

@@ -30,6 +30,7 @@ import pandas as pd
 from ..schema import PAPER_CLAIM, QUERY_TASK
 from ..run.results import atomic_write_text
 from .claims import claim_verdict, paper_claims_section
+from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
 from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
 from .curves import plot_training_curves
@@ -199,6 +200,7 @@ class ReportContext:
     bad_costs: list[tuple[Path, str]]
     report_dir: Path
     results_dir: Path
+    all_runs: pd.DataFrame | None = None  # tuned reruns included (the default-vs-tuned section)
 
 
 def lead_section(frame: pd.DataFrame, group_order: list[str]) -> list[str]:
@@ -269,7 +271,13 @@ def _significance_builder(context: ReportContext) -> tuple[list[str], list[Path]
     return significance_section(context.frame), []
 
 
-SECTION_BUILDERS: list = [_groups_builder, _paper_claims_builder, _significance_builder, _cost_builder, _method_builder]
+def _tuning_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    runs = context.all_runs if context.all_runs is not None else context.frame
+    return tuning_section(runs), []
+
+
+SECTION_BUILDERS: list = [_groups_builder, _paper_claims_builder, _tuning_builder, _significance_builder,
+                          _cost_builder, _method_builder]
 
 
 def build_report(results_dir: Path | str, report_dir: Path | str | None = None) -> ReportOutcome:
@@ -278,7 +286,9 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
     report_dir = Path(report_dir) if report_dir is not None else results_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     loaded = load_run_results(results_dir)
-    frame = results_frame(loaded.runs)
+    all_runs = results_frame(loaded.runs)
+    # tuned reruns get their own section (default vs tuned); the group sections show the rest
+    frame = all_runs[~all_runs["tuned"]].reset_index(drop=True) if not all_runs.empty else all_runs
     costs, bad_costs = load_cost_results(results_dir)
 
     lines = ["# ftbench report", "",
@@ -300,7 +310,7 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
     else:
         group_order = _groups_in_order(frame)
         lines += lead_section(frame, group_order)
-    context = ReportContext(frame, group_order, costs, bad_costs, report_dir, results_dir)
+    context = ReportContext(frame, group_order, costs, bad_costs, report_dir, results_dir, all_runs)
     for builder in SECTION_BUILDERS:
         section, section_plots = builder(context)
         lines += section

@@ -17,6 +17,7 @@ import pandas as pd
 from ..config import config_hash
 from ..schema import CROSS_VIEW_TASKS, MRR, PAPER_CLAIM, QUERY_TASK
 from ..run.results import RunResult, load_result
+from .tuning import tuning_columns
 
 
 BASELINE = "clip"
@@ -270,6 +271,7 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             "training_history": (result.training or {}).get("history") or [],
             "training_loss_curve": (result.training or {}).get("loss_curve") or [],
             "select_metric": (result.training or {}).get("select_metric"),
+            **tuning_columns(getattr(result, "tuning", None)),
         }
         for task, values in result.metrics.items():
             name = QUERY_TASK if task == qtask else task

@@ -40,6 +40,8 @@ class RunResult:
     created: str = ""
     #: git commit (and dirty flag) of the source, command line, host, run options: see ftbench.run.provenance
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: `ftbench tune` reruns of a best configuration: study, trial counts, best parameters, budget
+    tuning: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -154,7 +156,7 @@ def _first_non_finite(value: Any, where: str = "result") -> str:
 _FIELD_TYPES: dict[str, type] = {
     "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
     "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
-    "created": str, "provenance": dict,
+    "created": str, "provenance": dict, "tuning": dict,
 }
 
 
@@ -202,7 +204,7 @@ def load_result(path: Path) -> RunResult:
         payload = upgrade_payload(payload)
     known = set(RunResult.__dataclass_fields__)
     missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
-               and k not in ("skipped", "notes", "created", "provenance", "schema_version")]
+               and k not in ("skipped", "notes", "created", "provenance", "tuning", "schema_version")]
     if missing:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
     _check_payload(path, payload)

@@ -15,6 +15,11 @@ config hash. The hash depends only on the run's config, never on the order of th
 options or the machine, so n machines given the same grid and shards 1/n..n/n together run every
 cell exactly once.
 
+Claims: with a shared storage (`ftbench sweep --storage URL`, `claims.CellClaims`) concurrent
+workers need no shard: each claims a cell before running it, a cell claimed or finished by another
+worker is passed over, and the cell of a worker that died becomes claimable again once its claim
+has had no heartbeat for the stale timeout.
+
 Presets (`PRESETS`) are the standard grids, written out as data below.
 """
 
@@ -251,6 +256,7 @@ class SweepOutcome:
     ran: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell, message)
+    elsewhere: list[str] = field(default_factory=list)  # cells claimed or run by another worker
 
     @property
     def ok(self) -> bool:
@@ -270,6 +276,7 @@ def run_sweep(
     on_done: Callable[[int, int, PreparedRun, str, str], None] | None = None,
     run_progress: Callable[[str, int, int, dict], None] | None = None,
     execute_fn: Callable[..., Any] | None = None,
+    claims: Any = None,
 ) -> SweepOutcome:
     """Run `runs` (already prepared and sharded) in `run_order`, writing one result file each.
 
@@ -277,7 +284,9 @@ def run_sweep(
     `on_done(index, total, run, status, detail)` after it with status "ran", "skipped" or
     "failed". A run raising any Exception is recorded as failed and the sweep continues
     (KeyboardInterrupt still stops it). The data set is built once per data-set config.
-    `execute_fn` defaults to `experiment.execute` (same signature).
+    `execute_fn` defaults to `experiment.execute` (same signature). With `claims`
+    (`claims.CellClaims`), each cell runs only if this worker claims it (status "elsewhere"
+    otherwise); a failed run releases its claim, so that another worker may try it.
     """
     if execute_fn is None:
         from .experiment import execute as execute_fn
@@ -300,12 +309,27 @@ def run_sweep(
         if key != current_key:
             cache.clear()  # hold one data set at a time (a 1M-item catalog is large)
             current_key = key
+        claim = None
+        if claims is not None:
+            claim = None if claims.done(prepared.config_hash) else claims.claim(prepared.config_hash)
+            if claim is None:
+                outcome.elsewhere.append(cell_label(prepared))
+                if on_done:
+                    on_done(index, total, prepared, "elsewhere", "claimed by another worker")
+                continue
         if on_start:
             on_start(index, total, prepared, "run")
         try:
-            _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache)
+            if claim is not None:
+                with claims.heartbeat(claim):
+                    _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache)
+                claims.release(claim, ok=True)
+            else:
+                _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache)
         except Exception as exc:  # noqa: BLE001 - a failing run must not stop the sweep
             message = f"{type(exc).__name__}: {exc}"
+            if claim is not None:
+                claims.release(claim, ok=False, detail=message)
             outcome.failed.append((cell_label(prepared), message))
             if on_done:
                 on_done(index, total, prepared, "failed", message)

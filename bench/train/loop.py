@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..data.batching import ViewBatch, build_view_batch
-from ..config import option
+from ..config import Search, option
 from ..data.dataset import MultiViewDataset
 from ..device import autocast, check_precision
 from .distributed import SINGLE_PROCESS, DistributedContext, gather_views, gather_with_grad, wrap
@@ -40,8 +40,16 @@ from ..model.encode import batch_selection, encoded_views, to_device
 class TrainConfig:
     steps: int = option(400, "optimisation steps (the budget, identical for every objective)", "convention")
     batch_size: int = option(256, "items (and paired queries) per step", "convention")
-    lr: float = option(2e-3, "AdamW learning rate (towers and objective parameters)", "convention")
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to the logit scale)", "convention")
+    lr: float = option(
+        2e-3, "AdamW learning rate (towers and objective parameters)", "convention",
+        search=Search(1e-4, 1e-2, "log", why="a decade either side of the default: above 1e-2 AdamW on the "
+                      "towers diverges within the warm-up, below 1e-4 a 400-step budget barely moves them"),
+    )
+    weight_decay: float = option(
+        0.01, "AdamW weight decay (not applied to the logit scale)", "convention",
+        search=Search(1e-4, 0.3, "log", why="from almost none to above open_clip's 0.1-0.2; log because "
+                      "its effect per step is a factor"),
+    )
     warmup_fraction: float = option(0.05, "fraction of steps of linear warm-up before cosine decay", "convention")
     eval_every: int = option(100, "validate every this many steps (0: only at the end)", "convention")
     select_metric: str = option(

@@ -1,0 +1,107 @@
+"""`ftbench tune`: equal-budget tuning of several objectives (Optuna), then seeded reruns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import UsageError, check_writable, console, fail, run_overrides
+
+
+def tune(
+    objective: List[str] = typer.Option([], "--objective", "-o", help="Objective to tune (repeatable)."),
+    trials: int = typer.Option(24, "--trials", help="Trials per objective that finish (completed or pruned), over all workers."),
+    dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name."),
+    views: int = typer.Option(8, "--views", "-v", help="At most this many views per item."),
+    set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per trial and rerun (default: train.steps)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
+    seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="Seeds of the reruns of the default and best configuration (repeatable)."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Shared Optuna storage: a database URL (postgresql://USER:PASSWORD@HOST/DB, "
+        "sqlite:///PATH) or journal:PATH; default: the SQLite file tune.sqlite3 under --out. N workers running "
+        "this same command on one storage share the budget; rerunning it resumes."),
+    study: str = typer.Option("ftbench", "--study", help="Study name prefix (the objective and a config hash are appended)."),
+    sampler_seed: int = typer.Option(0, "--sampler-seed", help="Seed of the TPE sampler."),
+    stale_after: float = typer.Option(120.0, "--stale-after", help="Seconds without a heartbeat after which a worker's trial counts as failed."),
+    no_defaults: bool = typer.Option(False, "--no-defaults", help="Do not re-run the default configuration beside the tuned one."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("results/tune"), "--out", help="Folder for the rerun result files (and the default storage)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Tune each objective with the same number of trials over its declared search space, then
+    re-run its default and best configurations with --seeds and evaluate them on test once.
+
+    One Optuna study per objective (TPE with a fixed seed, median pruning on the validation score
+    every train.eval_every steps, validation data only). See `ftbench objectives --verbose NAME`
+    for each objective's search space and the README section "Equal-budget tuning" for the protocol.
+    """
+    import optuna
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from ..run.claims import open_storage, redact_url
+    from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress display; no URLs in logs
+    spec = TuneSpec(objectives=list(objective), trials=trials, dataset=dataset, views=views,
+                    sets=run_overrides(set_, data_dir, False), steps=steps, batch_size=batch_size, device=device,
+                    seeds=list(seeds), storage=storage, study=study, sampler_seed=sampler_seed,
+                    stale_after=stale_after, with_defaults=not no_defaults)
+    try:
+        check_objectives(spec)
+        check_writable(out)
+        store = open_storage(storage, out)
+    except (ValueError, KeyError, UsageError) as exc:
+        fail(redact_url(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)))
+    shown = redact_url(storage) if storage else f"sqlite under {out}"
+    console.print(f"[bold]ftbench tune[/] {', '.join(spec.objectives)}: {trials} trials each on {dataset} "
+                  f"(views {views}), reruns with seeds {' '.join(map(str, spec.seeds))}; storage {shown}; out {out}",
+                  highlight=False)
+    states = {}
+    reruns = []
+    dataset_cache: dict = {}  # one data set built per process, shared by every trial and rerun
+    failed = False
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=console, disable=quiet) as bar:
+        tasks = {o: bar.add_task(o, total=trials, info="") for o in spec.objectives}
+        for name in spec.objectives:
+            def on_trial(state, name=name):
+                best = f"best {state.best_value:.4f}" if state.best_value is not None else ""
+                bar.update(tasks[name], completed=state.finished,
+                           info=f"{state.completed} done, {state.pruned} pruned, {state.failed} failed, "
+                                f"{state.running} running {best}")
+            try:
+                states[name] = run_study(spec, name, store, on_trial=on_trial, dataset_cache=dataset_cache)
+                bar.update(tasks[name], description=f"{name} reruns")
+                reruns += rerun_best(spec, states[name], store, out, dataset_cache=dataset_cache)
+            except RuntimeError as exc:
+                failed = True
+                console.print(f"[red]{name}:[/] {redact_url(str(exc))}", highlight=False)
+    table = Table(title="ftbench tune: best configuration per objective (validation score)")
+    for col in ("objective", "finished", "pruned", "failed", "best val", "metric", "best parameters"):
+        table.add_column(col, no_wrap=col not in ("best parameters",))
+    for name, s in states.items():
+        params = ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
+                           for k, v in sorted(s.best_params.items()))
+        table.add_row(name, f"{s.finished}/{s.budget_trials}", str(s.pruned), str(s.failed),
+                      f"{s.best_value:.4f}" if s.best_value is not None else "—", s.select_metric, params)
+    console.print(table)
+    counts = {}
+    for r in reruns:
+        counts[r.status] = counts.get(r.status, 0) + 1
+        if r.status == "failed":
+            failed = True
+            console.print(f"  rerun failed: {r.objective} {r.role} seed {r.seed}: {redact_url(r.detail)}",
+                          highlight=False, markup=False)
+    console.print("reruns: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none")
+                  + f"; results in {out}; `ftbench report {out}` shows default vs tuned", highlight=False)
+    if failed:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(tune)

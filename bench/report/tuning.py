@@ -1,0 +1,112 @@
+"""The "default vs tuned" section of REPORT.md, from the result files of `ftbench tune`.
+
+A tuned run carries a `tuning` block naming the comparison group of its untuned configuration
+(`base_group`) and the default objective config's hash. For each such group the section shows,
+per objective, the default runs (that group, default objective config, no tuning block) beside
+the tuned runs (mean ± 95% t-interval over seeds) on the query task's recall@10, aux->item
+recall@10 and title->image recall@1 (the tasks the group scores), the best parameters and the
+trial counts, and the ranking of the objectives before and after tuning on the first of those
+metrics that the group scores. Tuned runs are left out of the ordinary group sections (each
+tuned configuration would otherwise be a group of its own).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from ..schema import QUERY_TASK
+
+TUNING_METRICS = ((QUERY_TASK, "recall@10"), ("aux->item", "recall@10"), ("title->image", "recall@1"))
+
+
+def tuning_columns(tuning: dict[str, Any] | None) -> dict[str, Any]:
+    """The frame columns of one run's `tuning` block (empty block: an untuned run)."""
+    tuning = tuning or {}
+    params = tuning.get("best_params") or {}
+    return {
+        "tuned": bool(tuning),
+        "tuning_base_group": tuning.get("base_group"),
+        "tuning_default_objective_config": tuning.get("default_objective_config"),
+        "tuning_study": tuning.get("study"),
+        "tuning_trials": (f"{tuning.get('completed', 0)} + {tuning.get('pruned', 0)} pruned of {tuning.get('trials')}"
+                          + (f", {tuning['failed']} failed" if tuning.get("failed") else "")) if tuning else None,
+        "tuning_best_params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                        for k, v in sorted(params.items())) if tuning else None,
+    }
+
+
+def _values(rows: pd.DataFrame, column: str) -> dict[int, float]:
+    if column not in rows.columns:
+        return {}
+    return {int(s): float(v) for s, v in zip(rows["seed"], rows[column]) if pd.notna(v)}
+
+
+def _ranking(scores: dict[str, float]) -> list[str]:
+    from .load import objective_rank
+
+    return [name for name, _ in sorted(scores.items(), key=lambda kv: (-kv[1], objective_rank(kv[0])))]
+
+
+def tuning_section(frame: pd.DataFrame) -> list[str]:
+    """Markdown lines of the section (none when no run was tuned)."""
+    from .tables import cell_interval, fmt_interval, md_table
+    if frame.empty or "tuned" not in frame.columns or not frame["tuned"].any():
+        return []
+    tuned = frame[frame["tuned"]]
+    lines = ["## Default vs tuned (equal-budget tuning)", "",
+             "Each objective tuned with the same number of trials (`ftbench tune`: TPE, median pruning on "
+             "validation scores, validation data only), then its default and best configurations re-run with the "
+             "same seeds and evaluated on test once. Cells: mean ± half-width of the 95% t-interval over seeds.", ""]
+    for base_group in sorted(tuned["tuning_base_group"].dropna().unique()):
+        group_tuned = tuned[tuned["tuning_base_group"] == base_group]
+        defaults = frame[(frame["group"] == base_group) & ~frame["tuned"]]
+        from .load import objective_rank
+
+        objectives = sorted(group_tuned["objective"].unique(), key=objective_rank)
+        views = sorted(int(v) for v in group_tuned["views"].unique())
+        dataset = group_tuned.iloc[0]["dataset"]
+        metrics = [(t, m) for t, m in TUNING_METRICS
+                   if f"{t}/{m}" in frame.columns and frame.loc[frame.index.isin(group_tuned.index) |
+                                                                frame.index.isin(defaults.index), f"{t}/{m}"].notna().any()]
+        lines += [f"### {dataset}: default vs tuned [group {base_group}]", ""]
+        header = ["objective", "V"] + [f"{t} {m} {kind}" for t, m in metrics for kind in ("default", "tuned")] + [
+            "trials", "best parameters"]
+        rows = []
+        before: dict[str, float] = {}
+        after: dict[str, float] = {}
+        for objective in objectives:
+            for v in views:
+                t_rows = group_tuned[(group_tuned["objective"] == objective) & (group_tuned["views"] == v)]
+                default_hash = t_rows["tuning_default_objective_config"].dropna()
+                d_rows = defaults[(defaults["objective"] == objective) & (defaults["views"] == v)]
+                if len(default_hash):
+                    d_rows = d_rows[d_rows["objective_config"] == default_hash.iloc[0]]
+                cells = []
+                for i, (t, m) in enumerate(metrics):
+                    column = f"{t}/{m}"
+                    d_iv, t_iv = cell_interval(_values(d_rows, column)), cell_interval(_values(t_rows, column))
+                    cells += [fmt_interval(d_iv), fmt_interval(t_iv)]
+                    if i == 0:
+                        label = objective if len(views) == 1 else f"{objective} V={v}"
+                        if d_iv is not None:
+                            before[label] = d_iv.mean
+                        if t_iv is not None:
+                            after[label] = t_iv.mean
+                first = t_rows.iloc[0] if len(t_rows) else None
+                rows.append([objective, str(v)] + cells + [
+                    str(first["tuning_trials"]) if first is not None else "—",
+                    str(first["tuning_best_params"]) if first is not None else "—"])
+        lines += [md_table(header, rows, align_first=2), ""]
+        if metrics:
+            t, m = metrics[0]
+            rank_before, rank_after = _ranking(before), _ranking(after)
+            lines.append(f"Ranking on {t} {m} (mean over seeds), default: "
+                         + (" > ".join(rank_before) or "no default runs") + "; tuned: " + (" > ".join(rank_after) or "—") + ".")
+            if rank_before and rank_after:
+                same = rank_before[0] == rank_after[0]
+                lines.append(f"The winner {'does not change' if same else 'changes'} with tuning "
+                             f"({rank_before[0]} by default, {rank_after[0]} tuned).")
+            lines.append("")
+    return lines
