@@ -3,31 +3,73 @@
 Generative model
 ----------------
 Item i has latent semantics: a category hierarchy (top category t_i, fine category f_i) and A
-attributes a_ij in {0..K-1} (colour, material, pattern, ...). The first `main_attributes`
-attributes are the *main* ones; the rest are *auxiliary* attributes that only auxiliary views
-show (a fabric close-up, the back of the box, the description), as on real marketplaces.
+attributes a_ij in {0..K-1} (colour, material, pattern, ...), A = `attributes`, in three groups:
+
+- *main* attributes (the first `main_attributes`): shown by the primary image and the title;
+- *early auxiliary* attributes: shown only by auxiliary views (a fabric close-up, the back of the
+  box, the description), as on real marketplaces;
+- *late* attributes (the last `late_attributes`): shown only, and only sometimes, by views from the
+  fifth on, so that more views carry more information, not only the same attributes again.
 
 Each semantic unit has a fixed prototype in a latent space R^L. A view of item i observes a subset
 O of the semantics, z = P_top[t] + P_fine[f] + sum_{j in O} P_attr[j, a_ij] (+ nuisance), and its
 backbone feature is x = g_m(z) with a fixed random nonlinear map per modality
 g_m(z) = W2 tanh(W1 z + b1), so image and text features live in different spaces.
 
-- primary image and title observe the category and the main attributes;
-- auxiliary view s observes the category and `attributes_per_aux_view` auxiliary attributes
-  (round robin over the auxiliary attributes), mixed with per-view noise:
-  z = alpha * semantics + (1 - alpha) * noise, alpha = `aux_informativeness`. With alpha = 0
-  auxiliary views are pure noise and carry no item information.
-- every view adds nuisance `noise` * N(0, I) (angle, lighting, wording).
+Which attributes a view shows (O):
+
+- primary image and title: the main attributes.
+- auxiliary view number k (k = 0, 1, ... in slot order; in image+text catalogs the auxiliary slots
+  alternate image, text, image, ..., so k's parity is its *side*; in one-modality catalogs the two
+  sides are the alternating auxiliary slots): p = `attributes_per_aux_view` *home* attributes,
+  round robin over the early auxiliary attributes, early[(k p + r) mod |early|] for rank r < p.
+  With the defaults (early = 2..5, p = 2) image views are at home on {2, 3} and texts on {4, 5}.
+- cross-side content, rho = `cross_side_overlap`: at each rank r, independently per (item, view),
+  the view shows with probability rho / 2 the other side's home attribute of that rank (that of
+  auxiliary view k xor 1) instead of its own. The attribute distributions of the two sides then
+  overlap by exactly rho (sum over attributes of the smaller of the two probabilities): 0 keeps
+  the sides disjoint (auxiliary images never show what auxiliary texts show, so aligning them
+  can teach nothing); 1 gives both sides the same mix. The default 0.5 is a listing whose
+  description mentions part of what its extra photos show.
+- new attributes, `new_attribute_rate`: from the fifth view on, independently per (item, view),
+  with this probability the view's last rank shows the first late attribute that the item's
+  earlier views have not shown yet (when every late attribute is shown, the view keeps its own).
+  Content is defined per slot whether or not the item has that view (see `aux_view_dropout`).
+
+An auxiliary view mixes these semantics with per-view noise, z = alpha * semantics + (1 - alpha)
+* noise, alpha = `aux_informativeness`: with alpha = 0 auxiliary views are pure noise and carry no
+item information, whatever they would show. Every view adds nuisance `noise` * N(0, I) (angle,
+lighting, wording).
+
+With `cross_side_overlap=0` and `late_attributes=0` the layout is the plain round robin of earlier
+releases and the features are bit-identical to theirs for the same seed and options (defaults
+then were attributes=6, i.e. `--set dataset.attributes=6 --set dataset.late_attributes=0 --set
+dataset.cross_side_overlap=0` reproduces the earlier default data).
 
 Queries are generated from attributes: a seed item is drawn with a Zipf popularity skew, the query
 names its fine category plus one main attribute and, with probability `query_aux_fraction`, an
-auxiliary attribute (visible only in auxiliary views). Its interactions are items matching the
-query (the seed item first, then other matching items), and its relevant items are the items it
-interacted with. The query feature is the text backbone of the query's semantics plus noise.
+auxiliary attribute (early or late, visible only in auxiliary views). Its interactions are items
+matching the query (the seed item first, then other matching items), and its relevant items are
+the items it interacted with. The query feature is the text backbone of the query's semantics
+plus noise.
 
-Scale: item semantics are a few small integer arrays; view features are generated lazily per
-batch from counter-based random numbers keyed by (seed, item, view), so 1M items x 16 views take
-well under 4 GB, and the same item always gets the same features.
+How much item information each slot carries, for a given config, is measured by `slot_information`
+(`ftbench data info synthetic`).
+
+Null check
+----------
+The generator must not pick the winner: with `aux_informativeness=0` no multi-view objective may
+beat `clip` on query->item recall beyond the paired 95% interval over seeds. Full version, on the
+default catalog and budget (a fast version runs in the tests); the sweep is one command, wrapped here:
+
+    ftbench sweep -o clip -o factorized -o full_ot -o oat -o mover -v 8 --seed 0 --seed 1 --seed 2
+    --set dataset.aux_informativeness=0 --out results/null-check
+    ftbench report results/null-check      # paired differences against clip, per objective
+
+Scale: item semantics are a few small integer arrays; view features (and which attributes a view
+shows) are generated lazily per batch from counter-based random numbers keyed by (seed, item,
+view), so 1M items x 16 views take well under 4 GB, and the same item always gets the same
+features.
 """
 
 from __future__ import annotations
@@ -48,7 +90,10 @@ from .base import DatasetConfig, DatasetPlugin
 MODALITY_CHOICES = ("image+text", "text", "image")
 
 # stream ids of the counter-based generator, one per kind of random draw
-_S_TOP, _S_FINE, _S_ATTR, _S_AVAIL, _S_VIEWNOISE, _S_AUXNOISE = range(1, 7)
+_S_TOP, _S_FINE, _S_ATTR, _S_AVAIL, _S_VIEWNOISE, _S_AUXNOISE, _S_CROSS, _S_NEW = range(1, 9)
+
+# views at slot index >= 4 (the fifth view on) may show late attributes
+FIRST_LATE_SLOT = 4
 
 
 @dataclass
@@ -64,10 +109,21 @@ class SyntheticConfig(DatasetConfig):
     seed: int = option(0, "seed of the whole generator (semantics, prototypes, backbones)", "convention")
     top_categories: int = option(12, "number of top-level categories", "our reading")
     fine_per_top: int = option(8, "fine categories per top-level category", "our reading")
-    attributes: int = option(6, "attributes per item", "our reading")
+    attributes: int = option(8, "attributes per item (main, auxiliary and late ones)", "our reading")
     attribute_values: int = option(8, "values per attribute", "our reading")
     main_attributes: int = option(2, "attributes the primary views show (the rest only aux views)", "our reading")
     attributes_per_aux_view: int = option(2, "auxiliary attributes each auxiliary view shows", "our reading")
+    cross_side_overlap: float = option(
+        0.5,
+        "rho: overlap of the attributes the two sides' auxiliary views show (0 = disjoint sides, 1 = the same mix)",
+        "our reading",
+    )
+    late_attributes: int = option(
+        2, "the last attributes, which only views from the fifth on can show (0 = none)", "our reading"
+    )
+    new_attribute_rate: float = option(
+        0.5, "probability that a view from the fifth on shows a late attribute its item has not shown yet", "our reading"
+    )
     aux_view_dropout: float = option(0.25, "probability that an item lacks a given auxiliary view", "our reading")
     query_aux_fraction: float = option(0.6, "fraction of queries naming an auxiliary-only attribute", "our reading")
     mean_interactions_per_query: float = option(2.0, "mean interactions per query (geometric)", "our reading")
@@ -98,6 +154,17 @@ class SyntheticConfig(DatasetConfig):
             raise ValueError("dataset option 'aux_informativeness' must be in [0, 1]")
         if not 0 < self.main_attributes <= self.attributes:
             raise ValueError("dataset option 'main_attributes' must be in 1..attributes")
+        for name in ("cross_side_overlap", "new_attribute_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"dataset option {name!r} must be a number in [0, 1], got {value!r}")
+        if isinstance(self.late_attributes, bool) or not 0 <= self.late_attributes <= self.attributes - self.main_attributes:
+            raise ValueError(
+                f"dataset option 'late_attributes' must be in 0..attributes - main_attributes "
+                f"({self.attributes - self.main_attributes}), got {self.late_attributes!r}"
+            )
+        if self.attributes_per_aux_view < 1:
+            raise ValueError("dataset option 'attributes_per_aux_view' must be at least 1")
         if not 0.0 <= self.aux_view_dropout < 1.0:
             raise ValueError("dataset option 'aux_view_dropout' must be in [0, 1)")
         if self.mean_interactions_per_query < 1.0:
@@ -167,29 +234,81 @@ class SyntheticCatalog(Catalog):
             b1 = rng.normal(0, 0.1, hidden).astype(np.float32)
             w2 = rng.normal(0, 1.0 / np.sqrt(hidden), (hidden, self.feature_dims[m])).astype(np.float32)
             self.backbones[m] = (w1, b1, w2)
+        self._early_aux = tuple(range(c.main_attributes, c.attributes - c.late_attributes))
+        self._late = tuple(range(c.attributes - c.late_attributes, c.attributes))
         self._observed = self._observed_attributes()
+        self._other = self._other_side()
         self._kept: dict[int, np.ndarray] = {}
         whole = c.items * sum(self.feature_dims[s.modality] for s in self.slots) * 4
         self._keep = whole <= self.memory_budget_bytes
         self.check_slots()
 
     def _observed_attributes(self) -> list[tuple[int, ...]]:
-        """Which attributes each slot shows: main ones for primary views, aux ones round robin."""
+        """Each slot's home attributes: the main ones for primary views; for auxiliary view number k
+        (k = 0, 1, ... in slot order) the round robin ``early[(k * p + r) % len(early)]``, r < p,
+        over the early auxiliary attributes (neither main nor late)."""
         c = self.config
         main = tuple(range(c.main_attributes))
-        aux_attrs = list(range(c.main_attributes, c.attributes))
+        early = self._early_aux
         observed, aux_counter = [], 0
         for slot in self.slots:
-            if slot.role == "primary" or not aux_attrs:
+            if slot.role == "primary" or not early:
                 observed.append(main)
             else:
-                picks = tuple(
-                    aux_attrs[(aux_counter * c.attributes_per_aux_view + r) % len(aux_attrs)]
-                    for r in range(min(c.attributes_per_aux_view, len(aux_attrs)))
-                )
-                observed.append(picks)
+                observed.append(self._round_robin(aux_counter))
                 aux_counter += 1
         return observed
+
+    def _round_robin(self, k: int) -> tuple[int, ...]:
+        early, p = self._early_aux, self.config.attributes_per_aux_view
+        return tuple(early[(k * p + r) % len(early)] for r in range(min(p, len(early))))
+
+    def _other_side(self) -> list[tuple[int, ...] | None]:
+        """For auxiliary view k, the home attributes of the other side at the same rank: those of
+        auxiliary view k xor 1 (the image/text neighbour in image+text catalogs). An attribute the
+        view already shows at another position is not offered (a view never shows one twice)."""
+        out, aux_counter = [], 0
+        for s, slot in enumerate(self.slots):
+            if slot.role == "primary" or not self._early_aux:
+                out.append(None)
+                continue
+            home, other = self._observed[s], self._round_robin(aux_counter ^ 1)
+            out.append(tuple(-1 if o in home else o for o in other))
+            aux_counter += 1
+        return out
+
+    def observed(self, items: np.ndarray, slot: int) -> np.ndarray:
+        """The attributes slot `slot` shows for each of `items`: int array [n, attributes shown].
+
+        A primary view shows the main attributes. An auxiliary view shows, at each rank r, its home
+        attribute or, with probability rho / 2 (rho = `cross_side_overlap`), the other side's
+        attribute of that rank; from the fifth view on, with probability `new_attribute_rate`, its
+        last rank shows instead the first late attribute that the item's earlier views have not
+        shown (none left: the view keeps its attributes). Every draw is keyed by (seed, item, slot),
+        so an item's layout does not depend on the batch, and no draw is made when the knob is 0.
+        """
+        c = self.config
+        items = np.asarray(items, dtype=np.int64)
+        home = np.asarray(self._observed[slot], dtype=np.int64)
+        chosen = np.broadcast_to(home, (len(items), len(home))).copy()
+        if self.slots[slot].role == "primary":
+            return chosen
+        ids = items.astype(np.uint64)[:, None]
+        other = self._other[slot]
+        if c.cross_side_overlap > 0 and other is not None:
+            ranks = np.arange(len(home), dtype=np.uint64)[None]
+            swap = uniform(keyed(c.seed, _S_CROSS, ids, np.uint64(slot), ranks)) < c.cross_side_overlap / 2
+            swap &= np.asarray(other)[None] >= 0
+            chosen = np.where(swap, np.asarray(other)[None], chosen)
+        late = self._late
+        if late and c.new_attribute_rate > 0 and slot >= FIRST_LATE_SLOT:
+            earlier = np.arange(FIRST_LATE_SLOT, slot + 1, dtype=np.uint64)[None]
+            shows_new = uniform(keyed(c.seed, _S_NEW, ids, earlier)) < c.new_attribute_rate
+            shown_before = shows_new[:, :-1].sum(axis=1)
+            new = shows_new[:, -1] & (shown_before < len(late))
+            late_arr = np.asarray(late, dtype=np.int64)
+            chosen[new, -1] = late_arr[np.minimum(shown_before[new], len(late) - 1)]
+        return chosen
 
     @property
     def num_items(self) -> int:
@@ -205,10 +324,15 @@ class SyntheticCatalog(Catalog):
         is_primary = np.array([sl.role == "primary" for sl in self.slots])
         return keep | is_primary[None, :]
 
-    def semantics(self, items: np.ndarray, attributes: tuple[int, ...]) -> np.ndarray:
-        """Latent semantics [n, L]: category prototypes plus the named attributes' prototypes."""
+    def semantics(self, items: np.ndarray, attributes) -> np.ndarray:
+        """Latent semantics [n, L]: category prototypes plus the named attributes' prototypes.
+        `attributes` is one tuple for every item or an int array [n, k] (one row per item)."""
         z = self.p_top[self.top[items]] + self.p_fine[self.fine[items]]
-        for j in attributes:
+        per_item = np.asarray(attributes, dtype=np.int64)
+        if per_item.ndim == 1:
+            per_item = np.broadcast_to(per_item, (len(items), len(per_item)))
+        for r in range(per_item.shape[1]):
+            j = per_item[:, r]
             z = z + self.p_attr[j, self.attr[items, j]]
         return z
 
@@ -238,7 +362,7 @@ class SyntheticCatalog(Catalog):
     def _generate(self, items: np.ndarray, slot: int) -> np.ndarray:
         c = self.config
         sl = self.slots[slot]
-        z = self.semantics(items, self._observed[slot])
+        z = self.semantics(items, self.observed(items, slot))
         comp = np.arange(c.latent_dim, dtype=np.uint64)[None]
         ids = items.astype(np.uint64)[:, None]
         if sl.role == "auxiliary":
@@ -354,6 +478,112 @@ class SyntheticMarketplace(DatasetPlugin):
             config={},
             notes=[
                 f"auxiliary attributes {list(range(config.main_attributes, config.attributes))} are visible "
-                f"only in auxiliary views; {config.query_aux_fraction:.0%} of queries name one"
+                f"only in auxiliary views (the late ones {list(catalog._late)} only from the fifth view on); "
+                f"cross-side overlap {config.cross_side_overlap:g}; {config.query_aux_fraction:.0%} of queries name one"
             ],
         )
+
+
+@dataclass(frozen=True)
+class SlotInformation:
+    """How much item information one slot carries (see `slot_information`)."""
+
+    slot: str
+    modality: str
+    role: str
+    present: float  # share of test items that have the view
+    shows: str  # the attributes the view shows, 'j:percent of items' (a bare j: every item)
+    recall_vs_primary: float | None  # same-modality primary view; None for the primary itself
+    recall_vs_other_views: float | None  # mean of the item's other same-modality views
+    recall_vs_other_modality: float | None  # ridge map to the other modality's views
+    chance: float  # K / test items
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean(axis=0, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _recall_of_own_item(queries: np.ndarray, gallery: np.ndarray, valid: np.ndarray, k: int) -> float:
+    """Row q of `queries` belongs to gallery row q; share of rows whose own item is in the top k
+    (ties count against it). Gallery rows with `valid` False are never retrieved."""
+    scores = queries @ gallery.T
+    scores[:, ~valid] = -np.inf
+    own = np.diag(scores)
+    return float(((scores > own[:, None]).sum(axis=1) < k).mean())
+
+
+def slot_information(config: SyntheticConfig, k: int = 10, ridge: float = 1.0) -> list[SlotInformation]:
+    """Recall@k of an item, among the test items, from each slot's raw backbone feature.
+
+    No tower, no training of the benchmark's kind. Every feature is centred by its slot's mean over
+    the evaluated items and scaled to unit length; a query is a test item that has the slot, and
+    the gallery holds every test item:
+
+    - ``vs primary``: cosine with the item's primary view of the same modality (image_1 for images,
+      the title for texts); not reported for the primary view itself.
+    - ``vs other views``: cosine with the mean of the item's other available views of the same
+      modality (unit feature vectors averaged, then scaled to unit length); items with none of
+      them are left out of the gallery.
+    - ``vs other modality``: features of different modalities live in different spaces, so a
+      linear map W = argmin ||X W - Y||^2 + ridge ||W||^2, fitted in closed form on the *train*
+      items (X: this slot, Y: the mean of the other modality's views of the same role group:
+      auxiliary views for an auxiliary slot, the primary view for a primary slot), takes the slot
+      into the other modality before the cosine; this is where cross-side content shows.
+
+    ``chance`` is k / number of test items. With ``aux_informativeness = 0`` every auxiliary slot
+    is at chance in every column.
+    """
+    config.validate()
+    catalog = SyntheticCatalog(config)
+    split = random_split(config.items, tuple(config.item_fractions), config.split_seed)
+    test, train = np.flatnonzero(split == 2), np.flatnonzero(split == 0)
+    if len(test) < 2:
+        raise ValueError(f"slot information needs at least 2 test items; dataset option 'item_fractions' "
+                         f"{config.item_fractions!r} leaves {len(test)} of {config.items}")
+    have = catalog.availability(test)
+    have_train = catalog.availability(train)
+    unit = {s: _unit(catalog.features(test, s)) for s in range(len(catalog.slots))}
+    raw_train = {s: catalog.features(train, s) for s in range(len(catalog.slots))}
+
+    def mean_of(slots, available, feats):
+        total = sum(feats[s] * available[:, [s]] for s in slots) if slots else None
+        if total is None:
+            return None, np.zeros(len(available), dtype=bool)
+        count = available[:, slots].sum(axis=1)
+        return _unit(total / np.maximum(count, 1)[:, None]) * (count > 0)[:, None], count > 0
+
+    rows = []
+    for s, slot in enumerate(catalog.slots):
+        rows_s = have[:, s]
+        q = unit[s][rows_s]
+        same = [t for t, other in enumerate(catalog.slots) if other.modality == slot.modality and t != s]
+        primary = next((t for t in same if catalog.slots[t].role == "primary"), None)
+        vs_primary = None
+        if slot.role != "primary" and primary is not None:
+            vs_primary = _recall_of_own_item(q, unit[primary][rows_s], np.ones(rows_s.sum(), bool), k)
+        gallery, valid = mean_of(same, have, unit)
+        vs_other = None if gallery is None or not valid.any() else _recall_of_own_item(q, gallery[rows_s], valid[rows_s], k)
+        targets = [t for t, other in enumerate(catalog.slots) if other.modality != slot.modality and other.role == slot.role]
+        vs_modality = None
+        if targets:
+            def target_mean(available, feats):
+                count = available[:, targets].sum(axis=1)
+                total = sum(feats[t] * available[:, [t]] for t in targets)
+                return total / np.maximum(count, 1)[:, None], count > 0
+
+            y_train, ok = target_mean(have_train, raw_train)
+            x_train = raw_train[s][ok & have_train[:, s]]
+            y_train = y_train[ok & have_train[:, s]]
+            x_mean, y_mean = x_train.mean(axis=0), y_train.mean(axis=0)
+            xc = (x_train - x_mean).astype(np.float64)
+            w = np.linalg.solve(xc.T @ xc + ridge * np.eye(xc.shape[1]), xc.T @ (y_train - y_mean))
+            mapped = _unit((catalog.features(test, s)[rows_s] - x_mean) @ w)
+            y_test, ok_test = target_mean(have, {t: catalog.features(test, t) for t in targets})
+            vs_modality = _recall_of_own_item(mapped, _unit(y_test)[rows_s], ok_test[rows_s], k)
+        shown = catalog.observed(test, s)
+        shares = np.bincount(shown.ravel(), minlength=config.attributes) / shown.shape[0]
+        shows = " ".join(f"{j}:{100 * shares[j]:.0f}" if shares[j] < 0.995 else str(j) for j in np.flatnonzero(shares))
+        rows.append(SlotInformation(slot.name, slot.modality, slot.role, float(rows_s.mean()), shows,
+                                    vs_primary, vs_other, vs_modality, min(1.0, k / len(test))))
+    return rows

@@ -1,5 +1,6 @@
 """`ftbench features ...` (precompute backbone features into the cache) and
-`ftbench data fetch grocery-store` (download, check and safely extract the public archive)."""
+`ftbench data fetch grocery-store` (download, check and safely extract the public archive) and
+`ftbench data info synthetic` (how much item information each view slot carries)."""
 
 from __future__ import annotations
 
@@ -196,5 +197,46 @@ def register(app: typer.Typer) -> None:
                 _fail(exc)
         console.print(f"grocery-store data folder: {root}")
         print(root)
+
+    @data_app.command("info")
+    def info(
+        name: str = typer.Argument(..., help="data set: synthetic"),
+        set_: list[str] = typer.Option([], "--set", help="data set option key=value (dataset. prefix optional); repeatable"),
+        k: int = typer.Option(10, "--k", help="recall cutoff"),
+    ) -> None:
+        """Per view slot: recall@K of the item among the test items from the slot's raw feature.
+
+        Untrained probes (see `ftbench.datasets.synthetic.slot_information`): cosine against the
+        same-modality primary view, against the mean of the item's other same-modality views, and,
+        through a ridge map fitted on train items, against the other modality's views.
+        """
+        from ..datasets.synthetic import SyntheticConfig, slot_information
+
+        if name != "synthetic":
+            raise typer.BadParameter(f"unknown data set {name!r}: `data info` knows synthetic", param_hint="NAME")
+        if k < 1:
+            raise typer.BadParameter(f"--k must be at least 1, got {k}", param_hint="--k")
+        try:
+            config = apply_overrides(SyntheticConfig(), parse_set(set_), "data set 'synthetic'")
+            rows = slot_information(config, k=k)
+        except (ValueError, KeyError, TypeError) as exc:
+            _fail(exc)
+        changed = ", ".join(f"{key}={value!r}" for key, value in parse_set(set_).items()) or "defaults"
+        table = Table(title=f"synthetic ({changed}): item information per slot, R@{k} among test items",
+                      caption=f"raw features, no towers; has = share of test items with the view; shows = share of test items whose view shows each attribute (no share: all); chance = {rows[0].chance:.3f}", caption_justify="left")
+        table.add_column("slot", no_wrap=True)
+        table.add_column("role", no_wrap=True)
+        table.add_column("has", justify="right")
+        table.add_column("shows attr:%", no_wrap=True)
+        for col in ("vs primary", "vs other views", "vs other modality"):
+            table.add_column(col, justify="right")
+
+        def fmt(value):
+            return "—" if value is None else f"{value:.3f}"
+
+        for r in rows:
+            table.add_row(f"{r.slot} ({r.modality})", "aux" if r.role == "auxiliary" else r.role, f"{r.present:.0%}", r.shows,
+                          fmt(r.recall_vs_primary), fmt(r.recall_vs_other_views), fmt(r.recall_vs_other_modality))
+        Console().print(table)
 
     app.add_typer(data_app, name="data")
