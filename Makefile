@@ -15,7 +15,7 @@ RESULTS ?= results
 RUN_OUT ?= runs
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-encoders run test report clean help
+.PHONY: install install-encoders run test report clean help gpu-check
 
 help:
 	@echo "make run      install into $(VENV) and run factorized transport at 8 views on the synthetic default (-> $(RUN_OUT)/, git-ignored)"
@@ -52,3 +52,7 @@ report: install
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# CUDA tests, cost at V=2..32, search bench and one paper-scale run on cuda -> $(RESULTS)/gpu
+gpu-check:
+	$(BIN)/python -P -m ftbench.cost.gpu_check --out $(RESULTS)/gpu

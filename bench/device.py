@@ -68,6 +68,10 @@ def describe_device(device: torch.device) -> dict:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    # which scan exact search uses here (bf16 + certified fp32 re-score, or fp32) and why
+    from .kernels.bf16_search import search_precision
+
+    info["search_precision"], info["search_precision_reason"] = search_precision(device)
     return info
 
 

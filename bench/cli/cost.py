@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
         threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
+        search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: scan precision of our search: auto (bf16 where the hardware makes it faster), fp32 or bf16 (certified-exact either way)."),
         queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
@@ -51,7 +52,9 @@ def register(app: typer.Typer) -> None:
         if search_bench:
             from ..cost.search_bench import format_search_bench, run_search_bench
 
-            result = run_search_bench(num_items=items, num_queries=queries, device=device)
+            if search_precision not in ("auto", "fp32", "bf16"):
+                fail(f"--search-precision must be auto, fp32 or bf16, got {search_precision!r}")
+            result = run_search_bench(num_items=items, num_queries=queries, device=device, precision=search_precision)
             console.print(format_search_bench(result), highlight=False, markup=False)
             atomic_write_text(out / "search_bench.json", json.dumps(result, indent=2, default=str) + "\n")
             return

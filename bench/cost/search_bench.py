@@ -32,7 +32,7 @@ import torch
 
 from ..device import describe_device, resolve_device
 from .measure import peak_extra_mb, sync
-from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available
+from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available, resolve_precision
 
 
 def _random_unit(n: int, dim: int, gen: torch.Generator, device: torch.device, chunk: int = 65536) -> torch.Tensor:
@@ -58,6 +58,7 @@ def run_search_bench(
     item_chunk: int | None = None,
     workers: int | None = None,
     with_faiss: bool = True,
+    precision: str = "auto",
     log=None,
 ) -> dict:
     """Time exact top-k search (ours vs faiss IndexFlatIP) on random unit vectors; see module doc.
@@ -80,7 +81,7 @@ def run_search_bench(
     qc, ic = _chunks(query_chunk, item_chunk, dev)
 
     def ours():
-        out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers)
+        out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers, precision=precision)
         sync(dev)
         return out
 
@@ -147,6 +148,8 @@ def run_search_bench(
             "item_chunk": ic,
             "group_size": DEFAULT_GROUP_SIZE,
             "workers": effective_workers(num_queries, dev, workers),
+            "precision_requested": precision,
+            "precision": resolve_precision(precision, items),
             "data": "Gaussian vectors normalised to unit length (items and queries independent)",
         },
         "device": describe_device(dev),
@@ -184,7 +187,7 @@ def format_search_bench(result: dict) -> str:
     lines = [
         f"exact top-{c['k']} search: {c['num_items']:,} items x {c['dim']} dims, {c['num_queries']:,} queries, "
         f"median of {c['repeats']} (device {result['device']['device']}, torch threads {result['device']['torch_threads']})",
-        f"  ours  (exact_topk: numpy BLAS score blocks + torch selection on CPU, query_chunk={c['query_chunk']}, item_chunk={c['item_chunk']}, workers={c['workers']}): "
+        f"  ours  (exact_topk, {c.get('precision', 'fp32')} scan ({result['device'].get('search_precision_reason', '')}), query_chunk={c['query_chunk']}, item_chunk={c['item_chunk']}, workers={c['workers']}): "
         f"{o['ms_per_query']:.3f} ms/query ({o['queries_per_s']:.0f} queries/s), best {o['min_s'] / c['num_queries'] * 1e3:.3f}",
     ]
     f = result.get("faiss")
@@ -232,11 +235,12 @@ if __name__ == "__main__":  # pragma: no cover - manual entry point
     p.add_argument("--query-chunk", type=int, default=None)
     p.add_argument("--item-chunk", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--json", default=None, help="also write the result dict to this file")
     a = p.parse_args()
     res = run_search_bench(
         a.num_items, a.dim, a.num_queries, a.k, a.repeats, a.device,
-        query_chunk=a.query_chunk, item_chunk=a.item_chunk, workers=a.workers, log=print,
+        query_chunk=a.query_chunk, item_chunk=a.item_chunk, workers=a.workers, precision=a.precision, log=print,
     )
     print(format_search_bench(res))
     if a.json:

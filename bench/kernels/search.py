@@ -312,6 +312,7 @@ def exact_topk(
     group_size: int = DEFAULT_GROUP_SIZE,
     reservoir_size: int | None = None,
     workers: int | None = None,
+    precision: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k items by inner product <q, x_j>, ties broken by lower item index.
 
@@ -328,6 +329,12 @@ def exact_topk(
         single-threaded torch ops (default `torch.get_num_threads()`; 1 = the caller's thread with
         torch's own intra-op threads). Used when there are >= 2 * 128 queries; the result does not
         depend on it. The caller's `torch.get_num_threads()` is restored afterwards.
+    precision : "fp32" scans the catalog in the items' dtype; "bf16" (float32 items only) scans it
+        with bfloat16 inputs, keeps every item that an error bound cannot exclude from the top-k
+        and re-scores those in fp32 (`ftbench.kernels.bf16_search`: the result is the exact fp32
+        top-k, certified by the bound); "auto" (default) takes bf16 where
+        `bf16_search.search_precision(device)` finds it faster (bf16 matrix units and a short
+        measurement), fp32 elsewhere.
 
     Returns
     -------
@@ -359,6 +366,18 @@ def exact_topk(
     out_i = torch.empty((nq, k), device=items.device, dtype=torch.int64)
     if nq == 0:
         return out_s, out_i
+    if resolve_precision(precision, items) == "bf16":
+        from .bf16_search import BF16Catalog, bf16_topk_chunk
+
+        cat = BF16Catalog(items)
+
+        def body_bf16(q0: int, q1: int, buf: torch.Tensor) -> None:
+            s, i = bf16_topk_chunk(queries[q0:q1], cat, k, ic)
+            out_s[q0:q1] = s
+            out_i[q0:q1] = i
+
+        _run_query_blocks(nq, qc, 1, items, workers, body_bf16)
+        return out_s, out_i
 
     def body(q0: int, q1: int, buf: torch.Tensor) -> None:
         s, i = _topk_query_chunk(queries[q0:q1], items, k, ic, group_size, limit, buf)
@@ -367,6 +386,23 @@ def exact_topk(
 
     _run_query_blocks(nq, qc, min(ic, n), items, workers, body)
     return out_s, out_i
+
+
+def resolve_precision(precision: str, items: torch.Tensor) -> str:
+    """The scan precision `exact_topk` uses for `precision` ("auto", "fp32" or "bf16") and these items."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"exact_topk: precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if precision == "fp32":
+        return "fp32"
+    if items.dtype != torch.float32:
+        if precision == "bf16":
+            raise ValueError(f"exact_topk: precision='bf16' needs float32 items, got {items.dtype}")
+        return "fp32"
+    if precision == "bf16":
+        return "bf16"
+    from .bf16_search import search_precision
+
+    return search_precision(items.device)[0]
 
 
 def effective_workers(num_queries: int, device: torch.device | str, workers: int | None = None) -> int:
