@@ -303,7 +303,7 @@ class CatalogFolder(DatasetPlugin):
     @dataclass
     class Config(TextEncoderConfig):
         data_dir: str = option("", "the catalog folder (items.jsonl or items.parquet, catalog.json, queries.jsonl, qrels/)", "convention")
-        image_backbone: str = option("efficientnet-lite0", "backbone spec for image views and image queries", "SPEC")
+        image_backbone: str = option("efficientnet-lite0", "backbone spec for image views and image queries", "protocol")
 
         def validate(self) -> None:
             super().validate()
