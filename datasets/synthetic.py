@@ -62,7 +62,7 @@ The generator must not pick the winner: with `aux_informativeness=0` no multi-vi
 beat `clip` on query->item recall beyond the paired 95% interval over seeds. Full version, on the
 default catalog and budget (a fast version runs in the tests); the sweep is one command, wrapped here:
 
-    ftbench sweep -o clip -o factorized -o full_ot -o oat -o mover -v 8 --seed 0 --seed 1 --seed 2
+    ftbench sweep -o clip -o factorized -o full_ot -o oat -o mover --views 8 --seed 0 --seed 1 --seed 2
     --set dataset.aux_informativeness=0 --out results/null-check
     ftbench report results/null-check      # paired differences against clip, per objective
 
