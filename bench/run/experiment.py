@@ -153,6 +153,18 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def build_dataset(prepared: "PreparedRun", dataset_cache: dict | None = None):
+    """The run's data set, built once per data config when `dataset_cache` is given (sweeps, tuning
+    trials and references of one process share it)."""
+    key = (prepared.spec.dataset, repr(prepared.config["dataset_config"]))
+    if dataset_cache is not None and key in dataset_cache:
+        return dataset_cache[key]
+    dataset = prepared.dataset_plugin.build(prepared.configs["dataset"])
+    if dataset_cache is not None:
+        dataset_cache[key] = dataset
+    return dataset
+
+
 def execute(
     prepared: PreparedRun,
     out_dir: Path | None,
@@ -174,13 +186,7 @@ def execute(
     reset_peak_memory(device)
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
-    key = (spec.dataset, prepared.config["dataset_config"].__repr__())
-    if dataset_cache is not None and key in dataset_cache:
-        dataset = dataset_cache[key]
-    else:
-        dataset = prepared.dataset_plugin.build(configs["dataset"])
-        if dataset_cache is not None:
-            dataset_cache[key] = dataset
+    dataset = build_dataset(prepared, dataset_cache)
     phases["data_s"] = time.perf_counter() - t0
 
     seed_everything(spec.seed, spec.deterministic)

@@ -19,7 +19,7 @@ import numpy as np
 from ..config import config_hash
 from ..eval.reference import REFERENCE_NOTE, REFERENCES, FrozenReference
 from ..model.encode import capped_availability
-from .experiment import RunSpec, package_versions, prepare
+from .experiment import RunSpec, build_dataset, package_versions, prepare
 from .results import RunResult, result_filename, write_result
 
 REFERENCE_OBJECTIVE = "frozen"  # `ftbench reference` and `ftbench run --objective frozen`
@@ -39,13 +39,7 @@ def execute_reference(spec: RunSpec, out_dir: Path | None, dataset_cache: dict |
     prepared = prepare(RunSpec(**{**spec.__dict__, "objective": "clip"}))  # configs only; no objective is built
     configs = prepared.configs
     t0 = time.perf_counter()
-    key = (spec.dataset, prepared.config["dataset_config"].__repr__())
-    if dataset_cache is not None and key in dataset_cache:
-        dataset = dataset_cache[key]
-    else:
-        dataset = prepared.dataset_plugin.build(configs["dataset"])
-        if dataset_cache is not None:
-            dataset_cache[key] = dataset
+    dataset = build_dataset(prepared, dataset_cache)
     data_s = time.perf_counter() - t0
     counts = dataset.counts()
     sample = np.arange(min(dataset.catalog.num_items, 50_000))

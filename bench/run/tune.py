@@ -137,16 +137,11 @@ def train_trial(prepared, trial, dataset_cache: dict | None = None):
     from ..model.towers import Towers
     from ..objectives.base import ObjectiveContext
     from ..train.loop import train
+    from .experiment import build_dataset
 
     spec, configs = prepared.spec, prepared.configs
     device = resolve_device(spec.device)
-    key = (spec.dataset, repr(prepared.config["dataset_config"]))
-    if dataset_cache is not None and key in dataset_cache:
-        dataset = dataset_cache[key]
-    else:
-        dataset = prepared.dataset_plugin.build(configs["dataset"])
-        if dataset_cache is not None:
-            dataset_cache[key] = dataset
+    dataset = build_dataset(prepared, dataset_cache)
     seed_everything(spec.seed, spec.deterministic)
     from ..data.views import SlotLayout
 
