@@ -50,12 +50,14 @@ def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
 
 
 def command_line(argv: list[str] | None = None) -> str:
-    """The command as typed (shell-quoted), with the program shown as `ftbench` when it is ours."""
+    """The command as typed (shell-quoted), with the program shown as `ftbench` when it is ours
+    and any password of a URL in it (``--storage postgresql://user:pw@host/db``) shown as `***`."""
+    from .claims import redact_url  # claims imports nothing from here
     argv = list(sys.argv if argv is None else argv)
     if argv and (Path(argv[0]).name == "ftbench"
                  or (Path(argv[0]).name == "__main__.py" and Path(argv[0]).resolve().parent == SOURCE_ROOT / "bench")):
         argv[0] = "ftbench"  # `python -m ftbench` too
-    return shlex.join(argv)
+    return redact_url(shlex.join(argv))
 
 
 def collect(spec) -> dict[str, Any]:

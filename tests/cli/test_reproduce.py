@@ -129,3 +129,11 @@ def test_git_state_sees_uncommitted_changes(tmp_path):
 def test_command_line_is_shell_quoted():
     assert command_line(["/x/bin/ftbench", "run", "--set", "eval.ks=(1, 10)"]) == "ftbench run --set 'eval.ks=(1, 10)'"
     assert SOURCE_ROOT.joinpath("bench").is_dir() or SOURCE_ROOT.exists()
+
+
+def test_command_line_never_records_a_storage_password():
+    argv = ["/x/bin/ftbench", "sweep", "--storage", "postgresql://ftbench:s3cret@db.local:5432/bench",
+            "--storage-options", "sqlite:///x?password=hunter2&x=1"]
+    recorded = command_line(argv)
+    assert "s3cret" not in recorded and "hunter2" not in recorded
+    assert "postgresql://ftbench:***@db.local:5432/bench" in recorded
