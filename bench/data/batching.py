@@ -70,9 +70,12 @@ def compact_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_view_batch(
-    catalog: Catalog, layout: SlotLayout, items: np.ndarray, selection: ViewSelection
+    catalog: Catalog | None, layout: SlotLayout, items: np.ndarray, selection: ViewSelection
 ) -> ViewBatch:
-    """Materialise the selected views of `items` (catalog indices) as a compact ViewBatch."""
+    """Materialise the selected views of `items` (catalog indices) as a compact ViewBatch.
+
+    With `catalog=None` only the positions and weights are built (`features` stays empty): the
+    evaluation then fills the positions with view embeddings it has already computed."""
     items = np.asarray(items, dtype=np.int64)
     slot, valid = compact_positions(selection.mask.cpu())
     safe = slot.clamp(min=0)
@@ -82,7 +85,7 @@ def build_view_batch(
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     flat_slot = slot.reshape(-1)
     width = slot.shape[1]
-    for code, modality in enumerate(layout.modalities):
+    for code, modality in enumerate(layout.modalities if catalog is not None else ()):
         slots_of_m = torch.nonzero(layout.modality_code == code).flatten().tolist()
         pos_list, val_list = [], []
         for s in slots_of_m:

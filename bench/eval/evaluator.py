@@ -33,7 +33,8 @@ from ..objectives.base import Objective
 from ..kernels.search import exact_topk, rank_of_targets
 from ..model.towers import Towers
 from ..data.views import SlotLayout
-from ..model.encode import capped_availability, encode_batch
+from ..data.batching import build_view_batch
+from ..model.encode import batch_selection, capped_availability, encode_batch, encoded_views, to_device
 
 
 
@@ -73,6 +74,15 @@ class QueryRun:
     report: object
 
 
+@dataclass
+class ViewEmbeddings:
+    """Tower outputs of every view of some items: `table` [n, S, d] (zeros where absent), row r
+    belonging to catalog item `items[r]`."""
+
+    items: np.ndarray
+    table: torch.Tensor
+
+
 class Evaluator:
     """Encodes items and queries with trained towers + objective and scores every task."""
 
@@ -96,9 +106,13 @@ class Evaluator:
         self.last_query_run: QueryRun | None = None
         #: per-query values of the cross-view tasks of the last `cross_view` call
         self.per_query: dict[str, dict[str, np.ndarray]] = {}
+        #: cross-view tasks encode each (item, view) once and build every query, leave-one-out
+        #: target and item embedding from those tower outputs; False encodes per task, as the
+        #: definition reads (same results: a tower embeds each view on its own)
+        self.reuse_view_embeddings = True
 
     # -- encoding ----------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_items(self, items: np.ndarray, exclude_slot: int | None = None) -> torch.Tensor:
         """Served item embeddings [n, d] (on the evaluation device) of `items`."""
         out = []
@@ -114,7 +128,7 @@ class Evaluator:
             return torch.zeros(0, self.towers.embedding_dim, device=self.device)
         return torch.cat(out)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_slot(self, items: np.ndarray, slot: int) -> torch.Tensor:
         """Tower embeddings [n, d] of one view slot of `items` (used as queries)."""
         modality = self.dataset.catalog.slots[slot].modality
@@ -125,7 +139,7 @@ class Evaluator:
             out.append(self.towers.encode(modality, feats.to(self.device)).float())
         return torch.cat(out) if out else torch.zeros(0, self.towers.embedding_dim, device=self.device)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def embed_queries(self, query_index: np.ndarray) -> torch.Tensor:
         q = self.dataset.queries
         out = []
@@ -134,6 +148,40 @@ class Evaluator:
             feats = torch.from_numpy(q.features[query_index[start : start + bs]]).to(self.device)
             out.append(self.objective.query_embedding(self.towers.encode(q.modality, feats)).float())
         return torch.cat(out) if out else torch.zeros(0, self.towers.embedding_dim, device=self.device)
+
+    @torch.inference_mode()
+    def embed_views(self, items: np.ndarray) -> "ViewEmbeddings":
+        """Tower embeddings of every view within --views of `items`, each (item, view) encoded once
+        (slot by slot, in batches of `encode_batch_size`); zeros where an item lacks the view."""
+        avail = capped_availability(self.dataset.catalog, items, self.max_views).numpy()
+        table = torch.zeros(len(items), self.layout.num_slots, self.towers.embedding_dim, device=self.device)
+        for s in range(self.layout.num_slots):
+            rows = np.flatnonzero(avail[:, s])
+            if len(rows):
+                table[torch.as_tensor(rows, device=self.device), s] = self.embed_slot(items[rows], s)
+        return ViewEmbeddings(items=items, table=table)
+
+    @torch.inference_mode()
+    def embed_items_from(self, views: "ViewEmbeddings", rows: np.ndarray, exclude_slot: int | None = None) -> torch.Tensor:
+        """`embed_items(views.items[rows], exclude_slot)` from the stored tower outputs: the same
+        view selection and positions per batch of `encode_batch_size` items, only the towers are
+        not run again."""
+        out = []
+        bs = self.config.encode_batch_size
+        rows = np.asarray(rows, dtype=np.int64)
+        for start in range(0, len(rows), bs):
+            chunk_rows = rows[start : start + bs]
+            chunk = views.items[chunk_rows]
+            selection = batch_selection(
+                self.dataset, self.objective, chunk, self.max_views, training=False, exclude_slot=exclude_slot
+            )
+            raw = build_view_batch(None, self.layout, chunk, selection)
+            picked = views.table[torch.as_tensor(chunk_rows, device=self.device)[:, None], raw.slot.clamp(min=0).to(self.device)]
+            embeddings = torch.where(raw.mask.to(self.device)[..., None], picked, torch.zeros((), device=self.device))
+            out.append(self.objective.item_embedding(encoded_views(embeddings, to_device(raw, self.device))).float())
+        if not out:
+            return torch.zeros(0, self.towers.embedding_dim, device=self.device)
+        return torch.cat(out)
 
     # -- tasks -------------------------------------------------------------------------------
     def query_task(self, split: str, gallery: np.ndarray | None = None) -> tuple[dict, dict, dict]:
@@ -215,6 +263,7 @@ class Evaluator:
         na: dict = {}
         layout = self.layout
         avail = capped_availability(self.dataset.catalog, items, self.max_views).numpy()
+        views = self.embed_views(items) if self.reuse_view_embeddings else None
         img, title = self._primary_slot(image=True), self._primary_slot(image=False)
         modalities = self.dataset.catalog.modalities
         has_image = "image" in modalities
@@ -235,13 +284,17 @@ class Evaluator:
                     f"fewer than 2 evaluation items have both a primary image and a title within --views {self.max_views}"
                 )
             else:
-                a, b = self.embed_slot(sub, img), self.embed_slot(sub, title)
+                if views is not None:
+                    pick = torch.as_tensor(np.flatnonzero(both), device=self.device)
+                    a, b = views.table[pick, img].contiguous(), views.table[pick, title].contiguous()
+                else:
+                    a, b = self.embed_slot(sub, img), self.embed_slot(sub, title)
                 targets = np.arange(len(sub))
                 self._rank_task("title->image", b, a, targets, (a * b).sum(-1), out, na)
                 self._rank_task("image->title", a, b, targets, (a * b).sum(-1), out, na)
         else:
             na["title->image"] = na["image->title"] = lacks(image=img is None)
-        full = self.embed_items(items)
+        full = self.embed_items(items) if views is None else self.embed_items_from(views, np.arange(len(items)))
         # primary view -> item (leave-one-out); in a one-modality catalog too (the title, or the
         # primary image, against the item's other views)
         for name, slot, image in (("image->item", img, True), ("text->item", title, False)):
@@ -249,19 +302,20 @@ class Evaluator:
                 na[name] = lacks(image)
                 continue
             rows = np.flatnonzero(avail[:, slot])
-            self._loo_task(name, items, rows, [slot] * len(rows), full, out, na, avail)
+            self._loo_task(name, items, rows, [slot] * len(rows), full, out, na, avail, views)
         # auxiliary views -> item (leave-one-out)
         aux_slots = [s for s in range(layout.num_slots) if not bool(layout.is_primary[s])]
-        pairs = [(r, s) for s in aux_slots for r in np.flatnonzero(avail[:, s])]
-        if not pairs:
+        # (item row, slot) pairs, slot by slot in slot order
+        per_slot = [np.flatnonzero(avail[:, s]) for s in aux_slots]
+        rows = np.concatenate(per_slot) if per_slot else np.empty(0, np.int64)
+        if not len(rows):
             na["aux->item"] = f"no auxiliary view within --views {self.max_views} among the evaluation items"
         else:
-            rows = np.array([p[0] for p in pairs])
-            slots = [p[1] for p in pairs]
-            self._loo_task("aux->item", items, rows, slots, full, out, na, avail)
+            slots = np.repeat(np.asarray(aux_slots, dtype=np.int64), [len(r) for r in per_slot])
+            self._loo_task("aux->item", items, rows, slots, full, out, na, avail, views)
         return out, na
 
-    def _loo_task(self, name, items, rows, slots, full, out, na, avail=None) -> None:
+    def _loo_task(self, name, items, rows, slots, full, out, na, avail=None, views=None) -> None:
         """Query = view `slot` of item rows[i]; its own target is the item embedded without it.
 
         Only items with at least one other view within --views take part: an item seen through
@@ -279,9 +333,13 @@ class Evaluator:
         order = []
         for s in np.unique(slots):
             sel = np.flatnonzero(slots == s)
-            sub_items = items[rows[sel]]
-            q = self.embed_slot(sub_items, int(s))
-            loo = self.embed_items(sub_items, exclude_slot=int(s))
+            if views is not None:
+                q = views.table[torch.as_tensor(rows[sel], device=self.device), int(s)]
+                loo = self.embed_items_from(views, rows[sel], exclude_slot=int(s))
+            else:
+                sub_items = items[rows[sel]]
+                q = self.embed_slot(sub_items, int(s))
+                loo = self.embed_items(sub_items, exclude_slot=int(s))
             queries.append(q)
             target_scores.append((q * loo).sum(-1))
             order.append(sel)

@@ -59,13 +59,18 @@ def test_cross_view_selection_never_embeds_a_test_item(monkeypatch):
     evaluator = _evaluator(dataset)
     test_items = set(dataset.items("test").tolist())
     seen = []
-    original = Evaluator.embed_items
+    original_items, original_slot = Evaluator.embed_items, Evaluator.embed_slot
 
-    def spy(self, items, exclude_slot=None):
+    def spy_items(self, items, exclude_slot=None):
         seen.extend(np.asarray(items).tolist())
-        return original(self, items, exclude_slot)
+        return original_items(self, items, exclude_slot)
 
-    monkeypatch.setattr(Evaluator, "embed_items", spy)
+    def spy_slot(self, items, slot):  # every tower pass over item views goes through one of the two
+        seen.extend(np.asarray(items).tolist())
+        return original_slot(self, items, slot)
+
+    monkeypatch.setattr(Evaluator, "embed_items", spy_items)
+    monkeypatch.setattr(Evaluator, "embed_slot", spy_slot)
     name, _ = evaluator.validation_score("cross-view/mean recall@10", 20_000, seed=0)
     assert name == "cross-view/mean recall@10"
     assert seen and not test_items & set(seen)
