@@ -155,11 +155,19 @@ def package_versions() -> dict[str, str]:
 
 def build_dataset(prepared: "PreparedRun", dataset_cache: dict | None = None):
     """The run's data set, built once per data config when `dataset_cache` is given (sweeps, tuning
-    trials and references of one process share it)."""
+    trials and references of one process share it). A large generated catalog is served from its
+    stored features, generated once per data config for every process (`catalog_store`)."""
     key = (prepared.spec.dataset, repr(prepared.config["dataset_config"]))
     if dataset_cache is not None and key in dataset_cache:
         return dataset_cache[key]
     dataset = prepared.dataset_plugin.build(prepared.configs["dataset"])
+    from ..features.catalog_store import should_store, stored_catalog
+
+    if should_store(dataset.catalog):
+        # generated once per data config, then memory-mapped by every run (features/catalog_store.py)
+        dataset.catalog = stored_catalog(
+            dataset.catalog, prepared.spec.dataset, prepared.configs["dataset"], notes=dataset.notes
+        )
     if dataset_cache is not None:
         dataset_cache[key] = dataset
     return dataset
