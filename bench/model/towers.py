@@ -69,7 +69,8 @@ class Towers(nn.Module):
         for modality, (positions, values) in batch.features.items():
             encoded = self.towers[modality](values.to(device=param.device, dtype=param.dtype))
             # under bf16 autocast the towers compute in bfloat16; the batch stays in the weights' dtype
-            out = out.index_copy(0, positions.to(param.device), encoded.to(out.dtype))
+            # in place: one [B*W, d] buffer, not a fresh copy per modality (autograd tracks it)
+            out.index_copy_(0, positions.to(param.device), encoded.to(out.dtype))
         return out.view(b, w, self.embedding_dim)
 
     def encode(self, modality: str, features: torch.Tensor) -> torch.Tensor:
