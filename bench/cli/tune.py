@@ -14,7 +14,7 @@ def tune(
     objective: List[str] = typer.Option([], "--objective", "-o", help="Objective to tune (repeatable)."),
     trials: int = typer.Option(24, "--trials", help="Trials per objective that finish (completed or pruned), over all workers."),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name."),
-    views: int = typer.Option(8, "--views", "-v", help="At most this many views per item."),
+    views: int = typer.Option(8, "--views", help="At most this many views per item."),
     set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per trial and rerun (default: train.steps)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
