@@ -42,9 +42,12 @@ install-encoders: install
 run: install
 	$(BIN)/ftbench run --objective factorized --views 8 --out $(RUN_OUT)
 
+# two single-thread pytest workers, each test file on one of them (module fixtures run once);
+# `make test TEST_WORKERS=0` runs in one process
+TEST_WORKERS ?= 2
 test:
 	$(MAKE) install EXTRAS=$(TEST_EXTRAS)
-	$(BIN)/pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 report: install
 	$(BIN)/ftbench report $(RESULTS)
