@@ -173,10 +173,12 @@ def execute(
     dataset_cache: dict | None = None,
     save_run: bool = False,
     tracker: Any = None,
+    tuning: dict | None = None,
 ) -> tuple[RunResult | None, Path | None]:
     """Train and evaluate; write the result (atomically) under `out_dir` if given, and with
     `save_run` the query task's TREC run, qrels and per-query files beside it
-    (`ftbench.eval.run_files`).
+    (`ftbench.eval.run_files`). `tuning`: the result's tuning block (`ftbench tune` reruns of a best
+    configuration).
 
     With a `tracker` (`ftbench.run.tracking.Tracker`), rank 0 also sends the run's parameters,
     per-step loss, validation scores, final metrics and result file to it; a run that raises is
@@ -188,7 +190,8 @@ def execute(
     spec = prepared.spec
     distributed, device = setup_distributed(resolve_device(spec.device))
     if tracker is None or not tracker.enabled or not distributed.is_main:
-        return _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device)
+        return _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
+                        tuning=tuning)
     from .provenance import git_state
     from .tracking import flatten_params
 
@@ -201,7 +204,7 @@ def execute(
                                 {**flatten_params(prepared.config), "config_hash": prepared.config_hash}, tags)
     try:
         result, path = _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run,
-                                distributed, device, tracked)
+                                distributed, device, tracked, tuning)
     except KeyboardInterrupt:
         tracked.end("KILLED")
         raise
@@ -242,7 +245,7 @@ def log_final(tracked, result: RunResult, path: Path | None) -> None:
 
 
 def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
-             tracked=None):
+             tracked=None, tuning=None):
     from .tracking import NO_RUN
 
     tracked = tracked or NO_RUN
@@ -339,6 +342,7 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
         notes=list(dataset.notes) + ([f"tracked: {tracked.describe()}"] if tracked.run_id else []),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         provenance=collect_provenance(spec),
+        tuning=dict(tuning or {}),
     )
     path = None
     if out_dir is not None:
