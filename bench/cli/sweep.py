@@ -214,7 +214,7 @@ def register(app: typer.Typer) -> None:
                 claims = CellClaims(open_storage(storage), f"sweep-{config_hash(grid)[:12]}", stale_after)
             tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment)
             outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet, claims=claims,
-                                              tracker=tracking)
+                                              tracker=tracking if tracking.enabled else None)
         except (GridError, ValueError, KeyError, UsageError) as exc:
             from ..run.claims import redact_url
 
