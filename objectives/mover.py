@@ -35,10 +35,12 @@ sampled uniformly each step, k = min(`group_size`, fewest other views of an item
     L_vol = 1/2 [CE(logits, I) + CE(logits^T, I)].
 (b) OT term: P = entropic OT plan between the anchors {a_i} and the view groups {X_j} (uniform
     marginals 1/n, cost C_ij = V_ij (`ot_cost="volume"`) or 1 - <a_i, f_j> with f_j the fused other
-    views (`"cosine"`), log-domain Sinkhorn with `ot_epsilon`, `ot_iterations`), computed without
-    gradient, and L_ot = sum_ij P_ij V_ij, the transport-weighted score. With the volume cost this
-    is the entropic OT value of that cost, whose gradient in V is P (envelope theorem), so detaching P
-    is exact. Total: L = L_vol + `ot_weight` * L_ot + query_weight * L_query (the shared query term).
+    views (`"cosine"`), the log-domain Sinkhorn iterate after `ot_iterations` sweeps at
+    `ot_epsilon`, computed as float64 scalings with absorption by
+    `ftbench.kernels.feature_transport.fixed_sinkhorn`), computed without gradient, and
+    L_ot = sum_ij P_ij V_ij, the transport-weighted score. With the volume cost this is the entropic
+    OT value of that cost, whose gradient in V is P (envelope theorem), so detaching P is exact.
+    Total: L = L_vol + `ot_weight` * L_ot + query_weight * L_query (the shared query term).
 
 Only items with an anchor and at least one other view enter (a) and (b); the others still train
 through the query term. Cost with `groups="views"` and at most n other views: O(B n^3 + B^2 n^2 +
@@ -58,8 +60,8 @@ import torch
 import torch.nn.functional as F
 
 from ..config import Search, option
-from ..kernels.feature_transport import log_sinkhorn
-from ..kernels.volume import gram_log_volume, pairwise_log_volume
+from ..kernels.feature_transport import fixed_sinkhorn
+from ..kernels.volume import pairwise_log_volume, pairwise_span_distance
 from . import OBJECTIVES
 from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, symmetric_info_nce, text_anchor
 
@@ -154,10 +156,9 @@ class Mover(Objective):
         delta, kind = self.config.volume_delta, self.config.volume_score
         if kind == "fixed":
             set_mask = self.sample_groups(set_mask)
-        log_volume = pairwise_log_volume(anchor, sets, set_mask, delta)
-        if kind == "distance":  # log Vol(a, X) - log Vol(X) = log dist(a, span X)
-            log_volume = log_volume - gram_log_volume(sets, set_mask, delta).unsqueeze(0)
-        return torch.exp(log_volume)
+        if kind == "distance":  # Vol(a, X) / Vol(X) = dist(a, span X): the Schur residual alone
+            return pairwise_span_distance(anchor, sets, set_mask, delta)
+        return torch.exp(pairwise_log_volume(anchor, sets, set_mask, delta))
 
     def sample_groups(self, set_mask: torch.Tensor) -> torch.Tensor:
         """bool [B, n]: k of each item's set members, uniformly, k = min(group_size, fewest members)."""
@@ -189,7 +190,7 @@ class Mover(Objective):
             if cfg.ot_weight > 0:
                 with torch.no_grad():
                     cost = vol.detach() if cfg.ot_cost == "volume" else 1.0 - a @ fused_other[valid].t()
-                    result = log_sinkhorn(cost, epsilon=cfg.ot_epsilon, iterations=cfg.ot_iterations)
+                    result = fixed_sinkhorn(cost, epsilon=cfg.ot_epsilon, iterations=cfg.ot_iterations)
                 transported = (result.plan.to(vol.dtype) * vol).sum()
                 out["ot_loss"] = cfg.ot_weight * transported
                 out["transported_volume"] = transported.detach()

@@ -12,7 +12,7 @@ from .common import UsageError, check_writable, console, fail, metrics_table, ru
 
 def reference(
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name (see `ftbench datasets`)."),
-    views: int = typer.Option(8, "--views", "-v", help="At most this many views per item (primary first), as in the trained runs."),
+    views: int = typer.Option(8, "--views", help="At most this many views per item (primary first), as in the trained runs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the cross-view item cap (nothing is trained)."),
     out: Path = typer.Option(Path("results"), "--out", help="Folder for the result files."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),

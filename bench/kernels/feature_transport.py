@@ -82,6 +82,106 @@ def log_sinkhorn(
                           iterations=iterations, domain="log")
 
 
+DOMAINS = ("auto", "log")
+# |log| of a scaling above which it is folded into the potentials (float64 holds e^+-709; a
+# margin of 10 orders of magnitude on each side of e^+-50 leaves the products far from overflow)
+_ABSORB_AT = 50.0
+
+
+def fixed_sinkhorn(
+    cost: torch.Tensor,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    epsilon: float = 0.01,
+    iterations: int = 100,
+    domain: str = "auto",
+    check_every: int = 5,
+) -> SinkhornResult:
+    """The iterate of `log_sinkhorn` after `iterations` sweeps, by the fastest exact route.
+
+    domain="log": `log_sinkhorn` itself. domain="auto" (default): the same iterations as scalings
+    in float64 with absorption (Schmitzer 2019, sec. 3.2; POT's ``sinkhorn_stabilized``): the
+    first sweep is a log-domain sweep, which gives potentials (alpha, beta); then
+
+        K~ = exp((alpha_p + beta_q - C_pq) / eps),   u <- a / (K~ v),   v <- b / (K~^T u),
+
+    two matrix-vector products per sweep and no exponential, with u = v = 1 after each absorption
+    alpha += eps log u, beta += eps log v (one exponential of the n x m kernel). The plan after
+    iteration t is diag(u) K~ diag(v) = exp((alpha + eps log u + beta + eps log v - C) / eps), the
+    log-domain iterate exactly; absorbing whenever |log u| or |log v| exceeds 50 (checked every
+    `check_every` sweeps) keeps every float64 product finite for any cost range and eps, and an
+    entry of K~ that underflows is a plan entry below e^-600. The leading dimensions are batched
+    (one solve for several problems). If a scaling comes out non-finite all the same, the result
+    is recomputed by `log_sinkhorn`, so "auto" never fails where "log" succeeds. float64
+    arithmetic is more accurate than the float32 log domain; the two agree to float32 round-off
+    (tests/bench/kernels/test_feature_transport.py). On CPU at 256 x 256 this is about 10x faster
+    than `log_sinkhorn`, whose cost is one exponential per entry per half-sweep.
+    """
+    if domain not in DOMAINS:
+        raise ValueError(f"Sinkhorn domain must be one of {DOMAINS}, got {domain!r}")
+    if domain == "log":
+        return log_sinkhorn(cost, a, b, epsilon, iterations)
+    if epsilon <= 0:
+        raise ValueError(f"Sinkhorn epsilon must be positive, got {epsilon}")
+    if iterations < 1:
+        raise ValueError(f"Sinkhorn iterations must be >= 1, got {iterations}")
+    n, m = cost.shape[-2], cost.shape[-1]
+    batch = cost.shape[:-2]
+    f64 = torch.float64
+    a64 = torch.full((*batch, n), 1.0 / n, dtype=f64, device=cost.device) if a is None else a.to(f64)
+    b64 = torch.full((*batch, m), 1.0 / m, dtype=f64, device=cost.device) if b is None else b.to(f64)
+    log_k = cost.to(f64) / -epsilon
+    # first sweep in the log domain, from v = 1/m (as `log_sinkhorn`)
+    alpha = torch.log(a64) - torch.logsumexp(log_k - math.log(m), dim=-1)
+    beta = torch.log(b64) - torch.logsumexp(log_k + alpha.unsqueeze(-1), dim=-2)
+    has_a, has_b = a64 > 0, b64 > 0
+    zero = torch.zeros((), dtype=f64, device=cost.device)
+
+    def absorbed(alpha, beta):
+        # entries below e^-600 are set to 0: they are negligible plan entries, and as float64
+        # subnormals (below e^-708, reached in products with the scalings) they are slow
+        exponent = log_k + alpha.unsqueeze(-1) + beta.unsqueeze(-2)
+        return torch.exp(exponent.masked_fill_(exponent < -600.0, -math.inf))
+
+    kernel = absorbed(alpha, beta)
+    # both products as (row vector) @ (row-major matrix): the fastest batched mat-vec on CPU
+    kernel_t = kernel.transpose(-1, -2).contiguous()
+    u = torch.ones_like(a64).unsqueeze(-2)  # [..., 1, n]
+    v = torch.ones_like(b64).unsqueeze(-2)  # [..., 1, m]
+    a_row, b_row = a64.unsqueeze(-2), b64.unsqueeze(-2)
+    all_mass = bool(has_a.all()) and bool(has_b.all())
+    for it in range(1, iterations):
+        if all_mass:
+            u = torch.div(a_row, torch.matmul(v, kernel_t))
+            v = torch.div(b_row, torch.matmul(u, kernel))
+        else:  # zero-mass rows/columns keep a zero scaling (0 / 0 would be nan)
+            u = torch.where(has_a.unsqueeze(-2), a_row / torch.matmul(v, kernel_t), zero)
+            v = torch.where(has_b.unsqueeze(-2), b_row / torch.matmul(u, kernel), zero)
+        if it % check_every == 0 or it == iterations - 1:
+            log_u = torch.where(has_a.unsqueeze(-2), u, 1.0).log()
+            log_v = torch.where(has_b.unsqueeze(-2), v, 1.0).log()
+            largest = float(torch.maximum(log_u.abs().amax(), log_v.abs().amax()))
+            if not math.isfinite(largest):
+                return log_sinkhorn(cost, a, b, epsilon, iterations)
+            if largest > _ABSORB_AT and it < iterations - 1:
+                alpha, beta = alpha + log_u.squeeze(-2), beta + log_v.squeeze(-2)
+                kernel = absorbed(alpha, beta)
+                kernel_t = kernel.transpose(-1, -2).contiguous()
+                u, v = torch.ones_like(u), torch.ones_like(v)
+    u, v = u.squeeze(-2), v.squeeze(-2)
+    plan64 = u.unsqueeze(-1) * kernel * v.unsqueeze(-2)
+    log_u = torch.where(has_a, u, 1.0).log()
+    log_v = torch.where(has_b, v, 1.0).log()
+    # as `_exp_flushed`: entries below sqrt(smallest normal number) of the output dtype are 0
+    floor = math.sqrt(torch.finfo(cost.dtype).tiny)
+    plan = plan64.masked_fill(plan64 < floor, 0.0).to(cost.dtype)
+    a_out = a64.to(cost.dtype)
+    marginal_error = (plan.sum(-1) - a_out).abs().sum(-1)
+    potentials = (epsilon * (alpha + log_u)).to(cost.dtype), (epsilon * (beta + log_v)).to(cost.dtype)
+    return SinkhornResult(plan=plan, potentials=potentials, marginal_error=marginal_error,
+                          iterations=iterations, domain="scaling")
+
+
 def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     """log sum exp(x) along `dim`, max-shifted, with shifted exponents clamped below at log(tiny)/2.
 

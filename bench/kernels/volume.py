@@ -110,6 +110,32 @@ def gram_volume(vectors: torch.Tensor, mask: torch.Tensor | None = None, delta: 
     return torch.exp(gram_log_volume(vectors, mask, delta))
 
 
+def _schur_terms(
+    anchor: torch.Tensor, sets: torch.Tensor, mask: torch.Tensor | None, delta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1/2 logdet(G_j + delta I) [B2], residual [B2, B1]) of the block-determinant form: one
+    Cholesky factor per set, one triangular solve for all anchors (see the module docstring).
+    The residual <a_i, a_i> + delta - |L_j^{-1} X_j a_i|^2 is clamped below at delta, its exact
+    lower bound, so round-off cannot make it non-positive."""
+    if delta <= 0:
+        raise ValueError(f"pairwise volumes need delta > 0 (got {delta})")
+    if anchor.ndim != 2 or sets.ndim != 3 or anchor.shape[-1] != sets.shape[-1]:
+        raise ValueError(f"pairwise volume expects anchor [B1, d] and sets [B2, n, d], got {tuple(anchor.shape)} and {tuple(sets.shape)}")
+    b1, b2, n = anchor.shape[0], sets.shape[0], sets.shape[1]
+    anchor_sq = (anchor * anchor).sum(-1) + delta  # [B1]
+    if n == 0:
+        return anchor_sq.new_zeros(b2), anchor_sq.unsqueeze(0).expand(b2, b1)
+    if mask is not None:
+        sets = sets * mask.to(sets.dtype).unsqueeze(-1)  # padding contributes no cross terms
+    gram = _regularise(gram_matrix(sets, mask), mask, delta)  # [B2, n, n]
+    factor = _cholesky(gram, "pairwise_log_volume")
+    log_det_sets = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)  # 1/2 logdet, [B2]
+    cross = torch.einsum("jnd,id->jni", sets, anchor)  # [B2, n, B1]: <x_j^u, a_i>
+    solved = torch.linalg.solve_triangular(factor, cross, upper=False)  # L_j^{-1} a_ij
+    residual = anchor_sq.unsqueeze(0) - (solved * solved).sum(1)  # [B2, B1]
+    return log_det_sets, residual.clamp_min(delta)
+
+
 def pairwise_log_volume(
     anchor: torch.Tensor, sets: torch.Tensor, mask: torch.Tensor | None = None, delta: float = 1e-4
 ) -> torch.Tensor:
@@ -123,24 +149,21 @@ def pairwise_log_volume(
     The residual is clamped below at delta, its exact lower bound, so round-off cannot make it
     non-positive. Masked set members (mask [B2, n] False) are left out.
     """
-    if delta <= 0:
-        raise ValueError(f"pairwise_log_volume needs delta > 0 (got {delta})")
-    if anchor.ndim != 2 or sets.ndim != 3 or anchor.shape[-1] != sets.shape[-1]:
-        raise ValueError(f"pairwise volume expects anchor [B1, d] and sets [B2, n, d], got {tuple(anchor.shape)} and {tuple(sets.shape)}")
-    b1, b2, n = anchor.shape[0], sets.shape[0], sets.shape[1]
-    anchor_sq = (anchor * anchor).sum(-1) + delta  # [B1]
-    if n == 0:
-        return 0.5 * torch.log(anchor_sq).unsqueeze(1).expand(b1, b2)
-    if mask is not None:
-        sets = sets * mask.to(sets.dtype).unsqueeze(-1)  # padding contributes no cross terms
-    gram = _regularise(gram_matrix(sets, mask), mask, delta)  # [B2, n, n]
-    factor = _cholesky(gram, "pairwise_log_volume")
-    log_det_sets = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)  # 1/2 logdet, [B2]
-    cross = torch.einsum("jnd,id->jni", sets, anchor)  # [B2, n, B1]: <x_j^u, a_i>
-    solved = torch.linalg.solve_triangular(factor, cross, upper=False)  # L_j^{-1} a_ij
-    residual = anchor_sq.unsqueeze(0) - (solved * solved).sum(1)  # [B2, B1]
-    residual = residual.clamp_min(delta)
+    log_det_sets, residual = _schur_terms(anchor, sets, mask, delta)
     return (log_det_sets.unsqueeze(1) + 0.5 * torch.log(residual)).t()
+
+
+def pairwise_span_distance(
+    anchor: torch.Tensor, sets: torch.Tensor, mask: torch.Tensor | None = None, delta: float = 1e-4
+) -> torch.Tensor:
+    """Vol_delta(anchor_i, set_j) / Vol_delta(set_j) = dist_delta(anchor_i, span set_j), [B1, B2].
+
+    The second factor of the Schur form alone: sqrt(<a_i, a_i> + delta - |L_j^{-1} X_j a_i|^2),
+    the (delta-regularised) distance from the anchor to the span of the set. Equal to
+    exp(pairwise_log_volume - gram_log_volume(sets)) to round-off, without the second Cholesky
+    factorisation of every set, the log-determinants and the exp/log round trip.
+    """
+    return torch.sqrt(_schur_terms(anchor, sets, mask, delta)[1]).t()
 
 
 def pairwise_volume(

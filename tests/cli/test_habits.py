@@ -20,12 +20,12 @@ def _plain(text):
     return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split())
 
 
-@pytest.mark.parametrize("command", ["run", "sweep", "cost", "report", "rerun", "objectives"])
+@pytest.mark.parametrize("command", ["run", "sweep", "cost", "tune", "reference", "report", "rerun", "objectives"])
 def test_help_shows_no_bool_placeholder(command):
     res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "160"})
     assert res.exit_code == 0
     assert "<bool>" not in res.output
-    if command in ("run", "sweep", "cost"):
+    if command in ("run", "sweep", "cost", "tune", "reference"):
         views_row = next(line for line in res.output.splitlines() if "--views" in line)
         assert " -v " not in views_row  # -v is never --views (it is --verbose where there is one)
 

@@ -6,7 +6,7 @@ t-interval over seeds. To show that this check has power, the same protocol at i
 with every query naming an auxiliary attribute, must find a multi-view objective (full_ot at this
 small budget) that does beat clip beyond its interval.
 
-Small catalog (2,000 items, 200 test items), 60 steps of 128 items, 8 views, seeds 0-2; query->item
+Small catalog (2,000 items, 200 test items), 40 steps of 128 items, 4 views, seeds 0-2; query->item
 recall@10 on the test queries. The full version (default catalog and budget) is the command in
 the docstring of `ftbench.datasets.synthetic` (section "Null check").
 """
@@ -17,6 +17,7 @@ from ftbench.run.experiment import RunSpec, execute, prepare
 from ftbench.report.intervals import paired_difference
 
 SEEDS = (0, 1, 2)
+VIEWS, STEPS, BATCH = 4, 40, 128
 MULTI_VIEW = ("factorized", "full_ot", "oat", "mover")
 
 
@@ -28,7 +29,7 @@ def _recall_at_10(objective: str, informativeness: float, query_aux_fraction: fl
     ]
     out = {}
     for seed in SEEDS:
-        result, _ = execute(prepare(RunSpec(objective, "synthetic", 8, seed, "cpu", sets, 60, 128)), None,
+        result, _ = execute(prepare(RunSpec(objective, "synthetic", VIEWS, seed, "cpu", sets, STEPS, BATCH)), None,
                             dataset_cache=cache)
         out[seed] = result.metrics["query->item"]["recall@10"]
     return out

@@ -128,3 +128,54 @@ def test_invalid_arguments():
         log_sinkhorn(cost, iterations=0)
     with pytest.raises(ValueError, match=r"\[B, d\]"):
         feature_cost(torch.rand(3, 4), torch.rand(3, 5))
+
+
+# --- fixed_sinkhorn: the log-domain iterate computed as float64 scalings with absorption ---------
+
+from ftbench.kernels.feature_transport import fixed_sinkhorn  # noqa: E402
+
+
+@pytest.mark.parametrize("spread, float32_tolerance", [(0.05, 1e-5), (1.0, 1e-5), (20.0, 3e-4)])
+def test_fixed_sinkhorn_equals_log_sinkhorn_iterate(spread, float32_tolerance):
+    """The same iterate as the log domain after a fixed number of sweeps, both problems of a batch
+    solved at once, from small cost ranges to ranges of 2000 eps that force repeated absorptions.
+    Against the float64 log domain: 1e-9 of the largest plan entry. Against the float32 log domain
+    (what oat and mover used): 1e-5 where the exponents stay below ~100 (oat's released setting at
+    initialisation: ~50-150), and float32's own round-off, ~6e-8 x 2000, at a range of 2000 eps."""
+    g = torch.Generator().manual_seed(7)
+    cost64 = spread * torch.rand(2, 96, 80, generator=g, dtype=torch.float64)
+    for iterations in (1, 7, 100):
+        exact = log_sinkhorn(cost64, epsilon=0.01, iterations=iterations).plan
+        ours64 = fixed_sinkhorn(cost64, epsilon=0.01, iterations=iterations).plan
+        scale = exact.abs().amax(dim=(-1, -2), keepdim=True)
+        assert float(((ours64 - exact).abs() / scale).max()) <= 1e-9
+        ref = log_sinkhorn(cost64.float(), epsilon=0.01, iterations=iterations)
+        ours = fixed_sinkhorn(cost64.float(), epsilon=0.01, iterations=iterations)
+        assert ours.plan.dtype == torch.float32 and ours.plan.shape == cost64.shape
+        assert float(((ours.plan - ref.plan).abs() / scale.float()).max()) <= float32_tolerance
+        assert torch.allclose(ours.marginal_error, ref.marginal_error, rtol=1e-2, atol=1e-6)
+
+
+def test_fixed_sinkhorn_equals_pot_at_convergence_with_general_marginals():
+    """float64, converged: equal to POT's log-domain Sinkhorn to 1e-10 (plan entries ~1e-3)."""
+    g = torch.Generator().manual_seed(3)
+    cost = torch.rand(30, 40, generator=g, dtype=torch.float64) * 3
+    a = torch.rand(30, generator=g, dtype=torch.float64) + 0.1
+    b = torch.rand(40, generator=g, dtype=torch.float64) + 0.1
+    a, b = a / a.sum(), b / b.sum()
+    ours = fixed_sinkhorn(cost, a, b, epsilon=0.05, iterations=3000).plan
+    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), 0.05, method="sinkhorn_log", numItermax=3000,
+                      stopThr=1e-15)
+    assert np.abs(ours.numpy() - ref).max() <= 1e-10
+
+
+def test_fixed_sinkhorn_zero_mass_and_log_fallback():
+    cost = torch.rand(6, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    a = torch.tensor([0.3, 0.0, 0.2, 0.2, 0.0, 0.3], dtype=torch.float64)
+    ours = fixed_sinkhorn(cost, a, epsilon=0.1, iterations=500).plan
+    ref = log_sinkhorn(cost, a, epsilon=0.1, iterations=500).plan
+    assert float(ours[1].abs().max()) == 0.0 and float(ours[4].abs().max()) == 0.0
+    assert torch.allclose(ours, ref, atol=1e-12)
+    assert fixed_sinkhorn(cost, epsilon=0.1, iterations=5, domain="log").domain == "log"
+    with pytest.raises(ValueError, match="domain"):
+        fixed_sinkhorn(cost, domain="plain")

@@ -4,6 +4,7 @@ sqrt(|det G|) (ispamm/GRAM utils/volume.py semantics), and per-pair loops. float
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -119,3 +120,28 @@ def test_errors_name_the_problem():
         pairwise_volume(x, x, delta=1e-4)
     with pytest.raises(ValueError, match="volume_delta"):
         pairwise_volume(unit(2, 4), torch.full((2, 2, 4), float("nan"), dtype=torch.float64), delta=1e-4)
+
+
+def test_pairwise_span_distance_equals_the_volume_ratio_and_a_direct_solve():
+    """dist_delta(a, span X) = sqrt(|a|^2 + delta - c^T (G + delta I)^-1 c), c = X a: equal to a
+    numpy solve (float64, 1e-10) and, in float32, to exp(log Vol(a, X) - log Vol(X)), the form
+    mover used before (1e-5 relative)."""
+    from ftbench.kernels.volume import pairwise_span_distance
+
+    g = torch.Generator().manual_seed(11)
+    sets = torch.nn.functional.normalize(torch.randn(5, 4, 16, generator=g, dtype=torch.float64), dim=-1)
+    mask = torch.ones(5, 4, dtype=torch.bool)
+    mask[1, 2:] = False
+    anchor = torch.nn.functional.normalize(torch.randn(3, 16, generator=g, dtype=torch.float64), dim=-1)
+    delta = 1e-3
+    ours = pairwise_span_distance(anchor, sets, mask, delta)
+    for i in range(3):
+        for j in range(5):
+            x = sets[j][mask[j]].numpy()
+            a = anchor[i].numpy()
+            c = x @ a
+            expected = np.sqrt(a @ a + delta - c @ np.linalg.solve(x @ x.T + delta * np.eye(len(c)), c))
+            assert abs(float(ours[i, j]) - expected) <= 1e-10
+    s32, a32 = sets.float(), anchor.float()
+    ratio = torch.exp(pairwise_log_volume(a32, s32, mask, 1e-4) - gram_log_volume(s32, mask, 1e-4).unsqueeze(0))
+    assert torch.allclose(pairwise_span_distance(a32, s32, mask, 1e-4), ratio, rtol=1e-5, atol=0)

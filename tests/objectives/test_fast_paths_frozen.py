@@ -1,0 +1,152 @@
+"""`oat` and `mover` after the speed-up against frozen copies of the computation they replaced.
+
+The committed results were made with the previous code: per-modality float32 log-domain Sinkhorn
+for oat's d x d plans, float32 log-domain Sinkhorn for mover's B x B plan, and mover's distance
+score as exp(log Vol(a, X) - log Vol(X)) with two Cholesky factorisations. The frozen copies below
+are that code; the default configuration must give the same loss terms and gradients to 1e-5
+relative (float32 round-off of the log domain is about 1e-6 here).
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import ftbench.objectives.mover as mover_module
+from ftbench.kernels.feature_transport import feature_cost
+from ftbench.kernels.volume import gram_log_volume, pairwise_log_volume
+from ftbench.objectives import OBJECTIVES
+from ftbench.objectives.base import AlignmentBatch, ObjectiveContext
+
+from .test_oat import MULTIMODAL, encode, make_layout, make_mask
+
+RTOL = 1e-5
+
+
+def frozen_log_sinkhorn(cost, epsilon, iterations):
+    """The previous `log_sinkhorn` (uniform marginals), verbatim in its arithmetic."""
+    n, m = cost.shape[-2], cost.shape[-1]
+    batch = cost.shape[:-2]
+    floor = 0.5 * math.log(torch.finfo(cost.dtype).tiny)
+
+    def lse(x, dim):
+        top = x.amax(dim=dim, keepdim=True)
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        return torch.log(torch.exp((x - top).clamp_min_(floor)).sum(dim=dim)) + top.squeeze(dim)
+
+    log_a = torch.full((*batch, n), -math.log(n), dtype=cost.dtype)
+    log_b = torch.full((*batch, m), -math.log(m), dtype=cost.dtype)
+    log_k = -cost / epsilon
+    log_v = log_b.clone()
+    for _ in range(iterations):
+        log_u = log_a - lse(log_k + log_v.unsqueeze(-2), dim=-1)
+        log_v = log_b - lse(log_k + log_u.unsqueeze(-1), dim=-2)
+    exponent = log_u.unsqueeze(-1) + log_k + log_v.unsqueeze(-2)
+    return torch.exp(exponent.masked_fill(exponent < floor, float("-inf")))
+
+
+def assert_close(name, ours, ref):
+    scale = ref.abs().max().clamp_min(1e-12)
+    err = float((ours - ref).abs().max() / scale)
+    assert err <= RTOL, f"{name}: relative difference {err:.2e} > {RTOL}"
+
+
+def loss_and_grads(obj, batch_fn):
+    views, query = batch_fn()
+    terms = obj(AlignmentBatch(views, query))
+    loss = type(obj).total_loss(terms)
+    params = [p for p in obj.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [views.embeddings, query, *params], allow_unused=True)
+    return terms, loss.detach(), grads
+
+
+def batch_maker(layout, b, d, seed):
+    def make():
+        g = torch.Generator().manual_seed(seed)
+        mask = make_mask(layout, b, 8, seed=seed)
+        raw = torch.randn(b, layout.num_slots, d, generator=g)
+        # correlated views (a shared item direction), so plans and volumes are not those of noise
+        raw = raw + 2.0 * torch.randn(b, 1, d, generator=g)
+        views = encode(raw, mask, layout)
+        views.embeddings.requires_grad_(True)
+        query = F.normalize(torch.randn(b, d, generator=g) + raw[:, 0], dim=-1).requires_grad_(True)
+        return views, query
+    return make
+
+
+def compare(name, build, patch_frozen, seed=3):
+    layout = make_layout(MULTIMODAL)
+    obj = build(layout)
+    make = batch_maker(layout, 64, 128, seed)
+    terms, loss, grads = loss_and_grads(obj, make)
+    frozen = build(layout)
+    patch_frozen(frozen)
+    ref_terms, ref_loss, ref_grads = loss_and_grads(frozen, make)
+    assert_close(f"{name} total loss", loss, ref_loss)
+    for key, value in ref_terms.items():
+        if key.endswith("_loss"):
+            assert_close(f"{name} {key}", terms[key].detach(), value.detach())
+    for i, (g, r) in enumerate(zip(grads, ref_grads)):
+        if r is not None:
+            assert_close(f"{name} gradient {i}", g, r)
+
+
+def test_oat_default_equals_the_frozen_per_modality_log_domain_plans():
+    cls = OBJECTIVES.get("oat")
+
+    def build(layout):
+        torch.manual_seed(0)
+        return cls(cls.Config(), ObjectiveContext(layout, 128, 100, True, False))
+
+    def patch_frozen(obj):
+        plans = obj.plans
+
+        def forward(modalities, anchor, update=False):  # the previous FeaturePlans.forward, training mode
+            out = []
+            for z, present in modalities:
+                cost = feature_cost(z.detach(), anchor.detach(), plans.scale, present.to(z.dtype))
+                out.append(frozen_log_sinkhorn(cost, plans.epsilon, plans.iterations).to(z.dtype))
+            return out, {}
+
+        plans.forward = forward
+
+    compare("oat", build, patch_frozen)
+
+
+def frozen_mover_volumes(self, anchor, sets, set_mask):
+    """The previous `Mover.volumes` for the default score ('distance')."""
+    delta = self.config.volume_delta
+    log_volume = pairwise_log_volume(anchor, sets, set_mask, delta)
+    log_volume = log_volume - gram_log_volume(sets, set_mask, delta).unsqueeze(0)
+    return torch.exp(log_volume)
+
+
+def test_mover_default_equals_the_frozen_volume_and_log_domain_plan(monkeypatch):
+    cls = OBJECTIVES.get("mover")
+
+    def build(layout):
+        torch.manual_seed(0)
+        return cls(cls.Config(), ObjectiveContext(layout, 128, 100, True, False))
+
+    layout = make_layout(MULTIMODAL)
+    obj = build(layout)
+    make = batch_maker(layout, 64, 128, seed=5)
+    terms, loss, grads = loss_and_grads(obj, make)
+
+    class Frozen:
+        def __init__(self, plan):
+            self.plan, self.marginal_error = plan, torch.zeros(())
+
+    monkeypatch.setattr(mover_module, "fixed_sinkhorn",
+                        lambda cost, epsilon, iterations: Frozen(frozen_log_sinkhorn(cost, epsilon, iterations)))
+    frozen = build(layout)
+    monkeypatch.setattr(frozen, "volumes", frozen_mover_volumes.__get__(frozen))
+    ref_terms, ref_loss, ref_grads = loss_and_grads(frozen, make)
+    assert float(ref_terms["ot_loss"].detach()) > 0
+    assert_close("mover total loss", loss, ref_loss)
+    for key in ("volume_loss", "ot_loss", "query_item_loss"):
+        if key in ref_terms:
+            assert_close(f"mover {key}", terms[key].detach(), ref_terms[key].detach())
+    for i, (g, r) in enumerate(zip(grads, ref_grads)):
+        if r is not None:
+            assert_close(f"mover gradient {i}", g, r)
