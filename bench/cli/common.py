@@ -115,3 +115,26 @@ def metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
+
+
+TRACKER_HELP = ("Experiment tracking: none, or mlflow (parameters, per-step loss, validation scores, final "
+                "metrics and the result file; needs pip install 'ftbench[tracking]').")
+TRACKING_URI_HELP = ("With --tracker mlflow: where to track (sqlite:///PATH, http(s)://HOST:PORT, "
+                     "postgresql://USER:PASSWORD@HOST/DB); default: the SQLite store OUT/mlruns/mlflow.db.")
+TRACKING_EXPERIMENT_HELP = "With --tracker: the experiment the runs are grouped under."
+
+
+def open_tracker(name: str, uri: Optional[str], out: Path, experiment: str, main: bool = True):
+    """The tracker of `--tracker/--tracking-uri/--tracking-experiment`, opened (store reached,
+    experiment found or created) on the main process before any work: one-line errors."""
+    from ..run.tracking import TrackingError, make_tracker
+
+    try:
+        tracker = make_tracker(name, uri, out, experiment)
+        if main:
+            tracker.open()
+    except (TrackingError, KeyError) as exc:
+        fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
+    if main and tracker.enabled:
+        console.print(f"tracking: {tracker.describe()}", highlight=False, markup=False)
+    return tracker

@@ -9,8 +9,8 @@ from typing import List, Optional
 
 import typer
 
-from .common import (RichFeatureProgress, UsageError, check_writable, console, fail, metrics_table, run_overrides,
-                     use_cache_dir)
+from .common import (TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP, RichFeatureProgress, UsageError,
+                     check_writable, console, fail, metrics_table, open_tracker, run_overrides, use_cache_dir)
 
 
 def _print_verbose(prepared) -> None:
@@ -22,7 +22,8 @@ def _print_verbose(prepared) -> None:
     console.print(json.dumps(prepared.config, indent=2), highlight=False, markup=False)
 
 
-def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: bool = False, save_run: bool = False):
+def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: bool = False, save_run: bool = False,
+                          tracker=None):
     """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -48,7 +49,8 @@ def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: boo
 
         try:
             with report_progress(RichFeatureProgress(bar)):
-                return execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run)
+                return execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run,
+                               tracker=tracker)
         except KeyboardInterrupt:
             bar.stop()
             console.print(f"\ninterrupted: no result was written to {out} (features encoded so far stay in the "
@@ -122,6 +124,9 @@ def run(
     deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the source commit and the resolved config."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+    tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
 ) -> None:
     """Train one objective and evaluate it; write one result JSON under --out.
 
@@ -147,7 +152,8 @@ def run(
         )
         if verbose:
             _print_verbose(prepared)
-    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run)
+    tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment, main)
+    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run, tracking)
     if result is None:  # a rank other than 0: training done, rank 0 reports
         return
     print_result(result, path)

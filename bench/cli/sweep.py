@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..run.sweep import PRESETS, SweepOutcome, SweepSpec
+from .common import TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP
 
 
 def _preset_help() -> str:
@@ -62,6 +63,7 @@ def run_sweep_with_progress(
     quiet: bool = False,
     console=None,
     claims=None,
+    tracker=None,
 ) -> SweepOutcome:
     """Validate the whole grid, then run this shard with a progress bar; print a summary.
 
@@ -123,7 +125,7 @@ def run_sweep_with_progress(
         try:
             with report_progress(RichFeatureProgress(bar)):
                 outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done,
-                                    run_progress=run_progress, claims=claims)
+                                    run_progress=run_progress, claims=claims, tracker=tracker)
         except KeyboardInterrupt:
             bar.stop()
             import typer
@@ -183,8 +185,11 @@ def register(app: typer.Typer) -> None:
         stale_after: float = typer.Option(120.0, "--stale-after", help="With --storage: seconds without a heartbeat "
                                           "after which a claimed cell is taken for abandoned."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no results table."),
+        tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per cell that runs."),
+        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+        tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
     ) -> None:
-        from .common import UsageError, fail, run_overrides, split_list, use_cache_dir
+        from .common import UsageError, fail, open_tracker, run_overrides, split_list, use_cache_dir
         from ..device import resolve_device
         from ..run.sweep import GridError, parse_shard, prepare_grid, shard_grid, spec_from_preset
 
@@ -207,7 +212,9 @@ def register(app: typer.Typer) -> None:
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 grid = sorted(p.config_hash for p in shard_grid(prepare_grid(spec), part))
                 claims = CellClaims(open_storage(storage), f"sweep-{config_hash(grid)[:12]}", stale_after)
-            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet, claims=claims)
+            tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment)
+            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet, claims=claims,
+                                              tracker=tracking if tracking.enabled else None)
         except (GridError, ValueError, KeyError, UsageError) as exc:
             from ..run.claims import redact_url
 

@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from .common import UsageError, check_writable, console, fail, run_overrides
+from .common import (TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP, UsageError, check_writable, console,
+                     fail, open_tracker, run_overrides)
 
 
 def tune(
@@ -31,6 +32,9 @@ def tune(
     out: Path = typer.Option(Path("results/tune"), "--out", help="Folder for the rerun result files (and the default storage)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per rerun (trials are not tracked)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+    tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
 ) -> None:
     """Tune each objective with the same number of trials over its declared search space, then
     re-run its default and best configurations with --seeds and evaluate them on test once.
@@ -61,6 +65,7 @@ def tune(
     console.print(f"[bold]ftbench tune[/] {', '.join(spec.objectives)}: {trials} trials each on {dataset} "
                   f"(views {views}), reruns with seeds {' '.join(map(str, spec.seeds))}; storage {shown}; out {out}",
                   highlight=False)
+    tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment)
     states = {}
     reruns = []
     dataset_cache: dict = {}  # one data set built per process, shared by every trial and rerun
@@ -77,7 +82,7 @@ def tune(
             try:
                 states[name] = run_study(spec, name, store, on_trial=on_trial, dataset_cache=dataset_cache)
                 bar.update(tasks[name], description=f"{name} reruns")
-                reruns += rerun_best(spec, states[name], store, out, dataset_cache=dataset_cache)
+                reruns += rerun_best(spec, states[name], store, out, dataset_cache=dataset_cache, tracker=tracking)
             except RuntimeError as exc:
                 failed = True
                 console.print(f"[red]{name}:[/] {redact_url(str(exc))}", highlight=False)

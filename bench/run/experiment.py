@@ -172,16 +172,84 @@ def execute(
     save_embeddings: bool = False,
     dataset_cache: dict | None = None,
     save_run: bool = False,
+    tracker: Any = None,
+    tuning: dict | None = None,
 ) -> tuple[RunResult | None, Path | None]:
     """Train and evaluate; write the result (atomically) under `out_dir` if given, and with
     `save_run` the query task's TREC run, qrels and per-query files beside it
-    (`ftbench.eval.run_files`).
+    (`ftbench.eval.run_files`). `tuning`: the result's tuning block (`ftbench tune` reruns of a best
+    configuration).
+
+    With a `tracker` (`ftbench.run.tracking.Tracker`), rank 0 also sends the run's parameters,
+    per-step loss, validation scores, final metrics and result file to it; a run that raises is
+    closed there as FAILED (KILLED when interrupted).
 
     With several processes, only rank 0 evaluates and writes; the other ranks return (None, None)
     once training is done.
     """
-    spec, configs = prepared.spec, prepared.configs
+    spec = prepared.spec
     distributed, device = setup_distributed(resolve_device(spec.device))
+    if tracker is None or not tracker.enabled or not distributed.is_main:
+        return _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
+                        tuning=tuning)
+    from .provenance import git_state
+    from .tracking import flatten_params
+
+    tags = {"ftbench.config_hash": prepared.config_hash, "ftbench.objective": spec.objective,
+            "ftbench.dataset": spec.dataset}
+    commit = git_state().get("commit")
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    tracked = tracker.start_run(f"{spec.objective} V={spec.views} seed={spec.seed}",
+                                {**flatten_params(prepared.config), "config_hash": prepared.config_hash}, tags)
+    try:
+        result, path = _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run,
+                                distributed, device, tracked, tuning)
+    except KeyboardInterrupt:
+        tracked.end("KILLED")
+        raise
+    except BaseException:
+        tracked.end("FAILED")
+        raise
+    try:
+        log_final(tracked, result, path)
+    finally:
+        tracked.end("FINISHED")
+    return result, path
+
+
+def log_final(tracked, result: RunResult, path: Path | None) -> None:
+    """After evaluation: every test metric as `test/<task>/<metric>`, the selected validation
+    score, timings, and the result JSON as an artifact (written to a temporary file when the run
+    has no --out)."""
+    steps = int(result.config["train_config"]["steps"])
+    values = {f"test/{task}/{metric}": value for task, per_task in result.metrics.items()
+              for metric, value in per_task.items() if isinstance(value, (int, float))}
+    if result.training.get("selected_val_score") is not None:
+        values["val/selected"] = result.training["selected_val_score"]
+    timing = result.timing
+    values.update({f"timing/{k}": v for k, v in timing.get("phases_s", {}).items()})
+    values.update({f"timing/{k}": timing[k] for k in ("step_ms_median", "step_ms_p90") if k in timing})
+    tracked.log_metrics(values, steps)
+    tracked.set_tags({"ftbench.selected_step": str(result.training.get("selected_step"))}
+                     | ({"ftbench.result_file": path.name} if path is not None else {}))
+    if path is not None:
+        tracked.log_artifact(path, "result")
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        file = Path(folder) / "result.json"
+        file.write_text(result.to_json(), encoding="utf-8")
+        tracked.log_artifact(file, "result")
+
+
+def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
+             tracked=None, tuning=None):
+    from .tracking import NO_RUN
+
+    tracked = tracked or NO_RUN
+    spec, configs = prepared.spec, prepared.configs
     check_precision(spec.precision, device)
     reset_peak_memory(device)
     phases: dict[str, float] = {}
@@ -215,7 +283,7 @@ def execute(
     outcome = train(
         dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate if main and selecting else None,
         progress=(lambda step, info: progress("train", step, tcfg.steps, info)) if progress and main else None,
-        distributed=distributed, precision=spec.precision,
+        distributed=distributed, precision=spec.precision, tracked=tracked,
     )
     phases["train_s"] = time.perf_counter() - t1
     if not main:
@@ -271,9 +339,10 @@ def execute(
             **distributed.describe(tcfg.batch_size),
         },
         skipped=dict(dataset.skipped),
-        notes=list(dataset.notes),
+        notes=list(dataset.notes) + ([f"tracked: {tracked.describe()}"] if tracked.run_id else []),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         provenance=collect_provenance(spec),
+        tuning=dict(tuning or {}),
     )
     path = None
     if out_dir is not None:

@@ -277,6 +277,7 @@ def run_sweep(
     run_progress: Callable[[str, int, int, dict], None] | None = None,
     execute_fn: Callable[..., Any] | None = None,
     claims: Any = None,
+    tracker: Any = None,
 ) -> SweepOutcome:
     """Run `runs` (already prepared and sharded) in `run_order`, writing one result file each.
 
@@ -286,13 +287,15 @@ def run_sweep(
     (KeyboardInterrupt still stops it). The data set is built once per data-set config.
     `execute_fn` defaults to `experiment.execute` (same signature). With `claims`
     (`claims.CellClaims`), each cell runs only if this worker claims it (status "elsewhere"
-    otherwise); a failed run releases its claim, so that another worker may try it.
+    otherwise); a failed run releases its claim, so that another worker may try it. With a
+    `tracker` (`tracking.Tracker`) every cell that runs is one tracked run (skipped cells are not).
     """
     if execute_fn is None:
         from .experiment import execute as execute_fn
     outcome = SweepOutcome()
     ordered = run_order(runs)
     cache: dict = {}
+    extra = {"tracker": tracker} if tracker is not None else {}
     current_key = None
     total = len(ordered)
     for index, prepared in enumerate(ordered):
@@ -322,10 +325,10 @@ def run_sweep(
         try:
             if claim is not None:
                 with claims.heartbeat(claim):
-                    _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache)
+                    _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache, **extra)
                 claims.release(claim, ok=True)
             else:
-                _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache)
+                _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache, **extra)
         except Exception as exc:  # noqa: BLE001 - a failing run must not stop the sweep
             message = f"{type(exc).__name__}: {exc}"
             if claim is not None:

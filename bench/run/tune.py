@@ -308,11 +308,13 @@ class Rerun:
 
 
 def rerun_best(spec: TuneSpec, state: StudyState, storage, out: Path,
-               on_run: Callable[[Rerun], None] | None = None, dataset_cache: dict | None = None) -> list[Rerun]:
+               on_run: Callable[[Rerun], None] | None = None, dataset_cache: dict | None = None,
+               tracker=None) -> list[Rerun]:
     """The default and the best configuration of one study with each of `spec.seeds`, evaluated
-    on test once; each run claimed on `storage` so that it runs once over all workers."""
+    on test once; each run claimed on `storage` so that it runs once over all workers. With a
+    `tracker` (`tracking.Tracker`) each rerun is one tracked run (the trials are not)."""
     from .experiment import execute, prepare
-    from .results import load_result, write_result
+    from .results import load_result
     from .sweep import existing_result
 
     base = prepare(_run_spec(spec, objective=state.objective, seed=spec.trial_seed))
@@ -341,10 +343,8 @@ def rerun_best(spec: TuneSpec, state: StudyState, storage, out: Path,
                 continue
             try:
                 with claims.heartbeat(trial_id):
-                    result, written = execute(prepared, out, dataset_cache=cache)
-                    if role == "tuned":
-                        result.tuning = block
-                        write_result(result, written)
+                    result, written = execute(prepared, out, dataset_cache=cache, tracker=tracker,
+                                              tuning=block if role == "tuned" else None)
             except Exception as exc:  # noqa: BLE001 - reported; the claim is released for another try
                 claims.release(trial_id, ok=False, detail=f"{type(exc).__name__}: {exc}")
                 done.append(Rerun(state.objective, seed, role, "failed", path, f"{type(exc).__name__}: {exc}"))

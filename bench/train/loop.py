@@ -34,6 +34,7 @@ from ..data.splits import SPLIT_CODES
 from ..model.towers import Towers
 from ..data.views import SlotLayout, ViewSelection
 from ..model.encode import batch_selection, encoded_views, to_device
+from ..run.tracking import NO_RUN, TrackedRun
 
 
 @dataclass
@@ -313,8 +314,12 @@ def train(
     *,
     distributed: DistributedContext = SINGLE_PROCESS,
     precision: str = "fp32",
+    tracked: TrackedRun = NO_RUN,
 ) -> TrainOutcome:
     """Train `towers` and `objective` in place; returns the outcome with the best state loaded.
+
+    `tracked` (`ftbench.run.tracking`) receives `train/loss` at every step and each validation
+    score as `val/<task>/<metric>`, against the step.
 
     With several processes pass `validate` on rank 0 only: the others keep training state in
     step through the gradient averages and leave checkpoint selection to rank 0."""
@@ -336,6 +341,7 @@ def train(
         towers.train(), objective.train()
         outcome.select_metric = name
         outcome.history.append({"step": step, "val": score})
+        tracked.log_metrics({f"val/{name}": score}, step)
         if outcome.selected_score is None or score > outcome.selected_score:
             outcome.selected_score, outcome.selected_step = score, step
             best_state = (copy.deepcopy(towers.state_dict()), copy.deepcopy(objective.state_dict()))
@@ -347,6 +353,7 @@ def train(
         loss, views = stepper.step(step)
         outcome.step_ms.append((time.perf_counter() - t0) * 1000.0)
         window_losses.append(float(loss))
+        tracked.log_metrics({"train/loss": window_losses[-1]}, step)
         if len(window_losses) == window or step == config.steps:
             outcome.loss_curve.append({"step": step, "loss": sum(window_losses) / len(window_losses)})
             window_losses = []
