@@ -1,8 +1,9 @@
-"""`oat` and `mover` after the speed-up against frozen copies of the computation they replaced.
+"""`oat` and `mover` after the speed-ups against frozen copies of the computation they replaced.
 
 The committed results were made with the previous code: per-modality float32 log-domain Sinkhorn
 for oat's d x d plans, float32 log-domain Sinkhorn for mover's B x B plan, and mover's distance
-score as exp(log Vol(a, X) - log Vol(X)) with two Cholesky factorisations. The frozen copies below
+score as exp(log Vol(a, X) - log Vol(X)) with two Cholesky factorisations, and oat's
+1-Wasserstein term as one geomloss `SamplesLoss` call per modality. The frozen copies below
 are that code; the default configuration must give the same loss terms and gradients to 1e-5
 relative (float32 round-off of the log domain is about 1e-6 here).
 """
@@ -74,7 +75,7 @@ def batch_maker(layout, b, d, seed):
     return make
 
 
-def compare(name, build, patch_frozen, seed=3):
+def compare(name, build, patch_frozen, seed=3, required=()):
     layout = make_layout(MULTIMODAL)
     obj = build(layout)
     make = batch_maker(layout, 64, 128, seed)
@@ -82,6 +83,8 @@ def compare(name, build, patch_frozen, seed=3):
     frozen = build(layout)
     patch_frozen(frozen)
     ref_terms, ref_loss, ref_grads = loss_and_grads(frozen, make)
+    for key in required:
+        assert float(ref_terms[key].detach()) > 0, key
     assert_close(f"{name} total loss", loss, ref_loss)
     for key, value in ref_terms.items():
         if key.endswith("_loss"):
@@ -91,14 +94,20 @@ def compare(name, build, patch_frozen, seed=3):
             assert_close(f"{name} gradient {i}", g, r)
 
 
-def test_oat_default_equals_the_frozen_per_modality_log_domain_plans():
+def test_oat_default_equals_the_frozen_per_modality_log_domain_plans_and_geomloss_w1(monkeypatch):
+    """The frozen copy also computes the 1-Wasserstein term (default weight 1) by one geomloss
+    `SamplesLoss` call per modality, as before the batched Sinkhorn divergence."""
     cls = OBJECTIVES.get("oat")
+    assert cls.Config().wasserstein_weight > 0
 
     def build(layout):
         torch.manual_seed(0)
         return cls(cls.Config(), ObjectiveContext(layout, 128, 100, True, False))
 
     def patch_frozen(obj):
+        from geomloss import SamplesLoss
+
+        obj._geomloss = SamplesLoss("sinkhorn", p=1, blur=obj.config.wasserstein_blur, backend="tensorized")
         plans = obj.plans
 
         def forward(modalities, anchor, update=False):  # the previous FeaturePlans.forward, training mode
@@ -110,7 +119,8 @@ def test_oat_default_equals_the_frozen_per_modality_log_domain_plans():
 
         plans.forward = forward
 
-    compare("oat", build, patch_frozen)
+    assert build(make_layout(MULTIMODAL))._geomloss is None  # the batched solver is the default
+    compare("oat", build, patch_frozen, required=("wasserstein_loss",))
 
 
 def frozen_mover_volumes(self, anchor, sets, set_mask):
