@@ -42,6 +42,19 @@ import torch
 from .sinkhorn import SinkhornResult
 
 
+def _checked_marginals(cost, a, b, epsilon, iterations, dtype):
+    """Validate eps and the sweep count; the marginals in `dtype` (uniform where not given)."""
+    if epsilon <= 0:
+        raise ValueError(f"Sinkhorn epsilon must be positive, got {epsilon}")
+    if iterations < 1:
+        raise ValueError(f"Sinkhorn iterations must be >= 1, got {iterations}")
+    n, m = cost.shape[-2], cost.shape[-1]
+    batch = cost.shape[:-2]
+    a = torch.full((*batch, n), 1.0 / n, dtype=dtype, device=cost.device) if a is None else a.to(dtype)
+    b = torch.full((*batch, m), 1.0 / m, dtype=dtype, device=cost.device) if b is None else b.to(dtype)
+    return a, b
+
+
 def log_sinkhorn(
     cost: torch.Tensor,
     a: torch.Tensor | None = None,
@@ -58,17 +71,9 @@ def log_sinkhorn(
     matrix: O(iterations * n * m). Differentiable, but callers that use the envelope theorem (or
     detach the plan, as RecGOAT) should call it under `torch.no_grad()`.
     """
-    if epsilon <= 0:
-        raise ValueError(f"Sinkhorn epsilon must be positive, got {epsilon}")
-    if iterations < 1:
-        raise ValueError(f"Sinkhorn iterations must be >= 1, got {iterations}")
+    a, b = _checked_marginals(cost, a, b, epsilon, iterations, cost.dtype)
     n, m = cost.shape[-2], cost.shape[-1]
     batch = cost.shape[:-2]
-    if a is None:
-        a = torch.full((*batch, n), 1.0 / n, dtype=cost.dtype, device=cost.device)
-    if b is None:
-        b = torch.full((*batch, m), 1.0 / m, dtype=cost.dtype, device=cost.device)
-    a, b = a.to(cost.dtype), b.to(cost.dtype)
     log_a, log_b = torch.log(a), torch.log(b)
     log_k = -cost / epsilon
     log_v = torch.full((*batch, m), -math.log(m), dtype=cost.dtype, device=cost.device)
@@ -121,15 +126,9 @@ def fixed_sinkhorn(
         raise ValueError(f"Sinkhorn domain must be one of {DOMAINS}, got {domain!r}")
     if domain == "log":
         return log_sinkhorn(cost, a, b, epsilon, iterations)
-    if epsilon <= 0:
-        raise ValueError(f"Sinkhorn epsilon must be positive, got {epsilon}")
-    if iterations < 1:
-        raise ValueError(f"Sinkhorn iterations must be >= 1, got {iterations}")
-    n, m = cost.shape[-2], cost.shape[-1]
-    batch = cost.shape[:-2]
     f64 = torch.float64
-    a64 = torch.full((*batch, n), 1.0 / n, dtype=f64, device=cost.device) if a is None else a.to(f64)
-    b64 = torch.full((*batch, m), 1.0 / m, dtype=f64, device=cost.device) if b is None else b.to(f64)
+    a64, b64 = _checked_marginals(cost, a, b, epsilon, iterations, f64)
+    m = cost.shape[-1]
     log_k = cost.to(f64) / -epsilon
     # first sweep in the log domain, from v = 1/m (as `log_sinkhorn`)
     alpha = torch.log(a64) - torch.logsumexp(log_k - math.log(m), dim=-1)
