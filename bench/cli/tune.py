@@ -12,14 +12,14 @@ from .common import (TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP, 
 
 
 def tune(
-    objective: List[str] = typer.Option([], "--objective", "-o", help="Objective to tune (repeatable)."),
+    objective: List[str] = typer.Option([], "--objective", "-o", help="Objective to tune (repeatable, or comma-separated)."),
     trials: int = typer.Option(24, "--trials", help="Trials per objective that finish (completed or pruned), over all workers."),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name."),
     views: int = typer.Option(8, "--views", help="At most this many views per item."),
     set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per trial and rerun (default: train.steps)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
-    seeds: List[int] = typer.Option([0, 1, 2], "--seeds", help="Seeds of the reruns of the default and best configuration (repeatable)."),
+    seeds: List[str] = typer.Option(["0", "1", "2"], "--seeds", help="Seeds of the reruns of the default and best configuration (repeatable, or comma-separated)."),
     storage: Optional[str] = typer.Option(
         None, "--storage", help="Shared Optuna storage: a database URL (postgresql://USER:PASSWORD@HOST/DB, "
         "sqlite:///PATH) or journal:PATH; default: the SQLite file tune.sqlite3 under --out. N workers running "
@@ -49,8 +49,13 @@ def tune(
 
     from ..run.claims import open_storage, redact_url
     from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study
+    from .common import split_list
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress display; no URLs in logs
+    try:
+        objective, seeds = split_list(objective, "--objective"), split_list(seeds, "--seeds", int)
+    except UsageError as exc:
+        fail(str(exc))
     spec = TuneSpec(objectives=list(objective), trials=trials, dataset=dataset, views=views,
                     sets=run_overrides(set_, data_dir, False), steps=steps, batch_size=batch_size, device=device,
                     seeds=list(seeds), storage=storage, study=study, sampler_seed=sampler_seed,

@@ -109,6 +109,15 @@ def test_bad_storage_url_is_one_clear_error_without_password(tmp_path):
     assert "--storage" in result.output and "pw9xq" not in result.output
 
 
+def test_objective_and_seed_lists_may_be_comma_separated(tmp_path):
+    # the README's `ftbench tune -o clip,siglip,...`: each entry is checked on its own
+    result = CliRunner().invoke(app, ["tune", "-o", "clip,nope", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "unknown objective 'nope'" in result.output and "clip,nope" not in result.output
+    result = CliRunner().invoke(app, ["tune", "-o", "clip", "--seeds", "0,x", "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 2 and "--seeds 'x': expected an integer" in result.output
+
+
 # ------------------------------------------------------------------------------------------------
 # one process
 # ------------------------------------------------------------------------------------------------
