@@ -98,6 +98,11 @@ FIRST_LATE_SLOT = 4
 
 @dataclass
 class SyntheticConfig(DatasetConfig):
+    #: fields that shape only the queries and their interactions, never a view's features or
+    #: availability: the stored catalog (`features.catalog_store`) does not key on them
+    catalog_independent_fields = ("interactions", "query_aux_fraction", "mean_interactions_per_query",
+                                  "popularity_exponent", "query_fractions")
+
     items: int = option(20_000, "number of items in the catalog", "our reading")
     interactions: int = option(30_000, "number of (query, item) interactions", "our reading")
     max_views: int = option(8, "view slots per item (primary views included)", "our reading")

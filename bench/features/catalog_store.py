@@ -11,11 +11,12 @@ Key. The folder is
 
     ROOT / catalogs / <dataset>-<key> /
 
-with ``key`` = sha256 (first 20 hex digits) of: the data set name, its full config (as recorded
-in the result file), the number of items, slots and feature dimensions, and the generator's
+with ``key`` = sha256 (first 20 hex digits) of: the data set name, its config (as recorded
+in the result file) less the fields the config lists in ``catalog_independent_fields`` (those
+that shape only the queries, e.g. the synthetic ``query_aux_fraction``), the number of items, slots and feature dimensions, and the generator's
 fingerprint: the sha256 of the source of the catalog's module and of the counter-based hashing
 module, and the numpy version (the generator computes in float64 through numpy). Changing any
-config field, editing the generator, or upgrading numpy gives a new key, so stale features are never
+other config field, editing the generator, or upgrading numpy gives a new key, so stale features are never
 served. ``ROOT`` is the feature cache folder (`cache.default_cache_dir`: ``--cache-dir``, else
 ``$FTBENCH_CACHE_DIR``, else ``~/.cache/ftbench/features``).
 
@@ -103,10 +104,17 @@ def key_material(name: str, config: Any, catalog: Catalog) -> dict[str, Any]:
     """Everything the stored values depend on (see module docstring), as JSON-ready data."""
     from ..config import to_jsonable
 
+    # fields that only shape the queries (a config's `catalog_independent_fields`) are left out,
+    # so that a sweep over them shares one stored catalog; the spot check on open still compares
+    # the stored rows with a fresh generation, which would catch a field wrongly listed there
+    independent = set(getattr(config, "catalog_independent_fields", ()))
+    values = to_jsonable(config)
+    if isinstance(values, dict):
+        values = {k: v for k, v in values.items() if k not in independent}
     return {
         "format": STORE_FORMAT,
         "dataset": name,
-        "config": to_jsonable(config),
+        "config": values,
         "items": int(catalog.num_items),
         "slots": [[s.name, s.modality, s.role] for s in catalog.slots],
         "feature_dims": dict(catalog.feature_dims),

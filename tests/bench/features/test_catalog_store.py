@@ -45,9 +45,20 @@ def test_a_changed_data_config_gives_another_key(tmp_path):
     key = lambda cfg: store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path)  # noqa: E731
     assert key(base) == key(_config())
     changed = [_config(seed=1), _config(aux_informativeness=0.5), _config(items=701), _config(max_views=6),
-               _config(cross_side_overlap=0.0), _config(query_aux_fraction=0.2)]
+               _config(cross_side_overlap=0.0)]
     folders = {key(cfg) for cfg in changed} | {key(base)}
     assert len(folders) == len(changed) + 1
+    # fields that shape only the queries share the folder: their features are the same bits
+    query_only = [SyntheticConfig(items=700, interactions=900, query_aux_fraction=0.2),
+                  SyntheticConfig(items=700, interactions=500, mean_interactions_per_query=3.0, popularity_exponent=0.5,
+                                  query_fractions=(0.6, 0.2, 0.2))]
+    assert {key(cfg) for cfg in query_only} == {key(base)}
+    every = np.arange(700)
+    for cfg in query_only:
+        fresh, ref = SyntheticCatalog(cfg), SyntheticCatalog(base)
+        np.testing.assert_array_equal(fresh.availability(every), ref.availability(every))
+        for s in range(len(ref.slots)):
+            np.testing.assert_array_equal(fresh.features(every, s).view(np.uint32), ref.features(every, s).view(np.uint32))
     # a different data set name never shares a folder either
     assert store_folder("other", key_material("other", base, SyntheticCatalog(base)), tmp_path) != key(base)
 
