@@ -276,7 +276,13 @@ def _tuning_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
     return tuning_section(runs), []
 
 
-SECTION_BUILDERS: list = [_groups_builder, _paper_claims_builder, _tuning_builder, _significance_builder,
+def _sensitivity_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
+    from .sensitivity import sensitivity_section
+
+    return sensitivity_section(context.frame, context.report_dir)
+
+
+SECTION_BUILDERS: list = [_groups_builder, _paper_claims_builder, _sensitivity_builder, _tuning_builder, _significance_builder,
                           _cost_builder, _method_builder]
 
 

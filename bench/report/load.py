@@ -251,6 +251,10 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             "group": group_key(config),
             "data_key": data_key(config),
             "group_changes": ", ".join(changes),
+            "changed_fields": tuple(c.split("=", 1)[0] for c in changes),
+            # the synthetic generator's claim-deciding knobs (`report.sensitivity`); None elsewhere
+            "query_aux_fraction": dcfg.get("query_aux_fraction") if dataset == "synthetic" else None,
+            "cross_side_overlap": dcfg.get("cross_side_overlap") if dataset == "synthetic" else None,
             "paper_scale": dcfg.get("items") == PAPER_CLAIM["items"]
             and dcfg.get("interactions") == PAPER_CLAIM["interactions"],
             "default_data": dataset == "synthetic" and not any(c.startswith("dataset.") for c in changes)
