@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from .common import (TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP, UsageError, check_writable, console,
-                     fail, open_tracker, run_overrides)
+                     fail, open_tracker, run_overrides, split_list)
 
 
 def tune(
@@ -49,7 +49,6 @@ def tune(
 
     from ..run.claims import open_storage, redact_url
     from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study
-    from .common import split_list
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress display; no URLs in logs
     try:

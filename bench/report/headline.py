@@ -24,18 +24,20 @@ RULE = (f"the first of {', '.join(CANDIDATES)} at which no objective's mean (ove
         f"{SATURATION:.2f}; if all reach it, the one with the lowest best mean")
 
 
-def choose_headline(data: pd.DataFrame) -> tuple[str | None, str]:
-    """(metric, why) for one group's rows of the results frame; (None, why) without a query metric."""
+def choose_headline(data: pd.DataFrame, task: str = QUERY_TASK,
+                    candidates: tuple[str, ...] = CANDIDATES) -> tuple[str | None, str]:
+    """(metric, why) for one group's rows of the results frame by the rule above, over `task`'s
+    `candidates` (default: the query task's); (None, why) where the group scores none of them."""
     best: dict[str, float] = {}
-    for metric in CANDIDATES:
-        column = f"{QUERY_TASK}/{metric}"
+    for metric in candidates:
+        column = f"{task}/{metric}"
         if column in data.columns and data[column].notna().any():
             best[metric] = float(data.groupby(["objective_label", "views"])[column].mean().max())
     if not best:
-        return None, "no query-task metric in this group"
+        return None, f"no {'query-task' if task == QUERY_TASK else task} metric in this group"
     for metric, value in best.items():
         if value < SATURATION:
-            skipped = [f"{m} (best {v:.3f})" for m, v in best.items() if m != metric and CANDIDATES.index(m) < CANDIDATES.index(metric)]
+            skipped = [f"{m} (best {v:.3f})" for m, v in best.items() if m != metric and candidates.index(m) < candidates.index(metric)]
             why = f"best mean {value:.3f}" + (f"; saturated: {', '.join(skipped)}" if skipped else "")
             return metric, why
     metric = min(best, key=best.get)

@@ -50,11 +50,12 @@ def _points(frame: pd.DataFrame) -> dict[tuple[float, float], dict[str, dict[int
         return out
     rows = frame[(frame["dataset"] == "synthetic") & frame["paper_scale"] & ~frame["tuned"] & ~frame["reference"]
                  & frame["objective"].isin([CANDIDATE, BASELINE]) & (frame["views"] == 8)]
+    default_hash = {name: _default_objective_hash(name) for name in (CANDIDATE, BASELINE)}
     for _, row in rows.iterrows():
         fields = set(row["changed_fields"])
         if not fields <= _PRESET_FIELDS | {f"dataset.{k}" for k in KNOBS} or pd.isna(row[METRIC]):
             continue
-        if row["objective_config"] != _default_objective_hash(row["objective"]):
+        if row["objective_config"] != default_hash[row["objective"]]:
             continue
         point = tuple(float(row[k]) if pd.notna(row[k]) else float(defaults[k]) for k in KNOBS)
         out.setdefault(point, {}).setdefault(row["objective"], {})[int(row["seed"])] = float(row[METRIC])

@@ -27,23 +27,15 @@ CROSS_VIEW_CANDIDATES = (("aux->item", ("recall@10", "recall@1")), ("title->imag
 
 def informative_metrics(rows: pd.DataFrame) -> list[tuple[str, str]]:
     """(task, metric) columns that can tell the objectives of `rows` (one group's default and
-    tuned runs) apart: per task, the first candidate whose best mean over seeds is below
-    `headline.SATURATION`, else the candidate with the lowest best mean; tasks not scored are left out."""
-    from .headline import SATURATION, choose_headline
+    tuned runs) apart: per task, `headline.choose_headline` over its candidates (the first whose
+    best mean over seeds is below `headline.SATURATION`, else the lowest); tasks not scored are left out."""
+    from .headline import CANDIDATES, choose_headline
 
     out = []
-    headline, _ = choose_headline(rows)
-    if headline is not None:
-        out.append((QUERY_TASK, headline))
-    for task, candidates in CROSS_VIEW_CANDIDATES:
-        best = {}
-        for metric in candidates:
-            column = f"{task}/{metric}"
-            if column in rows.columns and rows[column].notna().any():
-                best[metric] = float(rows.groupby(["objective_label", "views"])[column].mean().max())
-        if best:
-            unsaturated = [m for m in best if best[m] < SATURATION]
-            out.append((task, unsaturated[0] if unsaturated else min(best, key=best.get)))
+    for task, candidates in ((QUERY_TASK, CANDIDATES), *CROSS_VIEW_CANDIDATES):
+        metric, _ = choose_headline(rows, task, candidates)
+        if metric is not None:
+            out.append((task, metric))
     return out
 
 
