@@ -32,9 +32,10 @@ the block determinant (Schur complement) gives
     det [[<a,a> + delta, a_j^T], [a_j, G_j + delta I]]
         = det(G_j + delta I) * (<a,a> + delta - a_j^T (G_j + delta I)^{-1} a_j),
 
-so one Cholesky factor per set (B2 factorisations of n x n) and one triangular solve per pair give
-all B1 x B2 volumes: O(B2 n^3 + B1 B2 n^2 + B1 B2 n d) instead of B1 B2 (n+1)^3 for B1 B2 separate
-determinants, and O(B1 B2 n) memory. The second factor is the squared distance (in the delta-metric)
+so one Cholesky factor per set (B2 factorisations of n x n) gives all B1 x B2 volumes: with
+W_j = L_j^{-1} X_j (one triangular inverse of an n x n factor per set), a_ij^T (G_j + delta I)^{-1} a_ij
+= |W_j a_i|^2, one [B2 n, d] x [d, B1] matrix product. O(B2 n^3 + B2 n^2 d + B1 B2 n d) instead of
+B1 B2 (n+1)^3 for B1 B2 separate determinants, and O(B1 B2 n) memory. The second factor is the squared distance (in the delta-metric)
 from the anchor to the span of the set, and it is >= delta (it is 1 / (M^{-1})_11 for the full
 regularised matrix M, whose eigenvalues are all >= delta).
 
@@ -114,7 +115,7 @@ def _schur_terms(
     anchor: torch.Tensor, sets: torch.Tensor, mask: torch.Tensor | None, delta: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(1/2 logdet(G_j + delta I) [B2], residual [B2, B1]) of the block-determinant form: one
-    Cholesky factor per set, one triangular solve for all anchors (see the module docstring).
+    Cholesky factor per set, one triangular inverse per set, one matrix product for all anchors (see the module docstring).
     The residual <a_i, a_i> + delta - |L_j^{-1} X_j a_i|^2 is clamped below at delta, its exact
     lower bound, so round-off cannot make it non-positive."""
     if delta <= 0:
@@ -126,12 +127,26 @@ def _schur_terms(
     if n == 0:
         return anchor_sq.new_zeros(b2), anchor_sq.unsqueeze(0).expand(b2, b1)
     if mask is not None:
+        # a member masked out in every set contributes an identity row and no cross term anywhere
+        # (det and residual unchanged): leave it out of the products, e.g. the anchor's own slot
+        kept = mask.to(torch.bool).any(dim=0)
+        if not bool(kept.all()):
+            sets, mask = sets[:, kept], mask[:, kept]
+            n = sets.shape[1]
+            if n == 0:
+                return anchor_sq.new_zeros(b2), anchor_sq.unsqueeze(0).expand(b2, b1)
         sets = sets * mask.to(sets.dtype).unsqueeze(-1)  # padding contributes no cross terms
     gram = _regularise(gram_matrix(sets, mask), mask, delta)  # [B2, n, n]
     factor = _cholesky(gram, "pairwise_log_volume")
     log_det_sets = torch.log(torch.diagonal(factor, dim1=-2, dim2=-1)).sum(-1)  # 1/2 logdet, [B2]
-    cross = torch.einsum("jnd,id->jni", sets, anchor)  # [B2, n, B1]: <x_j^u, a_i>
-    solved = torch.linalg.solve_triangular(factor, cross, upper=False)  # L_j^{-1} a_ij
+    # y_ij = L_j^{-1} X_j a_i = W_j a_i with W_j = L_j^{-1} X_j: the triangular solve runs on the
+    # n x n identity (n right-hand sides, not B1) and the B1 B2 n d products are one matrix
+    # product, whose backward is two more (a batched solve against B1 right-hand sides and the
+    # einsum "jnd,id->jni" backward were ~3x the forward on CPU)
+    eye = torch.eye(n, dtype=factor.dtype, device=factor.device).expand_as(factor)
+    factor_inv = torch.linalg.solve_triangular(factor, eye, upper=False)  # L_j^{-1} [B2, n, n]
+    whitened = factor_inv @ sets  # W_j [B2, n, d]
+    solved = (whitened.reshape(b2 * n, -1) @ anchor.t()).view(b2, n, b1)  # y_ij [B2, n, B1]
     residual = anchor_sq.unsqueeze(0) - (solved * solved).sum(1)  # [B2, B1]
     return log_det_sets, residual.clamp_min(delta)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftbench.kernels.volume import gram_log_volume, gram_volume, pairwise_log_volume, pairwise_volume
+from ftbench.kernels.volume import gram_log_volume, gram_volume, pairwise_log_volume, pairwise_span_distance, pairwise_volume
 
 
 def unit(*shape, seed=0, dtype=torch.float64):
@@ -145,3 +145,21 @@ def test_pairwise_span_distance_equals_the_volume_ratio_and_a_direct_solve():
     s32, a32 = sets.float(), anchor.float()
     ratio = torch.exp(pairwise_log_volume(a32, s32, mask, 1e-4) - gram_log_volume(s32, mask, 1e-4).unsqueeze(0))
     assert torch.allclose(pairwise_span_distance(a32, s32, mask, 1e-4), ratio, rtol=1e-5, atol=0)
+
+
+def test_member_masked_in_every_set_is_left_out():
+    """A member masked out in every set (the anchor's own slot in `mover`) is dropped before the
+    products: the same volumes as the sets without it, and |a|^2 + delta when nothing is left."""
+    g = torch.Generator().manual_seed(12)
+    sets = torch.nn.functional.normalize(torch.randn(6, 4, 16, generator=g, dtype=torch.float64), dim=-1)
+    anchor = torch.nn.functional.normalize(torch.randn(5, 16, generator=g, dtype=torch.float64), dim=-1)
+    mask = torch.ones(6, 4, dtype=torch.bool)
+    mask[:, 1] = False
+    mask[2, 3] = False
+    keep = [0, 2, 3]
+    for fn in (pairwise_span_distance, pairwise_log_volume):
+        assert torch.allclose(fn(anchor, sets, mask, 1e-3), fn(anchor, sets[:, keep], mask[:, keep], 1e-3),
+                              rtol=1e-12, atol=1e-14)
+    none = torch.zeros(6, 4, dtype=torch.bool)
+    expected = torch.sqrt((anchor * anchor).sum(-1) + 1e-3).unsqueeze(1).expand(5, 6)
+    assert torch.allclose(pairwise_span_distance(anchor, sets, none, 1e-3), expected, rtol=1e-12)
