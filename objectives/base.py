@@ -103,6 +103,12 @@ def fuse(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return F.normalize(torch.einsum("bw,bwd->bd", weights.to(embeddings.dtype), embeddings), dim=-1)
 
 
+def rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """x[keep] for a bool row mask `keep`, or x itself when every row is kept: the same values and
+    gradients without the copy and the scatter of its backward (the usual case of a full batch)."""
+    return x if bool(keep.all()) else x[keep]
+
+
 def info_nce(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
     """InfoNCE on the logits s <x_i, y_j> (rows L2-normalised first), diagonal positives.
 

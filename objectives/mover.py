@@ -63,7 +63,7 @@ from ..config import Search, option
 from ..kernels.feature_transport import fixed_sinkhorn
 from ..kernels.volume import pairwise_log_volume, pairwise_span_distance
 from . import OBJECTIVES
-from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, symmetric_info_nce, text_anchor
+from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, rows, symmetric_info_nce, text_anchor
 
 SCORES = ("distance", "fixed", "volume")
 
@@ -179,8 +179,8 @@ class Mover(Objective):
         valid = anchor_present & set_mask.any(dim=1)
         out: dict[str, torch.Tensor] = {}
         if bool(valid.any()):
-            a = anchor[valid]
-            vol = self.volumes(a, sets[valid], set_mask[valid])
+            a = rows(anchor, valid)
+            vol = self.volumes(a, rows(sets, valid), rows(set_mask, valid))
             out["volume_loss"] = symmetric_info_nce(-scale * vol)
             diag = torch.diagonal(vol)
             out["positive_volume"] = diag.mean().detach()
@@ -189,7 +189,7 @@ class Mover(Objective):
                 out["negative_volume"] = ((vol.sum() - diag.sum()) / (n * n - n)).detach()
             if cfg.ot_weight > 0:
                 with torch.no_grad():
-                    cost = vol.detach() if cfg.ot_cost == "volume" else 1.0 - a @ fused_other[valid].t()
+                    cost = vol.detach() if cfg.ot_cost == "volume" else 1.0 - a @ rows(fused_other, valid).t()
                     result = fixed_sinkhorn(cost, epsilon=cfg.ot_epsilon, iterations=cfg.ot_iterations)
                 transported = (result.plan.to(vol.dtype) * vol).sum()
                 out["ot_loss"] = cfg.ot_weight * transported

@@ -78,7 +78,7 @@ from . import OBJECTIVES
 from ..kernels.sinkhorn_divergence import sinkhorn_divergences
 from ._feature_plans import FeaturePlans
 from ._oat_config import OatConfig
-from .base import AlignmentBatch, EncodedViews, Objective, fuse, info_nce, side_views, text_anchor
+from .base import AlignmentBatch, EncodedViews, Objective, fuse, info_nce, rows, side_views, text_anchor
 
 
 @dataclass
@@ -205,7 +205,7 @@ class Oat(Objective):
         nces = []
         for name, x, y, both in self.modality_pairs(m):
             if int(both.sum()) >= 2:
-                value = info_nce(x[both], y[both], scale, cfg.symmetric)
+                value = info_nce(rows(x, both), rows(y, both), scale, cfg.symmetric)
                 nces.append(value)
                 out[f"{name}_nce"] = value.detach()
             else:
@@ -214,7 +214,7 @@ class Oat(Objective):
         out["modality_loss"] = cfg.modality_weight * modality if nces else modality
 
         if cfg.wasserstein_weight > 0:
-            pairs = [(aligned[present], m.anchor[present])
+            pairs = [(rows(aligned, present), rows(m.anchor, present))
                      for aligned, present in ((aligned_image, m.image_present), (aligned_text, m.text_present))
                      if bool(present.any())]
             if not pairs:
