@@ -164,9 +164,14 @@ class _Candidates:
         width = int(self.fill.max())
         if width < self.k:
             return
-        s, i = self.scores[:, :width], self.index[:, :width]
+        s = self.scores[:, :width]
         kth = torch.topk(s, self.k, dim=1, sorted=False).values.amin(dim=1)  # -inf if fill < k
         self.raise_threshold(kth)
+        self._drop_below_threshold(width)
+
+    def _drop_below_threshold(self, width: int) -> None:
+        """Keep, per row, the entries >= the row's threshold (packed to the left, order kept)."""
+        s, i = self.scores[:, :width], self.index[:, :width]
         keep = (s >= self.threshold.unsqueeze(1)) & (i != _SENTINEL)
         counts = keep.sum(dim=1)
         new_w = int(counts.max())
@@ -202,26 +207,58 @@ def _bf16_mm(qb: torch.Tensor, xb: torch.Tensor, out: torch.Tensor) -> None:
         torch.mm(qb, xb.T, out=out)
 
 
+def _exact_scores(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """fl32(<q_r, x_j> in float64) for the [R, c] indices (sentinel = padding, scored -inf).
+
+    float64 products of fp32 numbers are exact and the sum errs by ~1e-16: rounded to fp32, the
+    score no longer depends on a BLAS summation order."""
+    pad = index == _SENTINEL
+    cand = items.index_select(0, index.masked_fill(pad, 0).reshape(-1)).view(*index.shape, items.shape[1])
+    s = torch.bmm(cand.double(), q.double().unsqueeze(2)).squeeze(2)
+    return s.float().masked_fill(pad, -math.inf)
+
+
 def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: int):
     """Each row's candidates (sentinel = padding) re-scored as fl32(<q, x> in float64), then the
-    lexicographic top-k."""
+    lexicographic top-k.
+
+    Two steps, so that only about k candidates per row take the float64 route: an fp32 score s32
+    of every candidate (|s32 - s| <= E = gamma_d ||q|| X, X the largest candidate norm; Higham
+    sec. 3.1), then, with v the k-th largest s32 of the row, the exact score of the candidates with
+    s32 >= v - 2E - 2^-22 |v|. Every item of the exact top-k is among them: k candidates have
+    s >= v - E, so the k-th largest s is >= v - E, and an item at or above it has s32 >= v - 2E (the
+    2^-22 |v| covers the fp32 rounding of the final scores and of this test).
+    """
     from .search import lexicographic_topk
 
     r, c = index.shape
     d = items.shape[1]
     out_s = torch.empty((r, k), device=items.device)
     out_i = torch.empty((r, k), device=items.device, dtype=torch.int64)
-    rb = max(1, (1 << 22) // max(1, c * d))  # gathered candidates <= 16 MiB at a time
+    g = _gamma(d)
+    rb = max(1, (1 << 23) // max(1, c * d))  # gathered fp32 candidates <= 32 MiB at a time
     for r0 in range(0, r, rb):
         idx = index[r0 : r0 + rb]
+        qr = q[r0 : r0 + rb]
         pad = idx == _SENTINEL
-        safe = idx.masked_fill(pad, 0)
-        cand = items.index_select(0, safe.reshape(-1)).view(idx.shape[0], c, d).double()
-        # float64 products of fp32 numbers are exact and the sum errs by ~1e-16: rounded to fp32,
-        # the score no longer depends on a BLAS summation order
-        s = torch.bmm(cand, q[r0 : r0 + rb].double().unsqueeze(2)).squeeze(2).float().masked_fill(pad, -math.inf)
-        out_s[r0 : r0 + rb], out_i[r0 : r0 + rb] = lexicographic_topk(s, idx, k)
+        cand = items.index_select(0, idx.masked_fill(pad, 0).reshape(-1)).view(idx.shape[0], c, d)
+        s32 = torch.bmm(cand, qr.unsqueeze(2)).squeeze(2).masked_fill(pad, -math.inf)
+        if c > k:
+            norms = torch.linalg.vector_norm(cand, dim=2).amax(dim=1).double() * (1 + 4 * d * _U32)
+            e = g * torch.linalg.vector_norm(qr.double(), dim=1) * norms + 1e-30
+            v = torch.topk(s32, k, dim=1, sorted=False).values.amin(dim=1).double()
+            floor = _round_toward_minus_inf(v - 2 * e - 2.0**-22 * v.abs())
+            width = int((s32 >= floor.unsqueeze(1)).sum(dim=1).max())
+            keep = torch.topk(s32, width, dim=1, sorted=False).indices
+            idx = idx.gather(1, keep)
+        out_s[r0 : r0 + rb], out_i[r0 : r0 + rb] = lexicographic_topk(_exact_scores(qr, items, idx), idx, k)
     return out_s, out_i
+
+
+def _round_toward_minus_inf(x: torch.Tensor) -> torch.Tensor:
+    """float64 -> float32, rounded down (keeps -inf)."""
+    out = x.float()
+    return torch.where(out.double() > x, torch.nextafter(out, torch.full_like(out, -math.inf)), out)
 
 
 def bf16_topk_chunk(q: torch.Tensor, cat: BF16Catalog, k: int, item_chunk: int, stats: dict | None = None):

@@ -55,6 +55,7 @@ selection scheme.
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -313,6 +314,7 @@ def exact_topk(
     reservoir_size: int | None = None,
     workers: int | None = None,
     precision: str = "auto",
+    info: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k items by inner product <q, x_j>, ties broken by lower item index.
 
@@ -332,9 +334,16 @@ def exact_topk(
     precision : "fp32" scans the catalog in the items' dtype; "bf16" (float32 items only) scans it
         with bfloat16 inputs, keeps every item that an error bound cannot exclude from the top-k
         and re-scores those in fp32 (`ftbench.kernels.bf16_search`: the result is the exact fp32
-        top-k, certified by the bound); "auto" (default) takes bf16 where
+        top-k, certified by the bound); "lowrank" (float32 items only) scans a rank-r projection
+        of the catalog augmented with each item's residual norm, which bounds the rest of the
+        inner product, and re-scores the items the bound cannot exclude
+        (`ftbench.kernels.lowrank_search`: the same certified result); "auto" (default) takes
+        lowrank where the catalog is large and nearly low-rank, else bf16 where
         `bf16_search.search_precision(device)` finds it faster (bf16 matrix units and a short
-        measurement), fp32 elsewhere.
+        measurement), fp32 elsewhere (`plan_scan` says which and why).
+    info : optional dict, filled with the scan taken ("scan"), the reason ("reason") and, for
+        lowrank, the rank, the mean candidates re-scored per query and the query blocks that fell
+        back to fp32 because the bound did not prune ("fallback_blocks").
 
     Returns
     -------
@@ -366,7 +375,36 @@ def exact_topk(
     out_i = torch.empty((nq, k), device=items.device, dtype=torch.int64)
     if nq == 0:
         return out_s, out_i
-    if resolve_precision(precision, items) == "bf16":
+    scan, reason, lowrank = plan_scan(precision, items)
+    if info is not None:
+        info.update(scan=scan, reason=reason)
+    if scan == "lowrank":
+        from .lowrank_search import TooManyCandidates, lowrank_topk_chunk
+
+        stats = {"fallback_blocks": 0, "candidates": 0, "rows": 0}
+        lock = threading.Lock()  # workers share the counters
+
+        def body_lowrank(q0: int, q1: int, buf: torch.Tensor) -> None:
+            if not stats["fallback_blocks"]:
+                mine: dict = {}
+                try:
+                    out_s[q0:q1], out_i[q0:q1] = lowrank_topk_chunk(queries[q0:q1], lowrank, k, ic, buf, mine)
+                    with lock:
+                        stats["candidates"] += mine["candidates"]
+                        stats["rows"] += mine["rows"]
+                    return
+                except TooManyCandidates:
+                    pass  # the bound does not prune on these data: this and later blocks in fp32
+            with lock:
+                stats["fallback_blocks"] += 1
+            out_s[q0:q1], out_i[q0:q1] = _topk_query_chunk(queries[q0:q1], items, k, ic, group_size, limit, buf)
+
+        _run_query_blocks(nq, qc, min(ic, n), items, workers, body_lowrank)
+        if info is not None:
+            info.update(rank=lowrank.rank, fallback_blocks=stats["fallback_blocks"],
+                        candidates_per_query=stats["candidates"] / max(1, stats["rows"]))
+        return out_s, out_i
+    if scan == "bf16":
         from .bf16_search import BF16Catalog, bf16_topk_chunk
 
         cat = BF16Catalog(items)
@@ -388,21 +426,50 @@ def exact_topk(
     return out_s, out_i
 
 
+SCANS = ("auto", "fp32", "bf16", "lowrank")
+
+
 def resolve_precision(precision: str, items: torch.Tensor) -> str:
-    """The scan precision `exact_topk` uses for `precision` ("auto", "fp32" or "bf16") and these items."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"exact_topk: precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    """The scan `exact_topk` uses for `precision` ("auto", "fp32", "bf16" or "lowrank") and these items."""
+    return plan_scan(precision, items)[0]
+
+
+def plan_scan(precision: str, items: torch.Tensor):
+    """(scan, reason, low-rank catalog or None): the pass `exact_topk(precision=...)` takes, and why.
+
+    "auto": "lowrank" where the catalog qualifies (at least `lowrank_search.MIN_ITEMS` float32
+    items whose top r <= d/4 principal directions hold all but `MAX_RESIDUAL_ENERGY` of their
+    second moment: a (r+1)/d-sized scan), else "bf16" where the hardware makes that pass faster
+    (`bf16_search.search_precision`), else "fp32". "lowrank" requested explicitly uses the
+    smallest qualifying rank, or d/4. Every scan returns the same exact top-k.
+    """
+    if precision not in SCANS:
+        raise ValueError(f"exact_topk: precision must be one of {', '.join(map(repr, SCANS))}, got {precision!r}")
     if precision == "fp32":
-        return "fp32"
+        return "fp32", "requested", None
     if items.dtype != torch.float32:
-        if precision == "bf16":
-            raise ValueError(f"exact_topk: precision='bf16' needs float32 items, got {items.dtype}")
-        return "fp32"
+        if precision != "auto":
+            raise ValueError(f"exact_topk: precision={precision!r} needs float32 items, got {items.dtype}")
+        return "fp32", f"items are {items.dtype}", None
     if precision == "bf16":
-        return "bf16"
+        return "bf16", "requested", None
+    from .lowrank_search import MAX_RESIDUAL_ENERGY, MIN_ITEMS, LowRankCatalog, fit_rank, principal_basis
+
+    d = items.shape[1]
+    if precision == "lowrank" or (items.shape[0] >= MIN_ITEMS and d >= 32):
+        basis, energy = principal_basis(items)
+        rank = fit_rank(energy)
+        if rank is not None or precision == "lowrank":
+            rank = rank or max(1, d // 4)
+            reason = f"rank {rank} of {d} holds {float(energy[rank - 1]):.1%} of the items' second moment"
+            return "lowrank", reason, LowRankCatalog(items, basis[:, :rank])
+        not_low = f"no rank <= d/4 holds {1 - MAX_RESIDUAL_ENERGY:.0%} of the items' second moment"
+    else:
+        not_low = f"fewer than {MIN_ITEMS} items"
     from .bf16_search import search_precision
 
-    return search_precision(items.device)[0]
+    scan, reason = search_precision(items.device)
+    return scan, f"{reason}; not low-rank: {not_low}", None
 
 
 def effective_workers(num_queries: int, device: torch.device | str, workers: int | None = None) -> int:

@@ -1,0 +1,139 @@
+"""Certified-exact low-rank search: the bound holds, and the result equals the exact fp32 top-k."""
+
+import numpy as np
+import pytest
+import torch
+
+from ftbench.kernels import lowrank_search
+from ftbench.kernels.lowrank_search import LowRankCatalog, TooManyCandidates, fit_rank, lowrank_topk_chunk, principal_basis
+from ftbench.kernels.search import exact_topk, plan_scan
+
+
+def reference_topk(q: torch.Tensor, x: torch.Tensor, k: int):
+    """Brute force: fp32-rounded float64 inner products, order (-score, index)."""
+    s = (q.double() @ x.double().T).float().double().numpy()
+    idx = np.empty((s.shape[0], k), dtype=np.int64)
+    for r in range(s.shape[0]):
+        idx[r] = np.lexsort((np.arange(s.shape[1]), -s[r]))[:k]
+    return torch.from_numpy(np.take_along_axis(s, idx, 1)).float(), torch.from_numpy(idx)
+
+
+def _integer_low_rank(gen, n, q_rows, d=64, latent=4):
+    """x = B z + sparse +-1 noise, integers: every inner product is an integer below 2^24, exact in
+    fp32 in any summation order, and equal scores (exact ties) are frequent. Energy sits in `latent`
+    directions, so the bound prunes; queries come from the same model."""
+    basis = torch.randint(-3, 4, (d, latent), generator=gen).float()
+
+    def draw(rows):
+        z = torch.randint(-6, 7, (rows, latent), generator=gen).float()
+        noise = torch.randint(-1, 2, (rows, d), generator=gen).float() * (torch.rand(rows, d, generator=gen) < 0.2)
+        return z @ basis.T + noise
+
+    distinct = draw(max(1, n // 3))
+    return draw(q_rows), distinct[torch.randint(0, distinct.shape[0], (n,), generator=gen)]  # ~3 copies each
+
+
+@pytest.mark.parametrize("k,item_chunk,query_chunk", [(1, 4096, 64), (10, 256, 7), (100, 1000, 33), (700, 333, 50)])
+def test_lowrank_equals_exact_with_massive_ties(k, item_chunk, query_chunk):
+    gen = torch.Generator().manual_seed(k)
+    q, x = _integer_low_rank(gen, 3000, 40)
+    info = {}
+    s, i = exact_topk(q, x, k, precision="lowrank", item_chunk=item_chunk, query_chunk=query_chunk, info=info)
+    rs, ri = reference_topk(q, x, k)
+    assert info["scan"] == "lowrank" and info["fallback_blocks"] == 0
+    assert torch.equal(i, ri)
+    assert torch.equal(s, rs)
+    # exact ties straddle the k-th position in most rows (so the index tie-break was exercised)
+    full = q.double() @ x.double().T
+    kth = full.topk(k, dim=1).values[:, -1:]
+    assert float(((full == kth).sum(1) > 1).float().mean()) > 0.5
+
+
+def test_lowrank_equals_exact_on_float_data_with_near_ties_and_duplicates():
+    """Float data: a rank-6 signal plus 1e-3 noise, with exact duplicates and items perturbed by
+    single ulps, so that fp32 summation order decides near-ties unless the re-score is exact."""
+    gen = torch.Generator().manual_seed(7)
+    n, d = 5000, 48
+    mix = torch.randn(6, d, generator=gen)
+    x = torch.randn(n, 6, generator=gen) @ mix + 1e-3 * torch.randn(n, d, generator=gen)
+    x[1000:1100] = x[0:100]  # exact duplicates: ties broken by the lower index
+    x[2000:2100] = torch.nextafter(x[0:100], torch.full_like(x[0:100], np.inf))  # one ulp above
+    q = torch.cat([x[:20] + 1e-4 * torch.randn(20, d, generator=gen), torch.randn(10, 6, generator=gen) @ mix])
+    for k in (1, 50, 400):
+        s, i = exact_topk(q, x, k, precision="lowrank", item_chunk=777, query_chunk=16)
+        rs, ri = reference_topk(q, x, k)
+        assert torch.equal(i, ri), k
+        assert torch.equal(s, rs), k
+
+
+def test_bound_holds_for_every_item_and_prunes():
+    """lb~ <= q.x <= ub~ + A for all pairs (float64 truth), and the admitted candidates are few."""
+    gen = torch.Generator().manual_seed(3)
+    n, d = 20000, 64
+    mix = torch.randn(8, d, generator=gen) / 3
+    x = torch.randn(n, 8, generator=gen) @ mix + 0.02 * torch.randn(n, d, generator=gen)
+    q = torch.randn(64, 8, generator=gen) @ mix + 0.02 * torch.randn(64, d, generator=gen)
+    basis, energy = principal_basis(x)
+    r = fit_rank(energy)
+    assert r == 8
+    cat = LowRankCatalog(x, basis[:, :r])
+    aug, sigma, slack = cat.query_side(q)
+    ub = (aug @ cat.augmented.T).double()  # fp32 product, as the scan computes it
+    truth = q.double() @ x.double().T
+    assert bool((ub + slack[:, None] >= truth).all())
+    assert bool((ub - 2 * sigma[:, None] * cat.residual[None] - slack[:, None] <= truth).all())
+    # the bound is not vacuous: its width is a small fraction of the score spread
+    width = (2 * sigma[:, None] * cat.residual[None] + 2 * slack[:, None]).median()
+    assert float(width) < 0.05 * float(truth.std())
+    stats = {}
+    buf = torch.empty(64 * 4096)
+    s, i = lowrank_topk_chunk(q, cat, 100, 4096, buf, stats)
+    assert stats["candidates"] / stats["rows"] < 0.1 * n
+    rs, ri = reference_topk(q, x, 100)
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+
+
+def test_isotropic_data_falls_back_to_fp32_with_the_same_result():
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randint(-8, 9, (300, 64), generator=gen).float()
+    x = torch.randint(-8, 9, (4000, 64), generator=gen).float()  # isotropic: nothing to prune
+    cat = LowRankCatalog(x, principal_basis(x)[0][:, :16])
+    with pytest.raises(TooManyCandidates):
+        lowrank_topk_chunk(q[:10], cat, 50, 500, torch.empty(10 * 500), max_candidates=200)
+    s, i = exact_topk(q, x, 50, precision="lowrank", item_chunk=500, query_chunk=100, workers=1)
+    rs, ri = reference_topk(q, x, 50)
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+
+
+def test_fallback_path_is_taken_and_exact(monkeypatch):
+    gen = torch.Generator().manual_seed(6)
+    q = torch.randint(-8, 9, (200, 32), generator=gen).float()
+    x = torch.randint(-8, 9, (3000, 32), generator=gen).float()
+    real = lowrank_search.lowrank_topk_chunk
+
+    def capped(*args, **kwargs):
+        return real(*args, **{**kwargs, "max_candidates": 60})
+
+    monkeypatch.setattr(lowrank_search, "lowrank_topk_chunk", capped)
+    info = {}
+    s, i = exact_topk(q, x, 50, precision="lowrank", item_chunk=500, query_chunk=50, workers=1, info=info)
+    rs, ri = reference_topk(q, x, 50)
+    assert info["fallback_blocks"] == 4  # every block: the first one fails, the rest skip the attempt
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+
+
+def test_auto_takes_lowrank_only_where_the_catalog_is_large_and_nearly_low_rank(monkeypatch):
+    gen = torch.Generator().manual_seed(8)
+    monkeypatch.setattr(lowrank_search, "MIN_ITEMS", 2000)
+    low = torch.randn(3000, 4, generator=gen) @ torch.randn(4, 64, generator=gen) + 1e-3 * torch.randn(3000, 64, generator=gen)
+    scan, reason, cat = plan_scan("auto", low)
+    assert scan == "lowrank" and cat.rank == 8 and "rank 8 of 64" in reason
+    iso = torch.randn(3000, 64, generator=gen)
+    scan, reason, cat = plan_scan("auto", iso)
+    assert scan in ("fp32", "bf16") and cat is None and "not low-rank: no rank <= d/4" in reason
+    scan, reason, _ = plan_scan("auto", low[:1000])
+    assert "fewer than 2000 items" in reason
+    with pytest.raises(ValueError, match="precision must be one of"):
+        plan_scan("int8", low)
+    with pytest.raises(ValueError, match="needs float32 items"):
+        plan_scan("lowrank", low.double())
