@@ -72,6 +72,9 @@ def describe_device(device: torch.device) -> dict:
     from .kernels.bf16_search import search_precision
 
     info["search_precision"], info["search_precision_reason"] = search_precision(device)
+    from .heap import describe as describe_heap
+
+    info["heap"] = describe_heap()
     return info
 
 
