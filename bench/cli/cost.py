@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
         threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
-        search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: scan precision of our search: auto (bf16 where the hardware makes it faster), fp32 or bf16 (certified-exact either way)."),
+        search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way)."),
+        search_embeddings: Optional[Path] = typer.Option(None, "--search-embeddings", help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings.json."),
         queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
@@ -52,11 +53,18 @@ def register(app: typer.Typer) -> None:
         if search_bench:
             from ..cost.search_bench import format_search_bench, run_search_bench
 
-            if search_precision not in ("auto", "fp32", "bf16"):
-                fail(f"--search-precision must be auto, fp32 or bf16, got {search_precision!r}")
-            result = run_search_bench(num_items=items, num_queries=queries, device=device, precision=search_precision)
+            from ..kernels.search import SCANS
+
+            if search_precision not in SCANS:
+                fail(f"--search-precision must be one of {', '.join(SCANS)}, got {search_precision!r}")
+            try:
+                result = run_search_bench(num_items=items, num_queries=queries, device=device, precision=search_precision,
+                                          embeddings=None if search_embeddings is None else str(search_embeddings))
+            except ValueError as exc:
+                fail(str(exc))
             console.print(format_search_bench(result), highlight=False, markup=False)
-            atomic_write_text(out / "search_bench.json", json.dumps(result, indent=2, default=str) + "\n")
+            name = "search_bench.json" if search_embeddings is None else "search_bench__embeddings.json"
+            atomic_write_text(out / name, json.dumps(result, indent=2, default=str) + "\n")
             return
         from rich.progress import Progress
 

@@ -32,7 +32,7 @@ import torch
 
 from ..device import describe_device, resolve_device
 from .measure import peak_extra_mb, sync
-from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available, resolve_precision
+from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available
 
 
 def _random_unit(n: int, dim: int, gen: torch.Generator, device: torch.device, chunk: int = 65536) -> torch.Tensor:
@@ -43,6 +43,24 @@ def _random_unit(n: int, dim: int, gen: torch.Generator, device: torch.device, c
         block = torch.randn((e - s, dim), generator=gen, dtype=torch.float32)
         out[s:e] = torch.nn.functional.normalize(block, dim=1).to(device)
     return out
+
+
+def _load_embeddings(folder: str, num_queries: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """Items and the first `num_queries` queries of a run's `--save-embeddings` folder."""
+    from pathlib import Path
+
+    root = Path(folder)
+    paths = {name: root / f"{name}_embeddings.npy" for name in ("item", "query")}
+    for name, path in paths.items():
+        if not path.is_file():
+            raise ValueError(f"search bench: {path} not found (expected a folder written by `ftbench run --save-embeddings`)")
+    items = np.load(paths["item"], mmap_mode="r")
+    queries = np.load(paths["query"], mmap_mode="r")
+    if items.ndim != 2 or queries.ndim != 2 or items.shape[1] != queries.shape[1]:
+        raise ValueError(f"search bench: {root}: need item [N, d] and query [Q, d] embeddings, got {items.shape} and {queries.shape}")
+    items_t = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(device)
+    queries_t = torch.from_numpy(np.ascontiguousarray(queries[:num_queries], dtype=np.float32)).to(device)
+    return items_t, queries_t, f"trained embeddings from {root} (items and the first {queries_t.shape[0]} test queries)"
 
 
 def run_search_bench(
@@ -59,9 +77,11 @@ def run_search_bench(
     workers: int | None = None,
     with_faiss: bool = True,
     precision: str = "auto",
+    embeddings: str | None = None,
     log=None,
 ) -> dict:
-    """Time exact top-k search (ours vs faiss IndexFlatIP) on random unit vectors; see module doc.
+    """Time exact top-k search (ours vs faiss IndexFlatIP) on random unit vectors, or on a run's
+    saved embeddings (`embeddings`: a `--save-embeddings` folder); see module doc.
 
     Returns a JSON-ready dict: config, device, per-method times (every repeat, median, min, per
     query), ratio, agreement, memory, and the machine load average before and after.
@@ -75,13 +95,24 @@ def run_search_bench(
     gen = torch.Generator().manual_seed(seed)
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
-    items = _random_unit(num_items, dim, gen, dev)
-    queries = _random_unit(num_queries, dim, gen, dev)
-    say(f"generated {num_items} x {dim} items and {num_queries} queries in {time.perf_counter() - t0:.1f}s")
+    if embeddings is None:
+        items = _random_unit(num_items, dim, gen, dev)
+        queries = _random_unit(num_queries, dim, gen, dev)
+        data = "Gaussian vectors normalised to unit length (items and queries independent)"
+        say(f"generated {num_items} x {dim} items and {num_queries} queries in {time.perf_counter() - t0:.1f}s")
+    else:
+        items, queries, data = _load_embeddings(embeddings, num_queries, dev)
+        num_items, dim, num_queries = items.shape[0], items.shape[1], queries.shape[0]
+        if not 1 <= k <= num_items:
+            raise ValueError(f"search bench: k={k} must lie in [1, {num_items}] (items in {embeddings})")
+        say(f"loaded {num_items} x {dim} items and {num_queries} queries from {embeddings}")
     qc, ic = _chunks(query_chunk, item_chunk, dev)
 
+    scan: dict = {}
+
     def ours():
-        out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers, precision=precision)
+        out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers, precision=precision,
+                         info=scan)
         sync(dev)
         return out
 
@@ -149,8 +180,9 @@ def run_search_bench(
             "group_size": DEFAULT_GROUP_SIZE,
             "workers": effective_workers(num_queries, dev, workers),
             "precision_requested": precision,
-            "precision": resolve_precision(precision, items),
-            "data": "Gaussian vectors normalised to unit length (items and queries independent)",
+            "precision": scan.get("scan"),
+            "scan": dict(scan),
+            "data": data,
         },
         "device": describe_device(dev),
         "torch": torch.__version__,
@@ -187,7 +219,7 @@ def format_search_bench(result: dict) -> str:
     lines = [
         f"exact top-{c['k']} search: {c['num_items']:,} items x {c['dim']} dims, {c['num_queries']:,} queries, "
         f"median of {c['repeats']} (device {result['device']['device']}, torch threads {result['device']['torch_threads']})",
-        f"  ours  (exact_topk, {c.get('precision', 'fp32')} scan ({result['device'].get('search_precision_reason', '')}), query_chunk={c['query_chunk']}, item_chunk={c['item_chunk']}, workers={c['workers']}): "
+        f"  ours  (exact_topk, {c.get('precision', 'fp32')} scan ({c.get('scan', {}).get('reason', '')}), query_chunk={c['query_chunk']}, item_chunk={c['item_chunk']}, workers={c['workers']}): "
         f"{o['ms_per_query']:.3f} ms/query ({o['queries_per_s']:.0f} queries/s), best {o['min_s'] / c['num_queries'] * 1e3:.3f}",
     ]
     f = result.get("faiss")
