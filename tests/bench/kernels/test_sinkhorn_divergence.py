@@ -151,3 +151,22 @@ def test_cost_benchmark_variant_uses_the_geomloss_path(monkeypatch):
     assert Oat.wasserstein_solver == "batched"
     scaling.BENCHMARK_VARIANTS["oat-geomloss-w1"][1]()
     assert Oat.wasserstein_solver == "geomloss"
+
+
+def test_cross_distances_equal_the_two_ground_costs_in_value_and_gradient():
+    """One product x y^T for C(x, y.detach()) and C(y, x.detach()), with the hand-written backward,
+    against autograd through the two `ground_cost` calls (geomloss's arithmetic)."""
+    from ftbench.kernels.sinkhorn_divergence import cross_distances, ground_cost
+
+    x, y = clouds(21, 40, 33)
+    y = torch.cat([y, x[:3].detach()]).detach().requires_grad_(True)  # coincident points: clamped entries
+    wxy, wyx = torch.randn(40, 36), torch.randn(36, 40)
+    c_xy, c_yx = cross_distances(x, y)
+    ours = torch.autograd.grad((c_xy * wxy).sum() + (c_yx * wyx).sum(), (x, y))
+    r_xy = ground_cost(x.unsqueeze(0), y.detach().unsqueeze(0), 1)[0]
+    r_yx = ground_cost(y.unsqueeze(0), x.detach().unsqueeze(0), 1)[0]
+    ref = torch.autograd.grad((r_xy * wxy).sum() + (r_yx * wyx).sum(), (x, y))
+    assert relative(c_xy.detach(), r_xy.detach()) <= 1e-6 and relative(c_yx.detach(), r_yx.detach()) <= 1e-6
+    assert torch.equal(c_yx, c_xy.t())
+    for o, r in zip(ours, ref):
+        assert relative(o, r) <= 1e-5
