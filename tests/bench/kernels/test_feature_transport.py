@@ -5,6 +5,7 @@ released plain-domain iteration (6lyc/RecGOAT-WSDM2027 model_v1.py) where it doe
 the released [B, d, d] broadcast form of the cost.
 """
 
+import math
 import numpy as np
 import ot
 import pytest
@@ -179,3 +180,19 @@ def test_fixed_sinkhorn_zero_mass_and_log_fallback():
     assert fixed_sinkhorn(cost, epsilon=0.1, iterations=5, domain="log").domain == "log"
     with pytest.raises(ValueError, match="domain"):
         fixed_sinkhorn(cost, domain="plain")
+
+
+def test_fixed_sinkhorn_non_finite_scalings_fall_back_to_the_log_domain(monkeypatch):
+    """Every marginal positive: the check reads the extreme scalings (`torch.aminmax`). A zero, an
+    infinite or a nan extreme means a non-finite log scaling, and the result is `log_sinkhorn`'s."""
+    import ftbench.kernels.feature_transport as ft
+
+    cost = torch.rand(2, 24, 20, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    reference = ft.log_sinkhorn(cost, None, None, 0.05, 30)
+    assert ft.fixed_sinkhorn(cost, epsilon=0.05, iterations=30).domain == "scaling"
+    real = torch.aminmax
+    for extremes in ((0.0, 1.0), (1.0, math.inf), (math.nan, 1.0), (1.0, math.nan)):
+        monkeypatch.setattr(ft.torch, "aminmax", lambda x, e=extremes: tuple(torch.tensor(v) for v in e))
+        ours = ft.fixed_sinkhorn(cost, epsilon=0.05, iterations=30)
+        monkeypatch.setattr(ft.torch, "aminmax", real)
+        assert ours.domain == "log" and torch.equal(ours.plan, reference.plan), extremes
