@@ -134,11 +134,15 @@ class Mover(Objective):
         gradients), n <= V other views, plus the B x B volume, plan and logits."""
         return 6 * batch_size**2 * views * 4 + 16 * batch_size * views * dim * 4 + 16 * batch_size**2 * 4
 
-    def view_groups(self, views: EncodedViews, anchor_position: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(sets [B, n, d], set mask [B, n], fused other views f [B, d]) of every item, anchor excluded."""
+    def view_groups(self, views: EncodedViews, anchor_position: torch.Tensor, fused: bool = True):
+        """(sets [B, n, d], set mask [B, n], fused other views f [B, d]) of every item, anchor excluded;
+        f is None unless `fused` (only the cosine plan cost reads it)."""
         other = views.mask & ~anchor_position
-        weight = views.item_weight.to(views.embeddings.dtype) * other
-        fused = F.normalize(torch.einsum("bw,bwd->bd", weight, views.embeddings), dim=-1)
+        if fused:
+            weight = views.item_weight.to(views.embeddings.dtype) * other
+            fused = F.normalize(torch.einsum("bw,bwd->bd", weight, views.embeddings), dim=-1)
+        else:
+            fused = None
         if self.config.groups == "views":
             return views.embeddings, other, fused
         groups, present = [], []
@@ -175,7 +179,7 @@ class Mover(Objective):
         cfg = self.config
         views = batch.views
         anchor, anchor_present, position = text_anchor(views, self.context.layout)
-        sets, set_mask, fused_other = self.view_groups(views, position)
+        sets, set_mask, fused_other = self.view_groups(views, position, fused=cfg.ot_weight > 0 and cfg.ot_cost == "cosine")
         valid = anchor_present & set_mask.any(dim=1)
         out: dict[str, torch.Tensor] = {}
         if bool(valid.any()):
