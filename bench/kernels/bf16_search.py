@@ -212,10 +212,17 @@ def _exact_scores(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor) -> 
 
     float64 products of fp32 numbers are exact and the sum errs by ~1e-16: rounded to fp32, the
     score no longer depends on a BLAS summation order."""
-    pad = index == _SENTINEL
-    cand = items.index_select(0, index.masked_fill(pad, 0).reshape(-1)).view(*index.shape, items.shape[1])
-    s = torch.bmm(cand.double(), q.double().unsqueeze(2)).squeeze(2)
-    return s.float().masked_fill(pad, -math.inf)
+    r, c = index.shape
+    d = items.shape[1]
+    out = torch.empty((r, c), device=items.device)
+    step = max(1, (1 << 20) // max(1, c * d))  # float64 temporaries of <= 8 MiB stay in cache
+    for r0 in range(0, r, step):
+        idx = index[r0 : r0 + step]
+        pad = idx == _SENTINEL
+        cand = items.index_select(0, idx.masked_fill(pad, 0).reshape(-1)).view(idx.shape[0], c, d)
+        s = torch.bmm(cand.double(), q[r0 : r0 + step].double().unsqueeze(2)).squeeze(2)
+        out[r0 : r0 + step] = s.float().masked_fill(pad, -math.inf)
+    return out
 
 
 def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: int):
@@ -238,7 +245,8 @@ def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: 
     g = _gamma(d)
     rb = max(1, (1 << 23) // max(1, c * d))  # gathered fp32 candidates <= 32 MiB at a time
     for r0 in range(0, r, rb):
-        idx = index[r0 : r0 + rb]
+        # ascending indices per row (sentinels last): the gathers below walk the catalog forwards
+        idx = index[r0 : r0 + rb].sort(dim=1).values
         qr = q[r0 : r0 + rb]
         pad = idx == _SENTINEL
         cand = items.index_select(0, idx.masked_fill(pad, 0).reshape(-1)).view(idx.shape[0], c, d)

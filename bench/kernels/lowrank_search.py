@@ -2,7 +2,7 @@
 
 Learned embeddings are rarely isotropic: a catalog's item vectors often keep almost all of their
 energy in a few principal directions (the trained embeddings of the 1M-item synthetic marketplace
-keep 97.9% of it in 32 of 256 dimensions). Then the inner product splits into a cheap part and a
+keep 97.9% of it in 32 of 256 dimensions, 99.2% in 64). Then the inner product splits into a cheap part and a
 small, bounded one, and the catalog can be scanned at rank r instead of d - a d / (r + 1) times
 smaller matrix product - while the returned top-k stays the exact fp32 one.
 
@@ -32,28 +32,30 @@ add the terms listed in `LowRankCatalog`. All of it is one absolute slack per qu
 
 and every item satisfies ub~ + A >= q.x >= ub~ - 2 sigma~ rho~ - A =: lb~ (~: the computed values).
 
-Candidate rule. If L is the k-th largest lb~ known, k items have q.x >= L, so the k-th largest exact
-score is >= L and no item with ub~ + A < L - (rounding of the re-score) can be in the top-k. The
-scan admits an item when ub~ >= thr(L) = L - 2^-22 |L| - A (the 2^-22 |L| covers the fp32
-rounding of the re-scored values and of this very computation), rounded down to fp32. L starts
-at the k-th largest lb~ of the first block and only rises as candidates arrive (candidates are
-pruned to the new threshold, as in `bf16_search`). The candidates are re-scored as
+Candidate rule (two steps per query block). (1) The exact reservoir selection of `search` keeps,
+per query, the M largest ub~ (M = 4k by default) over the augmented catalog. (2) The k items of
+largest ub~ are re-scored exactly; their k-th score L is a lower bound of the k-th largest score
+over the catalog (k items reach it). No item with ub~ + A < L - (rounding) can be in the top-k, so
+every possible member has ub~ >= thr = L - A - 2^-22 |L| (rounded down to fp32; the 2^-22 |L|
+covers the fp32 rounding of the re-scored values and of this very computation). Where the M-th
+largest ub~ is below thr, all such items are among the M kept; rows where it is not (the bound too
+loose for M) are searched again with 2M. The items with ub~ >= thr are re-scored as
 fl32(<q, x> in float64) and the top-k taken in the order (-score, index): the exact top-k over the
 whole catalog of the fp32-rounded inner products, ties by lower index, certified by the bound -
 the same result as the bf16 path, and equal to an fp32 BLAS search up to BLAS summation order.
 
-When it pays. The scan costs (r + 1) / d of the fp32 one plus the re-score of the candidates,
-whose number depends on how much of q.x the residual can hide: on the paper-scale trained
-embeddings ~800 per query at r = 32 for k = 500 (of 1M items); on isotropic data (random
-Gaussian vectors) no small r captures the energy and the fp32 scan is used. `fit_rank` picks the
-smallest r (a multiple of 8, at most d / 4) whose residual holds at most `MAX_RESIDUAL_ENERGY` of
-the second moment; catalogs with fewer than `MIN_ITEMS` items are scanned in fp32 (the setup would
-not pay). Should the candidates of a query block still exceed `max_candidates` per row (a catalog
-whose queries look unlike its items), the block is searched by the fp32 path instead: the result
-is the same, only slower, and the stats say so.
+When it pays. The scan costs (r + 1) / d of the fp32 one's arithmetic (its time is then mostly
+writing and filtering the score blocks) plus the exact re-score of the candidates, whose number
+depends on how much of q.x the residual can hide: on the paper-scale trained embeddings ~700 per
+query at r = 64 for k = 500 (of 1M items); on isotropic data (random Gaussian vectors) no small r
+captures the energy and the fp32 scan is used. `fit_rank` picks the smallest r (a multiple of 16,
+at most d / 4) whose residual holds at most `MAX_RESIDUAL_ENERGY` of the second moment; catalogs
+with fewer than `MIN_ITEMS` items are scanned in fp32 (the set-up would not pay). Should a row need
+a reservoir above `ADMIT_FRACTION` of the catalog (queries unlike the items), the block is searched
+by the fp32 path instead: the result is the same, only slower, and `exact_topk`'s info says so.
 
 Memory: the augmented catalog 4 N (r + 1) bytes and the residual norms 8 N bytes (float64); per
-query block a score block and a candidate buffer of a few k entries per row; never Q x N.
+query block a score block and the reservoir of M entries per row; never Q x N.
 
 References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
 product search, e.g. R. Guo et al., "Quantization based Fast Inner Product Search" (AISTATS 2016)
@@ -66,12 +68,16 @@ import math
 
 import torch
 
-from .bf16_search import _SENTINEL, _U32, _Candidates, _gamma, _rescore_topk, _round_toward_minus_inf
+from .bf16_search import _SENTINEL, _U32, _exact_scores, _gamma, _round_toward_minus_inf
+from .search import lexicographic_topk
 
 #: catalogs smaller than this are scanned in fp32 (the fp32 scan is fast and the setup would not pay)
 MIN_ITEMS = 65_536
 #: largest fraction of the items' second moment the discarded dimensions may hold for `fit_rank`
-MAX_RESIDUAL_ENERGY = 0.03
+MAX_RESIDUAL_ENERGY = 0.01
+#: a query block falls back to the fp32 scan once a row needs a reservoir above this fraction of the
+#: catalog (each kept item costs an exact re-score of ~1 us; the fp32 scan ~4 ns an item)
+ADMIT_FRACTION = 1 / 128
 #: rows sampled to estimate the second moment (evenly spaced; the bound never depends on it)
 SAMPLE_ROWS = 65_536
 
@@ -95,9 +101,9 @@ def principal_basis(items: torch.Tensor, sample_rows: int = SAMPLE_ROWS) -> tupl
 
 
 def fit_rank(energy: torch.Tensor, max_residual: float = MAX_RESIDUAL_ENERGY) -> int | None:
-    """Smallest r in {8, 16, ...} <= d / 4 with 1 - energy[r - 1] <= max_residual, else None."""
+    """Smallest r in {16, 32, ...} <= d / 4 with 1 - energy[r - 1] <= max_residual, else None."""
     d = energy.shape[0]
-    for r in range(8, d // 4 + 1, 8):
+    for r in range(16, d // 4 + 1, 16):
         if 1.0 - float(energy[r - 1]) <= max_residual:
             return r
     return None
@@ -172,76 +178,60 @@ def _round_up(x: torch.Tensor) -> torch.Tensor:
     return torch.where(out.double() < x, torch.nextafter(out, torch.full_like(out, math.inf)), out)
 
 
-def admission_threshold(kth_lower: torch.Tensor, slack: torch.Tensor) -> torch.Tensor:
-    """thr(L) = L - 2^-22 |L| - A, rounded down to fp32 (-inf where L is -inf); see the module doc."""
-    thr = kth_lower - 2.0**-22 * kth_lower.abs() - slack
-    thr = torch.where(torch.isinf(kth_lower), kth_lower, thr)
-    return _round_toward_minus_inf(thr)
-
-
-class _LowRankCandidates(_Candidates):
-    """`bf16_search`'s candidate buffers, with the threshold from the k-th largest *lower bound*."""
-
-    def __init__(self, rows: int, k: int, sigma: torch.Tensor, slack: torch.Tensor, residual: torch.Tensor,
-                 device: torch.device, max_candidates: int):
-        super().__init__(rows, k, slack, device)
-        self.sigma, self.residual, self.max_candidates = sigma, residual, max_candidates
-
-    def lower_bounds(self, ub: torch.Tensor, index: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """lb~ = ub~ - 2 sigma rho - A (float64; -inf at padding)."""
-        sigma = self.sigma if rows is None else self.sigma.index_select(0, rows)
-        slack = self.a if rows is None else self.a.index_select(0, rows)
-        pad = index == _SENTINEL
-        rho = self.residual.index_select(0, index.masked_fill(pad, 0).reshape(-1)).view(index.shape)
-        lb = ub.double() - 2.0 * sigma.unsqueeze(1) * rho - slack.unsqueeze(1)
-        return lb.masked_fill(pad, -math.inf)
-
-    def raise_from_lower(self, kth_lower: torch.Tensor) -> None:
-        self.threshold = torch.maximum(self.threshold, admission_threshold(kth_lower, self.a))
-
-    def prune(self) -> None:
-        width = int(self.fill.max())
-        if width >= self.k:
-            lb = self.lower_bounds(self.scores[:, :width], self.index[:, :width])
-            self.raise_from_lower(torch.topk(lb, self.k, dim=1, sorted=False).values.amin(dim=1))
-        if width:
-            self._drop_below_threshold(width)
-        if int(self.fill.max()) > self.max_candidates:
-            raise TooManyCandidates(int(self.fill.max()))
+def _lower(x: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+    """x - by - 2^-22 |x|, rounded down to fp32: a threshold safely below the bound x (float64)."""
+    return _round_toward_minus_inf(x - by - 2.0**-22 * x.abs())
 
 
 def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk: int, buf: torch.Tensor,
-                       stats: dict | None = None, max_candidates: int | None = None):
+                       stats: dict | None = None, max_candidates: int | None = None, reservoir: int | None = None):
     """Certified top-k for one block of query rows (fp32 [R, d]); see the module docstring.
 
-    Raises `TooManyCandidates` when a row's candidates exceed `max_candidates` (default
-    max(64 k, 65536)) - the bound does not prune on these data - so that the caller can fall back.
-    """
-    from .search import _admit, _score_block
+    Pass 1 keeps, per row, the `reservoir` (default 3k) largest upper bounds ub~ (the exact
+    reservoir selection of `search._topk_query_chunk`, run on the augmented rank-(r+1) catalog).
+    The exact scores of the k best of them give L (k items have a score >= L), hence the
+    admission threshold thr = L - A - 2^-22 |L| on ub~. Where the reservoir's smallest ub~ is below
+    thr, every item with ub~ >= thr is in it; other rows are searched again with a reservoir four
+    times as large. The items with ub~ >= thr are re-scored exactly and the top-k taken in the order
+    (-score, index).
 
-    n = cat.augmented.shape[0]
-    r = q.shape[0]
-    aug, sigma, slack = cat.query_side(q)
-    cap = max(64 * k, 65536) if max_candidates is None else int(max_candidates)
-    cands = _LowRankCandidates(r, k, sigma, slack, cat.residual, q.device, cap)
-    for start in range(0, n, item_chunk):
-        w = min(item_chunk, n - start)
-        block = buf[: r * w].view(r, w)
-        _score_block(aug, cat.augmented[start : start + w], block)  # ub~
-        if start == 0 and w >= k:  # first block: threshold from its own k-th lower bound
-            lb = block.double() - 2.0 * sigma.unsqueeze(1) * cat.residual[start : start + w].unsqueeze(0)
-            cands.raise_from_lower(torch.topk(lb, k, dim=1, sorted=False).values.amin(dim=1) - slack)
-        got = _admit(block, cands.threshold, 16, False)
-        if got is not None:
-            rows, cols, vals = got
-            if torch.isnan(vals).any():
-                raise ValueError("exact_topk: some scores are NaN (the items contain NaN/inf values, or products overflow)")
-            cands.append(rows, cols + start, vals)
-        if int(cands.fill.max()) > cands.limit:
-            cands.prune()
-    cands.prune()
-    width = int(cands.fill.max())
+    Raises `TooManyCandidates` when the reservoir a row needs exceeds `max_candidates` (default
+    max(4 k, N * `ADMIT_FRACTION`)) - the bound does not prune on these data - so that the caller
+    can fall back to the fp32 scan.
+    """
+    from .search import _topk_query_chunk
+
+    items = cat.items
+    n = items.shape[0]
+    cap = max(16 * k, int(n * ADMIT_FRACTION)) if max_candidates is None else int(max_candidates)
+    size = min(n, 4 * k if reservoir is None else max(k, int(reservoir)))
+    aug, _, slack = cat.query_side(q)
+    out_s = torch.empty((q.shape[0], k), device=items.device)
+    out_i = torch.empty((q.shape[0], k), device=items.device, dtype=torch.int64)
+    rows = torch.arange(q.shape[0], device=items.device)
+    scored = 0
+    while rows.numel():
+        if size > cap:
+            raise TooManyCandidates(size)
+        ub, index = _topk_query_chunk(aug.index_select(0, rows), cat.augmented, size, item_chunk, 16,
+                                      max(2 * size, 64), buf)
+        sub_q = q.index_select(0, rows)
+        exact = _exact_scores(sub_q, items, index[:, :k])  # fl32(exact) of the k best bounds
+        threshold = _lower(exact.amin(dim=1).double(), slack.index_select(0, rows))
+        complete = (ub[:, -1] < threshold) | (size == n)
+        done = torch.nonzero(complete).squeeze(1)
+        if done.numel():
+            ub_d, index_d, exact_d, thr_d = ub[done], index[done], exact[done], threshold[done]
+            extra = ub_d[:, k:] >= thr_d.unsqueeze(1)  # ub~ sorted descending: a prefix per row
+            width = int(extra.sum(dim=1).max()) if extra.numel() else 0
+            cand_i = index_d[:, k : k + width].masked_fill(~extra[:, :width], _SENTINEL)
+            cand_s = _exact_scores(q.index_select(0, rows[done]), items, cand_i)
+            scored += done.numel() * k + int(extra.sum())
+            top_s, top_i = lexicographic_topk(torch.cat([exact_d, cand_s], 1), torch.cat([index_d[:, :k], cand_i], 1), k)
+            out_s[rows[done]], out_i[rows[done]] = top_s, top_i
+        rows = rows[~complete]
+        size = min(n, 2 * size)
     if stats is not None:
-        stats["candidates"] = stats.get("candidates", 0) + int(cands.fill.sum())
-        stats["rows"] = stats.get("rows", 0) + r
-    return _rescore_topk(q, cat.items, cands.index[:, :width], k)
+        stats["candidates"] = stats.get("candidates", 0) + scored
+        stats["rows"] = stats.get("rows", 0) + q.shape[0]
+    return out_s, out_i
