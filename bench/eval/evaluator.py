@@ -212,7 +212,8 @@ class Evaluator:
             return {}, na, {"queries": int(has_rel.sum())}
         # searched to the largest requested K (the reciprocal rank's cut-off), or the whole gallery
         mrr_at = max(self.config.ks)
-        scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)))
+        search: dict = {}
+        scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)), info=search)
         ranked = ranked.cpu().numpy()
         report = ranked_list_metrics(ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at)
         self.last_query_run = QueryRun(
@@ -226,6 +227,8 @@ class Evaluator:
             "queries_without_relevant": int(report.num_excluded),
             "gallery": int(len(gallery)),
             "mrr_cutoff": report.mrr_cutoff,
+            # which first pass the exact search took here, and why (every pass gives the same top-K)
+            "search": search,
         }
         return {name: metrics}, na, counts_out
 

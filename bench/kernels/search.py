@@ -582,7 +582,7 @@ def rank_of_targets(
         for start in range(0, n, ic):
             w = min(ic, n - start)
             block = buf[: (q1 - q0) * w].view(q1 - q0, w)
-            torch.mm(q, items[start : start + w].T, out=block)
+            _score_block(q, items[start : start + w], block)
             local = g - start
             inside = (local >= 0) & (local < w)
             if inside.any():  # the target's own (replaced) score does not count
