@@ -148,7 +148,7 @@ class Oat(Objective):
             anchor = F.normalize(self.id_embedding(views.item_index), dim=-1).to(views.embeddings.dtype)
             anchor_present = torch.ones(anchor.shape[0], dtype=torch.bool, device=anchor.device)
             position = torch.zeros_like(position)  # an ID anchor is no view
-        else:
+        elif not bool(anchor_present.all()):  # the fused fallback only where an item lacks its title
             anchor = torch.where(anchor_present.unsqueeze(1), anchor, fuse(views.embeddings, views.item_weight))
         image_side, text_side = side_views(views, 0), side_views(views, 1)
         image = fuse(image_side.embeddings, image_side.weight)
