@@ -78,7 +78,7 @@ from . import OBJECTIVES
 from ..kernels.sinkhorn_divergence import sinkhorn_divergences
 from ._feature_plans import FeaturePlans
 from ._oat_config import OatConfig
-from .base import AlignmentBatch, EncodedViews, Objective, fuse, info_nce, rows, side_views, text_anchor
+from .base import AlignmentBatch, EncodedViews, Objective, fuse, info_nce, rows, text_anchor
 
 
 @dataclass
@@ -150,15 +150,18 @@ class Oat(Objective):
             position = torch.zeros_like(position)  # an ID anchor is no view
         elif not bool(anchor_present.all()):  # the fused fallback only where an item lacks its title
             anchor = torch.where(anchor_present.unsqueeze(1), anchor, fuse(views.embeddings, views.item_weight))
-        image_side, text_side = side_views(views, 0), side_views(views, 1)
-        image = fuse(image_side.embeddings, image_side.weight)
-        text = fuse(text_side.embeddings, text_side.weight)
-        image = torch.where(image_side.present.unsqueeze(1), image, anchor)
-        text = torch.where(text_side.present.unsqueeze(1), text, anchor)
+        # a side's fused embedding over all slots with the side's weights (zero off the side): the
+        # sum of `side_views`' compacted views without their gather and its scatter backward
+        in_image, in_text = views.mask & (views.side == 0), views.mask & (views.side == 1)
+        image = fuse(views.embeddings, views.side_weight * in_image)
+        text = fuse(views.embeddings, views.side_weight * in_text)
+        image_present, text_present = in_image.any(dim=1), in_text.any(dim=1)
+        image = torch.where(image_present.unsqueeze(1), image, anchor)
+        text = torch.where(text_present.unsqueeze(1), text, anchor)
         others = views.mask & (views.side == 1) & ~position
         # fuse renormalises, so the remaining side weights need not sum to 1
         text_others = fuse(views.embeddings, views.side_weight * others)
-        return _Modalities(anchor, image, text, anchor_present, image_side.present, text_side.present,
+        return _Modalities(anchor, image, text, anchor_present, image_present, text_present,
                            text_others, others.any(dim=1))
 
     def fuse_item(self, m: _Modalities, plan_image: torch.Tensor, plan_text: torch.Tensor):

@@ -264,3 +264,20 @@ def test_anchor_choice():
         build(layout, 8, anchor="title")
     with pytest.raises(ValueError, match="plan_momentum"):
         build(layout, 8, plan_momentum=1.0)
+
+
+@pytest.mark.parametrize("slots", [MULTIMODAL, TEXT_ONLY])
+def test_side_embeddings_equal_the_fused_compacted_side_views(slots):
+    """Z_img, Z_txt (and their presence) over all slots with the side weights: the fusion of
+    `side_views`' compacted views, as before, to float32 round-off; a missing side is the anchor."""
+    from ftbench.objectives.base import fuse, side_views
+
+    layout = make_layout(slots)
+    mask = make_mask(layout, 24, 8, seed=4)
+    views = encode(torch.randn(24, layout.num_slots, 16, generator=torch.Generator().manual_seed(4)), mask, layout)
+    m = build(layout, 16).modalities(views)
+    for side, ours, present in ((0, m.image, m.image_present), (1, m.text, m.text_present)):
+        sv = side_views(views, side)
+        assert torch.equal(present, sv.present)
+        ref = torch.where(sv.present.unsqueeze(1), fuse(sv.embeddings, sv.weight), m.anchor)
+        assert torch.allclose(ours, ref, rtol=0, atol=1e-6)
