@@ -56,6 +56,7 @@ differs from geomloss's float32 result by less than geomloss's float32 and float
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -214,7 +215,35 @@ def sinkhorn_divergences(
     return torch.stack(values)
 
 
+class _Workspace:
+    """The two float64 [P, S, L, L] buffers of the annealing (costs, kernel), kept between calls.
+
+    A fresh 4 MB tensor per call (two problems of 256 points) costs ~1000 page faults on CPU,
+    several ms per training step: the heap returns such blocks to the system between steps. The
+    buffers of the last shape are kept (one shape at a time, 16 L^2 P S bytes) and handed to one
+    solve at a time (the lock); their contents never outlive a call.
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.key, self.buffers = None, None
+
+    def get(self, shape, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (tuple(shape), dtype, torch.device(device))
+        if self.key != key:
+            self.key, self.buffers = key, tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))
+        return self.buffers
+
+
+_WORKSPACE = _Workspace()
+
+
 def _annealing(problems, debias: bool, domain: str) -> list[dict[str, torch.Tensor]]:
+    with _WORKSPACE.lock:
+        return _annealing_in(problems, debias, domain)
+
+
+def _annealing_in(problems, debias: bool, domain: str) -> list[dict[str, torch.Tensor]]:
     """The detached potentials after each problem's epsilon-scaling loop (float32, unpadded).
 
     All problems padded to one size L and stacked as [P, S, L, L] (S = 4 slots: C_xy, C_yx, C_xx, C_yy,
@@ -236,7 +265,9 @@ def _annealing(problems, debias: bool, domain: str) -> list[dict[str, torch.Tens
     # (~5x slower at 256 x 256). Only the detached annealing sees the difference, in round-off.
     partner = {"xy": "yx", "yx": "xy", "xx": "xx", "yy": "yy"}
     padded = any(n != size or m != size for n, m in sizes)
-    cost_t = (torch.zeros if padded else torch.empty)(count, slots, size, size, dtype=f64, device=device)
+    cost_t, kernel_t = _WORKSPACE.get((count, slots, size, size), f64, device)
+    if padded:
+        cost_t.zero_()
     # log weights of the points each slot's softmin sums over (its columns), and which rows are points
     log_w = torch.full((count, slots, size), _EMPTY_LOG_WEIGHT, dtype=f64, device=device)
     rows = torch.zeros(count, slots, size, dtype=torch.bool, device=device)
@@ -259,9 +290,9 @@ def _annealing(problems, debias: bool, domain: str) -> list[dict[str, torch.Tens
     first = eps_table[:, 0]
 
     solve = _scaling_loop if domain == "auto" else _log_loop
-    pot = solve(cost_t, log_w, rows, source, first, eps_table, active)
+    pot = solve(cost_t, kernel_t, log_w, rows, source, first, eps_table, active)
     if pot is None:  # a sum underflowed: the same iterations in the log domain
-        pot = _log_loop(cost_t, log_w, rows, source, first, eps_table, active)
+        pot = _log_loop(cost_t, kernel_t, log_w, rows, source, first, eps_table, active)
     out = []
     for k, (costs, a, b, _) in enumerate(problems):
         n, m = len(a), len(b)
@@ -271,12 +302,12 @@ def _annealing(problems, debias: bool, domain: str) -> list[dict[str, torch.Tens
     return out
 
 
-def _scaling_loop(cost_t, log_w, rows, source, first, eps_table, active):
+def _scaling_loop(cost_t, kernel_t, log_w, rows, source, first, eps_table, active):
     """Potentials [P, S, L] by scalings: softmin = -eps (log(K e) + max h), K = exp(-C / eps),
     e = exp(h - max h); None if a row sum of a point underflows (then the log domain is needed)."""
     smallest = torch.full((), math.inf, dtype=cost_t.dtype, device=cost_t.device)
     # K e as (row vector) @ K^T, the fast batched mat-vec on CPU (about 5x the column form)
-    kernel_t = torch.empty_like(cost_t)  # one buffer, updated in place
+    # kernel_t: a buffer of cost_t's shape, updated in place
 
     def softmin(eps, h):
         top = h.amax(-1, keepdim=True)
@@ -312,8 +343,9 @@ def _scaling_loop(cost_t, log_w, rows, source, first, eps_table, active):
     return pot
 
 
-def _log_loop(cost_t, log_w, rows, source, first, eps_table, active):
-    """Potentials [P, S, L] by float64 log-sum-exp (geomloss's arithmetic, batched and padded)."""
+def _log_loop(cost_t, kernel_t, log_w, rows, source, first, eps_table, active):
+    """Potentials [P, S, L] by float64 log-sum-exp (geomloss's arithmetic, batched and padded);
+    kernel_t (the scaling loop's buffer) is not used."""
 
     def softmin(eps, h):  # the sum runs over the rows of C^T
         value = -eps * (h.unsqueeze(-1) - cost_t / eps.unsqueeze(-1)).logsumexp(-2)

