@@ -78,7 +78,7 @@ from . import OBJECTIVES
 from ..kernels.sinkhorn_divergence import sinkhorn_divergences
 from ._feature_plans import FeaturePlans
 from ._oat_config import OatConfig
-from .base import AlignmentBatch, EncodedViews, Objective, fuse, info_nce, rows, text_anchor
+from .base import AlignmentBatch, EncodedViews, Objective, anchor_positions, fuse, info_nce, rows
 
 
 @dataclass
@@ -143,24 +143,31 @@ class Oat(Objective):
     def modalities(self, views: EncodedViews) -> _Modalities:
         """Z_a, Z_img, Z_txt [B, d] with presence masks (missing sides replaced by the anchor), and the
         side-1 embedding without the anchor's own view, for the anchor-text term."""
-        anchor, anchor_present, position = text_anchor(views, self.context.layout)
+        # the text anchor (`text_anchor`: its one-hot selection) and the three fusions (`fuse`) of
+        # the views as one product [B, 4, V] x [B, V, d], so that the backward writes one [B, V, d]
+        # gradient instead of four. A side's fusion runs over all slots with the side's weights
+        # (zero off the side): the sum of `side_views`' compacted views, without their gather and
+        # its scatter backward. fuse renormalises, so the weights of `others` need not sum to 1.
+        position = anchor_positions(views, self.context.layout)
         if self.anchor_kind == "id":
-            anchor = F.normalize(self.id_embedding(views.item_index), dim=-1).to(views.embeddings.dtype)
-            anchor_present = torch.ones(anchor.shape[0], dtype=torch.bool, device=anchor.device)
             position = torch.zeros_like(position)  # an ID anchor is no view
+        in_image, in_text = views.mask & (views.side == 0), views.mask & (views.side == 1)
+        others = in_text & ~position
+        dtype = views.embeddings.dtype
+        weights = torch.cat((position.to(dtype).unsqueeze(1),
+                             views.side_weight.to(dtype).unsqueeze(1) * torch.stack((in_image, in_text, others), dim=1)),
+                            dim=1)
+        products = torch.matmul(weights, views.embeddings)  # [B, 4, d]
+        anchor, anchor_present = products[:, 0], position.any(dim=1)
+        image, text, text_others = F.normalize(products[:, 1:], dim=-1).unbind(1)
+        if self.anchor_kind == "id":
+            anchor = F.normalize(self.id_embedding(views.item_index), dim=-1).to(dtype)
+            anchor_present = torch.ones(anchor.shape[0], dtype=torch.bool, device=anchor.device)
         elif not bool(anchor_present.all()):  # the fused fallback only where an item lacks its title
             anchor = torch.where(anchor_present.unsqueeze(1), anchor, fuse(views.embeddings, views.item_weight))
-        # a side's fused embedding over all slots with the side's weights (zero off the side): the
-        # sum of `side_views`' compacted views without their gather and its scatter backward
-        in_image, in_text = views.mask & (views.side == 0), views.mask & (views.side == 1)
-        image = fuse(views.embeddings, views.side_weight * in_image)
-        text = fuse(views.embeddings, views.side_weight * in_text)
         image_present, text_present = in_image.any(dim=1), in_text.any(dim=1)
         image = torch.where(image_present.unsqueeze(1), image, anchor)
         text = torch.where(text_present.unsqueeze(1), text, anchor)
-        others = views.mask & (views.side == 1) & ~position
-        # fuse renormalises, so the remaining side weights need not sum to 1
-        text_others = fuse(views.embeddings, views.side_weight * others)
         return _Modalities(anchor, image, text, anchor_present, image_present, text_present,
                            text_others, others.any(dim=1))
 

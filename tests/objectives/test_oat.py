@@ -269,8 +269,9 @@ def test_anchor_choice():
 @pytest.mark.parametrize("slots", [MULTIMODAL, TEXT_ONLY])
 def test_side_embeddings_equal_the_fused_compacted_side_views(slots):
     """Z_img, Z_txt (and their presence) over all slots with the side weights: the fusion of
-    `side_views`' compacted views, as before, to float32 round-off; a missing side is the anchor."""
-    from ftbench.objectives.base import fuse, side_views
+    `side_views`' compacted views, as before, to float32 round-off; a missing side is the anchor.
+    The anchor and Z' (side 1 less the title) from the same product: `text_anchor` and `fuse`."""
+    from ftbench.objectives.base import fuse, side_views, text_anchor
 
     layout = make_layout(slots)
     mask = make_mask(layout, 24, 8, seed=4)
@@ -281,3 +282,10 @@ def test_side_embeddings_equal_the_fused_compacted_side_views(slots):
         assert torch.equal(present, sv.present)
         ref = torch.where(sv.present.unsqueeze(1), fuse(sv.embeddings, sv.weight), m.anchor)
         assert torch.allclose(ours, ref, rtol=0, atol=1e-6)
+    anchor, present, position = text_anchor(views, layout)
+    assert torch.equal(m.anchor_present, present) and bool((~present).any())
+    assert torch.equal(m.anchor[present], anchor[present])
+    assert torch.allclose(m.anchor[~present], fuse(views.embeddings, views.item_weight)[~present], atol=1e-6)
+    others = views.mask & (views.side == 1) & ~position
+    assert torch.equal(m.text_without_anchor_present, others.any(dim=1))
+    assert torch.allclose(m.text_without_anchor, fuse(views.embeddings, views.side_weight * others), atol=1e-6)
