@@ -54,7 +54,7 @@ with fewer than `MIN_ITEMS` items are scanned in fp32 (the set-up would not pay)
 a reservoir above `ADMIT_FRACTION` of the catalog (queries unlike the items), the block is searched
 by the fp32 path instead: the result is the same, only slower, and `exact_topk`'s info says so.
 
-Memory: the augmented catalog 4 N (r + 1) bytes and the residual norms 8 N bytes (float64); per
+Memory: the augmented catalog 4 N (r + 1) bytes; per
 query block a score block and the reservoir of M entries per row; never Q x N.
 
 References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
@@ -149,19 +149,11 @@ class LowRankCatalog:
             self.augmented[s : s + chunk, r] = _round_up(rho)
         if not math.isfinite(norm_max):
             raise ValueError("exact_topk: items contain NaN or infinite values")
-        self.residual = self.augmented[:, r].double()
         self.norm_max = norm_max
         # per unit of ||q|| X: the scan's fp32 sum (2 gamma_{r+1}), the roundings of qp, xp and of
         # sigma rho (8 u), qp.(W^T e) (gamma_d sqrt(r)(1+eta) + eta (1+eta)), float64 set-up (1e-12)
         self.slack_factor = (2 * _gamma(r + 1) + 8 * _U32 + _gamma(d) * sqrt_r * (1 + 1e-6)
                              + self.eta * (1 + self.eta) * 2 + 1e-12)
-
-    @classmethod
-    def fit(cls, items: torch.Tensor, max_residual: float = MAX_RESIDUAL_ENERGY) -> "LowRankCatalog | None":
-        """The catalog at `fit_rank` of its principal energy, or None where no small rank qualifies."""
-        basis, energy = principal_basis(items)
-        r = fit_rank(energy, max_residual)
-        return None if r is None else cls(items, basis[:, :r])
 
     def query_side(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(augmented queries [R, r+1] fp32 = [qp, sigma], sigma float64 [R], slack A float64 [R])."""

@@ -89,9 +89,9 @@ def test_bound_holds_for_every_item_and_prunes():
     ub = (aug @ cat.augmented.T).double()  # fp32 product, as the scan computes it
     truth = q.double() @ x.double().T
     assert bool((ub + slack[:, None] >= truth).all())
-    assert bool((ub - 2 * sigma[:, None] * cat.residual[None] - slack[:, None] <= truth).all())
+    assert bool((ub - 2 * sigma[:, None] * cat.augmented[:, -1].double()[None] - slack[:, None] <= truth).all())
     # the bound is not vacuous: its width is a small fraction of the score spread
-    width = (2 * sigma[:, None] * cat.residual[None] + 2 * slack[:, None]).median()
+    width = (2 * sigma[:, None] * cat.augmented[:, -1].double()[None] + 2 * slack[:, None]).median()
     assert float(width) < 0.05 * float(truth.std())
     stats = {}
     buf = torch.empty(64 * 4096)
