@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from .sinkhorn import SinkhornResult
@@ -91,6 +92,8 @@ DOMAINS = ("auto", "log")
 # |log| of a scaling above which it is folded into the potentials (float64 holds e^+-709; a
 # margin of 10 orders of magnitude on each side of e^+-50 leaves the products far from overflow)
 _ABSORB_AT = 50.0
+# CPU sweeps with positive marginals through numpy (`_numpy_sweeps`); False: the torch loop
+_NUMPY_ON_CPU = True
 
 
 def fixed_sinkhorn(
@@ -149,7 +152,17 @@ def fixed_sinkhorn(
     v = torch.ones_like(b64).unsqueeze(-2)  # [..., 1, m]
     a_row, b_row = a64.unsqueeze(-2), b64.unsqueeze(-2)
     all_mass = bool(has_a.all()) and bool(has_b.all())
-    for it in range(1, iterations):
+    if all_mass and cost.device.type == "cpu" and _NUMPY_ON_CPU:
+        # the same sweeps through numpy (its BLAS): at these sizes the loop is dominated by
+        # per-operation overhead, ~1 us in numpy against ~5-10 us in torch (about 2x faster)
+        scalings = _numpy_sweeps(kernel, kernel_t, a_row, b_row, alpha, beta, absorbed, iterations, check_every)
+        if scalings is None:
+            return log_sinkhorn(cost, a, b, epsilon, iterations)
+        u, v, alpha, beta, kernel = scalings
+        iterations_left = 0
+    else:
+        iterations_left = iterations
+    for it in range(1, iterations_left):
         if all_mass:
             u = torch.div(a_row, torch.matmul(v, kernel_t))
             v = torch.div(b_row, torch.matmul(u, kernel))
@@ -187,6 +200,37 @@ def fixed_sinkhorn(
     potentials = (epsilon * (alpha + log_u)).to(cost.dtype), (epsilon * (beta + log_v)).to(cost.dtype)
     return SinkhornResult(plan=plan, potentials=potentials, marginal_error=marginal_error,
                           iterations=iterations, domain="scaling")
+
+
+def _numpy_sweeps(kernel, kernel_t, a_row, b_row, alpha, beta, absorbed, iterations, check_every):
+    """`fixed_sinkhorn`'s sweeps 2..iterations for positive marginals on CPU, in numpy: the same
+    products, divisions, checks and absorptions (`absorbed(alpha, beta)` gives the new kernel).
+    Returns (u, v, alpha, beta, kernel) as tensors, or None if a scaling is not finite."""
+    # an overflow or a zero product is detected at the next check, as in torch: no warnings
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return _numpy_sweeps_in(kernel, kernel_t, a_row, b_row, alpha, beta, absorbed, iterations, check_every)
+
+
+def _numpy_sweeps_in(kernel, kernel_t, a_row, b_row, alpha, beta, absorbed, iterations, check_every):
+    k, k_t = kernel.numpy(), kernel_t.numpy()
+    a_np, b_np = a_row.numpy(), b_row.numpy()
+    u, v = np.ones(a_np.shape), np.ones(b_np.shape)
+    for it in range(1, iterations):
+        u = a_np / np.matmul(v, k_t)
+        v = b_np / np.matmul(u, k)
+        if it % check_every == 0 or it == iterations - 1:
+            low, high = float(min(u.min(), v.min())), float(max(u.max(), v.max()))
+            # nan fails both tests; 0 or inf gives an infinite largest |log|
+            largest = max(math.log(high), -math.log(low)) if low > 0 and high > 0 else math.inf
+            if not math.isfinite(largest):
+                return None
+            if largest > _ABSORB_AT and it < iterations - 1:
+                alpha = alpha + torch.from_numpy(np.log(u)).squeeze(-2)
+                beta = beta + torch.from_numpy(np.log(v)).squeeze(-2)
+                kernel = absorbed(alpha, beta)
+                k, k_t = kernel.numpy(), kernel.transpose(-1, -2).contiguous().numpy()
+                u, v = np.ones_like(u), np.ones_like(v)
+    return torch.from_numpy(u), torch.from_numpy(v), alpha, beta, kernel
 
 
 def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:

@@ -190,9 +190,38 @@ def test_fixed_sinkhorn_non_finite_scalings_fall_back_to_the_log_domain(monkeypa
     cost = torch.rand(2, 24, 20, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     reference = ft.log_sinkhorn(cost, None, None, 0.05, 30)
     assert ft.fixed_sinkhorn(cost, epsilon=0.05, iterations=30).domain == "scaling"
+    monkeypatch.setattr(ft, "_NUMPY_ON_CPU", False)  # the torch loop (CUDA's)
     real = torch.aminmax
     for extremes in ((0.0, 1.0), (1.0, math.inf), (math.nan, 1.0), (1.0, math.nan)):
         monkeypatch.setattr(ft.torch, "aminmax", lambda x, e=extremes: tuple(torch.tensor(v) for v in e))
         ours = ft.fixed_sinkhorn(cost, epsilon=0.05, iterations=30)
         monkeypatch.setattr(ft.torch, "aminmax", real)
         assert ours.domain == "log" and torch.equal(ours.plan, reference.plan), extremes
+
+
+def test_numpy_sweeps_equal_the_torch_loop_and_fall_back(monkeypatch):
+    """On CPU the sweeps run in numpy: the same iterate as the torch loop (float64 round-off),
+    with repeated absorptions (a cost range of 2000 eps); a non-finite scaling gives `log_sinkhorn`."""
+    import ftbench.kernels.feature_transport as ft
+
+    cost = 20.0 * torch.rand(2, 64, 48, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    ours = ft.fixed_sinkhorn(cost, epsilon=0.01, iterations=100)
+    monkeypatch.setattr(ft, "_NUMPY_ON_CPU", False)
+    ref = ft.fixed_sinkhorn(cost, epsilon=0.01, iterations=100)
+    monkeypatch.setattr(ft, "_NUMPY_ON_CPU", True)
+    scale = ref.plan.abs().amax()
+    assert float((ours.plan - ref.plan).abs().max() / scale) <= 1e-12
+    for mine, theirs in zip(ours.potentials, ref.potentials):
+        assert torch.allclose(mine, theirs, rtol=1e-12, atol=1e-12)
+
+    class ZeroProducts:  # numpy whose products vanish: the first scaling is infinite
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def matmul(x, y):
+            return np.zeros(np.matmul(x, y).shape)
+
+    monkeypatch.setattr(ft, "np", ZeroProducts())
+    fallback = ft.fixed_sinkhorn(cost, epsilon=0.01, iterations=100)
+    assert fallback.domain == "log" and torch.equal(fallback.plan, ft.log_sinkhorn(cost, None, None, 0.01, 100).plan)
