@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
         threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
         search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way)."),
-        search_embeddings: Optional[Path] = typer.Option(None, "--search-embeddings", help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings.json."),
+        search_embeddings: Optional[Path] = typer.Option(None, "--search-embeddings", help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings[__PRECISION].json."),
         queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
             except ValueError as exc:
                 fail(str(exc))
             console.print(format_search_bench(result), highlight=False, markup=False)
-            name = "search_bench.json" if search_embeddings is None else "search_bench__embeddings.json"
+            name = ("search_bench" + ("" if search_embeddings is None else "__embeddings")
+                    + ("" if search_precision == "auto" else f"__{search_precision}") + ".json")
             atomic_write_text(out / name, json.dumps(result, indent=2, default=str) + "\n")
             return
         from rich.progress import Progress
