@@ -1,5 +1,5 @@
 """`python -m ftbench` (and `torchrun -m ftbench`) runs the CLI."""
 
-from .cli import main
+from .launch import main
 
 main()

@@ -54,8 +54,8 @@ def _load_embeddings(folder: str, num_queries: int, device: torch.device) -> tup
     for name, path in paths.items():
         if not path.is_file():
             raise ValueError(f"search bench: {path} not found (expected a folder written by `ftbench run --save-embeddings`)")
-    items = np.load(paths["item"], mmap_mode="r")
-    queries = np.load(paths["query"], mmap_mode="r")
+    items = np.load(paths["item"], mmap_mode="r", allow_pickle=False)
+    queries = np.load(paths["query"], mmap_mode="r", allow_pickle=False)
     if items.ndim != 2 or queries.ndim != 2 or items.shape[1] != queries.shape[1]:
         raise ValueError(f"search bench: {root}: need item [N, d] and query [Q, d] embeddings, got {items.shape} and {queries.shape}")
     items_t = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(device)
