@@ -429,11 +429,6 @@ def exact_topk(
 SCANS = ("auto", "fp32", "bf16", "lowrank")
 
 
-def resolve_precision(precision: str, items: torch.Tensor) -> str:
-    """The scan `exact_topk` uses for `precision` ("auto", "fp32", "bf16" or "lowrank") and these items."""
-    return plan_scan(precision, items)[0]
-
-
 def plan_scan(precision: str, items: torch.Tensor):
     """(scan, reason, low-rank catalog or None): the pass `exact_topk(precision=...)` takes, and why.
 
