@@ -58,8 +58,10 @@ def _load_embeddings(folder: str, num_queries: int, device: torch.device) -> tup
     queries = np.load(paths["query"], mmap_mode="r", allow_pickle=False)
     if items.ndim != 2 or queries.ndim != 2 or items.shape[1] != queries.shape[1]:
         raise ValueError(f"search bench: {root}: need item [N, d] and query [Q, d] embeddings, got {items.shape} and {queries.shape}")
-    items_t = torch.from_numpy(np.ascontiguousarray(items, dtype=np.float32)).to(device)
-    queries_t = torch.from_numpy(np.ascontiguousarray(queries[:num_queries], dtype=np.float32)).to(device)
+    # real copies (not views of the memory map): the catalog is resident before the search, so
+    # that the search's peak-memory figure does not count its pages being read in
+    items_t = torch.from_numpy(np.array(items, dtype=np.float32, copy=True)).to(device)
+    queries_t = torch.from_numpy(np.array(queries[:num_queries], dtype=np.float32, copy=True)).to(device)
     return items_t, queries_t, f"trained embeddings from {root} (items and the first {queries_t.shape[0]} test queries)"
 
 
