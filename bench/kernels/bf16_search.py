@@ -119,9 +119,7 @@ def _threshold(kth: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     v = lo - a
     thr = torch.where(v >= 0, v / (1 + _C_OUT), v / (1 - _C_OUT))
     thr = thr - 1e-12 * thr.abs() - 1e-30  # round down in float64 first
-    out = thr.float()
-    out = torch.where(out.double() > thr, torch.nextafter(out, torch.full_like(out, -math.inf)), out)
-    return torch.where(torch.isinf(kth), kth, out)
+    return torch.where(torch.isinf(kth), kth, _round_toward_minus_inf(thr))
 
 
 class _Candidates:
@@ -164,14 +162,9 @@ class _Candidates:
         width = int(self.fill.max())
         if width < self.k:
             return
-        s = self.scores[:, :width]
+        s, i = self.scores[:, :width], self.index[:, :width]
         kth = torch.topk(s, self.k, dim=1, sorted=False).values.amin(dim=1)  # -inf if fill < k
         self.raise_threshold(kth)
-        self._drop_below_threshold(width)
-
-    def _drop_below_threshold(self, width: int) -> None:
-        """Keep, per row, the entries >= the row's threshold (packed to the left, order kept)."""
-        s, i = self.scores[:, :width], self.index[:, :width]
         keep = (s >= self.threshold.unsqueeze(1)) & (i != _SENTINEL)
         counts = keep.sum(dim=1)
         new_w = int(counts.max())
@@ -267,6 +260,12 @@ def _round_toward_minus_inf(x: torch.Tensor) -> torch.Tensor:
     """float64 -> float32, rounded down (keeps -inf)."""
     out = x.float()
     return torch.where(out.double() > x, torch.nextafter(out, torch.full_like(out, -math.inf)), out)
+
+
+def _round_toward_plus_inf(x: torch.Tensor) -> torch.Tensor:
+    """float64 -> float32, rounded up (keeps +inf)."""
+    out = x.float()
+    return torch.where(out.double() < x, torch.nextafter(out, torch.full_like(out, math.inf)), out)
 
 
 def bf16_topk_chunk(q: torch.Tensor, cat: BF16Catalog, k: int, item_chunk: int, stats: dict | None = None):

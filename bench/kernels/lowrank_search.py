@@ -2,8 +2,8 @@
 
 Learned embeddings are rarely isotropic: a catalog's item vectors often keep almost all of their
 energy in a few principal directions (the trained embeddings of the 1M-item synthetic marketplace
-keep 97.9% of it in 32 of 256 dimensions, 99.2% in 64). Then the inner product splits into a cheap part and a
-small, bounded one, and the catalog can be scanned at rank r instead of d - a d / (r + 1) times
+keep 97.9% of it in 32 of 256 dimensions, 99.2% in 64). Then the inner product splits into a
+cheap part and a small, bounded one, and the catalog can be scanned at rank r instead of d - a d / (r + 1) times
 smaller matrix product - while the returned top-k stays the exact fp32 one.
 
 Decomposition. Let U [d, r] hold orthonormal columns (the top-r eigenvectors of the items' second
@@ -17,8 +17,7 @@ so with p = (U^T q).(U^T x), rho = ||x_R|| (per item) and sigma = ||q_R|| (per q
     lb = p - sigma rho  <=  q.x  <=  p + sigma rho = ub.
 
 The scan computes ub directly as ONE fp32 matrix product of augmented vectors,
-[U^T q, sigma] . [U^T x, rho] (rank r + 1), so the per-item bound costs nothing extra; lb of the few
-admitted candidates is ub - 2 sigma rho.
+[U^T q, sigma] . [U^T x, rho] (rank r + 1), so the per-item bound costs nothing extra.
 
 Rounding. The projections are computed in fp32 and the identity is kept exact by taking the
 residual of the *stored* coefficients (`LowRankCatalog`); sigma and rho are upper bounds rounded
@@ -54,8 +53,8 @@ with fewer than `MIN_ITEMS` items are scanned in fp32 (the set-up would not pay)
 a reservoir above `ADMIT_FRACTION` of the catalog (queries unlike the items), the block is searched
 by the fp32 path instead: the result is the same, only slower, and `exact_topk`'s info says so.
 
-Memory: the augmented catalog 4 N (r + 1) bytes; per
-query block a score block and the reservoir of M entries per row; never Q x N.
+Memory: the augmented catalog 4 N (r + 1) bytes; per query block a score block and the reservoir
+of M entries per row; never Q x N.
 
 References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
 product search, e.g. R. Guo et al., "Quantization based Fast Inner Product Search" (AISTATS 2016)
@@ -68,7 +67,7 @@ import math
 
 import torch
 
-from .bf16_search import _SENTINEL, _U32, _exact_scores, _gamma, _round_toward_minus_inf
+from .bf16_search import _SENTINEL, _U32, _exact_scores, _gamma, _round_toward_minus_inf, _round_toward_plus_inf
 from .search import lexicographic_topk
 
 #: catalogs smaller than this are scanned in fp32 (the fp32 scan is fast and the setup would not pay)
@@ -146,7 +145,7 @@ class LowRankCatalog:
                    + _gamma(r) * sqrt_r * torch.linalg.vector_norm(xp, dim=1).double() * (1 + 4 * r * _U32))
             norm_max = max(norm_max, float(torch.linalg.vector_norm(x, dim=1).max()) * (1 + 4 * d * _U32))
             self.augmented[s : s + chunk, :r] = xp
-            self.augmented[s : s + chunk, r] = _round_up(rho)
+            self.augmented[s : s + chunk, r] = _round_toward_plus_inf(rho)
         if not math.isfinite(norm_max):
             raise ValueError("exact_topk: items contain NaN or infinite values")
         self.norm_max = norm_max
@@ -158,16 +157,10 @@ class LowRankCatalog:
     def query_side(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(augmented queries [R, r+1] fp32 = [qp, sigma], sigma float64 [R], slack A float64 [R])."""
         qp = (q.double() @ self.basis).float()
-        sigma = _round_up(torch.linalg.vector_norm(q.double() - qp.double() @ self.basis.T, dim=1) * (1 + 1e-12))
+        sigma = _round_toward_plus_inf(torch.linalg.vector_norm(q.double() - qp.double() @ self.basis.T, dim=1) * (1 + 1e-12))
         aug = torch.cat([qp, sigma.unsqueeze(1)], dim=1).contiguous()
         slack = self.slack_factor * torch.linalg.vector_norm(q.double(), dim=1) * self.norm_max + 1e-30
         return aug, sigma.double(), slack
-
-
-def _round_up(x: torch.Tensor) -> torch.Tensor:
-    """float64 -> float32, rounded towards +inf (non-negative inputs)."""
-    out = x.float()
-    return torch.where(out.double() < x, torch.nextafter(out, torch.full_like(out, math.inf)), out)
 
 
 def _lower(x: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
@@ -179,16 +172,16 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
                        stats: dict | None = None, max_candidates: int | None = None, reservoir: int | None = None):
     """Certified top-k for one block of query rows (fp32 [R, d]); see the module docstring.
 
-    Pass 1 keeps, per row, the `reservoir` (default 3k) largest upper bounds ub~ (the exact
+    Pass 1 keeps, per row, the `reservoir` (default 4k) largest upper bounds ub~ (the exact
     reservoir selection of `search._topk_query_chunk`, run on the augmented rank-(r+1) catalog).
     The exact scores of the k best of them give L (k items have a score >= L), hence the
     admission threshold thr = L - A - 2^-22 |L| on ub~. Where the reservoir's smallest ub~ is below
-    thr, every item with ub~ >= thr is in it; other rows are searched again with a reservoir four
-    times as large. The items with ub~ >= thr are re-scored exactly and the top-k taken in the order
+    thr, every item with ub~ >= thr is in it; other rows are searched again with a reservoir twice
+    as large. The items with ub~ >= thr are re-scored exactly and the top-k taken in the order
     (-score, index).
 
     Raises `TooManyCandidates` when the reservoir a row needs exceeds `max_candidates` (default
-    max(4 k, N * `ADMIT_FRACTION`)) - the bound does not prune on these data - so that the caller
+    max(16 k, N * `ADMIT_FRACTION`)) - the bound does not prune on these data - so that the caller
     can fall back to the fp32 scan.
     """
     from .search import _topk_query_chunk
