@@ -209,10 +209,18 @@ def _exact_scores(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor) -> 
     d = items.shape[1]
     out = torch.empty((r, c), device=items.device)
     step = max(1, (1 << 20) // max(1, c * d))  # float64 temporaries of <= 8 MiB stay in cache
+    if items.device.type == "cpu":  # numpy's gather and float64 matmul: ~1.3x torch's here
+        x_np, q_np, out_np = items.detach().numpy(), q.detach().double().numpy(), out.numpy()
     for r0 in range(0, r, step):
         idx = index[r0 : r0 + step]
         pad = idx == _SENTINEL
-        cand = items.index_select(0, idx.masked_fill(pad, 0).reshape(-1)).view(idx.shape[0], c, d)
+        safe = idx.masked_fill(pad, 0)
+        if items.device.type == "cpu":
+            cand = np.take(x_np, safe.numpy(), axis=0).astype(np.float64)
+            out_np[r0 : r0 + step] = np.matmul(cand, q_np[r0 : r0 + step, :, None])[..., 0]
+            out[r0 : r0 + step].masked_fill_(pad, -math.inf)
+            continue
+        cand = items.index_select(0, safe.reshape(-1)).view(idx.shape[0], c, d)
         s = torch.bmm(cand.double(), q[r0 : r0 + step].double().unsqueeze(2)).squeeze(2)
         out[r0 : r0 + step] = s.float().masked_fill(pad, -math.inf)
     return out

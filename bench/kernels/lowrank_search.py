@@ -31,30 +31,42 @@ add the terms listed in `LowRankCatalog`. All of it is one absolute slack per qu
 
 and every item satisfies ub~ + A >= q.x >= ub~ - 2 sigma~ rho~ - A =: lb~ (~: the computed values).
 
-Candidate rule (two steps per query block). (1) The exact reservoir selection of `search` keeps,
-per query, the M largest ub~ (M = 4k by default) over the augmented catalog. (2) The k items of
-largest ub~ are re-scored exactly; their k-th score L is a lower bound of the k-th largest score
-over the catalog (k items reach it). No item with ub~ + A < L - (rounding) can be in the top-k, so
-every possible member has ub~ >= thr = L - A - 2^-22 |L| (rounded down to fp32; the 2^-22 |L|
-covers the fp32 rounding of the re-scored values and of this very computation). Where the M-th
-largest ub~ is below thr, all such items are among the M kept; rows where it is not (the bound too
-loose for M) are searched again with 2M. The items with ub~ >= thr are re-scored as
-fl32(<q, x> in float64) and the top-k taken in the order (-score, index): the exact top-k over the
-whole catalog of the fp32-rounded inner products, ties by lower index, certified by the bound -
-the same result as the bf16 path, and equal to an fp32 BLAS search up to BLAS summation order.
+Candidate rule. If k items have lb~ >= t, the k-th largest score over the catalog is >= t
+(those k reach it), so an item can only be in the top-k if q.x >= t, i.e. ub~ >= t - A; with the
+fp32 rounding of the final scores and of this very computation, every possible member has
+
+    ub~ >= thr(t) = t - A - 2^-22 |t|      (rounded down to fp32).
+
+One scan of the augmented catalog, in blocks of items, keeps per query row a threshold thr and
+every item seen so far with ub~ >= thr (the candidates):
+(1) the first block sets thr from its k largest lb~ (t = their smallest);
+(2) each later block admits its items with ub~ >= thr (the group maxima of `search._admit` skip
+    most of a block without looking at it twice);
+(3) when a row holds more than M candidates (M = max(4k, 1024)), t becomes the k-th largest lb~
+    among them, thr rises, and the candidates below it are dropped; rows whose bound keeps more
+    than M / 2 double M instead of compacting every block.
+Since thr only rises and each value of it is valid, the candidates left after the scan include
+the whole top-k. Then (4) the k candidates of largest ub~ are re-scored exactly (fl32 of the
+float64 inner product); their k-th score L is again a valid t, which usually removes a third of
+the rest, and (5) the candidates with ub~ >= thr(L) are re-scored and the top-k taken in the order
+(-score, index): the exact top-k over the whole catalog of the fp32-rounded inner products, ties
+by lower index, certified by the bound - the same result as the bf16 path, and equal to an fp32
+BLAS search up to BLAS summation order. The scan never selects a top-k of a score block: its
+cost per item is one comparison (most of them on group maxima) besides the product.
 
 When it pays. The scan costs (r + 1) / d of the fp32 one's arithmetic (its time is then mostly
 writing and filtering the score blocks) plus the exact re-score of the candidates, whose number
 depends on how much of q.x the residual can hide: on the paper-scale trained embeddings ~700 per
-query at r = 64 for k = 500 (of 1M items); on isotropic data (random Gaussian vectors) no small r
+query at r = 64 for k = 500 (of 1M items; ~930 are left after the scan); on isotropic data (random Gaussian vectors) no small r
 captures the energy and the fp32 scan is used. `fit_rank` picks the smallest r (a multiple of 16,
 at most d / 4) whose residual holds at most `MAX_RESIDUAL_ENERGY` of the second moment; catalogs
 with fewer than `MIN_ITEMS` items are scanned in fp32 (the set-up would not pay). Should a row need
-a reservoir above `ADMIT_FRACTION` of the catalog (queries unlike the items), the block is searched
+more than `ADMIT_FRACTION` of the catalog as candidates after a compaction (queries unlike the
+items), the block is searched
 by the fp32 path instead: the result is the same, only slower, and `exact_topk`'s info says so.
 
-Memory: the augmented catalog 4 N (r + 1) bytes; per query block a score block and the reservoir
-of M entries per row; never Q x N.
+Memory: the augmented catalog 4 N (r + 1) bytes; per query block a score block and about M
+candidates per row (12 bytes each); never Q x N.
 
 References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
 product search, e.g. R. Guo et al., "Quantization based Fast Inner Product Search" (AISTATS 2016)
@@ -68,13 +80,13 @@ import math
 import torch
 
 from .bf16_search import _SENTINEL, _U32, _exact_scores, _gamma, _round_toward_minus_inf, _round_toward_plus_inf
-from .search import lexicographic_topk
+from .search import _admit, _flatnonzero, _Reservoir, _score_block, lexicographic_topk
 
 #: catalogs smaller than this are scanned in fp32 (the fp32 scan is fast and the setup would not pay)
 MIN_ITEMS = 65_536
 #: largest fraction of the items' second moment the discarded dimensions may hold for `fit_rank`
 MAX_RESIDUAL_ENERGY = 0.01
-#: a query block falls back to the fp32 scan once a row needs a reservoir above this fraction of the
+#: a query block falls back to the fp32 scan once a row keeps more candidates than this fraction of the
 #: catalog (each kept item costs an exact re-score of ~1 us; the fp32 scan ~4 ns an item)
 ADMIT_FRACTION = 1 / 128
 #: rows sampled to estimate the second moment (evenly spaced; the bound never depends on it)
@@ -168,55 +180,107 @@ def _lower(x: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
     return _round_toward_minus_inf(x - by - 2.0**-22 * x.abs())
 
 
+def _kth_lower_bound(ub: torch.Tensor, index: torch.Tensor, rho: torch.Tensor, sigma: torch.Tensor,
+                     slack: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, a t (float64) such that k of the given items have a true score q.x >= t: the k-th
+    largest lb = ub~ - 2 sigma~ rho~ - A over the row's entries (padding: ub~ = -inf, any index).
+    Rows with fewer than k real entries get -inf."""
+    if ub.shape[1] < k:
+        return torch.full((ub.shape[0],), -math.inf, dtype=torch.float64, device=ub.device)
+    r = rho.index_select(0, index.clamp_max(rho.shape[0] - 1).reshape(-1)).view(index.shape)
+    lb = ub.double() - 2.0 * sigma.unsqueeze(1) * r
+    return torch.topk(lb, k, dim=1, sorted=False).values.amin(dim=1) - slack
+
+
+def _compact(res, thr: torch.Tensor, rho: torch.Tensor, sigma: torch.Tensor, slack: torch.Tensor, k: int) -> torch.Tensor:
+    """Raise the rows' admission thresholds from their candidates' lower bounds, then drop the
+    candidates below them (kept in their order; fill and padding updated). Returns the new thr."""
+    width = res.fill_max
+    ub, idx = res.scores[:, :width], res.index[:, :width]
+    thr = torch.maximum(thr, _lower(_kth_lower_bound(ub, idx, rho, sigma, slack, k), slack))
+    flat = _flatnonzero(ub >= thr.unsqueeze(1))  # kept entries, row-major
+    rows = torch.div(flat, width, rounding_mode="floor")
+    fill = torch.bincount(rows, minlength=ub.shape[0])
+    new_width = int(fill.max()) if fill.numel() else 0
+    slot = torch.arange(flat.numel(), device=ub.device) - (torch.cumsum(fill, 0) - fill).index_select(0, rows)
+    vals, cols = ub.reshape(-1).index_select(0, flat), idx.reshape(-1).index_select(0, flat)
+    res.scores[:, :width] = -math.inf
+    res.index[:, :width] = _SENTINEL
+    dest = rows * res.scores.shape[1] + slot
+    res.scores.view(-1).index_copy_(0, dest, vals)
+    res.index.view(-1).index_copy_(0, dest, cols)
+    res.fill, res.fill_max = fill, new_width
+    return thr
+
+
 def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk: int, buf: torch.Tensor,
                        stats: dict | None = None, max_candidates: int | None = None, reservoir: int | None = None):
     """Certified top-k for one block of query rows (fp32 [R, d]); see the module docstring.
 
-    Pass 1 keeps, per row, the `reservoir` (default 4k) largest upper bounds ub~ (the exact
-    reservoir selection of `search._topk_query_chunk`, run on the augmented rank-(r+1) catalog).
-    The exact scores of the k best of them give L (k items have a score >= L), hence the
-    admission threshold thr = L - A - 2^-22 |L| on ub~. Where the reservoir's smallest ub~ is below
-    thr, every item with ub~ >= thr is in it; other rows are searched again with a reservoir twice
-    as large. The items with ub~ >= thr are re-scored exactly and the top-k taken in the order
-    (-score, index).
+    One scan of the augmented catalog in blocks of `item_chunk` items. Per row, a threshold thr on
+    ub~ and the candidates seen so far with ub~ >= thr. thr comes from lower bounds: if k items
+    have lb~ >= t, the k-th largest true score is >= t, so no item with ub~ < t - A - 2^-22 |t|
+    can be in the top-k. The first block sets thr from its k largest lb~; afterwards an item is
+    admitted when ub~ >= thr (group maxima skip most of a block), and whenever a row holds more
+    than `reservoir` (default max(4k, 1024)) candidates, thr is raised to the bound given by the
+    k-th largest lb~ among them and the candidates below it are dropped. At the end the items with
+    ub~ >= thr (a superset of every possible member of the top-k) are re-scored exactly and the
+    top-k taken in the order (-score, index).
 
-    Raises `TooManyCandidates` when the reservoir a row needs exceeds `max_candidates` (default
-    max(16 k, N * `ADMIT_FRACTION`)) - the bound does not prune on these data - so that the caller
-    can fall back to the fp32 scan.
+    Raises `TooManyCandidates` when a row keeps more than `max_candidates` (default
+    max(16 k, N * `ADMIT_FRACTION`)) after a compaction - the bound does not prune on these data -
+    so that the caller can fall back to the fp32 scan.
     """
-    from .search import _topk_query_chunk
 
     items = cat.items
     n = items.shape[0]
+    rows_q = q.shape[0]
     cap = max(16 * k, int(n * ADMIT_FRACTION)) if max_candidates is None else int(max_candidates)
-    size = min(n, 4 * k if reservoir is None else max(k, int(reservoir)))
-    aug, _, slack = cat.query_side(q)
-    out_s = torch.empty((q.shape[0], k), device=items.device)
-    out_i = torch.empty((q.shape[0], k), device=items.device, dtype=torch.int64)
-    rows = torch.arange(q.shape[0], device=items.device)
-    scored = 0
-    while rows.numel():
-        if size > cap:
-            raise TooManyCandidates(size)
-        ub, index = _topk_query_chunk(aug.index_select(0, rows), cat.augmented, size, item_chunk, 16,
-                                      max(2 * size, 64), buf)
-        sub_q = q.index_select(0, rows)
-        exact = _exact_scores(sub_q, items, index[:, :k])  # fl32(exact) of the k best bounds
-        threshold = _lower(exact.amin(dim=1).double(), slack.index_select(0, rows))
-        complete = (ub[:, -1] < threshold) | (size == n)
-        done = torch.nonzero(complete).squeeze(1)
-        if done.numel():
-            ub_d, index_d, exact_d, thr_d = ub[done], index[done], exact[done], threshold[done]
-            extra = ub_d[:, k:] >= thr_d.unsqueeze(1)  # ub~ sorted descending: a prefix per row
-            width = int(extra.sum(dim=1).max()) if extra.numel() else 0
-            cand_i = index_d[:, k : k + width].masked_fill(~extra[:, :width], _SENTINEL)
-            cand_s = _exact_scores(q.index_select(0, rows[done]), items, cand_i)
-            scored += done.numel() * k + int(extra.sum())
-            top_s, top_i = lexicographic_topk(torch.cat([exact_d, cand_s], 1), torch.cat([index_d[:, :k], cand_i], 1), k)
-            out_s[rows[done]], out_i[rows[done]] = top_s, top_i
-        rows = rows[~complete]
-        size = min(n, 2 * size)
+    limit = max(4 * k, 1024) if reservoir is None else max(k, int(reservoir))
+    aug, sigma, slack = cat.query_side(q)
+    rho = cat.augmented[:, cat.rank].double()
+    res = _Reservoir(rows_q, k, limit, items.device, torch.float32)
+    thr = torch.full((rows_q,), -math.inf, dtype=torch.float32, device=items.device)
+    first = min(n, max(item_chunk, k))  # the first block holds at least k items
+    start = 0
+    while start < n:
+        w = first if start == 0 else min(item_chunk, n - start)
+        block = buf[: rows_q * w].view(rows_q, w) if rows_q * w <= buf.numel() else torch.empty((rows_q, w), device=items.device)
+        _score_block(aug, cat.augmented[start : start + w], block)
+        if start == 0:
+            top_ub, top_pos = torch.topk(block, k, dim=1, sorted=False)
+            thr = _lower(_kth_lower_bound(top_ub, top_pos, rho, sigma, slack, k), slack)
+            got = _admit(block, thr, 16, False, dense=True)
+        else:
+            got = _admit(block, thr, 16, False)
+        if got is not None:
+            r_, c_, v_ = got
+            if torch.isnan(v_).any():
+                raise ValueError("exact_topk: some scores are NaN (the items contain NaN/inf values, or products overflow)")
+            res.append(r_, c_ + start, v_)
+            if res.fill_max > limit:
+                thr = _compact(res, thr, rho, sigma, slack, k)
+                if res.fill_max > cap:
+                    raise TooManyCandidates(res.fill_max)
+                if res.fill_max > limit // 2:  # the bound keeps many: compact less often
+                    limit = 2 * res.fill_max
+        start += w
+    thr = _compact(res, thr, rho, sigma, slack, k)
+    width = res.fill_max
+    ub, index = res.scores[:, :width], res.index[:, :width]
+    # exact scores of the k largest ub~ first: their k-th, L, is a lower bound of the k-th score,
+    # which drops the candidates with ub~ < L - A before the second (usually short) re-score
+    first_ub, first_pos = torch.topk(ub, k, dim=1, sorted=False)
+    first_i = index.gather(1, first_pos)
+    first_s = _exact_scores(q, items, first_i)
+    thr = torch.maximum(thr, _lower(first_s.amin(dim=1).double(), slack))
+    rest = ub.scatter(1, first_pos, -math.inf)
+    keep = rest >= thr.unsqueeze(1)
+    more = int(keep.sum(dim=1).max()) if width > k else 0
+    rest_ub, rest_pos = torch.topk(rest, more, dim=1)
+    rest_i = index.gather(1, rest_pos).masked_fill_(rest_ub < thr.unsqueeze(1), _SENTINEL)
+    rest_s = _exact_scores(q, items, rest_i)
     if stats is not None:
-        stats["candidates"] = stats.get("candidates", 0) + scored
-        stats["rows"] = stats.get("rows", 0) + q.shape[0]
-    return out_s, out_i
+        stats["candidates"] = stats.get("candidates", 0) + rows_q * k + int((rest_i != _SENTINEL).sum())
+        stats["rows"] = stats.get("rows", 0) + rows_q
+    return lexicographic_topk(torch.cat([first_s, rest_s], 1), torch.cat([first_i, rest_i], 1), k)
