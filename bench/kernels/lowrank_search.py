@@ -102,8 +102,10 @@ def principal_basis(items: torch.Tensor, sample_rows: int = SAMPLE_ROWS) -> tupl
     cumulative energy fraction [d]). Rows are sampled evenly (deterministic)."""
     n = items.shape[0]
     step = max(1, n // sample_rows)
-    x = items[::step].double()
-    moment = x.T @ x / max(1, x.shape[0])
+    x = items[::step].float()
+    # an fp32 product (~10x the float64 one): the basis only has to be good, the bound never
+    # assumes it exact (its non-orthogonality is measured in `LowRankCatalog`)
+    moment = (x.T @ x).double() / max(1, x.shape[0])
     values, vectors = torch.linalg.eigh(moment)
     values, vectors = values.flip(0).clamp_min(0.0), vectors.flip(1)
     total = float(values.sum())
@@ -158,6 +160,8 @@ class LowRankCatalog:
             norm_max = max(norm_max, float(torch.linalg.vector_norm(x, dim=1).max()) * (1 + 4 * d * _U32))
             self.augmented[s : s + chunk, :r] = xp
             self.augmented[s : s + chunk, r] = _round_toward_plus_inf(rho)
+        self.rho = self.augmented[:, r].contiguous()  # per-item residual norm bounds, fp32 and float64
+        self.rho64 = self.rho.double()
         if not math.isfinite(norm_max):
             raise ValueError("exact_topk: items contain NaN or infinite values")
         self.norm_max = norm_max
@@ -180,35 +184,36 @@ def _lower(x: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
     return _round_toward_minus_inf(x - by - 2.0**-22 * x.abs())
 
 
-def _kth_lower_bound(ub: torch.Tensor, index: torch.Tensor, rho: torch.Tensor, sigma: torch.Tensor,
-                     slack: torch.Tensor, k: int) -> torch.Tensor:
-    """Per row, a t (float64) such that k of the given items have a true score q.x >= t: the k-th
-    largest lb = ub~ - 2 sigma~ rho~ - A over the row's entries (padding: ub~ = -inf, any index).
-    Rows with fewer than k real entries get -inf."""
+def _kth_lower_bound(key: torch.Tensor, ub: torch.Tensor, index: torch.Tensor, cat: LowRankCatalog,
+                     sigma: torch.Tensor, slack: torch.Tensor, k: int) -> torch.Tensor:
+    """Per row, a t (float64) such that k of the given items have a true score q.x >= t: the
+    smallest lb~ = ub~ - 2 sigma~ rho~ - A (float64) of the k entries of largest `key` (an fp32
+    estimate of lb~ or ub~ that only chooses them; padding: key = ub~ = -inf, any index). Rows
+    with fewer than k real entries get -inf."""
     if ub.shape[1] < k:
         return torch.full((ub.shape[0],), -math.inf, dtype=torch.float64, device=ub.device)
-    r = rho.index_select(0, index.clamp_max(rho.shape[0] - 1).reshape(-1)).view(index.shape)
-    lb = ub.double() - 2.0 * sigma.unsqueeze(1) * r
-    return torch.topk(lb, k, dim=1, sorted=False).values.amin(dim=1) - slack
+    pos = torch.topk(key, k, dim=1, sorted=False).indices
+    chosen = index.gather(1, pos).clamp_max_(cat.rho64.shape[0] - 1)
+    rho = cat.rho64.index_select(0, chosen.reshape(-1)).view(chosen.shape)
+    return (ub.gather(1, pos).double() - 2.0 * sigma.unsqueeze(1) * rho).amin(dim=1) - slack
 
 
-def _compact(res, thr: torch.Tensor, rho: torch.Tensor, sigma: torch.Tensor, slack: torch.Tensor, k: int) -> torch.Tensor:
+def _compact(res, thr: torch.Tensor, cat: LowRankCatalog, sigma: torch.Tensor, slack: torch.Tensor, k: int) -> torch.Tensor:
     """Raise the rows' admission thresholds from their candidates' lower bounds, then drop the
     candidates below them (kept in their order; fill and padding updated). Returns the new thr."""
     width = res.fill_max
-    ub, idx = res.scores[:, :width], res.index[:, :width]
-    thr = torch.maximum(thr, _lower(_kth_lower_bound(ub, idx, rho, sigma, slack, k), slack))
+    ub, idx, lb32 = res.scores[:, :width], res.index[:, :width], res.second[:, :width]
+    thr = torch.maximum(thr, _lower(_kth_lower_bound(lb32, ub, idx, cat, sigma, slack, k), slack))
     flat = _flatnonzero(ub >= thr.unsqueeze(1))  # kept entries, row-major
     rows = torch.div(flat, width, rounding_mode="floor")
     fill = torch.bincount(rows, minlength=ub.shape[0])
     new_width = int(fill.max()) if fill.numel() else 0
     slot = torch.arange(flat.numel(), device=ub.device) - (torch.cumsum(fill, 0) - fill).index_select(0, rows)
-    vals, cols = ub.reshape(-1).index_select(0, flat), idx.reshape(-1).index_select(0, flat)
-    res.scores[:, :width] = -math.inf
-    res.index[:, :width] = _SENTINEL
     dest = rows * res.scores.shape[1] + slot
-    res.scores.view(-1).index_copy_(0, dest, vals)
-    res.index.view(-1).index_copy_(0, dest, cols)
+    for store, pad in ((res.scores, -math.inf), (res.index, _SENTINEL), (res.second, -math.inf)):
+        kept = store[:, :width].reshape(-1).index_select(0, flat)
+        store[:, :width] = pad
+        store.view(-1).index_copy_(0, dest, kept)
     res.fill, res.fill_max = fill, new_width
     return thr
 
@@ -238,8 +243,8 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
     cap = max(16 * k, int(n * ADMIT_FRACTION)) if max_candidates is None else int(max_candidates)
     limit = max(4 * k, 1024) if reservoir is None else max(k, int(reservoir))
     aug, sigma, slack = cat.query_side(q)
-    rho = cat.augmented[:, cat.rank].double()
-    res = _Reservoir(rows_q, k, limit, items.device, torch.float32)
+    sigma32 = sigma.float()
+    res = _Reservoir(rows_q, k, limit, items.device, torch.float32, second=True)
     thr = torch.full((rows_q,), -math.inf, dtype=torch.float32, device=items.device)
     first = min(n, max(item_chunk, k))  # the first block holds at least k items
     start = 0
@@ -248,8 +253,8 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
         block = buf[: rows_q * w].view(rows_q, w) if rows_q * w <= buf.numel() else torch.empty((rows_q, w), device=items.device)
         _score_block(aug, cat.augmented[start : start + w], block)
         if start == 0:
-            top_ub, top_pos = torch.topk(block, k, dim=1, sorted=False)
-            thr = _lower(_kth_lower_bound(top_ub, top_pos, rho, sigma, slack, k), slack)
+            thr = _lower(_kth_lower_bound(block, block, torch.arange(w, device=items.device).expand(rows_q, w),
+                                          cat, sigma, slack, k), slack)
             got = _admit(block, thr, 16, False, dense=True)
         else:
             got = _admit(block, thr, 16, False)
@@ -257,15 +262,17 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
             r_, c_, v_ = got
             if torch.isnan(v_).any():
                 raise ValueError("exact_topk: some scores are NaN (the items contain NaN/inf values, or products overflow)")
-            res.append(r_, c_ + start, v_)
+            c_ += start
+            # fp32 estimate of lb~, only to choose which k candidates set the threshold
+            res.append(r_, c_, v_, v_ - 2.0 * sigma32.index_select(0, r_) * cat.rho.index_select(0, c_))
             if res.fill_max > limit:
-                thr = _compact(res, thr, rho, sigma, slack, k)
+                thr = _compact(res, thr, cat, sigma, slack, k)
                 if res.fill_max > cap:
                     raise TooManyCandidates(res.fill_max)
                 if res.fill_max > limit // 2:  # the bound keeps many: compact less often
                     limit = 2 * res.fill_max
         start += w
-    thr = _compact(res, thr, rho, sigma, slack, k)
+    thr = _compact(res, thr, cat, sigma, slack, k)
     width = res.fill_max
     ub, index = res.scores[:, :width], res.index[:, :width]
     # exact scores of the k largest ub~ first: their k-th, L, is a lower bound of the k-th score,

@@ -147,16 +147,18 @@ def _select_topk(scores: torch.Tensor, index: torch.Tensor, k: int) -> tuple[tor
 class _Reservoir:
     """Per-row candidate buffers ([R, capacity] scores and indices, padded with -inf / sentinel)."""
 
-    def __init__(self, rows: int, k: int, limit: int, device: torch.device, dtype: torch.dtype):
+    def __init__(self, rows: int, k: int, limit: int, device: torch.device, dtype: torch.dtype, second: bool = False):
         self.k, self.limit = k, limit
         cap = limit + max(k, 256)
         self.scores = torch.full((rows, cap), -math.inf, device=device, dtype=dtype)
         self.index = torch.full((rows, cap), _SENTINEL, device=device, dtype=torch.int64)
+        # optional second value per entry, kept beside `scores` by `append` (the low-rank search's lb~)
+        self.second = torch.full((rows, cap), -math.inf, device=device, dtype=dtype) if second else None
         self.fill = torch.zeros(rows, device=device, dtype=torch.int64)
         self.threshold = torch.full((rows,), -math.inf, device=device, dtype=dtype)
         self.fill_max = 0  # host copy of fill.max()
 
-    def append(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor) -> None:
+    def append(self, rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, second: torch.Tensor | None = None) -> None:
         """Append candidates; `rows` must be non-decreasing (row-major order)."""
         n_rows = self.fill.shape[0]
         counts = torch.bincount(rows, minlength=n_rows)
@@ -169,12 +171,18 @@ class _Reservoir:
             grown_s[:, : self.fill_max] = self.scores[:, : self.fill_max]
             grown_i[:, : self.fill_max] = self.index[:, : self.fill_max]
             self.scores, self.index = grown_s, grown_i
+            if self.second is not None:
+                grown_2 = torch.full((n_rows, cap), -math.inf, device=self.scores.device, dtype=self.scores.dtype)
+                grown_2[:, : self.fill_max] = self.second[:, : self.fill_max]
+                self.second = grown_2
         # slot of each candidate: fill[row] + its position among this call's candidates of that row
         base = self.fill - (torch.cumsum(counts, 0) - counts)
         slot = base.index_select(0, rows) + torch.arange(rows.numel(), device=rows.device)
         flat = rows * self.scores.shape[1] + slot
         self.scores.view(-1).index_copy_(0, flat, vals)
         self.index.view(-1).index_copy_(0, flat, cols)
+        if self.second is not None:
+            self.second.view(-1).index_copy_(0, flat, second)
         self.fill = new_fill
         self.fill_max = need
 
