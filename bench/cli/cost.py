@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
         search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way)."),
         search_embeddings: Optional[Path] = typer.Option(None, "--search-embeddings", help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings[__PRECISION].json."),
+        search_repeats: int = typer.Option(3, "--search-repeats", help="Search bench: timed searches of each side, alternating ours and faiss (this machine's speed drifts: more pairs give a steadier ratio)."),
         queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
@@ -59,6 +60,7 @@ def register(app: typer.Typer) -> None:
                 fail(f"--search-precision must be one of {', '.join(SCANS)}, got {search_precision!r}")
             try:
                 result = run_search_bench(num_items=items, num_queries=queries, device=device, precision=search_precision,
+                                          repeats=search_repeats,
                                           embeddings=None if search_embeddings is None else str(search_embeddings))
             except ValueError as exc:
                 fail(str(exc))

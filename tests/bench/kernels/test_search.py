@@ -185,6 +185,8 @@ def test_search_bench_small_run():
     if res["faiss"] is not None:
         assert res["agreement"]["mean_set_overlap"] == pytest.approx(1.0)
         assert res["agreement"]["max_abs_score_diff"] < 1e-5
+        only = res["ours"]["times_s"][0] / res["faiss"]["times_s"][0]  # one repeat: one pair
+        assert res["ratio_pairs_median"] == pytest.approx(only)
     assert res["ours"]["setup_s_included"] >= 0
     text = format_search_bench(res)
     assert "exact top-20 search: 3,000 items x 16 dims" in text
