@@ -187,6 +187,7 @@ def test_search_bench_small_run():
         assert res["agreement"]["max_abs_score_diff"] < 1e-5
         only = res["ours"]["times_s"][0] / res["faiss"]["times_s"][0]  # one repeat: one pair
         assert res["ratio_pairs_median"] == pytest.approx(only)
+        assert res["ratio_setup_both"] < res["ratio_median"]  # faiss's build added to its time
     assert res["ours"]["setup_s_included"] >= 0
     text = format_search_bench(res)
     assert "exact top-20 search: 3,000 items x 16 dims" in text
