@@ -14,6 +14,17 @@ from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bit-for-bit equality is a property of the arithmetic at one thread: torch's multi-threaded
+    CPU sgemm (MKL on AVX2) may round a row differently depending on how many rows share its batch,
+    and the two paths batch the same views differently (`make test` runs at one thread anyway)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _evaluator(dataset, objective: str, max_views: int = 8, encode_batch_size: int = 64):
     torch.manual_seed(0)
     towers = Towers(dataset.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
