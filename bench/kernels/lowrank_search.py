@@ -66,11 +66,11 @@ items), the block is searched
 by the fp32 path instead: the result is the same, only slower, and `exact_topk`'s info says so.
 
 Memory: the augmented catalog 4 N (r + 1) bytes; per query block a score block and about M
-candidates per row (12 bytes each); never Q x N.
+candidates per row (16 bytes each: ub~, its fp32 lb~ estimate, the index); never Q x N.
 
 References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
 product search, e.g. R. Guo et al., "Quantization based Fast Inner Product Search" (AISTATS 2016)
-for residual bounds; the scan and candidate handling follow `bf16_search` in this package.
+for residual bounds; the block filter and the candidate buffers are those of `search`.
 """
 
 from __future__ import annotations
@@ -223,16 +223,12 @@ def _compact(res, thr: torch.Tensor, cat: LowRankCatalog, sigma: torch.Tensor, s
     ub, idx, lb32 = res.scores[:, :width], res.index[:, :width], res.second[:, :width]
     thr = torch.maximum(thr, _lower(_kth_lower_bound(lb32, ub, idx, cat, sigma, slack, k), slack))
     flat = _flatnonzero(ub >= thr.unsqueeze(1))  # kept entries, row-major
-    rows = torch.div(flat, width, rounding_mode="floor")
-    fill = torch.bincount(rows, minlength=ub.shape[0])
-    new_width = int(fill.max()) if fill.numel() else 0
-    slot = torch.arange(flat.numel(), device=ub.device) - (torch.cumsum(fill, 0) - fill).index_select(0, rows)
-    dest = rows * res.scores.shape[1] + slot
-    for store, pad in ((res.scores, -math.inf), (res.index, _SENTINEL), (res.second, -math.inf)):
-        kept = store[:, :width].reshape(-1).index_select(0, flat)
-        store[:, :width] = pad
-        store.view(-1).index_copy_(0, dest, kept)
-    res.fill, res.fill_max = fill, new_width
+    kept = [store[:, :width].reshape(-1).index_select(0, flat) for store in (res.scores, res.index, res.second)]
+    # emptied, then the kept entries appended again: `append` packs them to the front of each row
+    res.scores[:, :width], res.index[:, :width], res.second[:, :width] = -math.inf, _SENTINEL, -math.inf
+    res.fill.zero_()
+    res.fill_max = 0
+    res.append(torch.div(flat, width, rounding_mode="floor"), kept[1], kept[0], kept[2])
     return thr
 
 
@@ -254,7 +250,6 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
     max(16 k, N * `ADMIT_FRACTION`)) after a compaction - the bound does not prune on these data -
     so that the caller can fall back to the fp32 scan.
     """
-
     items = cat.items
     n = items.shape[0]
     rows_q = q.shape[0]

@@ -166,15 +166,12 @@ class _Reservoir:
         need = int(new_fill.max())
         if need > self.scores.shape[1]:
             cap = max(need, self.scores.shape[1] + self.scores.shape[1] // 2)
-            grown_s = torch.full((n_rows, cap), -math.inf, device=self.scores.device, dtype=self.scores.dtype)
-            grown_i = torch.full((n_rows, cap), _SENTINEL, device=self.index.device, dtype=torch.int64)
-            grown_s[:, : self.fill_max] = self.scores[:, : self.fill_max]
-            grown_i[:, : self.fill_max] = self.index[:, : self.fill_max]
-            self.scores, self.index = grown_s, grown_i
-            if self.second is not None:
-                grown_2 = torch.full((n_rows, cap), -math.inf, device=self.scores.device, dtype=self.scores.dtype)
-                grown_2[:, : self.fill_max] = self.second[:, : self.fill_max]
-                self.second = grown_2
+            for name, pad in (("scores", -math.inf), ("index", _SENTINEL), ("second", -math.inf)):
+                old = getattr(self, name)
+                if old is not None:
+                    grown = torch.full((n_rows, cap), pad, device=old.device, dtype=old.dtype)
+                    grown[:, : self.fill_max] = old[:, : self.fill_max]
+                    setattr(self, name, grown)
         # slot of each candidate: fill[row] + its position among this call's candidates of that row
         base = self.fill - (torch.cumsum(counts, 0) - counts)
         slot = base.index_select(0, rows) + torch.arange(rows.numel(), device=rows.device)
