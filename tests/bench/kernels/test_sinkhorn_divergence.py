@@ -1,10 +1,11 @@
 """The batched Sinkhorn divergence against geomloss's `SamplesLoss("sinkhorn")`, one call per problem.
 
-Tolerance: 1e-5 relative (value; gradients relative to their largest entry). The float32 round-off
-of geomloss itself is far larger than that against a float64 computation (its self-distances
-C_xx[i, i] are sqrt(max(round-off, 1e-8)), and their gradients are amplified by 1 / C), so the
-test only passes if the cost matrices and the last, differentiable update are geomloss's own
-arithmetic; the annealing iterations agree to ~1e-7.
+Values: 1e-5 relative to geomloss's float32 result. Gradients (relative to their largest entry):
+against geomloss run in float64 - the exact arithmetic of the same graph - no farther than
+geomloss's own float32 gradient is, plus 2e-5. geomloss's float32 gradient carries round-off from
+its self-distances (C_xx[i, i] = sqrt(round-off) ~ 3e-4 instead of 0, whose two gradient halves
+cancel only to ~1e-3 of the largest entry); ours leaves the diagonal's exact zero gradient out
+and is ~50x closer to float64 there. The annealing iterations agree to ~1e-7.
 """
 
 import math
@@ -21,6 +22,8 @@ import ftbench.kernels.sinkhorn_divergence as kernel
 from ftbench.kernels.sinkhorn_divergence import diameter, epsilon_schedule, sinkhorn_divergences
 
 RTOL = 1e-5
+# how much farther from geomloss's float64 gradient ours may be than geomloss's float32 one
+GRAD_SLACK = 2e-5
 
 
 def clouds(seed, n, m, dim=32, spread=1.0, offset=0.0):
@@ -46,10 +49,12 @@ def check_against_geomloss(pairs, rtol=RTOL, **settings):
     for k, (x, y) in enumerate(pairs):
         ref = reference(x, y)
         ref_x, ref_y = torch.autograd.grad(ref, [x, y])
+        x64, y64 = (c.detach().double().requires_grad_(True) for c in (x, y))
+        exact_x, exact_y = torch.autograd.grad(reference(x64, y64), [x64, y64])
         ours_x, ours_y = torch.autograd.grad(values[k], [x, y], retain_graph=True)
         assert relative(values[k].detach(), ref.detach()) <= rtol, (k, float(values[k]), float(ref))
-        assert relative(ours_x, ref_x) <= rtol, k
-        assert relative(ours_y, ref_y) <= rtol, k
+        for ours, ref32, exact in ((ours_x, ref_x, exact_x), (ours_y, ref_y, exact_y)):
+            assert relative(ours.double(), exact) <= relative(ref32.double(), exact) + GRAD_SLACK, k
     return values
 
 
@@ -126,8 +131,8 @@ def test_bad_clouds_are_named():
 
 def test_larger_blur_within_geomlosss_own_round_off():
     # at blur = 0.1 the gradient is dominated by float32 round-off: geomloss's float32 gradient
-    # differs from its own float64 one by ~7e-4 (the self-distance noise, see the module
-    # docstring) and ours from geomloss's float32 by ~1.4e-4; values still agree to 1e-5
+    # differs from its own float64 one by ~8e-4 (the self-distance noise, see the module
+    # docstring), ours by ~4e-4; values still agree to 1e-5
     x, y = clouds(8, 48, 56)
     reference = SamplesLoss("sinkhorn", p=1, blur=0.1, scaling=0.7, backend="tensorized")
     value = sinkhorn_divergences([(x, y)], blur=0.1, scaling=0.7)[0]
@@ -137,7 +142,7 @@ def test_larger_blur_within_geomlosss_own_round_off():
     ref32 = torch.autograd.grad(ref, [x])[0]
     x64, y64 = x.detach().double().requires_grad_(True), y.detach().double()
     ref64 = torch.autograd.grad(reference(x64, y64), [x64])[0]
-    assert relative(ours, ref32) <= relative(ref32.double(), ref64)
+    assert relative(ours.double(), ref64) <= 0.6 * relative(ref32.double(), ref64)
 
 
 def test_cost_benchmark_variant_uses_the_geomloss_path(monkeypatch):
@@ -153,28 +158,40 @@ def test_cost_benchmark_variant_uses_the_geomloss_path(monkeypatch):
     assert Oat.wasserstein_solver == "geomloss"
 
 
-def test_cross_distances_equal_the_two_ground_costs_in_value_and_gradient():
-    """One product x y^T for C(x, y.detach()) and C(y, x.detach()), with the hand-written backward,
-    against autograd through the two `ground_cost` calls (geomloss's arithmetic)."""
-    from ftbench.kernels.sinkhorn_divergence import cross_distances, ground_cost
-
+def test_closed_form_gradient_equals_autograd_through_geomlosss_graph():
+    """`_LastUpdate`'s hand-written backward against autograd through geomloss's last update
+    (its `distances` and `softmin_tensorized`, transcribed), the diagonals of C_xx and C_yy passing
+    no gradient (their exact gradient is 0), from the same detached potentials."""
     x, y = clouds(21, 40, 36)
-    wxy, wyx = torch.randn(40, 36), torch.randn(36, 40)
-    c_xy, c_yx = cross_distances(x, y)
-    ours = torch.autograd.grad((c_xy * wxy).sum() + (c_yx * wyx).sum(), (x, y))
-    r_xy = ground_cost(x.unsqueeze(0), y.detach().unsqueeze(0), 1)[0]
-    r_yx = ground_cost(y.unsqueeze(0), x.detach().unsqueeze(0), 1)[0]
-    ref = torch.autograd.grad((r_xy * wxy).sum() + (r_yx * wyx).sum(), (x, y))
-    assert relative(c_xy.detach(), r_xy.detach()) <= 1e-6 and relative(c_yx.detach(), r_yx.detach()) <= 1e-6
-    assert torch.equal(c_yx, c_xy.t())
-    for o, r in zip(ours, ref):
+    eps = 0.05
+    schedule = epsilon_schedule(1, diameter(x.detach(), y.detach()), eps, 0.5)
+    a, b = torch.full((40,), 1 / 40), torch.full((36,), 1 / 36)
+    with torch.no_grad():
+        costs = kernel._Costs(x.detach(), y.detach(), 1, True)
+        pots = kernel._annealing([(costs, a, b, schedule)], True, "auto")[0]
+
+    def cost(u, v, self_cost):
+        c = torch.sqrt(torch.clamp_min((u * u).sum(-1, keepdim=True) - 2 * u @ v.t() + (v * v).sum(-1), 1e-8))
+        return c - torch.diag(c.diagonal()) + torch.diag(c.diagonal().detach()) if self_cost else c
+
+    def softmin(c, h):
+        return -eps * (h.view(1, -1) - c / eps).logsumexp(1)
+
+    f_ba = softmin(cost(x, y.detach(), False), b.log() + pots["g_ab"] / eps)
+    g_ab = softmin(cost(y, x.detach(), False), a.log() + pots["f_ba"] / eps)
+    f_aa = softmin(cost(x, x.detach(), True), a.log() + pots["f_aa"] / eps)
+    g_bb = softmin(cost(y, y.detach(), True), b.log() + pots["g_bb"] / eps)
+    reference = (a * (f_ba - f_aa)).sum() + (b * (g_ab - g_bb)).sum()
+    ours = kernel._LastUpdate.apply(x, y, costs, a, b, pots, eps, True)
+    assert relative(ours.detach(), reference.detach()) <= 1e-6
+    for o, r in zip(torch.autograd.grad(ours, (x, y)), torch.autograd.grad(reference, (x, y))):
         assert relative(o, r) <= 1e-5
     # coincident points: the clamped entries (sqrt(1e-8)) pass no gradient, as torch's clamp_min
-    # (where the round-off lands above 1e-8, both sides are round-off; only finiteness is checked)
     y2 = torch.cat([y.detach(), x[:3].detach()]).requires_grad_(True)
-    c_xy, c_yx = cross_distances(x, y2)
-    grads = torch.autograd.grad(c_xy.sum() + c_yx.sum(), (x, y2))
-    assert float(c_xy.detach().min()) >= 1e-4 and all(bool(torch.isfinite(g).all()) for g in grads)
+    costs2 = kernel._Costs(x.detach(), y2.detach(), 1, True)
+    assert float(costs2["xy"].min()) >= 1e-4
+    value = sinkhorn_divergences([(x, y2)])[0]
+    assert all(bool(torch.isfinite(g).all()) for g in torch.autograd.grad(value, (x, y2)))
 
 
 def test_reused_annealing_buffers_give_the_same_values():
