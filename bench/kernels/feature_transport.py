@@ -132,20 +132,36 @@ def fixed_sinkhorn(
     f64 = torch.float64
     a64, b64 = _checked_marginals(cost, a, b, epsilon, iterations, f64)
     m = cost.shape[-1]
-    log_k = cost.to(f64) / -epsilon
-    # first sweep in the log domain, from v = 1/m (as `log_sinkhorn`)
-    alpha = torch.log(a64) - torch.logsumexp(log_k - math.log(m), dim=-1)
-    beta = torch.log(b64) - torch.logsumexp(log_k + alpha.unsqueeze(-1), dim=-2)
+    # in place where it can be: a fresh [2, 256, 256] float64 temporary costs ~250 page faults
+    log_k = cost.to(f64, copy=True).div_(-epsilon)
     has_a, has_b = a64 > 0, b64 > 0
     zero = torch.zeros((), dtype=f64, device=cost.device)
 
     def absorbed(alpha, beta):
         # entries below e^-600 are set to 0: they are negligible plan entries, and as float64
         # subnormals (below e^-708, reached in products with the scalings) they are slow
-        exponent = log_k + alpha.unsqueeze(-1) + beta.unsqueeze(-2)
-        return torch.exp(exponent.masked_fill_(exponent < -600.0, -math.inf))
+        exponent = torch.add(log_k, alpha.unsqueeze(-1)).add_(beta.unsqueeze(-2))
+        return exponent.masked_fill_(exponent < -600.0, -math.inf).exp_()
 
-    kernel = absorbed(alpha, beta)
+    # first sweep, from v = 1/m (as `log_sinkhorn`): alpha = log a - LSE_q(log_k - log m), beta =
+    # log b - LSE_p(log_k + alpha), and the kernel exp(log_k + alpha + beta), from one exponential
+    # E = exp(log_k - max_q log_k) instead of three (two log-sum-exps and the kernel's): the row
+    # sums r of E give alpha; exp(log_k + alpha) = E w with w = a m / r; its column sums c give
+    # beta = log(b / c); the kernel is E w (b / c). Where a column of E w underflows (an entry
+    # e^-700 below its row's largest), the log-domain sweep instead.
+    top = log_k.amax(dim=-1, keepdim=True)
+    e = torch.sub(log_k, top).exp_()
+    row = e.sum(dim=-1)  # >= 1: each row holds its maximum, exp(0) = 1
+    alpha = torch.log(a64) - (top.squeeze(-1) + torch.log(row) - math.log(m))
+    weighted = e.mul_((a64 * m / row).unsqueeze(-1))
+    column = weighted.sum(dim=-2)
+    if bool((column > 1e-290).all()):
+        beta = torch.log(b64) - torch.log(column)
+        kernel = weighted.mul_((b64 / column).unsqueeze(-2))
+        kernel.masked_fill_(kernel < math.exp(-600.0), 0.0)
+    else:
+        beta = torch.log(b64) - torch.logsumexp(log_k + alpha.unsqueeze(-1), dim=-2)
+        kernel = absorbed(alpha, beta)
     # both products as (row vector) @ (row-major matrix): the fastest batched mat-vec on CPU
     kernel_t = kernel.transpose(-1, -2).contiguous()
     u = torch.ones_like(a64).unsqueeze(-2)  # [..., 1, n]
@@ -189,12 +205,12 @@ def fixed_sinkhorn(
                 kernel_t = kernel.transpose(-1, -2).contiguous()
                 u, v = torch.ones_like(u), torch.ones_like(v)
     u, v = u.squeeze(-2), v.squeeze(-2)
-    plan64 = u.unsqueeze(-1) * kernel * v.unsqueeze(-2)
+    plan64 = kernel.mul_(u.unsqueeze(-1)).mul_(v.unsqueeze(-2))  # the kernel is not used again
     log_u = torch.where(has_a, u, 1.0).log()
     log_v = torch.where(has_b, v, 1.0).log()
     # as `_exp_flushed`: entries below sqrt(smallest normal number) of the output dtype are 0
     floor = math.sqrt(torch.finfo(cost.dtype).tiny)
-    plan = plan64.masked_fill(plan64 < floor, 0.0).to(cost.dtype)
+    plan = plan64.masked_fill_(plan64 < floor, 0.0).to(cost.dtype)
     a_out = a64.to(cost.dtype)
     marginal_error = (plan.sum(-1) - a_out).abs().sum(-1)
     potentials = (epsilon * (alpha + log_u)).to(cost.dtype), (epsilon * (beta + log_v)).to(cost.dtype)

@@ -225,3 +225,24 @@ def test_numpy_sweeps_equal_the_torch_loop_and_fall_back(monkeypatch):
     monkeypatch.setattr(ft, "np", ZeroProducts())
     fallback = ft.fixed_sinkhorn(cost, epsilon=0.01, iterations=100)
     assert fallback.domain == "log" and torch.equal(fallback.plan, ft.log_sinkhorn(cost, None, None, 0.01, 100).plan)
+
+
+def test_fixed_sinkhorn_first_sweep_where_a_column_underflows(monkeypatch):
+    """The first sweep's one-exponential form needs every column of exp(log_k - row max) to keep
+    some mass; a column 1000 eps above every row's cheapest entry underflows float64 there, and
+    the log-domain first sweep takes over: the same iterate as the float64 log domain."""
+    g = torch.Generator().manual_seed(3)
+    cost = torch.rand(2, 12, 10, generator=g, dtype=torch.float64)
+    cost[:, :, 4] += 10.0  # eps = 0.01: 1000 eps
+    calls = []
+    logsumexp = torch.logsumexp
+    monkeypatch.setattr(torch, "logsumexp", lambda *a, **k: calls.append(1) or logsumexp(*a, **k))
+    fixed_sinkhorn(cost.clone().uniform_(), epsilon=0.01, iterations=3)
+    assert not calls, "the one-exponential first sweep was not used"
+    for iterations in (1, 5, 40):
+        exact = log_sinkhorn(cost, epsilon=0.01, iterations=iterations).plan
+        ours = fixed_sinkhorn(cost, epsilon=0.01, iterations=iterations).plan
+        scale = exact.abs().amax(dim=(-1, -2), keepdim=True)
+        assert float(((ours - exact).abs() / scale).max()) <= 1e-9
+        assert torch.allclose(ours.sum(-2), torch.full((2, 10), 0.1, dtype=torch.float64), atol=1e-12)
+    assert calls, "the log-domain first sweep was not used"
