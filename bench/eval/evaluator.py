@@ -184,8 +184,14 @@ class Evaluator:
         return torch.cat(out)
 
     # -- tasks -------------------------------------------------------------------------------
-    def query_task(self, split: str, gallery: np.ndarray | None = None) -> tuple[dict, dict, dict]:
-        """Metrics of the query task on `split` queries; `gallery` restricts the searched items."""
+    def query_task(self, split: str, gallery: np.ndarray | None = None, depth: int | None = None) -> tuple[dict, dict, dict]:
+        """Metrics of the query task on `split` queries; `gallery` restricts the searched items.
+
+        `depth` (one of the config's ks, below the gallery's size): search only the top `depth` and
+        report the metrics at that K (recall, hit, ndcg @depth and mrr@depth). Each is a function of
+        the top-`depth` prefix of the ranking by (-score, index), so it equals the full run's
+        value; checkpoint selection, which needs one metric, uses it to skip the deeper search.
+        """
         q = self.dataset.queries
         name = self.dataset.query_task
         n_items = self.dataset.catalog.num_items
@@ -208,10 +214,14 @@ class Evaluator:
         query_emb = self.embed_queries(qidx)
         ks = [k for k in self.config.ks if k < len(gallery)]
         na = {f"{name}/recall@{k}": f"K >= gallery size ({len(gallery)})" for k in self.config.ks if k >= len(gallery)}
+        if depth is not None:
+            if depth not in ks:
+                raise ValueError(f"query_task depth {depth}: expected one of the ks below the gallery size {ks}")
+            ks, na = [depth], {}
         if not ks:
             return {}, na, {"queries": int(has_rel.sum())}
         # searched to the largest requested K (the reciprocal rank's cut-off), or the whole gallery
-        mrr_at = max(self.config.ks)
+        mrr_at = max(self.config.ks) if depth is None else depth
         search: dict = {}
         scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)), info=search)
         ranked = ranked.cpu().numpy()

@@ -104,12 +104,12 @@ class FrozenReference(Evaluator):
         return torch.from_numpy(_unit(self.dataset.catalog.features(np.asarray(items), slot).astype(np.float32)))
 
     # -- tasks ---------------------------------------------------------------------------------
-    def query_task(self, split: str, gallery: np.ndarray | None = None) -> tuple[dict, dict, dict]:
+    def query_task(self, split: str, gallery: np.ndarray | None = None, depth: int | None = None) -> tuple[dict, dict, dict]:
         modality = self.dataset.queries.modality
         if self.variant == "frozen-primary" and self.primary_of(modality) is None:
             name = self.dataset.query_task
             return {}, {name: f"{REFERENCE_NOTE}: catalog has no primary {modality} view"}, {}
-        return super().query_task(split, gallery)
+        return super().query_task(split, gallery, depth)
 
     def cross_view(self, items: np.ndarray) -> tuple[dict, dict]:
         out: dict = {}

@@ -6,6 +6,8 @@ Selection reads the validation split only, in every case, and never falls back t
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
@@ -93,7 +95,12 @@ def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> 
             extra = rng.choice(n, min(gallery_size, n), replace=False)
             gallery = np.union1d(rel, extra)[: max(gallery_size, len(rel))]
             gallery = np.union1d(rel, gallery)
-        m, _, _ = self.query_task("val", gallery=gallery)
+        # a metric at one of the ks (recall, hit, ndcg @K, mrr@K) needs only the top K: the same
+        # value from a shallower search; any other (a K at or above the gallery) the full run
+        depth = int(metric.split("@")[1]) if re.fullmatch(r"(recall|hit|ndcg|mrr)@\d+", metric) else None
+        if depth is not None and not (depth in self.config.ks and depth < len(gallery)):
+            depth = None
+        m, _, _ = self.query_task("val", gallery=gallery, depth=depth)
         k_metric = metric
         values = m.get(task, {})
         if k_metric not in values:  # K too large for the gallery: fall back to the largest K

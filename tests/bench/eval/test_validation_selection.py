@@ -34,3 +34,31 @@ def test_one_validation_item_stops_rather_than_reading_test():
     _, evaluator = _evaluator(12)  # one validation item: no cross-view task at all
     with pytest.raises(ValueError, match="select_metric"):
         evaluator.validation_score("cross-view/mean recall@10", 20_000, seed=0)
+
+
+def test_query_selection_searches_only_to_the_metrics_k_with_the_same_value(monkeypatch):
+    """A validation metric at one of the ks needs only the top K: the score equals the full run's
+    metric, and the search asked for K items, not the largest K."""
+    dataset = DATASETS.get("synthetic")().build(SyntheticConfig(items=600, interactions=900))
+    towers = Towers(dataset.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
+    cls = OBJECTIVES.get("factorized")
+    context = ObjectiveContext(SlotLayout.from_catalog(dataset.catalog), 16, 600, True, True)
+    evaluator = Evaluator(dataset, towers, cls(cls.Config(), context), 8, torch.device("cpu"),
+                          EvalConfig(ks=(1, 10, 50, 100)))
+    import ftbench.eval.evaluator as module
+
+    depths = []
+    search = module.exact_topk
+    monkeypatch.setattr(module, "exact_topk", lambda q, x, k, **kw: depths.append(k) or search(q, x, k, **kw))
+    full, _, _ = evaluator.query_task("val")
+    assert depths == [100]
+    for metric in ("recall@10", "ndcg@50", "hit@1", "recall@100"):
+        depths.clear()
+        name, score = evaluator.validation_score(f"query->item/{metric}", 20_000, seed=0)
+        assert name == f"query->item/{metric}" and depths == [int(metric.split("@")[1])]
+        assert score == full["query->item"][metric]
+    depths.clear()
+    shallow, _, _ = evaluator.query_task("val", depth=10)
+    assert shallow["query->item"]["mrr@10"] <= full["query->item"]["mrr@100"]
+    with pytest.raises(ValueError, match="depth 7"):
+        evaluator.query_task("val", depth=7)
