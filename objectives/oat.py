@@ -44,7 +44,8 @@ modality and anchor distributions, which the released code lacks; we add it expl
 
 with S the debiased Sinkhorn divergence of geomloss `SamplesLoss("sinkhorn", p=1, blur)` (default
 scaling 0.5, tensorized), both modalities in one batched solve with each problem's own annealing
-schedule (ftbench.kernels.sinkhorn_divergence; equal to the two geomloss calls to round-off);
+schedule (ftbench.kernels.sinkhorn_divergence: the two geomloss calls' values to float32 round-off,
+their gradient without geomloss's float32 round-off on the self-distances' diagonals);
 `wasserstein_weight` = 0 reproduces the released code.
 
 Fusion (the served item embedding): z = normalise(LN((1 - g_v - g_t) Z_a + g_v A_img + g_t A_txt))
