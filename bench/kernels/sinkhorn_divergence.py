@@ -368,10 +368,16 @@ def _scaling_loop(cost_t, kernel_t, log_w, rows, source, first, eps_table, activ
     # K e as (row vector) @ K^T, the fast batched mat-vec on CPU (about 5x the column form)
     # kernel_t: a buffer of cost_t's shape, updated in place
 
+    # without padding every row is a point: the masks below are identities and are skipped
+    padded = not bool(rows.all())
+
     def softmin(eps, h):
         top = h.amax(-1, keepdim=True)
         sums = torch.matmul(torch.exp(h - top).unsqueeze(-2), kernel_t).squeeze(-2)
         nonlocal smallest
+        if not padded:
+            smallest = torch.minimum(smallest, sums.amin())
+            return -eps * (torch.log(sums) + top)
         smallest = torch.minimum(smallest, torch.where(rows, sums, math.inf).amin())
         return torch.where(rows, -eps * (torch.log(sums) + top), 0.0)
 
@@ -387,6 +393,8 @@ def _scaling_loop(cost_t, kernel_t, log_w, rows, source, first, eps_table, activ
     ratios = torch.cat([eps_table[:, :1] / first.unsqueeze(1), eps_table[:, :-1] / eps_table[:, 1:]], dim=1)
     same = ((ratios - 1.0).abs() < 1e-12).all(0).tolist()
     halved = ((ratios - 2.0).abs() < 1e-12).all(0).tolist()
+    everyone = active.all(0).tolist()  # the steps at which no schedule has ended
+    source = torch.tensor(source, device=cost_t.device)
     kernel_at(first)
     pot = softmin(first.view(-1, 1, 1), log_w)
     for i in range(eps_table.shape[1]):
@@ -395,8 +403,11 @@ def _scaling_loop(cost_t, kernel_t, log_w, rows, source, first, eps_table, activ
             kernel_t.mul_(kernel_t)
         elif not same[i]:
             kernel_at(eps_table[:, i])
-        update = softmin(eps, log_w + pot[:, source] / eps)
-        pot = torch.where(active[:, i].view(-1, 1, 1), 0.5 * (pot + update), pot)
+        update = softmin(eps, log_w + pot.index_select(1, source) / eps)
+        if everyone[i]:
+            pot = 0.5 * (pot + update)
+        else:
+            pot = torch.where(active[:, i].view(-1, 1, 1), 0.5 * (pot + update), pot)
     if not bool(smallest > _SMALLEST_SUM):
         return None
     return pot
