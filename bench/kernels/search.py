@@ -299,14 +299,7 @@ def _admit_numpy(block: torch.Tensor, threshold: torch.Tensor, group: int, stric
 def _not_below(values: torch.Tensor, threshold: torch.Tensor, strict: bool, group_max: bool = False) -> torch.Tensor:
     """Flat positions (ascending, int64) where not(v <= t) (strict) or not(v < t): above the
     threshold, or NaN. With `group_max`, v is the maximum over axis 1 of `values` [R, group, ng]
-    (NaN if any entry is). On CPU through numpy: its strided maximum and comparison run ~1.7x and
-    ~2.5x torch's here (the filter is a quarter of the low-rank scan's time); the same result."""
-    if _NUMPY_NONZERO and values.device.type == "cpu":
-        v, t = values.numpy(), threshold.numpy()
-        if group_max:
-            v = v.max(axis=1)
-        mask = np.less_equal(v, t) if strict else np.less(v, t)
-        return torch.from_numpy(np.flatnonzero(np.logical_not(mask, out=mask)))
+    (NaN if any entry is). The torch form of `_admit_numpy`'s comparisons (CUDA)."""
     if group_max:
         values = values.amax(dim=1)
     return _flatnonzero((torch.le if strict else torch.lt)(values, threshold).logical_not_())
