@@ -84,30 +84,30 @@ class _Costs:
     without gradient (the annealing reads them, the last update differentiates through them by
     hand); for p = 1 also where the distance was not clamped (where it passes a gradient)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: int, debias: bool, known: dict | None = None):
-        """`known`: {"xx" or "yy": (cost, kept)}, self-costs already computed for the same cloud (one
-        that several pairs share, as oat's anchor in both of its problems), taken, not recomputed."""
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: int, debias: bool, self_costs: dict):
+        """x, y: the pair's clouds (detached here). `self_costs`: {id(cloud): (C, kept)} of the
+        clouds whose self-cost an earlier pair of the same solve computed; a cloud given in several
+        pairs (oat's anchor in both of its problems) is looked up there, not recomputed, and this
+        pair's own self-costs are added to it."""
         self.p = p
-        pairs = {"xy": (x, y)}
-        if debias:
-            pairs.update(xx=(x, x), yy=(y, y))
         self.cost, self.kept = {}, {}
-        for key, (u, v) in pairs.items():
-            if known and key in known:
-                self.cost[key] = known[key][0]
-                if p == 1:
-                    self.kept[key] = known[key][1]
+        for key, u, v in [("xy", x, y)] + ([("xx", x, x), ("yy", y, y)] if debias else []):
+            shared = u is v
+            if shared and id(u) in self_costs:
+                self.cost[key], self.kept[key] = self_costs[id(u)]
                 continue
-            squared = _squared_distances(u, v)
+            squared = _squared_distances(u.detach(), v.detach())
             if p == 1:  # |x - y| = sqrt(max(squared, 1e-8)), geomloss's `distances`
                 self.kept[key] = squared >= 1e-8
                 self.cost[key] = torch.sqrt(torch.clamp_min(squared, 1e-8))
             else:  # |x - y|^2 / 2
+                self.kept[key] = None
                 self.cost[key] = squared / 2
+            if shared:
+                self_costs[id(u)] = self.cost[key], self.kept[key]
         # the distance is symmetric: C(y, x) is C(x, y)^T (geomloss computes y x^T again)
         self.cost["yx"] = self.cost["xy"].t().contiguous()
-        if p == 1:
-            self.kept["yx"] = self.kept["xy"].t()
+        self.kept["yx"] = self.kept["xy"].t() if p == 1 else None
 
     def __getitem__(self, key: str) -> torch.Tensor:
         return self.cost[key]
@@ -250,17 +250,10 @@ def sinkhorn_divergences(
 
     # float32 cost matrices exactly as geomloss (one problem's C_xy, C_yx, C_xx, C_yy), no graph
     problems = []
-    for k, (x, y) in enumerate(pairs):
-        # a cloud given again (the same tensor: oat's anchor in both problems) keeps its self-cost
-        known = {}
-        for key, cloud in (("xx", x), ("yy", y)):
-            for (x0, y0), (costs0, *_) in zip(pairs[:k], problems):
-                if cloud is x0 or cloud is y0:
-                    own = "xx" if cloud is x0 else "yy"
-                    known[key] = (costs0.cost[own], costs0.kept.get(own))
-                    break
+    self_costs: dict = {}  # id(cloud) -> its self-cost, for a cloud given in several pairs
+    for x, y in pairs:
         with torch.no_grad():
-            costs = _Costs(x.detach(), y.detach(), p, debias, known)
+            costs = _Costs(x, y, p, debias, self_costs)
         a = torch.ones(len(x)).type_as(x) / len(x)
         b = torch.ones(len(y)).type_as(y) / len(y)
         schedule = epsilon_schedule(p, diameter(x.detach(), y.detach()), blur, scaling)

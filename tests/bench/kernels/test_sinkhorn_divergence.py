@@ -167,7 +167,7 @@ def test_closed_form_gradient_equals_autograd_through_geomlosss_graph():
     schedule = epsilon_schedule(1, diameter(x.detach(), y.detach()), eps, 0.5)
     a, b = torch.full((40,), 1 / 40), torch.full((36,), 1 / 36)
     with torch.no_grad():
-        costs = kernel._Costs(x.detach(), y.detach(), 1, True)
+        costs = kernel._Costs(x.detach(), y.detach(), 1, True, {})
         pots = kernel._annealing([(costs, a, b, schedule)], True, "auto")[0]
 
     def cost(u, v, self_cost):
@@ -188,7 +188,7 @@ def test_closed_form_gradient_equals_autograd_through_geomlosss_graph():
         assert relative(o, r) <= 1e-5
     # coincident points: the clamped entries (sqrt(1e-8)) pass no gradient, as torch's clamp_min
     y2 = torch.cat([y.detach(), x[:3].detach()]).requires_grad_(True)
-    costs2 = kernel._Costs(x.detach(), y2.detach(), 1, True)
+    costs2 = kernel._Costs(x.detach(), y2.detach(), 1, True, {})
     assert float(costs2["xy"].min()) >= 1e-4
     value = sinkhorn_divergences([(x, y2)])[0]
     assert all(bool(torch.isfinite(g).all()) for g in torch.autograd.grad(value, (x, y2)))
@@ -202,3 +202,21 @@ def test_reused_annealing_buffers_give_the_same_values():
     sinkhorn_divergences([clouds(4, 20, 20, spread=3.0), clouds(5, 20, 20)])  # same [2, 4, 20, 20] buffers
     sinkhorn_divergences([clouds(6, 9, 7)])
     assert torch.equal(sinkhorn_divergences(padded).detach(), first)
+
+
+def test_a_cloud_in_several_pairs_has_its_self_cost_computed_once(monkeypatch):
+    """oat passes its anchor as the second cloud of both problems: its self-cost C_yy is computed
+    once, with the same values and gradients as two separate copies of the cloud."""
+    (x1, y), (x2, _) = clouds(31, 40, 36), clouds(32, 40, 36)
+    y2 = y.detach().clone().requires_grad_(True)
+    separate = sinkhorn_divergences([(x1, y), (x2, y2)])
+    ref = torch.autograd.grad(separate.sum(), (x1, x2, y, y2))
+    calls = []
+    squared = kernel._squared_distances
+    monkeypatch.setattr(kernel, "_squared_distances", lambda u, v: calls.append(1) or squared(u, v))
+    shared = sinkhorn_divergences([(x1, y), (x2, y)])
+    assert len(calls) == 5  # C_xy and C_xx of each pair, C_yy once
+    assert torch.equal(shared.detach(), separate.detach())
+    ours = torch.autograd.grad(shared.sum(), (x1, x2, y))
+    assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
+    assert torch.allclose(ours[2], ref[2] + ref[3], rtol=0, atol=1e-9)
