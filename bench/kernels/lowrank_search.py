@@ -81,7 +81,7 @@ import numpy as np
 import torch
 
 from .bf16_search import _SENTINEL, _U32, _exact_scores, _gamma, _round_toward_minus_inf, _round_toward_plus_inf
-from .search import _admit, _flatnonzero, _Reservoir, _score_block, lexicographic_topk
+from .search import _admit, _Reservoir, _score_block, lexicographic_topk
 
 #: catalogs smaller than this are scanned in fp32 (the fp32 scan is fast and the setup would not pay)
 MIN_ITEMS = 65_536
@@ -228,13 +228,7 @@ def _compact(res, thr: torch.Tensor, cat: LowRankCatalog, sigma: torch.Tensor, s
     width = res.fill_max
     ub, idx, lb32 = res.scores[:, :width], res.index[:, :width], res.second[:, :width]
     thr = torch.maximum(thr, _lower(_kth_lower_bound(lb32, ub, idx, cat, sigma, slack, k), slack))
-    flat = _flatnonzero(ub >= thr.unsqueeze(1))  # kept entries, row-major
-    kept = [store[:, :width].reshape(-1).index_select(0, flat) for store in (res.scores, res.index, res.second)]
-    # emptied, then the kept entries appended again: `append` packs them to the front of each row
-    res.scores[:, :width], res.index[:, :width], res.second[:, :width] = -math.inf, _SENTINEL, -math.inf
-    res.fill.zero_()
-    res.fill_max = 0
-    res.append(torch.div(flat, width, rounding_mode="floor"), kept[1], kept[0], kept[2])
+    res.retain(ub >= thr.unsqueeze(1))
     return thr
 
 
@@ -296,7 +290,7 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
     ub, index = res.scores[:, :width], res.index[:, :width]
     # exact scores of the k largest ub~ first: their k-th, L, is a lower bound of the k-th score,
     # which drops the candidates with ub~ < L - A before the second (usually short) re-score
-    first_ub, first_pos = torch.topk(ub, k, dim=1, sorted=False)
+    first_pos = torch.topk(ub, k, dim=1, sorted=False).indices
     first_i = index.gather(1, first_pos)
     first_s = _exact_scores(q, items, first_i)
     thr = torch.maximum(thr, _lower(first_s.amin(dim=1).double(), slack))

@@ -150,6 +150,9 @@ def _select_topk(scores: torch.Tensor, index: torch.Tensor, k: int) -> tuple[tor
 class _Reservoir:
     """Per-row candidate buffers ([R, capacity] scores and indices, padded with -inf / sentinel)."""
 
+    # the per-entry stores and their padding values (`second` only when asked for)
+    _STORES = (("scores", -math.inf), ("index", _SENTINEL), ("second", -math.inf))
+
     def __init__(self, rows: int, k: int, limit: int, device: torch.device, dtype: torch.dtype, second: bool = False):
         self.k, self.limit = k, limit
         cap = limit + max(k, 256)
@@ -169,7 +172,7 @@ class _Reservoir:
         need = int(new_fill.max())
         if need > self.scores.shape[1]:
             cap = max(need, self.scores.shape[1] + self.scores.shape[1] // 2)
-            for name, pad in (("scores", -math.inf), ("index", _SENTINEL), ("second", -math.inf)):
+            for name, pad in self._STORES:
                 old = getattr(self, name)
                 if old is not None:
                     grown = torch.full((n_rows, cap), pad, device=old.device, dtype=old.dtype)
@@ -185,6 +188,20 @@ class _Reservoir:
             self.second.view(-1).index_copy_(0, flat, second)
         self.fill = new_fill
         self.fill_max = need
+
+    def retain(self, keep: torch.Tensor) -> None:
+        """Keep only the entries where `keep` [R, fill_max] is True, packed to the front of each row
+        in their order (the rest padded again); fill and fill_max follow."""
+        width = self.fill_max
+        flat = _flatnonzero(keep)  # row-major positions of the kept entries
+        kept = {name: getattr(self, name)[:, :width].reshape(-1).index_select(0, flat)
+                for name, _ in self._STORES if getattr(self, name) is not None}
+        for name, pad in self._STORES:
+            if getattr(self, name) is not None:
+                getattr(self, name)[:, :width] = pad
+        self.fill.zero_()
+        self.fill_max = 0
+        self.append(torch.div(flat, width, rounding_mode="floor"), kept["index"], kept["scores"], kept.get("second"))
 
     def compact(self, rows: torch.Tensor | None = None) -> None:
         """Reduce `rows` (default: all) to their exact top-k; their threshold becomes the k-th score."""

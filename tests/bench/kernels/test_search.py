@@ -1,5 +1,6 @@
 """Exact chunked search: brute-force lexicographic oracle (ties, duplicates, chunk splits) and faiss."""
 
+import math
 import numpy as np
 import pytest
 import torch
@@ -205,3 +206,21 @@ def test_torch_nonzero_path_used_on_cuda(monkeypatch):
     for chunking in (dict(item_chunk=64, group_size=4), dict(item_chunk=5, group_size=2)):
         _, i = exact_topk(q, x, 30, **chunking)
         np.testing.assert_array_equal(i.numpy(), _brute_topk(q, x, 30)[1])
+
+
+def test_reservoir_retain_packs_the_kept_entries_of_every_store():
+    """`_Reservoir.retain` keeps the masked entries in their order at the front of each row, in
+    all three stores, and pads the rest again (the low-rank search's compaction)."""
+    from ftbench.kernels.search import _SENTINEL, _Reservoir
+
+    res = _Reservoir(2, 1, 4, torch.device("cpu"), torch.float32, second=True)
+    rows = torch.tensor([0, 0, 0, 1, 1])
+    res.append(rows, torch.tensor([10, 11, 12, 20, 21]), torch.tensor([5.0, 1.0, 3.0, 2.0, 4.0]),
+               torch.tensor([0.5, 0.1, 0.3, 0.2, 0.4]))
+    scores = res.scores[:, : res.fill_max]
+    res.retain(scores >= torch.tensor([[3.0], [4.0]]))
+    assert res.fill.tolist() == [2, 1] and res.fill_max == 2
+    assert res.index[:, :3].tolist() == [[10, 12, _SENTINEL], [21, _SENTINEL, _SENTINEL]]
+    assert res.scores[:, :3].tolist() == [[5.0, 3.0, -math.inf], [4.0, -math.inf, -math.inf]]
+    assert torch.allclose(res.second[0, :2], torch.tensor([0.5, 0.3])) and float(res.second[1, 0]) == pytest.approx(0.4)
+    assert res.second[1, 1:3].tolist() == [-math.inf, -math.inf]
