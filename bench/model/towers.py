@@ -65,7 +65,13 @@ class Towers(nn.Module):
         """Embeddings [B, W, d] of the batch's views (zeros at padding positions)."""
         b, w = batch.shape
         param = next(self.parameters())
-        out = torch.zeros(b * w, self.embedding_dim, device=param.device, dtype=param.dtype)
+        # only the positions no modality fills are zeroed (writing zeros over the whole [B*W, d]
+        # buffer first cost ~4% of encoding a catalog)
+        out = torch.empty(b * w, self.embedding_dim, device=param.device, dtype=param.dtype)
+        unfilled = torch.ones(b * w, dtype=torch.bool, device=param.device)
+        for positions, _ in batch.features.values():
+            unfilled[positions.to(param.device)] = False
+        out.index_fill_(0, torch.nonzero(unfilled).squeeze(1), 0.0)
         for modality, (positions, values) in batch.features.items():
             encoded = self.towers[modality](values.to(device=param.device, dtype=param.dtype))
             # under bf16 autocast the towers compute in bfloat16; the batch stays in the weights' dtype
