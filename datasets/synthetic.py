@@ -422,7 +422,7 @@ def generate_queries(catalog: SyntheticCatalog, config: SyntheticConfig) -> Quer
                 key_items = catalog.fine[all_items].astype(np.int64) * K + catalog.attr[all_items, j_main]
                 if with_aux:
                     key_items = key_items * K + catalog.attr[all_items, j_aux]
-                order = np.argsort(key_items, kind="stable")
+                order = stable_order(key_items)
                 sorted_keys = key_items[order]
                 s_items = seed_items[sel]
                 key_q = catalog.fine[s_items].astype(np.int64) * K + catalog.attr[s_items, j_main]
@@ -464,6 +464,15 @@ def generate_queries(catalog: SyntheticCatalog, config: SyntheticConfig) -> Quer
         split=random_split(q_count, tuple(c.query_fractions), c.split_seed + 1),
         interactions=interactions,
     )
+
+
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")` of non-negative integer keys, through numpy's radix sort
+    (uint16 keys: ~6x faster at 1M items) when every key fits in 16 bits. A stable order is unique
+    given the keys, so the result is the same array either way."""
+    if len(keys) and 0 <= int(keys.min()) and int(keys.max()) <= np.iinfo(np.uint16).max:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
 
 
 @DATASETS.register("synthetic")

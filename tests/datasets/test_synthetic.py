@@ -268,3 +268,15 @@ def test_data_info_command_prints_the_table():
         assert word in result.output
     bad = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "cross_side_overlap=2"], env=wide)
     assert bad.exit_code == 2 and "cross_side_overlap" in bad.output
+
+
+def test_stable_order_is_numpys_stable_argsort():
+    from ftbench.datasets.synthetic import stable_order
+
+    rng = np.random.default_rng(3)
+    for high in (2, 6144, 65536, 70000, 2**40):  # uint16 radix sort up to 65535, else the int64 sort
+        keys = rng.integers(0, high, 50_000).astype(np.int64)  # many ties: stability matters
+        np.testing.assert_array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
+    keys = np.array([3, -1, 3, 0], dtype=np.int64)
+    np.testing.assert_array_equal(stable_order(keys), np.argsort(keys, kind="stable"))
+    assert len(stable_order(np.zeros(0, dtype=np.int64))) == 0
