@@ -12,7 +12,7 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def cost(
-        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable or a comma list; default: all). Benchmark-only variant: oat-geomloss-w1 (oat with its W1 term as two geomloss calls, the previous code path)."),
+        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable or a comma list; default: all). Benchmark-only variants: oat-geomloss-w1 (oat with its W1 term as two geomloss calls, the previous code path); oat-floor (oat's step without its own terms: towers on all views, fused item, query InfoNCE)."),
         views: List[str] = typer.Option([], "--views", help="V values (repeatable or a comma list: 1,2,4; default 1 2 4 8 16 32)."),
         batch_size: int = typer.Option(256, "--batch-size", help="Items per step."),
         repeats: int = typer.Option(10, "--repeats", help="Timed repeats per cell (median reported)."),

@@ -42,8 +42,23 @@ def _oat_with_geomloss_wasserstein() -> None:
     Oat.wasserstein_solver = "geomloss"
 
 
+def _oat_floor() -> None:
+    from ..objectives.base import fuse
+    from ..objectives.oat import Oat
+
+    def query_term_only(self, batch, scale):
+        # every view still goes through the towers (oat's view selection), fused with the item
+        # weights; no plans, CMCL or W1: what oat's step costs before any of its own terms
+        return {"item_embedding": fuse(batch.views.embeddings, batch.views.item_weight)}
+
+    Oat.alignment_terms = query_term_only
+
+
 BENCHMARK_VARIANTS = {
     "oat-geomloss-w1": ("oat", _oat_with_geomloss_wasserstein),  # oat's W1 term as two geomloss calls
+    # oat's step without its own terms: the floor that oat's terms add to (towers on all V views,
+    # the fused item embedding, the query InfoNCE, AdamW)
+    "oat-floor": ("oat", _oat_floor),
 }
 
 

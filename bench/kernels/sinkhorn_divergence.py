@@ -272,8 +272,9 @@ class _Workspace:
 
     A fresh 4 MB tensor per call (two problems of 256 points) costs ~1000 page faults on CPU,
     several ms per training step: the heap returns such blocks to the system between steps. The
-    buffers of the last shape are kept (one shape at a time, 16 L^2 P S bytes) and handed to one
-    solve at a time (the lock); their contents never outlive a call.
+    largest pair asked for so far is kept (16 L^2 P S bytes), a call gets views of its first
+    P S L^2 entries, and one solve at a time holds them (the lock); their contents never outlive a
+    call.
     """
 
     def __init__(self):
@@ -281,10 +282,13 @@ class _Workspace:
         self.key, self.buffers = None, None
 
     def get(self, shape, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (tuple(shape), dtype, torch.device(device))
-        if self.key != key:
-            self.key, self.buffers = key, tuple(torch.empty(shape, dtype=dtype, device=device) for _ in range(2))
-        return self.buffers
+        # kept by capacity, not by shape: oat's problems change size with every batch (the items
+        # that have the modality), and a buffer per size was a fresh 4 MB pair at almost every step
+        numel = math.prod(shape)
+        key = (dtype, torch.device(device))
+        if self.key != key or self.buffers[0].numel() < numel:
+            self.key, self.buffers = key, tuple(torch.empty(numel, dtype=dtype, device=device) for _ in range(2))
+        return tuple(buffer[:numel].view(shape) for buffer in self.buffers)
 
 
 _WORKSPACE = _Workspace()

@@ -220,3 +220,25 @@ def test_a_cloud_in_several_pairs_has_its_self_cost_computed_once(monkeypatch):
     ours = torch.autograd.grad(shared.sum(), (x1, x2, y))
     assert torch.equal(ours[0], ref[0]) and torch.equal(ours[1], ref[1])
     assert torch.allclose(ours[2], ref[2] + ref[3], rtol=0, atol=1e-9)
+
+
+def test_workspace_reused_across_problem_sizes(monkeypatch):
+    """The annealing's float64 buffers are kept by capacity: a smaller solve after a larger one runs
+    in views of the larger buffers and gives bit for bit what a fresh workspace gives."""
+    small = [clouds(31, 20, 17), clouds(32, 19, 20)]
+    large = [clouds(33, 40, 36), clouds(34, 38, 40)]
+
+    def solve(pairs):
+        values = sinkhorn_divergences(pairs)
+        return values.detach(), torch.autograd.grad(values.sum(), [pairs[0][0], pairs[1][1]])
+
+    monkeypatch.setattr(kernel, "_WORKSPACE", kernel._Workspace())
+    fresh_small = solve(small)
+    monkeypatch.setattr(kernel, "_WORKSPACE", kernel._Workspace())
+    fresh_large = solve(large)
+    capacity = kernel._WORKSPACE.buffers[0].numel()
+    reused_small = solve(small)  # in views of the large buffers, which still hold large's costs
+    assert kernel._WORKSPACE.buffers[0].numel() == capacity
+    for got, want in ((reused_small, fresh_small), (solve(large), fresh_large)):
+        assert torch.equal(got[0], want[0])
+        assert all(torch.equal(g, w) for g, w in zip(got[1], want[1]))
