@@ -24,6 +24,8 @@ def register(app: typer.Typer) -> None:
         plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a log-log PNG of cost against V."),
         solver_bench: bool = typer.Option(False, "--solver-bench", help="Only: our batched Sinkhorn vs POT's solve_batch."),
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
+        step_ratio: bool = typer.Option(False, "--step-ratio", help="Only: every --objective's whole step against the first one's, side by side in one process, in rounds (one V, default 8; default objectives: clip, then the others)."),
+        rounds: int = typer.Option(10, "--rounds", help="Step ratio: rounds of --repeats steps of every objective in turn (each round gives one ratio per objective)."),
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
         threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
         search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way)."),
@@ -68,6 +70,32 @@ def register(app: typer.Typer) -> None:
             name = ("search_bench" + ("" if search_embeddings is None else "__embeddings")
                     + ("" if search_precision == "auto" else f"__{search_precision}") + ".json")
             atomic_write_text(out / name, json.dumps(result, indent=2, default=str) + "\n")
+            return
+        if step_ratio:
+            from ..cost.scaling import CostSpec
+            from ..cost.step_ratio import format_step_ratio, run_step_ratio
+            from ..cost.warnings import machine_load
+            from ..objectives import OBJECTIVES
+            from ..registry import UnknownNameError
+
+            names = list(objective) or ["clip"] + [n for n in OBJECTIVES.names() if n != "clip"]
+            if len(views) > 1:
+                fail(f"--step-ratio measures one V; got --views {','.join(map(str, views))}")
+            v = views[0] if views else 8
+            if threads < 0:
+                fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
+            spec = CostSpec(objectives=names, views=[v], batch_size=batch_size, repeats=repeats, warmup=warmup,
+                            device=device, memory_budget_gb=budget_gb, sets=list(set_), threads=threads or None)
+            load = machine_load()
+            try:
+                result = run_step_ratio(spec, views=v, rounds=rounds)
+            except (UnknownNameError, ValueError) as exc:
+                fail(str(exc))
+            result["machine_load"] = load
+            console.print(format_step_ratio(result), highlight=False, markup=False)
+            path = out / f"step_ratio__V{v}__B{batch_size}__{result['device']['device'].replace(':', '')}.json"
+            atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
+            console.print(f"results: {path}", highlight=False)
             return
         from rich.progress import Progress
 

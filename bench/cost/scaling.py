@@ -34,24 +34,22 @@ FIXED_ITERATION_SETS: dict[str, list[str]] = {
 }
 
 # benchmark-only variants of an objective (not registered, not in any result of `ftbench run`):
-# name -> (objective, function applied in the measuring process before the objective is built),
-# so that a before/after pair is measured side by side in one `ftbench cost` run
-def _oat_with_geomloss_wasserstein() -> None:
-    from ..objectives.oat import Oat
+# name -> (objective, function giving the variant's class from the objective's), so that a
+# before/after pair is measured side by side in one `ftbench cost` run. Subclasses, not patches
+# of the registered class: a variant and its objective can be built in one process (--step-ratio)
+def _oat_with_geomloss_wasserstein(cls):
+    return type("OatGeomlossW1", (cls,), {"wasserstein_solver": "geomloss"})
 
-    Oat.wasserstein_solver = "geomloss"
 
-
-def _oat_floor() -> None:
+def _oat_floor(cls):
     from ..objectives.base import fuse
-    from ..objectives.oat import Oat
 
-    def query_term_only(self, batch, scale):
+    def alignment_terms(self, batch, scale):
         # every view still goes through the towers (oat's view selection), fused with the item
         # weights; no plans, CMCL or W1: what oat's step costs before any of its own terms
         return {"item_embedding": fuse(batch.views.embeddings, batch.views.item_weight)}
 
-    Oat.alignment_terms = query_term_only
+    return type("OatFloor", (cls,), {"alignment_terms": alignment_terms})
 
 
 BENCHMARK_VARIANTS = {
@@ -64,6 +62,14 @@ BENCHMARK_VARIANTS = {
 
 def _base_objective(name: str) -> str:
     return BENCHMARK_VARIANTS[name][0] if name in BENCHMARK_VARIANTS else name
+
+
+def objective_class(name: str):
+    """The class measured under `name`: a registered objective or a benchmark-only variant of one."""
+    from ..objectives import OBJECTIVES
+
+    cls = OBJECTIVES.get(_base_objective(name))
+    return BENCHMARK_VARIANTS[name][1](cls) if name in BENCHMARK_VARIANTS else cls
 
 
 @dataclass
@@ -97,6 +103,54 @@ def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
     return fixed + mine
 
 
+def _objective_config(name: str, spec: "CostSpec"):
+    """(class, config, overrides) of the objective or variant measured under `name`."""
+    from ..config import apply_overrides, parse_literal
+
+    overrides = dict(
+        (k, parse_literal(v)) for k, v in (s.split("=", 1) for s in _objective_sets(name, spec.sets))
+    )
+    cls = objective_class(name)
+    return cls, apply_overrides(cls.Config(), overrides, "objective"), overrides
+
+
+def _cell_catalog(views: int, spec: "CostSpec"):
+    """The synthetic marketplace of a cell: every item has V views (image and text from V = 2)."""
+    from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig
+
+    n_items = max(8 * spec.batch_size, 512)
+    dcfg = SyntheticConfig(items=n_items, interactions=n_items, max_views=max(views, 2) if views > 1 else 1,
+                           modalities="image+text" if views > 1 else "image", aux_view_dropout=0.0)
+    return SyntheticCatalog(dcfg), dcfg
+
+
+def whole_step(name: str, views: int, spec: "CostSpec", device, steps: int):
+    """A whole training step of `name` at V views as a function of the step number: the same
+    `Stepper` as training (sampling, feature generation, towers, objective, backward, AdamW) on the
+    cell's synthetic marketplace, with a schedule of `steps` steps. Seeded: the same batches every time."""
+    import torch
+
+    from ..data.dataset import MultiViewDataset
+    from ..data.views import SlotLayout
+    from ..datasets.synthetic import generate_queries
+    from ..model.towers import TowerConfig, Towers
+    from ..objectives.base import ObjectiveContext
+    from ..train.loop import Stepper, TrainConfig
+
+    torch.manual_seed(0)
+    cls, config, _ = _objective_config(name, spec)
+    catalog, dcfg = _cell_catalog(views, spec)
+    n_items = dcfg.items
+    ctx = ObjectiveContext(SlotLayout.from_catalog(catalog), spec.dim, n_items, True, True)
+    queries = generate_queries(catalog, dcfg)
+    dataset = MultiViewDataset("synthetic", catalog, np.zeros(n_items, dtype=np.int8), queries)
+    dataset.queries.split[:] = 0
+    towers = Towers(catalog.feature_dims, TowerConfig(embedding_dim=spec.dim)).to(device)
+    objective = cls(config, ctx).to(device)
+    stepper = Stepper(dataset, towers, objective, TrainConfig(steps=steps, batch_size=spec.batch_size), views, 0, device)
+    return stepper.step
+
+
 def _measure_cell(args: tuple) -> dict[str, Any]:
     """Run in a child process: time one (objective, V) cell, alone and as a whole step."""
     name, views, spec_dict = args
@@ -105,34 +159,18 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    from ..config import apply_overrides, parse_literal
-    from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig, generate_queries
-    from ..data.dataset import MultiViewDataset
     from ..device import resolve_device
-    from ..objectives import OBJECTIVES
     from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-    from ..data.splits import random_split
     from ..data.batching import compact_positions
-    from ..model.towers import TowerConfig, Towers
-    from ..train.loop import Stepper, TrainConfig
     from ..data.views import SlotLayout
     from .measure import PeakMemory, timed_ms
 
     device = resolve_device(spec.device)
     torch.manual_seed(0)
-    overrides = dict(
-        (k, parse_literal(v)) for k, v in (s.split("=", 1) for s in _objective_sets(name, spec.sets))
-    )
-    if name in BENCHMARK_VARIANTS:
-        BENCHMARK_VARIANTS[name][1]()
-    cls = OBJECTIVES.get(_base_objective(name))
-    config = apply_overrides(cls.Config(), overrides, "objective")
-    n_items = max(8 * spec.batch_size, 512)
-    dcfg = SyntheticConfig(items=n_items, interactions=n_items, max_views=max(views, 2) if views > 1 else 1,
-                           modalities="image+text" if views > 1 else "image", aux_view_dropout=0.0)
-    catalog = SyntheticCatalog(dcfg)
+    cls, config, overrides = _objective_config(name, spec)
+    catalog, dcfg = _cell_catalog(views, spec)
     layout = SlotLayout.from_catalog(catalog)
-    ctx = ObjectiveContext(layout, spec.dim, n_items, True, True)
+    ctx = ObjectiveContext(layout, spec.dim, dcfg.items, True, True)
 
     memory = PeakMemory(device)
     # (a) the objective alone on fixed random embeddings of the views it selects
@@ -163,15 +201,9 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     peak_alone = memory.extra_mb()
 
     # (b) a whole training step on the synthetic marketplace with V views per item
-    queries = generate_queries(catalog, dcfg)
-    dataset = MultiViewDataset("synthetic", catalog, np.zeros(n_items, dtype=np.int8), queries)
-    dataset.queries.split[:] = 0
-    towers = Towers(catalog.feature_dims, TowerConfig(embedding_dim=spec.dim)).to(device)
-    objective2 = cls(config, ctx).to(device)
-    tcfg = TrainConfig(steps=spec.warmup + spec.repeats + 1, batch_size=spec.batch_size)
-    stepper = Stepper(dataset, towers, objective2, tcfg, views, 0, device)
+    step = whole_step(name, views, spec, device, steps=spec.warmup + spec.repeats + 1)
     counter = iter(range(1, 10**9))
-    step_times = timed_ms(lambda: stepper.step(next(counter)), spec.repeats, spec.warmup, device)
+    step_times = timed_ms(lambda: step(next(counter)), spec.repeats, spec.warmup, device)
     peak_step = memory.extra_mb()
     return {
         "objective": name,

@@ -28,24 +28,23 @@ def _batch(b=6, d=8, seed=0):
     return layout, AlignmentBatch(views, query)
 
 
-def test_oat_floor_keeps_only_the_query_term_on_the_fused_views(monkeypatch):
+def test_oat_floor_keeps_only_the_query_term_on_the_fused_views():
     # `ftbench cost --objective oat-floor`: oat's step with none of its own terms
-    from ftbench.objectives.oat import Oat
-
-    monkeypatch.setattr(Oat, "alignment_terms", Oat.alignment_terms)  # restored afterwards
     layout, batch = _batch()
-    torch.manual_seed(0)
-    oat = OBJECTIVES.get("oat")(OBJECTIVES.get("oat").Config(), ObjectiveContext(layout, 8, 6, False, True))
-    full = oat(batch)
-    assert {"modality_loss", "wasserstein_loss"} <= set(full)
-
+    context = ObjectiveContext(layout, 8, 6, False, True)
+    oat = OBJECTIVES.get("oat")(OBJECTIVES.get("oat").Config(), context)
     assert scaling._base_objective("oat-floor") == "oat"
-    scaling.BENCHMARK_VARIANTS["oat-floor"][1]()
-    floor = oat(batch)
+    floor_cls = scaling.objective_class("oat-floor")
+    assert issubclass(floor_cls, OBJECTIVES.get("oat"))
+    torch.manual_seed(0)
+    floor_oat = floor_cls(floor_cls.Config(), context)
+    # the variant is a subclass: oat itself, built in the same process, keeps its terms
+    assert {"modality_loss", "wasserstein_loss"} <= set(oat(batch))
+    floor = floor_oat(batch)
     assert {k for k in floor if k.endswith("_loss")} == {"query_item_loss"}
     # the query InfoNCE against the item weights' fusion of every view, at oat's logit scale
     item = fuse(batch.views.embeddings, batch.views.item_weight)
-    logits = oat.logit_scale() * batch.query @ item.t()
+    logits = floor_oat.logit_scale() * batch.query @ item.t()
     labels = torch.arange(len(item))
     expected = 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
     torch.testing.assert_close(floor["query_item_loss"], expected)

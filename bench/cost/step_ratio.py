@@ -1,0 +1,129 @@
+"""Whole-step time of each objective against a reference objective's, measured side by side.
+
+`ftbench cost` times each (objective, V) cell in a fresh process, one cell after the other: right
+for peak memory and growth exponents, but a ratio of two cells measured minutes apart carries
+whatever the machine did in between (the project machine's speed drifts by a quarter to a third
+within minutes). Here every objective's training step is built in one process and timed in rounds:
+a round runs `repeats` steps of each objective in turn, in an order rotated from round to round, so
+a drift falls on all objectives alike, and each round gives one ratio per objective, its median
+step over the reference's median step in that round. Reported per objective: the median step over
+all rounds, and the median, quartiles and range of the per-round ratios.
+
+The steps are `ftbench.cost.scaling.whole_step`: the training loop's own `Stepper` (sampling,
+feature generation, towers, objective, backward, AdamW) on the cost benchmark's synthetic
+marketplace, every item with V views.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import time
+from typing import Any
+
+import numpy as np
+
+from .scaling import CostSpec, objective_class
+
+STEP_RATIO_SCHEMA_VERSION = 1
+
+
+def _measure(args: tuple) -> dict[str, Any]:
+    """Run in a child process: build every objective's step, warm each up, time the rounds."""
+    names, views, rounds, spec_dict = args
+    spec = CostSpec(**spec_dict)
+    import torch
+
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    from ..device import resolve_device
+    from .measure import sync
+    from .scaling import whole_step
+
+    device = resolve_device(spec.device)
+    total = spec.warmup + rounds * spec.repeats + 1
+    steps = {name: whole_step(name, views, spec, device, steps=total) for name in names}
+    counters = {name: iter(range(1, 10**9)) for name in names}
+    for name in names:
+        for _ in range(spec.warmup):
+            steps[name](next(counters[name]))
+    times = {name: [] for name in names}  # [round][repeat] milliseconds
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            this_round = []
+            for _ in range(spec.repeats):
+                sync(device)
+                start = time.perf_counter()
+                steps[name](next(counters[name]))
+                sync(device)
+                this_round.append((time.perf_counter() - start) * 1000.0)
+            times[name].append(this_round)
+    return {"times_ms": times, "threads": torch.get_num_threads()}
+
+
+def summarize(names: list[str], times_ms: dict[str, list[list[float]]]) -> list[dict[str, Any]]:
+    """Per objective: median step and its IQR over all timed steps; the per-round ratios to the
+    first name's median step of the same round, with their median, quartiles and range."""
+    reference = [float(np.median(steps)) for steps in times_ms[names[0]]]
+    out = []
+    for name in names:
+        every = np.concatenate([np.asarray(steps, dtype=float) for steps in times_ms[name]])
+        ratios = np.array([float(np.median(steps)) / ref for steps, ref in zip(times_ms[name], reference)])
+        out.append({
+            "objective": name,
+            "step_ms_median": float(np.median(every)),
+            "step_ms_iqr": float(np.percentile(every, 75) - np.percentile(every, 25)),
+            "ratio_median": float(np.median(ratios)),
+            "ratio_q1": float(np.percentile(ratios, 25)),
+            "ratio_q3": float(np.percentile(ratios, 75)),
+            "ratio_min": float(ratios.min()),
+            "ratio_max": float(ratios.max()),
+            "round_ratios": [round(float(x), 4) for x in ratios],
+        })
+    return out
+
+
+def run_step_ratio(spec: CostSpec, views: int, rounds: int) -> dict[str, Any]:
+    """Time `spec.objectives` (the first is the reference) at `views` views, side by side in one
+    fresh process: `spec.warmup` untimed steps each, then `rounds` rounds of `spec.repeats` steps each."""
+    from ..device import describe_device, resolve_device
+    from ..run.experiment import package_versions
+
+    if len(spec.objectives) < 2:
+        raise ValueError("--step-ratio needs at least two objectives: the reference (the first) and one to compare")
+    if len(set(spec.objectives)) != len(spec.objectives):
+        raise ValueError(f"--step-ratio: an objective is named twice in {', '.join(spec.objectives)}")
+    if views < 1 or rounds < 1 or spec.repeats < 1:
+        raise ValueError("--step-ratio needs --views >= 1, --rounds >= 1 and --repeats >= 1")
+    for name in spec.objectives:
+        objective_class(name)  # unknown names fail before any work
+    device = resolve_device(spec.device)
+    with mp.get_context("spawn").Pool(1) as pool:
+        measured = pool.apply(_measure, ((list(spec.objectives), views, rounds, dataclasses.asdict(spec)),))
+    return {
+        "schema_version": STEP_RATIO_SCHEMA_VERSION,
+        "kind": "step_ratio",
+        "spec": dataclasses.asdict(spec),
+        "views": views,
+        "rounds": rounds,
+        "reference": spec.objectives[0],
+        "threads": measured["threads"],
+        "device": describe_device(device),
+        "versions": package_versions(),
+        "objectives": summarize(list(spec.objectives), measured["times_ms"]),
+        "times_ms": measured["times_ms"],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def format_step_ratio(result: dict[str, Any]) -> str:
+    ref = result["reference"]
+    lines = [f"whole step at V={result['views']}, batch {result['spec']['batch_size']}: {result['rounds']} rounds x "
+             f"{result['spec']['repeats']} steps, side by side ({result['threads']} threads)",
+             f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  range"]
+    for row in result["objectives"]:
+        lines.append(f"{row['objective']:<16} {row['step_ms_median']:>8.2f} {row['step_ms_iqr']:>6.2f} "
+                     f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  "
+                     f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}")
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""`ftbench cost --step-ratio`: whole steps of several objectives side by side in one process."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from ftbench.cli.app import app
+from ftbench.cost.scaling import CostSpec
+from ftbench.cost.step_ratio import run_step_ratio, summarize
+
+
+def test_summary_by_hand():
+    # two rounds of three steps; the reference's medians are 10 and 20, the other's 30 and 50
+    times = {"clip": [[9.0, 10.0, 12.0], [20.0, 19.0, 30.0]], "oat": [[30.0, 31.0, 29.0], [50.0, 49.0, 60.0]]}
+    clip, oat = summarize(["clip", "oat"], times)
+    assert clip["ratio_median"] == clip["ratio_min"] == clip["ratio_max"] == 1.0
+    assert oat["round_ratios"] == [3.0, 2.5]
+    assert oat["ratio_median"] == pytest.approx(2.75)
+    assert (oat["ratio_min"], oat["ratio_max"]) == (2.5, 3.0)
+    assert oat["ratio_q1"] == pytest.approx(2.625) and oat["ratio_q3"] == pytest.approx(2.875)
+    assert oat["step_ms_median"] == pytest.approx(40.0)  # median of all six steps: (31 + 49) / 2
+    assert clip["step_ms_median"] == pytest.approx(15.5)
+
+
+@pytest.mark.parametrize("names, message", [
+    (["clip"], "at least two objectives"),
+    (["clip", "oat", "clip"], "named twice"),
+    (["clip", "nope"], "nope"),
+])
+def test_bad_objective_lists_fail_before_any_work(names, message):
+    with pytest.raises(Exception, match=message):
+        run_step_ratio(CostSpec(objectives=names), views=8, rounds=1)
+
+
+def test_a_small_run_times_every_objective_in_every_round(tmp_path):
+    res = CliRunner().invoke(app, ["cost", "--step-ratio", "-o", "clip,oat-floor", "--views", "2", "--rounds", "2",
+                                   "--repeats", "2", "--warmup", "1", "--batch-size", "16", "--threads", "1",
+                                   "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "step_ratio__V2__B16__cpu.json").read_text())
+    assert result["kind"] == "step_ratio" and result["reference"] == "clip" and result["views"] == 2
+    assert [len(result["times_ms"][n]) for n in ("clip", "oat-floor")] == [2, 2]
+    assert all(len(r) == 2 and min(r) > 0 for n in ("clip", "oat-floor") for r in result["times_ms"][n])
+    rows = {row["objective"]: row for row in result["objectives"]}
+    assert rows["clip"]["round_ratios"] == [1.0, 1.0]
+    assert len(rows["oat-floor"]["round_ratios"]) == 2 and result["threads"] == 1
+    assert "oat-floor" in res.output and "x clip" in res.output
+
+
+def test_step_ratio_takes_one_v():
+    res = CliRunner().invoke(app, ["cost", "--step-ratio", "--views", "2,8"])
+    assert res.exit_code == 2 and "one V" in res.output
