@@ -74,8 +74,41 @@ def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], re
         png = plot_cost([result], report_dir / f"cost_vs_views__{_slug(path.stem)}.png")
         plots.append(png)
         lines += [f"![cost against V]({png.name})", ""]
-    for path, reason in bad:
+    ratio_lines, ratio_bad = step_ratio_lines(results_dir)
+    lines += ratio_lines
+    for path, reason in bad + ratio_bad:
         lines.append(f"- skipped `{path.name}`: {reason}")
-    if bad:
+    if bad or ratio_bad:
         lines.append("")
     return lines, plots
+
+
+def step_ratio_lines(results_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
+    """A table per `cost/*.json` of kind "step_ratio" (`ftbench cost --step-ratio`): each objective's
+    whole step against the reference's, measured side by side in one process; and unreadable files."""
+    folder = Path(results_dir) / "cost"
+    lines, bad = [], []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue  # listed by load_cost_results
+        if not isinstance(payload, dict) or payload.get("kind") != "step_ratio":
+            continue
+        rows, ref = payload.get("objectives"), payload.get("reference")
+        if not isinstance(rows, list) or not rows or not ref:
+            bad.append((path, "step-ratio file lacks 'objectives' or 'reference'"))
+            continue
+        spec = payload.get("spec", {})
+        device = (payload.get("device") or {}).get("device", "?")
+        lines += [f"### `{path.name}`: whole step against `{ref}`, side by side", "",
+                  f"V = {payload.get('views', '?')}, batch {spec.get('batch_size', '?')}, device {device}, "
+                  f"{payload.get('threads', '?')} threads: {payload.get('rounds', '?')} rounds of "
+                  f"{spec.get('repeats', '?')} steps of every objective in turn, in one process; each round gives one "
+                  f"ratio (an objective's median step over `{ref}`'s in that round).", ""]
+        table = [[row["objective"], f"{row['step_ms_median']:.2f}", f"{row['ratio_median']:.2f}x",
+                  f"{row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}", f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"]
+                 for row in rows]
+        lines += [md_table(["objective", "step ms (median)", f"x {ref} (median of rounds)", "quartiles", "range"],
+                           table, align_first=1), ""]
+    return lines, bad

@@ -51,3 +51,22 @@ def test_a_small_run_times_every_objective_in_every_round(tmp_path):
 def test_step_ratio_takes_one_v():
     res = CliRunner().invoke(app, ["cost", "--step-ratio", "--views", "2,8"])
     assert res.exit_code == 2 and "one V" in res.output
+
+
+def test_the_report_shows_a_step_ratio_file(tmp_path):
+    from ftbench.report.cost_section import step_ratio_lines
+
+    (tmp_path / "cost").mkdir()
+    times = {"clip": [[10.0, 12.0], [20.0, 22.0]], "oat": [[33.0, 33.0], [63.0, 63.0]]}
+    payload = {"kind": "step_ratio", "reference": "clip", "views": 8, "rounds": 2, "threads": 2,
+               "spec": {"batch_size": 256, "repeats": 2}, "device": {"device": "cpu"},
+               "objectives": summarize(["clip", "oat"], times), "times_ms": times}
+    (tmp_path / "cost" / "step_ratio__V8__B256__cpu.json").write_text(json.dumps(payload))
+    (tmp_path / "cost" / "step_ratio__broken.json").write_text(json.dumps({"kind": "step_ratio"}))
+    (tmp_path / "cost" / "solver_bench.json").write_text(json.dumps({"kind": "solver_bench"}))
+    lines, bad = step_ratio_lines(tmp_path)
+    text = "\n".join(lines)
+    # oat: 33 / 11 = 3.0 and 63 / 21 = 3.0 in its two rounds
+    assert "| oat | 48.00 | 3.00x | 3.00-3.00 | 3.00-3.00 |" in text
+    assert "| clip | 16.00 | 1.00x |" in text and "2 rounds of 2 steps" in text
+    assert [(p.name, r) for p, r in bad] == [("step_ratio__broken.json", "step-ratio file lacks 'objectives' or 'reference'")]
