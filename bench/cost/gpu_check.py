@@ -1,9 +1,9 @@
-"""One short GPU check: CUDA tests, cost against V on cuda, the search bench on cuda, one paper-scale run.
+"""One short GPU check: CUDA tests, cost against V and whole-step ratios on cuda, the search bench on cuda, one paper-scale run.
 
 `make gpu-check` runs it (`python -m ftbench.cost.gpu_check --out results/gpu`). Each step is a
 subprocess with its own time limit; its command, exit status, wall time and output tail go into
 `<out>/gpu_check.json`, the figures into the files the commands themselves write under <out>
-(cost__*.json, search_bench.json, the run's result JSON). Without a CUDA device it writes nothing
+(cost__*.json, step_ratio__*.json, search_bench.json, the run's result JSON). Without a CUDA device it writes nothing
 and exits with status 2 and a message saying so.
 """
 
@@ -26,6 +26,9 @@ def steps(out: Path, python: str) -> list[tuple[str, list[str], int]]:
         ("cuda tests", [python, "-P", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                         "tests/bench/train/test_precision.py", "tests/bench/kernels"], 300),
         ("cost vs V on cuda", ftbench + ["cost", "--device", "cuda", *views, "--out", str(out), "--no-plot"], 300),
+        ("step ratio on cuda", ftbench + ["cost", "--step-ratio", "--device", "cuda", "-o", "clip,oat-floor,oat,mover",
+                                          "--views", "8", "--rounds", "10", "--repeats", "10", "--warmup", "5",
+                                          "--out", str(out)], 180),
         ("search bench on cuda", ftbench + ["cost", "--search-bench", "--device", "cuda", "--out", str(out)], 300),
         ("paper-scale run on cuda", ftbench + [
             "run", "--objective", "factorized", "--views", "8", "--device", "cuda", "--out", str(out / "runs"),
