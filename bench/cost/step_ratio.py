@@ -96,8 +96,11 @@ def run_step_ratio(spec: CostSpec, views: int, rounds: int) -> dict[str, Any]:
         raise ValueError(f"--step-ratio: an objective is named twice in {', '.join(spec.objectives)}")
     if views < 1 or rounds < 1 or spec.repeats < 1:
         raise ValueError("--step-ratio needs --views >= 1, --rounds >= 1 and --repeats >= 1")
-    for name in spec.objectives:
-        objective_class(name)  # unknown names fail before any work
+    for name in spec.objectives:  # unknown names and steps over the memory budget fail before any work
+        estimate = objective_class(name).memory_estimate(spec.batch_size, views, spec.dim)
+        if estimate > spec.memory_budget_gb * 2**30:
+            raise ValueError(f"--step-ratio: {name} at V={views} needs an estimated {estimate / 2**30:.1f} GB, over "
+                             f"--budget-gb {spec.memory_budget_gb}; leave it out or raise the budget")
     device = resolve_device(spec.device)
     with mp.get_context("spawn").Pool(1) as pool:
         measured = pool.apply(_measure, ((list(spec.objectives), views, rounds, dataclasses.asdict(spec)),))

@@ -33,6 +33,12 @@ def test_bad_objective_lists_fail_before_any_work(names, message):
         run_step_ratio(CostSpec(objectives=names), views=8, rounds=1)
 
 
+def test_a_step_over_the_memory_budget_fails_before_any_work():
+    # pairwise's estimate grows with V^2: at V = 32, 1.6 GB against clip's 0.13
+    with pytest.raises(ValueError, match=r"pairwise at V=32 needs an estimated .* over --budget-gb 1.0"):
+        run_step_ratio(CostSpec(objectives=["clip", "pairwise"], memory_budget_gb=1.0), views=32, rounds=1)
+
+
 def test_a_small_run_times_every_objective_in_every_round(tmp_path):
     res = CliRunner().invoke(app, ["cost", "--step-ratio", "-o", "clip,oat-floor", "--views", "2", "--rounds", "2",
                                    "--repeats", "2", "--warmup", "1", "--batch-size", "16", "--threads", "1",
