@@ -124,10 +124,11 @@ def _cell_catalog(views: int, spec: "CostSpec"):
     return SyntheticCatalog(dcfg), dcfg
 
 
-def whole_step(name: str, views: int, spec: "CostSpec", device, steps: int):
+def whole_step(name: str, views: int, spec: "CostSpec", device, steps: int, catalog=None):
     """A whole training step of `name` at V views as a function of the step number: the same
     `Stepper` as training (sampling, feature generation, towers, objective, backward, AdamW) on the
-    cell's synthetic marketplace, with a schedule of `steps` steps. Seeded: the same batches every time."""
+    cell's synthetic marketplace (`catalog`: a (catalog, config) pair from `_cell_catalog` to reuse),
+    with a schedule of `steps` steps. Seeded: the same batches every time."""
     import torch
 
     from ..data.dataset import MultiViewDataset
@@ -139,7 +140,7 @@ def whole_step(name: str, views: int, spec: "CostSpec", device, steps: int):
 
     torch.manual_seed(0)
     cls, config, _ = _objective_config(name, spec)
-    catalog, dcfg = _cell_catalog(views, spec)
+    catalog, dcfg = catalog or _cell_catalog(views, spec)
     n_items = dcfg.items
     ctx = ObjectiveContext(SlotLayout.from_catalog(catalog), spec.dim, n_items, True, True)
     queries = generate_queries(catalog, dcfg)
@@ -201,7 +202,7 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     peak_alone = memory.extra_mb()
 
     # (b) a whole training step on the synthetic marketplace with V views per item
-    step = whole_step(name, views, spec, device, steps=spec.warmup + spec.repeats + 1)
+    step = whole_step(name, views, spec, device, steps=spec.warmup + spec.repeats + 1, catalog=(catalog, dcfg))
     counter = iter(range(1, 10**9))
     step_times = timed_ms(lambda: step(next(counter)), spec.repeats, spec.warmup, device)
     peak_step = memory.extra_mb()
