@@ -71,6 +71,8 @@ def register(app: typer.Typer) -> None:
                     + ("" if search_precision == "auto" else f"__{search_precision}") + ".json")
             atomic_write_text(out / name, json.dumps(result, indent=2, default=str) + "\n")
             return
+        if threads < 0:
+            fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
         if step_ratio:
             from ..cost.scaling import CostSpec
             from ..cost.step_ratio import format_step_ratio, run_step_ratio
@@ -82,8 +84,6 @@ def register(app: typer.Typer) -> None:
             if len(views) > 1:
                 fail(f"--step-ratio measures one V; got --views {','.join(map(str, views))}")
             v = views[0] if views else 8
-            if threads < 0:
-                fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
             spec = CostSpec(objectives=names, views=[v], batch_size=batch_size, repeats=repeats, warmup=warmup,
                             device=device, memory_budget_gb=budget_gb, sets=list(set_), threads=threads or None)
             load = machine_load()
@@ -109,8 +109,6 @@ def register(app: typer.Typer) -> None:
                         threads=threads or None)
         if min(spec.views) < 1:
             fail("--views must be at least 1")
-        if threads < 0:
-            fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
         from ..cost.warnings import cost_warnings, machine_load
 
         load = machine_load()  # before our own work adds to it

@@ -37,28 +37,20 @@ def _measure(args: tuple) -> dict[str, Any]:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     from ..device import resolve_device
-    from .measure import sync
+    from .measure import timed_ms
     from .scaling import whole_step
 
     device = resolve_device(spec.device)
     total = spec.warmup + rounds * spec.repeats + 1
-    steps = {name: whole_step(name, views, spec, device, steps=total) for name in names}
-    counters = {name: iter(range(1, 10**9)) for name in names}
+    steps = {}
     for name in names:
-        for _ in range(spec.warmup):
-            steps[name](next(counters[name]))
+        step, counter = whole_step(name, views, spec, device, steps=total), iter(range(1, 10**9))
+        steps[name] = lambda step=step, counter=counter: step(next(counter))
+        timed_ms(steps[name], 0, spec.warmup, device)  # warm-up only
     times = {name: [] for name in names}  # [round][repeat] milliseconds
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            this_round = []
-            for _ in range(spec.repeats):
-                sync(device)
-                start = time.perf_counter()
-                steps[name](next(counters[name]))
-                sync(device)
-                this_round.append((time.perf_counter() - start) * 1000.0)
-            times[name].append(this_round)
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(timed_ms(steps[name], spec.repeats, 0, device))
     return {"times_ms": times, "threads": torch.get_num_threads()}
 
 

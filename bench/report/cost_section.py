@@ -13,17 +13,22 @@ from .tables import _slug, md_table
 # ----------------------------------------------------------------------------------------------
 # cost results
 # ----------------------------------------------------------------------------------------------
+def _cost_files(results_dir: Path):
+    """(path, parsed JSON, or the exception that reading it raised) of every `cost/*.json`."""
+    folder = Path(results_dir) / "cost"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            yield path, json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            yield path, exc
+
+
 def load_cost_results(results_dir: Path) -> tuple[list[tuple[Path, dict]], list[tuple[Path, str]]]:
     """`cost/*.json` files of kind "cost" (other benchmark files there are ignored)."""
-    folder = Path(results_dir) / "cost"
     good, bad = [], []
-    if not folder.is_dir():
-        return good, bad
-    for path in sorted(folder.glob("*.json")):
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            bad.append((path, f"not valid JSON ({exc})"))
+    for path, payload in _cost_files(results_dir):
+        if isinstance(payload, Exception):
+            bad.append((path, f"not valid JSON ({payload})"))
             continue
         if not isinstance(payload, dict) or payload.get("kind") != "cost":
             continue
@@ -86,13 +91,9 @@ def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], re
 def step_ratio_lines(results_dir: Path) -> tuple[list[str], list[tuple[Path, str]]]:
     """A table per `cost/*.json` of kind "step_ratio" (`ftbench cost --step-ratio`): each objective's
     whole step against the reference's, measured side by side in one process; and unreadable files."""
-    folder = Path(results_dir) / "cost"
     lines, bad = [], []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue  # listed by load_cost_results
+    for path, payload in _cost_files(results_dir):
+        # an unreadable file is listed by load_cost_results
         if not isinstance(payload, dict) or payload.get("kind") != "step_ratio":
             continue
         rows, ref = payload.get("objectives"), payload.get("reference")
