@@ -1,13 +1,27 @@
 """Shared encoders: one trainable tower per modality on frozen backbone features.
 
 Every objective in a comparison trains the same towers; the objective is the only variable.
-Queries are encoded by the tower of their modality (text for searches).
+Queries are encoded by the tower of their modality (text for searches; image for the photo
+queries of grocery-store), so a query and the views it is scored against share one tower.
+
+Two starts (`tower.init`):
+
+- ``mlp``: the 2-layer MLP from a random initialisation; the backbone's geometry is gone at step 0.
+- ``residual``: normalise(P x/||x|| + MLP(x)), the same MLP as a residual branch whose last layer
+  starts at zero, beside a linear skip path P [d, d_in] fitted on the train items' features
+  (`skip_projection`): an orthonormal embedding when d_in <= d (every cosine between backbone
+  features kept exactly), else the top-d principal axes of the train items' unit-normalised
+  features (uncentred: the axes that keep most of their inner products). At step 0 the tower's
+  output is the backbone's cosine geometry up to that projection, which training then moves
+  (both P and the MLP are trained).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,18 +29,46 @@ from torch import nn
 from ..data.batching import ViewBatch
 from ..config import option
 
+if TYPE_CHECKING:
+    from ..data.dataset import MultiViewDataset
+
+TOWER_INITS = ("mlp", "residual")
+
+#: at most this many train feature vectors per modality go into the principal axes (evenly
+#: spaced train items): d_in x d_in second moments of ~1k-dimensional features are settled well
+#: before that, and the fit stays a few seconds on a paper-scale catalog
+FIT_MAX_VECTORS = 20_000
+
 
 @dataclass
 class TowerConfig:
     embedding_dim: int = option(256, "output dimension d of every tower (L2-normalised)", "protocol")
     hidden_dim: int = option(512, "hidden width of the 2-layer MLP tower", "our reading")
     dropout: float = option(0.0, "dropout after the hidden layer", "our reading")
+    init: str = option(
+        "mlp", "'mlp': the MLP from a random start; 'residual': a linear skip path fitted on the train items' "
+        "features (orthonormal embedding, or the top principal axes when d_in > d) keeps the backbone's cosine "
+        "geometry at step 0, plus the MLP as a residual branch whose last layer starts at zero",
+        "our reading", choices=TOWER_INITS,
+    )
 
     def validate(self) -> None:
         if self.embedding_dim < 1 or self.hidden_dim < 1:
             raise ValueError("tower dimensions must be positive")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError("tower dropout must be in [0, 1)")
+        if self.init not in TOWER_INITS:
+            raise ValueError(f"tower option 'init': expected one of {list(TOWER_INITS)}, got {self.init!r}")
+
+
+def _mlp(input_dim: int, config: TowerConfig) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(input_dim, config.hidden_dim),
+        nn.LayerNorm(config.hidden_dim),
+        nn.GELU(),
+        nn.Dropout(config.dropout),
+        nn.Linear(config.hidden_dim, config.embedding_dim),
+    )
 
 
 class Tower(nn.Module):
@@ -34,28 +76,133 @@ class Tower(nn.Module):
 
     def __init__(self, input_dim: int, config: TowerConfig) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(input_dim, config.hidden_dim),
-            nn.LayerNorm(config.hidden_dim),
-            nn.GELU(),
-            nn.Dropout(config.dropout),
-            nn.Linear(config.hidden_dim, config.embedding_dim),
-        )
+        self.net = _mlp(input_dim, config)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.net(features), dim=-1)
 
 
-class Towers(nn.Module):
-    """One Tower per modality; encodes ViewBatches into [B, W, d] and queries into [Q, d]."""
+class ResidualTower(nn.Module):
+    """normalise(P x/||x|| + MLP(x)): a trainable linear skip path P [d, d_in], initialised to
+    `projection`, and the MLP of `Tower` as a residual branch whose last layer starts at zero.
 
-    def __init__(self, feature_dims: dict[str, int], config: TowerConfig) -> None:
+    The MLP is drawn first and P is copied in without a random draw, so under one seed the MLP's
+    first layer is the one `Tower` draws: the two starts differ only where they mean to."""
+
+    def __init__(self, input_dim: int, config: TowerConfig, projection: torch.Tensor) -> None:
+        super().__init__()
+        if tuple(projection.shape) != (config.embedding_dim, input_dim):
+            raise ValueError(f"skip projection has shape {tuple(projection.shape)}, expected "
+                             f"{(config.embedding_dim, input_dim)} (tower.embedding_dim x feature dimension)")
+        self.net = _mlp(input_dim, config)
+        with torch.no_grad():
+            self.net[-1].weight.zero_()
+            self.net[-1].bias.zero_()
+        self.skip = nn.Parameter(projection.detach().to(torch.float32).clone())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # the skip path sees unit-normalised features: the geometry kept is the backbone's cosine
+        # geometry (what the frozen references score), and its output norm (<= 1) does not
+        # depend on the backbone's feature scale, which the residual branch would have to match
+        skip = F.linear(F.normalize(features, dim=-1), self.skip.to(features.dtype))
+        return F.normalize(skip + self.net(features), dim=-1)
+
+
+def skip_projection(input_dim: int, output_dim: int, features: np.ndarray | None = None) -> np.ndarray:
+    """The skip path's start P [output_dim, input_dim] (float32).
+
+    input_dim <= output_dim: [I; 0], an orthonormal embedding (P^T P = I), every inner product
+    kept; `features` are not needed. input_dim > output_dim: the rows are the top `output_dim`
+    eigenvectors of X^T X over the unit-normalised rows of `features` [n, input_dim] (principal
+    axes without centring: centring would drop the mean direction, which carries much of the
+    cosine between backbone features), so P^T P is the projection that keeps most of their inner
+    products. Computed in float64 with each axis's sign fixed (largest component positive), so
+    the same features give the same P in every process."""
+    if input_dim <= output_dim:
+        return np.eye(output_dim, input_dim, dtype=np.float32)
+    if features is None or len(features) == 0:
+        raise ValueError(f"a skip projection from {input_dim} to {output_dim} dimensions needs train features to fit")
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != input_dim:
+        raise ValueError(f"skip projection: features have shape {x.shape}, expected (n, {input_dim})")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    _, vectors = np.linalg.eigh(x.T @ x)  # ascending eigenvalues
+    top = vectors[:, ::-1][:, :output_dim].T.copy()
+    lead = np.abs(top).argmax(axis=1)
+    top *= np.sign(top[np.arange(output_dim), lead])[:, None]
+    return top.astype(np.float32)
+
+
+def train_view_features(dataset: "MultiViewDataset", modality: str, limit: int = FIT_MAX_VECTORS) -> np.ndarray:
+    """Backbone features [n, d_in] of the train items' available views of `modality` (every slot
+    of that modality, not only those within --views: the fit is of the backbone's space), from at
+    most `limit` // (slots of the modality) evenly spaced train items. Validation and test items
+    are never read."""
+    catalog = dataset.catalog
+    items = dataset.items("train")
+    slots = [s for s, slot in enumerate(catalog.slots) if slot.modality == modality]
+    if not slots:
+        raise ValueError(f"tower.init='residual': the catalog has no {modality!r} view slot to fit the {modality} tower on")
+    keep = max(1, limit // len(slots))
+    if len(items) > keep:
+        items = items[np.unique(np.linspace(0, len(items) - 1, keep).round().astype(np.int64))]
+    available = catalog.availability(items)
+    parts = [catalog.features(items[available[:, s]], s) for s in slots if available[:, s].any()]
+    if not parts:
+        raise ValueError(f"tower.init='residual': no train item has a {modality!r} view to fit the "
+                         f"{modality} tower's skip projection on")
+    out = np.concatenate(parts)
+    return out[:limit]
+
+
+def build_towers(dataset: "MultiViewDataset", config: TowerConfig) -> "Towers":
+    """The run's towers; with `init='residual'` each modality's skip path is fitted on the train
+    items' features (`train_view_features`) when its features are wider than the embedding, else
+    it is the orthonormal embedding (no data needed). Deterministic in the data: every process of
+    a multi-process run fits the same P (and DistributedDataParallel starts every process from
+    rank 0's parameters in any case)."""
+    dims = dataset.catalog.feature_dims
+    projections = None
+    if config.init == "residual":
+        projections = {}
+        for modality in sorted(dims):
+            features = train_view_features(dataset, modality) if dims[modality] > config.embedding_dim else None
+            projections[modality] = torch.from_numpy(skip_projection(dims[modality], config.embedding_dim, features))
+    return Towers(dims, config, projections)
+
+
+class Towers(nn.Module):
+    """One Tower per modality; encodes ViewBatches into [B, W, d] and queries into [Q, d].
+
+    `projections` (modality -> P [d, d_in]): the skip paths' start under `init='residual'`; a
+    modality without one (features no wider than d) gets the orthonormal embedding. Fitting them
+    on a data set's train items is `build_towers`."""
+
+    def __init__(self, feature_dims: dict[str, int], config: TowerConfig,
+                 projections: dict[str, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.config = config
+        if projections is not None and config.init != "residual":
+            raise ValueError(f"skip projections given for tower.init={config.init!r}; only 'residual' towers have a skip path")
+
+        def tower(modality: str) -> nn.Module:
+            if config.init == "mlp":
+                return Tower(feature_dims[modality], config)
+            projection = (projections or {}).get(modality)
+            if projection is None:
+                if feature_dims[modality] > config.embedding_dim:
+                    raise ValueError(
+                        f"tower.init='residual': the {modality} features ({feature_dims[modality]} dimensions) are wider "
+                        f"than tower.embedding_dim={config.embedding_dim}, so its skip path must be fitted on train "
+                        f"features (build the towers with build_towers)")
+                projection = torch.from_numpy(skip_projection(feature_dims[modality], config.embedding_dim))
+            return ResidualTower(feature_dims[modality], config, projection)
+
         # built in sorted order: a catalog's dict of dimensions may come from a set, whose order
         # changes with the process's string-hash seed; the seeded initialisation (and the parameter
         # order DDP checks across processes) must not
-        self.towers = nn.ModuleDict({m: Tower(feature_dims[m], config) for m in sorted(feature_dims)})
+        self.towers = nn.ModuleDict({m: tower(m) for m in sorted(feature_dims)})
 
     @property
     def embedding_dim(self) -> int:

@@ -30,7 +30,7 @@ from ..objectives.base import ObjectiveContext
 from ..registry import suggest
 from .provenance import collect as collect_provenance
 from .results import RunResult, result_filename, write_result
-from ..model.towers import TowerConfig, Towers
+from ..model.towers import TowerConfig, build_towers
 from ..train.loop import TrainConfig, train
 from ..data.views import SlotLayout
 from ..model.encode import capped_availability
@@ -138,6 +138,8 @@ def prepare(spec: RunSpec) -> PreparedRun:
     }
     if spec.precision != "fp32":  # only then: float32 runs keep the hashes (and file names) they had
         config["precision"] = spec.precision
+    if config["tower_config"]["init"] == "mlp":  # likewise: runs with today's towers keep their hashes
+        del config["tower_config"]["init"]
     return PreparedRun(spec, objective_cls, plugin_cls(), configs, config, config_hash(config))
 
 
@@ -267,7 +269,7 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
 
     seed_everything(spec.seed, spec.deterministic)
     layout = SlotLayout.from_catalog(dataset.catalog)
-    towers = Towers(dataset.catalog.feature_dims, configs["tower"]).to(device)
+    towers = build_towers(dataset, configs["tower"]).to(device)
     context = ObjectiveContext(
         layout=layout,
         embedding_dim=configs["tower"].embedding_dim,

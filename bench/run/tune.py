@@ -134,7 +134,7 @@ def train_trial(prepared, trial, dataset_cache: dict | None = None):
 
     from ..device import resolve_device, seed_everything
     from ..eval.evaluator import Evaluator
-    from ..model.towers import Towers
+    from ..model.towers import build_towers
     from ..objectives.base import ObjectiveContext
     from ..train.loop import train
     from .experiment import build_dataset
@@ -145,7 +145,7 @@ def train_trial(prepared, trial, dataset_cache: dict | None = None):
     seed_everything(spec.seed, spec.deterministic)
     from ..data.views import SlotLayout
 
-    towers = Towers(dataset.catalog.feature_dims, configs["tower"]).to(device)
+    towers = build_towers(dataset, configs["tower"]).to(device)
     context = ObjectiveContext(
         layout=SlotLayout.from_catalog(dataset.catalog), embedding_dim=configs["tower"].embedding_dim,
         num_items=dataset.catalog.num_items, has_queries=dataset.queries is not None,
