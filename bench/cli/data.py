@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
     @data_app.command("convert")
     def convert(
         name: str = typer.Argument(..., help="data set to convert: grocery-store, esci, wands, amazon-reviews-2023, synthetic"),
-        out: Path = typer.Option(..., "--out", help="new (or empty) folder to write the catalog layout into"),
+        out: Path = typer.Option(..., "--out", help="new (or empty) folder for the catalog layout (it appears only when complete: an interrupted convert leaves none)"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the source data set's folder (its `data_dir` option)"),
         set_: list[str] = typer.Option([], "--set", help="source data set option key=value; repeatable"),
         link_images: bool = typer.Option(False, "--link-images", help="symlink image files instead of copying them"),
@@ -225,6 +225,11 @@ def register(app: typer.Typer) -> None:
             summary = convert_dataset(name, overrides, out, link_images=link_images)
         except input_errors(FileExistsError) as exc:
             _fail(exc)
+        except KeyboardInterrupt:
+            # the layout is renamed into place only when complete: nothing half-written remains
+            console.print(f"\ninterrupted: nothing was written to {out}; the same command starts again.",
+                          highlight=False, markup=False)
+            raise typer.Exit(code=130)
         table = Table(title=f"{name} -> catalog layout")
         table.add_column("what")
         table.add_column("value", overflow="fold")

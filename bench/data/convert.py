@@ -14,6 +14,11 @@ Image files are copied under ``images/`` (their paths relative to the images' co
 A data set whose catalog is not encoded from raw inputs (the synthetic marketplace generates its
 features) is written with its features as precomputed vectors: ``vectors/<slot>.npy`` with
 ``vectors/<slot>.ids`` per view slot and ``vectors/queries.npy`` for the queries.
+
+The layout is written into a hidden temporary folder beside the destination (``.<name>.*``) and
+renamed to the destination when complete: an interrupted or failed convert leaves no destination
+folder, so the next convert is not refused and `run` never reads half a catalog. What a killed
+convert left (no ``except`` ran) is removed by the next convert to the same destination.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import dataclasses
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ import numpy as np
 
 from ..config import apply_overrides
 from ..features.cache import record_inputs
+from ..run.results import current_umask, make_folders, remove_created_folders, remove_interrupted_writes
 from .splits import SPLIT_NAMES
 
 #: the names `convert` writes qrels files under, by split code (the BEIR names)
@@ -87,7 +94,30 @@ def convert_dataset(name: str, overrides: dict[str, Any], out: Path, *, link_ima
     config = apply_overrides(plugin_cls.Config(), {**cheap, **overrides}, f"data set {name!r}")
     with record_inputs() as recorded:
         ds = plugin_cls().build(config)
-    out.mkdir(parents=True, exist_ok=True)
+    dest = Path(os.path.abspath(out))  # `--out .` has a name and a parent too
+    created = make_folders(dest.parent)
+    remove_interrupted_writes(dest)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would become the catalog's
+        summary = _write_layout(name, overrides, ds, recorded, staging, link_images)
+        try:
+            # rename(2) replaces an empty destination folder, and refuses one filled meanwhile
+            os.replace(staging, dest)
+        except OSError as exc:
+            raise FileExistsError(f"--out {out}: could not be replaced by the converted folder "
+                                  f"({exc.strerror or exc}); give a new folder") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        remove_created_folders(created)
+        raise
+    summary["out"] = str(out)
+    return summary
+
+
+def _write_layout(name: str, overrides: dict[str, Any], ds, recorded, out: Path, link_images: bool) -> dict[str, Any]:
+    """Write data set `ds` (built from `name` with `overrides`, its raw inputs in `recorded`) in
+    the catalog layout into the existing folder `out`; returns the summary."""
     catalog = ds.catalog
     n = catalog.num_items
     item_ids = [str(i) for i in catalog.item_ids()]

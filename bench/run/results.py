@@ -5,10 +5,15 @@ changes meaning; `load_result` reads the versions in `READABLE_VERSIONS` (upgrad
 memory, `upgrade_payload`) and refuses any other with a clear message.
 
 Version history: 1, the first; 2, the reciprocal rank is named with its cut-off (`mrr@500`).
+Fields added since, without a version change (a file without them reads them as empty):
+`provenance`, `tuning`, and `data`, the content fingerprint of data read from files, which the
+identity (`config_hash`) holds instead of the data folder's path (`ftbench.run.identity`; a file
+written before it keeps the identity it had, path included).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -27,6 +32,8 @@ class RunResult:
 
     run_id: str
     config: dict[str, Any]
+    #: the run's identity (`ftbench.run.identity.run_identity`): the config, with the data's content
+    #: fingerprint in place of its location for data read from files; the file name holds it
     config_hash: str
     versions: dict[str, str]
     device: dict[str, Any]
@@ -42,6 +49,9 @@ class RunResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     #: `ftbench tune` reruns of a best configuration: study, trial counts, best parameters, budget
     tuning: dict[str, Any] = field(default_factory=dict)
+    #: data read from files: content fingerprint, file count, bytes, folder read, the config fields
+    #: that are locations (`ftbench.data.fingerprint.describe_data`); empty for generated data
+    data: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> str:
@@ -61,6 +71,41 @@ def current_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def make_folders(path: Path, created: list[Path] | None = None) -> list[Path]:
+    """Create folder `path` and its missing parents. Each folder made here is appended to
+    `created` (outermost first; returned) as soon as it exists, so that a caller can remove
+    exactly what it made (`remove_created_folders`), even when a deeper one then failed. A folder
+    that another process creates meanwhile is used, not recorded."""
+    created = [] if created is None else created
+    path = Path(path)
+    missing = []
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            if folder.is_dir():
+                continue
+            raise
+        created.append(folder)
+    if not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+    return created
+
+
+def remove_created_folders(created: list[Path]) -> None:
+    """Remove the folders `make_folders` recorded, innermost first, where they are still empty
+    (a folder something was written into stays, and so do its parents)."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool = True) -> None:
@@ -156,7 +201,7 @@ def _first_non_finite(value: Any, where: str = "result") -> str:
 _FIELD_TYPES: dict[str, type] = {
     "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
     "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
-    "created": str, "provenance": dict, "tuning": dict,
+    "created": str, "provenance": dict, "tuning": dict, "data": dict,
 }
 
 
@@ -204,7 +249,7 @@ def load_result(path: Path) -> RunResult:
         payload = upgrade_payload(payload)
     known = set(RunResult.__dataclass_fields__)
     missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
-               and k not in ("skipped", "notes", "created", "provenance", "tuning", "schema_version")]
+               and k not in ("skipped", "notes", "created", "provenance", "tuning", "data", "schema_version")]
     if missing:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
     _check_payload(path, payload)
