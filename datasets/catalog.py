@@ -51,13 +51,18 @@ printed: a field whose values are image paths (``.jpg``, ``.jpeg``, ``.png``, ``
 Queries: every query of ``queries.jsonl`` needs a line in exactly one qrels file, which gives its
 split (train, dev = validation, test); grade 0 is a judged non-relevant pair and is not a relevant
 item; a query without a relevant item is skipped and counted. A qrels line naming an unknown query
-or item is skipped and counted. Every other defect is an error naming the file, the line and the
-field.
+or item is skipped and counted, but a qrels file of which no line is usable (empty, only a header,
+or every line skipped) is an error naming the file, as is an empty ``queries.jsonl``: either would
+silently drop a split (an empty ``test.tsv``: the main task). Images are local files: an image
+given as a URL is an error (download the images into the folder and give relative paths). Every
+other defect is an error naming the file, the line and the field.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -69,13 +74,18 @@ import numpy as np
 from ..config import option
 from ..data.catalog import ArrayCatalog, ViewSlot
 from ..data.dataset import MultiViewDataset
+from ..data.fingerprint import IMAGE_SUFFIXES, DataFiles, suffix_filter, walk_files
 from ..data.queries import QuerySet, relevance_from_pairs
 from ..features.cache import encode_views
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, count_skip, utf8_lines
 from .base import DatasetPlugin
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+#: the files of the layout besides images and vectors, by their path in the folder (data fingerprint)
+LAYOUT_FILES = ("catalog.json", "items.jsonl", "items.parquet", "queries.jsonl", "qrels/train.tsv", "qrels/dev.tsv",
+                "qrels/test.tsv", "interactions.tsv")
+#: an image given as a URL (http://, https://, s3://, file://, ...): never fetched
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 RESERVED_FIELDS = ("id", "split")
 ITEM_SPLITS = {"train": 0, "dev": 1, "val": 1, "validation": 1, "test": 2}
 QRELS_FILES = (("train", 0), ("dev", 1), ("test", 2))
@@ -138,8 +148,18 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
     )
 
 
+def _is_url(value: str) -> bool:
+    return bool(URL_SCHEME.match(value))
+
+
 def _is_image_path(value: Any) -> bool:
-    return isinstance(value, str) and value.lower().endswith(IMAGE_SUFFIXES)
+    """An image file name, or the URL of one (``https://cdn/x.jpg?w=200``: its path ends in an
+    image suffix), so that a field of image URLs is an image view and gets the URL error."""
+    if not isinstance(value, str):
+        return False
+    if _is_url(value):
+        value = value.split("?", 1)[0].split("#", 1)[0]
+    return value.lower().endswith(IMAGE_SUFFIXES)
 
 
 def infer_views(records: list[tuple[str, dict]]) -> list[ViewSpec]:
@@ -283,7 +303,42 @@ def _view_values(value: Any, where: str, field: str) -> list[str | None]:
     return out
 
 
+def manifest_vector_files(manifest: dict) -> list[str]:
+    """The vectors files catalog.json names (views and queries), as written there."""
+    entries = manifest.get("views") if isinstance(manifest.get("views"), list) else []
+    queries = manifest.get("queries")
+    entries = entries + ([queries] if isinstance(queries, dict) else [])
+    return [e["vectors"] for e in entries if isinstance(e, dict) and isinstance(e.get("vectors"), str)]
+
+
+def unfingerprinted_images(rels) -> list[str]:
+    """The image paths (as written, relative to the folder) that the data fingerprint does not
+    cover: outside the folder, in a hidden folder, or without an image suffix."""
+    out = []
+    for rel in rels:
+        name = os.path.normpath(rel).replace(os.sep, "/")
+        if (os.path.isabs(name) or name == ".." or name.startswith("../") or not name.lower().endswith(IMAGE_SUFFIXES)
+                or any(part.startswith(".") for part in name.split("/"))):
+            out.append(rel)
+    return out
+
+
+def _note_unfingerprinted(rels, what: str, notes: list[str]) -> None:
+    uncovered = unfingerprinted_images(rels)
+    if uncovered:
+        message = (f"catalog: {len(uncovered)} {what} image(s) (e.g. {uncovered[0]!r}) lie outside the folder or are "
+                   f"not named {'/'.join(IMAGE_SUFFIXES)}: they are not part of the data fingerprint, so changing them "
+                   "does not change the result's identity")
+        notes.append(message)
+        print(message, file=sys.stderr)
+
+
 def _image_input(root: Path, rel: str, where: str, field: str) -> Path:
+    if _is_url(rel):
+        raise ValueError(
+            f"{where}: field {field!r}: image {rel!r} is a URL; images are read from local files only "
+            f"(nothing is downloaded): download the images into {root} (e.g. under images/) and give their "
+            "paths relative to it")
     path = (root / rel).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"{where}: field {field!r}: image {rel!r} does not exist (paths are relative to {root})")
@@ -309,6 +364,22 @@ class CatalogFolder(DatasetPlugin):
             super().validate()
             if not self.data_dir:
                 raise ValueError("catalog: give the folder with --data-dir DIR (or --set dataset.data_dir=DIR)")
+
+    def data_files(self, config: "CatalogFolder.Config") -> DataFiles:  # type: ignore[override]
+        """The layout's files (`LAYOUT_FILES`), the vectors catalog.json names (with their ids
+        files) and every image file (by suffix) under the folder, by their paths in it."""
+        config.validate()
+        root = Path(config.data_dir).expanduser().resolve()
+        if not root.is_dir():
+            raise FileNotFoundError(f"catalog: data_dir {root} is not a folder")
+        files = walk_files(root, suffix_filter(IMAGE_SUFFIXES))
+        named = list(LAYOUT_FILES)
+        for rel in manifest_vector_files(read_manifest(root)):
+            named += [rel, str(Path(rel).with_suffix(".ids"))]
+        for rel in named:
+            if (root / rel).is_file():
+                files[Path(rel).as_posix()] = root / rel
+        return DataFiles(files, root, ("data_dir", "cache_dir"))
 
     def build(self, config: "CatalogFolder.Config") -> MultiViewDataset:  # type: ignore[override]
         config.validate()
@@ -385,6 +456,9 @@ class CatalogFolder(DatasetPlugin):
                     value = _image_input(root, value, where, v.field)
                 row.append(value)
             table.append(row)
+        image_fields = sorted({columns[j][0].field for j in encoded if columns[j][0].modality == "image"})
+        _note_unfingerprinted((value for where, rec in records for f in image_fields
+                               for value in _view_values(rec.get(f), where, f) if value), "item", notes)
         backbones = {}
         for m in {columns[j][0].modality for j in encoded}:
             backbones[m] = config.backbone(m, config.image_backbone if m == "image" else config.text_backbone)
@@ -424,7 +498,7 @@ class CatalogFolder(DatasetPlugin):
             index = {item_id: i for i, item_id in enumerate(ids)}
         catalog = ArrayCatalog(slots, features, available, ids, source=label)
 
-        queries = self._queries(root, manifest, index, config, cache, backbones, skipped)
+        queries = self._queries(root, manifest, index, config, cache, backbones, skipped, notes)
         cross = manifest.get("cross_view_items", "test")
         notes.append(
             f"catalog {root.name}: {len(ids)} items, views {', '.join(s.name for s in slots)}; "
@@ -456,7 +530,7 @@ class CatalogFolder(DatasetPlugin):
             notes=notes,
         )
 
-    def _queries(self, root, manifest, index, config, cache, backbones, skipped) -> QuerySet | None:
+    def _queries(self, root, manifest, index, config, cache, backbones, skipped, notes) -> QuerySet | None:
         path = root / "queries.jsonl"
         qrels_dir = root / "qrels"
         qmeta = manifest.get("queries", {}) or {}
@@ -469,6 +543,7 @@ class CatalogFolder(DatasetPlugin):
         # query ids and raw inputs, in file order
         qids: list[str] = []
         inputs: list = []
+        query_images: list[str] = []  # image paths as written (data fingerprint coverage)
         modality = None
         first: dict[str, int] = {}
         if path.is_file():
@@ -493,6 +568,13 @@ class CatalogFolder(DatasetPlugin):
                     raise ValueError(f"{where}: field {kind!r} must be a non-empty string, got {value!r}")
                 qids.append(qid)
                 inputs.append(_image_input(root, value, where, "image") if kind == "image" else value)
+                if kind == "image":
+                    query_images.append(value)
+            if not qids and "vectors" not in qmeta:
+                raise ValueError(f"{path}: no queries in the file (it is empty); add one "
+                                 '{"id": ..., "text": ...} per line, or delete it (and qrels/) for a catalog '
+                                 "without queries")
+        _note_unfingerprinted(query_images, "query", notes)
         if "vectors" in qmeta:
             array, vec_ids = load_vectors(root, qmeta["vectors"], "queries")
             modality = qmeta.get("modality") or modality
@@ -519,12 +601,21 @@ class CatalogFolder(DatasetPlugin):
             if not file.is_file():
                 continue
             found_files += 1
-            for qid, docid, g, line in read_qrels(file):
+            judgments = read_qrels(file)
+            if not judgments:
+                # an empty test.tsv would silently drop the main task; any empty split file is a mistake
+                raise ValueError(f"{file}: no judgments in the file (it is empty or only a header); give "
+                                 "'query-id<TAB>corpus-id<TAB>score' lines, or delete the file")
+            unknown_query = unknown_item = 0
+            relevant_before = len(pairs)
+            for qid, docid, g, line in judgments:
                 if qid not in qindex:
                     count_skip(skipped, "qrels_unknown_query")
+                    unknown_query += 1
                     continue
                 if docid not in index:
                     count_skip(skipped, "qrels_unknown_item")
+                    unknown_item += 1
                     continue
                 q = qindex[qid]
                 if split[q] >= 0 and split[q] != code:
@@ -533,6 +624,14 @@ class CatalogFolder(DatasetPlugin):
                 if g > 0:
                     pairs.append((q, index[docid]))
                     grades.append(g)
+            if len(pairs) == relevant_before:
+                # every line skipped: the split would lose all its queries without a word (the test
+                # split: the main task)
+                graded_zero = len(judgments) - unknown_query - unknown_item
+                raise ValueError(
+                    f"{file}: no line gives a known query a relevant item ({len(judgments)} lines: {unknown_query} "
+                    f"name a query not in {path.name}, {unknown_item} an item not in the catalog, "
+                    f"{graded_zero} have score 0); check that its ids match theirs")
         if not found_files:
             raise FileNotFoundError(f"catalog: {path.name} needs qrels: none of {', '.join(f'qrels/{n}.tsv' for n, _ in QRELS_FILES)} in {root}")
         has_rel = np.zeros(len(qids), dtype=bool)

@@ -8,6 +8,7 @@ it gives the same metrics for the same seed.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,44 @@ def test_bad_input_names_file_line_and_field(tmp_path, break_it, message):
     write_three_items(tmp_path)
     break_it(tmp_path)
     with pytest.raises((ValueError, FileNotFoundError), match=message):
+        _load(tmp_path)
+
+
+@pytest.mark.parametrize("break_it, message", [
+    # was "backbone 'minilm' encodes text, not None"
+    (lambda d: (d / "queries.jsonl").write_text(""), r"queries.jsonl: no queries in the file \(it is empty\)"),
+    (lambda d: (d / "queries.jsonl").write_text("\n\n"), r"queries.jsonl: no queries in the file"),
+    # was a run that exited 0 without its main task
+    (lambda d: (d / "qrels" / "test.tsv").write_text(""), r"test.tsv: no judgments in the file \(it is empty or only a header\)"),
+    (lambda d: (d / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n"), r"dev.tsv: no judgments in the file"),
+    (lambda d: (d / "qrels" / "test.tsv").write_text("q9\tchair\t2\nq3\tsofa\t1\nq3\tmug\t0\n"),
+     r"test.tsv: no line gives a known query a relevant item \(3 lines: 1 name a query not in queries.jsonl, "
+     r"1 an item not in the catalog, 1 have score 0\)"),
+])
+def test_a_file_that_would_silently_drop_a_split_is_named(tmp_path, break_it, message):
+    write_three_items(tmp_path)
+    break_it(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        _load(tmp_path)
+
+
+@pytest.mark.parametrize("url", ["https://cdn.example.com/mug.jpg", "http://x/mug.JPG?w=200", "s3://bucket/mug.png"])
+@pytest.mark.parametrize("manifest", [True, False], ids=["declared", "inferred"])
+def test_an_image_url_is_refused_saying_what_to_do(tmp_path, url, manifest):
+    write_three_items(tmp_path, with_manifest=manifest)
+    lines = (tmp_path / "items.jsonl").read_text().replace('"images/lamp.jpg"', json.dumps(url))
+    (tmp_path / "items.jsonl").write_text(lines)
+    expected = (rf"items.jsonl, line 2: field 'image': image '{re.escape(url)}' is a URL; images are read from local "
+                rf"files only \(nothing is downloaded\): download the images into {re.escape(str(tmp_path))} "
+                r"\(e.g. under images/\) and give their paths relative to it")
+    with pytest.raises(ValueError, match=expected):
+        _load(tmp_path)
+
+
+def test_an_image_query_url_is_refused(tmp_path):
+    write_three_items(tmp_path)
+    (tmp_path / "queries.jsonl").write_text('{"id": "q1", "image": "https://x/q1.jpg"}\n')
+    with pytest.raises(ValueError, match=r"queries.jsonl, line 1: field 'image': image 'https://x/q1.jpg' is a URL"):
         _load(tmp_path)
 
 
