@@ -31,12 +31,20 @@ def fail(message: str) -> None:
 
 
 def check_writable(out: Path) -> None:
+    """Fail before any work if `--out` cannot be written, leaving nothing behind: the folders
+    this check creates to try are removed again (the writers create them when they write), so a
+    run that fails later leaves no empty `--out`."""
+    from ..run.results import make_folders, remove_created_folders
+
+    created: list[Path] = []
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        created = make_folders(out)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".ftbench-write-test-"):
             pass
     except OSError as exc:
         raise UsageError(f"--out {str(out)!r} is not a writable folder ({exc.strerror or exc})") from None
+    finally:
+        remove_created_folders(created)
 
 
 def split_list(values: List[str], option: str, kind: type = str) -> list:

@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         repeats: int = typer.Option(10, "--repeats", help="Timed repeats per cell (median reported)."),
         warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up repeats per cell."),
         device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
-        out: Path = typer.Option(Path("results/cost"), "--out", help="Folder for the cost results."),
+        out: Path = typer.Option(Path("runs/cost"), "--out", help="Folder for the cost results (default runs/cost, git-ignored)."),
         budget_gb: float = typer.Option(8.0, "--budget-gb", help="Skip cells whose estimated memory exceeds this."),
         set_: List[str] = typer.Option([], "--set", help="Objective config override key=value (repeatable)."),
         plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a log-log PNG of cost against V."),

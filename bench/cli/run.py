@@ -110,7 +110,7 @@ def run(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)."),
     precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."),
-    out: Path = typer.Option(Path("results"), "--out", help="Folder for the result file."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Folder for the result file (default runs/, git-ignored; the committed results/ only when named)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config fields, the same keys as --set (bare or in [objective], [dataset], [train], [tower], [eval] tables); --set wins."),

@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps, or the preset's)."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        out: Path = typer.Option(Path("results"), "--out", help="Folder for the result files."),
+        out: Path = typer.Option(Path("runs"), "--out", help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named)."),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Re-run cells whose result file already exists."),
         preset: Optional[str] = typer.Option(None, "--preset", help=f"A standard grid: {', '.join(PRESETS)} (see above)."),

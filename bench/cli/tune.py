@@ -29,7 +29,7 @@ def tune(
     stale_after: float = typer.Option(120.0, "--stale-after", help="Seconds without a heartbeat after which a worker's trial counts as failed."),
     no_defaults: bool = typer.Option(False, "--no-defaults", help="Do not re-run the default configuration beside the tuned one."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: Path = typer.Option(Path("results/tune"), "--out", help="Folder for the rerun result files (and the default storage)."),
+    out: Path = typer.Option(Path("runs/tune"), "--out", help="Folder for the rerun result files and the default storage (default runs/tune, git-ignored)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per rerun (trials are not tracked)."),

@@ -287,6 +287,41 @@ def test_a_broken_data_file_stops_a_command_with_one_line_naming_it(tmp_path, co
     assert not out.exists() or not list(out.glob("*.json"))
 
 
+def _catalog_folder(folder, items=None, queries=None, test_qrels="q2\tb\t1\n"):
+    """A two-item catalog folder in the layout of `ftbench.datasets.catalog`."""
+    (folder / "qrels").mkdir(parents=True)
+    items = items or [{"id": "a", "title": "oak chair", "split": "train"}, {"id": "b", "title": "brass lamp", "split": "test"}]
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
+    queries = [{"id": "q1", "text": "chair"}, {"id": "q2", "text": "lamp"}] if queries is None else queries
+    (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries))
+    (folder / "qrels" / "train.tsv").write_text("q1\ta\t1\n")
+    (folder / "qrels" / "test.tsv").write_text(test_qrels)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "folder, message",
+    [
+        (dict(test_qrels=""), "qrels/test.tsv: no judgments in the file (it is empty or only a header)"),
+        (dict(queries=[]), "queries.jsonl: no queries in the file (it is empty)"),
+        (dict(items=[{"id": "a", "title": "oak chair", "image": "https://cdn.example.com/a.jpg"}]),
+         "items.jsonl, line 1: field 'image': image 'https://cdn.example.com/a.jpg' is a URL; images are read from "
+         "local files only (nothing is downloaded): download the images into"),
+    ],
+    ids=["empty-test-qrels", "empty-queries", "image-url"],
+)
+def test_a_catalog_that_would_lose_its_main_task_stops_run_naming_the_file(tmp_path, folder, message):
+    data = _catalog_folder(tmp_path / "catalog", **folder)
+    out = tmp_path / "out"
+    res = runner.invoke(app_(), [*RUN, "--dataset", "catalog", "--data-dir", str(data), "--out", str(out),
+                                 "--set", "dataset.text_backbone=hash", "--set", "dataset.image_backbone=hash",
+                                 "--set", "dataset.use_cache=false"])
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+    assert "Traceback" not in res.output
+    assert not out.exists()  # a failed run leaves no empty --out folder behind
+
+
 @pytest.mark.parametrize(
     "sets, message",
     [

@@ -91,6 +91,42 @@ def test_unwritable_out(tmp_path):
     assert res.exit_code == 2 and "not a writable folder" in res.output
 
 
+def test_a_failed_run_leaves_no_out_folder(tmp_path):
+    data = tmp_path / "catalog"
+    data.mkdir()  # a catalog folder without its items.jsonl
+    out = tmp_path / "new" / "out"
+    res = runner.invoke(app, ["run", "--out", str(out), "--dataset", "catalog", "--data-dir", str(data), *TINY[-5:]])
+    assert res.exit_code == 2 and "has no items.jsonl or items.parquet" in " ".join(res.output.split()), res.output
+    assert [p.name for p in tmp_path.iterdir()] == ["catalog"]  # neither out nor the parent it would have needed
+
+
+def test_the_writability_check_leaves_nothing_behind(tmp_path):
+    from ftbench.cli.common import UsageError, check_writable
+
+    check_writable(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    check_writable(tmp_path / "kept")
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match=r"--out '.*file/sub/dir' is not a writable folder \(Not a directory\)"):
+        check_writable(tmp_path / "file" / "sub" / "dir")
+
+
+@pytest.mark.parametrize("command, default", [("run", "runs"), ("sweep", "runs"), ("reference", "runs"),
+                                              ("tune", "runs/tune"), ("cost", "runs/cost")])
+def test_commands_write_under_the_git_ignored_runs_by_default(command, default):
+    """The committed results/ changes only when a command is told to write there."""
+    import typer.main
+    from pathlib import Path
+
+    click_command = typer.main.get_command(app).commands[command]
+    (out,) = [p for p in click_command.params if p.name == "out"]
+    assert Path(out.default) == Path(default)
+    ignored = (Path(__file__).resolve().parents[2] / ".gitignore").read_text().split()
+    assert "/runs/" in ignored or "runs/" in ignored
+
+
 def test_listing_commands_and_version():
     res = _run("objectives")
     assert res.exit_code == 0 and "clip" in res.output and "factorized" in res.output
