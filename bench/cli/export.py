@@ -34,7 +34,10 @@ def register(app: typer.Typer) -> None:
         target = out or results_dir / f"results.{format}"
         try:
             write_export(frame, target, format)
-        except (ImportError, OSError) as exc:
+        except ImportError as exc:
             fail(str(exc))
+        except OSError as exc:
+            where = f"--out {str(target)!r}" if out is not None else f"{str(target)!r} (the default --out)"
+            fail(f"{where}: cannot write the export ({exc.strerror or exc}); give --out a file in a writable folder")
         console.print(f"{len(frame)} rows ({frame['run_id'].nunique()} runs) -> {target}", highlight=False)
         print(target)

@@ -56,3 +56,23 @@ def test_export_writes_one_row_per_run_task_metric(results, tmp_path, fmt):
 def test_export_refuses_an_unknown_format(results):
     res = runner.invoke(app, ["export", str(results), "--format", "xlsx"])
     assert res.exit_code != 0 and "--format must be one of csv, parquet" in res.output
+
+
+@pytest.mark.parametrize("where", ["file-in-the-way", "proc"])
+def test_an_unwritable_export_target_is_one_line_naming_the_option(tmp_path, where):
+    """Was a bare `[Errno 2] No such file or directory: '/proc/x.csv'`."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    if where == "proc" and not (sys.platform.startswith("linux") and Path("/proc/self").is_dir()):
+        pytest.skip("/proc (where no file can be created) is Linux's")
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "results"
+    shutil.copy(next(fixtures.glob("synthetic__clip__*.json")), tmp_path)
+    (tmp_path / "file").write_text("x")
+    target = tmp_path / "file" / "x.csv" if where == "file-in-the-way" else Path("/proc/x.csv")
+    res = runner.invoke(app, ["export", str(tmp_path), "--out", str(target)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert f"error: --out '{target}': cannot write the export (" in text
+    assert "give --out a file in a writable folder" in text and "[Errno" not in text and "Traceback" not in text
