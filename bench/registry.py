@@ -16,9 +16,18 @@ class UnknownNameError(KeyError):
 
 
 def suggest(name: str, choices: list[str], what: str) -> str:
-    """An error message for an unknown `name` among `choices`, naming the closest match."""
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.4)
-    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    """An error message for an unknown `name` among `choices`, naming the closest match. Names
+    are compared without case, so `CLIP` gets `clip` suggested (names themselves stay exact: one
+    spelling per plugin in result files, file names and studies)."""
+    by_folded: dict[str, list[str]] = {}
+    for choice in choices:
+        by_folded.setdefault(choice.lower(), []).append(choice)
+    close = by_folded.get(name.lower()) or [
+        choice for folded in difflib.get_close_matches(name.lower(), list(by_folded), n=3, cutoff=0.4)
+        for choice in by_folded[folded]]
+    hint = f" Did you mean {' or '.join(repr(c) for c in close[:3])}?" if close else ""
+    if name.lower() in by_folded:
+        hint += " (names are case-sensitive)"
     return f"unknown {what} {name!r}.{hint} Known: {', '.join(sorted(choices))}."
 
 

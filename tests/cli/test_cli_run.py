@@ -68,6 +68,8 @@ def test_save_embeddings(tmp_path):
     "args, message",
     [
         (["--objective", "factorised"], "did you mean 'factorized'"),
+        (["--objective", "CLIP"], "unknown objective 'CLIP'. Did you mean 'clip'?"),
+        (["--dataset", "Synthetic"], "unknown data set 'Synthetic'. Did you mean 'synthetic'?"),
         (["--dataset", "synthetc"], "did you mean 'synthetic'"),
         (["--views", "0"], "--views must be at least 1"),
         (["--set", "primary_wieght=0.7"], "did you mean 'primary_weight'"),
