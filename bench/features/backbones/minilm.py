@@ -63,6 +63,9 @@ class MiniLM(Backbone):
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             path = self._model_dir()
             st = require_module("sentence_transformers", ENCODERS_HINT)
+            # transformers draws a "Loading weights" tqdm bar on stderr through ftbench's own progress
+            # display; the environment switch (HF_HUB_DISABLE_PROGRESS_BARS) is read only at import
+            require_module("transformers.utils.logging", ENCODERS_HINT).disable_progress_bar()
             self._model = st.SentenceTransformer(str(path), device=str(resolve_device(self.device)))
             self._model.eval()
         return self._model

