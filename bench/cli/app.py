@@ -4,8 +4,10 @@ of this folder that defines `register(app)` adds its commands, so a new command 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pkgutil
+from typing import Optional
 
 import typer
 
@@ -66,6 +68,40 @@ def _register_command_modules() -> None:
 
 
 _register_command_modules()
+
+
+def _help_as_plain_text(typer_app: typer.Typer) -> None:
+    """Every help text of `typer_app` (commands, their options and arguments, sub-apps) escaped for
+    rich: Typer's rich help reads help as markup, which ate the `[tracking]` of
+    `pip install 'ftbench[tracking]'` and the `[train]` of a TOML table. Our help is plain text."""
+    from rich.markup import escape
+    from typer.models import ParameterInfo
+
+    def escape_once(holder: object, attribute: str, text: Optional[str]) -> None:
+        if isinstance(text, str) and not getattr(holder, "_ftbench_plain_help", False):
+            setattr(holder, attribute, escape(text))
+            try:
+                holder._ftbench_plain_help = True  # a callback registered twice is escaped once
+            except AttributeError:
+                pass
+
+    def parameters(callback) -> None:
+        for parameter in inspect.signature(callback).parameters.values():
+            if isinstance(parameter.default, ParameterInfo):
+                escape_once(parameter.default, "help", parameter.default.help)
+
+    escape_once(typer_app.info, "help", typer_app.info.help)
+    if typer_app.registered_callback is not None and typer_app.registered_callback.callback is not None:
+        parameters(typer_app.registered_callback.callback)
+    for command in typer_app.registered_commands:
+        # Typer shows the docstring when no help= is given: it becomes the help, escaped
+        escape_once(command, "help", command.help if isinstance(command.help, str) else inspect.getdoc(command.callback))
+        parameters(command.callback)
+    for group in typer_app.registered_groups:
+        _help_as_plain_text(group.typer_instance)
+
+
+_help_as_plain_text(app)
 
 
 def main() -> None:

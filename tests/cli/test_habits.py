@@ -30,6 +30,45 @@ def test_help_shows_no_bool_placeholder(command):
         assert " -v " not in views_row  # -v is never --views (it is --verbose where there is one)
 
 
+def _help_text(*command):
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "400"})
+    assert res.exit_code == 0, res.output
+    return " ".join(res.output.replace("│", " ").split())  # panel borders out: a wrapped cell reads on
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("run", "pip install 'ftbench[tracking]'"),
+    ("sweep", "pip install 'ftbench[tracking]'"),
+    ("tune", "pip install 'ftbench[tracking]'"),
+    ("run", "(bare or in [objective], [dataset], [train], [tower], [eval] tables)"),
+])
+def test_help_shows_brackets_as_written(command, shown):
+    """Rich markup ate them: `pip install 'ftbench'`, "bare or in , , , , tables"."""
+    assert shown in _help_text(command)
+
+
+def test_every_bracket_of_every_help_text_is_shown():
+    import typer.main
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, (*path, name))
+            else:
+                yield (*path, name), command
+
+    checked = 0
+    for path, command in commands(typer.main.get_command(app)):
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        # what a help text says, unescaped; tag-like brackets are the ones rich would take as markup
+        brackets = {b for text in texts for b in re.findall(r"\[[a-z#/@][^\[\]]*\]", text.replace("\\[", "["))}
+        shown = _help_text(*path)
+        for bracket in brackets:
+            assert " ".join(bracket.split()) in shown, (path, bracket)
+            checked += 1
+    assert checked >= 5  # the [tracking] of run, sweep, tune and the --config tables at least
+
+
 def test_shell_completion_is_offered():
     res = runner.invoke(app, ["--help"], env={"COLUMNS": "160"})
     assert "--install-completion" in res.output and "--show-completion" in res.output
