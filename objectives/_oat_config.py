@@ -34,6 +34,13 @@ class OatConfig(ObjectiveConfig):
     plan_momentum: float = option(
         0.9, "EMA momentum of the training plans served in eval mode (0: last batch's plan)", "our reading"
     )
+    residual_init: str = option(
+        "zero",
+        "init of the d x d residuals Delta_m: 'zero' (the served z starts as the gated mix of anchor and "
+        "modalities, in the views' space); 'xavier' (released code: z starts in a random linear map of the "
+        "views' space, which only a query term trains - without training queries z stays there)",
+        "our reading (released code: xavier)", choices=("xavier", "zero"),
+    )
     init_image_gate: float = option(0.05, "initial g_v (released alpha), weight of the aligned image", "released code")
     init_text_gate: float = option(0.8, "initial g_t (released beta), weight of the aligned text", "released code")
     learn_gates: bool = option(True, "train the fusion gates g_v, g_t", "released code")

@@ -115,8 +115,11 @@ class Oat(Objective):
             nn.init.normal_(self.id_embedding.weight, std=config.id_init_std)
         self.delta_image = nn.Parameter(torch.empty(d, d))
         self.delta_text = nn.Parameter(torch.empty(d, d))
-        nn.init.xavier_uniform_(self.delta_image)
-        nn.init.xavier_uniform_(self.delta_text)
+        for residual in (self.delta_image, self.delta_text):
+            if config.residual_init == "zero":
+                nn.init.zeros_(residual)
+            else:
+                nn.init.xavier_uniform_(residual)
         gates = torch.tensor([config.init_image_gate, config.init_text_gate])
         if config.learn_gates:
             self.gates = nn.Parameter(gates)

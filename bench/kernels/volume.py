@@ -151,6 +151,20 @@ def _schur_terms(
     return log_det_sets, residual.clamp_min(delta)
 
 
+def signed_lift(vectors: torch.Tensor) -> torch.Tensor:
+    """(v, 1) / sqrt 2 for every unit vector v in `vectors` [..., d] -> [..., d + 1], unit again.
+
+    GRAM's volume is blind to signs: flipping any vector of a set flips a row and a column of G
+    and leaves det G unchanged, so a view and its negation are equally "close" to an anchor. In the
+    lifted space <v', w'> = (1 + <v, w>) / 2, so the pair volume sqrt(1 - <v', w'>^2) is zero only
+    at w = v and largest at w = -v, and a set of lifted vectors is linearly dependent only when the
+    anchor lies on the affine hull of the set (for unit vectors: on the circle, sphere, ... through
+    them), never at the antipode of a member.
+    """
+    ones = torch.ones((*vectors.shape[:-1], 1), dtype=vectors.dtype, device=vectors.device)
+    return torch.cat([vectors, ones], dim=-1) * (0.5**0.5)
+
+
 def pairwise_log_volume(
     anchor: torch.Tensor, sets: torch.Tensor, mask: torch.Tensor | None = None, delta: float = 1e-4
 ) -> torch.Tensor:

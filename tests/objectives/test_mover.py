@@ -102,7 +102,7 @@ def test_volume_logits_hand_checked():
     emb, mask = hand_example()
     views = encode(emb, mask, layout)
     obj = build(layout, 3, volume_delta=delta, init_logit_scale=scale, learn_logit_scale=False, ot_weight=0.0,
-                volume_score="volume").double()
+                volume_score="volume", signed=False).double()
     out = obj(AlignmentBatch(views=views))
     vol = hand_volumes(delta)
     assert abs(val(obj.logit_scale()) - scale) < 1e-5
@@ -129,7 +129,8 @@ def test_ot_term_weight_zero_versus_positive(cost):
     mask = torch.ones(b, 8, dtype=torch.bool)
     mask[3, 4:] = False
     views = encode(raw, mask, layout)
-    common = dict(ot_epsilon=0.1, ot_iterations=2000, ot_cost=cost)
+    # the deterministic score: "fixed" would sample other groups in the oracle's call below
+    common = dict(ot_epsilon=0.1, ot_iterations=2000, ot_cost=cost, volume_score="distance")
     off = build(layout, d, ot_weight=0.0, **common).double()
     on = build(layout, d, ot_weight=0.5, **common).double()
     out_off, out_on = off(AlignmentBatch(views=views)), on(AlignmentBatch(views=views))
@@ -164,15 +165,19 @@ def test_volume_scores_use_all_views():
     mask = make_mask(layout, b, 8, seed=3)
     views = encode(torch.randn(b, 8, d, generator=g, dtype=torch.float64), mask, layout)
     query = F.normalize(torch.randn(4, d, generator=g, dtype=torch.float64), dim=-1)
-    obj = build(layout, d).double()
-    scores = obj.volume_scores(query, views)
-    assert scores.shape == (4, b)
-    for i in range(4):
-        for j in range(b):
-            group = views.embeddings[j][mask[j]]
-            members = torch.cat([query[i : i + 1], group])
-            ratio = gram_volume(members, delta=1e-4) / gram_volume(group, delta=1e-4)  # the distance score
-            assert abs(float(scores[i, j]) + float(ratio)) < 1e-10
+    for signed in (False, True):
+        obj = build(layout, d, volume_score="distance", signed=signed).double()
+        scores = obj.volume_scores(query, views)
+        assert scores.shape == (4, b)
+        for i in range(4):
+            for j in range(b):
+                group = views.embeddings[j][mask[j]]
+                members = torch.cat([query[i : i + 1], group])
+                if signed:  # (v, 1) / sqrt 2, written out
+                    members = torch.cat([members, torch.ones(len(members), 1, dtype=members.dtype)], 1) / math.sqrt(2)
+                    group = members[1:]
+                ratio = gram_volume(members, delta=1e-4) / gram_volume(group, delta=1e-4)  # the distance score
+                assert abs(float(scores[i, j]) + float(ratio)) < 1e-10
 
 
 def check_finite(obj, layout, v, b=16, d=32, seed=0):
@@ -253,7 +258,7 @@ def test_distance_score_is_gram_volume_ratio_in_numpy():
     the six-item case (delta -> 0 limit: the delta-regularised score agrees to O(delta))."""
     layout = make_layout(SIX_LAYOUT)
     emb, mask = six_items()
-    obj = build(layout, 10, volume_score="distance", volume_delta=1e-10).double()
+    obj = build(layout, 10, volume_score="distance", volume_delta=1e-10, signed=False).double()
     other = mask.clone()
     other[:, 0] = False
     got = obj.volumes(emb[:, 0], emb, other).numpy()
@@ -275,7 +280,7 @@ def test_distance_loss_hand_computed():
     # cross pairs: a_0 = e1 vs x_1 = (0.6, 0.8): sin = 0.8; a_1 = e2 vs x_0 = (0.8, 0.6): sin = 0.8
     mask = torch.ones(2, 2, dtype=torch.bool)
     obj = build(layout, 2, volume_delta=1e-12, init_logit_scale=5.0, learn_logit_scale=False,
-                ot_weight=0.0).double()
+                ot_weight=0.0, volume_score="distance", signed=False).double()
     out = obj(AlignmentBatch(views=encode(emb, mask, layout)))
     s = val(obj.logit_scale())
     # each row and column: -log(e^{-0.6 s} / (e^{-0.6 s} + e^{-0.8 s})) = log(1 + e^{-0.2 s})
@@ -323,3 +328,84 @@ def test_config_errors():
         build(layout, 8, volume_delta=0.0)
     with pytest.raises(ValueError, match="groups"):
         build(layout, 8, groups="pairs")
+
+
+def noisy_catalog(n=200, d=32, noise=0.7, seed=0):
+    """n items in R^d: anchor c_i (unit), up to 7 other views normalise(c_i + noise * 2 g / sqrt d)."""
+    g = torch.Generator().manual_seed(seed)
+    centre = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)
+    views = F.normalize(centre[:, None] + noise * 2 * torch.randn(n, 7, d, generator=g, dtype=torch.float64) / d**0.5,
+                        dim=-1)
+    return centre, views
+
+
+def nearest_items(obj, anchors, views, mask):
+    torch.manual_seed(0)
+    return obj.volumes(anchors, views, mask).argmin(dim=1)
+
+
+@pytest.mark.parametrize("score", ["fixed", "distance"])
+def test_noisy_views_do_not_favour_items_with_more_views(score):
+    """The default score is comparable across view counts: when half the items gain 6 more noisy
+    views, the anchors' nearest items are not pulled toward them. The span distance is (every
+    wrong pick a 7-view item): its documented caveat."""
+    n = 200
+    layout = make_layout([("text", True)] + [("text", False)] * 7)
+    anchors, views = noisy_catalog(n)
+    obj = build(layout, 32, volume_score=score).double()
+    one = torch.zeros(n, 7, dtype=torch.bool)
+    one[:, 0] = True
+    mixed = one.clone()
+    mixed[n // 2:] = True
+    own = torch.arange(n)
+    pick_one, pick_mixed = nearest_items(obj, anchors, views, one), nearest_items(obj, anchors, views, mixed)
+    wrong = pick_mixed[pick_mixed != own]
+    share_to_many = float((wrong >= n // 2).double().mean())
+    if score == "fixed":
+        assert obj.config.volume_score == OBJECTIVES.get("mover").Config().volume_score  # the default
+        assert float((pick_mixed == own).double().mean()) >= float((pick_one == own).double().mean()) - 0.05
+        assert len(wrong) > 10 and share_to_many < 0.7, share_to_many  # half the items have 7 views
+    else:
+        assert share_to_many > 0.95, share_to_many
+
+
+def test_signed_pair_volume_hand_computed():
+    """k = 1, unit anchor a and view v with cosine c: lifted cosine (1 + c) / 2, so
+    Vol_delta^2 = (1 + delta)^2 - ((1 + c) / 2)^2 (signed) against (1 + delta)^2 - c^2 (GRAM)."""
+    layout, delta = make_layout([("text", True), ("text", False)]), 1e-3
+    angles = torch.tensor([0.0, 0.5, 1.5, 2.5, math.pi], dtype=torch.float64)
+    anchor = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    sets = torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)[:, None, :]
+    mask = torch.ones(len(angles), 1, dtype=torch.bool)
+    c = torch.cos(angles)
+    p = 1 + delta
+    signed = build(layout, 2, volume_score="volume", volume_delta=delta).double().volumes(anchor, sets, mask)[0]
+    gram = build(layout, 2, volume_score="volume", volume_delta=delta, signed=False).double().volumes(anchor, sets, mask)[0]
+    assert torch.allclose(signed, torch.sqrt(p * p - ((1 + c) / 2) ** 2), atol=1e-12)
+    assert torch.allclose(gram, torch.sqrt(p * p - c * c), atol=1e-12)
+    # GRAM's volume cannot tell v from -v; the signed one ranks -v farthest of all
+    assert abs(float(gram[0] - gram[-1])) < 1e-12
+    assert signed.argmax() == len(angles) - 1 and bool((signed[1:] > signed[:-1]).all())
+
+
+def test_anti_aligned_views_lose_to_aligned_ones():
+    """Training direction: from views at -1 cosine to their anchors (the sign-flipped solution the
+    towers found on the grocery mini), the signed loss is far above the aligned one; GRAM's volume
+    scores both alike."""
+    layout, d, b = make_layout(MULTIMODAL), 16, 12
+    g = torch.Generator().manual_seed(4)
+    title = F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=-1)
+    aligned = title[:, None].expand(b, 8, d).clone()
+    flipped = aligned.clone()
+    flipped[b // 2:, [0, 3, 4, 6]] *= -1  # the image views of half the items
+    mask = torch.ones(b, 8, dtype=torch.bool)
+    for signed in (True, False):
+        obj = build(layout, d, signed=signed, ot_weight=0.0).double()
+        torch.manual_seed(0)
+        good = val(obj(AlignmentBatch(views=encode(aligned, mask, layout)))["volume_loss"])
+        torch.manual_seed(0)
+        bad = val(obj(AlignmentBatch(views=encode(flipped, mask, layout)))["volume_loss"])
+        if signed:
+            assert bad > good + 1.0, (good, bad)
+        else:
+            assert abs(bad - good) < 1e-9, (good, bad)
