@@ -11,13 +11,15 @@ Two starts (`tower.init`):
   starts at zero, beside a linear skip path P [d, d_in] fitted on the train items' features
   (`skip_projection`): an orthonormal embedding when d_in <= d (every cosine between backbone
   features kept exactly), else the top-d principal axes of the train items' unit-normalised
-  features (uncentred: the axes that keep most of their inner products). At step 0 the tower's
-  output is the backbone's cosine geometry up to that projection, which training then moves
-  (both P and the MLP are trained).
+  features (uncentred: the axes that keep most of their inner products), then a fixed rotation
+  per modality and a gain sqrt(d) (`ResidualTower`). At step 0 the tower's output is the
+  backbone's cosine geometry up to that projection, which training then moves (both P and the
+  MLP are trained).
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,28 +84,51 @@ class Tower(nn.Module):
         return F.normalize(self.net(features), dim=-1)
 
 
+def modality_rotation(modality: str, dim: int) -> np.ndarray:
+    """A fixed random rotation [dim, dim] per modality (Haar, seeded by the modality's name).
+
+    The backbones' spaces are unrelated, yet their leading axes (the first rows of `skip_projection`:
+    [I; 0], or the principal axes, the first being the features' mean direction) would all land on
+    the same output coordinates: at step 0 every title would look like every image along them,
+    and a fused item embedding mixes its modalities through that false agreement (grocery mini,
+    12 products: photo->product R@1 at step 0 0.69 for the fused item of factorized without the
+    rotations, 0.76 with them). Rotating each modality its own way keeps every within-modality
+    inner product and leaves cross-modal ones at chance, as the random MLP does."""
+    rng = np.random.default_rng([zlib.crc32(modality.encode()), dim])
+    q, r = np.linalg.qr(rng.normal(size=(dim, dim)))
+    return q * np.sign(np.diag(r))[None, :]  # the sign convention that makes q unique (Haar)
+
+
 class ResidualTower(nn.Module):
-    """normalise(P x/||x|| + MLP(x)): a trainable linear skip path P [d, d_in], initialised to
-    `projection`, and the MLP of `Tower` as a residual branch whose last layer starts at zero.
+    """normalise(P x/||x|| + MLP(x)): a trainable linear skip path P [d, d_in] and the MLP of
+    `Tower` as a residual branch whose last layer starts at zero.
 
-    The MLP is drawn first and P is copied in without a random draw, so under one seed the MLP's
-    first layer is the one `Tower` draws: the two starts differ only where they mean to."""
+    P starts as sqrt(d) * R_m @ `projection` (`modality_rotation` R_m). The factor sqrt(d) puts the
+    skip output on the scale of a LayerNorm'd vector (unit root-mean-square coordinates), where
+    the residual branch's coordinates grow by about the learning rate per step under AdamW
+    whatever the scale: at norm 1 that branch soon outweighs the skip path (grocery mini, seed 0,
+    test photo->product R@1 after the 100-step budget against a gain of 1: factorized 0.89 vs
+    0.84, clip 0.50 vs 0.45). The MLP is drawn first and P is set without a random draw, so under one seed
+    the MLP's first layer is the one `Tower` draws: the two starts differ only where they mean to."""
 
-    def __init__(self, input_dim: int, config: TowerConfig, projection: torch.Tensor) -> None:
+    def __init__(self, input_dim: int, config: TowerConfig, projection: torch.Tensor, modality: str) -> None:
         super().__init__()
-        if tuple(projection.shape) != (config.embedding_dim, input_dim):
+        d = config.embedding_dim
+        if tuple(projection.shape) != (d, input_dim):
             raise ValueError(f"skip projection has shape {tuple(projection.shape)}, expected "
-                             f"{(config.embedding_dim, input_dim)} (tower.embedding_dim x feature dimension)")
+                             f"{(d, input_dim)} (tower.embedding_dim x feature dimension)")
         self.net = _mlp(input_dim, config)
         with torch.no_grad():
             self.net[-1].weight.zero_()
             self.net[-1].bias.zero_()
-        self.skip = nn.Parameter(projection.detach().to(torch.float32).clone())
+        rotation = torch.from_numpy(modality_rotation(modality, d))
+        start = np.sqrt(d) * (rotation @ projection.detach().to(torch.float64))
+        self.skip = nn.Parameter(start.to(torch.float32))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         # the skip path sees unit-normalised features: the geometry kept is the backbone's cosine
-        # geometry (what the frozen references score), and its output norm (<= 1) does not
-        # depend on the backbone's feature scale, which the residual branch would have to match
+        # geometry (what the frozen references score), and its output norm does not depend on
+        # the backbone's feature scale
         skip = F.linear(F.normalize(features, dim=-1), self.skip.to(features.dtype))
         return F.normalize(skip + self.net(features), dim=-1)
 
@@ -197,7 +222,7 @@ class Towers(nn.Module):
                         f"than tower.embedding_dim={config.embedding_dim}, so its skip path must be fitted on train "
                         f"features (build the towers with build_towers)")
                 projection = torch.from_numpy(skip_projection(feature_dims[modality], config.embedding_dim))
-            return ResidualTower(feature_dims[modality], config, projection)
+            return ResidualTower(feature_dims[modality], config, projection, modality)
 
         # built in sorted order: a catalog's dict of dimensions may come from a set, whose order
         # changes with the process's string-hash seed; the seeded initialisation (and the parameter

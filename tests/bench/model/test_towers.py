@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from ftbench.config import apply_overrides
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset
-from ftbench.model.towers import build_towers, skip_projection, train_view_features
+from ftbench.model.towers import build_towers, modality_rotation, skip_projection, train_view_features
 from ftbench.train.loop import TrainConfig, train
 
 RESIDUAL = TowerConfig(embedding_dim=16, hidden_dim=32, init="residual")
@@ -107,9 +107,22 @@ def test_residual_towers_keep_the_inner_products_of_the_top_principal_axes_when_
         with torch.no_grad():
             skip = F.linear(F.normalize(torch.from_numpy(x).float(), dim=-1), tower.skip)
             assert torch.count_nonzero(tower.net(torch.from_numpy(x).float())) == 0  # residual branch starts at zero
-        np.testing.assert_allclose((skip @ skip.T).numpy(), truncated, atol=1e-4)
+        # up to the gain sqrt(d) of the skip path (the rotation keeps inner products)
+        np.testing.assert_allclose((skip @ skip.T).numpy() / 16, truncated, atol=1e-4)
         out = towers.encode(modality, torch.from_numpy(x).float())
         torch.testing.assert_close(out, F.normalize(skip, dim=-1))
+
+
+def test_each_modality_is_rotated_its_own_way_so_leading_axes_do_not_coincide():
+    towers = Towers({"image": 6, "text": 6}, TowerConfig(embedding_dim=64, hidden_dim=8, init="residual"))
+    image, text = (towers.towers[m].skip.detach().double() / 8 for m in ("image", "text"))
+    torch.testing.assert_close(image.T @ image, torch.eye(6, dtype=torch.float64))  # orthonormal columns
+    # without the rotations both would be [I; 0] and image axis k would equal text axis k
+    assert (image.T @ text).abs().max() < 0.6
+    rotation = modality_rotation("image", 64)
+    np.testing.assert_allclose(rotation.T @ rotation, np.eye(64), atol=1e-12)
+    np.testing.assert_array_equal(rotation, modality_rotation("image", 64))  # fixed, not drawn from the run's seed
+    assert not np.allclose(rotation, modality_rotation("text", 64))
 
 
 def test_residual_towers_are_exact_when_the_train_features_span_no_more_than_d_dimensions():
