@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 import time
 
 import numpy as np
@@ -353,28 +352,31 @@ def _measure_speedup(device: torch.device) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def _decide(device_type: str, device_index: int | None) -> tuple[str, str]:
-    env = os.environ.get("FTBENCH_SEARCH_PRECISION", "").strip().lower()
-    if env in ("fp32", "bf16"):
-        return env, f"set by FTBENCH_SEARCH_PRECISION={env}"
-    if env:
-        raise ValueError(f"FTBENCH_SEARCH_PRECISION must be fp32 or bf16, got {env!r}")
+def _decide(device_type: str, device_index: int | None) -> tuple[str, str, float | None]:
+    """(scan, reason, measured speed-up or None). The reason never carries the measured figure: it
+    is recorded with a run's evaluation counts, which the same command must reproduce exactly; the
+    figure goes to the run's timing block (`measured_speedup`)."""
+    from .search import SEARCH_ENV, forced_scan
+
+    forced = forced_scan()
+    if forced in ("fp32", "bf16"):  # (lowrank is no choice between these two: the hardware decides it)
+        return forced, f"set by {SEARCH_ENV}={forced}", None
     device = torch.device(device_type, device_index) if device_index is not None else torch.device(device_type)
     if device_type == "cpu":
         flags = _cpu_flags() & {"amx_bf16", "avx512_bf16"}
         if not flags:
-            return "fp32", "the CPU has no bf16 matrix instructions (no amx_bf16 / avx512_bf16 in /proc/cpuinfo)"
+            return "fp32", "the CPU has no bf16 matrix instructions (no amx_bf16 / avx512_bf16 in /proc/cpuinfo)", None
         what = "CPU flags " + ", ".join(sorted(flags))
     elif device_type == "cuda":
         if not torch.cuda.is_bf16_supported():
-            return "fp32", "the GPU has no bf16 support"
+            return "fp32", "the GPU has no bf16 support", None
         what = "CUDA bf16"
     else:
-        return "fp32", f"no bf16 path for device type {device_type}"
+        return "fp32", f"no bf16 path for device type {device_type}", None
     speedup = _measure_speedup(device)
     if speedup >= _MIN_SPEEDUP:
-        return "bf16", f"{what}; bf16 score block {speedup:.2f}x faster than fp32 (measured)"
-    return "fp32", f"{what}, but the bf16 score block is only {speedup:.2f}x the fp32 speed (measured; needs {_MIN_SPEEDUP}x)"
+        return "bf16", f"{what}; bf16 score block measured at least {_MIN_SPEEDUP}x faster than fp32", speedup
+    return "fp32", f"{what}, but the bf16 score block measured less than {_MIN_SPEEDUP}x faster than fp32", speedup
 
 
 def search_precision(device: torch.device | str) -> tuple[str, str]:
@@ -383,7 +385,16 @@ def search_precision(device: torch.device | str) -> tuple[str, str]:
     bf16 where the hardware has bf16 matrix units (CPU flags amx_bf16 / avx512_bf16, or CUDA) and
     a short measurement shows the bf16 score block faster by >= 1.3x; fp32 elsewhere. Decided
     once per device and process; the environment variable FTBENCH_SEARCH_PRECISION=fp32|bf16
-    overrides it.
+    overrides it (it forces `exact_topk`'s whole choice: `search.SEARCH_ENV`). The reason names no measured figure (`measured_speedup` gives it), so that the
+    same inputs give the same text.
     """
     device = torch.device(device)
-    return _decide(device.type, device.index)
+    return _decide(device.type, device.index)[:2]
+
+
+def measured_speedup(device: torch.device | str) -> float | None:
+    """fp32 time / bf16 time of the score block that `search_precision` measured on this device
+    to decide, or None where it measured nothing (no bf16 units, or FTBENCH_SEARCH_PRECISION set).
+    A timing: runs record it in their timing block, never beside the choice it explains."""
+    device = torch.device(device)
+    return _decide(device.type, device.index)[2]

@@ -55,6 +55,7 @@ selection scheme.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -406,7 +407,8 @@ def exact_topk(
         (`ftbench.kernels.lowrank_search`: the same certified result); "auto" (default) takes
         lowrank where the catalog is large and nearly low-rank, else bf16 where
         `bf16_search.search_precision(device)` finds it faster (bf16 matrix units and a short
-        measurement), fp32 elsewhere (`plan_scan` says which and why).
+        measurement), fp32 elsewhere (`plan_scan` says which and why); the environment variable
+        `SEARCH_ENV` (FTBENCH_SEARCH_PRECISION) forces the pass "auto" takes.
     info : optional dict, filled with the scan taken ("scan"), the reason ("reason") and, for
         lowrank, the rank, the mean candidates re-scored per query and the query blocks that fell
         back to fp32 because the bound did not prune ("fallback_blocks").
@@ -493,27 +495,47 @@ def exact_topk(
 
 
 SCANS = ("auto", "fp32", "bf16", "lowrank")
+#: forces the pass of every `exact_topk(precision="auto")` call (a run's evaluation and validation
+#: searches): auto, fp32, bf16 or lowrank. Every pass returns the same exact top-k, so a run's
+#: metrics do not depend on it; the tests set it to run each pass on every machine.
+SEARCH_ENV = "FTBENCH_SEARCH_PRECISION"
+
+
+def forced_scan() -> str | None:
+    """The pass `SEARCH_ENV` forces on `precision="auto"` (None where unset or "auto")."""
+    value = os.environ.get(SEARCH_ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value not in SCANS:
+        raise ValueError(f"{SEARCH_ENV} must be one of {', '.join(SCANS)}, got {value!r}")
+    return value
 
 
 def plan_scan(precision: str, items: torch.Tensor):
     """(scan, reason, low-rank catalog or None): the pass `exact_topk(precision=...)` takes, and why.
 
-    "auto": "lowrank" where the catalog qualifies (at least `lowrank_search.MIN_ITEMS` float32
-    items whose top r <= d/4 principal directions hold all but `MAX_RESIDUAL_ENERGY` of their
-    second moment: a (r+1)/d-sized scan), else "bf16" where the hardware makes that pass faster
-    (`bf16_search.search_precision`), else "fp32". "lowrank" requested explicitly uses the
-    smallest qualifying rank, or d/4. Every scan returns the same exact top-k.
+    "auto": the pass `SEARCH_ENV` names where it is set, else "lowrank" where the catalog
+    qualifies (at least `lowrank_search.MIN_ITEMS` float32 items whose top r <= d/4 principal
+    directions hold all but `MAX_RESIDUAL_ENERGY` of their second moment: a (r+1)/d-sized scan),
+    else "bf16" where the hardware makes that pass faster (`bf16_search.search_precision`), else
+    "fp32". "lowrank" requested explicitly uses the smallest qualifying rank, or d/4. Every scan
+    returns the same exact top-k. The reason is a function of the inputs, the environment and the
+    hardware (never of a measured time), so that a run records the same text every time.
     """
     if precision not in SCANS:
         raise ValueError(f"exact_topk: precision must be one of {', '.join(map(repr, SCANS))}, got {precision!r}")
+    how = "requested"
+    if precision == "auto" and forced_scan() is not None:
+        precision = forced_scan()
+        how = f"set by {SEARCH_ENV}={precision}"
     if precision == "fp32":
-        return "fp32", "requested", None
+        return "fp32", how, None
     if items.dtype != torch.float32:
         if precision != "auto":
-            raise ValueError(f"exact_topk: precision={precision!r} needs float32 items, got {items.dtype}")
+            raise ValueError(f"exact_topk: precision={precision!r} ({how}) needs float32 items, got {items.dtype}")
         return "fp32", f"items are {items.dtype}", None
     if precision == "bf16":
-        return "bf16", "requested", None
+        return "bf16", how, None
     from .lowrank_search import MAX_RESIDUAL_ENERGY, MIN_ITEMS, LowRankCatalog, fit_rank, principal_basis
 
     d = items.shape[1]
@@ -523,7 +545,7 @@ def plan_scan(precision: str, items: torch.Tensor):
         if rank is not None or precision == "lowrank":
             rank = rank or max(1, d // 4)
             reason = f"rank {rank} of {d} holds {float(energy[rank - 1]):.1%} of the items' second moment"
-            return "lowrank", reason, LowRankCatalog(items, basis[:, :rank])
+            return "lowrank", reason if precision == "auto" else f"{how}; {reason}", LowRankCatalog(items, basis[:, :rank])
         not_low = f"no rank <= d/4 holds {1 - MAX_RESIDUAL_ENERGY:.0%} of the items' second moment"
     else:
         not_low = f"fewer than {MIN_ITEMS} items"

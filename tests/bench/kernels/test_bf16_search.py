@@ -131,3 +131,43 @@ def test_search_precision_is_decided_and_explained(monkeypatch):
     with pytest.raises(ValueError, match="FTBENCH_SEARCH_PRECISION"):
         search_precision("cpu")
     bf16_search._decide.cache_clear()
+
+
+@pytest.mark.parametrize("speedups,scan", [((4.11, 5.73), "bf16"), ((1.05, 1.21), "fp32")])
+def test_the_reason_carries_no_measured_figure(monkeypatch, speedups, scan):
+    """Two processes measure different speed-ups: the choice and its reason (recorded in a run's
+    evaluation counts, which the same command must reproduce) are the same text; the figure is
+    `measured_speedup`'s, for the run's timing block."""
+    monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
+    monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"avx512_bf16", "avx2"})
+    decided = []
+    try:
+        for speedup in speedups:
+            bf16_search._decide.cache_clear()
+            monkeypatch.setattr(bf16_search, "_measure_speedup", lambda device, s=speedup: s)
+            decided.append(search_precision("cpu"))
+            assert bf16_search.measured_speedup("cpu") == speedup
+            assert str(speedup) not in decided[-1][1]
+    finally:
+        bf16_search._decide.cache_clear()
+    assert decided[0] == decided[1] and decided[0][0] == scan
+    assert "CPU flags avx512_bf16" in decided[0][1] and "1.3x" in decided[0][1]
+
+
+def test_nothing_measured_where_the_choice_needs_no_measurement(monkeypatch):
+    try:
+        bf16_search._decide.cache_clear()
+        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"avx2"})
+        monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
+        assert bf16_search.measured_speedup("cpu") is None
+        bf16_search._decide.cache_clear()
+        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"avx512_bf16"})
+        monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "fp32")
+        assert bf16_search.measured_speedup("cpu") is None and search_precision("cpu")[0] == "fp32"
+        bf16_search._decide.cache_clear()
+        # lowrank is no choice between bf16 and fp32: the hardware decides that one
+        monkeypatch.setattr(bf16_search, "_measure_speedup", lambda device: 2.0)
+        monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "lowrank")
+        assert search_precision("cpu")[0] == "bf16" and bf16_search.measured_speedup("cpu") == 2.0
+    finally:
+        bf16_search._decide.cache_clear()

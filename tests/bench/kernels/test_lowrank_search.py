@@ -153,6 +153,7 @@ def test_fallback_path_is_taken_and_exact(monkeypatch):
 def test_auto_takes_lowrank_only_where_the_catalog_is_large_and_nearly_low_rank(monkeypatch):
     gen = torch.Generator().manual_seed(8)
     monkeypatch.setattr(lowrank_search, "MIN_ITEMS", 2000)
+    monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
     low = torch.randn(3000, 4, generator=gen) @ torch.randn(4, 64, generator=gen) + 1e-3 * torch.randn(3000, 64, generator=gen)
     scan, reason, cat = plan_scan("auto", low)
     assert scan == "lowrank" and cat.rank == 16 and "rank 16 of 64" in reason
@@ -165,3 +166,35 @@ def test_auto_takes_lowrank_only_where_the_catalog_is_large_and_nearly_low_rank(
         plan_scan("int8", low)
     with pytest.raises(ValueError, match="needs float32 items"):
         plan_scan("lowrank", low.double())
+
+
+def test_the_environment_forces_the_pass_of_auto_only(monkeypatch):
+    """FTBENCH_SEARCH_PRECISION forces what `precision="auto"` takes, whatever the catalog and
+    the hardware (the tests run every pass on every machine that way); an explicit precision
+    is kept; the reason says what forced it."""
+    gen = torch.Generator().manual_seed(9)
+    monkeypatch.setattr(lowrank_search, "MIN_ITEMS", 2000)
+    low = torch.randn(3000, 4, generator=gen) @ torch.randn(4, 64, generator=gen)
+    small = torch.randn(500, 64, generator=gen)  # auto would never take lowrank here
+    monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "fp32")
+    assert plan_scan("auto", low)[:2] == ("fp32", "set by FTBENCH_SEARCH_PRECISION=fp32")
+    assert plan_scan("lowrank", low)[0] == "lowrank"  # an explicit request wins
+    monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "BF16 ")
+    assert plan_scan("auto", low)[:2] == ("bf16", "set by FTBENCH_SEARCH_PRECISION=bf16")
+    monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "lowrank")
+    scan, reason, cat = plan_scan("auto", small)
+    assert scan == "lowrank" and cat.rank == 16 and reason.startswith("set by FTBENCH_SEARCH_PRECISION=lowrank; rank 16 of 64")
+    q = torch.randn(7, 64, generator=gen)
+    info = {}
+    s, i = exact_topk(q, small, 20, info=info)
+    assert info["scan"] == "lowrank"
+    rs, ri = reference_topk(q, small, 20)
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+    monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "auto")
+    assert plan_scan("auto", low)[0] == "lowrank"
+    with pytest.raises(ValueError, match=r"FTBENCH_SEARCH_PRECISION=bf16\) needs float32 items"):
+        monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "bf16")
+        plan_scan("auto", low.double())
+    monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "int8")
+    with pytest.raises(ValueError, match="FTBENCH_SEARCH_PRECISION must be one of auto, fp32, bf16, lowrank, got 'int8'"):
+        plan_scan("auto", low)
