@@ -78,6 +78,17 @@ def describe_device(device: torch.device) -> dict:
     return info
 
 
+def search_timing(device: torch.device) -> dict:
+    """For a run's timing block: the fp32 / bf16 time ratio of the score block that the search's
+    choice of pass on this device measured (`bf16_search.measured_speedup`), where it measured one
+    (CPUs with bf16 matrix instructions, CUDA). The choice and its reason stay in the device record
+    and the evaluation counts, without the figure: the same command must record the same text."""
+    from .kernels.bf16_search import measured_speedup
+
+    speedup = measured_speedup(device)
+    return {} if speedup is None else {"bf16_score_block_speedup": round(speedup, 2)}
+
+
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

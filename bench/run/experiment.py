@@ -22,7 +22,7 @@ import torch
 from .. import __version__
 from ..config import apply_overrides, config_hash, parse_literal, to_jsonable
 from ..datasets import DATASETS
-from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, seed_everything
+from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, search_timing, seed_everything
 from ..train.distributed import setup as setup_distributed
 from ..eval.evaluator import EvalConfig, Evaluator
 from ..objectives import OBJECTIVES
@@ -326,6 +326,7 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
         "step_ms_p90": float(np.percentile(step_ms, 90)),
         "steps": int(len(step_ms)),
         **{k: round(v, 1) for k, v in peak_memory_mb(device).items()},
+        **search_timing(device),  # the measured figure behind the search's choice of pass, if any
     }
     run_id = f"{prepared.config_hash[:10]}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}"
     result = RunResult(

@@ -154,6 +154,22 @@ def test_the_reason_carries_no_measured_figure(monkeypatch, speedups, scan):
     assert "CPU flags avx512_bf16" in decided[0][1] and "1.3x" in decided[0][1]
 
 
+def test_a_run_records_the_measured_figure_in_its_timing_block(monkeypatch):
+    from ftbench.device import search_timing
+
+    monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
+    try:
+        bf16_search._decide.cache_clear()
+        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"amx_bf16"})
+        monkeypatch.setattr(bf16_search, "_measure_speedup", lambda device: 4.1149)
+        assert search_timing(torch.device("cpu")) == {"bf16_score_block_speedup": 4.11}
+        bf16_search._decide.cache_clear()
+        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: set())
+        assert search_timing(torch.device("cpu")) == {}
+    finally:
+        bf16_search._decide.cache_clear()
+
+
 def test_nothing_measured_where_the_choice_needs_no_measurement(monkeypatch):
     try:
         bf16_search._decide.cache_clear()

@@ -8,6 +8,12 @@ differ) and compared on everything but timings, the run id and the creation time
 is used because it samples auxiliary views at random every step: the sampling must come from the
 seeded generator alone. What differs on a GPU, and the `--deterministic` switch, is documented
 in the README ("Guarantees").
+
+The exact search's first pass (fp32, bf16 with its fp32 re-score, or low-rank) is forced through
+FTBENCH_SEARCH_PRECISION, once per pass, so that every pass is run on every machine: left to
+itself the choice depends on the CPU (bf16 only where it has bf16 matrix instructions, and after a
+measurement), and the catalog here is far too small for the low-rank pass. The cut-offs stop at
+100 so that the query search keeps 100 of the 300 items rather than all of them.
 """
 
 from __future__ import annotations
@@ -22,16 +28,17 @@ import pytest
 
 RUN = ["-m", "ftbench", "run", "--objective", "factorized", "--views", "4", "--seed", "3",
        "--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=4",
-       "--set", "train.val_gallery_size=200", "--steps", "8", "--batch-size", "32", "--device", "cpu",
-       "--quiet", "--save-embeddings"]
+       "--set", "train.val_gallery_size=200", "--set", "eval.ks=(1, 10, 50, 100)", "--steps", "8",
+       "--batch-size", "32", "--device", "cpu", "--quiet", "--save-embeddings"]
 
 
 @pytest.mark.slow
-def test_same_command_and_seed_give_identical_results(tmp_path):
+@pytest.mark.parametrize("search_pass", ["fp32", "bf16", "lowrank"])
+def test_same_command_and_seed_give_identical_results(tmp_path, search_pass):
     procs = []
     for hash_seed in ("1", "2"):
         out = tmp_path / f"hashseed{hash_seed}"
-        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "HF_HUB_OFFLINE": "1", "FTBENCH_SEARCH_PRECISION": search_pass}
         procs.append((out, subprocess.Popen([sys.executable, *RUN, "--out", str(out)], env=env,
                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     payloads, embeddings = [], []
@@ -49,6 +56,10 @@ def test_same_command_and_seed_give_identical_results(tmp_path):
                            for name in ("item_embeddings.npy", "query_embeddings.npy")})
     first, second = payloads
     assert first["metrics"] and first["training"]["history"]
+    search = first["counts"]["evaluation"]["query->item"]["search"]
+    assert search["scan"] == search_pass, search
+    assert search["reason"].startswith(f"set by FTBENCH_SEARCH_PRECISION={search_pass}"), search
+    assert first["counts"]["evaluation"]["query->item"]["mrr_cutoff"] == 100
     assert first == second
     for name, array in embeddings[0].items():
         assert array.tobytes() == embeddings[1][name].tobytes(), name
