@@ -1,7 +1,5 @@
 """`clip` against open_clip's `ClipLoss` (the reference implementation) and a hand computation."""
 
-import importlib.metadata as md
-import importlib.util
 import math
 
 import pytest
@@ -13,16 +11,7 @@ from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
 from ftbench.data.views import SlotLayout
 
-
-def _open_clip_loss_module():
-    """Load open_clip's src/open_clip/loss.py on its own: it imports only torch, whereas the
-    package's __init__ pulls torchvision (which we keep out of the environment)."""
-    dist = md.distribution("open-clip-torch")
-    path = next(f for f in dist.files if str(f).endswith("open_clip/loss.py"))
-    spec = importlib.util.spec_from_file_location("open_clip_loss", dist.locate_file(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ._helpers import open_clip_loss_module
 
 
 class _Cat:
@@ -54,7 +43,7 @@ def _batch(image, title, aux=None):
 
 
 def test_contrastive_term_equals_open_clip_clip_loss():
-    oc = _open_clip_loss_module()
+    oc = open_clip_loss_module()
     torch.manual_seed(0)
     image = F.normalize(torch.randn(16, 8, dtype=torch.float64), dim=-1)
     title = F.normalize(torch.randn(16, 8, dtype=torch.float64), dim=-1)

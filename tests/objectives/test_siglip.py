@@ -1,8 +1,6 @@
 """`siglip` against open_clip's `SigLipLoss` (its own loss.py, the reference), a hand computation on a
 tiny batch, SigLIP's initialisation, a matched-vs-shuffled direction check and the served embedding."""
 
-import importlib.metadata as md
-import importlib.util
 import math
 
 import torch
@@ -13,15 +11,7 @@ from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
 from ftbench.data.views import SlotLayout
 
-
-def _open_clip_loss_module():
-    """open_clip's loss.py on its own: it imports only torch (the package pulls torchvision)."""
-    dist = md.distribution("open-clip-torch")
-    path = next(f for f in dist.files if str(f).endswith("open_clip/loss.py"))
-    spec = importlib.util.spec_from_file_location("open_clip_loss", dist.locate_file(path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from ._helpers import open_clip_loss_module
 
 
 class _Cat:
@@ -54,7 +44,7 @@ def _unit(*shape, seed):
 
 
 def test_sigmoid_term_equals_open_clip_siglip_loss():
-    oc = _open_clip_loss_module()
+    oc = open_clip_loss_module()
     image, title = _unit(16, 8, seed=0), _unit(16, 8, seed=1)
     objective = _siglip(init_logit_scale=7.0, init_logit_bias=-3.0)
     out = objective(AlignmentBatch(_views(image, title)))
