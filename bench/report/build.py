@@ -34,9 +34,10 @@ from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
 from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
 from .curves import plot_training_curves
-from .headline import RULE, choose_headline, group_title, metric_label
+from .headline import RULE, choose_headline, group_titles, metric_label
 from .plots import plot_metric_vs_views, plot_tradeoff
-from .tables import _fmt_count, _group_tag, _groups_in_order, _slug, baseline_label, cell_interval, cell_values, fmt_difference, fmt_interval, md_table, paired_against_baseline, summary_table
+from .winner import WINNER_RULE, format_verdict, group_verdict
+from .tables import _fmt_count, _groups_in_order, _slug, baseline_label, cell_interval, cell_values, fmt_difference, fmt_interval, md_table, paired_against_baseline, summary_table
 
 
 # ----------------------------------------------------------------------------------------------
@@ -74,8 +75,8 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
     n_runs = len(data)
     seeds = sorted(int(s) for s in data["seed"].unique())
     headline, why = choose_headline(data)
-    title = group_title(first)
-    lines = [f"## {first['dataset']}: {_group_tag(first)}, {title.split(', ', 1)[-1] if ', ' in title else title}", "",
+    title = group_titles(frame)[group]
+    lines = [f"## {title}", "",
              f"Comparison group `{group}`.",
              f"Config off the defaults: {first['group_changes'] or 'none'}. "
              f"Items {_fmt_count(first['items'])}, interactions {_fmt_count(first['interactions'])}, "
@@ -103,6 +104,9 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
     if headline:
         lines += [f"Headline metric: **{headline}** ({why}; the rule is under \"Your comparisons\").", ""]
         lines += pivot(headline)
+        largest = views[-1]
+        lines += [f"Winner at V={largest} on {headline}: {format_verdict(group_verdict(frame, group, head_col, largest))}.",
+                  ""]
     top_col = f"{QUERY_TASK}/{TOP_METRIC}"
     if headline != TOP_METRIC and top_col in frame.columns and data[top_col].notna().any():
         lines += pivot(TOP_METRIC)
@@ -180,13 +184,17 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
         else:
             lines += ["(No trade-off plot: no cost-benchmark file with these objectives and V under `cost/`; "
                       "`ftbench cost --out RESULTS_DIR/cost` writes one.)", ""]
-    p3, has_loss = plot_training_curves(data, report_dir / f"training__{tag}.png", f"Training curves: {title}")
-    if p3 is not None:
-        lines += [f"![training curves]({p3.name})", "",
-                  "Training loss (left) and the validation score that selects the checkpoint (right) per objective, "
-                  "mean over seeds at the largest V" + ("" if has_loss else
-                  "; these result files predate the recorded training loss, so only validation is drawn") + ".", ""]
-        plots.append(p3)
+    curves = plot_training_curves(data, report_dir / f"training__{tag}.png", f"Training curves: {title}")
+    if curves is not None:
+        text = ("Training loss (left) and the validation score that selects the checkpoint (right) per objective, "
+                "mean over seeds at the largest V" + ("" if curves.has_loss else
+                "; these result files predate the recorded training loss, so only validation is drawn") + ".")
+        if curves.single_validation_step is not None:
+            text += (f" Validation ran once, at the last step ({curves.single_validation_step}: train.eval_every "
+                     "is 0 or not below train.steps), so the right panel has one score per objective, not a curve, "
+                     "and the last step is the checkpoint.")
+        lines += [f"![training curves]({curves.path.name})", "", text, ""]
+        plots.append(curves.path)
     return lines, plots
 
 
@@ -204,31 +212,27 @@ class ReportContext:
 
 
 def lead_section(frame: pd.DataFrame, group_order: list[str]) -> list[str]:
-    """The reader's own comparisons first: per group its headline metric, the best objective and
-    the clip baseline at the largest V."""
+    """The reader's own comparisons first: per group its headline metric, the winner at the group's
+    largest V where the seeds name one (`ftbench.report.winner`), and the clip baseline there."""
     lines = ["## Your comparisons", "",
              "Runs are compared only within a group (same data set and the same data, training, tower and "
              "evaluation configs). Per group: the headline metric (chosen so that it separates the objectives, "
-             f"rule: {RULE}), the best objective at the group's largest V, and clip there.", ""]
+             f"rule: {RULE}), the winner at the group's largest V, and clip there. {WINNER_RULE}", ""]
     rows = []
+    titles = group_titles(frame)
     for g in group_order:
         data = frame[frame["group"] == g]
-        first = data.iloc[0]
         metric, _ = choose_headline(data)
         v = int(data["views"].max())
-        best, base = MISSING, MISSING
+        winner, base = MISSING, MISSING
         if metric:
             col = f"{QUERY_TASK}/{metric}"
-            means = {label: cell_interval(cell_values(frame, col, g, label, v)) for label in data["objective_label"].unique()}
-            means = {k: iv for k, iv in means.items() if iv is not None}
-            if means:
-                top = max(means, key=lambda k: means[k].mean)
-                best = f"{top} {fmt_interval(means[top])}"
-                clip = baseline_label(frame, g)
-                if clip in means:
-                    base = fmt_interval(means[clip])
-        rows.append([group_title(first), str(len(data)), metric or MISSING, str(v), best, base])
-    lines += [md_table(["comparison group", "runs", "headline metric", "V", "best objective", "clip"], rows,
+            winner = format_verdict(group_verdict(frame, g, col, v))
+            clip = baseline_label(frame, g)
+            if clip is not None:
+                base = fmt_interval(cell_interval(cell_values(frame, col, g, clip, v)))
+        rows.append([titles[g], str(len(data)), metric or MISSING, str(v), winner, base])
+    lines += [md_table(["comparison group", "runs", "headline metric", "V", "winner", "clip"], rows,
                        align_first=3), ""]
     return lines
 
@@ -260,7 +264,17 @@ def _method_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
             "Every number above is read from the per-run result files (`ftbench run` / `ftbench sweep`) and the "
             "cost files (`ftbench cost`). Intervals: two-sided 95% Student-t over seeds, "
             "mean ± t(0.975, n-1)·s/√n; paired differences match runs of the same group, views and seed. "
-            "Regenerate with `make report`; explore with `notebooks/compare_objectives.ipynb`.", ""], []
+            f"Regenerate with `{report_command(context.results_dir, context.report_dir)}`; explore with "
+            "`notebooks/compare_objectives.ipynb`.", ""], []
+
+
+def report_command(results_dir: Path, report_dir: Path) -> str:
+    """The `ftbench report` command line that rebuilds this report (`--out` only when it is not the
+    default RESULTS_DIR/report)."""
+    command = f"ftbench report {results_dir}"
+    if Path(report_dir) != Path(results_dir) / "report":
+        command += f" --out {report_dir}"
+    return command
 
 
 #: The report after its lead, in order: each builder returns (Markdown lines, plots). A new section
@@ -298,7 +312,7 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
     costs, bad_costs = load_cost_results(results_dir)
 
     lines = ["# ftbench report", "",
-             f"Built by `ftbench report {results_dir}` from result files only: {len(loaded.runs)} run result(s)"
+             f"Built by `{report_command(results_dir, report_dir)}` from result files only: {len(loaded.runs)} run result(s)"
              f", {len(costs)} cost result(s)."]
     if loaded.unreadable:
         lines[-1] += f" {len(loaded.unreadable)} unreadable file(s) skipped:"

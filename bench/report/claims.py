@@ -11,6 +11,7 @@ import pandas as pd
 from ..schema import PAPER_CLAIM, QUERY_TASK
 from .intervals import PairedDifference
 from .load import MISSING
+from .headline import group_descriptions
 from .tables import _fmt_count, _group_tag, _groups_in_order, baseline_label, fmt_difference, fmt_interval, md_table, paired_against_baseline
 
 
@@ -89,6 +90,7 @@ def claim_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     out = []
     if frame.empty:
         return out
+    descriptions = group_descriptions(frame)
     for g in _groups_in_order(frame):
         data = frame[frame["group"] == g]
         first = data.iloc[0]
@@ -109,7 +111,7 @@ def claim_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
                 reason = (f"{PAPER_CLAIM['metric']} is not scored in this group (catalog of "
                           f"{_fmt_count(first['items'])} items: K=500 needs more than 500)." if not scored else
                           "No seed has both a factorized and a clip run at the same V: nothing to compare.")
-            out.append({"group": g, "label": first["group_label"], "tag": _group_tag(first),
+            out.append({"group": g, "label": first["group_label"], "tag": _group_tag(first) or descriptions[g],
                         "objective": label, "baseline": base, "reason": reason,
                         "views": best[0] if best else None, "diff": best[1] if best else None})
     return out

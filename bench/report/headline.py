@@ -60,9 +60,60 @@ def metric_label(column_or_metric: str, task: str | None = None) -> str:
     return f"{text}, {_TASK_NAMES.get(task, task)}" if task else text
 
 
-def group_title(first: pd.Series) -> str:
-    """`synthetic, 20,000 items (default config)`: the data set, its size and what was changed."""
-    items = first.get("items")
-    size = f", {int(items):,} items" if items is not None and pd.notna(items) else ""
-    changes = first.get("group_changes") or "default config"
-    return f"{first['dataset']}{size} ({changes})"
+def split_changes(changes: str) -> list[str]:
+    """`a=1, b=(2, 3)` -> [`a=1`, `b=(2, 3)`]: the `group_changes` text back into its changes (a
+    list value is written in brackets with its own commas)."""
+    out, depth, start = [], 0, 0
+    for i, char in enumerate(changes):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and changes.startswith(", ", i):
+            out.append(changes[start:i])
+            start = i + 2
+    tail = changes[start:]
+    return [c for c in out + [tail] if c]
+
+
+#: the paper-scale preset's own changes: said as "paper scale" in a group's title
+PAPER_SCALE_CHANGES = ("dataset.items=", "dataset.interactions=")
+
+
+def group_descriptions(frame: pd.DataFrame) -> dict[str, str]:
+    """group -> what sets it apart from the other groups of its data set, in a few words.
+
+    From the group's changes off the default configs: the paper-scale preset's items and
+    interactions are said as "paper scale", a synthetic group with the default data says "default
+    data", changes that every group of the data set shares are left out (the group's section lists
+    all of them), and data-set fields lose their `dataset.` prefix. A group with no change is the
+    "default config"."""
+    firsts = frame.groupby("group", sort=True).first()
+    changes = {g: split_changes(str(firsts.loc[g, "group_changes"] or "")) for g in firsts.index}
+    shared: dict[str, set[str]] = {}
+    for dataset, rows in firsts.groupby("dataset"):
+        sets = [set(changes[g]) for g in rows.index]
+        shared[dataset] = set.intersection(*sets) if len(sets) > 1 else set()
+    out = {}
+    for g in firsts.index:
+        first = firsts.loc[g]
+        own = [c for c in changes[g] if c not in shared[first["dataset"]]] or changes[g]
+        words = []
+        if first.get("paper_scale"):
+            words.append("paper scale")
+            own = [c for c in own if not c.startswith(PAPER_SCALE_CHANGES)]
+        elif first.get("default_data") and own:
+            words.append("default data")
+        words += [c.removeprefix("dataset.") for c in own]
+        out[g] = ", ".join(words) if words else "default config"
+    return out
+
+
+def group_titles(frame: pd.DataFrame) -> dict[str, str]:
+    """group -> `synthetic, 20,000 items: aux_informativeness=0.0`: the data set, its size and
+    what sets the group apart (`group_descriptions`)."""
+    firsts = frame.groupby("group", sort=True).first()
+    descriptions = group_descriptions(frame)
+    out = {}
+    for g in firsts.index:
+        items = firsts.loc[g, "items"]
+        size = f", {int(items):,} items" if items is not None and pd.notna(items) else ""
+        out[g] = f"{firsts.loc[g, 'dataset']}{size}: {descriptions[g]}"
+    return out

@@ -86,16 +86,15 @@ def _merge_close(xs: list[float], ys: list[float], vs: list[int], rel_x: float =
     return groups
 
 
-def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str,
-                  step_ms: dict[tuple[str, int], float]) -> Path | None:
-    """Mean of `column` (over seeds) against the training-step time of the cost benchmark,
-    `step_ms[(objective, V)]` (measured on one machine with all cells together, unlike the run
-    files' own times); one line per objective, points labelled with V. None if nothing matches."""
+def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str,
+                    step_ms: dict[tuple[str, int], float]):
+    """(figure, V labels) of the trade-off plot; (None, []) if no cell has both a score and a step
+    time. See `plot_tradeoff`."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(7.6, 4.4))
     data = frame[frame["group"] == group]
-    drawn = 0
-    for index, label in enumerate(sorted(data["objective_label"].unique(), key=objective_rank)):
+    labels, points = [], []  # the V labels; every marker, which the labels keep off
+    for label in sorted(data["objective_label"].unique(), key=objective_rank):
         base = label.split("[", 1)[0]
         xs, ys, vs = [], [], []
         for v in sorted(int(v) for v in data["views"].unique()):
@@ -104,17 +103,14 @@ def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, titl
                 continue
             xs.append(step_ms[(base, v)]), ys.append(float(np.mean(list(quality.values())))), vs.append(v)
         if xs:
-            drawn += 1
             line, = ax.plot(xs, ys, marker="o", label=label)
-            # points that (nearly) coincide share one label ("V=2,4,8"); offsets differ per objective
+            points += list(zip(xs, ys))
+            # points that (nearly) coincide share one label ("V=2,4,8")
             for x, y, names in _merge_close(xs, ys, vs):
-                ax.annotate("V=" + ",".join(map(str, names)), (x, y), textcoords="offset points",
-                            xytext=(5, 4 - 9 * (index % 3)), fontsize=7, color=line.get_color())
-    if not drawn:
-        import matplotlib.pyplot as mpl
-
-        mpl.close(fig)
-        return None
+                labels.append(ax.text(x, y, "V=" + ",".join(map(str, names)), fontsize=7, color=line.get_color()))
+    if not labels:
+        plt.close(fig)
+        return None, []
     ax.set_xscale("log")
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
@@ -125,6 +121,35 @@ def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, titl
     ax.set_ylabel(metric_label(column))
     ax.set_title(_wrap(title), fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.margins(0.08)  # room for labels moved off the outermost points
+    # the legend beside the axes, where no V label can run under it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    _separate_labels(ax, labels, points)
+    return fig, labels
+
+
+def _separate_labels(ax, labels: list, points: list[tuple[float, float]]) -> None:
+    """Move the V labels apart with adjustText (repelled from each other, from every marker and from
+    the lines between them), a thin leader line from a moved label to its point."""
+    from adjustText import adjust_text
+
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    for line in ax.get_lines():  # points along each segment (log-spaced in x, as drawn)
+        lx, ly = (np.asarray(a, dtype=float) for a in line.get_data())
+        for (x0, y0), (x1, y1) in zip(zip(lx[:-1], ly[:-1]), zip(lx[1:], ly[1:])):
+            t = np.linspace(0.1, 0.9, 9)
+            xs += list(np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0))))
+            ys += list(y0 + t * (y1 - y0))
+    adjust_text(labels, x=xs, y=ys, ax=ax, expand=(1.3, 1.6), force_text=(0.4, 0.6), max_move=None,
+                ensure_inside_axes=True, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
+
+
+def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str,
+                  step_ms: dict[tuple[str, int], float]) -> Path | None:
+    """Mean of `column` (over seeds) against the training-step time of the cost benchmark,
+    `step_ms[(objective, V)]` (measured on one machine with all cells together, unlike the run
+    files' own times); one line per objective, points labelled with V, the labels moved apart so
+    that none covers another. None if nothing matches."""
+    fig, _ = tradeoff_figure(frame, group, column, title, step_ms)
+    return None if fig is None else _save_figure(fig, path)

@@ -135,11 +135,12 @@ def _groups_in_order(frame: pd.DataFrame) -> list[str]:
 
 
 def _group_tag(first: pd.Series) -> str:
+    """"paper scale", "default data", or "" for any other data (described by `headline.group_descriptions`)."""
     if first["paper_scale"]:
         return "paper scale"
     if first["default_data"]:
         return "default data"
-    return "other"
+    return ""
 
 
 def _fmt_count(value: Any) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from ..schema import QUERY_TASK
+from .winner import Verdict, decide_winner, format_verdict
 
 #: per task, the candidate metrics in order of preference (the query task's come from the headline rule)
 CROSS_VIEW_CANDIDATES = (("aux->item", ("recall@10", "recall@1")), ("title->image", ("recall@1",)))
@@ -67,6 +68,23 @@ def _ranking(scores: dict[str, float]) -> list[str]:
     return [name for name, _ in sorted(scores.items(), key=lambda kv: (-kv[1], objective_rank(kv[0])))]
 
 
+def _means(cells: dict[str, dict[int, float]]) -> dict[str, float]:
+    return {label: sum(values.values()) / len(values) for label, values in cells.items() if values}
+
+
+def winner_change_lines(before: Verdict | None, after: Verdict | None) -> list[str]:
+    """Whether tuning changes the winner, said only where both rankings name one (`ftbench.report.winner`)."""
+    if before is None or after is None:
+        return []
+    if before.winner is not None and after.winner is not None:
+        same = before.winner == after.winner
+        return [f"The winner {'does not change' if same else 'changes'} with tuning "
+                f"({before.winner} by default, {after.winner} tuned; each with a paired 95% interval over seeds "
+                "that excludes 0 against every other objective)."]
+    return [f"Whether tuning changes the winner cannot be said: default: {format_verdict(before)}; "
+            f"tuned: {format_verdict(after)}."]
+
+
 def tuning_section(frame: pd.DataFrame) -> list[str]:
     """Markdown lines of the section (none when no run was tuned)."""
     from .tables import cell_interval, fmt_interval, md_table
@@ -96,8 +114,8 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
         header = ["objective", "V"] + [f"{task_name(t)} {m} {kind}" for t, m in metrics for kind in ("default", "tuned")] + [
             "trials", "best parameters"]
         rows = []
-        before: dict[str, float] = {}
-        after: dict[str, float] = {}
+        before: dict[str, dict[int, float]] = {}  # label -> seed -> value on the first metric
+        after: dict[str, dict[int, float]] = {}
         for objective in objectives:
             for v in views:
                 t_rows = group_tuned[(group_tuned["objective"] == objective) & (group_tuned["views"] == v)]
@@ -108,14 +126,11 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
                 cells = []
                 for i, (t, m) in enumerate(metrics):
                     column = f"{t}/{m}"
-                    d_iv, t_iv = cell_interval(_values(d_rows, column)), cell_interval(_values(t_rows, column))
-                    cells += [fmt_interval(d_iv), fmt_interval(t_iv)]
+                    d_values, t_values = _values(d_rows, column), _values(t_rows, column)
+                    cells += [fmt_interval(cell_interval(d_values)), fmt_interval(cell_interval(t_values))]
                     if i == 0:
                         label = objective if len(views) == 1 else f"{objective} V={v}"
-                        if d_iv is not None:
-                            before[label] = d_iv.mean
-                        if t_iv is not None:
-                            after[label] = t_iv.mean
+                        before[label], after[label] = d_values, t_values
                 first = t_rows.iloc[0] if len(t_rows) else None
                 rows.append([objective, str(v)] + cells + [
                     str(first["tuning_trials"]) if first is not None else "—",
@@ -123,13 +138,10 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
         lines += [md_table(header, rows, align_first=2), ""]
         if metrics:
             t, m = metrics[0]
-            rank_before, rank_after = _ranking(before), _ranking(after)
+            rank_before, rank_after = _ranking(_means(before)), _ranking(_means(after))
             lines.append(f"Columns: each task's informative metric (the first of its candidates that no objective "
                          f"saturates). Ranking on {task_name(t)} {m} (mean over seeds), default: "
                          + (" > ".join(rank_before) or "no default runs") + "; tuned: " + (" > ".join(rank_after) or "—") + ".")
-            if rank_before and rank_after:
-                same = rank_before[0] == rank_after[0]
-                lines.append(f"The winner {'does not change' if same else 'changes'} with tuning "
-                             f"({rank_before[0]} by default, {rank_after[0]} tuned).")
+            lines += winner_change_lines(decide_winner(before), decide_winner(after))
             lines.append("")
     return lines

@@ -60,7 +60,7 @@ def test_reads_only_readable_results_and_counts_the_rest(report):
 
 def test_headline_table_with_missing_and_single_seed_cells(report):
     _, text = report
-    default = _section(text, "## synthetic: default data")
+    default = _section(text, "## synthetic, 20,000 items: default data")
     # clip: V=1 .40 .42 .44 -> 0.42 ± 4.3027*0.02/sqrt(3) = 0.0497; V=8 .46 .50 .54 -> 0.50 ± 0.0994
     assert "| clip | 0.4200 ± 0.0497 (n=3) | 0.4700 ± 0.0497 (n=3) | 0.5000 ± 0.0994 (n=3) |" in default
     # factorized: V=1 .41 .44 .44 -> mean 0.43, s = sqrt(0.0003), 0.43 ± 0.0430; V=4 missing; V=8 one seed
@@ -77,7 +77,7 @@ def test_headline_table_with_missing_and_single_seed_cells(report):
 
 def test_paired_differences_against_clip(report):
     _, text = report
-    default = _section(text, "## synthetic: default data")
+    default = _section(text, "## synthetic, 20,000 items: default data")
     # V=1: d = .01 .02 .00 -> +0.0100 ± 4.3027*0.01/sqrt(3) = 0.0248;
     # r = 2.5%, 4.762%, 0% -> mean 2.42%, s = 2.382, ± 5.9%
     assert "| factorized | 1 | +0.0030 ± 0.0075 (+2.4% ± 5.9%), n=3 | +0.0070 ± 0.0174 (+2.4% ± 5.9%), n=3 | " \
@@ -88,12 +88,12 @@ def test_paired_differences_against_clip(report):
 
 def test_cross_view_table(report):
     _, text = report
-    default = _section(text, "## synthetic: default data")
+    default = _section(text, "## synthetic, 20,000 items: default data")
     cross = _section(default, "### Cross-view", "\n![")
     # clip V=8 title->image recall@10 = .30 .31 .32 -> 0.31 ± 0.0248; V=1 has no title view: not scored
     assert "| clip | 8 | 0.1033 ± 0.0083 (n=3) | 0.3100 ± 0.0248 (n=3) |" in cross
     assert "| clip | 1 | — | — | — | — | — | — |" in cross
-    small = _section(text, "## synthetic: other")
+    small = _section(text, "## synthetic, 300 items:")
     assert "Not scored in this group (not applicable to the data set, or absent from the runs): aux->item." in small
     # 300 items: K=500 not applicable, recall@100 heads the group; one V: no plot against V
     assert "Headline metric: **recall@100** (best mean 0.619" in small
@@ -107,9 +107,9 @@ def test_lead_and_headline_choice(report, fixture_dir, tmp_path):
     import pandas as pd
 
     _, text = report
-    assert text.index("## Your comparisons") < text.index("## synthetic:") < text.index("## Paper claims")
+    assert text.index("## Your comparisons") < text.index("## synthetic,") < text.index("## Paper claims")
     lead = _section(text, "## Your comparisons")
-    assert "| synthetic, 300 items (" in lead and "| recall@100 | 2 |" in lead
+    assert "| synthetic, 300 items: items=300, interactions=400, train.val_gallery_size=200 | 4 | recall@100 | 2 |" in lead
     saturated = pd.DataFrame({"objective_label": ["clip", "factorized"], "views": [8, 8],
                               "query->item/recall@500": [0.99, 1.0], "query->item/recall@100": [0.97, 0.99],
                               "query->item/recall@10": [0.41, 0.47]})
@@ -289,3 +289,58 @@ def test_a_data_sets_own_query_task_is_the_query_column(fixture_dir, tmp_path):
     assert frame.loc[0, "query->item/recall@10"] == payload["metrics"]["photo->product"]["recall@10"]
     text = build_report(tmp_path / "r").path.read_text()
     assert "### photo->product: all metrics" in text
+
+
+def test_winners_only_where_the_seeds_say_so(report):
+    """The lead table and each group name a winner by `report.winner`'s rule: paper scale (three
+    paired seeds, d = .05 .04 .06) has one; the default group's factorized V=8 has one seed."""
+    _, text = report
+    lead = _section(text, "## Your comparisons")
+    assert "| headline metric | V | winner | clip |" in lead
+    assert ("| synthetic, 1,000,000 items: paper scale | 6 | recall@500 | 8 | factorized 0.5700 ± 0.0657 (n=3), "
+            "+0.0500 ± 0.0248 over clip (paired, n=3) |") in lead
+    assert ("| 8 | no clear winner (fewer than 3 paired seeds); tied: factorized 0.6000 (n=1), clip 0.5000 (n=3) |"
+            in lead)
+    default = _section(text, "## synthetic, 20,000 items: default data")
+    assert "Winner at V=8 on recall@500: no clear winner (fewer than 3 paired seeds)" in default
+
+
+def test_group_titles_say_what_sets_a_group_apart(report, fixture_dir):
+    """No group is "other": each title names the data set, its size and its own config; the changes
+    every group of the data set shares (train.steps=5, train.batch_size=32) are left to the section."""
+    from ftbench.report.headline import group_titles, split_changes
+
+    _, text = report
+    titles = sorted(group_titles(load_results_frame(fixture_dir)).values())
+    assert titles == ["synthetic, 1,000,000 items: paper scale",
+                      "synthetic, 20,000 items: default data, train.steps=5, train.batch_size=32",
+                      "synthetic, 300 items: items=300, interactions=400, train.val_gallery_size=200"]
+    assert ": other" not in text and "| other |" not in text
+    assert "Config off the defaults: dataset.items=1000000, dataset.interactions=292520, train.steps=5" in text
+    assert "| items=300, interactions=400, train.val_gallery_size=200 | synthetic (" in _section(text, "## Paper claims")
+    assert split_changes("eval.ks=(10, 100), train.steps=5") == ["eval.ks=(10, 100)", "train.steps=5"]
+
+
+def test_one_validation_point_is_said_not_drawn_as_a_curve(report, fixture_dir, tmp_path):
+    """The fixture runs validate once (at their last step, 5): the report says so, and the plot
+    knows it; a run validated at several steps is a curve again."""
+    from ftbench.report.curves import plot_training_curves
+
+    _, text = report
+    default = _section(text, "## synthetic, 20,000 items: default data")
+    assert ("Validation ran once, at the last step (5: train.eval_every is 0 or not below train.steps), so the right "
+            "panel has one score per objective, not a curve") in default
+    frame = load_results_frame(fixture_dir)
+    data = frame[frame["default_data"]]
+    assert plot_training_curves(data, tmp_path / "one.png", "t").single_validation_step == 5
+    curved = data.assign(training_history=[[{"step": 2, "val": 0.4}, {"step": 5, "val": 0.5}]] * len(data))
+    curves = plot_training_curves(curved, tmp_path / "two.png", "t")
+    assert curves.single_validation_step is None and curves.path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_names_the_command_that_rebuilds_it(fixture_dir, tmp_path):
+    shutil.copytree(fixture_dir, tmp_path / "r")
+    text = build_report(tmp_path / "r").path.read_text()
+    assert f"Regenerate with `ftbench report {tmp_path / 'r'}`;" in text and "make report" not in text
+    elsewhere = build_report(tmp_path / "r", tmp_path / "out").path.read_text()
+    assert f"Regenerate with `ftbench report {tmp_path / 'r'} --out {tmp_path / 'out'}`;" in elsewhere
