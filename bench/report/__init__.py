@@ -3,6 +3,7 @@
     load          result files -> one pandas frame, one row per run, with its comparison group
     intervals     mean and 95% Student-t interval over seeds; paired differences
     tables        cells and Markdown tables
+    winner        which objective wins a comparison, named only where the paired seeds say so
     claims        the paper's claim against our measurement
     plots         metric against views, metric against step time
     cost_section  the cost results of `ftbench cost`

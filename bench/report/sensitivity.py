@@ -96,8 +96,8 @@ def sensitivity_section(frame: pd.DataFrame, report_dir: Path) -> tuple[list[str
         gain = "—" if r is None else (f"{r.mean:+.1f}%" + ("" if r.half_width is None else f" ± {r.half_width:.1f}%"))
         where = "—"
         if r is not None:
-            if r.half_width is None:
-                where = "above" if r.mean > claim else "below"
+            if r.half_width is None:  # one seed: no interval to set against the paper's value
+                where = "not judged (n=1)"
             else:
                 where = "above" if r.low > claim else "below" if r.high < claim else "contains it"
         rows.append([f"{entry['query_aux_fraction']:g}", f"{entry['cross_side_overlap']:g}",

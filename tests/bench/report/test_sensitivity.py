@@ -43,7 +43,7 @@ def test_points_pair_by_seed_and_ignore_other_changes():
 def test_section_says_where_the_papers_claim_falls(tmp_path):
     lines, plots = sensitivity_section(_frame(), tmp_path)
     text = "\n".join(lines)
-    assert "| 0 | 0.5 | 0.4000 (n=1) | 0.4200 (n=1) | +5.0% | 1 | below |" in text
+    assert "| 0 | 0.5 | 0.4000 (n=1) | 0.4200 (n=1) | +5.0% | 1 | not judged (n=1) |" in text
     assert "| 0.6 | 0.5 |" in text and "| +20.0% ± 0.0% | 3 | above |" in text
     assert len(plots) == 1 and plots[0].exists() and plots[0].stat().st_size > 0
 
