@@ -74,6 +74,7 @@ def load_setting(folder: Path) -> tuple[dict, dict]:
         groups[group][objective][init][seed] = {
             "metrics": result.metrics, "selected_step": result.training.get("selected_step"),
             "steps": int(config["train_config"]["steps"]),
+            "commit": (result.provenance.get("commit") or "unknown")[:7],
         }
     return groups, references
 
@@ -156,7 +157,11 @@ def setting_section(name: str, groups: dict, references: dict) -> str:
             last = all(step == max(budget) for init in INITS for step in steps[init])
             lines.append(f"- `{objective}`: {steps['mlp']} / {steps['residual']}"
                          + (" (all at the last step)" if last and any(steps.values()) else ""))
-        lines.append("")
+        # runs reused from an earlier commit say so: the pairing assumes the code between them
+        # leaves these runs' numbers unchanged
+        commits = {init: sorted({run["commit"] for objective in by_objective.values()
+                                 for run in objective.get(init, {}).values()}) for init in INITS}
+        lines += ["", "Source commits: " + "; ".join(f"{init} {', '.join(c) or '—'}" for init, c in commits.items()), ""]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ def _write(folder: Path, objective: str, seed: int, init: str | None, r1: float,
     training = {"reference": "untrained"} if reference else {"selected_step": selected or steps}
     result = RunResult(run_id="x", config=config, config_hash="h", versions={}, device={}, counts={},
                        metrics={"photo->product": {"recall@1": r1, "mrr@500": r1}}, not_applicable={},
-                       timing={}, training=training)
+                       timing={}, training=training, provenance={"commit": ("a" if init is None else "b") * 40})
     write_result(result, folder / f"{objective}-{init}-{seed}-{steps}.json")
 
 
@@ -45,6 +45,7 @@ def test_paired_differences_references_groups_and_steps(tmp_path):
     assert "| `frozen-mean` (untrained) | photo->product recall@1 | 0.870 |" in text
     assert "- `clip`: [100, 100, 100] / [100, 50, 100]\n" in text  # not all at the last step
     assert "differs: train.steps=200" in text and "- `clip`: [200] / []" in text
+    assert "Source commits: mlp aaaaaaa; residual bbbbbbb" in text  # files reused from another commit show
 
 
 def test_missing_folder_and_duplicate_runs_are_clear_errors(tmp_path, capsys):
