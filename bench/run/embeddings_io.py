@@ -28,6 +28,7 @@ def _ids(array: np.ndarray) -> np.ndarray:
 def save_run_embeddings(stem: Path, evaluator, dataset) -> Path:
     target = Path(str(stem) + ".embeddings")
     remove_interrupted_writes(target)  # temp folders of a killed earlier run
+    target.parent.mkdir(parents=True, exist_ok=True)  # --out is created by its first writer, as atomic_write does
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: honour the umask instead

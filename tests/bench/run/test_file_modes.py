@@ -57,6 +57,8 @@ def test_saved_embeddings_folder_honours_umask(tmp_path, umask):
         def embed_items(self, items):
             return torch.zeros(len(items), 2)
 
-    target = save_run_embeddings(tmp_path / "run", Evaluator(), Data())
+    # into a folder that does not exist yet (`ftbench run --out NEW --save-embeddings`: the --out
+    # check leaves nothing behind, the writers create the folder)
+    target = save_run_embeddings(tmp_path / "new" / "run", Evaluator(), Data())
     assert stat.S_IMODE(target.stat().st_mode) == 0o755
     assert stat.S_IMODE((target / "item_embeddings.npy").stat().st_mode) == 0o644
