@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
+from ..data.fingerprint import DataFiles, walk_files
 from ..features.cache import assemble_catalog
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, clean_text, count_skip, join_nonempty, utf8_lines
@@ -124,13 +125,28 @@ class AmazonReviews2023(DatasetPlugin):
             if self.max_items < 0:
                 raise ValueError(f"amazon-reviews-2023 option 'max_items' must be >= 0, got {self.max_items}")
 
-    def build(self, config: "AmazonReviews2023.Config") -> MultiViewDataset:  # type: ignore[override]
-        config.validate()
-        t0 = time.perf_counter()
+    @staticmethod
+    def files(config: "AmazonReviews2023.Config") -> tuple[Path, Path | None]:
+        """(metadata file, image folder or None) the loader reads."""
         path = find_metadata_file(config.data_dir, config.metadata_file)
         image_dir = Path(config.image_dir).expanduser() if config.image_dir else None
         if image_dir is not None and not image_dir.is_dir():
             raise FileNotFoundError(f"amazon-reviews-2023: image_dir {image_dir} is not a folder")
+        return path, image_dir
+
+    def data_files(self, config: "AmazonReviews2023.Config") -> DataFiles:  # type: ignore[override]
+        """The metadata file and, with `image_dir`, every file in it (images are looked up there
+        by their URL's last component)."""
+        path, image_dir = self.files(config)
+        files = {"metadata": path}
+        if image_dir is not None:
+            files.update({f"images/{name}": p for name, p in walk_files(image_dir, recursive=False).items()})
+        return DataFiles(files, path.parent.resolve(), ("data_dir", "metadata_file", "image_dir", "cache_dir"))
+
+    def build(self, config: "AmazonReviews2023.Config") -> MultiViewDataset:  # type: ignore[override]
+        config.validate()
+        t0 = time.perf_counter()
+        path, image_dir = self.files(config)
         k_img = config.max_images if image_dir else 0
         skipped: dict[str, int] = {}
         ids: list[str] = []

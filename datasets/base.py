@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from ..config import option
 from ..data.dataset import MultiViewDataset
+from ..data.fingerprint import DataFiles
 
 
 @dataclass
@@ -31,3 +32,9 @@ class DatasetPlugin:
 
     def build(self, config: DatasetConfig) -> MultiViewDataset:  # pragma: no cover
         raise NotImplementedError
+
+    def data_files(self, config: DatasetConfig) -> DataFiles | None:
+        """The files whose bytes decide the data set `build` reads, for its content fingerprint
+        (`ftbench.data.fingerprint`), found without reading them. None (this default): the data is
+        decided by the config alone (a generator), whose hash stays the run's identity."""
+        return None

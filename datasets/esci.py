@@ -41,6 +41,7 @@ import numpy as np
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
+from ..data.fingerprint import DataFiles
 from ..data.queries import relevance_from_pairs
 from . import DATASETS
 from ._text_loading import TextEncoderConfig, clean_text, count_skip, find_file, join_nonempty, read_table, row_label, text_query_dataset
@@ -88,12 +89,20 @@ class ESCI(DatasetPlugin):
         def gains(self) -> dict[str, float]:
             return {"E": self.gain_exact, "S": self.gain_substitute, "C": self.gain_complement, "I": self.gain_irrelevant}
 
+    @staticmethod
+    def files(config: "ESCI.Config") -> tuple[Path, Path, Path]:
+        """(folder, examples file, products file) the loader reads."""
+        folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
+        return folder, find_file(folder, EXAMPLES, "esci"), find_file(folder, PRODUCTS, "esci")
+
+    def data_files(self, config: "ESCI.Config") -> DataFiles:  # type: ignore[override]
+        folder, ex_path, pr_path = self.files(config)
+        return DataFiles({"examples": ex_path, "products": pr_path}, folder.resolve(), ("data_dir", "cache_dir"))
+
     def build(self, config: "ESCI.Config") -> MultiViewDataset:  # type: ignore[override]
         config.validate()
         t0 = time.perf_counter()
-        folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
-        ex_path = find_file(folder, EXAMPLES, "esci")
-        pr_path = find_file(folder, PRODUCTS, "esci")
+        _, ex_path, pr_path = self.files(config)
         examples = read_table(ex_path, required=EXAMPLE_COLUMNS)
         products = read_table(pr_path, required=PRODUCT_COLUMNS)
         skipped: dict[str, int] = {}

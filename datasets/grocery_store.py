@@ -42,6 +42,7 @@ from ..features.backbones import create_backbone
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
+from ..data.fingerprint import IMAGE_SUFFIXES, DataFiles, suffix_filter, walk_files
 from ..features.cache import FeatureCache, assemble_catalog
 from ..data.queries import QuerySet, relevance_from_pairs
 from . import DATASETS
@@ -285,6 +286,14 @@ class GroceryStore(DatasetPlugin):
                 raise ValueError(f"grocery-store option 'max_photos_per_product' must be >= 0, got {self.max_photos_per_product}")
             if self.batch_size < 1:
                 raise ValueError(f"grocery-store option 'batch_size' must be >= 1, got {self.batch_size}")
+
+    def data_files(self, config: "GroceryStore.Config") -> DataFiles:  # type: ignore[override]
+        """What the loader reads: every .csv, .txt and image file under the data folder (classes,
+        split lists, descriptions, information files, iconic images, photos), by their paths in it;
+        not README.md or LICENSE."""
+        root = resolve_data_dir(config.data_dir)
+        files = walk_files(root, suffix_filter((".csv", ".txt") + IMAGE_SUFFIXES))
+        return DataFiles(files, root, ("data_dir", "cache_dir"))
 
     def build(self, config: "GroceryStore.Config") -> MultiViewDataset:  # type: ignore[override]
         config.validate()

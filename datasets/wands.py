@@ -40,6 +40,7 @@ import numpy as np
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
+from ..data.fingerprint import DataFiles
 from ..data.queries import relevance_from_pairs
 from ..data.splits import random_split
 from . import DATASETS
@@ -103,14 +104,24 @@ class WANDS(DatasetPlugin):
                 if getattr(self, name) < 0:
                     raise ValueError(f"wands option {name!r} must be >= 0")
 
-    def build(self, config: "WANDS.Config") -> MultiViewDataset:  # type: ignore[override]
-        config.validate()
-        t0 = time.perf_counter()
+    @staticmethod
+    def files(config: "WANDS.Config") -> tuple[Path, dict[str, Path]]:
+        """(folder, {product, query, label: file}) the loader reads; a missing one is an error."""
         folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
         paths = {name: folder / f"{name}.csv" for name in ("product", "query", "label")}
         for p in paths.values():
             if not p.is_file():
                 raise FileNotFoundError(f"wands: {p} does not exist (expected product.csv, query.csv, label.csv in {folder})")
+        return folder, paths
+
+    def data_files(self, config: "WANDS.Config") -> DataFiles:  # type: ignore[override]
+        folder, paths = self.files(config)
+        return DataFiles({p.name: p for p in paths.values()}, folder.resolve(), ("data_dir", "cache_dir"))
+
+    def build(self, config: "WANDS.Config") -> MultiViewDataset:  # type: ignore[override]
+        config.validate()
+        t0 = time.perf_counter()
+        folder, paths = self.files(config)
         products = read_table(paths["product"], sep="\t", required=PRODUCT_COLUMNS)
         queries_df = read_table(paths["query"], sep="\t", required=QUERY_COLUMNS)
         labels_df = read_table(paths["label"], sep="\t", required=LABEL_COLUMNS)

@@ -84,6 +84,17 @@ def print_result(result, path) -> None:
     console.print(f"result: {path}", highlight=False)
 
 
+def _say_if_data_changed(prepared, out: Path) -> None:
+    """One line when --out holds this config's result on other data: this run gets its own file."""
+    from ..run.identity import describe_other_data, other_data_results
+    from ..run.results import result_filename
+
+    found = other_data_results(out, prepared.config, prepared.data)
+    if found:
+        console.print(f"{describe_other_data(found, prepared.data['fingerprint'])}; this run writes "
+                      f"{result_filename(prepared.config, prepared.config_hash)}", highlight=False, markup=False)
+
+
 def _prepare_checked(spec, out: Path):
     """prepare() and the checks that need no work: one-line errors."""
     from ..device import check_precision, resolve_device
@@ -96,7 +107,7 @@ def _prepare_checked(spec, out: Path):
         if main:  # only rank 0 writes
             check_writable(out)
         check_precision(spec.precision, resolve_device(spec.device))
-    except (ValueError, KeyError, UsageError) as exc:
+    except (ValueError, KeyError, OSError, UsageError) as exc:  # OSError: a data file missing or unreadable
         fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
     return prepared, main
 
@@ -147,11 +158,13 @@ def run(
     else:
         console.print(
             f"[bold]ftbench run[/] objective={objective} views={views} dataset={dataset} seed={seed} "
-            f"config={prepared.config_hash[:10]}",
+            f"config={prepared.config_hash[:10]}"
+            + (f" data={prepared.data['fingerprint'][:12]} ({prepared.data['files']} files)" if prepared.data else ""),
             highlight=False,
         )
         if verbose:
             _print_verbose(prepared)
+        _say_if_data_changed(prepared, out)
     tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment, main)
     result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run, tracking)
     if result is None:  # a rank other than 0: training done, rank 0 reports

@@ -74,7 +74,8 @@ def run_sweep_with_progress(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .common import check_writable
-    from ..run.sweep import existing_result, prepare_grid, run_sweep, shard_grid
+    from ..run.identity import other_data_results
+    from ..run.sweep import cell_label, existing_result, prepare_grid, run_sweep, shard_grid
 
     console = console or Console(soft_wrap=True)
     prepared = prepare_grid(spec)
@@ -90,6 +91,13 @@ def run_sweep_with_progress(
         + f"out {out}",
         highlight=False,
     )
+    changed = [(p, found) for p in mine if existing_result(p, out)[1] is None
+               for found in [other_data_results(out, p.config, p.data)] if found]
+    if changed:
+        cells = ", ".join(cell_label(p) for p, _ in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        console.print(f"the data changed: {len(changed)} cell(s) ({cells}) have a result in {out} on other data "
+                      f"(fingerprint now {changed[0][0].data['fingerprint'][:12]}); they run again, the earlier "
+                      "files stay", highlight=False, markup=False)
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
@@ -138,7 +146,9 @@ def run_sweep_with_progress(
     if not quiet:
         console.print(results_table(outcome.ran + outcome.skipped, f"sweep results ({out})"))
     console.print(
-        f"sweep done: {len(outcome.ran)} ran, {len(outcome.skipped)} skipped (result exists), "
+        f"sweep done: {len(outcome.ran)} ran"
+        + (f" ({len(outcome.data_changed)} because the data changed)" if outcome.data_changed else "")
+        + f", {len(outcome.skipped)} skipped (result exists), "
         f"{len(outcome.failed)} failed"
         + (f", {len(outcome.elsewhere)} run by other workers" if claims is not None else "") + f"; results in {out}",
         highlight=False,
@@ -153,7 +163,8 @@ def register(app: typer.Typer) -> None:
         short_help="Run the grid objectives x views x seeds (presets: quick, paper-scale).",
         help=(
             "Run the grid objectives x views x seeds: one result file per run under --out. A run whose result "
-            "file exists (same config => same file name) is skipped unless --overwrite; every cell is validated "
+            "file exists (same config and same data content => same file name) is skipped unless --overwrite; a cell "
+            "whose data changed runs again beside its earlier file; every cell is validated "
             "before any run starts; a failing run is reported, the sweep goes on and exits non-zero at the end. "
             "Presets (explicit options replace the preset's lists and scalars; --set adds to its settings): "
             + _preset_help()

@@ -32,6 +32,7 @@ from ..run.results import atomic_write_text
 from .claims import claim_verdict, paper_claims_section
 from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
+from .load import data_identity_text
 from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
 from .curves import plot_training_curves
 from .headline import RULE, choose_headline, group_titles, metric_label
@@ -77,7 +78,7 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
     headline, why = choose_headline(data)
     title = group_titles(frame)[group]
     lines = [f"## {title}", "",
-             f"Comparison group `{group}`.",
+             f"Comparison group `{group}`. {data_identity_text(data)}".rstrip(),
              f"Config off the defaults: {first['group_changes'] or 'none'}. "
              f"Items {_fmt_count(first['items'])}, interactions {_fmt_count(first['interactions'])}, "
              f"{n_runs} runs, seeds {', '.join(map(str, seeds))}. "

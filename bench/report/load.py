@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..config import config_hash
 from ..schema import CROSS_VIEW_TASKS, MRR, PAPER_CLAIM, QUERY_TASK
+from ..run.identity import fingerprint_of, location_fields, without_locations
 from ..run.results import RunResult, load_result
 from .tuning import tuning_columns
 
@@ -131,18 +132,30 @@ def query_task_of(result: RunResult) -> str | None:
     return tasks.pop()
 
 
-def group_key(config: dict[str, Any]) -> str:
+def _data_part(config: dict[str, Any], data: dict | None) -> dict[str, Any]:
+    """The data set's part of a group's hash: its name and config, and for data read from files its
+    content fingerprint in place of the config's location fields (the folder path is provenance:
+    the same data under two paths is one group). A result without a fingerprint (generated data,
+    or written before fingerprints) keeps its config as is, path included: its own group."""
+    payload = {"dataset": config.get("dataset"),
+               "dataset_config": without_locations(config, location_fields(data)).get("dataset_config")}
+    fingerprint = fingerprint_of(data)
+    if fingerprint is not None:
+        payload["data_fingerprint"] = fingerprint
+    return payload
+
+
+def group_key(config: dict[str, Any], data: dict | None = None) -> str:
     """Hash of everything but objective, views and seed that decides a run's numbers."""
-    payload = {"dataset": config.get("dataset")}
-    for section in ("dataset_config", "train_config", "tower_config", "eval_config"):
+    payload = _data_part(config, data)
+    for section in ("train_config", "tower_config", "eval_config"):
         payload[section] = config.get(section)
     return config_hash(payload)[:8]
 
 
-def data_key(config: dict[str, Any]) -> str:
+def data_key(config: dict[str, Any], data: dict | None = None) -> str:
     """Hash of what decides an untrained reference's numbers: the data and the evaluation."""
-    return config_hash({"dataset": config.get("dataset"), "dataset_config": config.get("dataset_config"),
-                        "eval_config": config.get("eval_config")})[:8]
+    return config_hash({**_data_part(config, data), "eval_config": config.get("eval_config")})[:8]
 
 
 def _share_references(frame: pd.DataFrame) -> pd.DataFrame:
@@ -188,9 +201,11 @@ def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def config_changes(config: dict[str, Any], defaults: dict[str, dict[str, Any]]) -> list[str]:
-    """`section.key=value` for every field of the dataset/train/tower/eval configs off its default."""
+def config_changes(config: dict[str, Any], defaults: dict[str, dict[str, Any]], data: dict | None = None) -> list[str]:
+    """`section.key=value` for every field of the dataset/train/tower/eval configs off its default;
+    not the data set's location fields when the data has a content fingerprint (`data`)."""
     changes = []
+    config = without_locations(config, location_fields(data))
     for section in ("dataset", "train", "tower", "eval"):
         values = config.get(f"{section}_config") or {}
         base = defaults.get(section)
@@ -201,6 +216,22 @@ def config_changes(config: dict[str, Any], defaults: dict[str, dict[str, Any]]) 
                 continue
             changes.append(f"{section}.{key}={_short(value)}")
     return changes
+
+
+def data_identity_text(rows: pd.DataFrame) -> str:
+    """How a group's data is identified, for its section: the content fingerprint and the folders
+    it was read from (provenance only), or that its results predate fingerprints (then the folder
+    path is part of the group); empty for generated data."""
+    if rows.empty or "data_fingerprint" not in rows.columns:
+        return ""
+    fingerprints = sorted(set(rows["data_fingerprint"].dropna()))
+    folders = ", ".join(f"`{f}`" for f in sorted(set(rows["data_folder"].dropna())))
+    if fingerprints:
+        return f"Data: content fingerprint `{fingerprints[0][:12]}`, read from {folders}."
+    if folders:
+        return (f"Data: read from {folders}; written before data fingerprints, so the folder path, not the content, "
+                "identifies this group.")
+    return ""
 
 
 def _jsonable_eq(a: Any, b: Any) -> bool:
@@ -218,7 +249,8 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
 
     Columns: file, run_id, config_hash, dataset, objective, reference (an untrained reference run,
     labelled `<name> (untrained reference)`), objective_config, objective_label,
-    views, seed, group, group_label, group_changes, paper_scale, default_data, query_task, items,
+    views, seed, group, group_label, group_changes, paper_scale, default_data, data_fingerprint, data_folder,
+    query_task, items,
     interactions, steps, batch_size, device, step_ms_median, train_s, evaluate_s, total_s,
     peak_rss_mb, realised_views, and `<task>/<metric>` (the query task as `query->item/...`).
     """
@@ -235,7 +267,8 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
         phases = timing.get("phases_s") or {}
         counts = result.counts or {}
         qtask = query_task_of(result)
-        changes = config_changes(config, defaults_cache[dataset])
+        data = getattr(result, "data", None) or {}
+        changes = config_changes(config, defaults_cache[dataset], data)
         items = counts.get("items", dcfg.get("items"))
         interactions = counts.get("interactions", dcfg.get("interactions"))
         row: dict[str, Any] = {
@@ -248,8 +281,11 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             "objective_config": config_hash(config.get("objective_config"))[:6],
             "views": int(config["views"]),
             "seed": int(config["seed"]),
-            "group": group_key(config),
-            "data_key": data_key(config),
+            "group": group_key(config, data),
+            "data_key": data_key(config, data),
+            # the data's content fingerprint (None: generated data, or a result written before fingerprints)
+            "data_fingerprint": fingerprint_of(data),
+            "data_folder": data.get("folder") or dcfg.get("data_dir") or None,
             "group_changes": ", ".join(changes),
             "changed_fields": tuple(c.split("=", 1)[0] for c in changes),
             # the synthetic generator's claim-deciding knobs (`report.sensitivity`); None elsewhere

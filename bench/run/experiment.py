@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..config import apply_overrides, config_hash, parse_literal, to_jsonable
+from ..config import apply_overrides, parse_literal, to_jsonable
 from ..datasets import DATASETS
 from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, search_timing, seed_everything
 from ..train.distributed import setup as setup_distributed
@@ -29,7 +29,9 @@ from ..objectives import OBJECTIVES
 from ..objectives.base import ObjectiveContext
 from ..registry import suggest
 from .provenance import collect as collect_provenance
+from .identity import run_identity
 from .results import RunResult, result_filename, write_result
+from ..data.fingerprint import describe_data
 from ..model.towers import TowerConfig, build_towers
 from ..train.loop import TrainConfig, train
 from ..data.views import SlotLayout
@@ -100,10 +102,13 @@ class PreparedRun:
     dataset_plugin: Any
     configs: dict[str, Any]
     config: dict[str, Any]
-    config_hash: str
+    config_hash: str  # the run's identity (`identity.run_identity`): config and data fingerprint
+    data: dict[str, Any] = field(default_factory=dict)  # the result's `data` block ({} for generated data)
 
 
-def prepare(spec: RunSpec) -> PreparedRun:
+def prepare(spec: RunSpec, data_memo: dict | None = None) -> PreparedRun:
+    """Resolve and check every config, and fingerprint the data's files (`ftbench.data.fingerprint`;
+    `data_memo` shares fingerprints between the cells of one grid)."""
     if spec.views < 1:
         raise ValueError(f"--views must be at least 1, got {spec.views}")
     if spec.seed < 0:
@@ -140,7 +145,9 @@ def prepare(spec: RunSpec) -> PreparedRun:
         config["precision"] = spec.precision
     if config["tower_config"]["init"] == "mlp":  # likewise: runs with today's towers keep their hashes
         del config["tower_config"]["init"]
-    return PreparedRun(spec, objective_cls, plugin_cls(), configs, config, config_hash(config))
+    plugin = plugin_cls()
+    data = describe_data(plugin, configs["dataset"], data_memo)
+    return PreparedRun(spec, objective_cls, plugin, configs, config, run_identity(config, data), data)
 
 
 def package_versions() -> dict[str, str]:
@@ -354,6 +361,7 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         provenance=collect_provenance(spec),
         tuning=dict(tuning or {}),
+        data=dict(prepared.data),
     )
     path = None
     if out_dir is not None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import config_hash
 from ..eval.reference import REFERENCE_NOTE, REFERENCES, FrozenReference
 from ..model.encode import capped_availability
 from .experiment import RunSpec, build_dataset, package_versions, prepare
+from .identity import run_identity
 from .results import RunResult, result_filename, write_result
 
 REFERENCE_OBJECTIVE = "frozen"  # `ftbench reference` and `ftbench run --objective frozen`
@@ -51,7 +51,7 @@ def execute_reference(spec: RunSpec, out_dir: Path | None, dataset_cache: dict |
         metrics, not_applicable, eval_counts = reference.evaluate(seed=spec.seed)
         evaluate_s = time.perf_counter() - t1
         config = reference_config(prepared.config, variant)
-        chash = config_hash(config)
+        chash = run_identity(config, prepared.data)
         result = RunResult(
             run_id=f"{chash[:10]}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}",
             config=config,
@@ -68,6 +68,7 @@ def execute_reference(spec: RunSpec, out_dir: Path | None, dataset_cache: dict |
             skipped=dict(dataset.skipped),
             notes=list(dataset.notes) + [f"{variant}: {REFERENCE_NOTE}"],
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            data=dict(prepared.data),
         )
         path = None
         if out_dir is not None:

@@ -2,9 +2,12 @@
 
 A sweep is a list of cells (objective, views, seed) sharing one data set and one set of options.
 Every cell is validated with `experiment.prepare` before any training starts, so a typo fails in
-seconds, not after hours. A run whose result file already exists - same config, hence same config
-hash, hence same file name (`results.result_filename`) - and loads correctly is skipped unless
-`overwrite` is set; a run that fails is reported and the sweep goes on (the caller exits non-zero
+seconds, not after hours. A run whose result file already exists - same config and same data,
+hence same identity (`identity.run_identity`: the config hash, with a data set's content fingerprint
+in place of its folder), hence same file name (`results.result_filename`) - and loads correctly is
+skipped unless `overwrite` is set. A cell whose data changed since its result was written has
+another identity: it runs again, the earlier file stays, and the sweep says so
+(`SweepOutcome.data_changed`, `identity.other_data_results`). A run that fails is reported and the sweep goes on (the caller exits non-zero
 at the end). Crash safety: result files are written atomically (`results.atomic_write_text`), so a
 sweep killed at any moment leaves complete result files and, at worst, a hidden temp file, which
 the next sweep removes (`results.remove_interrupted_writes`) before running only the cells
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import config_hash
+from .identity import other_data_results
 from .results import load_result, remove_interrupted_writes, result_filename
 
 if TYPE_CHECKING:  # the experiment module pulls in torch; importing it lazily keeps `--help` fast
@@ -191,10 +195,11 @@ def prepare_grid(spec: SweepSpec) -> list[PreparedRun]:
 
     prepared, errors = [], []
     cells = spec.cells()
+    data_memo: dict = {}  # the cells share one data set: its files are fingerprinted once
     for cell in cells:
         try:
-            prepared.append(prepare(cell))
-        except (ValueError, KeyError) as exc:
+            prepared.append(prepare(cell, data_memo))
+        except (ValueError, KeyError, OSError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             errors.append((f"{cell.objective} views={cell.views} seed={cell.seed}", message))
     if errors:
@@ -258,6 +263,8 @@ class SweepOutcome:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (cell, message)
     elsewhere: list[str] = field(default_factory=list)  # cells claimed or run by another worker
+    #: cells that ran because their data changed: (cell, the files of its results on other data, kept)
+    data_changed: list[tuple[str, list[Path]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -321,6 +328,9 @@ def run_sweep(
                 if on_done:
                     on_done(index, total, prepared, "elsewhere", "claimed by another worker")
                 continue
+        earlier = other_data_results(out_dir, prepared.config, prepared.data)
+        if earlier:
+            outcome.data_changed.append((cell_label(prepared), [p for p, _ in earlier]))
         if on_start:
             on_start(index, total, prepared, "run")
         try:

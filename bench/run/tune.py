@@ -291,7 +291,7 @@ def tuning_block(spec: TuneSpec, state: StudyState, base) -> dict[str, Any]:
         "budget": {"trials": spec.trials, **budget(base)},
         "sampler": f"TPE, seed {spec.sampler_seed}",
         "pruner": "median rule (3 start-up trials) on the validation score every eval_every steps",
-        "base_group": group_key(base.config),
+        "base_group": group_key(base.config, base.data),
         "base_config_hash": base.config_hash,
         "default_objective_config": config_hash(base.config["objective_config"])[:6],
     }
