@@ -19,7 +19,8 @@ def _preset_help() -> str:
         extras += [f"--batch-size {p['batch_size']}"] if p["batch_size"] else []
         extras += [f"--set {s}" for s in p["sets"]]
         lines.append(
-            f"'{name}': objectives {objectives}; views {', '.join(map(str, p['views']))}; seeds "
+            f"'{name}': objectives {objectives}; views "
+            f"{'per cell of the design' if p['views'] is None else ', '.join(map(str, p['views']))}; seeds "
             f"{', '.join(map(str, p['seeds']))}; dataset {p['dataset']}"
             + (f"; {' '.join(extras)}" if extras else "") + f" ({p['description']})."
         )

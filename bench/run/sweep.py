@@ -73,6 +73,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "batch_size": None,
         "sets": ["dataset.items=1000000", "dataset.interactions=292520", "eval.ks=(1, 10, 50, 100, 500)"],
     },
+    "regime-map": {
+        "description": (
+            "the regime map: every registered objective x seeds 0,1,2 on 32 cells of a seeded Sobol "
+            "design over the synthetic generator (query_aux_fraction, aux_informativeness, "
+            "cross_side_overlap, views 2-8, interactions 3k-100k; ftbench.regime.design), the standard "
+            "400-step budget: 672 runs; --shard splits it, and a rerun continues where it stopped"
+        ),
+        "objectives": None,
+        "views": None,
+        "seeds": [0, 1, 2],
+        "dataset": "synthetic",
+        "steps": None,
+        "batch_size": None,
+        "sets": [],
+        "design": "regime",
+    },
 }
 
 
@@ -94,23 +110,32 @@ class SweepSpec:
     batch_size: int | None = None
     device: str = "auto"
     deterministic: bool = False
+    #: design points (views, extra --set strings) that replace `views`: the regime map's cells
+    points: list[tuple[int, list[str]]] | None = None
 
     def cells(self) -> list[RunSpec]:
-        """The grid as run specs, in the order objectives x views x seeds (duplicates removed)."""
+        """The grid as run specs, in the order objectives x views x seeds (duplicates removed); with
+        design points, points x seeds x objectives, so that a sweep stopped part-way has compared
+        every objective on the cells it finished."""
         from .experiment import RunSpec
 
+        if self.points is not None:
+            order = [(objective, views, extra, seed) for views, extra in self.points for seed in self.seeds
+                     for objective in self.objectives]
+        else:
+            order = [(objective, views, [], seed) for objective in self.objectives for views in self.views
+                     for seed in self.seeds]
         out, seen = [], set()
-        for objective in self.objectives:
-            for views in self.views:
-                for seed in self.seeds:
-                    if (objective, views, seed) in seen:
-                        continue
-                    seen.add((objective, views, seed))
-                    out.append(
-                        RunSpec(objective=objective, dataset=self.dataset, views=views, seed=seed, device=self.device,
-                                sets=list(self.sets), steps=self.steps, batch_size=self.batch_size,
-                                deterministic=self.deterministic)
-                    )
+        for objective, views, extra, seed in order:
+            key = (objective, views, tuple(extra), seed)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                RunSpec(objective=objective, dataset=self.dataset, views=views, seed=seed, device=self.device,
+                        sets=list(self.sets) + list(extra), steps=self.steps, batch_size=self.batch_size,
+                        deterministic=self.deterministic)
+            )
         return out
 
 
@@ -146,6 +171,14 @@ def spec_from_preset(
         if base["objectives"] is None:
             base["objectives"] = list(registered_objectives())
     chosen_objectives = list(objectives) if objectives else base["objectives"]
+    points = None
+    if base.get("design") == "regime":
+        if views:
+            raise ValueError(f"--views cannot be given with --preset {preset}: each cell of the design has its own")
+        from ..regime.design import regime_design
+
+        points = [(p.views, p.sets) for p in regime_design()]
+        base["views"] = sorted({v for v, _ in points})
     chosen_views = list(views) if views else base["views"]
     chosen_seeds = list(seeds) if seeds else base["seeds"]
     missing = [name for name, value in (("--objective", chosen_objectives), ("--views", chosen_views),
@@ -168,6 +201,7 @@ def spec_from_preset(
         batch_size=batch_size if batch_size is not None else base["batch_size"],
         device=device,
         deterministic=deterministic,
+        points=points,
     )
 
 

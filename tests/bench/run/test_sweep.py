@@ -45,7 +45,7 @@ def test_presets_are_explicit_and_complete():
     paper = spec_from_preset("paper-scale", registered_objectives=REGISTERED)
     assert paper.objectives == ["clip", "factorized"] and paper.views == [8] and paper.seeds == [0, 1, 2]
     assert "dataset.items=1000000" in paper.sets and "dataset.interactions=292520" in paper.sets
-    assert set(PRESETS) == {"quick", "paper-scale"}
+    assert set(PRESETS) == {"quick", "paper-scale", "regime-map"}
     # explicit options replace the preset's lists; --set is added after the preset's
     mixed = spec_from_preset("paper-scale", ["clip"], None, [5], None, ["train.lr=0.001"],
                              registered_objectives=REGISTERED)

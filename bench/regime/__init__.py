@@ -1,0 +1,4 @@
+"""Regimes: where a catalog sits among the conditions that decide which objective wins.
+
+    design      the regime map's cells: a seeded Sobol design over the synthetic generator's knobs
+"""
