@@ -451,9 +451,13 @@ def exact_topk(
 
         stats = {"fallback_blocks": 0, "candidates": 0, "rows": 0}
         lock = threading.Lock()  # workers share the counters
+        # workers (known by their own S buffer) whose bound stopped pruning: their later blocks go
+        # straight to fp32. Per worker, not shared, so that which blocks fall back - recorded in
+        # the run's counts - does not depend on how the workers' progress interleaves.
+        fell_back: set[int] = set()
 
         def body_lowrank(q0: int, q1: int, buf: torch.Tensor) -> None:
-            if not stats["fallback_blocks"]:
+            if id(buf) not in fell_back:
                 mine: dict = {}
                 try:
                     out_s[q0:q1], out_i[q0:q1] = lowrank_topk_chunk(queries[q0:q1], lowrank, k, ic, buf, mine)
@@ -462,7 +466,7 @@ def exact_topk(
                         stats["rows"] += mine["rows"]
                     return
                 except TooManyCandidates:
-                    pass  # the bound does not prune on these data: this and later blocks in fp32
+                    fell_back.add(id(buf))  # the bound does not prune on these data: this and later blocks in fp32
             with lock:
                 stats["fallback_blocks"] += 1
             out_s[q0:q1], out_i[q0:q1] = _topk_query_chunk(queries[q0:q1], items, k, ic, group_size, limit, buf)

@@ -150,6 +150,39 @@ def test_fallback_path_is_taken_and_exact(monkeypatch):
     assert torch.equal(i, ri) and torch.equal(s, rs)
 
 
+def test_which_blocks_fall_back_does_not_depend_on_the_workers_timing(monkeypatch):
+    """Two workers, blocks 0, 2 (worker 0) and 1, 3 (worker 1); block 0's bound fails. Worker 1
+    waits until then before its first block: a fallback shared between workers would send its
+    second block to fp32 too, depending on who got there first. Per worker it never does: the
+    counts recorded in a run are the same every time."""
+    import threading
+
+    gen = torch.Generator().manual_seed(7)
+    q = torch.randint(-8, 9, (256, 32), generator=gen).float()
+    x = torch.randint(-8, 9, (2000, 32), generator=gen).float()
+    real = lowrank_search.lowrank_topk_chunk
+    block0_failed = threading.Event()
+    calls = []
+
+    def first_block_fails(query, *args, **kwargs):
+        start = int((q == query[0]).all(dim=1).nonzero()[0])
+        calls.append(start)
+        if start == 0:
+            block0_failed.set()
+            raise TooManyCandidates(0)
+        assert block0_failed.wait(timeout=60)
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(lowrank_search, "lowrank_topk_chunk", first_block_fails)
+    monkeypatch.setattr(lowrank_search, "ADMIT_FRACTION", 1.0)
+    info = {}
+    s, i = exact_topk(q, x, 20, precision="lowrank", item_chunk=500, query_chunk=64, workers=2, info=info)
+    assert sorted(calls) == [0, 64, 192]  # worker 0 skips its second block (128), worker 1 tries both
+    assert info["fallback_blocks"] == 2
+    rs, ri = reference_topk(q, x, 20)
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+
+
 def test_auto_takes_lowrank_only_where_the_catalog_is_large_and_nearly_low_rank(monkeypatch):
     gen = torch.Generator().manual_seed(8)
     monkeypatch.setattr(lowrank_search, "MIN_ITEMS", 2000)
