@@ -22,7 +22,7 @@ from ftbench.datasets import DATASETS
 from ftbench.train.distributed import setup
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.model.towers import TowerConfig, Towers
+from ftbench.model.towers import TowerConfig, build_towers
 from ftbench.train.loop import Stepper, TrainConfig
 from ftbench.data.views import SlotLayout
 
@@ -37,7 +37,11 @@ CASES = {
     "oat": ("oat", {}),
     "oat_id": ("oat", {"anchor": "id"}),
     "mover": ("mover", {}),
+    "factorized_residual": ("factorized", {"aux_samples": 1}),
 }
+# cases whose towers start from the backbone's geometry (tower.init='residual'): each process fits
+# the skip projections on its own (embedding 16 < feature widths 64, 96: principal axes)
+RESIDUAL_CASES = {"factorized_residual"}
 
 
 def build_dataset():
@@ -49,7 +53,10 @@ def build_dataset():
 def run_case(name: str, dataset, context) -> dict:
     objective_name, overrides = CASES[name]
     torch.manual_seed(0)
-    towers = Towers(dataset.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
+    init = "residual" if name in RESIDUAL_CASES else "mlp"
+    towers = build_towers(dataset, TowerConfig(embedding_dim=16, hidden_dim=32, init=init))
+    # before DistributedDataParallel, which would overwrite every process's start with rank 0's
+    initial = {n: p.detach().clone() for n, p in towers.named_parameters()}
     cls = OBJECTIVES.get(objective_name)
     objective_context = ObjectiveContext(
         layout=SlotLayout.from_catalog(dataset.catalog), embedding_dim=16, num_items=dataset.catalog.num_items,
@@ -69,6 +76,7 @@ def run_case(name: str, dataset, context) -> dict:
         record["items"].append(views.item_index.clone())
         record["mask"].append(views.mask.clone())
     record["params"] = {n: p.detach().clone() for n, p in named}
+    record["initial"] = initial
     return record
 
 
