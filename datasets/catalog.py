@@ -56,6 +56,14 @@ or every line skipped) is an error naming the file, as is an empty ``queries.jso
 silently drop a split (an empty ``test.tsv``: the main task). Images are local files: an image
 given as a URL is an error (download the images into the folder and give relative paths). Every
 other defect is an error naming the file, the line and the field.
+
+Training pairs (the split is over queries): every pair of a train query (its train qrels with
+grade > 0, or its lines of ``interactions.tsv``) is trained on, whatever the item's split; pairs of
+dev and test queries never are. An item trained on cannot be a held-out item of the cross-view
+tasks, so with the seeded random item split the items named by train queries' pairs are train
+items (the others keep their random split); with a ``split`` given in the items, the split is kept
+and the pairs naming its val or test items are not trained on. Either case is printed with its
+counts and kept in the result's notes (`train_pair_items_split`).
 """
 
 from __future__ import annotations
@@ -296,11 +304,22 @@ def _view_values(value: Any, where: str, field: str) -> list[str | None]:
         if v is None:
             out.append(None)
         elif isinstance(v, str):
+            check_unicode(v, where, f"{field!r}{f'[{k}]' if isinstance(value, list) else ''}")
             out.append(v if v.strip() else None)
         else:
             pos = f"[{k}]" if isinstance(value, list) else ""
             raise ValueError(f"{where}: field {field!r}{pos} must be a string (a text or an image path), got {type(v).__name__}")
     return out
+
+
+def check_unicode(text: str, where: str, field: str) -> None:
+    """A JSON escape of a lone surrogate (``\\udc80``) gives a string no encoder can write as UTF-8
+    (the feature cache keys and the backbones need it): an error naming the file, line and field."""
+    bad = next((k for k, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
+    if bad is not None:
+        raise ValueError(f"{where}: field {field} is not valid Unicode: a lone surrogate "
+                         f"{text[bad].encode('utf-8', 'backslashreplace').decode('ascii')} at character {bad + 1} "
+                         "(a broken \\u escape); fix or drop it")
 
 
 def manifest_vector_files(manifest: dict) -> list[str]:
@@ -331,6 +350,62 @@ def _note_unfingerprinted(rels, what: str, notes: list[str]) -> None:
                    "does not change the result's identity")
         notes.append(message)
         print(message, file=sys.stderr)
+
+
+@dataclass
+class QuerySplitItems:
+    """The item split after `train_pair_items_split`, with what it changed (see there)."""
+
+    item_split: np.ndarray
+    #: items the seeded random split had put in val or test that train queries' pairs name, by split
+    moved: dict[str, int]
+    #: training pairs (of train queries) whose item is a val or test item of a given split: not trained on
+    held_out_pairs: int
+
+
+def train_pair_items_split(item_split: np.ndarray, queries: QuerySet | None, given: bool,
+                           notes: list[str] | None = None) -> QuerySplitItems:
+    """The item split of a catalog whose split is over queries (qrels), reconciled with its
+    training pairs (the pairs of train queries).
+
+    Training uses every pair of a train query. An item it trains on is not held out from training,
+    so it cannot be a val or test item of the cross-view tasks: with the seeded random split (no
+    `split` in the items), items named by a train query's pair are train items and the others keep
+    their random split. An item split given in the items is kept as given: pairs that name one of its
+    val or test items are then not trained on (counted here, and by the training loop). Queries of
+    val and test are never trained on, whatever their items. Both cases are printed (stderr) and
+    noted, with their counts.
+    """
+    split = np.asarray(item_split, dtype=np.int8).copy()
+    moved = {"val": 0, "test": 0}
+    if queries is None or not len(queries.interactions):
+        return QuerySplitItems(split, moved, 0)
+    train_pairs = queries.interactions[queries.split[queries.interactions[:, 0]] == 0]
+    named = np.unique(train_pairs[:, 1])
+    outside = named[split[named] != 0]
+    if not len(outside):
+        return QuerySplitItems(split, moved, 0)
+    if given:
+        held = int((split[train_pairs[:, 1]] != 0).sum())
+        message = (f"catalog: {held} of {len(train_pairs)} training pairs of train queries name one of "
+                   f"{len(outside)} val/test items of the split given in the items; they are not trained on "
+                   "(the cross-view val/test items stay unseen). Drop 'split' from the items to let train "
+                   "queries' items be train items.")
+        if notes is not None:
+            notes.append(message)
+        print(message, file=sys.stderr)
+        return QuerySplitItems(split, moved, held)
+    moved = {"val": int((split[outside] == 1).sum()), "test": int((split[outside] == 2).sum())}
+    split[outside] = 0
+    message = (f"catalog: {len(outside)} items named by train queries' pairs are train items (the random item "
+               f"split had {moved['val']} in val, {moved['test']} in test); every training pair is used; "
+               f"{int((split == 1).sum())} val and {int((split == 2).sum())} test items remain"
+               + (" (give 'split' in the items to hold items out of training for the cross-view tasks)."
+                  if not (split == 1).any() or not (split == 2).any() else "."))
+    if notes is not None:
+        notes.append(message)
+    print(message, file=sys.stderr)
+    return QuerySplitItems(split, moved, 0)
 
 
 def _image_input(root: Path, rel: str, where: str, field: str) -> Path:
@@ -499,6 +574,8 @@ class CatalogFolder(DatasetPlugin):
         catalog = ArrayCatalog(slots, features, available, ids, source=label)
 
         queries = self._queries(root, manifest, index, config, cache, backbones, skipped, notes)
+        split_by_query = train_pair_items_split(item_split, queries, given=all(given), notes=notes)
+        item_split = split_by_query.item_split
         cross = manifest.get("cross_view_items", "test")
         notes.append(
             f"catalog {root.name}: {len(ids)} items, views {', '.join(s.name for s in slots)}; "
@@ -515,6 +592,8 @@ class CatalogFolder(DatasetPlugin):
                 "cache_dir_resolved": str(cache.root) if config.use_cache else None,
                 "features_encoded": cache.stats.encoded,
                 "features_from_cache": cache.stats.hits,
+                "items_moved_to_train": split_by_query.moved,
+                "training_pairs_naming_held_out_items": split_by_query.held_out_pairs,
                 "load_seconds": round(time.perf_counter() - t0, 3),
             }
         )
@@ -566,6 +645,8 @@ class CatalogFolder(DatasetPlugin):
                 value = rec.get(kind) if kinds else None
                 if kinds and (not isinstance(value, str) or not value.strip()):
                     raise ValueError(f"{where}: field {kind!r} must be a non-empty string, got {value!r}")
+                if kinds:
+                    check_unicode(value, where, repr(kind))
                 qids.append(qid)
                 inputs.append(_image_input(root, value, where, "image") if kind == "image" else value)
                 if kind == "image":

@@ -6,7 +6,7 @@
 where a_i is item i's primary image and b_i its title (in a single-modality catalog: the primary
 view and the first auxiliary view), s = exp(log scale) (log scale clamped at log 100 after each
 optimiser step), and I the diagonal labels.
-Auxiliary views are never used, in training or at inference. The cross-view term is exactly
+No other view is used, in training or at inference. The cross-view term is exactly
 open_clip's `ClipLoss` (src/open_clip/loss.py) on the same features and logit scale; items lacking
 either view of the pair are left out of it.
 
@@ -43,7 +43,8 @@ def _pair_selection(mask: torch.Tensor, layout) -> ViewSelection:
 @OBJECTIVES.register("clip")
 class Clip(Objective):
     name = "clip"
-    summary = "CLIP symmetric InfoNCE on (primary image, title) + query InfoNCE; auxiliary views unused"
+    summary = ("CLIP symmetric InfoNCE on the primary pair (image, title; one-modality catalog: primary view, first "
+               "auxiliary view) + query InfoNCE; other views unused")
     Config = ClipConfig
 
     def select_views(self, mask, generator=None) -> ViewSelection:

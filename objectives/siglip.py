@@ -15,8 +15,9 @@ logits start strongly negative, matching the B - 1 negatives per positive). It e
 softmax couples the pairs, so the loss needs no batch-wide normalisation.
 
 The shared query term (symmetric InfoNCE between each query and the served item embedding, at the
-same logit scale s) is added; the served embedding is normalise(a_i + b_i), and auxiliary views are
-never used, exactly as for `clip`, so that the two differ only in the pair loss.
+same logit scale s) is added; the served embedding is normalise(a_i + b_i), and no other view is
+used, exactly as for `clip` (whose pair in a one-modality catalog is the primary view and the first
+auxiliary view), so that the two differ only in the pair loss.
 
 Reference: X. Zhai, B. Mustafa, A. Kolesnikov, L. Beyer, "Sigmoid Loss for Language Image
 Pre-Training", ICCV 2023.
@@ -68,7 +69,8 @@ def primary_pair(mask: torch.Tensor, layout) -> ViewSelection:
 @OBJECTIVES.register("siglip")
 class Siglip(Objective):
     name = "siglip"
-    summary = "SigLIP sigmoid loss on (primary image, title) with a learnable bias + query InfoNCE; aux views unused"
+    summary = ("SigLIP sigmoid loss on the primary pair (image, title; one-modality catalog: primary view, first "
+               "auxiliary view) with a learnable bias + query InfoNCE; other views unused")
     Config = SiglipConfig
 
     def __init__(self, config: SiglipConfig, context) -> None:

@@ -1,6 +1,7 @@
 """`ftbench features ...` (precompute backbone features into the cache) and
 `ftbench data fetch grocery-store` (download, check and safely extract the public archive) and
-`ftbench data info synthetic` (how much item information each view slot carries)."""
+`ftbench data info synthetic` (how much item information each view slot carries) and
+`ftbench data validate DIR` (a catalog folder's data-quality report, `ftbench.data.quality`)."""
 
 from __future__ import annotations
 
@@ -278,5 +279,102 @@ def register(app: typer.Typer) -> None:
             table.add_row(f"{r.slot} ({r.modality})", "aux" if r.role == "auxiliary" else r.role, f"{r.present:.0%}", r.shows,
                           fmt(r.recall_vs_primary), fmt(r.recall_vs_other_views), fmt(r.recall_vs_other_modality))
         Console().print(table)
+
+    @data_app.command("validate")
+    def validate(
+        data_dir: Path = typer.Argument(..., help="a folder in the catalog layout (items.jsonl, queries.jsonl, qrels/, ...)"),
+        json_file: Optional[Path] = typer.Option(None, "--json", help="also write the report to this JSON file"),
+    ) -> None:
+        """Check a catalog folder as `ftbench run` reads it, without encoding or training, and report
+        its data quality: items, views per slot, queries and qrels per split, absent files, skipped
+        lines; duplicate titles and image files, views shared across items, empty, truncated, HTML,
+        garbled (control characters, not Unicode, mojibake) texts, relevant items per query.
+        Exit 0 when the folder loads (defects are reported, not fatal), 2 when it cannot."""
+        from ..data.quality import ValidationError, plain_text, rich_tables, to_json, validate_catalog
+
+        try:
+            report = validate_catalog(data_dir)
+        except ValidationError as exc:
+            _fail(exc)
+        if json_file is not None:
+            try:
+                json_file.write_text(to_json(report) + "\n", encoding="utf-8")
+            except OSError as exc:
+                from .common import fail
+
+                fail(f"--json {str(json_file)!r}: cannot be written ({exc.strerror or exc})")
+        out = Console()
+        if out.is_terminal:
+            for table in rich_tables(report):
+                out.print(table)
+        else:
+            print(plain_text(report))
+
+    @data_app.command("profile")
+    def profile(
+        dataset: str = typer.Option("synthetic", "--dataset", "-d", help="data set to profile"),
+        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
+        views: int = typer.Option(8, "--views", "-V", help="views per item kept (primary first), as ftbench run's --views"),
+        set_: list[str] = typer.Option([], "--set", help="data set option key=value (dataset. prefix optional); repeatable"),
+        json_file: Optional[Path] = typer.Option(None, "--json", help="also write the data set's identity and the indicators to this JSON file"),
+        seed: int = typer.Option(0, "--seed", help="seed of the ridge maps' folds and of the samples drawn"),
+    ) -> None:
+        """A data set's regime indicators from its frozen features, no training (ftbench.regime.indicators;
+        docs/method.md, Regime indicators): views per item, modality mix, catalog size, training signal,
+        frozen query recall, auxiliary gain for queries and for held-out views, cross-side overlap."""
+        from ..errors import input_errors
+        from ..regime.indicators import profile_dataset, profile_rows
+        from ..run.experiment import RunSpec, build_dataset, prepare
+
+        sets = [f"dataset.{pair.removeprefix('dataset.')}" for pair in set_]
+        if data_dir is not None:
+            sets.append(f"dataset.data_dir={str(data_dir)!r}")
+        if views < 1:
+            raise typer.BadParameter(f"--views must be at least 1, got {views}", param_hint="--views")
+        t0 = time.perf_counter()
+        try:
+            prepared = prepare(RunSpec(dataset=dataset, views=views, sets=sets))
+            built = build_dataset(prepared)
+            build_seconds = time.perf_counter() - t0
+            result = profile_dataset(built, views=views, seed=seed)
+        except UnknownNameError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--dataset") from None
+        except input_errors() as exc:
+            _fail(exc)
+        if json_file is not None:
+            import json
+
+            from .. import __version__
+            from ..config import to_jsonable
+
+            payload = {"dataset": dataset, "views": views, "seed": seed, "sets": sets,
+                       "dataset_config": to_jsonable(prepared.configs["dataset"]), "data": prepared.data,
+                       "ftbench_version": __version__, "build_seconds": round(build_seconds, 3),
+                       "indicators": result.indicators(), "profile": result.to_dict()}
+            try:
+                json_file.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+            except OSError as exc:
+                from .common import fail
+
+                fail(f"--json {str(json_file)!r}: cannot be written ({exc.strerror or exc})")
+        rows = profile_rows(result)
+        title = f"{dataset} regime indicators (--views {views}; " + (", ".join(sets) or "defaults") + ")"
+        out = Console()
+        if out.is_terminal:
+            from rich.markup import escape
+
+            # escaped: option values and reasons are not markup
+            table = Table(title=escape(title), caption=f"frozen features, no training; data set built in {build_seconds:.1f} s",
+                          caption_justify="left")
+            table.add_column("indicator", no_wrap=True)
+            table.add_column("value", overflow="fold")
+            table.add_column("what", overflow="fold")
+            for row in rows:
+                table.add_row(*(escape(cell) for cell in row))
+            out.print(table)
+        else:
+            print(title)
+            for name, value, what in rows:
+                print(f"{name}\t{value}\t{what}")
 
     app.add_typer(data_app, name="data")

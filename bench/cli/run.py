@@ -74,6 +74,8 @@ def print_result(result, path) -> None:
             console.print(f"not applicable: {', '.join(whole)} (reasons in the result file)", highlight=False)
         if cutoffs:
             console.print(f"—: {', '.join(cutoffs)} at or above the gallery size, not reported", highlight=False)
+    for line in what_happened(result):
+        console.print(line, highlight=False, markup=False)
     t = result.timing
     console.print(
         f"train {t['phases_s']['train_s']:.1f}s, evaluate {t['phases_s']['evaluate_s']:.1f}s, "
@@ -82,6 +84,38 @@ def print_result(result, path) -> None:
         highlight=False,
     )
     console.print(f"result: {path}", highlight=False)
+
+
+def what_happened(result) -> list[str]:
+    """The lines a run prints about what it did with the data: records the loader skipped, training
+    pairs left out and why, items the catalog moved to train, what the objective amounts to on this
+    data (`ftbench.run.reductions`), and the feature cache used."""
+    lines = []
+    counts, training = result.counts, result.training
+    if result.skipped:
+        lines.append("skipped by the loader: " + ", ".join(f"{k}={v:,}" for k, v in sorted(result.skipped.items())))
+    dropped = counts.get("training_pairs_dropped") or {}
+    if dropped.get("query_not_train") or dropped.get("item_not_train"):
+        used = counts.get("training_pairs_used", 0)
+        parts = []
+        if dropped.get("item_not_train"):
+            parts.append(f"{dropped['item_not_train']:,} of train queries name a val/test item (kept out of training "
+                         "so that the cross-view val/test items stay unseen)")
+        if dropped.get("query_not_train"):
+            parts.append(f"{dropped['query_not_train']:,} belong to val/test queries (never trained on)")
+        lines.append(f"training pairs: {used:,} used; not used: " + "; ".join(parts)
+                     + ("" if training.get("used_queries", True) else "; no pair left: trained on the train items alone"))
+    moved = counts.get("items_moved_to_train") or {}
+    if sum(moved.values()):
+        lines.append(f"item split: {sum(moved.values()):,} items named by train queries' pairs moved to train "
+                     f"({moved.get('val', 0):,} from val, {moved.get('test', 0):,} from test)")
+    lines.extend(training.get("on_this_data") or [])
+    cache = (result.provenance or {}).get("feature_cache")
+    if cache:
+        where = cache["folder"] if cache.get("enabled") else "cache off"
+        lines.append("features: data set reused from an earlier run of this process" if cache.get("data_set_reused_in_process")
+                     else f"features: {cache['encoded']:,} encoded, {cache['from_cache']:,} read from the cache ({where})")
+    return lines
 
 
 def _say_if_data_changed(prepared, out: Path) -> None:

@@ -182,6 +182,23 @@ def build_dataset(prepared: "PreparedRun", dataset_cache: dict | None = None):
     return dataset
 
 
+def feature_cache_block(dataset, reused: bool) -> dict[str, Any]:
+    """{"feature_cache": {...}} for data whose features went through the feature cache: the folder
+    actually used (resolved: --cache-dir, $FTBENCH_CACHE_DIR or the default; the config's cache_dir
+    stays '' so that the location changes no identity), features encoded and read from the cache
+    by this build; a data set an earlier run of the process built is said to be reused (nothing
+    encoded or read for this run). {} for generated data."""
+    info = dataset.config
+    if "features_encoded" not in info:
+        return {}
+    block = {"folder": info.get("cache_dir_resolved"), "enabled": info.get("cache_dir_resolved") is not None,
+             "encoded": 0 if reused else int(info["features_encoded"]),
+             "from_cache": 0 if reused else int(info["features_from_cache"])}
+    if reused:
+        block["data_set_reused_in_process"] = True
+    return {"feature_cache": block}
+
+
 def execute(
     prepared: PreparedRun,
     out_dir: Path | None,
@@ -271,7 +288,9 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
     reset_peak_memory(device)
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
+    built_before = None if dataset_cache is None else len(dataset_cache)
     dataset = build_dataset(prepared, dataset_cache)
+    reused = built_before is not None and len(dataset_cache) == built_before  # built by an earlier run of this process
     phases["data_s"] = time.perf_counter() - t0
 
     seed_everything(spec.seed, spec.deterministic)
@@ -285,6 +304,9 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
         has_interactions=dataset.queries is not None and len(dataset.queries.interactions) > 0,
     )
     objective = prepared.objective_cls(configs["objective"], context).to(device)
+    from .reductions import describe as describe_on_data
+
+    on_this_data, reduces_to = describe_on_data(objective, dataset.catalog, spec.views)
     evaluator = Evaluator(dataset, towers, objective, spec.views, device, configs["eval"])
     tcfg = configs["train"]
     # fail before training, not at the first validation, when validation cannot select
@@ -323,6 +345,10 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
             "realised_views_per_item": float(capped.sum(1).float().mean()),
             "views_per_training_step_item": outcome.mean_views_per_step,
             "training_pairs_dropped_not_train": outcome.dropped_pairs,
+            "training_pairs_dropped": dict(outcome.dropped_by_reason),
+            "training_pairs_used": outcome.training_pairs,
+            **({"items_moved_to_train": dataset.config["items_moved_to_train"]}
+               if "items_moved_to_train" in dataset.config else {}),
             "evaluation": eval_counts,
         }
     )
@@ -353,13 +379,15 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
             "history": outcome.history,
             "loss_curve": outcome.loss_curve,
             "used_queries": outcome.used_queries,
+            "on_this_data": on_this_data,
+            "reduces_to": reduces_to,
             "precision": spec.precision,
             **distributed.describe(tcfg.batch_size),
         },
         skipped=dict(dataset.skipped),
         notes=list(dataset.notes) + ([f"tracked: {tracked.describe()}"] if tracked.run_id else []),
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        provenance=collect_provenance(spec),
+        provenance={**collect_provenance(spec), **feature_cache_block(dataset, reused)},
         tuning=dict(tuning or {}),
         data=dict(prepared.data),
     )

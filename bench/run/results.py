@@ -45,7 +45,8 @@ class RunResult:
     skipped: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     created: str = ""
-    #: git commit (and dirty flag) of the source, command line, host, run options: see ftbench.run.provenance
+    #: git commit (and dirty flag) of the source, command line, host, run options: see ftbench.run.provenance;
+    #: `feature_cache`: the feature cache folder used and features encoded / read from it (`experiment.feature_cache_block`)
     provenance: dict[str, Any] = field(default_factory=dict)
     #: `ftbench tune` reruns of a best configuration: study, trial counts, best parameters, budget
     tuning: dict[str, Any] = field(default_factory=dict)

@@ -107,12 +107,18 @@ class BatchSampler:
         self.pairs: np.ndarray
         if q is not None and len(q.interactions):
             inter = q.interactions
-            keep = (q.split[inter[:, 0]] == SPLIT_CODES["train"]) & train_items[inter[:, 1]]
+            train_query = q.split[inter[:, 0]] == SPLIT_CODES["train"]
+            train_item = train_items[inter[:, 1]]
+            keep = train_query & train_item
             self.pairs = inter[keep]
             self.dropped_pairs = int((~keep).sum())
+            # why each unused pair was left out: the run records and prints it (no silent drop)
+            self.dropped_by_reason = {"query_not_train": int((~train_query).sum()),
+                                      "item_not_train": int((train_query & ~train_item).sum())}
         else:
             self.pairs = np.empty((0, 2), dtype=np.int64)
             self.dropped_pairs = 0
+            self.dropped_by_reason = {"query_not_train": 0, "item_not_train": 0}
         self.with_queries = len(self.pairs) > 0
         if not self.with_queries:
             items = np.flatnonzero(train_items)
@@ -166,6 +172,10 @@ class TrainOutcome:
     history: list[dict] = field(default_factory=list)
     step_ms: list[float] = field(default_factory=list)
     dropped_pairs: int = 0
+    #: the dropped pairs by reason: {"query_not_train": n, "item_not_train": n} (`BatchSampler`)
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    #: (query, item) pairs trained on (0: no query pair, training on the train items alone)
+    training_pairs: int = 0
     used_queries: bool = False
     mean_views_per_step: float = 0.0
     #: [{"step", "loss"}]: the training loss, mean over windows of `loss_window(steps)` steps
@@ -328,6 +338,8 @@ def train(
                       distributed=distributed, precision=precision)
     outcome = TrainOutcome(selected_step=0, selected_score=None, select_metric="", dropped_pairs=stepper.sampler.dropped_pairs)
     outcome.used_queries = stepper.sampler.with_queries
+    outcome.dropped_by_reason = dict(stepper.sampler.dropped_by_reason)
+    outcome.training_pairs = len(stepper.sampler.pairs) if stepper.sampler.with_queries else 0
     best_state = None
     views_seen = 0.0
 

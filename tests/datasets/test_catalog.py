@@ -242,3 +242,51 @@ def test_convert_refuses_a_folder_that_is_not_empty(tmp_path):
     (tmp_path / "x").write_text("keep me")
     with pytest.raises(FileExistsError, match="not an empty folder"):
         convert_dataset("synthetic", {"items": 50}, tmp_path)
+
+
+def _write_query_split_catalog(folder: Path, given_split: bool, interactions: str | None = None) -> None:
+    """12 text items; train query qa names items 0-5, dev query qb items 6-7, test query qc items 8-11
+    and 0; with `given_split` items 4-5 are val/test items of the given split."""
+    (folder / "qrels").mkdir(parents=True)
+    splits = ["train"] * 4 + ["dev", "test"] + ["dev"] * 2 + ["test"] * 4
+    items = [{"id": f"i{k}", "title": f"item {k}", **({"split": splits[k]} if given_split else {})} for k in range(12)]
+    (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"id": q, "text": f"query {q}"}) + "\n" for q in ("qa", "qb", "qc")))
+    (folder / "qrels" / "train.tsv").write_text("".join(f"qa\ti{k}\t1\n" for k in range(6)))
+    (folder / "qrels" / "dev.tsv").write_text("qb\ti6\t1\nqb\ti7\t1\n")
+    (folder / "qrels" / "test.tsv").write_text("".join(f"qc\ti{k}\t1\n" for k in (8, 9, 10, 11, 0)))
+    if interactions is not None:
+        (folder / "interactions.tsv").write_text(interactions)
+
+
+def test_random_item_split_makes_train_queries_items_train_items(tmp_path, capsys):
+    from ftbench.train.loop import BatchSampler
+
+    _write_query_split_catalog(tmp_path, given_split=False)
+    drawn = CatalogFolder.Config(data_dir=str(tmp_path), **CHEAP).item_split(12)  # the seeded random split
+    ds = _load(tmp_path)
+    named = np.arange(6)
+    assert (ds.item_split[named] == 0).all()
+    np.testing.assert_array_equal(ds.item_split[6:], drawn[6:])  # items no train query names keep their draw
+    moved = {"val": int((drawn[named] == 1).sum()), "test": int((drawn[named] == 2).sum())}
+    assert sum(moved.values()) > 0  # the draw put some of them in val or test (else this test proves nothing)
+    assert ds.config["items_moved_to_train"] == moved and ds.config["training_pairs_naming_held_out_items"] == 0
+    message = f"{sum(moved.values())} items named by train queries' pairs are train items"
+    assert message in capsys.readouterr().err and any(message in n for n in ds.notes)
+    sampler = BatchSampler(ds, 4, seed=0)
+    assert sampler.dropped_pairs == 0 and len(sampler.pairs) == 6  # every training pair is used
+
+
+def test_a_given_item_split_is_kept_and_its_held_out_items_pairs_are_counted(tmp_path, capsys):
+    from ftbench.train.loop import BatchSampler
+
+    _write_query_split_catalog(tmp_path, given_split=True, interactions="qa\ti0\nqa\ti1\nqa\ti4\nqa\ti5\nqb\ti6\nqc\ti8\n")
+    ds = _load(tmp_path)
+    assert ds.item_split.tolist() == [0, 0, 0, 0, 1, 2, 1, 1, 2, 2, 2, 2]
+    assert ds.config["items_moved_to_train"] == {"val": 0, "test": 0}
+    assert ds.config["training_pairs_naming_held_out_items"] == 2
+    assert "2 of 4 training pairs of train queries name one of 2 val/test items" in capsys.readouterr().err
+    sampler = BatchSampler(ds, 4, seed=0)
+    # qa->i4, qa->i5: held-out items; qb->i6 and qc->i8: interactions of dev and test queries
+    assert sampler.dropped_by_reason == {"query_not_train": 2, "item_not_train": 2}
+    assert sampler.dropped_pairs == 4 and sampler.pairs.tolist() == [[0, 0], [0, 1]]
