@@ -94,7 +94,9 @@ def build_with_progress(dataset: str, overrides: dict[str, Any]):
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
+    from .progress import make_progress
+
+    with make_progress(*columns, console=console, transient=False) as progress:
         with report_progress(_RichReporter(progress)):
             return plugin_cls().build(config)
 

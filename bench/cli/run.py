@@ -26,15 +26,16 @@ def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: boo
                           tracker=None):
     """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from ..errors import input_errors
     from ..features.cache import report_progress
     from ..run.experiment import execute
     from ..train.distributed import shutdown
     from ..train.loop import NonFiniteError
+    from .progress import make_progress
 
-    with Progress(
+    with make_progress(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, disable=quiet, transient=False,

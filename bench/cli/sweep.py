@@ -72,9 +72,10 @@ def run_sweep_with_progress(
     --out) before any run starts.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .common import check_writable
+    from .progress import make_progress
     from ..run.identity import other_data_results
     from ..run.sweep import cell_label, existing_result, prepare_grid, run_sweep, shard_grid
 
@@ -99,7 +100,7 @@ def run_sweep_with_progress(
         console.print(f"the data changed: {len(changed)} cell(s) ({cells}) have a result in {out} on other data "
                       f"(fingerprint now {changed[0][0].data['fingerprint'][:12]}); they run again, the earlier "
                       "files stay", highlight=False, markup=False)
-    with Progress(
+    with make_progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
     ) as bar:

@@ -44,11 +44,12 @@ def tune(
     for each objective's search space and the README section "Equal-budget tuning" for the protocol.
     """
     import optuna
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from ..run.claims import open_storage, redact_url
     from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study
+    from .progress import make_progress
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress display; no URLs in logs
     try:
@@ -74,7 +75,7 @@ def tune(
     reruns = []
     dataset_cache: dict = {}  # one data set built per process, shared by every trial and rerun
     failed = False
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), console=console, disable=quiet) as bar:
         tasks = {o: bar.add_task(o, total=trials, info="") for o in spec.objectives}
         for name in spec.objectives:
