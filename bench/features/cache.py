@@ -21,6 +21,16 @@ again and overwritten (and counted in `CacheStats.encoded`, never as a hit). A p
 mid-write leaves at most a hidden ``.<key>.npy.*.tmp`` file, which is never read.
 ``backbone.json`` beside the role folders records the fingerprint in clear.
 
+Resuming. Missing contents are encoded in chunks of `FeatureCache.chunk` (256) inputs, in the
+backbone's `encode_order` (minilm: longest first, so that each batch pads to about its own
+length), and each chunk's entries are stored the moment the chunk is encoded: an encode killed
+after twenty minutes keeps twenty minutes of features, and the next run encodes only the rest.
+Before the first chunk the order is written to ``<role>/.plans/<h>.json`` (``h``: the call's set
+of contents); an encode of the same inputs after a kill takes its order from there, so each
+remaining chunk holds the same inputs in the same batches as in the killed run (a chunk stored
+only in part is encoded whole again) and the features equal an uninterrupted run's bit for bit.
+The plan is removed when the encode completes.
+
 Location: the `cache_dir` option of a data set, else ``$FTBENCH_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/ftbench/features`` (``~/.cache/ftbench/features``).
 """
@@ -208,30 +218,78 @@ class FeatureCache:
         hits = n - sum(len(v) for v in missing.values())
         if missing:
             self._write_manifest(bdir, fp)
-            todo = list(missing)
-            feats = self._run(backbone, [inputs[missing[k][0]] for k in todo], role, label)
-            for key, vec in zip(todo, feats):
-                _save_npy(self._entry(bdir, role, key), vec)
-                out[missing[key]] = vec
+            self._encode_missing(backbone, inputs, keys, missing, out, bdir, role, label)
         self.stats.add(stat_key, hits, len(missing))
         return out
 
-    def _run(self, backbone: Backbone, inputs: list[Input], role: str, label: str | None, cached: bool = True) -> np.ndarray:
+    def _encode_missing(self, backbone: Backbone, inputs: list[Input], keys: list[str], missing: dict[str, list[int]],
+                        out: np.ndarray, bdir: Path, role: str, label: str | None) -> None:
+        """Encode the `missing` contents chunk by chunk, storing each chunk's entries as soon as it
+        is encoded, so that a killed encode keeps every finished chunk (module docstring: Resuming)."""
+        first = dict(zip(reversed(keys), reversed(inputs)))  # key -> an input of that content
+        plan_path = bdir / role / ".plans" / f"{hashlib.sha256(' '.join(sorted(first)).encode()).hexdigest()[:32]}.json"
+        order = self._read_plan(plan_path, missing)
+        if order is None:
+            todo = list(missing)
+            order = [todo[i] for i in backbone.encode_order([first[k] for k in todo])]
+            atomic_write_bytes(plan_path, json.dumps({"chunk": self.chunk, "order": order}).encode(), fsync=False)
         reporter = _reporter.get()
+        task = reporter.start(self._describe(backbone, role, label, len(missing), cached=True), len(missing)) if reporter else None
+        for start in range(0, len(order), self.chunk):
+            chunk = order[start : start + self.chunk]
+            absent = [k for k in chunk if k in missing]
+            if not absent:
+                continue  # every entry of this chunk is on disk (a resumed encode)
+            # a chunk is always encoded whole, in the plan's order: its inputs meet in the same
+            # batches as in an uninterrupted run, so their features are the same bit for bit
+            whole = len(absent) == len(chunk)
+            on_batch = (lambda k: reporter.advance(task, k)) if reporter and whole else None
+            feats = backbone.encode([first[k] for k in chunk], role, on_batch=on_batch)
+            self._check_finite(backbone, feats)
+            for key, vec in zip(chunk, feats):
+                if key in missing:
+                    _save_npy(self._entry(bdir, role, key), vec)
+                    out[missing[key]] = vec
+            if reporter and not whole:
+                reporter.advance(task, len(absent))
+        plan_path.unlink(missing_ok=True)
+
+    def _read_plan(self, path: Path, missing: dict[str, list[int]]) -> list[str] | None:
+        """The encoding order a killed encode of the same inputs wrote, if it covers every
+        `missing` content with this cache's chunk size; None otherwise."""
+        try:
+            plan = json.loads(path.read_text())
+            order = [str(k) for k in plan["order"]]
+            if plan["chunk"] != self.chunk or not set(missing) <= set(order):
+                return None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return order
+
+    def _run(self, backbone: Backbone, inputs: list[Input], role: str, label: str | None, cached: bool = True) -> np.ndarray:
+        """Features of every input (no cache), batched in the backbone's `encode_order`."""
+        reporter = _reporter.get()
+        task = reporter.start(self._describe(backbone, role, label, len(inputs), cached), len(inputs)) if reporter else None
+        order = backbone.encode_order(inputs)
+        feats = np.zeros((len(inputs), backbone.dim), dtype=np.float32)
+        for start in range(0, len(order), self.chunk):
+            rows = order[start : start + self.chunk]
+            part = backbone.encode([inputs[i] for i in rows], role, on_batch=(lambda k: reporter.advance(task, k)) if reporter else None)
+            self._check_finite(backbone, part)
+            feats[rows] = part
+        return feats
+
+    @staticmethod
+    def _describe(backbone: Backbone, role: str, label: str | None, count: int, cached: bool) -> str:
         # the first run on a data set spends most of its time here: say what and how many
         what = label or f"{backbone.spec} ({backbone.modality}, {role})"
         where = "not in the cache" if cached else "(feature cache off)"
-        task = reporter.start(f"encoding {len(inputs)} inputs {where}: {what}", len(inputs)) if reporter else None
-        parts = []
-        for start in range(0, len(inputs), self.chunk):
-            chunk = inputs[start : start + self.chunk]
-            parts.append(backbone.encode(chunk, role))
-            if reporter:
-                reporter.advance(task, len(chunk))
-        feats = np.concatenate(parts, axis=0)
+        return f"encoding {count} inputs {where}: {what}"
+
+    @staticmethod
+    def _check_finite(backbone: Backbone, feats: np.ndarray) -> None:
         if not np.isfinite(feats).all():
             raise ValueError(f"backbone {backbone.spec!r} produced NaN or infinite features")
-        return feats
 
 
 # ---------------------------------------------------------------------------------------------

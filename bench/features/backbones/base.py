@@ -5,14 +5,17 @@ string ``NAME`` or ``NAME:ARG``. The package docstring lists the backbones.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.metadata
+import io
 import os
 import re
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -94,17 +97,93 @@ def require_module(module: str, extra_hint: str) -> Any:
 ENCODERS_HINT = "Install the encoders extra: pip install -e '.[encoders]' (or `make install`)."
 
 
+#: environment variable choosing the precision of the backbones that have a bf16 path (minilm,
+#: efficientnet-lite0): fp32 (the default), bf16, or auto (bf16 where the device has bf16 units)
+ENCODE_PRECISION_ENV = "FTBENCH_ENCODE_PRECISION"
+ENCODE_PRECISIONS = ("fp32", "bf16", "auto")
+#: bf16 is used only if every calibration input's bf16 feature has at least this cosine with its
+#: fp32 feature (`Backbone.precision`)
+BF16_MIN_COSINE = 0.999
+
+
+def requested_encode_precision() -> str:
+    """$FTBENCH_ENCODE_PRECISION (fp32 when unset); a clear error naming the variable otherwise."""
+    value = os.environ.get(ENCODE_PRECISION_ENV, "").strip().lower() or "fp32"
+    if value not in ENCODE_PRECISIONS:
+        raise ValueError(f"{ENCODE_PRECISION_ENV} must be one of {', '.join(ENCODE_PRECISIONS)}, got {value!r}")
+    return value
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def bf16_units(device_type: str) -> str | None:
+    """What gives the device bf16 arithmetic (CPU flags amx_bf16 / avx512_bf16, CUDA bf16), or None."""
+    if device_type == "cpu":
+        flags = sorted(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
+        return "CPU flags " + ", ".join(flags) if flags else None
+    if device_type == "cuda":
+        import torch
+
+        return "CUDA bf16" if torch.cuda.is_bf16_supported() else None
+    return None
+
+
+def calibration_inputs(modality: str) -> list:
+    """Fixed inputs on which a backbone's bf16 features are compared with its fp32 ones: 32 texts
+    of 2 to about 200 words, or 16 PNG images as bytes (colour gradients, shapes and noise)."""
+    import numpy as np
+
+    rng = np.random.default_rng(20240601)
+    if modality == "text":
+        words = ("organic whole milk carton fresh ripe banana slim fit cotton shirt navy stretch denim jacket "
+                 "waterproof running shoe lightweight sole recycled polyester zip pocket classic round neck "
+                 "sweater wool blend machine wash 500 ml 1 kg pack of two imported from spain").split()
+        lengths = np.unique(np.geomspace(2, 200, 32).round().astype(int))
+        return [" ".join(rng.choice(words, size=int(k))) for k in lengths]
+    from PIL import Image, ImageDraw
+
+    images = []
+    for k in range(16):
+        size = (int(rng.integers(96, 400)), int(rng.integers(96, 400)))
+        yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
+        base = np.stack([xx * rng.uniform(0.2, 1.0), yy * rng.uniform(0.2, 1.0), (xx + yy) * 0.3], axis=-1)
+        noisy = base + rng.normal(0, 12, base.shape)
+        image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        for _ in range(3):
+            x0, y0 = int(rng.integers(0, size[0] // 2)), int(rng.integers(0, size[1] // 2))
+            draw.ellipse((x0, y0, x0 + size[0] // 3, y0 + size[1] // 3), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        images.append(buffer.getvalue())  # bytes: each pass reads them through a fresh BytesIO
+    return images
+
+
 class Backbone(ABC):
     """A frozen encoder for one modality.
 
     Subclasses set `name`, `modalities` (those they can encode) and implement `dim`, `version`,
     `preprocessing` and `_encode`. `cacheable=False` opts out of the feature cache (features that
-    are already on disk, like `precomputed`).
+    are already on disk, like `precomputed`). Optional: `encode_order` (an order that makes batches
+    cheaper, e.g. by length), `_prepare` (CPU work on a batch started before the model runs the
+    previous one, e.g. image decoding on worker threads), and `supports_bf16` with `_encode` run
+    under `self.autocast()` (see `precision`).
     """
 
     name: ClassVar[str] = "base"
     modalities: ClassVar[tuple[str, ...]] = ()
     cacheable: ClassVar[bool] = True
+    supports_bf16: ClassVar[bool] = False
 
     def __init__(self, modality: str, arg: str | None = None, device: str = "auto", batch_size: int = 32) -> None:
         if modality not in self.modalities:
@@ -119,6 +198,8 @@ class Backbone(ABC):
         self.batch_size = batch_size
         self.calls = 0  # number of `encode` calls that reached the model (tests count these)
         self.encoded = 0  # number of inputs those calls encoded
+        self._requested_precision = requested_encode_precision()  # read once: a backbone keeps its request
+        self._precision: tuple[str, str] | None = None  # (precision, reason), decided on first use
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -141,18 +222,103 @@ class Backbone(ABC):
         """How inputs are turned into model inputs (resize, crop, normalisation, tokenisation)."""
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything about the backbone that determines its outputs (part of the cache key)."""
-        return {
+        """Everything about the backbone that determines its outputs (part of the cache key). The
+        precision is named only when it is not fp32, so fp32 keys are those of earlier versions."""
+        fp = {
             "backbone": self.spec,
             "modality": self.modality,
             "version": self.version,
             "preprocessing": self.preprocessing,
             "dim": self.dim,
         }
+        if self.precision != "fp32":
+            fp["precision"] = self.precision
+        return fp
+
+    # -- precision ---------------------------------------------------------------------------
+    @property
+    def precision(self) -> str:
+        """"fp32" or "bf16": the arithmetic of the model's forward pass, decided on first use.
+
+        fp32 unless $FTBENCH_ENCODE_PRECISION (read when the backbone is created) asks otherwise:
+        ``bf16`` forces the bf16 path (a CPU
+        without bf16 units emulates it, slowly), ``auto`` takes it where the device has bf16 units
+        (`bf16_units`). Either way bf16 is used only by a backbone with a bf16 path
+        (`supports_bf16`) and only if the bf16 features of `calibration_inputs` all have cosine at
+        least `BF16_MIN_COSINE` with the fp32 ones (this loads the model once); otherwise auto keeps
+        fp32 and a forced bf16 is an error. `precision_reason` says why."""
+        return self._decide_precision()[0]
+
+    @property
+    def precision_reason(self) -> str:
+        return self._decide_precision()[1]
+
+    def _decide_precision(self) -> tuple[str, str]:
+        if self._precision is None:
+            requested = self._requested_precision
+            if requested == "fp32":
+                self._precision = ("fp32", f"fp32 (the default; {ENCODE_PRECISION_ENV}=auto or bf16 for bf16)")
+            elif not self.supports_bf16:
+                self._precision = ("fp32", f"fp32: backbone {self.spec!r} has no bf16 path")
+            else:
+                from ...device import resolve_device
+
+                units = bf16_units(resolve_device(self.device).type)
+                if requested == "auto" and units is None:
+                    self._precision = ("fp32", f"fp32: {ENCODE_PRECISION_ENV}=auto and the device has no bf16 units")
+                else:
+                    cosine = self.bf16_agreement()
+                    why = f"{ENCODE_PRECISION_ENV}={requested}" + (f", {units}" if units else ", no bf16 units (emulated)")
+                    if cosine >= BF16_MIN_COSINE:
+                        self._precision = ("bf16", f"bf16: {why}; calibration cosine with fp32 >= {BF16_MIN_COSINE}")
+                    elif requested == "auto":
+                        self._precision = ("fp32", f"fp32: {why}, but bf16 features drift (calibration cosine with fp32 < {BF16_MIN_COSINE})")
+                    else:
+                        raise ValueError(
+                            f"{ENCODE_PRECISION_ENV}=bf16: backbone {self.spec!r} gives bf16 {self.modality} features "
+                            f"with cosine {cosine:.5f} < {BF16_MIN_COSINE} to its fp32 ones; use fp32 or auto"
+                        )
+        return self._precision
+
+    def force_precision(self, precision: str) -> None:
+        """Set the precision without the calibration check (benchmarks measuring both paths)."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        if precision == "bf16" and not self.supports_bf16:
+            raise ValueError(f"backbone {self.spec!r} has no bf16 path")
+        self._precision = (precision, f"{precision}: set by force_precision")
+
+    def bf16_agreement(self) -> float:
+        """The least cosine between bf16 and fp32 features over `calibration_inputs`."""
+
+        def features(precision: str) -> np.ndarray:
+            saved, self._precision = self._precision, (precision, "calibration")
+            try:
+                inputs = [io.BytesIO(x) if isinstance(x, bytes) else x for x in calibration_inputs(self.modality)]
+                batches = [inputs[a : a + self.batch_size] for a in range(0, len(inputs), self.batch_size)]
+                return np.concatenate([self._run_model(self._prepare(b), "item", len(b)) for b in batches]).astype(np.float64)
+            finally:
+                self._precision = saved
+
+        ref, low = features("fp32"), features("bf16")
+        norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(low, axis=1)
+        return float(np.min(np.sum(ref * low, axis=1) / np.maximum(norms, 1e-30)))
+
+    def autocast(self):
+        """The context `_encode` runs its model in: bf16 autocast when `precision` is bf16."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        import torch
+
+        from ...device import resolve_device
+
+        return torch.autocast(device_type=resolve_device(self.device).type, dtype=torch.bfloat16)
 
     # -- encoding ----------------------------------------------------------------------------
-    def encode(self, inputs: Sequence[Input], role: str = "item") -> np.ndarray:
-        """float32 [n, dim] features of `inputs` (texts, or image paths) in the given `role`.
+    def encode(self, inputs: Sequence[Input], role: str = "item",
+               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """float32 [n, dim] features of `inputs` (texts, or image paths) in the given `role`, in
+        batches of `batch_size` taken in the order given; `on_batch(k)` after each batch of k.
 
         `role` is "item" (a catalog view) or "query"; backbones that encode queries differently
         (instruction prefixes, say) use it, the ones shipped here do not.
@@ -162,22 +328,43 @@ class Backbone(ABC):
         inputs = list(inputs)
         if not inputs:
             return np.zeros((0, self.dim), dtype=np.float32)
+        self.precision  # decided (and calibrated) before the first batch is prepared
+        batches = [inputs[a : a + self.batch_size] for a in range(0, len(inputs), self.batch_size)]
         out = []
-        for start in range(0, len(inputs), self.batch_size):
-            chunk = inputs[start : start + self.batch_size]
-            feats = np.asarray(self._encode(chunk, role), dtype=np.float32)
-            if feats.shape != (len(chunk), self.dim):
-                raise RuntimeError(
-                    f"backbone {self.spec!r} returned shape {feats.shape} for {len(chunk)} inputs, "
-                    f"expected ({len(chunk)}, {self.dim})"
-                )
-            out.append(feats)
+        upcoming = self._prepare(batches[0])
+        for k, batch in enumerate(batches):
+            current = upcoming
+            if k + 1 < len(batches):  # the next batch's CPU work (image decoding) overlaps this batch's model
+                upcoming = self._prepare(batches[k + 1])
+            out.append(self._run_model(current, role, len(batch)))
+            if on_batch is not None:
+                on_batch(len(batch))
         self.calls += 1
         self.encoded += len(inputs)
         return np.concatenate(out, axis=0)
 
+    def _run_model(self, prepared: Any, role: str, n: int | None = None) -> np.ndarray:
+        n = len(prepared) if n is None else n
+        feats = np.asarray(self._encode(prepared, role), dtype=np.float32)
+        if feats.shape != (n, self.dim):
+            raise RuntimeError(
+                f"backbone {self.spec!r} returned shape {feats.shape} for {n} inputs, expected ({n}, {self.dim})"
+            )
+        return feats
+
+    def encode_order(self, inputs: Sequence[Input]) -> list[int]:
+        """The order in which to batch `inputs` (a permutation of their indices); the given order
+        unless a backbone batches some orders more cheaply (texts of similar length, say). It must
+        depend only on the inputs, so that the same inputs always meet in the same batches."""
+        return list(range(len(inputs)))
+
+    def _prepare(self, batch: list[Input]) -> Any:
+        """Start the CPU-side work on one batch (before the model runs the previous one) and return
+        what `_encode` takes; the inputs themselves unless a backbone overrides it."""
+        return batch
+
     @abstractmethod
-    def _encode(self, inputs: list[Input], role: str) -> np.ndarray: ...
+    def _encode(self, inputs: Any, role: str) -> np.ndarray: ...
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:

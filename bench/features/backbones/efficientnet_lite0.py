@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,7 @@ class EfficientNetLite0(Backbone):
 
     name = "efficientnet-lite0"
     modalities = ("image",)
+    supports_bf16 = True
     IMAGE_SIZE = 224
     CROP_FRACTION = 224 / 256
     MEAN = 127.0
@@ -40,6 +43,10 @@ class EfficientNetLite0(Backbone):
             raise ValueError(f"backbone 'efficientnet-lite0' takes no argument, got {arg!r}")
         self._model = None
         self._device = None
+        # PIL releases the GIL while decoding and resizing: worker threads decode the next batch
+        # while the model runs this one
+        self.decode_workers = min(4, os.cpu_count() or 1)
+        self._pool: ThreadPoolExecutor | None = None
 
     @property
     def dim(self) -> int:
@@ -87,12 +94,22 @@ class EfficientNetLite0(Backbone):
         x = (rgb.astype(np.float32) - self.MEAN) / self.STD
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
-    def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
+    def _prepare(self, batch: list[Input]) -> list:
+        """The batch's images submitted for decoding on `decode_workers` threads (0: decoded
+        here, when `_encode` reads them)."""
+        if self.decode_workers < 1:
+            return list(batch)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="ftbench-decode")
+        return [self._pool.submit(self.pixels, p) for p in batch]
+
+    def _encode(self, inputs: list, role: str) -> np.ndarray:
         import torch
 
         model = self.load()
-        batch = torch.from_numpy(np.stack([self.pixels(p) for p in inputs])).to(self._device)
+        pixels = [x.result() if isinstance(x, Future) else self.pixels(x) for x in inputs]
+        batch = torch.from_numpy(np.stack(pixels)).to(self._device)
         batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             feats = model.extract_features(batch).mean(dim=(2, 3))
         return feats.float().cpu().numpy()

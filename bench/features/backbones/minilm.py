@@ -25,6 +25,7 @@ class MiniLM(Backbone):
 
     name = "minilm"
     modalities = ("text",)
+    supports_bf16 = True
 
     def __init__(self, modality: str, arg: str | None = None, device: str = "auto", batch_size: int = 32) -> None:
         super().__init__(modality, arg, device, batch_size)
@@ -70,12 +71,21 @@ class MiniLM(Backbone):
             self._model.eval()
         return self._model
 
+    def encode_order(self, inputs) -> list[int]:
+        """Longest first by word pieces (up to max_seq_length), ties in the given order: each batch
+        then pads to about its own length instead of its longest text's (a catalog mixes titles of
+        10 word pieces with descriptions of 256; padded batches of unsorted texts cost 2-3x)."""
+        model = self.load()
+        ids = model.tokenizer([str(x) for x in inputs], truncation=True, max_length=model.max_seq_length)["input_ids"]
+        return sorted(range(len(inputs)), key=lambda i: -len(ids[i]))
+
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
         model = self.load()
-        feats = model.encode(
-            [str(x) for x in inputs],
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(feats, dtype=np.float32)
+        with self.autocast():
+            feats = model.encode(
+                [str(x) for x in inputs],
+                batch_size=self.batch_size,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+            )
+        return feats.float().cpu().numpy()
