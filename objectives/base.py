@@ -36,12 +36,16 @@ class EncodedViews:
     side_weight: torch.Tensor  # float, sums to 1 within each side of each item
     item_weight: torch.Tensor  # float, sums to 1 over each item's views
     item_index: torch.Tensor  # long [B], catalog indices
+    # long [B, W]: the views' content ids (`ftbench.data.content`), only in a batch where two items
+    # share a view's content (or two queries theirs); None otherwise
+    content: torch.Tensor | None = None
 
 
 @dataclass
 class AlignmentBatch:
     views: EncodedViews
     query: torch.Tensor | None = None  # float [B, d]: query b interacted with item b
+    query_content: torch.Tensor | None = None  # long [B]: the queries' content ids, set with views.content
 
 
 @dataclass
@@ -92,10 +96,100 @@ class ObjectiveConfig:
             raise ValueError("query_weight must be non-negative")
 
 
-def symmetric_info_nce(logits: torch.Tensor) -> torch.Tensor:
-    """(CE(logits, diag) + CE(logits^T, diag)) / 2 - CLIP's symmetric InfoNCE on [B, B] logits."""
+def symmetric_info_nce(logits: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """(CE(logits, diag) + CE(logits^T, diag)) / 2 - CLIP's symmetric InfoNCE on [B, B] logits.
+
+    `exclude` (bool [B, B], off-diagonal; `duplicate_pairs`): pairs left out of both softmaxes
+    (logit -inf), neither positives nor negatives."""
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
     labels = torch.arange(logits.shape[0], device=logits.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
+
+
+# -- duplicated views -----------------------------------------------------------------------------
+# Members of a term (the rows and columns of its logits: a view, or a weighted set of views) are
+# compared by a *content key*: the sorted (content id, weight) pairs of the views they are made of.
+# A pair of members of different items is excluded when one item of the term holds both contents:
+# it is then the same content as a positive pair (or as one view twice), so it is no negative; it is
+# no positive either (docs/method.md, "Duplicated views").
+
+_NO_VIEW = torch.iinfo(torch.long).max  # content-key filler where a set has no view
+
+
+def content_keys(content: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """long [B, 2W]: the content key of each row's weighted view set (views of weight 0 left out):
+    its (content id, float32 bits of the weight) pairs, sorted. Equal keys: the same views by
+    content, with the same weights, in any order."""
+    take = weights != 0
+    ids = torch.where(take, content, torch.full_like(content, _NO_VIEW))
+    bits = torch.where(take, weights.float().contiguous().view(torch.int32).long(), torch.zeros_like(content))
+    order = torch.sort(bits, dim=1, stable=True).indices  # then by id, stably: sorted by (id, weight)
+    ids, bits = ids.gather(1, order), bits.gather(1, order)
+    order = torch.sort(ids, dim=1, stable=True).indices
+    return torch.cat([ids.gather(1, order), bits.gather(1, order)], dim=1)
+
+
+def unique_keys(index: torch.Tensor, width: int) -> torch.Tensor:
+    """long [B, width]: content keys that equal no view set's and differ between distinct `index`
+    values (an item's own ID embedding is content no other item has)."""
+    keys = torch.full((index.shape[0], width), _NO_VIEW, dtype=torch.long, device=index.device)
+    keys[:, -1] = -1 - index.long()  # a weight's bits are never negative
+    return keys
+
+
+def _pad_keys(keys: torch.Tensor, width: int) -> torch.Tensor:
+    half, pad = keys.shape[1] // 2, (width - keys.shape[1]) // 2
+    if pad == 0:
+        return keys
+    filler = keys.new_full((keys.shape[0], pad), _NO_VIEW)
+    return torch.cat([keys[:, :half], filler, keys[:, half:], torch.zeros_like(filler)], dim=1)
+
+
+def shared_content(keys: torch.Tensor, owner: torch.Tensor, num_owners: int) -> torch.Tensor:
+    """bool [M, M] over a term's members (content keys [M, K], owning item [M]): True where two
+    members of different items have contents that one item of the term holds both of."""
+    _, code = torch.unique(keys, dim=0, return_inverse=True)
+    holds = torch.zeros(num_owners, int(code.max()) + 1, dtype=torch.float32, device=keys.device)
+    holds[owner, code] = 1.0
+    held = holds[:, code]  # [owners, M]: item k holds member m's content
+    together = (held.t() @ held) > 0  # sums of 0/1 products: exact in float32
+    return together & (owner[:, None] != owner[None, :])
+
+
+def duplicate_pairs(row_keys: torch.Tensor, col_keys: torch.Tensor) -> torch.Tensor | None:
+    """bool [n, n] pairs (i, j), i != j, of an item-level term (row i and column i are item i's)
+    to leave out (`shared_content`), or None when there is none."""
+    n, width = row_keys.shape[0], max(row_keys.shape[1], col_keys.shape[1])
+    keys = torch.cat([_pad_keys(row_keys, width), _pad_keys(col_keys, width)])
+    owner = torch.arange(n, device=keys.device).repeat(2)
+    exclude = shared_content(keys, owner, n)[:n, n:]
+    return exclude if bool(exclude.any()) else None
+
+
+def first_view_weights(views: EncodedViews, side: int) -> torch.Tensor:
+    """float [B, W]: 1 at each item's first view of `side` (`side_views(...)[:, 0]`), else 0."""
+    in_side = views.mask & (views.side == side)
+    return (in_side & (in_side.long().cumsum(dim=1) == 1)).float()
+
+
+def primary_pair_duplicates(views: EncodedViews, both: torch.Tensor) -> torch.Tensor | None:
+    """Pairs (i, j) of the `both` items' primary pairs (first side-0 view a_i, first side-1 view b_j)
+    to leave out (`duplicate_pairs`: e.g. b_j is b_i's text, or a_i is a_j's image); None if none."""
+    if views.content is None:
+        return None
+    return duplicate_pairs(content_keys(views.content, first_view_weights(views, 0))[both],
+                           content_keys(views.content, first_view_weights(views, 1))[both])
+
+
+def side_set_duplicates(views: EncodedViews, both: torch.Tensor) -> torch.Tensor | None:
+    """Pairs (i, j) of the `both` items' side sets (side 0 of i against side 1 of j, each weighted by
+    `side_weight`) to leave out (`duplicate_pairs`); None if none."""
+    if views.content is None:
+        return None
+    weight = views.side_weight * views.mask
+    return duplicate_pairs(content_keys(views.content, weight * (views.side == 0))[both],
+                           content_keys(views.content, weight * (views.side == 1))[both])
 
 
 def fuse(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -109,15 +203,18 @@ def rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return x if bool(keep.all()) else x[keep]
 
 
-def info_nce(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, symmetric: bool = True) -> torch.Tensor:
+def info_nce(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, symmetric: bool = True,
+             exclude: torch.Tensor | None = None) -> torch.Tensor:
     """InfoNCE on the logits s <x_i, y_j> (rows L2-normalised first), diagonal positives.
 
     One direction: mean_i -log softmax_j(s <x_i, y_j>)_i (RecGOAT's `InfoNCE`); symmetric: the mean
-    of both directions (CLIP).
+    of both directions (CLIP). `exclude`: pairs left out, as in `symmetric_info_nce`.
     """
     logits = scale * F.normalize(x, dim=-1) @ F.normalize(y, dim=-1).t()
     if symmetric:
-        return symmetric_info_nce(logits)
+        return symmetric_info_nce(logits, exclude)
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
     return F.cross_entropy(logits, torch.arange(logits.shape[0], device=logits.device))
 
 
@@ -208,12 +305,26 @@ class Objective(nn.Module):
         return query
 
     # -- training --------------------------------------------------------------------------
+    def served_content_keys(self, views: EncodedViews) -> torch.Tensor:
+        """Content keys [B, K] of the served item embeddings (`content_keys`); needs `views.content`.
+        Default: the fused view set, weighted by `item_weight`."""
+        return content_keys(views.content, views.item_weight)
+
+    def query_duplicates(self, batch: AlignmentBatch) -> torch.Tensor | None:
+        """(query, item) pairs the query term leaves out: a query with another query's content, an
+        item served from another item's content (`duplicate_pairs`); None without content ids."""
+        if batch.views.content is None or batch.query_content is None:
+            return None
+        query = batch.query_content.unsqueeze(1)
+        return duplicate_pairs(content_keys(query, torch.ones_like(query, dtype=torch.float32)),
+                               self.served_content_keys(batch.views))
+
     def query_loss(self, batch: AlignmentBatch, item: torch.Tensor) -> dict[str, torch.Tensor]:
         """Symmetric InfoNCE between each query and its item's served embedding."""
         if batch.query is None or self.config.query_weight == 0:
             return {}
         logits = self.logit_scale() * self.query_embedding(batch.query) @ item.t()
-        return {"query_item_loss": self.config.query_weight * symmetric_info_nce(logits)}
+        return {"query_item_loss": self.config.query_weight * symmetric_info_nce(logits, self.query_duplicates(batch))}
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         """The objective's own `*_loss` terms and detached statistics, at logit scale `scale`.

@@ -8,7 +8,8 @@ view and the first auxiliary view), s = exp(log scale) (log scale clamped at log
 optimiser step), and I the diagonal labels.
 No other view is used, in training or at inference. The cross-view term is exactly
 open_clip's `ClipLoss` (src/open_clip/loss.py) on the same features and logit scale; items lacking
-either view of the pair are left out of it.
+either view of the pair are left out of it. A pair (i, j) whose image or title repeats between the
+two items is left out of both softmaxes (docs/method.md, "Duplicated views").
 
 Reference: Radford et al., "Learning Transferable Visual Models From Natural Language
 Supervision", ICML 2021.
@@ -22,7 +23,7 @@ import torch
 
 from ..data.views import ViewSelection, first_of_each_side
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views, symmetric_info_nce
+from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, side_views, symmetric_info_nce
 
 
 @dataclass
@@ -61,7 +62,7 @@ class Clip(Objective):
         if both.sum() >= 1:
             a = image_side.embeddings[both, 0]
             b = text_side.embeddings[both, 0]
-            out["contrastive_loss"] = symmetric_info_nce(scale * a @ b.t())
+            out["contrastive_loss"] = symmetric_info_nce(scale * a @ b.t(), primary_pair_duplicates(views, both))
         else:
             out["contrastive_loss"] = self.empty_term(views)
         out["pairs"] = both.sum().detach().float()

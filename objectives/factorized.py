@@ -38,7 +38,9 @@ so they also sum to 1 in every draw. Loss:
       + \lambda_q \mathrm{InfoNCE_{sym}}(s [\langle q_i, f_j \rangle]_{ij})
 
 with m, t kept unnormalised, as in the closed form (unless `normalize_sides`), f the fused item
-embedding normalise(sum_v w_v x^v), s the logit scale. Inference serves f over all (up to V)
+embedding normalise(sum_v w_v x^v), s the logit scale. A pair whose side sets repeat between the two
+items (the same views by content, with the same weights) is left out of both softmaxes
+(docs/method.md, "Duplicated views"). Inference serves f over all (up to V)
 views with the same weights.
 """
 
@@ -52,7 +54,7 @@ import torch.nn.functional as F
 from ..config import Search, option
 from ..data.views import ViewSelection, primary_weighted, side_weights
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, symmetric_info_nce
+from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicates, symmetric_info_nce
 
 
 @dataclass
@@ -129,7 +131,7 @@ class Factorized(Objective):
         both = ((views.mask & (views.side == 0)).any(1)) & ((views.mask & (views.side == 1)).any(1))
         out: dict[str, torch.Tensor] = {}
         if both.any():
-            out["transport_loss"] = symmetric_info_nce(scale * m[both] @ t[both].t())
+            out["transport_loss"] = symmetric_info_nce(scale * m[both] @ t[both].t(), side_set_duplicates(views, both))
         else:
             out["transport_loss"] = self.empty_term(views)
         out["pairs"] = both.sum().detach().float()

@@ -38,7 +38,9 @@ default: in the duplicated-view example above it adds eps log 4 = 0.069 at eps =
 
 Loss: symmetric InfoNCE over the B' x B' matrix scale * s (B' = items with views on both sides;
 items lacking a side are left out of this term, and a batch with no such item gives a zero
-term), plus the shared query term against the fused item embedding: a single query point
+term; a pair whose view sets and marginals repeat between the two items - the same measure, so the
+same plan and similarity as a positive - is excluded from both softmaxes, see docs/method.md,
+"Duplicated views"), plus the shared query term against the fused item embedding: a single query point
 transported onto a view set with marginal w moves all its mass to every view, so its OT
 similarity is sum_v w_v <q, x^v>, a dot product with the (fused) item embedding.
 
@@ -61,7 +63,7 @@ import torch
 from ..config import Search, option
 from ..kernels.sinkhorn import DOMAINS, sinkhorn
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views, symmetric_info_nce
+from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicates, side_views, symmetric_info_nce
 
 
 @dataclass
@@ -177,7 +179,7 @@ class FullOT(Objective):
             sim, stats = self.set_similarity(
                 image_side.embeddings[both], image_side.weight[both], text_side.embeddings[both], text_side.weight[both]
             )
-            out["transport_loss"] = symmetric_info_nce(scale * sim)
+            out["transport_loss"] = symmetric_info_nce(scale * sim, side_set_duplicates(views, both))
             out.update(stats)
             diag = torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
             out["positive_similarity"] = sim.detach()[diag].mean()

@@ -56,6 +56,9 @@ every view is used. The options:
     OT value of that cost, whose gradient in V is P (envelope theorem), so detaching P is exact.
     Total: L = L_vol + `ot_weight` * L_ot + query_weight * L_query (the shared query term).
 
+A pair (i, j) whose anchor or group repeats between the two items (item j's sampled group is the same
+attribute text as item i's) is left out of (a)'s softmaxes; (b) has no negatives (a duplicated
+column costs what the positive costs), so it is unchanged (docs/method.md, "Duplicated views").
 Only items with an anchor and at least one other view enter (a) and (b); the others still train
 through the query term. Cost with `groups="views"` and at most n other views: O(B n^3 + B^2 n^2 +
 B^2 n d) (Schur-complement form, ftbench.kernels.volume), quadratic in views like `full_ot`; `"sides"` is
@@ -77,9 +80,10 @@ from ..config import Search, option
 from ..kernels.feature_transport import fixed_sinkhorn
 from ..kernels.volume import pairwise_log_volume, pairwise_span_distance, signed_lift
 from . import OBJECTIVES
-from .base import AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, rows, symmetric_info_nce, text_anchor
+from .base import (AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, content_keys, duplicate_pairs, rows,
+                   symmetric_info_nce, text_anchor)
 
-SCORES = ("distance", "fixed", "volume")
+SCORES = ("distance", "fixed", "volume", "mean")
 
 
 @dataclass
@@ -175,15 +179,24 @@ class Mover(Objective):
             present.append(in_side.any(dim=1))
         return torch.stack(groups, dim=1), torch.stack(present, dim=1), fused
 
-    def volumes(self, anchor: torch.Tensor, sets: torch.Tensor, set_mask: torch.Tensor) -> torch.Tensor:
+    def volumes(self, anchor: torch.Tensor, sets: torch.Tensor, set_mask: torch.Tensor,
+                sampled: bool = False) -> torch.Tensor:
         """V_ij [B1, B2] between anchor_i and sets_j, per `volume_score` (see the module docstring).
 
-        'fixed' samples its groups here (torch's global generator), so call it once per step."""
+        'fixed' samples its groups here (torch's global generator), so call it once per step,
+        unless `sampled`: `set_mask` holds groups `sample_groups` drew already."""
         delta, kind = self.config.volume_delta, self.config.volume_score
         if self.config.signed:
             anchor, sets = signed_lift(anchor), signed_lift(sets)
-        if kind == "fixed":
+        if kind == "fixed" and not sampled:
             set_mask = self.sample_groups(set_mask)
+        if kind == "mean":  # the mean over the item's views of the pair volume Vol(a, x)
+            cos = torch.einsum("id,jkd->ijk", anchor, sets)
+            norms = (anchor * anchor).sum(-1)[:, None, None] * (sets * sets).sum(-1)[None]
+            pair = torch.sqrt((norms + delta * ((anchor * anchor).sum(-1)[:, None, None] + (sets * sets).sum(-1)[None])
+                               + delta * delta - cos * cos).clamp_min(delta * delta))
+            weight = set_mask.to(pair.dtype)
+            return (pair * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
         if kind == "distance":  # Vol(a, X) / Vol(X) = dist(a, span X): the Schur residual alone
             return pairwise_span_distance(anchor, sets, set_mask, delta)
         return torch.exp(pairwise_log_volume(anchor, sets, set_mask, delta))
@@ -194,6 +207,19 @@ class Mover(Objective):
         k = min(self.config.group_size, int(counts[counts > 0].min())) if bool((counts > 0).any()) else 0
         keys = torch.rand(set_mask.shape, device=set_mask.device).masked_fill(~set_mask, 2.0)
         return set_mask & (keys.argsort(dim=1).argsort(dim=1) < k)
+
+    def group_keys(self, views: EncodedViews, anchor_position: torch.Tensor, valid: torch.Tensor,
+                   groups: torch.Tensor) -> torch.Tensor:
+        """Content keys (`content_keys`) of the `valid` items' groups `groups` [B', n] (as in
+        `view_groups`: views, or side-fused other views); needs `views.content`."""
+        content = views.content[valid]
+        if self.config.groups == "views":
+            return content_keys(content, groups.float())
+        other = (views.mask & ~anchor_position)[valid]
+        weight, side = views.side_weight[valid], views.side[valid]
+        empty = content_keys(content, torch.zeros_like(weight))
+        return torch.cat([torch.where(groups[:, s : s + 1], content_keys(content, weight * (other & (side == s))), empty)
+                          for s in (0, 1)], dim=1)
 
     def volume_scores(self, query: torch.Tensor, views: EncodedViews) -> torch.Tensor:
         """GRAM-style retrieval scores -V(q_i, all views of item j) [Q, B] (higher is better)."""
@@ -208,8 +234,17 @@ class Mover(Objective):
         out: dict[str, torch.Tensor] = {}
         if bool(valid.any()):
             a = rows(anchor, valid)
-            vol = self.volumes(a, rows(sets, valid), rows(set_mask, valid))
-            out["volume_loss"] = symmetric_info_nce(-scale * vol)
+            groups = rows(set_mask, valid)
+            if cfg.volume_score == "fixed":  # drawn here, so that the duplicates below see the groups
+                groups = self.sample_groups(groups)
+                vol = self.volumes(a, rows(sets, valid), groups, sampled=True)
+            else:
+                vol = self.volumes(a, rows(sets, valid), groups)
+            exclude = None
+            if views.content is not None:
+                exclude = duplicate_pairs(content_keys(views.content, position.float())[valid],
+                                          self.group_keys(views, position, valid, groups))
+            out["volume_loss"] = symmetric_info_nce(-scale * vol, exclude)
             diag = torch.diagonal(vol)
             out["positive_volume"] = diag.mean().detach()
             n = vol.shape[0]

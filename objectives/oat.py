@@ -24,10 +24,13 @@ each over the items that have both members. No term contrasts a view with itself
   - in a one-modality catalog side 0 holds the title itself (Z_img = Z_a), so NCE(Z_a, Z_img) is not
     posed at all (and NCE(Z_a, Z') uses side 1, which holds no anchor view).
 A term without any pair in a batch is left out of the mean and named (`<term>_nce_empty`); a term
-that the catalog cannot pose is listed in `notes`. The released code adds (1 - NCE) per pair, which
-*maximises* the InfoNCE loss and pushes an item's modalities apart; the paper's CMCL minimises it,
-and so do we (+NCE). The released code also repeats the terms on the BPR negatives; with one batch
-of items that is the same expectation and is not repeated here.
+that the catalog cannot pose is listed in `notes`. A pair (i, j) whose members repeat between the
+two items (e.g. Z' of i and j made of the same attribute texts) is left out of the softmaxes, in the
+query term too; L_W and the plans have no negatives (docs/method.md, "Duplicated views").
+The released code adds (1 - NCE) per pair, which *maximises* the InfoNCE loss and pushes an item's
+modalities apart; the paper's CMCL minimises it, and so do we (+NCE). The released code also
+repeats the terms on the BPR negatives; with one batch of items that is the same expectation and is
+not repeated here.
 
 Distribution level, optimal adaptive transport (OAT), as in the released `FusionModule`: for each
 modality m in {img, txt}, the d x d cost between feature dimensions
@@ -79,7 +82,8 @@ from . import OBJECTIVES
 from ..kernels.sinkhorn_divergence import sinkhorn_divergences
 from ._feature_plans import FeaturePlans
 from ._oat_config import OatConfig
-from .base import AlignmentBatch, EncodedViews, Objective, anchor_positions, fuse, info_nce, rows
+from .base import (AlignmentBatch, EncodedViews, Objective, anchor_positions, content_keys, duplicate_pairs, fuse,
+                   info_nce, rows, unique_keys)
 
 
 @dataclass
@@ -175,6 +179,31 @@ class Oat(Objective):
         return _Modalities(anchor, image, text, anchor_present, image_present, text_present,
                            text_others, others.any(dim=1))
 
+    def modality_keys(self, views: EncodedViews) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Content keys (`content_keys`) of Z_a, Z_img, Z_txt, Z' as `modalities` builds them, as
+        {CMCL term: (row keys, column keys)}. Needs `views.content`."""
+        content, width = views.content, 2 * views.mask.shape[1]
+        position = anchor_positions(views, self.context.layout)
+        weight = views.side_weight * views.mask
+        in_image, in_text = views.mask & (views.side == 0), views.mask & (views.side == 1)
+        if self.anchor_kind == "id":
+            position = torch.zeros_like(position)
+            anchor = unique_keys(views.item_index, width)  # the item's own ID embedding
+        else:
+            anchor = torch.where(position.any(dim=1, keepdim=True), content_keys(content, position.float()),
+                                 content_keys(content, views.item_weight))
+        image = torch.where(in_image.any(dim=1, keepdim=True), content_keys(content, weight * in_image), anchor)
+        text = torch.where(in_text.any(dim=1, keepdim=True), content_keys(content, weight * in_text), anchor)
+        text_others = content_keys(content, weight * (in_text & ~position))
+        return {"anchor_image": (anchor, image),
+                "anchor_text": (anchor, text if self.anchor_kind == "id" else text_others),
+                "image_text": (image, text)}
+
+    def served_content_keys(self, views: EncodedViews) -> torch.Tensor:
+        """The keys of (Z_a, Z_img, Z_txt): with the batch-level plans and parameters, they make z."""
+        keys = self.modality_keys(views)
+        return torch.cat([keys["anchor_image"][0], *keys["image_text"]], dim=1)
+
     def fuse_item(self, m: _Modalities, plan_image: torch.Tensor, plan_text: torch.Tensor):
         """(z [B, d], aligned image A_img, aligned text A_txt): gated fusion of anchor and aligned modalities."""
         aligned_image = m.image @ (plan_image + self.delta_image)
@@ -192,7 +221,8 @@ class Oat(Objective):
     def query_loss(self, batch: AlignmentBatch, item: torch.Tensor) -> dict[str, torch.Tensor]:
         if batch.query is None or self.config.query_weight == 0:
             return {}
-        nce = info_nce(self.query_embedding(batch.query), item, self.logit_scale(), self.config.symmetric)
+        nce = info_nce(self.query_embedding(batch.query), item, self.logit_scale(), self.config.symmetric,
+                       self.query_duplicates(batch))
         return {"query_item_loss": self.config.query_weight * nce}
 
     def modality_pairs(self, m: _Modalities):
@@ -217,9 +247,11 @@ class Oat(Objective):
 
         # one positive per row needs at least two items for a contrast to mean anything
         nces = []
+        keys = self.modality_keys(views) if views.content is not None else None
         for name, x, y, both in self.modality_pairs(m):
             if int(both.sum()) >= 2:
-                value = info_nce(rows(x, both), rows(y, both), scale, cfg.symmetric)
+                exclude = None if keys is None else duplicate_pairs(keys[name][0][both], keys[name][1][both])
+                value = info_nce(rows(x, both), rows(y, both), scale, cfg.symmetric, exclude)
                 nces.append(value)
                 out[f"{name}_nce"] = value.detach()
             else:

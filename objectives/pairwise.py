@@ -17,7 +17,10 @@ including views of the same side (two photos, a title and a description), which 
 auxiliary-view -> item retrieval and the fused all-view embedding rely on. ``positives="cross_side"``
 restricts A(a) to the views of the other side (image <-> text; primary <-> auxiliary in a
 one-modality catalog), the many-view analogue of CLIP's pairing. No view is ever contrasted with
-itself. The cost is quadratic in the number of views (N = B V), with no transport.
+itself. The cost is quadratic in the number of views (N = B V), with no transport. A view c of
+another item is left out of A(a) when one item of the batch holds the contents of both a and c (the
+same attribute text twice, or an attribute text and the title of an item that has both): by
+content that pair is a positive pair, or one view twice (docs/method.md, "Duplicated views").
 
 The shared query term pairs each query with the fused item embedding
 f_i = normalise(sum_v w_v x_i^v) (primary-weighted over all views), which is also what is served.
@@ -34,7 +37,7 @@ import torch
 
 from ..config import option
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig
+from .base import AlignmentBatch, Objective, ObjectiveConfig, content_keys, shared_content
 
 POSITIVES = ("all", "cross_side")
 
@@ -95,6 +98,11 @@ class Pairwise(Objective):
         candidates = ~torch.eye(n, dtype=torch.bool, device=z.device)
         if self.config.positives == "cross_side":
             candidates &= side[:, None] != side[None, :]
+        if views.content is not None:
+            # a view of another item is no negative where one item holds both its content and the
+            # anchor's (docs/method.md, "Duplicated views"): left out of A(a)
+            member = views.content[views.mask].unsqueeze(1)
+            candidates &= ~shared_content(content_keys(member, torch.ones_like(member, dtype=torch.float32)), labels, B)
         loss, anchors = multi_positive_info_nce(z, labels, scale, candidates)
         out: dict[str, torch.Tensor] = {"pairwise_loss": self.empty_term(views) if loss is None else loss}
         out["anchors"] = anchors.detach().float()

@@ -12,7 +12,8 @@ pair (i, j) is an independent binary classification, positive iff i = j:
 with the learnable logit scale s and bias beta initialised as in SigLIP (s = 10, beta = -10: the
 logits start strongly negative, matching the B - 1 negatives per positive). It equals open_clip's
 `SigLipLoss` (src/open_clip/loss.py, single device) on the same features, scale and bias. No
-softmax couples the pairs, so the loss needs no batch-wide normalisation.
+softmax couples the pairs, so the loss needs no batch-wide normalisation. A pair (i, j) whose image
+or title repeats between the two items is dropped from the sum (docs/method.md, "Duplicated views").
 
 The shared query term (symmetric InfoNCE between each query and the served item embedding, at the
 same logit scale s) is added; the served embedding is normalise(a_i + b_i), and no other view is
@@ -34,7 +35,7 @@ from torch import nn
 from ..config import Search, option
 from ..data.views import ViewSelection, first_of_each_side
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, side_views
+from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, side_views
 
 
 @dataclass
@@ -52,11 +53,16 @@ class SiglipConfig(ObjectiveConfig):
     untuned = ("primary_weight",)  # the primary pair has equal weights, as in clip
 
 
-def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """-(1/B) sum_ij log sigmoid(z_ij (s <a_i, b_j> + beta)), z = 2 I - 1."""
+def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
+                      exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """-(1/B) sum_ij log sigmoid(z_ij (s <a_i, b_j> + beta)), z = 2 I - 1; the pairs of `exclude`
+    (duplicated views) are dropped from the sum."""
     logits = scale * a @ b.t() + bias
     signs = 2 * torch.eye(a.shape[0], dtype=logits.dtype, device=logits.device) - 1
-    return -F.logsigmoid(signs * logits).sum() / a.shape[0]
+    pair_terms = F.logsigmoid(signs * logits)
+    if exclude is not None:
+        pair_terms = pair_terms.masked_fill(exclude, 0.0)
+    return -pair_terms.sum() / a.shape[0]
 
 
 def primary_pair(mask: torch.Tensor, layout) -> ViewSelection:
@@ -90,7 +96,8 @@ class Siglip(Objective):
         out: dict[str, torch.Tensor] = {}
         if both.any():
             a, b = image_side.embeddings[both, 0], text_side.embeddings[both, 0]
-            out["sigmoid_loss"] = sigmoid_pair_loss(a, b, scale, self.logit_bias.to(a.dtype))
+            out["sigmoid_loss"] = sigmoid_pair_loss(a, b, scale, self.logit_bias.to(a.dtype),
+                                                    primary_pair_duplicates(views, both))
         else:
             out["sigmoid_loss"] = self.empty_term(views)
         out["logit_bias"] = self.logit_bias.detach()

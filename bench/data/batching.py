@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .catalog import Catalog
+from .content import view_content_ids
 from .views import SlotLayout, ViewSelection
 
 
@@ -21,7 +22,8 @@ class ViewBatch:
     """Raw (backbone-feature) views of B items, [B, W] per-position metadata.
 
     `features[m] = (positions, values)`: flat positions into B*W and float32 [n_m, D_m] values of
-    the views of modality m.
+    the views of modality m. `content`: int64 [B, W] content ids of the views
+    (`ftbench.data.content`; 0 at padding), when asked for, else None.
     """
 
     item_index: torch.Tensor  # long [B], catalog indices
@@ -33,6 +35,7 @@ class ViewBatch:
     side_weight: torch.Tensor  # float [B, W]
     item_weight: torch.Tensor  # float [B, W]
     features: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    content: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -70,12 +73,14 @@ def compact_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_view_batch(
-    catalog: Catalog | None, layout: SlotLayout, items: np.ndarray, selection: ViewSelection
+    catalog: Catalog | None, layout: SlotLayout, items: np.ndarray, selection: ViewSelection,
+    content: bool = False,
 ) -> ViewBatch:
     """Materialise the selected views of `items` (catalog indices) as a compact ViewBatch.
 
     With `catalog=None` only the positions and weights are built (`features` stays empty): the
-    evaluation then fills the positions with view embeddings it has already computed."""
+    evaluation then fills the positions with view embeddings it has already computed. `content`:
+    also the views' content ids (the training loop's, for duplicated views)."""
     items = np.asarray(items, dtype=np.int64)
     slot, valid = compact_positions(selection.mask.cpu())
     safe = slot.clamp(min=0)
@@ -85,6 +90,7 @@ def build_view_batch(
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     flat_slot = slot.reshape(-1)
     width = slot.shape[1]
+    content_ids = torch.zeros(slot.numel(), dtype=torch.long) if content and catalog is not None else None
     for code, modality in enumerate(layout.modalities if catalog is not None else ()):
         slots_of_m = torch.nonzero(layout.modality_code == code).flatten().tolist()
         pos_list, val_list = [], []
@@ -93,8 +99,11 @@ def build_view_batch(
             if len(pos) == 0:
                 continue
             rows = (pos // width).numpy()
+            values = np.ascontiguousarray(catalog.features(items[rows], s), dtype=np.float32)
             pos_list.append(pos)
-            val_list.append(torch.from_numpy(np.ascontiguousarray(catalog.features(items[rows], s), dtype=np.float32)))
+            val_list.append(torch.from_numpy(values))
+            if content_ids is not None:
+                content_ids[pos] = torch.from_numpy(view_content_ids(catalog, items[rows], s, values))
         if pos_list:
             features[modality] = (torch.cat(pos_list), torch.cat(val_list))
     return ViewBatch(
@@ -107,4 +116,5 @@ def build_view_batch(
         side_weight=side_w.float(),
         item_weight=item_w.float(),
         features=features,
+        content=None if content_ids is None else content_ids.view(slot.shape),
     )

@@ -52,6 +52,12 @@ class Catalog(ABC):
     def features(self, items: np.ndarray, slot: int) -> np.ndarray:
         """Float32 [n, D_modality]: backbone features of `slot` for `items` (zeros where absent)."""
 
+    def content_ids(self, items: np.ndarray, slot: int) -> np.ndarray | None:
+        """int64 [n]: content ids of `slot`'s views of `items` (`ftbench.data.content`), where the
+        catalog keeps those of its raw inputs; None (the default): views are identified by their
+        feature vectors."""
+        return None
+
     # -- derived helpers -------------------------------------------------------------------
     @property
     def modalities(self) -> list[str]:
@@ -93,6 +99,7 @@ class ArrayCatalog(Catalog):
         available: np.ndarray,
         item_ids: Sequence | np.ndarray,
         source: str = "in-memory catalog",
+        content_ids: Sequence[np.ndarray | None] | None = None,
     ) -> None:
         self.slots = tuple(slots)
         self.source = source
@@ -134,6 +141,18 @@ class ArrayCatalog(Catalog):
         if len(np.unique(ids)) != n:
             uniq, counts = np.unique(ids, return_counts=True)
             raise ValueError(f"{source}: duplicate item ids, e.g. {uniq[counts > 1][:3].tolist()}")
+        self._content: list[np.ndarray | None] = [None] * len(self.slots)
+        if content_ids is not None:
+            if len(content_ids) != len(self.slots):
+                raise ValueError(f"{source}: {len(content_ids)} content-id arrays for {len(self.slots)} slots")
+            for k, (slot, given) in enumerate(zip(self.slots, content_ids)):
+                if given is None:
+                    continue
+                given = np.asarray(given)
+                if given.shape != (n,) or given.dtype != np.int64:
+                    raise ValueError(f"{source}: content ids of view {slot.name!r} must be int64 of shape ({n},), "
+                                     f"got {given.dtype} {given.shape}")
+                self._content[k] = given
         self.feature_dims = dims
         self._features = feats
         self._available = available
@@ -152,3 +171,15 @@ class ArrayCatalog(Catalog):
 
     def features(self, items: np.ndarray, slot: int) -> np.ndarray:
         return self._features[slot][np.asarray(items)]
+
+    def content_ids(self, items: np.ndarray, slot: int) -> np.ndarray:
+        """The ids of the raw inputs where the catalog was given them, else of the feature rows,
+        hashed once per slot on first use (a batch then only indexes them)."""
+        if self._content[slot] is None:
+            from .content import feature_content_ids
+
+            features, modality = self._features[slot], self.slots[slot].modality
+            step = 65_536  # rows hashed at a time: bounded temporaries on large catalogs
+            self._content[slot] = np.concatenate([feature_content_ids(features[a : a + step], modality)
+                                                  for a in range(0, max(len(features), 1), step)])
+        return self._content[slot][np.asarray(items)]

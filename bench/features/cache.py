@@ -188,9 +188,11 @@ class FeatureCache:
         return arr
 
     # -- encoding ----------------------------------------------------------------------------
-    def encode(self, backbone: Backbone, inputs: Sequence[Input], role: str = "item", label: str | None = None) -> np.ndarray:
+    def encode(self, backbone: Backbone, inputs: Sequence[Input], role: str = "item", label: str | None = None,
+               keys: Sequence[str] | None = None) -> np.ndarray:
         """float32 [n, D]: features of `inputs` in `role`, read from the cache where present,
-        encoded (each distinct content once) and stored where not."""
+        encoded (each distinct content once) and stored where not. `keys`: the inputs'
+        `content_hash`es when the caller has them (an image is then not read again to hash it)."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         inputs = list(inputs)
@@ -207,7 +209,7 @@ class FeatureCache:
             self.stats.add(stat_key, 0, n)
             return out
         bdir, fp = self._backbone_dir(backbone)  # once per call: the version may hash a weights file
-        keys = [content_hash(backbone.modality, x) for x in inputs]
+        keys = list(keys) if keys is not None else [content_hash(backbone.modality, x) for x in inputs]
         missing: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
             arr = self._read(self._entry(bdir, role, key), dim) if key not in missing else None
@@ -310,6 +312,22 @@ def encode_views(
     Returns one float32 [N, D] array per slot (zeros where absent) and the bool [N, S] availability
     mask. Every distinct input is encoded once (through the cache), whatever slot it sits in.
     """
+    arrays, available, _ = encode_view_table(table, num_slots, backbone, cache, role, label)
+    return arrays, available
+
+
+def encode_view_table(
+    table: Sequence[Sequence[Input | None]],
+    num_slots: int,
+    backbone: Backbone,
+    cache: FeatureCache,
+    role: str = "item",
+    label: str | None = None,
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    """`encode_views` plus one int64 [N] array of content ids per slot (`ftbench.data.content`;
+    0 where absent), from the same content hashes as the cache keys."""
+    from ..data.content import digest_content_ids
+
     n = len(table)
     available = np.zeros((n, num_slots), dtype=bool)
     flat: list[Input] = []
@@ -322,11 +340,15 @@ def encode_views(
                 available[i, s] = True
                 flat.append(x)
                 where.append((i, s))
-    feats = cache.encode(backbone, flat, role, label)
+    digests = [content_hash(backbone.modality, x) for x in flat]
+    feats = cache.encode(backbone, flat, role, label, keys=digests)
+    ids = digest_content_ids(backbone.modality, digests)
     arrays = [np.zeros((n, backbone.dim), dtype=np.float32) for _ in range(num_slots)]
-    for (i, s), vec in zip(where, feats):
+    content = [np.zeros(n, dtype=np.int64) for _ in range(num_slots)]
+    for (i, s), vec, cid in zip(where, feats, ids):
         arrays[s][i] = vec
-    return arrays, available
+        content[s][i] = cid
+    return arrays, available, content
 
 
 def make_progress_printer(callback: Callable[[str, int, int], None]) -> ProgressReporter:
@@ -361,7 +383,8 @@ def assemble_catalog(
 ) -> "ArrayCatalog":
     """An `ArrayCatalog` from an [N, S] table of raw view inputs (texts, image paths, None for a
     missing view): the slots of each modality are encoded by ``backbones[modality]`` through the
-    cache (`encode_views`), then laid out in slot order."""
+    cache (`encode_view_table`), then laid out in slot order, with the content id of every view
+    (`ftbench.data.content`: the same text or image file has the same id in every item)."""
     from ..data.catalog import ArrayCatalog
 
     recorder = _recorder.get()
@@ -369,14 +392,18 @@ def assemble_catalog(
         recorder.catalogs.append((tuple(slots), [list(row) for row in table], list(item_ids)))
     n, s_count = len(table), len(slots)
     features: list[np.ndarray | None] = [None] * s_count
+    content: list[np.ndarray | None] = [None] * s_count
     available = np.zeros((n, s_count), dtype=bool)
     for modality in dict.fromkeys(s.modality for s in slots):
         if modality not in backbones:
             raise ValueError(f"{source}: no backbone for the {modality} views")
         cols = [j for j, s in enumerate(slots) if s.modality == modality]
         sub = [[row[j] for j in cols] for row in table]
-        arrays, avail = encode_views(sub, len(cols), backbones[modality], cache, role, f"{source}: {modality} views")
+        arrays, avail, ids = encode_view_table(sub, len(cols), backbones[modality], cache, role,
+                                               f"{source}: {modality} views")
         for k, j in enumerate(cols):
             features[j] = arrays[k]
             available[:, j] = avail[:, k]
-    return ArrayCatalog(slots, features, available, list(item_ids), source=source)  # type: ignore[arg-type]
+            content[j] = ids[k]
+    return ArrayCatalog(slots, features, available, list(item_ids), source=source,  # type: ignore[arg-type]
+                        content_ids=content)

@@ -49,6 +49,7 @@ def encoded_views(embeddings: torch.Tensor, raw: ViewBatch) -> EncodedViews:
         side_weight=raw.side_weight,
         item_weight=raw.item_weight,
         item_index=raw.item_index,
+        content=raw.content,
     )
 
 

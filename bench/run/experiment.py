@@ -177,6 +177,12 @@ def build_dataset(prepared: "PreparedRun", dataset_cache: dict | None = None):
         dataset.catalog = stored_catalog(
             dataset.catalog, prepared.spec.dataset, prepared.configs["dataset"], notes=dataset.notes
         )
+    from ..data.content import shared_view_warning
+
+    repeated = shared_view_warning(dataset.catalog)  # attribute views shared by many items (docs/method.md)
+    if repeated:
+        print(repeated, file=sys.stderr)
+        dataset.notes.append(repeated)
     if dataset_cache is not None:
         dataset_cache[key] = dataset
     return dataset

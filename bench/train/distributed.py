@@ -267,6 +267,7 @@ def gather_views(views: EncodedViews, context: DistributedContext, sizes: tuple[
         side_weight=weights[..., 0],
         item_weight=weights[..., 1],
         item_index=gather(views.item_index, context, sizes),
+        content=None if views.content is None else gather(widen(views.content), context, sizes),
     )
 
 

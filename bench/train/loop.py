@@ -16,7 +16,7 @@ import copy
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 from ..data.batching import ViewBatch, build_view_batch
+from ..data.content import batch_has_duplicates, feature_content_ids
 from ..config import Search, option
 from ..data.dataset import MultiViewDataset
 from ..device import autocast, check_precision
-from .distributed import SINGLE_PROCESS, DistributedContext, gather_views, gather_with_grad, wrap
+from .distributed import SINGLE_PROCESS, DistributedContext, gather, gather_views, gather_with_grad, wrap
 from ..objectives.base import AlignmentBatch, EncodedViews, Objective
 from ..data.splits import SPLIT_CODES
 from ..model.towers import Towers
@@ -229,8 +230,11 @@ class StepForward(nn.Module):
         self.towers, self.objective = towers, objective
         self.context, self.precision, self.query_modality = context, precision, query_modality
 
-    def forward(self, raw: ViewBatch, query_features: torch.Tensor | None, sizes: tuple[int, ...]):
-        """(loss terms, global EncodedViews); `sizes`: items of each process's slice, in rank order."""
+    def forward(self, raw: ViewBatch, query_features: torch.Tensor | None, sizes: tuple[int, ...],
+                query_content: torch.Tensor | None = None):
+        """(loss terms, global EncodedViews); `sizes`: items of each process's slice, in rank order;
+        content ids (`raw.content`, `query_content`) are kept only where the global batch has a
+        duplicate (`ftbench.data.content`)."""
         device = raw.mask.device
         with autocast(device, self.precision):
             embeddings = self.towers.encode_views(raw)
@@ -241,7 +245,11 @@ class StepForward(nn.Module):
         views = gather_views(views, self.context, sizes)
         if query is not None:
             query = gather_with_grad(query.float(), self.context, sizes)
-        return self.objective(AlignmentBatch(views=views, query=query)), views
+        if query_content is not None:
+            query_content = gather(query_content, self.context, sizes)
+        if self.context.enabled and not batch_has_duplicates(views.content, views.mask, query_content):
+            views, query_content = replace(views, content=None), None
+        return self.objective(AlignmentBatch(views=views, query=query, query_content=query_content)), views
 
 
 class Stepper:
@@ -281,12 +289,19 @@ class Stepper:
         )
         sizes = tuple(self.distributed.shard_sizes(len(items)))
         rows = self.distributed.shard(len(items))
-        raw = to_device(build_view_batch(self.dataset.catalog, self.layout, items[rows], _rows(selection, rows)),
-                        self.device)
-        query_features = None
+        raw = build_view_batch(self.dataset.catalog, self.layout, items[rows], _rows(selection, rows), content=True)
+        query_features = query_content = None
         if self.sampler.with_queries:
-            query_features = to_device(torch.from_numpy(self.dataset.queries.features[query_idx[rows]]), self.device)
-        terms, views = self.forward(raw, query_features, sizes)
+            features = self.dataset.queries.features[query_idx[rows]]
+            query_features = to_device(torch.from_numpy(features), self.device)
+            query_content = torch.from_numpy(feature_content_ids(features, f"query {self.dataset.queries.modality}"))
+        # one process decides here, on the host; several decide on the gathered batch (StepForward)
+        if not self.distributed.enabled and not batch_has_duplicates(raw.content, raw.mask, query_content):
+            raw, query_content = replace(raw, content=None), None  # no duplicate: the step is as without ids
+        raw = to_device(raw, self.device)
+        if query_content is not None:
+            query_content = query_content.to(self.device)
+        terms, views = self.forward(raw, query_features, sizes, query_content)
         _check_finite(terms, step, self.objective.name)
         loss = Objective.total_loss(terms)
         self.optimizer.zero_grad(set_to_none=True)
