@@ -11,6 +11,9 @@ import random
 import numpy as np
 import torch
 
+from .heap import describe as describe_heap
+from .kernels.search import measured_speedup, search_precision
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")
 
@@ -69,22 +72,16 @@ def describe_device(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     # which scan exact search uses here (bf16 + certified fp32 re-score, or fp32) and why
-    from .kernels.bf16_search import search_precision
-
     info["search_precision"], info["search_precision_reason"] = search_precision(device)
-    from .heap import describe as describe_heap
-
     info["heap"] = describe_heap()
     return info
 
 
 def search_timing(device: torch.device) -> dict:
     """For a run's timing block: the fp32 / bf16 time ratio of the score block that the search's
-    choice of pass on this device measured (`bf16_search.measured_speedup`), where it measured one
+    choice of pass on this device measured (`kernels.search.measured_speedup`), where it measured one
     (CPUs with bf16 matrix instructions, CUDA). The choice and its reason stay in the device record
     and the evaluation counts, without the figure: the same command must record the same text."""
-    from .kernels.bf16_search import measured_speedup
-
     speedup = measured_speedup(device)
     return {} if speedup is None else {"bf16_score_block_speedup": round(speedup, 2)}
 

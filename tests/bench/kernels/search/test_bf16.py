@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from ftbench.kernels import bf16_search
-from ftbench.kernels.bf16_search import BF16Catalog, _threshold, score_bounds, search_precision
-from ftbench.kernels.search import exact_topk
+from ftbench.kernels.search import BF16Catalog, exact_topk, score_bounds, search_precision
+from ftbench.kernels.search import _bf16, _plan
+from ftbench.kernels.search._bf16 import _threshold
 
 
 def reference_topk(q: torch.Tensor, x: torch.Tensor, k: int):
@@ -91,7 +91,7 @@ def test_error_bound_holds_and_is_not_vacuous():
     qb, a = score_bounds(q, cat)
     y = (qb.float() @ cat.bf16.float().T).to(torch.bfloat16).float()  # what the bf16 pass returns
     exact = q.double() @ x.double().T
-    c = bf16_search._C_OUT
+    c = _bf16._C_OUT
     slack = (y.double() - exact).abs() - (c * y.double().abs() + a[:, None])
     assert slack.max() <= 0
     assert a.max() < 0.01  # a usable bound for unit vectors (about 2 x 2^-8 / sqrt(3))
@@ -119,18 +119,18 @@ def test_bf16_reports_nan_items_and_bad_options():
 def test_search_precision_is_decided_and_explained(monkeypatch):
     prec, reason = search_precision("cpu")
     assert prec in ("fp32", "bf16") and reason
-    bf16_search._decide.cache_clear()
-    monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: set())
+    _plan._decide.cache_clear()
+    monkeypatch.setattr(_plan, "_cpu_flags", lambda: set())
     monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
     assert search_precision("cpu")[0] == "fp32"
-    bf16_search._decide.cache_clear()
+    _plan._decide.cache_clear()
     monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "bf16")
     assert search_precision("cpu") == ("bf16", "set by FTBENCH_SEARCH_PRECISION=bf16")
-    bf16_search._decide.cache_clear()
+    _plan._decide.cache_clear()
     monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "int8")
     with pytest.raises(ValueError, match="FTBENCH_SEARCH_PRECISION"):
         search_precision("cpu")
-    bf16_search._decide.cache_clear()
+    _plan._decide.cache_clear()
 
 
 @pytest.mark.parametrize("speedups,scan", [((4.11, 5.73), "bf16"), ((1.05, 1.21), "fp32")])
@@ -139,17 +139,17 @@ def test_the_reason_carries_no_measured_figure(monkeypatch, speedups, scan):
     evaluation counts, which the same command must reproduce) are the same text; the figure is
     `measured_speedup`'s, for the run's timing block."""
     monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
-    monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"avx512_bf16", "avx2"})
+    monkeypatch.setattr(_plan, "_cpu_flags", lambda: {"avx512_bf16", "avx2"})
     decided = []
     try:
         for speedup in speedups:
-            bf16_search._decide.cache_clear()
-            monkeypatch.setattr(bf16_search, "_measure_speedup", lambda device, s=speedup: s)
+            _plan._decide.cache_clear()
+            monkeypatch.setattr(_plan, "_measure_speedup", lambda device, s=speedup: s)
             decided.append(search_precision("cpu"))
-            assert bf16_search.measured_speedup("cpu") == speedup
+            assert _plan.measured_speedup("cpu") == speedup
             assert str(speedup) not in decided[-1][1]
     finally:
-        bf16_search._decide.cache_clear()
+        _plan._decide.cache_clear()
     assert decided[0] == decided[1] and decided[0][0] == scan
     assert "CPU flags avx512_bf16" in decided[0][1] and "1.3x" in decided[0][1]
 
@@ -159,31 +159,31 @@ def test_a_run_records_the_measured_figure_in_its_timing_block(monkeypatch):
 
     monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
     try:
-        bf16_search._decide.cache_clear()
-        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"amx_bf16"})
-        monkeypatch.setattr(bf16_search, "_measure_speedup", lambda device: 4.1149)
+        _plan._decide.cache_clear()
+        monkeypatch.setattr(_plan, "_cpu_flags", lambda: {"amx_bf16"})
+        monkeypatch.setattr(_plan, "_measure_speedup", lambda device: 4.1149)
         assert search_timing(torch.device("cpu")) == {"bf16_score_block_speedup": 4.11}
-        bf16_search._decide.cache_clear()
-        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: set())
+        _plan._decide.cache_clear()
+        monkeypatch.setattr(_plan, "_cpu_flags", lambda: set())
         assert search_timing(torch.device("cpu")) == {}
     finally:
-        bf16_search._decide.cache_clear()
+        _plan._decide.cache_clear()
 
 
 def test_nothing_measured_where_the_choice_needs_no_measurement(monkeypatch):
     try:
-        bf16_search._decide.cache_clear()
-        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"avx2"})
+        _plan._decide.cache_clear()
+        monkeypatch.setattr(_plan, "_cpu_flags", lambda: {"avx2"})
         monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
-        assert bf16_search.measured_speedup("cpu") is None
-        bf16_search._decide.cache_clear()
-        monkeypatch.setattr(bf16_search, "_cpu_flags", lambda: {"avx512_bf16"})
+        assert _plan.measured_speedup("cpu") is None
+        _plan._decide.cache_clear()
+        monkeypatch.setattr(_plan, "_cpu_flags", lambda: {"avx512_bf16"})
         monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "fp32")
-        assert bf16_search.measured_speedup("cpu") is None and search_precision("cpu")[0] == "fp32"
-        bf16_search._decide.cache_clear()
+        assert _plan.measured_speedup("cpu") is None and search_precision("cpu")[0] == "fp32"
+        _plan._decide.cache_clear()
         # lowrank is no choice between bf16 and fp32: the hardware decides that one
-        monkeypatch.setattr(bf16_search, "_measure_speedup", lambda device: 2.0)
+        monkeypatch.setattr(_plan, "_measure_speedup", lambda device: 2.0)
         monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "lowrank")
-        assert search_precision("cpu")[0] == "bf16" and bf16_search.measured_speedup("cpu") == 2.0
+        assert search_precision("cpu")[0] == "bf16" and _plan.measured_speedup("cpu") == 2.0
     finally:
-        bf16_search._decide.cache_clear()
+        _plan._decide.cache_clear()

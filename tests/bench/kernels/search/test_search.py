@@ -197,10 +197,10 @@ def test_search_bench_small_run():
 
 def test_torch_nonzero_path_used_on_cuda(monkeypatch):
     """The CUDA code path differs only in using torch.nonzero; run it on CPU against the oracle."""
-    import ftbench.kernels.search as search
+    from ftbench.kernels.search import _blocks
 
-    monkeypatch.setattr(search, "_NUMPY_NONZERO", False)
-    monkeypatch.setattr(search, "_NUMPY_MATMUL", False)  # and torch.mm for the score blocks
+    monkeypatch.setattr(_blocks, "_NUMPY_NONZERO", False)
+    monkeypatch.setattr(_blocks, "_NUMPY_MATMUL", False)  # and torch.mm for the score blocks
     gen = torch.Generator().manual_seed(6)
     q, x = _integer_case(gen, n=400, d=3, nq=7)
     for chunking in (dict(item_chunk=64, group_size=4), dict(item_chunk=5, group_size=2)):
@@ -211,7 +211,7 @@ def test_torch_nonzero_path_used_on_cuda(monkeypatch):
 def test_reservoir_retain_packs_the_kept_entries_of_every_store():
     """`_Reservoir.retain` keeps the masked entries in their order at the front of each row, in
     all three stores, and pads the rest again (the low-rank search's compaction)."""
-    from ftbench.kernels.search import _SENTINEL, _Reservoir
+    from ftbench.kernels.search._blocks import _SENTINEL, _Reservoir
 
     res = _Reservoir(2, 1, 4, torch.device("cpu"), torch.float32, second=True)
     rows = torch.tensor([0, 0, 0, 1, 1])
@@ -224,3 +224,23 @@ def test_reservoir_retain_packs_the_kept_entries_of_every_store():
     assert res.scores[:, :3].tolist() == [[5.0, 3.0, -math.inf], [4.0, -math.inf, -math.inf]]
     assert torch.allclose(res.second[0, :2], torch.tensor([0.5, 0.3])) and float(res.second[1, 0]) == pytest.approx(0.4)
     assert res.second[1, 1:3].tolist() == [-math.inf, -math.inf]
+
+
+def test_the_package_exports_what_callers_use():
+    """Every name of `ftbench.kernels.search.__all__` is defined, the public functions of the
+    private modules are among them, and the modules that held the bf16 and low-rank scans before
+    they became part of the package are gone (no second copy to drift)."""
+    import importlib
+
+    import ftbench.kernels.search as search
+
+    for name in search.__all__:
+        assert getattr(search, name) is not None, name
+    for module in ("_bf16", "_blocks", "_faiss", "_lowrank", "_plan", "_ranks", "_threads", "_topk"):
+        mod = importlib.import_module(f"ftbench.kernels.search.{module}")
+        public = {n for n, v in vars(mod).items() if callable(v) and not n.startswith("_")
+                  and getattr(v, "__module__", None) == mod.__name__}
+        assert public <= set(search.__all__), (module, public - set(search.__all__))
+    for gone in ("ftbench.kernels.bf16_search", "ftbench.kernels.lowrank_search"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(gone)

@@ -4,15 +4,22 @@ import numpy as np
 import pytest
 import torch
 
-from ftbench.kernels import lowrank_search
-from ftbench.kernels.lowrank_search import LowRankCatalog, TooManyCandidates, fit_rank, lowrank_topk_chunk, principal_basis
-from ftbench.kernels.search import exact_topk, plan_scan
+from ftbench.kernels.search import (
+    LowRankCatalog,
+    TooManyCandidates,
+    exact_topk,
+    fit_rank,
+    lowrank_topk_chunk,
+    plan_scan,
+    principal_basis,
+)
+from ftbench.kernels.search import _lowrank
 
 
 @pytest.fixture
 def admit_all(monkeypatch):
     """Small test catalogs: let the low-rank path do the work whatever it admits (no fallback)."""
-    monkeypatch.setattr(lowrank_search, "ADMIT_FRACTION", 1.0)
+    monkeypatch.setattr(_lowrank, "ADMIT_FRACTION", 1.0)
 
 
 def reference_topk(q: torch.Tensor, x: torch.Tensor, k: int):
@@ -137,12 +144,12 @@ def test_fallback_path_is_taken_and_exact(monkeypatch):
     gen = torch.Generator().manual_seed(6)
     q = torch.randint(-8, 9, (200, 32), generator=gen).float()
     x = torch.randint(-8, 9, (3000, 32), generator=gen).float()
-    real = lowrank_search.lowrank_topk_chunk
+    real = _lowrank.lowrank_topk_chunk
 
     def capped(*args, **kwargs):
         return real(*args, **{**kwargs, "max_candidates": 60})
 
-    monkeypatch.setattr(lowrank_search, "lowrank_topk_chunk", capped)
+    monkeypatch.setattr(_lowrank, "lowrank_topk_chunk", capped)
     info = {}
     s, i = exact_topk(q, x, 50, precision="lowrank", item_chunk=500, query_chunk=50, workers=1, info=info)
     rs, ri = reference_topk(q, x, 50)
@@ -160,7 +167,7 @@ def test_which_blocks_fall_back_does_not_depend_on_the_workers_timing(monkeypatc
     gen = torch.Generator().manual_seed(7)
     q = torch.randint(-8, 9, (256, 32), generator=gen).float()
     x = torch.randint(-8, 9, (2000, 32), generator=gen).float()
-    real = lowrank_search.lowrank_topk_chunk
+    real = _lowrank.lowrank_topk_chunk
     block0_failed = threading.Event()
     calls = []
 
@@ -173,8 +180,8 @@ def test_which_blocks_fall_back_does_not_depend_on_the_workers_timing(monkeypatc
         assert block0_failed.wait(timeout=60)
         return real(query, *args, **kwargs)
 
-    monkeypatch.setattr(lowrank_search, "lowrank_topk_chunk", first_block_fails)
-    monkeypatch.setattr(lowrank_search, "ADMIT_FRACTION", 1.0)
+    monkeypatch.setattr(_lowrank, "lowrank_topk_chunk", first_block_fails)
+    monkeypatch.setattr(_lowrank, "ADMIT_FRACTION", 1.0)
     info = {}
     s, i = exact_topk(q, x, 20, precision="lowrank", item_chunk=500, query_chunk=64, workers=2, info=info)
     assert sorted(calls) == [0, 64, 192]  # worker 0 skips its second block (128), worker 1 tries both
@@ -185,7 +192,7 @@ def test_which_blocks_fall_back_does_not_depend_on_the_workers_timing(monkeypatc
 
 def test_auto_takes_lowrank_only_where_the_catalog_is_large_and_nearly_low_rank(monkeypatch):
     gen = torch.Generator().manual_seed(8)
-    monkeypatch.setattr(lowrank_search, "MIN_ITEMS", 2000)
+    monkeypatch.setattr(_lowrank, "MIN_ITEMS", 2000)
     monkeypatch.delenv("FTBENCH_SEARCH_PRECISION", raising=False)
     low = torch.randn(3000, 4, generator=gen) @ torch.randn(4, 64, generator=gen) + 1e-3 * torch.randn(3000, 64, generator=gen)
     scan, reason, cat = plan_scan("auto", low)
@@ -206,7 +213,7 @@ def test_the_environment_forces_the_pass_of_auto_only(monkeypatch):
     the hardware (the tests run every pass on every machine that way); an explicit precision
     is kept; the reason says what forced it."""
     gen = torch.Generator().manual_seed(9)
-    monkeypatch.setattr(lowrank_search, "MIN_ITEMS", 2000)
+    monkeypatch.setattr(_lowrank, "MIN_ITEMS", 2000)
     low = torch.randn(3000, 4, generator=gen) @ torch.randn(4, 64, generator=gen)
     small = torch.randn(500, 64, generator=gen)  # auto would never take lowrank here
     monkeypatch.setenv("FTBENCH_SEARCH_PRECISION", "fp32")

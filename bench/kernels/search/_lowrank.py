@@ -40,7 +40,7 @@ fp32 rounding of the final scores and of this very computation, every possible m
 One scan of the augmented catalog, in blocks of items, keeps per query row a threshold thr and
 every item seen so far with ub~ >= thr (the candidates):
 (1) the first block sets thr from its k largest lb~ (t = their smallest);
-(2) each later block admits its items with ub~ >= thr (the group maxima of `search._admit` skip
+(2) each later block admits its items with ub~ >= thr (the group maxima of `_blocks._admit` skip
     most of a block without looking at it twice);
 (3) when a row holds more than M candidates (M = max(4k, 1024)), t becomes the k-th largest lb~
     among them, thr rises, and the candidates below it are dropped; rows whose bound keeps more
@@ -70,7 +70,7 @@ candidates per row (16 bytes each: ub~, its fp32 lb~ estimate, the index); never
 
 References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
 product search, e.g. R. Guo et al., "Quantization based Fast Inner Product Search" (AISTATS 2016)
-for residual bounds; the block filter and the candidate buffers are those of `search`.
+for residual bounds; the block filter and the candidate buffers are those of `_blocks`.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ import math
 import numpy as np
 import torch
 
-from .bf16_search import _SENTINEL, _U32, _exact_scores, _gamma, _round_toward_minus_inf, _round_toward_plus_inf
-from .search import _admit, _Reservoir, _score_block, lexicographic_topk
+from ._blocks import _SENTINEL, _admit, _Reservoir, _score_block, lexicographic_topk
+from ._rounding import _U32, _exact_scores, _gamma, _round_toward_minus_inf, _round_toward_plus_inf
 
 #: catalogs smaller than this are scanned in fp32 (the fp32 scan is fast and the setup would not pay)
 MIN_ITEMS = 65_536
@@ -92,7 +92,7 @@ MAX_RESIDUAL_ENERGY = 0.01
 ADMIT_FRACTION = 1 / 128
 #: candidates per row (in units of k) that trigger a compaction, which raises the threshold
 LIMIT = 4
-#: columns per group maximum when filtering a bound block (`search._admit`); 8 was ~6% faster than
+#: columns per group maximum when filtering a bound block (`_blocks._admit`); 8 was ~6% faster than
 #: the fp32 scan's 16 on the paper-scale embeddings (2 workers, interleaved runs), 32 slower
 GROUP = 8
 #: rows sampled to estimate the second moment (evenly spaced; the bound never depends on it)

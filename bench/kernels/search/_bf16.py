@@ -49,25 +49,14 @@ candidate buffer of a few k entries per row; never Q x N.
 
 from __future__ import annotations
 
-import functools
 import math
-import time
 
-import numpy as np
 import torch
 
-_SENTINEL = torch.iinfo(torch.int64).max
-_U32 = 2.0**-24
+from ._blocks import _SENTINEL, _admit, lexicographic_topk
+from ._rounding import _U32, _exact_scores, _gamma, _round_toward_minus_inf
+
 _C_OUT = 2.0**-8 / (1.0 - 2.0**-8)
-#: bf16 pass must beat the fp32 one by this factor in the short measurement to be chosen
-_MIN_SPEEDUP = 1.3
-
-
-def _gamma(d: int) -> float:
-    du = d * _U32
-    if du >= 1:
-        raise ValueError(f"bf16 search: dimension {d} too large for the fp32 accumulation bound")
-    return du / (1.0 - du)
 
 
 class BF16Catalog:
@@ -182,8 +171,6 @@ class _Candidates:
 
 def _admit_ge(block: torch.Tensor, threshold: torch.Tensor):
     """(rows, cols, vals) of the entries >= threshold per row, NaN included (so that it is reported)."""
-    from .search import _admit
-
     return _admit(block, threshold, 16, False)
 
 
@@ -199,32 +186,6 @@ def _bf16_mm(qb: torch.Tensor, xb: torch.Tensor, out: torch.Tensor) -> None:
         torch.mm(qb, xb.T, out=out)
 
 
-def _exact_scores(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """fl32(<q_r, x_j> in float64) for the [R, c] indices (sentinel = padding, scored -inf).
-
-    float64 products of fp32 numbers are exact and the sum errs by ~1e-16: rounded to fp32, the
-    score no longer depends on a BLAS summation order."""
-    r, c = index.shape
-    d = items.shape[1]
-    out = torch.empty((r, c), device=items.device)
-    step = max(1, (1 << 20) // max(1, c * d))  # float64 temporaries of <= 8 MiB stay in cache
-    if items.device.type == "cpu":  # numpy's gather and float64 matmul: ~1.2x torch's here
-        x_np, q_np, out_np = items.detach().numpy(), q.detach().double().numpy(), out.numpy()
-    for r0 in range(0, r, step):
-        idx = index[r0 : r0 + step]
-        pad = idx == _SENTINEL
-        safe = idx.masked_fill(pad, 0)
-        if items.device.type == "cpu":
-            cand = np.take(x_np, safe.numpy(), axis=0).astype(np.float64)
-            out_np[r0 : r0 + step] = np.matmul(cand, q_np[r0 : r0 + step, :, None])[..., 0]
-            out[r0 : r0 + step].masked_fill_(pad, -math.inf)
-            continue
-        cand = items.index_select(0, safe.reshape(-1)).view(idx.shape[0], c, d)
-        s = torch.bmm(cand.double(), q[r0 : r0 + step].double().unsqueeze(2)).squeeze(2)
-        out[r0 : r0 + step] = s.float().masked_fill(pad, -math.inf)
-    return out
-
-
 def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: int):
     """Each row's candidates (sentinel = padding) re-scored as fl32(<q, x> in float64), then the
     lexicographic top-k.
@@ -236,8 +197,6 @@ def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: 
     s >= v - E, so the k-th largest s is >= v - E, and an item at or above it has s32 >= v - 2E (the
     2^-22 |v| covers the fp32 rounding of the final scores and of this test).
     """
-    from .search import lexicographic_topk
-
     r, c = index.shape
     d = items.shape[1]
     out_s = torch.empty((r, k), device=items.device)
@@ -261,18 +220,6 @@ def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: 
             idx = idx.gather(1, keep)
         out_s[r0 : r0 + rb], out_i[r0 : r0 + rb] = lexicographic_topk(_exact_scores(qr, items, idx), idx, k)
     return out_s, out_i
-
-
-def _round_toward_minus_inf(x: torch.Tensor) -> torch.Tensor:
-    """float64 -> float32, rounded down (keeps -inf)."""
-    out = x.float()
-    return torch.where(out.double() > x, torch.nextafter(out, torch.full_like(out, -math.inf)), out)
-
-
-def _round_toward_plus_inf(x: torch.Tensor) -> torch.Tensor:
-    """float64 -> float32, rounded up (keeps +inf)."""
-    out = x.float()
-    return torch.where(out.double() < x, torch.nextafter(out, torch.full_like(out, math.inf)), out)
 
 
 def bf16_topk_chunk(q: torch.Tensor, cat: BF16Catalog, k: int, item_chunk: int, stats: dict | None = None):
@@ -306,95 +253,3 @@ def bf16_topk_chunk(q: torch.Tensor, cat: BF16Catalog, k: int, item_chunk: int, 
         stats["candidates"] = stats.get("candidates", 0) + int(cands.fill.sum())
         stats["rows"] = stats.get("rows", 0) + q.shape[0]
     return _rescore_topk(q, items, cands.index[:, :width], k)
-
-
-# ---------------------------------------------------------------- choosing the path
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def _measure_speedup(device: torch.device) -> float:
-    """fp32 time / bf16 time of one score block like the search's (a few milliseconds)."""
-    from .search import _score_block
-
-    gen = torch.Generator().manual_seed(0)
-    q = torch.randn(256, 256, generator=gen).to(device)
-    x = torch.randn(8192, 256, generator=gen).to(device)
-    qb, xb = q.bfloat16(), x.bfloat16()
-    o32 = torch.empty(256, 8192, device=device)
-    ob = torch.empty(256, 8192, device=device, dtype=torch.bfloat16)
-
-    def best(f) -> float:
-        f()
-        times = []
-        for _ in range(3):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t = time.perf_counter()
-            f()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    t32 = best(lambda: _score_block(q, x, o32))
-    tb = best(lambda: _bf16_mm(qb, xb, ob))
-    return t32 / tb
-
-
-@functools.lru_cache(maxsize=None)
-def _decide(device_type: str, device_index: int | None) -> tuple[str, str, float | None]:
-    """(scan, reason, measured speed-up or None). The reason never carries the measured figure: it
-    is recorded with a run's evaluation counts, which the same command must reproduce exactly; the
-    figure goes to the run's timing block (`measured_speedup`)."""
-    from .search import SEARCH_ENV, forced_scan
-
-    forced = forced_scan()
-    if forced in ("fp32", "bf16"):  # (lowrank is no choice between these two: the hardware decides it)
-        return forced, f"set by {SEARCH_ENV}={forced}", None
-    device = torch.device(device_type, device_index) if device_index is not None else torch.device(device_type)
-    if device_type == "cpu":
-        flags = _cpu_flags() & {"amx_bf16", "avx512_bf16"}
-        if not flags:
-            return "fp32", "the CPU has no bf16 matrix instructions (no amx_bf16 / avx512_bf16 in /proc/cpuinfo)", None
-        what = "CPU flags " + ", ".join(sorted(flags))
-    elif device_type == "cuda":
-        if not torch.cuda.is_bf16_supported():
-            return "fp32", "the GPU has no bf16 support", None
-        what = "CUDA bf16"
-    else:
-        return "fp32", f"no bf16 path for device type {device_type}", None
-    speedup = _measure_speedup(device)
-    if speedup >= _MIN_SPEEDUP:
-        return "bf16", f"{what}; bf16 score block measured at least {_MIN_SPEEDUP}x faster than fp32", speedup
-    return "fp32", f"{what}, but the bf16 score block measured less than {_MIN_SPEEDUP}x faster than fp32", speedup
-
-
-def search_precision(device: torch.device | str) -> tuple[str, str]:
-    """("bf16" | "fp32", reason): the path `exact_topk(precision="auto")` takes on this device.
-
-    bf16 where the hardware has bf16 matrix units (CPU flags amx_bf16 / avx512_bf16, or CUDA) and
-    a short measurement shows the bf16 score block faster by >= 1.3x; fp32 elsewhere. Decided
-    once per device and process; the environment variable FTBENCH_SEARCH_PRECISION=fp32|bf16
-    overrides it (it forces `exact_topk`'s whole choice: `search.SEARCH_ENV`). The reason names no measured figure (`measured_speedup` gives it), so that the
-    same inputs give the same text.
-    """
-    device = torch.device(device)
-    return _decide(device.type, device.index)[:2]
-
-
-def measured_speedup(device: torch.device | str) -> float | None:
-    """fp32 time / bf16 time of the score block that `search_precision` measured on this device
-    to decide, or None where it measured nothing (no bf16 units, or FTBENCH_SEARCH_PRECISION set).
-    A timing: runs record it in their timing block, never beside the choice it explains."""
-    device = torch.device(device)
-    return _decide(device.type, device.index)[2]
