@@ -3,7 +3,9 @@
 For each objective and V: (a) the objective alone - view selection, forward and backward on fixed
 random unit embeddings of the views it selects - and (b) a whole training step with the towers on
 the synthetic marketplace with every item having V views (sampling, feature generation, towers,
-objective, backward, AdamW). Warm-up, then the median and spread of repeats. Solver iterations
+objective, backward, AdamW). Warm-up, then the median and spread of repeats. Beside (b): the
+step's FLOPs and its GEMM floor, its matrix products replayed alone (`ftbench.cost.floor`), and
+the efficiency floor / step. Solver iterations
 are fixed (tolerance off) so that curves compare like with like. Each (objective, V) cell runs in
 a fresh process, so its peak memory (`ftbench.cost.measure`: RSS high-water mark above the process
 baseline on CPU, peak allocated memory on CUDA) is its own; a cell whose estimated memory exceeds the budget is skipped
@@ -164,6 +166,7 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
     from ..data.batching import compact_positions
     from ..data.views import SlotLayout
+    from .floor import GemmReplay, profile_step
     from .measure import PeakMemory, timed_ms
 
     device = resolve_device(spec.device)
@@ -202,10 +205,14 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     peak_alone = memory.extra_mb()
 
     # (b) a whole training step on the synthetic marketplace with V views per item
-    step = whole_step(name, views, spec, device, steps=spec.warmup + spec.repeats + 1, catalog=(catalog, dcfg))
+    step = whole_step(name, views, spec, device, steps=spec.warmup + spec.repeats + 2, catalog=(catalog, dcfg))
     counter = iter(range(1, 10**9))
     step_times = timed_ms(lambda: step(next(counter)), spec.repeats, spec.warmup, device)
     peak_step = memory.extra_mb()
+    # (c) the step's FLOPs and GEMM floor: one more step's matrix products, replayed alone
+    profile = profile_step(lambda: step(next(counter)))
+    floor_times = timed_ms(GemmReplay(profile.gemms, device).run, spec.repeats, 1, device)
+    floor_ms = float(np.median(floor_times))
     return {
         "objective": name,
         "views": views,
@@ -215,6 +222,11 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
         "step_ms_median": float(np.median(step_times)),
         "step_ms_iqr": float(np.percentile(step_times, 75) - np.percentile(step_times, 25)),
         "peak_memory_mb": None if peak_step is None else round(float(max(peak_alone or 0.0, peak_step)), 1),
+        "step_gflop": profile.flops / 1e9,
+        "gemm_calls": len(profile.gemms),
+        "floor_ms_median": floor_ms,
+        "efficiency": floor_ms / float(np.median(step_times)),
+        "gemms": profile.summary()["gemms"],
         "threads": torch.get_num_threads(),
         "objective_overrides": overrides,
     }
@@ -285,7 +297,7 @@ def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     jpath = out_dir / f"{stem}.json"
     cpath = out_dir / f"{stem}.csv"
     atomic_write_text(jpath, json.dumps(result, indent=2) + "\n")
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "objective_overrides"} for r in result["rows"]])
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k not in ("objective_overrides", "gemms")} for r in result["rows"]])
     atomic_write_text(cpath, frame.to_csv(index=False))
     return jpath, cpath
 
@@ -333,12 +345,17 @@ def _mb(value: float | None) -> str:
 
 
 def format_cost(result: dict[str, Any]) -> str:
-    lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'peak MB':>9}  status"]
+    lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'GFLOP':>7} {'floor ms':>9} "
+             f"{'floor/step':>10} {'peak MB':>9}  status"]
     for r in result["rows"]:
         if r["status"] == "ok":
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {_mb(r['peak_memory_mb']):>9}  ok")
+            floor = (f"{r['step_gflop']:>7.3f} {r['floor_ms_median']:>9.2f} {r['efficiency']:>10.2f}"
+                     if "floor_ms_median" in r else f"{'—':>7} {'—':>9} {'—':>10}")  # a file from before floors
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} "
+                         f"{floor} {_mb(r['peak_memory_mb']):>9}  ok")
         else:
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>9}  skipped: {r['reason']}")
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>7} {'—':>9} {'—':>10} {'—':>9}  "
+                         f"skipped: {r['reason']}")
     lines.append("growth exponents (slope of log time vs log V, V >= 2):")
     for name, e in result["exponents"].items():
         fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731

@@ -7,7 +7,9 @@ within minutes). Here every objective's training step is built in one process an
 a round runs `repeats` steps of each objective in turn, in an order rotated from round to round, so
 a drift falls on all objectives alike, and each round gives one ratio per objective, its median
 step over the reference's median step in that round. Reported per objective: the median step over
-all rounds, and the median, quartiles and range of the per-round ratios.
+all rounds, and the median, quartiles and range of the per-round ratios. Beside each step, its
+FLOPs and GEMM floor (`ftbench.cost.floor`: one step's matrix products, recorded, then replayed
+alone in the same rounds) and the efficiency floor / step, per round.
 
 The steps are `ftbench.cost.scaling.whole_step`: the training loop's own `Stepper` (sampling,
 feature generation, towers, objective, backward, AdamW) on the cost benchmark's synthetic
@@ -37,31 +39,51 @@ def _measure(args: tuple) -> dict[str, Any]:
     if spec.threads:
         torch.set_num_threads(spec.threads)
     from ..device import resolve_device
+    from .floor import GemmReplay, profile_step
     from .measure import timed_ms
     from .scaling import whole_step
 
     device = resolve_device(spec.device)
-    total = spec.warmup + rounds * spec.repeats + 1
-    steps = {}
+    total = spec.warmup + rounds * spec.repeats + 2  # + the profiled step
+    steps, profiles, replays = {}, {}, {}
     for name in names:
         step, counter = whole_step(name, views, spec, device, steps=total), iter(range(1, 10**9))
         steps[name] = lambda step=step, counter=counter: step(next(counter))
         timed_ms(steps[name], 0, spec.warmup, device)  # warm-up only
+        profiles[name] = profile_step(steps[name])  # one step's FLOPs and matrix products
+        replays[name] = GemmReplay(profiles[name].gemms, device)
+        timed_ms(replays[name].run, 0, 1, device)
     times = {name: [] for name in names}  # [round][repeat] milliseconds
+    floors = {name: [] for name in names}  # [round][repeat] milliseconds of the replayed products
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
             times[name].append(timed_ms(steps[name], spec.repeats, 0, device))
-    return {"times_ms": times, "threads": torch.get_num_threads()}
+            floors[name].append(timed_ms(replays[name].run, spec.repeats, 0, device))
+    return {"times_ms": times, "floor_ms": floors, "threads": torch.get_num_threads(),
+            "profiles": {name: profiles[name].summary() for name in names}}
 
 
-def summarize(names: list[str], times_ms: dict[str, list[list[float]]]) -> list[dict[str, Any]]:
+def summarize(names: list[str], times_ms: dict[str, list[list[float]]],
+              floor_ms: dict[str, list[list[float]]] | None = None,
+              profiles: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Per objective: median step and its IQR over all timed steps; the per-round ratios to the
-    first name's median step of the same round, with their median, quartiles and range."""
+    first name's median step of the same round, with their median, quartiles and range. With
+    `floor_ms` (the step's replayed matrix products, timed in the same rounds): the median floor
+    and the median over rounds of floor / step (efficiency); with `profiles`, the step's FLOPs."""
     reference = [float(np.median(steps)) for steps in times_ms[names[0]]]
     out = []
     for name in names:
         every = np.concatenate([np.asarray(steps, dtype=float) for steps in times_ms[name]])
         ratios = np.array([float(np.median(steps)) / ref for steps, ref in zip(times_ms[name], reference)])
+        floor: dict[str, Any] = {}
+        if floor_ms is not None:
+            floors = np.concatenate([np.asarray(f, dtype=float) for f in floor_ms[name]])
+            efficiency = [float(np.median(f)) / float(np.median(s)) for f, s in zip(floor_ms[name], times_ms[name])]
+            floor = {"floor_ms_median": float(np.median(floors)), "efficiency_median": float(np.median(efficiency)),
+                     "efficiency_min": float(min(efficiency)), "efficiency_max": float(max(efficiency))}
+        if profiles is not None:
+            floor["gflop"] = profiles[name]["gflop"]
+            floor["gemm_calls"] = profiles[name]["gemm_calls"]
         out.append({
             "objective": name,
             "step_ms_median": float(np.median(every)),
@@ -72,6 +94,7 @@ def summarize(names: list[str], times_ms: dict[str, list[list[float]]]) -> list[
             "ratio_min": float(ratios.min()),
             "ratio_max": float(ratios.max()),
             "round_ratios": [round(float(x), 4) for x in ratios],
+            **floor,
         })
     return out
 
@@ -106,8 +129,10 @@ def run_step_ratio(spec: CostSpec, views: int, rounds: int) -> dict[str, Any]:
         "threads": measured["threads"],
         "device": describe_device(device),
         "versions": package_versions(),
-        "objectives": summarize(list(spec.objectives), measured["times_ms"]),
+        "objectives": summarize(list(spec.objectives), measured["times_ms"], measured["floor_ms"], measured["profiles"]),
         "times_ms": measured["times_ms"],
+        "floor_ms": measured["floor_ms"],
+        "profiles": measured["profiles"],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -116,9 +141,13 @@ def format_step_ratio(result: dict[str, Any]) -> str:
     ref = result["reference"]
     lines = [f"whole step at V={result['views']}, batch {result['spec']['batch_size']}: {result['rounds']} rounds x "
              f"{result['spec']['repeats']} steps, side by side ({result['threads']} threads)",
-             f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  range"]
+             f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  {'range':<11}"
+             f"  {'GFLOP':>6} {'GEMM floor ms':>13} {'floor/step':>10}"]
     for row in result["objectives"]:
+        floor = ""
+        if "floor_ms_median" in row:
+            floor = (f"  {row['gflop']:>6.3f} {row['floor_ms_median']:>13.2f} {row['efficiency_median']:>10.2f}")
+        spread = f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"
         lines.append(f"{row['objective']:<16} {row['step_ms_median']:>8.2f} {row['step_ms_iqr']:>6.2f} "
-                     f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  "
-                     f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}")
+                     f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  {spread:<11}{floor}")
     return "\n".join(lines)

@@ -21,6 +21,18 @@ def test_summary_by_hand():
     assert oat["ratio_q1"] == pytest.approx(2.625) and oat["ratio_q3"] == pytest.approx(2.875)
     assert oat["step_ms_median"] == pytest.approx(40.0)  # median of all six steps: (31 + 49) / 2
     assert clip["step_ms_median"] == pytest.approx(15.5)
+    assert "floor_ms_median" not in clip
+
+
+def test_floor_and_efficiency_by_hand():
+    times = {"clip": [[9.0, 10.0, 12.0], [20.0, 19.0, 30.0]]}
+    floors = {"clip": [[4.0, 5.0, 6.0], [5.0, 5.0, 5.0]]}
+    profiles = {"clip": {"gflop": 0.75, "gemm_calls": 23}}
+    (clip,) = summarize(["clip"], times, floors, profiles)
+    # per round: floor median / step median = 5 / 10 and 5 / 20
+    assert (clip["efficiency_min"], clip["efficiency_max"]) == (0.25, 0.5)
+    assert clip["efficiency_median"] == pytest.approx(0.375) and clip["floor_ms_median"] == 5.0
+    assert (clip["gflop"], clip["gemm_calls"]) == (0.75, 23)
 
 
 @pytest.mark.parametrize("names, message", [
@@ -51,6 +63,14 @@ def test_a_small_run_times_every_objective_in_every_round(tmp_path):
     rows = {row["objective"]: row for row in result["objectives"]}
     assert rows["clip"]["round_ratios"] == [1.0, 1.0]
     assert len(rows["oat-floor"]["round_ratios"]) == 2 and result["threads"] == 1
+    # each step's FLOPs and GEMM floor, timed in the same rounds
+    assert [len(result["floor_ms"][n]) for n in ("clip", "oat-floor")] == [2, 2]
+    for name in ("clip", "oat-floor"):
+        profile = result["profiles"][name]
+        assert rows[name]["gflop"] == profile["gflop"] == pytest.approx(profile["gemm_gflop"]) and profile["gflop"] > 0
+        assert sum(g["count"] for g in profile["gemms"]) == profile["gemm_calls"] == rows[name]["gemm_calls"]
+        assert 0 < rows[name]["floor_ms_median"] and rows[name]["efficiency_median"] > 0
+    assert "GEMM floor ms" in res.output
     assert "oat-floor" in res.output and "x clip" in res.output
 
 
