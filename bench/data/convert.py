@@ -35,7 +35,7 @@ import numpy as np
 
 from ..config import apply_overrides
 from ..features.cache import record_inputs
-from ..run.results import current_umask, make_folders, remove_created_folders, remove_interrupted_writes
+from ..files import current_umask, make_folders, remove_created_folders, remove_interrupted_writes
 from .splits import SPLIT_NAMES
 
 #: the names `convert` writes qrels files under, by split code (the BEIR names)

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from ..run.results import atomic_write, atomic_write_bytes
+from ..files import atomic_write, atomic_write_bytes
 from .backbones import ROLES, Backbone, Input, content_hash
 
 if TYPE_CHECKING:

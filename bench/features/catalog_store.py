@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ..data.catalog import Catalog
-from ..run.results import atomic_write, atomic_write_bytes
+from ..files import atomic_write, atomic_write_bytes
 from .cache import _reporter, default_cache_dir
 
 STORE_FORMAT = 1

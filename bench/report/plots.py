@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..run.results import atomic_write_bytes
+from ..files import atomic_write_bytes
 from .headline import metric_label
 from .load import objective_rank
 from .tables import cell_interval, cell_values

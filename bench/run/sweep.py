@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import config_hash
+from ..files import remove_interrupted_writes
 from .identity import other_data_results
-from .results import load_result, remove_interrupted_writes, result_filename
+from .results import load_result, result_filename
 
 if TYPE_CHECKING:  # the experiment module pulls in torch; importing it lazily keeps `--help` fast
     from .experiment import PreparedRun, RunSpec
