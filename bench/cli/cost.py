@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         search_embeddings: Optional[Path] = typer.Option(None, "--search-embeddings", help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings[__PRECISION].json."),
         search_repeats: int = typer.Option(3, "--search-repeats", help="Search bench: timed searches of each side, alternating ours and faiss (this machine's speed drifts: more pairs give a steadier ratio)."),
         queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
+        encode_bench: bool = typer.Option(False, "--encode-bench", help="Only: encoding throughput of minilm and efficientnet-lite0 (inputs/s, GFLOP/s against a large matmul) before and after length-sorted batches, decoding threads and bf16, on the grocery mini (--encode-data-dir) and --encode-texts synthetic product texts; writes encode_bench__cpu.json."),
+        encode_data_dir: Path = typer.Option(Path("../shared/data/grocery_store_mini"), "--encode-data-dir", help="Encode bench: a grocery-store folder."),
+        encode_texts: int = typer.Option(10_000, "--encode-texts", help="Encode bench: synthetic product texts."),
+        encode_before_texts: int = typer.Option(1_000, "--encode-before-texts", help="Encode bench: how many of them the slow earlier path encodes (its rate does not depend on the set's size)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
@@ -46,6 +50,21 @@ def register(app: typer.Typer) -> None:
             check_writable(out)
         except UsageError as exc:
             fail(str(exc))
+        if encode_bench:
+            from ..cost.encode_bench import format_encode_bench, run_encode_bench
+
+            if encode_texts < 1 or not 1 <= encode_before_texts <= encode_texts:
+                fail(f"--encode-texts must be at least 1 and --encode-before-texts between 1 and it, got "
+                     f"{encode_texts} and {encode_before_texts}")
+            try:
+                result = run_encode_bench(encode_data_dir, texts=encode_texts, before_texts=encode_before_texts,
+                                          say=lambda line: console.print(line, highlight=False, markup=False))
+            except (OSError, ValueError) as exc:
+                fail(f"--encode-data-dir {str(encode_data_dir)!r}: {exc}")
+            console.print(format_encode_bench(result), highlight=False, markup=False)
+            atomic_write_text(out / "encode_bench__cpu.json", json.dumps(result, indent=2, default=str) + "\n")
+            console.print(f"results: {out / 'encode_bench__cpu.json'}", highlight=False)
+            return
         if solver_bench:
             from ..cost.solver_bench import format_solver_bench, run_solver_bench
 

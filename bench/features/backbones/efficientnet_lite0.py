@@ -44,8 +44,9 @@ class EfficientNetLite0(Backbone):
         self._model = None
         self._device = None
         # PIL releases the GIL while decoding and resizing: worker threads decode the next batch
-        # while the model runs this one
-        self.decode_workers = min(4, os.cpu_count() or 1)
+        # while the model runs this one; one per 4 cores (decoding is a few % of the model's time,
+        # and more threads than that take cores from torch's own)
+        self.decode_workers = max(1, min(4, (os.cpu_count() or 1) // 4))
         self._pool: ThreadPoolExecutor | None = None
 
     @property
