@@ -5,6 +5,9 @@ Every tunable of an objective, data set or training run is a dataclass field dec
 name, default, meaning and where the value comes from (paper, released code, or our reading).
 A field that `ftbench tune` searches also declares its range there (`search=Search(low, high,
 scale)`), beside its default, so the search space is read from the same place as the defaults.
+The values a field accepts are declared there too (`choices=`, or bounds `ge=`/`gt=`/`le=`/`lt=`)
+and checked for every config by `check_options`; a plugin's `validate()` keeps only the checks
+that relate several fields.
 """
 
 from __future__ import annotations
@@ -61,17 +64,86 @@ class Search:
         return f"[{fmt(self.low)}, {fmt(self.high)}] {self.scale}"
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric config field accepts: `ge`/`gt` below, `le`/`lt` above (None: open).
+
+    Declared beside the field with `option(..., ge=0)` and checked for every config by
+    `check_options`, so a plugin's `validate()` keeps only the checks that relate several fields.
+    Metadata only: never part of a config's hash."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    integer: bool = False  # the field holds an integer (a lower bound 0 then reads "non-negative integer")
+
+    def __post_init__(self) -> None:
+        if self.ge is not None and self.gt is not None or self.le is not None and self.lt is not None:
+            raise ValueError("Bounds: give at most one of ge/gt and one of le/lt")
+        low, high = self.ge if self.ge is not None else self.gt, self.le if self.le is not None else self.lt
+        if low is None and high is None:
+            raise ValueError("Bounds: give at least one of ge, gt, le, lt")
+        if low is not None and high is not None and not low < high:
+            raise ValueError(f"Bounds: the lower bound {low} must lie below the upper bound {high}")
+
+    def holds(self, value: Any) -> bool:
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self) -> str:
+        """The accepted values in words, as error messages and `ftbench objectives NAME` print them:
+        `positive`, `at least 1`, `a non-negative integer`, `in [0, 1)`."""
+        low, high = self.ge if self.ge is not None else self.gt, self.le if self.le is not None else self.lt
+        if low is not None and high is not None:
+            return f"in {'[' if self.ge is not None else '('}{low:g}, {high:g}{']' if self.le is not None else ')'}"
+        if self.gt is not None:
+            return "positive" if self.gt == 0 else f"> {self.gt:g}"
+        if self.ge is not None:
+            if self.ge == 0:
+                return "a non-negative integer" if self.integer else ">= 0"
+            return f"at least {self.ge:g}"
+        return f"at most {self.le:g}" if self.le is not None else f"< {self.lt:g}"
+
+
 def option(default: Any, help: str, source: str = "our reading", choices: tuple | None = None,
-           search: Search | None = None) -> Any:
-    """A dataclass field carrying its documentation (`help`), provenance (`source`) and, when
+           search: Search | None = None, *, ge: float | None = None, gt: float | None = None,
+           le: float | None = None, lt: float | None = None) -> Any:
+    """A dataclass field carrying its documentation (`help`), provenance (`source`), the values it
+    accepts (`choices`, or bounds `ge`/`gt`/`le`/`lt`; checked by `check_options`) and, when
     `ftbench tune` searches it, its range (`search`)."""
     source = _LEGACY_SOURCES.get(source, source)
+    bounds = None
+    if any(b is not None for b in (ge, gt, le, lt)):
+        bounds = Bounds(ge, gt, le, lt, integer=isinstance(default, int) and not isinstance(default, bool))
+        if not bounds.holds(default):
+            raise ValueError(f"default {default!r} is not {bounds.describe()}")
+        if search is not None and not (bounds.holds(search.low) and bounds.holds(search.high)):
+            raise ValueError(f"search range {search.describe()} reaches outside the bounds ({bounds.describe()})")
     if search is not None and not (search.low <= default <= search.high):
         raise ValueError(f"default {default!r} lies outside its search range {search.describe()}")
-    metadata = {"help": help, "source": source, "choices": choices, "search": search}
+    metadata = {"help": help, "source": source, "choices": choices, "search": search, "bounds": bounds}
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def check_options(config: Any, what: str) -> None:
+    """Check every field of dataclass `config` against what its `option` declares (choices,
+    bounds); the error names the field as `{what} option 'name'`. Each config family's
+    `validate()` calls this first, so a config built directly is checked like one from `--set`."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ValueError(f"{what} option {f.name!r}: expected one of {list(choices)}, got {value!r}")
+        bounds = f.metadata.get("bounds")
+        if bounds is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{what} option {f.name!r} must be a number ({bounds.describe()}), got {value!r}")
+        if not bounds.holds(value):
+            raise ValueError(f"{what} option {f.name!r} must be {bounds.describe()}, got {value!r}")
 
 
 def describe(config_cls: type) -> list[dict[str, Any]]:
@@ -88,6 +160,7 @@ def describe(config_cls: type) -> list[dict[str, Any]]:
                 "source": f.metadata.get("source", ""),
                 "choices": f.metadata.get("choices"),
                 "search": f.metadata.get("search"),
+                "bounds": f.metadata.get("bounds"),
             }
         )
     return rows
@@ -149,12 +222,9 @@ def apply_overrides(config: Any, overrides: dict[str, Any], what: str) -> Any:
         if key not in fields:
             raise KeyError(suggest(key, list(fields), f"{what} option"))
         current = getattr(config, key)
-        value = _coerce(value, current, f"{what} option {key!r}")
-        choices = fields[key].metadata.get("choices")
-        if choices and value not in choices:
-            raise ValueError(f"{what} option {key!r}: expected one of {list(choices)}, got {value!r}")
-        changes[key] = value
+        changes[key] = _coerce(value, current, f"{what} option {key!r}")
     new = dataclasses.replace(config, **changes)
+    check_options(new, what)
     validate = getattr(new, "validate", None)
     if callable(validate):
         validate()

@@ -32,20 +32,16 @@ class TextEncoderConfig(DatasetConfig):
     cache_dir: str = option("", "feature cache folder (empty: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)", "convention")
     use_cache: bool = option(True, "read and write the feature cache", "convention")
     device: str = option("auto", "device of the backbones (auto = cuda if available)", "convention")
-    batch_size: int = option(32, "backbone batch size", "convention")
-    item_val_fraction: float = option(0.1, "fraction of items in the validation split (cross-view model selection)", "convention")
-    item_test_fraction: float = option(0.1, "fraction of items in the test split (cross-view tasks)", "convention")
+    batch_size: int = option(32, "backbone batch size", "convention", ge=1)
+    item_val_fraction: float = option(0.1, "fraction of items in the validation split (cross-view model selection)",
+                                      "convention", ge=0, lt=1)
+    item_test_fraction: float = option(0.1, "fraction of items in the test split (cross-view tasks)", "convention",
+                                       ge=0, lt=1)
 
     def validate(self) -> None:
         super().validate()
-        for name in ("item_val_fraction", "item_test_fraction"):
-            v = getattr(self, name)
-            if not 0.0 <= v < 1.0:
-                raise ValueError(f"option {name!r} must be in [0, 1), got {v}")
         if self.item_val_fraction + self.item_test_fraction >= 1.0:
             raise ValueError("options 'item_val_fraction' + 'item_test_fraction' must leave some training items")
-        if self.batch_size < 1:
-            raise ValueError(f"option 'batch_size' must be >= 1, got {self.batch_size}")
 
     def backbone(self, modality: str = "text", spec: str | None = None) -> Backbone:
         return create_backbone(spec or self.text_backbone, modality, self.device, self.batch_size)

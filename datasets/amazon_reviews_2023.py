@@ -115,15 +115,8 @@ class AmazonReviews2023(DatasetPlugin):
             "", "folder of already-downloaded images named by their URL's last component (empty: text views only)", "convention"
         )
         image_backbone: str = option("efficientnet-lite0", "backbone spec for images (when image_dir is set)", "protocol")
-        max_images: int = option(4, "image slots per item when image_dir is set (MAIN first)", "convention")
-        max_items: int = option(0, "read at most this many items, in file order (0 = all)", "convention")
-
-        def validate(self) -> None:
-            super().validate()
-            if self.max_images < 1:
-                raise ValueError(f"amazon-reviews-2023 option 'max_images' must be >= 1, got {self.max_images}")
-            if self.max_items < 0:
-                raise ValueError(f"amazon-reviews-2023 option 'max_items' must be >= 0, got {self.max_items}")
+        max_images: int = option(4, "image slots per item when image_dir is set (MAIN first)", "convention", ge=1)
+        max_items: int = option(0, "read at most this many items, in file order (0 = all)", "convention", ge=0)
 
     @staticmethod
     def files(config: "AmazonReviews2023.Config") -> tuple[Path, Path | None]:

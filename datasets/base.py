@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import option
+from ..config import check_options, option
 from ..data.dataset import MultiViewDataset
 from ..data.fingerprint import DataFiles
 
@@ -14,12 +14,12 @@ from ..data.fingerprint import DataFiles
 class DatasetConfig:
     """Fields every data set has; plugins subclass it and add their knobs with `option`."""
 
-    split_seed: int = option(0, "seed of the item/query train/val/test split", "convention")
+    split_seed: int = option(0, "seed of the item/query train/val/test split", "convention", ge=0)
 
     def validate(self) -> None:
-        """Checks every data set shares; plugins extend it (calling ``super().validate()``)."""
-        if isinstance(self.split_seed, bool) or self.split_seed < 0:
-            raise ValueError(f"dataset option 'split_seed' must be a non-negative integer, got {self.split_seed!r}")
+        """The declared choices and bounds of every field (`check_options`), then what relates
+        fields; plugins extend it (calling ``super().validate()``)."""
+        check_options(self, "dataset")
 
 
 class DatasetPlugin:

@@ -69,22 +69,14 @@ class ESCI(DatasetPlugin):
             "small", "examples to keep: small_version == 1 (Task 1, reduced), large_version == 1, or all", "paper",
             choices=("small", "large", "all"),
         )
-        gain_exact: float = option(1.0, "gain of an E (exact) judgment", "paper")
-        gain_substitute: float = option(0.1, "gain of an S (substitute) judgment", "paper")
-        gain_complement: float = option(0.01, "gain of a C (complement) judgment", "paper")
-        gain_irrelevant: float = option(0.0, "gain of an I (irrelevant) judgment", "paper")
-        query_val_fraction: float = option(0.1, "share of the published train queries moved to validation", "convention")
-        max_queries: int = option(0, "keep at most this many queries, drawn with split_seed (0 = all)", "convention")
-
-        def validate(self) -> None:
-            super().validate()
-            if not 0.0 <= self.query_val_fraction < 1.0:
-                raise ValueError(f"esci option 'query_val_fraction' must be in [0, 1), got {self.query_val_fraction}")
-            if self.max_queries < 0:
-                raise ValueError(f"esci option 'max_queries' must be >= 0, got {self.max_queries}")
-            for name in ("gain_exact", "gain_substitute", "gain_complement", "gain_irrelevant"):
-                if getattr(self, name) < 0:
-                    raise ValueError(f"esci option {name!r} must be >= 0")
+        gain_exact: float = option(1.0, "gain of an E (exact) judgment", "paper", ge=0)
+        gain_substitute: float = option(0.1, "gain of an S (substitute) judgment", "paper", ge=0)
+        gain_complement: float = option(0.01, "gain of a C (complement) judgment", "paper", ge=0)
+        gain_irrelevant: float = option(0.0, "gain of an I (irrelevant) judgment", "paper", ge=0)
+        query_val_fraction: float = option(0.1, "share of the published train queries moved to validation", "convention",
+                                          ge=0, lt=1)
+        max_queries: int = option(0, "keep at most this many queries, drawn with split_seed (0 = all)", "convention",
+                                  ge=0)
 
         def gains(self) -> dict[str, float]:
             return {"E": self.gain_exact, "S": self.gain_substitute, "C": self.gain_complement, "I": self.gain_irrelevant}

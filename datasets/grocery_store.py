@@ -267,7 +267,8 @@ class GroceryStore(DatasetPlugin):
         )
         text_backbone: str = option("minilm", "backbone spec for the text views", "protocol")
         max_photos_per_product: int = option(
-            0, "keep at most this many photos per product in each split file, in file order (0 = all)", "convention"
+            0, "keep at most this many photos per product in each split file, in file order (0 = all)", "convention",
+            ge=0,
         )
         train_photo_queries: bool = option(
             False,
@@ -278,14 +279,7 @@ class GroceryStore(DatasetPlugin):
         cache_dir: str = option("", "feature cache folder (empty: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)", "convention")
         use_cache: bool = option(True, "read and write the feature cache", "convention")
         device: str = option("auto", "device of the backbones (auto = cuda if available)", "convention")
-        batch_size: int = option(32, "backbone batch size", "convention")
-
-        def validate(self) -> None:
-            super().validate()
-            if self.max_photos_per_product < 0:
-                raise ValueError(f"grocery-store option 'max_photos_per_product' must be >= 0, got {self.max_photos_per_product}")
-            if self.batch_size < 1:
-                raise ValueError(f"grocery-store option 'batch_size' must be >= 1, got {self.batch_size}")
+        batch_size: int = option(32, "backbone batch size", "convention", ge=1)
 
     def data_files(self, config: "GroceryStore.Config") -> DataFiles:  # type: ignore[override]
         """What the loader reads: every .csv, .txt and image file under the data folder (classes,

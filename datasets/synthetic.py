@@ -103,12 +103,12 @@ class SyntheticConfig(DatasetConfig):
     catalog_independent_fields = ("interactions", "query_aux_fraction", "mean_interactions_per_query",
                                   "popularity_exponent", "query_fractions")
 
-    items: int = option(20_000, "number of items in the catalog", "our reading")
-    interactions: int = option(30_000, "number of (query, item) interactions", "our reading")
-    max_views: int = option(8, "view slots per item (primary views included)", "our reading")
+    items: int = option(20_000, "number of items in the catalog", "our reading", ge=1)
+    interactions: int = option(30_000, "number of (query, item) interactions", "our reading", ge=0)
+    max_views: int = option(8, "view slots per item (primary views included)", "our reading", ge=1)
     modalities: str = option("image+text", "which modalities the views have", "our reading", MODALITY_CHOICES)
     aux_informativeness: float = option(
-        1.0, "alpha: how much item semantics auxiliary views carry (0 = pure noise)", "our reading"
+        1.0, "alpha: how much item semantics auxiliary views carry (0 = pure noise)", "our reading", ge=0, le=1
     )
     noise: float = option(0.6, "std of per-view nuisance in the latent space", "our reading")
     seed: int = option(0, "seed of the whole generator (semantics, prototypes, backbones)", "convention")
@@ -117,21 +117,23 @@ class SyntheticConfig(DatasetConfig):
     attributes: int = option(8, "attributes per item (main, auxiliary and late ones)", "our reading")
     attribute_values: int = option(8, "values per attribute", "our reading")
     main_attributes: int = option(2, "attributes the primary views show (the rest only aux views)", "our reading")
-    attributes_per_aux_view: int = option(2, "auxiliary attributes each auxiliary view shows", "our reading")
+    attributes_per_aux_view: int = option(2, "auxiliary attributes each auxiliary view shows", "our reading", ge=1)
     cross_side_overlap: float = option(
         0.5,
         "rho: overlap of the attributes the two sides' auxiliary views show (0 = disjoint sides, 1 = the same mix)",
-        "our reading",
+        "our reading", ge=0, le=1,
     )
     late_attributes: int = option(
         2, "the last attributes, which only views from the fifth on can show (0 = none)", "our reading"
     )
     new_attribute_rate: float = option(
-        0.5, "probability that a view from the fifth on shows a late attribute its item has not shown yet", "our reading"
+        0.5, "probability that a view from the fifth on shows a late attribute its item has not shown yet", "our reading",
+        ge=0, le=1,
     )
-    aux_view_dropout: float = option(0.25, "probability that an item lacks a given auxiliary view", "our reading")
+    aux_view_dropout: float = option(0.25, "probability that an item lacks a given auxiliary view", "our reading",
+                                     ge=0, lt=1)
     query_aux_fraction: float = option(0.6, "fraction of queries naming an auxiliary-only attribute", "our reading")
-    mean_interactions_per_query: float = option(2.0, "mean interactions per query (geometric)", "our reading")
+    mean_interactions_per_query: float = option(2.0, "mean interactions per query (geometric)", "our reading", ge=1)
     popularity_exponent: float = option(1.0, "Zipf exponent of item popularity", "our reading")
     latent_dim: int = option(32, "dimension L of the latent semantic space", "our reading")
     image_dim: int = option(96, "feature dimension of the image backbone", "our reading")
@@ -141,39 +143,21 @@ class SyntheticConfig(DatasetConfig):
 
     def validate(self) -> None:
         super().validate()
-        if self.items < 1:
-            raise ValueError(f"dataset option 'items' must be at least 1, got {self.items}")
         for name in ("item_fractions", "query_fractions"):
             fractions = getattr(self, name)
             if (len(fractions) != 3 or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions)
                     or abs(sum(fractions) - 1.0) > 1e-6):
                 raise ValueError(f"dataset option {name!r} must be three non-negative numbers (train, val, test) "
                                  f"summing to 1, got {fractions!r}")
-        if self.interactions < 0:
-            raise ValueError("dataset option 'interactions' must be non-negative")
-        if self.max_views < 1:
-            raise ValueError("dataset option 'max_views' must be at least 1")
         if self.modalities == "image+text" and self.max_views < 2:
             raise ValueError("image+text needs max_views >= 2 (a primary image and a title)")
-        if not 0.0 <= self.aux_informativeness <= 1.0:
-            raise ValueError("dataset option 'aux_informativeness' must be in [0, 1]")
         if not 0 < self.main_attributes <= self.attributes:
             raise ValueError("dataset option 'main_attributes' must be in 1..attributes")
-        for name in ("cross_side_overlap", "new_attribute_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"dataset option {name!r} must be a number in [0, 1], got {value!r}")
         if isinstance(self.late_attributes, bool) or not 0 <= self.late_attributes <= self.attributes - self.main_attributes:
             raise ValueError(
                 f"dataset option 'late_attributes' must be in 0..attributes - main_attributes "
                 f"({self.attributes - self.main_attributes}), got {self.late_attributes!r}"
             )
-        if self.attributes_per_aux_view < 1:
-            raise ValueError("dataset option 'attributes_per_aux_view' must be at least 1")
-        if not 0.0 <= self.aux_view_dropout < 1.0:
-            raise ValueError("dataset option 'aux_view_dropout' must be in [0, 1)")
-        if self.mean_interactions_per_query < 1.0:
-            raise ValueError("dataset option 'mean_interactions_per_query' must be >= 1")
 
 
 def _slots(config: SyntheticConfig) -> tuple[ViewSlot, ...]:

@@ -90,19 +90,16 @@ class WANDS(DatasetPlugin):
     @dataclass
     class Config(TextEncoderConfig):
         data_dir: str = option("", "folder holding product.csv, query.csv, label.csv (tab-separated)", "convention")
-        gain_exact: float = option(1.0, "gain of an Exact judgment", "our reading")
-        gain_partial: float = option(0.5, "gain of a Partial judgment (0 = only Exact is relevant)", "our reading")
-        gain_irrelevant: float = option(0.0, "gain of an Irrelevant judgment", "our reading")
-        query_val_fraction: float = option(0.1, "fraction of queries in validation", "convention")
-        query_test_fraction: float = option(0.2, "fraction of queries in test", "convention")
+        gain_exact: float = option(1.0, "gain of an Exact judgment", "our reading", ge=0)
+        gain_partial: float = option(0.5, "gain of a Partial judgment (0 = only Exact is relevant)", "our reading", ge=0)
+        gain_irrelevant: float = option(0.0, "gain of an Irrelevant judgment", "our reading", ge=0)
+        query_val_fraction: float = option(0.1, "fraction of queries in validation", "convention", ge=0)
+        query_test_fraction: float = option(0.2, "fraction of queries in test", "convention", ge=0)
 
         def validate(self) -> None:
             super().validate()
-            if self.query_val_fraction < 0 or self.query_test_fraction < 0 or self.query_val_fraction + self.query_test_fraction >= 1:
-                raise ValueError("wands options 'query_val_fraction' and 'query_test_fraction' must be >= 0 and sum below 1")
-            for name in ("gain_exact", "gain_partial", "gain_irrelevant"):
-                if getattr(self, name) < 0:
-                    raise ValueError(f"wands option {name!r} must be >= 0")
+            if self.query_val_fraction + self.query_test_fraction >= 1:
+                raise ValueError("wands options 'query_val_fraction' and 'query_test_fraction' must sum below 1")
 
     @staticmethod
     def files(config: "WANDS.Config") -> tuple[Path, dict[str, Path]]:

@@ -21,18 +21,19 @@ class OatConfig(ObjectiveConfig):
         1.0,
         "weight of the CMCL modality InfoNCE (mean over anchor-image, anchor-text, image-text); released "
         "code: contrastive_weight * modality_consistency_weight = 0.01 * 0.5 beside BPR",
-        "our reading",
+        "our reading", ge=0,
         search=Search(0.1, 3.0, "log", why="beside the query term of weight 1: from a tenth of it to "
                       "three times it"),
     )
     symmetric: bool = option(
         True, "symmetric InfoNCE (both directions) for every term; False = released one-direction InfoNCE", "our reading"
     )
-    sinkhorn_epsilon: float = option(0.01, "eps of the d x d feature-dimension Sinkhorn", "released code")
-    cost_scale: float = option(100.0, "s: C_pq = s * mean_i (Z_m[i,p] - Z_a[i,q])^2", "released code")
-    sinkhorn_iterations: int = option(100, "fixed Sinkhorn iterations (log domain)", "released code")
+    sinkhorn_epsilon: float = option(0.01, "eps of the d x d feature-dimension Sinkhorn", "released code", gt=0)
+    cost_scale: float = option(100.0, "s: C_pq = s * mean_i (Z_m[i,p] - Z_a[i,q])^2", "released code", gt=0)
+    sinkhorn_iterations: int = option(100, "fixed Sinkhorn iterations (log domain)", "released code", ge=1)
     plan_momentum: float = option(
-        0.9, "EMA momentum of the training plans served in eval mode (0: last batch's plan)", "our reading"
+        0.9, "EMA momentum of the training plans served in eval mode (0: last batch's plan)", "our reading",
+        ge=0, lt=1,
     )
     residual_init: str = option(
         "zero",
@@ -49,25 +50,11 @@ class OatConfig(ObjectiveConfig):
         1.0,
         "weight of the explicit 1-Wasserstein (Sinkhorn divergence, p=1) term between aligned modality "
         "and anchor distributions; 0 reproduces the released code",
-        "paper (value: our reading)",
+        "paper (value: our reading)", ge=0,
         search=Search(0.0, 2.0, "linear", why="0 is the released code (no explicit W1 term); linear so that "
                       "0 can be reached; 2 doubles the paper's term"),
     )
-    wasserstein_blur: float = option(0.05, "geomloss blur of the W1 term (eps = blur^p)", "convention (geomloss default)")
+    wasserstein_blur: float = option(0.05, "geomloss blur of the W1 term (eps = blur^p)", "convention (geomloss default)",
+                                     gt=0)
     id_init_std: float = option(0.1, "std of the normal init of the ID anchor embedding", "released code")
 
-    def validate(self) -> None:
-        super().validate()
-        if self.anchor not in ("auto", "text", "id"):
-            raise ValueError(f"oat option 'anchor': expected 'auto', 'text' or 'id', got {self.anchor!r}")
-        for name in ("modality_weight", "wasserstein_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"oat option {name!r} must be >= 0, got {getattr(self, name)}")
-        if self.sinkhorn_epsilon <= 0 or self.cost_scale <= 0:
-            raise ValueError("oat options 'sinkhorn_epsilon' and 'cost_scale' must be positive")
-        if self.sinkhorn_iterations < 1:
-            raise ValueError(f"oat option 'sinkhorn_iterations' must be >= 1, got {self.sinkhorn_iterations}")
-        if not 0.0 <= self.plan_momentum < 1.0:
-            raise ValueError(f"oat option 'plan_momentum' must be in [0, 1), got {self.plan_momentum}")
-        if self.wasserstein_blur <= 0:
-            raise ValueError("oat option 'wasserstein_blur' must be positive")

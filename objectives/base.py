@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Search, option
+from ..config import Search, check_options, option
 from ..data.views import SlotLayout, ViewSelection, all_views
 
 
@@ -64,36 +64,32 @@ class ObjectiveConfig:
     """Fields every objective has. Subclasses add their own, each documented with `option`."""
 
     init_logit_scale: float = option(
-        1 / 0.07, "initial logit scale 1/tau (CLIP init)", "CLIP",
+        1 / 0.07, "initial logit scale 1/tau (CLIP init)", "CLIP", gt=0,
         search=Search(5.0, 100.0, "log", why="tau in [0.01, 0.2]: 100 is the clamp (max_logit_scale); "
                       "below 5 the in-batch softmax is nearly flat"),
     )
     max_logit_scale: float = option(
-        100.0, "upper bound of the logit scale: log scale clamped at log(max) after each optimiser step", "CLIP"
+        100.0, "upper bound of the logit scale: log scale clamped at log(max) after each optimiser step", "CLIP",
+        gt=0,
     )
     learn_logit_scale: bool = option(True, "train the logit scale (False keeps tau fixed)", "convention")
     primary_weight: float = option(
         0.5, "w_p: weight shared by the primary views in marginals and the fused item embedding", "our reading",
+        gt=0, le=1,
         search=Search(0.2, 0.9, "linear", why="1 would drop the auxiliary views (clip's single pair); below "
                       "0.2 the title and first image are outweighed by any one extra view"),
     )
-    query_weight: float = option(1.0, "weight of the query->item InfoNCE term", "our reading")
+    query_weight: float = option(1.0, "weight of the query->item InfoNCE term", "our reading", ge=0)
 
     def validate(self) -> None:
-        if not 0.0 < self.primary_weight <= 1.0:
-            raise ValueError(f"primary_weight must be in (0, 1], got {self.primary_weight}")
-        if self.init_logit_scale <= 0 or self.max_logit_scale <= 0:
-            raise ValueError(
-                f"objective options 'init_logit_scale' and 'max_logit_scale' must be positive, got "
-                f"{self.init_logit_scale} and {self.max_logit_scale}"
-            )
+        """The declared choices and bounds of every field (`check_options`), then what relates
+        fields; plugins extend it (calling ``super().validate()``)."""
+        check_options(self, "objective")
         if self.init_logit_scale > self.max_logit_scale:
             raise ValueError(
                 f"objective option 'init_logit_scale' ({self.init_logit_scale}) is above 'max_logit_scale' "
                 f"({self.max_logit_scale}); raise the bound or lower the initial scale"
             )
-        if self.query_weight < 0:
-            raise ValueError("query_weight must be non-negative")
 
 
 def symmetric_info_nce(logits: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:

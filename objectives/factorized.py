@@ -61,18 +61,13 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicate
 class FactorizedConfig(ObjectiveConfig):
     aux_samples: int = option(
         1, "k: auxiliary views sampled per side of each item per training step (all if fewer)",
-        "paper (value: our reading)",
+        "paper (value: our reading)", ge=0,
         search=Search(1, 4, "int", why="a step costs O(2 + k) views per item; at 4 per side the default "
                       "8 views are all used and the cost advantage is gone"),
     )
     normalize_sides: bool = option(
         False, "L2-normalise each side's fused embedding before the dot product (False = closed form)", "our reading"
     )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.aux_samples < 0:
-            raise ValueError(f"factorized option 'aux_samples' must be >= 0, got {self.aux_samples}")
 
 
 def sample_auxiliary(mask: torch.Tensor, is_primary: torch.Tensor, k: int, generator: torch.Generator | None) -> torch.Tensor:

@@ -69,18 +69,18 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicate
 @dataclass
 class FullOTConfig(ObjectiveConfig):
     eps: float = option(
-        0.05, "entropic regulariser of the view-to-view OT (costs 1 - cos lie in [0, 2])", "our reading",
+        0.05, "entropic regulariser of the view-to-view OT (costs 1 - cos lie in [0, 2])", "our reading", gt=0,
         search=Search(0.01, 0.5, "log", why="costs lie in [0, 2]: at 0.01 the plan is nearly the exact one, "
                       "at 0.5 it is close to the product coupling (factorized)"),
     )
     iterations: int = option(
-        100, "Sinkhorn iterations: the cap, or the exact count when tolerance = 0", "our reading"
+        100, "Sinkhorn iterations: the cap, or the exact count when tolerance = 0", "our reading", ge=1
     )
     tolerance: float = option(
         1e-4,
         "stop when the largest L1 marginal error of a chunk of problems is below this (checked every "
         "10 iterations); 0 runs exactly `iterations` (cost curves compare like with like)",
-        "our reading",
+        "our reading", ge=0,
     )
     domain: str = option(
         "auto", "Sinkhorn domain: plain (fast), log (any eps), auto (plain where cost range / eps allows)",
@@ -97,19 +97,6 @@ class FullOTConfig(ObjectiveConfig):
         "entropic: s = 1 - W_eps = transport + eps H(P*)",
         "our reading", choices=("entropic", "transport"),
     )
-
-    def validate(self) -> None:
-        super().validate()
-        if not self.eps > 0:
-            raise ValueError(f"full_ot option 'eps' must be > 0, got {self.eps}")
-        if self.iterations < 1:
-            raise ValueError(f"full_ot option 'iterations' must be >= 1, got {self.iterations}")
-        if self.tolerance < 0:
-            raise ValueError(f"full_ot option 'tolerance' must be >= 0, got {self.tolerance}")
-        for key, allowed in (("domain", DOMAINS), ("coupling", ("entropic", "independent")),
-                             ("similarity", ("entropic", "transport"))):
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"full_ot option {key!r} must be one of {list(allowed)}, got {getattr(self, key)!r}")
 
 
 def _entropy(w: torch.Tensor) -> torch.Tensor:

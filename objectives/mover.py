@@ -89,7 +89,8 @@ SCORES = ("distance", "fixed", "volume", "mean")
 @dataclass
 class MoverConfig(ObjectiveConfig):
     volume_delta: float = option(
-        1e-4, "delta of the safe volume sqrt(det(G + delta I)) (finite gradients at collinear views)", "our reading"
+        1e-4, "delta of the safe volume sqrt(det(G + delta I)) (finite gradients at collinear views)", "our reading",
+        gt=0,
     )
     groups: str = option(
         "views",
@@ -113,39 +114,23 @@ class MoverConfig(ObjectiveConfig):
         "anchor, which the served fused mean then cancels); False = GRAM's volume",
         "our reading",
     )
-    group_size: int = option(1, "k of volume_score='fixed': other views sampled per item per step", "our reading")
+    group_size: int = option(1, "k of volume_score='fixed': other views sampled per item per step", "our reading",
+                             ge=1)
     ot_weight: float = option(
-        1.0, "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij", "our reading",
+        1.0, "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij", "our reading", ge=0,
         search=Search(0.1, 3.0, "log", why="the volume term beside the contrastive term of weight 1: a "
                       "tenth of it to three times it"),
     )
     ot_epsilon: float = option(
-        0.05, "entropic regulariser of the B x B Sinkhorn", "our reading",
+        0.05, "entropic regulariser of the B x B Sinkhorn", "our reading", gt=0,
         search=Search(0.01, 0.5, "log", why="volumes lie in [0, 1]: 0.01 is a near-hard matching, 0.5 a "
                       "nearly uniform plan"),
     )
-    ot_iterations: int = option(100, "fixed log-domain Sinkhorn iterations of the B x B plan", "our reading")
+    ot_iterations: int = option(100, "fixed log-domain Sinkhorn iterations of the B x B plan", "our reading", ge=1)
     ot_cost: str = option(
         "volume", "ground cost of the B x B plan: 'volume' (Vol_ij) or 'cosine' (1 - <a_i, f_j>)", "our reading",
         choices=("volume", "cosine"),
     )
-
-    def validate(self) -> None:
-        super().validate()
-        if self.volume_delta <= 0:
-            raise ValueError(f"mover option 'volume_delta' must be > 0 for training, got {self.volume_delta}")
-        if self.groups not in ("views", "sides"):
-            raise ValueError(f"mover option 'groups': expected 'views' or 'sides', got {self.groups!r}")
-        if self.volume_score not in SCORES:
-            raise ValueError(f"mover option 'volume_score': expected one of {list(SCORES)}, got {self.volume_score!r}")
-        if self.group_size < 1:
-            raise ValueError(f"mover option 'group_size' must be >= 1, got {self.group_size}")
-        if self.ot_cost not in ("volume", "cosine"):
-            raise ValueError(f"mover option 'ot_cost': expected 'volume' or 'cosine', got {self.ot_cost!r}")
-        if self.ot_weight < 0:
-            raise ValueError(f"mover option 'ot_weight' must be >= 0, got {self.ot_weight}")
-        if self.ot_epsilon <= 0 or self.ot_iterations < 1:
-            raise ValueError("mover options 'ot_epsilon' must be > 0 and 'ot_iterations' >= 1")
 
 
 @OBJECTIVES.register("mover")

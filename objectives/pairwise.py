@@ -51,11 +51,6 @@ class PairwiseConfig(ObjectiveConfig):
         "our reading", choices=POSITIVES,
     )
 
-    def validate(self) -> None:
-        super().validate()
-        if self.positives not in POSITIVES:
-            raise ValueError(f"pairwise option 'positives' must be one of {list(POSITIVES)}, got {self.positives!r}")
-
 
 def multi_positive_info_nce(
     z: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor, candidates: torch.Tensor

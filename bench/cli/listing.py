@@ -26,10 +26,12 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
         # the built-in objectives each have a section (same anchor as the name) in the method
         console.print(f"\nThe method, with the other objectives: docs/method.md#{name}\n", highlight=False, markup=False)
     table = Table(title=f"{kind} config fields (--set {'' if kind == 'objective' else 'dataset.'}NAME=VALUE)")
-    for col in ("name", "default", "meaning", "source"):
+    for col in ("name", "default", "accepts", "meaning", "source"):
         table.add_column(col, no_wrap=col == "name")  # a field name must stay copyable for --set
     for row in describe(entry.Config):
-        table.add_row(row["name"], repr(row["default"]), row["help"], row["source"])
+        accepts = (row["bounds"].describe() if row["bounds"] else
+                   " | ".join(map(str, row["choices"])) if row["choices"] else "")
+        table.add_row(row["name"], repr(row["default"]), accepts, row["help"], row["source"])
     console.print(table)
     if kind == "objective":
         _describe_search_space(entry.Config)

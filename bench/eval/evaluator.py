@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import option
+from ..config import check_options, option
 from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
 from ..data.dataset import MultiViewDataset
 from .metrics import ranked_list_metrics, target_rank_metrics
@@ -43,18 +43,15 @@ from ..model.encode import batch_selection, capped_availability, encoded_views, 
 @dataclass
 class EvalConfig:
     ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "protocol")
-    encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention")
+    encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention", ge=1)
     cross_view_max_items: int = option(
-        20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading"
+        20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading", ge=2
     )
 
     def validate(self) -> None:
+        check_options(self, "eval")
         if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
             raise ValueError(f"eval option 'ks' must be a non-empty list of positive integers, got {self.ks!r}")
-        if self.encode_batch_size < 1:
-            raise ValueError(f"eval option 'encode_batch_size' must be at least 1, got {self.encode_batch_size}")
-        if self.cross_view_max_items < 2:
-            raise ValueError(f"eval option 'cross_view_max_items' must be at least 2, got {self.cross_view_max_items}")
 
 
 @dataclass

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.batching import ViewBatch
-from ..config import option
+from ..config import check_options, option
 
 if TYPE_CHECKING:
     from ..data.dataset import MultiViewDataset
@@ -44,9 +44,9 @@ FIT_MAX_VECTORS = 20_000
 
 @dataclass
 class TowerConfig:
-    embedding_dim: int = option(256, "output dimension d of every tower (L2-normalised)", "protocol")
-    hidden_dim: int = option(512, "hidden width of the 2-layer MLP tower", "our reading")
-    dropout: float = option(0.0, "dropout after the hidden layer", "our reading")
+    embedding_dim: int = option(256, "output dimension d of every tower (L2-normalised)", "protocol", ge=1)
+    hidden_dim: int = option(512, "hidden width of the 2-layer MLP tower", "our reading", ge=1)
+    dropout: float = option(0.0, "dropout after the hidden layer", "our reading", ge=0, lt=1)
     init: str = option(
         "mlp", "'mlp': the MLP from a random start; 'residual': a linear skip path fitted on the train items' "
         "features (orthonormal embedding, or the top principal axes when d_in > d) keeps the backbone's cosine "
@@ -55,12 +55,7 @@ class TowerConfig:
     )
 
     def validate(self) -> None:
-        if self.embedding_dim < 1 or self.hidden_dim < 1:
-            raise ValueError("tower dimensions must be positive")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("tower dropout must be in [0, 1)")
-        if self.init not in TOWER_INITS:
-            raise ValueError(f"tower option 'init': expected one of {list(TOWER_INITS)}, got {self.init!r}")
+        check_options(self, "tower")
 
 
 def _mlp(input_dim: int, config: TowerConfig) -> nn.Sequential:

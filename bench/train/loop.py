@@ -26,7 +26,7 @@ from torch import nn
 
 from ..data.batching import ViewBatch, build_view_batch
 from ..data.content import batch_has_duplicates, feature_content_ids
-from ..config import Search, option
+from ..config import Search, check_options, option
 from ..data.dataset import MultiViewDataset
 from ..device import autocast, check_precision
 from .distributed import SINGLE_PROCESS, DistributedContext, gather, gather_views, gather_with_grad, wrap
@@ -40,10 +40,11 @@ from ..run.tracking import NO_RUN, TrackedRun
 
 @dataclass
 class TrainConfig:
-    steps: int = option(400, "optimisation steps (the budget, identical for every objective)", "convention")
-    batch_size: int = option(256, "items (and paired queries) per step", "convention")
+    steps: int = option(400, "optimisation steps (the budget, identical for every objective)", "convention", ge=1)
+    batch_size: int = option(256, "items (and paired queries) per step (at least 2: in-batch negatives)",
+                             "convention", ge=2)
     lr: float = option(
-        2e-3, "AdamW learning rate (towers and objective parameters)", "convention",
+        2e-3, "AdamW learning rate (towers and objective parameters)", "convention", gt=0,
         search=Search(1e-4, 1e-2, "log", why="a decade either side of the default: above 1e-2 AdamW on the "
                       "towers diverges within the warm-up, below 1e-4 a 400-step budget barely moves them"),
     )
@@ -52,37 +53,26 @@ class TrainConfig:
         search=Search(1e-4, 0.3, "log", why="from almost none to above open_clip's 0.1-0.2; log because "
                       "its effect per step is a factor"),
     )
-    warmup_fraction: float = option(0.05, "fraction of steps of linear warm-up before cosine decay", "convention")
-    eval_every: int = option(100, "validate every this many steps (0: only at the end)", "convention")
+    warmup_fraction: float = option(0.05, "fraction of steps of linear warm-up before cosine decay", "convention",
+                                    ge=0, lt=1)
+    eval_every: int = option(100, "validate every this many steps (0: only at the end)", "convention", ge=0)
     select_metric: str = option(
         "auto", "validation metric for checkpoint selection, 'task/metric', 'auto', or 'last' (no selection: "
         "keep the final state; for data with no validation split)", "our reading"
     )
     val_gallery_size: int = option(
-        20_000, "validation gallery: relevant items of val queries plus random items up to this size", "our reading"
+        20_000, "validation gallery: relevant items of val queries plus random items up to this size", "our reading",
+        ge=1,
     )
-    grad_clip: float = option(0.0, "max gradient norm (0: no clipping)", "convention")
+    grad_clip: float = option(0.0, "max gradient norm (0: no clipping)", "convention", ge=0)
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"--steps must be at least 1, got {self.steps}")
-        if self.batch_size < 2:
-            raise ValueError(f"--batch-size must be at least 2 (in-batch negatives), got {self.batch_size}")
-        if self.lr <= 0:
-            raise ValueError("train option 'lr' must be positive")
-        if not 0 <= self.warmup_fraction < 1:
-            raise ValueError("train option 'warmup_fraction' must be in [0, 1)")
-        if self.eval_every < 0:
-            raise ValueError("train option 'eval_every' must be >= 0")
+        check_options(self, "train")
         if self.select_metric not in ("auto", "last") and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr(@\d+)?)", self.select_metric):
             raise ValueError(
                 f"train option 'select_metric' must be 'auto', 'last' or 'task/metric' (e.g. 'query->item/recall@100', "
                 f"'cross-view/mean recall@10'), got {self.select_metric!r}"
             )
-        if self.val_gallery_size < 1:
-            raise ValueError(f"train option 'val_gallery_size' must be at least 1, got {self.val_gallery_size}")
-        if self.grad_clip < 0:
-            raise ValueError(f"train option 'grad_clip' must be >= 0 (0: no clipping), got {self.grad_clip}")
 
 
 class NonFiniteError(RuntimeError):

@@ -49,3 +49,12 @@ def test_a_plain_listing_names_every_plugin_and_an_unknown_name_suggests():
     assert starts == list(OBJECTIVES)  # one line each, in registry order
     res = runner.invoke(app, ["datasets", "--verbose", "synthetik"])
     assert res.exit_code == 2 and "Did you mean 'synthetic'" in res.output
+
+
+def test_a_plugin_listing_shows_what_each_field_accepts():
+    res = runner.invoke(app, ["objectives", "mover"], env={"COLUMNS": "240"})
+    assert res.exit_code == 0, res.output
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip() for line in res.output.splitlines()
+            if line.count("│") >= 6}
+    assert rows["primary_weight"] == "in (0, 1]" and rows["ot_iterations"] == "at least 1"
+    assert rows["groups"] == "views | sides" and rows["signed"] == ""
