@@ -23,7 +23,7 @@ def _print_verbose(prepared) -> None:
 
 
 def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: bool = False, save_run: bool = False,
-                          tracker=None):
+                          tracker=None, save_model: Optional[Path] = None):
     """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -51,7 +51,7 @@ def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: boo
         try:
             with report_progress(RichFeatureProgress(bar)):
                 return execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run,
-                               tracker=tracker)
+                               tracker=tracker, save_model=save_model)
         except KeyboardInterrupt:
             bar.stop()
             console.print(f"\ninterrupted: no result was written to {out} (features encoded so far stay in the "
@@ -167,6 +167,11 @@ def run(
         help="Also write the test queries' top-500 as a TREC run file (.run), their qrels (.qrels) and every "
         "metric per query (.per_query.tsv) beside the result file.",
     ),
+    save_model: Optional[Path] = typer.Option(
+        None, "--save-model", metavar="DIR",
+        help="Also write the trained towers and the objective's serving parameters to DIR (model.safetensors + "
+        "model.json): `ftbench encode --model DIR` and ftbench.load_model(DIR) embed any data set of this layout.",
+    ),
     deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the source commit and the resolved config."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
@@ -186,6 +191,13 @@ def run(
         sets = run_overrides(set_, data_dir, deterministic, config_file)
     except UsageError as exc:
         fail(str(exc))
+    if save_model is not None:
+        from ..model.saved import check_model_folder
+
+        try:
+            check_model_folder(save_model)
+        except ValueError as exc:
+            fail(str(exc))
     prepared, main = _prepare_checked(
         RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision), out)
     if not main:
@@ -201,10 +213,13 @@ def run(
             _print_verbose(prepared)
         _say_if_data_changed(prepared, out)
     tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment, main)
-    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run, tracking)
+    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run, tracking,
+                                         save_model if main else None)
     if result is None:  # a rank other than 0: training done, rank 0 reports
         return
     print_result(result, path)
+    if save_model is not None:
+        console.print(f"model: {save_model}", highlight=False, markup=False)
 
 
 def rerun(

@@ -26,22 +26,36 @@ def _ids(array: np.ndarray) -> np.ndarray:
 
 
 def save_run_embeddings(stem: Path, evaluator, dataset) -> Path:
-    target = Path(str(stem) + ".embeddings")
+    """The run's embeddings into `<stem>.embeddings/`: every item, the test queries."""
+    items = np.arange(dataset.catalog.num_items)
+    queries = None
+    if dataset.queries is not None:
+        qidx = dataset.queries.indices("test")
+        queries = (evaluator.embed_queries(qidx).cpu().numpy(), dataset.queries.ids[qidx], "test")
+    return write_embeddings(Path(str(stem) + ".embeddings"), evaluator.embed_items(items).cpu().numpy(),
+                            dataset.catalog.item_ids(), queries)
+
+
+def write_embeddings(target: Path, item_embeddings: np.ndarray, item_ids: np.ndarray,
+                     queries: tuple[np.ndarray, np.ndarray, str] | None = None, extra: dict | None = None) -> Path:
+    """Write the layout above to folder `target` (replaced): item embeddings and ids, and with
+    `queries` = (embeddings, ids, split name) the query embeddings and ids; `extra` joins the manifest."""
+    target = Path(target)
     remove_interrupted_writes(target)  # temp folders of a killed earlier run
     target.parent.mkdir(parents=True, exist_ok=True)  # --out is created by its first writer, as atomic_write does
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: honour the umask instead
-        items = np.arange(dataset.catalog.num_items)
-        np.save(tmp / "item_embeddings.npy", evaluator.embed_items(items).cpu().numpy().astype(np.float32))
-        np.save(tmp / "item_ids.npy", _ids(dataset.catalog.item_ids()))
-        manifest = {"items": int(len(items)), "dim": int(evaluator.towers.embedding_dim), "normalised": True}
-        if dataset.queries is not None:
-            qidx = dataset.queries.indices("test")
-            np.save(tmp / "query_embeddings.npy", evaluator.embed_queries(qidx).cpu().numpy().astype(np.float32))
-            np.save(tmp / "query_ids.npy", _ids(dataset.queries.ids[qidx]))
-            manifest["queries"] = int(len(qidx))
-            manifest["query_split"] = "test"
+        np.save(tmp / "item_embeddings.npy", np.asarray(item_embeddings, dtype=np.float32))
+        np.save(tmp / "item_ids.npy", _ids(item_ids))
+        manifest = {"items": int(len(item_embeddings)), "dim": int(np.shape(item_embeddings)[1]), "normalised": True}
+        if queries is not None:
+            embeddings, ids, split = queries
+            np.save(tmp / "query_embeddings.npy", np.asarray(embeddings, dtype=np.float32))
+            np.save(tmp / "query_ids.npy", _ids(ids))
+            manifest["queries"] = int(len(embeddings))
+            manifest["query_split"] = split
+        manifest.update(extra or {})
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if target.exists():
             shutil.rmtree(target)

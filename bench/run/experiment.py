@@ -169,22 +169,27 @@ def build_dataset(prepared: "PreparedRun", dataset_cache: dict | None = None):
     key = (prepared.spec.dataset, repr(prepared.config["dataset_config"]))
     if dataset_cache is not None and key in dataset_cache:
         return dataset_cache[key]
-    dataset = prepared.dataset_plugin.build(prepared.configs["dataset"])
+    dataset = build_named_dataset(prepared.spec.dataset, prepared.dataset_plugin, prepared.configs["dataset"])
+    if dataset_cache is not None:
+        dataset_cache[key] = dataset
+    return dataset
+
+
+def build_named_dataset(name: str, plugin: Any, config: Any):
+    """Data set `name` from its `plugin` and data set `config`, as a run builds it (also what
+    `ftbench encode` and a loaded model embed)."""
+    dataset = plugin.build(config)
     from ..features.catalog_store import should_store, stored_catalog
 
     if should_store(dataset.catalog):
         # generated once per data config, then memory-mapped by every run (features/catalog_store.py)
-        dataset.catalog = stored_catalog(
-            dataset.catalog, prepared.spec.dataset, prepared.configs["dataset"], notes=dataset.notes
-        )
+        dataset.catalog = stored_catalog(dataset.catalog, name, config, notes=dataset.notes)
     from ..data.content import shared_view_warning
 
     repeated = shared_view_warning(dataset.catalog)  # attribute views shared by many items (docs/method.md)
     if repeated:
         print(repeated, file=sys.stderr)
         dataset.notes.append(repeated)
-    if dataset_cache is not None:
-        dataset_cache[key] = dataset
     return dataset
 
 
@@ -214,6 +219,7 @@ def execute(
     save_run: bool = False,
     tracker: Any = None,
     tuning: dict | None = None,
+    save_model: Path | None = None,
 ) -> tuple[RunResult | None, Path | None]:
     """Train and evaluate; write the result (atomically) under `out_dir` if given, and with
     `save_run` the query task's TREC run, qrels and per-query files beside it
@@ -224,6 +230,9 @@ def execute(
     per-step loss, validation scores, final metrics and result file to it; a run that raises is
     closed there as FAILED (KILLED when interrupted).
 
+    With `save_model` (a folder), rank 0 also writes the trained towers and objective there
+    (`ftbench.model.saved`), whether or not the run has an `out_dir`.
+
     With several processes, only rank 0 evaluates and writes; the other ranks return (None, None)
     once training is done.
     """
@@ -231,7 +240,7 @@ def execute(
     distributed, device = setup_distributed(resolve_device(spec.device))
     if tracker is None or not tracker.enabled or not distributed.is_main:
         return _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
-                        tuning=tuning)
+                        tuning=tuning, save_model=save_model)
     from .provenance import git_state
     from .tracking import flatten_params
 
@@ -244,7 +253,7 @@ def execute(
                                 {**flatten_params(prepared.config), "config_hash": prepared.config_hash}, tags)
     try:
         result, path = _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run,
-                                distributed, device, tracked, tuning)
+                                distributed, device, tracked, tuning, save_model)
     except KeyboardInterrupt:
         tracked.end("KILLED")
         raise
@@ -285,7 +294,7 @@ def log_final(tracked, result: RunResult, path: Path | None) -> None:
 
 
 def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
-             tracked=None, tuning=None):
+             tracked=None, tuning=None, save_model=None):
     from .tracking import NO_RUN
 
     tracked = tracked or NO_RUN
@@ -397,6 +406,10 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
         tuning=dict(tuning or {}),
         data=dict(prepared.data),
     )
+    if save_model is not None:
+        from ..model.saved import save_model as write_model
+
+        result.notes.append(f"model saved: {write_model(save_model, prepared, dataset, towers, objective, outcome.selected_step)}")
     path = None
     if out_dir is not None:
         path = Path(out_dir) / result_filename(prepared.config, prepared.config_hash)

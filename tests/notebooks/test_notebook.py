@@ -59,3 +59,4 @@ def test_notebook_executes_on_fixture_results(tmp_path, monkeypatch):
     assert "0.5200 ± 0.0497 (n=3)" in text
     assert "+0.0500 ± 0.0248 (+9.6% ± 4.3%), n=3" in text  # paired difference against clip
     assert any("image/png" in o.get("data", {}) for outs in outputs.values() for o in outs)  # the plot
+    assert "23 result files via ftbench.load_results; objectives: clip," in text  # the Python API cell
