@@ -54,14 +54,14 @@ def main_callback(
 
 
 def _register_command_modules() -> None:
-    from .. import cli
-
-    # run and the listings first in --help, then the rest by name
-    order = {"run": 0, "listing": 1}
-    for info in sorted(pkgutil.iter_modules(cli.__path__), key=lambda i: (order.get(i.name, 2), i.name)):
+    # the command modules beside this one, found by folder (importing the `cli` package itself
+    # from here would be an import cycle: its __init__ imports this module)
+    order = {"run": 0, "listing": 1}  # run and the listings first in --help, then the rest by name
+    folder = os.path.dirname(os.path.abspath(__file__))
+    for info in sorted(pkgutil.iter_modules([folder]), key=lambda i: (order.get(i.name, 2), i.name)):
         if info.name in ("app", "common"):
             continue
-        module = importlib.import_module(f"{cli.__name__}.{info.name}")
+        module = importlib.import_module(f"{__package__}.{info.name}")
         register = getattr(module, "register", None)
         if callable(register):
             register(app)

@@ -18,7 +18,7 @@ from ..config import config_hash
 from ..schema import CROSS_VIEW_TASKS, MRR, PAPER_CLAIM, QUERY_TASK
 from ..run.identity import fingerprint_of, location_fields, without_locations
 from ..run.results import RunResult, load_result
-from .tuning import tuning_columns
+from .tuning_block import tuning_columns
 
 
 BASELINE = "clip"

@@ -15,11 +15,12 @@ tuned configuration would otherwise be a group of its own).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pandas as pd
 
 from ..schema import QUERY_TASK
+from .headline import CANDIDATES, choose_headline
+from .load import objective_rank
+from .tables import cell_interval, fmt_interval, md_table
 from .winner import Verdict, decide_winner, format_verdict
 
 #: per task, the candidate metrics in order of preference (the query task's come from the headline rule)
@@ -30,30 +31,12 @@ def informative_metrics(rows: pd.DataFrame) -> list[tuple[str, str]]:
     """(task, metric) columns that can tell the objectives of `rows` (one group's default and
     tuned runs) apart: per task, `headline.choose_headline` over its candidates (the first whose
     best mean over seeds is below `headline.SATURATION`, else the lowest); tasks not scored are left out."""
-    from .headline import CANDIDATES, choose_headline
-
     out = []
     for task, candidates in ((QUERY_TASK, CANDIDATES), *CROSS_VIEW_CANDIDATES):
         metric, _ = choose_headline(rows, task, candidates)
         if metric is not None:
             out.append((task, metric))
     return out
-
-
-def tuning_columns(tuning: dict[str, Any] | None) -> dict[str, Any]:
-    """The frame columns of one run's `tuning` block (empty block: an untuned run)."""
-    tuning = tuning or {}
-    params = tuning.get("best_params") or {}
-    return {
-        "tuned": bool(tuning),
-        "tuning_base_group": tuning.get("base_group"),
-        "tuning_default_objective_config": tuning.get("default_objective_config"),
-        "tuning_study": tuning.get("study"),
-        "tuning_trials": (f"{tuning.get('completed', 0)} + {tuning.get('pruned', 0)} pruned of {tuning.get('trials')}"
-                          + (f", {tuning['failed']} failed" if tuning.get("failed") else "")) if tuning else None,
-        "tuning_best_params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in sorted(params.items())) if tuning else None,
-    }
 
 
 def _values(rows: pd.DataFrame, column: str) -> dict[int, float]:
@@ -63,8 +46,6 @@ def _values(rows: pd.DataFrame, column: str) -> dict[int, float]:
 
 
 def _ranking(scores: dict[str, float]) -> list[str]:
-    from .load import objective_rank
-
     return [name for name, _ in sorted(scores.items(), key=lambda kv: (-kv[1], objective_rank(kv[0])))]
 
 
@@ -87,7 +68,6 @@ def winner_change_lines(before: Verdict | None, after: Verdict | None) -> list[s
 
 def tuning_section(frame: pd.DataFrame) -> list[str]:
     """Markdown lines of the section (none when no run was tuned)."""
-    from .tables import cell_interval, fmt_interval, md_table
     if frame.empty or "tuned" not in frame.columns or not frame["tuned"].any():
         return []
     tuned = frame[frame["tuned"]]
@@ -98,8 +78,6 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
     for base_group in sorted(tuned["tuning_base_group"].dropna().unique()):
         group_tuned = tuned[tuned["tuning_base_group"] == base_group]
         defaults = frame[(frame["group"] == base_group) & ~frame["tuned"]]
-        from .load import objective_rank
-
         objectives = sorted(group_tuned["objective"].unique(), key=objective_rank)
         views = sorted(int(v) for v in group_tuned["views"].unique())
         dataset = group_tuned.iloc[0]["dataset"]

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Hashable, Mapping
 
 from .intervals import Interval, PairedDifference, paired_difference, t_interval
+from .tables import cell_values, fmt_interval
 
 MIN_SEEDS = 3
 #: the rule in one sentence, for the report's readers
@@ -103,8 +104,6 @@ def _why_tied(leader: str, tied: list[str], against: Mapping[str, PairedDifferen
 def format_verdict(verdict: Verdict | None, digits: int = 4, missing: str = "—") -> str:
     """One table cell: `factorized 0.9150 ± 0.0083 (n=3), +0.0123 ± 0.0040 over mover (paired, n=3)`, or
     `no clear winner (n < 3); tied: full_ot 0.3968 (n=1), factorized 0.3886 (n=3)`."""
-    from .tables import fmt_interval
-
     if verdict is None:
         return missing
     if verdict.winner is not None:
@@ -124,8 +123,6 @@ def format_verdict(verdict: Verdict | None, digits: int = 4, missing: str = "—
 def group_verdict(frame, group: str, column: str, views: int) -> Verdict | None:
     """`decide_winner` over the trained objectives of one comparison group at `views` on `column`
     of the results frame (untrained references are scored beside them but are not objectives)."""
-    from .tables import cell_values
-
     data = frame[(frame["group"] == group) & (frame["views"] == views)]
     if "reference" in data.columns:
         data = data[~data["reference"].astype(bool)]
