@@ -14,7 +14,8 @@ Tasks (see `ftbench.eval.evaluator` for how each is scored):
 Metrics per task: `recall@K`, `hit@K`, `ndcg@K` for each cut-off K, and the reciprocal rank
 named with its cut-off, `mrr@500` (the largest K; ranx's and ir-measures' name; result files of
 schema version 1 called it `mrr`, and are still read: `ftbench.run.results.upgrade_payload`).
-See `ftbench.eval.metrics`. A key in a result file is `<task>/<metric>`.
+Opt-in (`eval.metrics`): `map@K`. Each metric is defined once, with its label and range, in
+`ftbench.eval.metric_registry`; see `ftbench.eval.metrics`. A key in a result file is `<task>/<metric>`.
 """
 
 from __future__ import annotations

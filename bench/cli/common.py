@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ..eval.metric_registry import DEFAULT_METRICS, METRICS, metric_label, metric_of
 from ..schema import METRIC_COLUMNS
 
 console = Console()
@@ -112,9 +113,13 @@ def run_overrides(set_: List[str], data_dir: Optional[Path], deterministic: bool
 def metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title, show_lines=False, caption="R@K = recall@K", caption_justify="left")
     cols = list(METRIC_COLUMNS)
+    # opt-in metrics (eval.metrics, e.g. map@K) at the cut-offs of the default columns
+    extra = {name for values in metrics.values() for name in values
+             if (found := metric_of(name)) and found[0].name not in DEFAULT_METRICS}
+    cols += [f"{name}@{k}" for name in METRICS for k in (1, 10, 100, 500) if f"{name}@{k}" in extra]
     table.add_column("task", no_wrap=True)
     for c in cols:
-        table.add_column(c.replace("recall@", "R@"), justify="right")
+        table.add_column(metric_label(c, short=True), justify="right")
     table.add_column("queries", justify="right")
     for task, values in metrics.items():
         row = [task] + [f"{values[c]:.3f}" if c in values else "—" for c in cols]

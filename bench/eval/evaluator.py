@@ -31,6 +31,7 @@ from ..config import check_options, option
 from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
 from ..data.dataset import MultiViewDataset
 from .metrics import ranked_list_metrics, target_rank_metrics
+from .metric_registry import DEFAULT_METRICS, METRICS, check_metric_families
 from ..objectives.base import Objective
 from ..kernels.search import exact_topk, rank_of_targets
 from ..model.towers import Towers
@@ -43,6 +44,10 @@ from ..model.encode import batch_selection, capped_availability, encoded_views, 
 @dataclass
 class EvalConfig:
     ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "protocol")
+    # not in a run's identity while it is the default (experiment.prepare): runs before the option
+    # keep their hashes; map is asked for, e.g. eval.metrics=('recall','hit','ndcg','mrr','map')
+    metrics: tuple = option(DEFAULT_METRICS, f"metrics computed per task, of {', '.join(METRICS)} "
+                            "(ftbench.eval.metric_registry)", "protocol")
     encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention", ge=1)
     cross_view_max_items: int = option(
         20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading", ge=2
@@ -52,6 +57,7 @@ class EvalConfig:
         check_options(self, "eval")
         if not self.ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in self.ks):
             raise ValueError(f"eval option 'ks' must be a non-empty list of positive integers, got {self.ks!r}")
+        check_metric_families(self.metrics, "eval option 'metrics'")
 
 
 @dataclass
@@ -230,7 +236,7 @@ class Evaluator:
         """Metrics of the query task on `split` queries; `gallery` restricts the searched items.
 
         `depth` (one of the config's ks, below the gallery's size): search only the top `depth` and
-        report the metrics at that K (recall, hit, ndcg @depth and mrr@depth). Each is a function of
+        report the metrics at that K (eval.metrics @depth: recall, hit, ndcg, mrr by default). Each is a function of
         the top-`depth` prefix of the ranking by (-score, index), so it equals the full run's
         value; checkpoint selection, which needs one metric, uses it to skip the deeper search.
         """
@@ -267,7 +273,8 @@ class Evaluator:
         search: dict = {}
         scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)), info=search)
         ranked = ranked.cpu().numpy()
-        report = ranked_list_metrics(ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at)
+        report = ranked_list_metrics(ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at,
+                                     metrics=self.config.metrics)
         self.last_query_run = QueryRun(
             task=name, split=split, query_index=qidx, gallery=gallery, ranked=ranked,
             scores=scores.float().cpu().numpy(), relevance=(indptr, rel_pos, grades), report=report,
@@ -308,7 +315,8 @@ class Evaluator:
         if not ks:
             na[name] = f"gallery of {len(gallery)} items is smaller than every K"
             return
-        report = target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks, mrr_cutoff=max(self.config.ks))
+        report = target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks, mrr_cutoff=max(self.config.ks),
+                                     metrics=self.config.metrics)
         out[name] = dict(report.metrics)
         self.per_query[name] = report.per_query
         out[name]["queries"] = float(len(queries))

@@ -2,6 +2,8 @@
 
 recall@K = |relevant in top K| / |relevant|, averaged over queries; also hit@K, ndcg@K and
 mrr; K in {1, 10, 50, 100, 500}; a K at or above the catalog size is reported as such, not silently.
+map@K when `eval.metrics` asks for it. Each metric is one entry of `ftbench.eval.metric_registry`
+(its kernel on the statistics computed here once per chunk of queries).
 
 Definitions, for one query with relevant set R (|R| >= 1, grades g_i > 0) and ranked list
 r_1, ..., r_Kmax (distinct items, best first, as returned by `ftbench.kernels.search.exact_topk`):
@@ -12,12 +14,17 @@ r_1, ..., r_Kmax (distinct items, best first, as returned by `ftbench.kernels.se
     DCG@K     = sum_{p=1..K} gain(r_p) / log2(p + 1),   gain(i) = g_i (linear grade) if i in R else 0
     IDCG@K    = sum_{p=1..min(K, |R|)} g_(p) / log2(p + 1), g_(1) >= g_(2) >= ... all of R's grades
     ndcg@K    = DCG@K / IDCG@K
+    map@K     = (1/|R|) * sum_{p=1..K, r_p in R} hits@p / p   (average precision at K; opt-in)
     mrr@C     = 1 / p* where p* is the position of the first relevant item within the top C
                 (0 if none there): the reciprocal rank named with its cut-off, as ranx and
                 ir-measures (trec_eval's `recip_rank` on a run cut at C) name it. C is the ranked
                 list's length Kmax unless `mrr_at` names a larger cut-off, which is allowed only
                 when the list is the whole catalog (Kmax = N <= C: every rank is within C).
                 `RetrievalReport.mrr_cutoff` records C.
+
+map@K divides by |R|, not min(|R|, K): the convention of trec_eval's `map_cut_K` and hence of
+ir-measures' `AP@K` (checked against it in the tests), so AP@K < 1 for a perfect ranking when
+|R| > K. Relevance is binary for map@K (every grade > 0 counts), as in trec_eval.
 
 The IDCG runs over *all* relevant items (not only those retrieved), so ndcg@K < 1 whenever a better
 ordering of R exists within the top K. Linear gains (not 2^g - 1) match torchmetrics /
@@ -40,6 +47,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+
+from .metric_registry import DEFAULT_METRICS, METRICS, RankedLists, check_metric_families, metric_names
 
 DEFAULT_KS: tuple[int, ...] = (1, 10, 50, 100, 500)
 
@@ -135,8 +144,10 @@ def ranked_list_metrics(
     *,
     query_chunk: int = 8192,
     mrr_at: int | None = None,
+    metrics=DEFAULT_METRICS,
 ) -> RetrievalReport:
-    """recall@K, hit@K, ndcg@K, mrr of ranked lists against CSR relevance (see module docstring).
+    """The `metrics` (registry names; default recall@K, hit@K, ndcg@K, mrr@C) of ranked lists
+    against CSR relevance (see module docstring).
 
     ranked:           int [Q, Kmax], row q = query q's items, best first, distinct, in [0, num_items).
                       (Repeats of a relevant item are detected and raise; repeats of other items,
@@ -149,6 +160,8 @@ def ranked_list_metrics(
     query_chunk:      queries processed at once (memory ~ 40 * query_chunk * Kmax bytes).
     mrr_at:           the reciprocal rank's cut-off C in its name `mrr@C` (default Kmax); a C above
                       Kmax needs Kmax == num_items (the full ranking).
+    metrics:          names in `ftbench.eval.metric_registry.METRICS`, each computed by its kernel
+                      on the shared statistics of a chunk (`RankedLists`).
 
     Vectorised over queries (numpy): membership of ranked items in the relevant set by a sorted
     key search on q * N + item, cumulative sums over positions for hits and DCG, and a segmented
@@ -188,7 +201,6 @@ def ranked_list_metrics(
             f"mrr_at={mrr_at}: the reciprocal rank at cut-off C needs lists of exactly C items, or the whole "
             f"catalog ({num_items} items) when C is larger; the lists hold {kmax}"
         )
-    mrr_name = f"mrr@{mrr_at}"
     counts = np.diff(indptr)
     evaluated = np.flatnonzero(counts > 0)
     disc = _discounts(max(kmax, 1))
@@ -202,7 +214,8 @@ def ranked_list_metrics(
         w = np.where(pos < k, g_sorted / np.log2(pos + 2.0), 0.0)
         idcg[k] = np.bincount(qid, weights=w, minlength=nq)
 
-    names = [f"{m}@{k}" for k in applicable for m in ("recall", "hit", "ndcg")] + [mrr_name]
+    chosen = [METRICS[name] for name in check_metric_families(metrics, "metrics")]
+    names = metric_names(metrics, applicable, mrr_at)
     per = {name: np.zeros(nq) for name in names}
     # relevant keys q * N + item, sorted (duplicates are an error)
     keys = qid * num_items + items
@@ -222,18 +235,13 @@ def ranked_list_metrics(
         if hit_keys.size > 1 and np.unique(hit_keys).size != hit_keys.size:
             row = a + int(np.flatnonzero([np.unique(r[f]).size != f.sum() for r, f in zip(at, found)])[0])
             raise ValueError(f"ranked: row {row} lists the same relevant item twice")
-        cum_hits = np.cumsum(found, axis=1)
-        cum_dcg = np.cumsum(gain * disc[None, :kmax], axis=1)
-        cnt = np.maximum(counts[a:b], 1)
-        for k in applicable:
-            h = cum_hits[:, k - 1]
-            per[f"recall@{k}"][a:b] = h / cnt
-            per[f"hit@{k}"][a:b] = h > 0
-            ideal = idcg[k][a:b]
-            per[f"ndcg@{k}"][a:b] = np.divide(cum_dcg[:, k - 1], ideal, out=np.zeros(b - a), where=ideal > 0)
-        if kmax:
-            first = np.argmax(found, axis=1)
-            per[mrr_name][a:b] = np.where(found.any(axis=1), 1.0 / (first + 1.0), 0.0)
+        lists = RankedLists(found, gain, np.maximum(counts[a:b], 1), lambda k, a=a, b=b: idcg[k][a:b], disc)
+        for metric in chosen:
+            if metric.per_cutoff:
+                for k in applicable:
+                    per[f"{metric.name}@{k}"][a:b] = metric.ranked(lists, k)
+            elif kmax:
+                per[f"{metric.name}@{mrr_at}"][a:b] = metric.ranked(lists, mrr_at)
     per = {name: v[evaluated] for name, v in per.items()}
     metrics = {name: float(v.mean()) for name, v in per.items()} if len(evaluated) else {}
     return RetrievalReport(
@@ -248,13 +256,15 @@ def ranked_list_metrics(
     )
 
 
-def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int | None = None) -> RetrievalReport:
+def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int | None = None,
+                        metrics=DEFAULT_METRICS) -> RetrievalReport:
     """Metrics for single-target retrieval from 1-based ranks (`ftbench.kernels.search.rank_of_targets`).
 
     With one relevant item of gain 1 at rank p (IDCG = 1):
         recall@K = hit@K = [p <= K],  ndcg@K = [p <= K] / log2(p + 1),
         mrr@C = 1 / p (0 when p > C), named with `mrr_cutoff` = C; without a cut-off, `mrr` over
-        the full ranking.
+        the full ranking; map@K = [p <= K] / p (= mrr@K: |R| = 1).
+    `metrics`: registry names, as `ranked_list_metrics`.
     K >= num_items is not applicable (listed in `not_applicable_k`).
     """
     r = _as_numpy(ranks, np.int64, "ranks").reshape(-1)
@@ -265,16 +275,15 @@ def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int
     if mrr_cutoff is not None and int(mrr_cutoff) < 1:
         raise ValueError(f"mrr_cutoff must be >= 1 or None, got {mrr_cutoff}")
     rf = r.astype(np.float64)
-    per: dict[str, np.ndarray] = {}
-    for k in applicable:
-        inside = r <= k
-        per[f"recall@{k}"] = inside.astype(np.float64)
-        per[f"hit@{k}"] = inside.astype(np.float64)
-        per[f"ndcg@{k}"] = np.where(inside, 1.0 / np.log2(rf + 1.0), 0.0)
-    rr = 1.0 / np.maximum(rf, 1.0)
-    if mrr_cutoff is not None:
-        rr = np.where(r <= int(mrr_cutoff), rr, 0.0)
-    per["mrr" if mrr_cutoff is None else f"mrr@{int(mrr_cutoff)}"] = rr
+    cutoff = None if mrr_cutoff is None else int(mrr_cutoff)
+    chosen = [METRICS[name] for name in check_metric_families(metrics, "metrics")]
+    per: dict[str, np.ndarray] = {name: np.empty(0) for name in metric_names(metrics, applicable, cutoff)}
+    for metric in chosen:
+        if metric.per_cutoff:
+            for k in applicable:
+                per[f"{metric.name}@{k}"] = metric.target(rf, k)
+        else:
+            per[metric.name if cutoff is None else f"{metric.name}@{cutoff}"] = metric.target(rf, cutoff)
     metrics = {name: float(v.mean()) for name, v in per.items()} if r.size else {}
     return RetrievalReport(
         metrics=metrics,

@@ -19,8 +19,9 @@
   in the per-query file's header comment.
 - ``<name>.per_query.tsv``: one row per evaluated test query (those with a relevant item): the
   query id and the value of every metric ftbench reports for the query task (recall@K, hit@K,
-  ndcg@K, mrr@C). Averaging a column gives the result file's number. These are the values the
-  per-query significance tests (`ftbench.report.significance`) pair across objectives.
+  ndcg@K, mrr@C; map@K when eval.metrics asks for it). Averaging a column gives the result
+  file's number. These are the values the per-query significance tests
+  (`ftbench.report.significance`) pair across objectives.
 
 Ids must not contain whitespace (the TREC formats are whitespace-separated); one that does is an
 error naming it.

@@ -6,9 +6,9 @@ Selection reads the validation split only, in every case, and never falls back t
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
+
+from .metric_registry import metric_of, parse_metric
 
 
 def _largest_recall(metric_names) -> str | None:
@@ -54,7 +54,13 @@ def resolve_select_metric(self, select_metric: str) -> str:
             f"{split_option_hint(self)}" + (", or give validation queries a share" if ds.queries is not None else "")
             + ", or set train.select_metric=last to keep the final state without selection"
         )
-    task = select_metric.split("/", 1)[0]
+    task, metric = select_metric.split("/", 1)
+    family = parse_metric(metric.removeprefix("mean "))[0].name
+    if family not in self.config.metrics:
+        raise ValueError(
+            f"train option 'select_metric' {select_metric!r}: eval option 'metrics' computes "
+            f"{', '.join(self.config.metrics)}, not {family}; add it to eval.metrics or select on one of those"
+        )
     if task not in ("cross-view", ds.query_task) or (task == ds.query_task and ds.queries is None):
         poses = f"'{query_metric}', " if ds.queries is not None else ""
         raise ValueError(
@@ -95,9 +101,11 @@ def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> 
             extra = rng.choice(n, min(gallery_size, n), replace=False)
             gallery = np.union1d(rel, extra)[: max(gallery_size, len(rel))]
             gallery = np.union1d(rel, gallery)
-        # a metric at one of the ks (recall, hit, ndcg @K, mrr@K) needs only the top K: the same
-        # value from a shallower search; any other (a K at or above the gallery) the full run
-        depth = int(metric.split("@")[1]) if re.fullmatch(r"(recall|hit|ndcg|mrr)@\d+", metric) else None
+        # a metric at one of the ks (recall@K, ..., mrr@K: every registry metric is a function of
+        # the top K) needs only the top K: the same value from a shallower search; any other (a K
+        # at or above the gallery) the full run
+        found = metric_of(metric)
+        depth = found[1] if found else None
         if depth is not None and not (depth in self.config.ks and depth < len(gallery)):
             depth = None
         m, _, _ = self.query_task("val", gallery=gallery, depth=depth)

@@ -33,6 +33,7 @@ from .claims import claim_verdict, paper_claims_section
 from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
 from .load import data_identity_text
+from .load import opt_in_metrics
 from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
 from .curves import plot_training_curves
 from .headline import RULE, choose_headline, group_titles, metric_label
@@ -116,15 +117,17 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
     lines += [f"### {qname}: all metrics", "",
               "`seeds` = runs in the cell; a metric with fewer values (not applicable in some runs) says its own n.", ""]
     rows = []
+    # opt-in metrics (eval.metrics, e.g. map@K) where a run of the group computed them; — elsewhere
+    all_metrics = list(ALL_QUERY_METRICS) + opt_in_metrics(data, QUERY_TASK)
     for label in labels:
         for v in views:
             count = len(data[(data["objective_label"] == label) & (data["views"] == v)])
             cells = []
-            for metric in ALL_QUERY_METRICS:
+            for metric in all_metrics:
                 iv = cell_interval(cell_values(frame, f"{QUERY_TASK}/{metric}", group, label, v))
                 cells.append(fmt_interval(iv, show_n=iv is not None and (iv.n != count or iv.n == 1)))
             rows.append([label, str(v), str(count)] + cells)
-    lines += [md_table(["objective", "V", "seeds"] + list(ALL_QUERY_METRICS), rows, align_first=2), ""]
+    lines += [md_table(["objective", "V", "seeds"] + all_metrics, rows, align_first=2), ""]
 
     # paired differences against clip
     base = baseline_label(frame, group)

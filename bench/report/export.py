@@ -4,8 +4,10 @@ For pandas, spreadsheets and dashboards: filter on any config field, pivot on ta
 Columns, in order: ``run_id``, ``file``, ``config_hash``, ``created``, ``dataset``, ``objective``,
 ``views``, ``seed``, ``precision``, then every config field flattened with dots
 (``objective_config.primary_weight``, ``train_config.lr``, ``dataset_config.items``, ...; lists
-and other non-scalars as JSON text), then ``task``, ``metric``, ``value``. The count rows the
-result files hold beside the metrics (``queries``) are kept, as metric ``queries``.
+and other non-scalars as JSON text), then ``task``, ``metric``, ``value``, and from the metric
+registry (`ftbench.eval.metric_registry`) ``metric_label`` (``Recall@10``) and ``higher_is_better``.
+The count rows the result files hold beside the metrics (``queries``) are kept, as metric
+``queries``, with both left empty.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..eval.metric_registry import metric_label, metric_of
 from .load import load_run_results
 
 FORMATS = ("csv", "parquet")
+TAIL = ["task", "metric", "value", "metric_label", "higher_is_better"]
 LEAD = ["run_id", "file", "config_hash", "created", "dataset", "objective", "views", "seed", "precision"]
 
 
@@ -44,12 +48,15 @@ def export_frame(results_dir: Path | str) -> tuple[pd.DataFrame, list]:
                 "precision": result.config.get("precision", "fp32"), **config}
         for task, values in result.metrics.items():
             for metric, value in values.items():
-                rows.append({**base, "task": task, "metric": metric, "value": float(value)})
+                entry = metric_of(metric)
+                rows.append({**base, "task": task, "metric": metric, "value": float(value),
+                             "metric_label": metric_label(metric) if entry else None,
+                             "higher_is_better": entry[0].higher_is_better if entry else None})
     frame = pd.DataFrame(rows)
     if frame.empty:
-        return pd.DataFrame(columns=LEAD + ["task", "metric", "value"]), loaded.unreadable
-    config_cols = sorted(c for c in frame.columns if c not in LEAD and c not in ("task", "metric", "value"))
-    return frame[LEAD + config_cols + ["task", "metric", "value"]], loaded.unreadable
+        return pd.DataFrame(columns=LEAD + TAIL), loaded.unreadable
+    config_cols = sorted(c for c in frame.columns if c not in LEAD and c not in TAIL)
+    return frame[LEAD + config_cols + TAIL], loaded.unreadable
 
 
 def write_export(frame: pd.DataFrame, out: Path, fmt: str) -> Path:
@@ -63,7 +70,7 @@ def write_export(frame: pd.DataFrame, out: Path, fmt: str) -> Path:
         # mixed-type config columns (a field that is a number in one run, text in another) as text
         frame = frame.copy()
         for col in frame.columns:
-            if frame[col].dtype == object and col not in ("task", "metric"):
+            if frame[col].dtype == object and col not in ("task", "metric", "metric_label", "higher_is_better"):
                 frame[col] = frame[col].map(lambda v: None if v is None else str(v))
         try:
             frame.to_parquet(out, index=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..eval.metric_registry import metric_label as registry_label
 from ..schema import QUERY_TASK
 
 CANDIDATES = ("recall@500", "recall@100", "recall@50", "recall@10", "ndcg@10")
@@ -54,9 +55,7 @@ def metric_label(column_or_metric: str, task: str | None = None) -> str:
         task, metric = column_or_metric.split("/", 1)
     else:
         metric = column_or_metric
-    name, _, k = metric.partition("@")
-    pretty = {"recall": "Recall", "ndcg": "NDCG", "hit": "Hit rate", "mrr": "MRR", "precision": "Precision"}.get(name, name)
-    text = f"{pretty}@{k}" if k else pretty
+    text = registry_label(metric)
     return f"{text}, {_TASK_NAMES.get(task, task)}" if task else text
 
 

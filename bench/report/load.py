@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..config import config_hash
+from ..eval.metric_registry import DEFAULT_METRICS, METRICS, metric_of
 from ..schema import CROSS_VIEW_TASKS, MRR, PAPER_CLAIM, QUERY_TASK
 from ..run.identity import fingerprint_of, location_fields, without_locations
 from ..run.results import RunResult, load_result
@@ -39,6 +40,18 @@ CROSS_VIEW_TABLE = (("title->image", ("recall@1", "recall@10")), ("image->title"
 
 
 HEADLINE_METRIC = "recall@500"
+
+
+def opt_in_metrics(data: pd.DataFrame, task: str) -> list[str]:
+    """`task`'s metrics outside the default `eval.metrics` (map@K) that some row of `data` holds,
+    by registry order then K: the columns the "all metrics" table adds (runs without them show —)."""
+    found = []
+    for column in data.columns:
+        head, _, metric = column.partition("/")
+        parsed = metric_of(metric) if head == task else None
+        if parsed and parsed[0].name not in DEFAULT_METRICS and data[column].notna().any():
+            found.append((list(METRICS).index(parsed[0].name), parsed[1] or 0, metric))
+    return [metric for *_, metric in sorted(found)]
 
 
 RESERVED_DIRS = ("cost", "report")
@@ -145,17 +158,25 @@ def _data_part(config: dict[str, Any], data: dict | None) -> dict[str, Any]:
     return payload
 
 
+def _eval_part(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The eval config without `metrics`: which metrics a run computed changes none of their
+    values (a run that adds map@K compares with one that did not; the report shows — for it)."""
+    values = config.get("eval_config")
+    return {k: v for k, v in values.items() if k != "metrics"} if isinstance(values, dict) else values
+
+
 def group_key(config: dict[str, Any], data: dict | None = None) -> str:
     """Hash of everything but objective, views and seed that decides a run's numbers."""
     payload = _data_part(config, data)
-    for section in ("train_config", "tower_config", "eval_config"):
+    for section in ("train_config", "tower_config"):
         payload[section] = config.get(section)
+    payload["eval_config"] = _eval_part(config)
     return config_hash(payload)[:8]
 
 
 def data_key(config: dict[str, Any], data: dict | None = None) -> str:
     """Hash of what decides an untrained reference's numbers: the data and the evaluation."""
-    return config_hash({**_data_part(config, data), "eval_config": config.get("eval_config")})[:8]
+    return config_hash({**_data_part(config, data), "eval_config": _eval_part(config)})[:8]
 
 
 def _share_references(frame: pd.DataFrame) -> pd.DataFrame:

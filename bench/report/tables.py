@@ -11,6 +11,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from ..eval.metric_registry import metric_bounds as registry_bounds
 from ..schema import QUERY_TASK
 from .intervals import Interval, PairedDifference, paired_difference, t_interval
 from .load import BASELINE, MISSING, QUERY_METRICS, objective_rank
@@ -27,14 +28,10 @@ def cell_values(frame: pd.DataFrame, column: str, group: str, objective_label: s
     return {int(s): float(v) for s, v in zip(rows["seed"], rows[column]) if pd.notna(v)}
 
 
-#: metrics whose values lie in [0, 1]: their seed intervals are cut at those bounds
-UNIT_RANGE_PREFIXES = ("recall@", "hit@", "ndcg@", "mrr")
-
-
 def metric_bounds(column: str) -> tuple[float, float] | None:
-    """(0, 1) for a `task/metric` column of a metric in [0, 1], else None."""
-    metric = column.rsplit("/", 1)[-1]
-    return (0.0, 1.0) if metric.startswith(UNIT_RANGE_PREFIXES) else None
+    """The range of a `task/metric` column's metric (its registry entry: (0, 1) for every metric
+    ftbench computes), at which its seed intervals are cut; None for a column that is no metric."""
+    return registry_bounds(column)
 
 
 def cell_interval(values: dict[int, float], bounds: tuple[float, float] | None = (0.0, 1.0)) -> Interval | None:

@@ -25,6 +25,7 @@ from ..datasets import DATASETS
 from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, search_timing, seed_everything
 from ..train.distributed import setup as setup_distributed
 from ..eval.evaluator import EvalConfig, Evaluator
+from ..eval.metric_registry import DEFAULT_METRICS
 from ..objectives import OBJECTIVES
 from ..objectives.base import ObjectiveContext
 from ..registry import suggest
@@ -145,6 +146,8 @@ def prepare(spec: RunSpec, data_memo: dict | None = None) -> PreparedRun:
         config["precision"] = spec.precision
     if config["tower_config"]["init"] == "mlp":  # likewise: runs with today's towers keep their hashes
         del config["tower_config"]["init"]
+    if tuple(config["eval_config"]["metrics"]) == DEFAULT_METRICS:  # likewise: runs before eval.metrics
+        del config["eval_config"]["metrics"]
     plugin = plugin_cls()
     data = describe_data(plugin, configs["dataset"], data_memo)
     return PreparedRun(spec, objective_cls, plugin, configs, config, run_identity(config, data), data)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -29,6 +28,7 @@ from ..data.content import batch_has_duplicates, feature_content_ids
 from ..config import Search, check_options, option
 from ..data.dataset import MultiViewDataset
 from ..device import autocast, check_precision
+from ..eval.metric_registry import is_task_metric
 from .distributed import SINGLE_PROCESS, DistributedContext, gather, gather_views, gather_with_grad, wrap
 from ..objectives.base import AlignmentBatch, EncodedViews, Objective
 from ..data.splits import SPLIT_CODES
@@ -68,7 +68,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         check_options(self, "train")
-        if self.select_metric not in ("auto", "last") and not re.fullmatch(r"[^/]+/(mean )?(recall@\d+|hit@\d+|ndcg@\d+|mrr(@\d+)?)", self.select_metric):
+        if self.select_metric not in ("auto", "last") and not is_task_metric(self.select_metric):
             raise ValueError(
                 f"train option 'select_metric' must be 'auto', 'last' or 'task/metric' (e.g. 'query->item/recall@100', "
                 f"'cross-view/mean recall@10'), got {self.select_metric!r}"
