@@ -1,12 +1,14 @@
 """Your own product catalog, read from one documented folder layout (a multi-view extension of
 BEIR's ``corpus.jsonl`` / ``queries.jsonl`` / ``qrels/*.tsv``).
 
-Layout (every path is relative to the folder; only ``items.jsonl`` or ``items.parquet`` is
-required)::
+Layout (every path is relative to the folder; only ``items.jsonl``, ``items.parquet`` or
+``items.csv`` is required; docs/catalog.md describes it with the JSON Schema of ``catalog.json``, and
+``ftbench data init DIR`` writes a small example to edit)::
 
     DIR/
       catalog.json          views: field, modality, role, slot order; task names (optional: inferred)
-      items.jsonl           one JSON object per item (or items.parquet, same columns)
+      items.jsonl           one JSON object per item (or items.parquet, same columns; or
+                            items.csv: a header of field names, one item per row)
       queries.jsonl         {"id": ..., "text": ...} or {"id": ..., "image": "path"} per line
       qrels/train.tsv       query-id <TAB> corpus-id <TAB> score    (BEIR; header line optional)
       qrels/dev.tsv         or the TREC shape: qid 0 docid grade    (whitespace separated)
@@ -29,6 +31,12 @@ item has one, items get a seeded random split (``split_seed``, ``item_val_fracti
 ``item_test_fraction``); some items with and some without is an error. Every other field is a view:
 a string (a text, or an image path) or a list of them, which becomes one view slot per position
 (``photos_1``, ``photos_2``, ...). A missing, null or empty value is a missing view.
+
+``items.csv``: the columns are the fields and every cell is a string; an empty cell is a missing
+view. A list-valued field is written as numbered columns ``photos_1, photos_2, ...`` (numbered from
+1 without gaps, no column ``photos``, not a field catalog.json names): they are the list ``photos``,
+so the slots are ``photos_1``, ``photos_2``, ... as for a JSON list; an empty cell is a missing
+view at that position.
 
 ``catalog.json`` (all keys optional)::
 
@@ -90,8 +98,8 @@ from ._text_loading import TextEncoderConfig, count_skip, utf8_lines
 from .base import DatasetPlugin
 
 #: the files of the layout besides images and vectors, by their path in the folder (data fingerprint)
-LAYOUT_FILES = ("catalog.json", "items.jsonl", "items.parquet", "queries.jsonl", "qrels/train.tsv", "qrels/dev.tsv",
-                "qrels/test.tsv", "interactions.tsv")
+LAYOUT_FILES = ("catalog.json", "items.jsonl", "items.parquet", "items.csv", "queries.jsonl", "qrels/train.tsv",
+                "qrels/dev.tsv", "qrels/test.tsv", "interactions.tsv")
 #: an image given as a URL (http://, https://, s3://, file://, ...): never fetched
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 RESERVED_FIELDS = ("id", "split")
@@ -128,11 +136,90 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
     return out
 
 
+#: a CSV column ``NAME_K`` (K = 1, 2, ...): position K of the list-valued field NAME
+NUMBERED_COLUMN = re.compile(r"^(?P<field>.+)_(?P<k>[1-9][0-9]*)$")
+
+
+def csv_list_fields(columns: list[str], declared: set[str]) -> dict[str, list[str]]:
+    """{field: its columns in position order} for the list-valued fields of an items.csv header:
+    columns ``NAME_1 .. NAME_n`` (numbered from 1 without gaps) with no column ``NAME`` and none of
+    them a field that catalog.json names (`declared`)."""
+    numbered: dict[str, dict[int, str]] = {}
+    for column in columns:
+        match = NUMBERED_COLUMN.match(column)
+        if match and column not in declared:
+            numbered.setdefault(match["field"], {})[int(match["k"])] = column
+    return {field: [by_k[k] for k in sorted(by_k)] for field, by_k in numbered.items()
+            if field not in columns and sorted(by_k) == list(range(1, len(by_k) + 1))}
+
+
+def read_items_csv(path: Path, declared: set[str]) -> list[tuple[str, dict]]:
+    """[(where, record)] of items.csv: a header of field names, then one item per row (RFC 4180
+    quoting: a quoted cell may hold commas and line breaks). An empty cell is a missing view;
+    columns ``NAME_1, NAME_2, ...`` are the list-valued field NAME (`csv_list_fields`), an empty
+    position a missing view there."""
+    import csv
+
+    reader = csv.reader((text for _, text in utf8_lines(path)), strict=True)  # strict: an unclosed quote is an error
+
+    def next_row() -> list[str] | None:
+        try:
+            return next(reader)
+        except StopIteration:
+            return None
+        except csv.Error as exc:
+            raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({exc})") from None
+
+    header = next_row()
+    if header is None:
+        return []
+    columns = [c.strip() for c in header]
+    for k, column in enumerate(columns):
+        if not column:
+            raise ValueError(f"{path}, line 1: column {k + 1} of the header has no name")
+        if column in columns[:k]:
+            raise ValueError(f"{path}, line 1: column {column!r} appears twice in the header")
+    if "id" not in columns:
+        raise ValueError(f"{path}, line 1: the header has no 'id' column (every item needs an id); columns: {columns}")
+    lists = csv_list_fields(columns, declared)
+    in_list = {c: (field, k) for field, cols in lists.items() for k, c in enumerate(cols)}
+    records = []
+    start = reader.line_num + 1
+    while (row := next_row()) is not None:
+        where, start = f"{path}, line {start}", reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(columns):
+            raise ValueError(f"{where}: {len(row)} cells, but the header names {len(columns)} columns")
+        record: dict[str, Any] = {}
+        for column, cell in zip(columns, row):
+            if column in in_list:
+                field, k = in_list[column]
+                record.setdefault(field, [None] * len(lists[field]))[k] = cell if cell.strip() else None
+            elif cell.strip():
+                record[column] = cell
+        for field in lists:
+            values = record.get(field)
+            if values is not None:
+                while values and values[-1] is None:
+                    values.pop()
+                if not values:
+                    del record[field]
+        records.append((where, record))
+    return records
+
+
 def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
-    """(file, [(where, record)]) from items.jsonl or items.parquet."""
-    jsonl, parquet = root / "items.jsonl", root / "items.parquet"
-    if jsonl.is_file() and parquet.is_file():
-        raise ValueError(f"catalog: {root} holds both items.jsonl and items.parquet; keep one")
+    """(file, [(where, record)]) from items.jsonl, items.parquet or items.csv."""
+    jsonl, parquet, table = root / "items.jsonl", root / "items.parquet", root / "items.csv"
+    present = [p.name for p in (jsonl, parquet, table) if p.is_file()]
+    if len(present) > 1:
+        raise ValueError(f"catalog: {root} holds {' and '.join(present)}; keep one")
+    if table.is_file():
+        views = read_manifest(root).get("views")
+        declared = {v["field"] for v in views if isinstance(v, dict) and isinstance(v.get("field"), str)} \
+            if isinstance(views, list) else set()
+        return table, read_items_csv(table, declared)
     if jsonl.is_file():
         return jsonl, [(f"{jsonl}, line {n}", r) for n, r in read_jsonl(jsonl)]
     if parquet.is_file():
@@ -151,7 +238,7 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
             records.append((f"{parquet}, row {i + 1}", rec))
         return parquet, records
     raise FileNotFoundError(
-        f"catalog: {root} has no items.jsonl or items.parquet; point --data-dir at a folder in the catalog "
+        f"catalog: {root} has no items.jsonl, items.parquet or items.csv; point --data-dir at a folder in the catalog "
         "layout (README, 'Your own catalog'), or write one with `ftbench data convert`"
     )
 
@@ -212,6 +299,34 @@ def read_manifest(root: Path) -> dict:
     if cv not in CROSS_VIEW_CHOICES:
         raise ValueError(f"{path}: field 'cross_view_items' must be one of {list(CROSS_VIEW_CHOICES)}, got {cv!r}")
     return manifest
+
+
+#: the JSON Schema of catalog.json (docs/catalog.md shows it; `ftbench data validate` checks against it)
+MANIFEST_SCHEMA = Path(__file__).with_name("catalog.schema.json")
+
+
+def manifest_schema_errors(path: Path) -> list[str]:
+    """The places where the catalog.json at `path` breaks `MANIFEST_SCHEMA`, one line each
+    (``catalog.json: views[1].role: 'main' is not one of ['primary', 'auxiliary']``), in document
+    order; [] when it conforms. A file that is not JSON is one such line."""
+    import jsonschema
+
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{path}: not valid JSON ({exc})"]
+    schema = json.loads(MANIFEST_SCHEMA.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    out = []
+    for error in sorted(validator.iter_errors(manifest), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path).lstrip(".")
+        message = error.message
+        if error.validator == "oneOf":  # jsonschema's own words name neither alternative
+            message = "give exactly one of 'field' (a field of the item records) or 'vectors' (a .npy file)"
+        elif error.validator == "not" and error.instance in RESERVED_FIELDS:
+            message = f"field {error.instance!r} is reserved (the item's {error.instance}), not a view"
+        out.append(f"{path}: {where or 'top level'}: {message}")
+    return out
 
 
 def manifest_views(path: Path, entries: Any) -> list[ViewSpec]:
@@ -422,17 +537,42 @@ def _image_input(root: Path, rel: str, where: str, field: str) -> Path:
 
 @DATASETS.register("catalog")
 class CatalogFolder(DatasetPlugin):
-    """A product catalog in the documented folder layout: items.jsonl or items.parquet, optional
-    catalog.json, queries.jsonl, qrels/{train,dev,test}.tsv, vectors/ (see the module docstring)."""
+    """A product catalog in one folder; docs/catalog.md describes it.
+    `ftbench data init DIR` writes an example to edit, `ftbench data validate
+    DIR` checks a folder, `ftbench data convert NAME --out DIR` writes one.
+
+        DIR/
+          items.jsonl       one JSON object per item, e.g. {"id": "mug",
+                            "title": ..., "image": "images/mug.jpg",
+                            "photos": [...], "split": "train"}; or
+                            items.parquet, or items.csv (columns = fields,
+                            a list as numbered columns photos_1, photos_2)
+          catalog.json      optional: views (field or vectors, modality,
+                            role, slot), query_task, cross_view_items,
+                            queries (schema: datasets/catalog.schema.json)
+          queries.jsonl     {"id": ..., "text": ...} or {"id": ...,
+                            "image": "path"}, one per line
+          qrels/train.tsv   query-id TAB corpus-id TAB score (BEIR) or
+          qrels/dev.tsv     qid 0 docid grade (TREC); a query's file is
+          qrels/test.tsv    its split; grade 0 = judged not relevant
+          interactions.tsv  optional training pairs (query-id TAB corpus-id)
+          vectors/NAME.npy  optional precomputed view [n, D] + NAME.ids
+          images/...        local image files named by items and queries
+
+    `id` is required; `split` (train, dev/val, test) is given for every item
+    or none (then a seeded random split). Every other field is a view: a text
+    or an image path, a list of them one slot per position. Without
+    catalog.json the views are inferred: image paths are image views, `title`
+    and the first image field are primary."""
 
     summary = (
-        "your own catalog: items.jsonl/.parquet + queries.jsonl + qrels/{train,dev,test}.tsv "
+        "your own catalog: items.jsonl/.parquet/.csv + queries.jsonl + qrels/{train,dev,test}.tsv "
         "(BEIR shape, graded), any named text and image views, optional vectors/*.npy"
     )
 
     @dataclass
     class Config(TextEncoderConfig):
-        data_dir: str = option("", "the catalog folder (items.jsonl or items.parquet, catalog.json, queries.jsonl, qrels/)", "convention")
+        data_dir: str = option("", "the catalog folder (items.jsonl, .parquet or .csv, catalog.json, queries.jsonl, qrels/)", "convention")
         image_backbone: str = option("efficientnet-lite0", "backbone spec for image views and image queries", "protocol")
 
         def validate(self) -> None:

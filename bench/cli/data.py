@@ -1,7 +1,8 @@
 """`ftbench features ...` (precompute backbone features into the cache) and
 `ftbench data fetch grocery-store` (download, check and safely extract the public archive) and
 `ftbench data info synthetic` (how much item information each view slot carries) and
-`ftbench data validate DIR` (a catalog folder's data-quality report, `ftbench.data.quality`)."""
+`ftbench data validate DIR` (a catalog folder's data-quality report, `ftbench.data.quality`) and
+`ftbench data init DIR` (an example catalog to edit, `ftbench.data.example`)."""
 
 from __future__ import annotations
 
@@ -115,7 +116,8 @@ def register(app: typer.Typer) -> None:
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
         backbone: list[str] = typer.Option(
             [], "--backbone", "-b",
-            help="backbone spec (minilm, efficientnet-lite0, hash, precomputed:DIR, open_clip:MODEL:WEIGHTS); "
+            help="backbone spec (minilm, efficientnet-lite0, hash, precomputed:DIR, st:HUB_ID or st:PATH, "
+            "open_clip:MODEL/PRETRAINED, open_clip:MODEL:WEIGHTS or open_clip:FOLDER); "
             "prefix image= or text= to choose the modality; repeatable",
         ),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="feature cache folder (default $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)"),
@@ -281,6 +283,28 @@ def register(app: typer.Typer) -> None:
             table.add_row(f"{r.slot} ({r.modality})", "aux" if r.role == "auxiliary" else r.role, f"{r.present:.0%}", r.shows,
                           fmt(r.recall_vs_primary), fmt(r.recall_vs_other_views), fmt(r.recall_vs_other_modality))
         Console().print(table)
+
+    @data_app.command("init")
+    def init(
+        data_dir: Path = typer.Argument(..., help="a new or empty folder to write the example catalog into"),
+        items_format: str = typer.Option("jsonl", "--items-format", help="write the items as items.jsonl (jsonl) or items.csv (csv)"),
+    ) -> None:
+        """Write a small, valid example catalog to edit into your own (docs/catalog.md): 24 items with
+        a title, a description, an image and two more photos (PNGs drawn here), catalog.json, 24 text
+        queries and graded qrels for train, dev and test. Refuses a folder that is not empty."""
+        from ..data.example import ITEMS_FORMATS, write_example_catalog
+
+        if items_format not in ITEMS_FORMATS:
+            raise typer.BadParameter(f"must be one of {', '.join(ITEMS_FORMATS)}, got {items_format!r}",
+                                     param_hint="--items-format")
+        try:
+            counts = write_example_catalog(data_dir, items_format)
+        except (FileExistsError, OSError) as exc:
+            _fail(exc)
+        console.print(f"example catalog written to {data_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+                      + f"\nnext: ftbench data validate {data_dir}; ftbench run --dataset catalog --data-dir {data_dir}",
+                      highlight=False, markup=False)
+        print(data_dir)
 
     @data_app.command("validate")
     def validate(

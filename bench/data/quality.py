@@ -6,6 +6,8 @@ views go through the dependency-free `hash` backbone with the feature cache off,
 encoded by a model or written. A folder that cannot be read is a `ValidationError` carrying the
 loader's one-line message. A folder that can be read gets a report (a JSON-able dict):
 
+* first, ``catalog.json`` against its JSON Schema (``datasets/catalog.schema.json``, docs/catalog.md):
+  a manifest that breaks it is a `ValidationError` naming each place (``views[1].role: ...``);
 * summary: items (records, loaded, item split), view slots with how many items have each, queries
   and qrels lines per split, the optional layout files that are absent, lines the loader skipped
   (by reason), and the loader's notes (inferred views, items the split moved, ...);
@@ -235,12 +237,20 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
     """The data-quality report of the catalog folder `data_dir` (see the module docstring); raises
     `ValidationError` (one line) when the folder cannot be read as a catalog."""
     from ..data.splits import SPLIT_NAMES
-    from ..datasets.catalog import LAYOUT_FILES, QRELS_FILES, read_items, read_jsonl, read_qrels
+    from ..datasets.catalog import (
+        LAYOUT_FILES, MANIFEST_SCHEMA, QRELS_FILES, manifest_schema_errors, read_items, read_jsonl, read_qrels,
+    )
     from ..features.backbones import content_hash
 
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise ValidationError(f"catalog: {root} is not a folder")
+    manifest = root / "catalog.json"
+    if manifest.is_file():
+        broken = manifest_schema_errors(manifest)
+        if broken:
+            more = f" (and {len(broken) - 3} more)" if len(broken) > 3 else ""
+            raise ValidationError("; ".join(broken[:3]) + more + f" - the schema: {MANIFEST_SCHEMA.name}, docs/catalog.md")
     ds = _load(root)
     items_path, records = read_items(root)
     views = _views(root, records)
@@ -253,12 +263,13 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
     summary: dict[str, Any] = {
         "folder": str(root),
         "items_file": items_path.name,
+        "catalog_json": f"conforms to {MANIFEST_SCHEMA.name}" if manifest.is_file() else "absent (views inferred)",
         "items": {"records": len(records), "loaded": int(ds.catalog.num_items),
                   "split": {n: int((ds.item_split == c).sum()) for c, n in enumerate(SPLIT_NAMES)}},
         "views_per_slot": {s.name: {"modality": s.modality, "role": s.role, "items": int(available[:, j].sum())}
                            for j, s in enumerate(ds.catalog.slots)},
         "absent_files": [f for f in LAYOUT_FILES if not (root / f).is_file()
-                         and f not in ("items.jsonl", "items.parquet")],
+                         and f not in ("items.jsonl", "items.parquet", "items.csv")],
         "skipped": dict(ds.skipped),
         "notes": list(ds.notes),
     }
@@ -383,6 +394,7 @@ def plain_text(report: dict[str, Any]) -> str:
         lines.append("queries: " + ", ".join(f"{k} {v}" for k, v in s["queries"].items()))
         lines.append("qrels: " + "; ".join(f"{k}.tsv {v['lines']} lines ({v['relevant']} relevant, "
                                            f"{v['judged_not_relevant']} judged not relevant)" for k, v in s["qrels"].items()))
+    lines.append(f"catalog.json: {s['catalog_json']}")
     lines.append("absent optional files: " + (", ".join(s["absent_files"]) or "none"))
     lines.append("skipped: " + (", ".join(f"{k}={v}" for k, v in s["skipped"].items()) or "nothing"))
     lines += [f"note: {n}" for n in s["notes"]]
@@ -442,6 +454,7 @@ def rich_tables(report: dict[str, Any]) -> list:
         for name, v in s["qrels"].items():
             row(summary, f"qrels/{name}.tsv", f"{v['lines']} lines: {v['relevant']} relevant, "
                             f"{v['judged_not_relevant']} judged not relevant")
+    row(summary, "catalog.json", s["catalog_json"])
     row(summary, "absent optional files", ", ".join(s["absent_files"]) or "none")
     row(summary, "skipped", ", ".join(f"{k}={v}" for k, v in s["skipped"].items()) or "nothing")
     for note in s["notes"]:
