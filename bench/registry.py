@@ -39,13 +39,20 @@ class Registry(Generic[T]):
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
+        """Register a plugin under `name`, which becomes its `name` attribute (read by messages and
+        result files); a class that spells its own `name` must spell the registered one."""
+
         def decorator(entry: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            own = vars(entry).get("name") if isinstance(entry, type) else None
+            if own is not None and own != name:
+                raise ValueError(f"{self.kind} {getattr(entry, '__qualname__', entry)!r} names itself {own!r} "
+                                 f"but is registered as {name!r}")
             self._entries[name] = entry
             try:
-                entry.registered_name = name  # type: ignore[attr-defined]
-            except AttributeError:
+                entry.name = name  # type: ignore[attr-defined]
+            except AttributeError:  # a plugin that is not a class (a function): nothing to name
                 pass
             return entry
 

@@ -7,6 +7,7 @@ from typing import ClassVar
 
 from ..config import check_options, option
 from ..data.dataset import MultiViewDataset
+from ..data.fetch import ArchiveSource
 from ..data.fingerprint import DataFiles
 
 
@@ -24,11 +25,13 @@ class DatasetConfig:
 
 class DatasetPlugin:
     """Builds a `MultiViewDataset` from its config. `summary` is the one-line description that
-    `ftbench datasets` prints."""
+    `ftbench datasets` prints; `archive`, when the data set has a public archive, is how `ftbench
+    data fetch NAME` downloads it (None: obtained by hand, read with --data-dir)."""
 
     name: ClassVar[str] = "base"
     summary: ClassVar[str] = ""
     Config: ClassVar[type[DatasetConfig]] = DatasetConfig
+    archive: ClassVar[ArchiveSource | None] = None
 
     def build(self, config: DatasetConfig) -> MultiViewDataset:  # pragma: no cover
         raise NotImplementedError

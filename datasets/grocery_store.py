@@ -42,6 +42,7 @@ from ..features.backbones import create_backbone
 from ..data.catalog import ViewSlot
 from ..config import option
 from ..data.dataset import MultiViewDataset
+from ..data.fetch import ArchiveSource, Limits
 from ..data.fingerprint import IMAGE_SUFFIXES, DataFiles, suffix_filter, walk_files
 from ..features.cache import FeatureCache, assemble_catalog
 from ..data.queries import QuerySet, relevance_from_pairs
@@ -251,6 +252,15 @@ class GroceryStore(DatasetPlugin):
     summary = (
         "Grocery Store Dataset (Klasson et al. 2019): iconic image + title + texts + in-store photos "
         "per product; held-out photos query the catalog (photo->product)"
+    )
+    # the GitHub archive of the published repository (a branch archive: no fixed sha256); the data
+    # folder is its dataset/
+    archive = ArchiveSource(
+        title="Grocery Store",
+        url="https://github.com/marcusklasson/GroceryStoreDataset/archive/refs/heads/master.zip",
+        archive_name="GroceryStoreDataset.zip",
+        layout=("classes.csv", "train.txt", "val.txt", "test.txt", "iconic-images-and-descriptions"),
+        limits=Limits(max_download_bytes=2 << 30, min_download_bytes=1 << 10),
     )
 
     @dataclass

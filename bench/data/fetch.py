@@ -1,9 +1,10 @@
 """Download a public data set archive, check it, and extract it without letting any path escape.
 
-`ftbench data fetch grocery-store [--dest DIR]` uses `fetch_grocery_store`: it downloads the
-GitHub archive of marcusklasson/GroceryStoreDataset, checks its size (and its sha256 when one is
-given), extracts it with `safe_extract`, checks the layout the `grocery-store` loader reads, and
-returns the folder to pass as `--data-dir`.
+A data set plugin declares where its public copy is (`archive = ArchiveSource(...)`: URL, sha256,
+archive name, the layout its loader reads); `ftbench data fetch NAME [--dest DIR]` lists and uses
+those declarations: it downloads the archive, checks its size (and its sha256 when one is
+declared or given), extracts it with `safe_extract`, checks the layout, and returns the folder to
+pass as `--data-dir`.
 
 Safe extraction (zip and tar): every member name is checked *before* anything is written:
 absolute paths, drive letters, backslashes used as separators, ``..`` components, device files,
@@ -29,10 +30,6 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
-
-GROCERY_URL = "https://github.com/marcusklasson/GroceryStoreDataset/archive/refs/heads/master.zip"
-GROCERY_LAYOUT = ("classes.csv", "train.txt", "val.txt", "test.txt", "iconic-images-and-descriptions")
-
 
 class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the destination (or is otherwise unsafe)."""
@@ -299,51 +296,72 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Grocery Store
+# A data set plugin's public archive
 # ---------------------------------------------------------------------------------------------
 
 
-def find_grocery_root(base: str | Path) -> Path:
-    """The folder under `base` (itself, or at most three levels down) holding the Grocery Store
-    layout: classes.csv, train/val/test.txt and iconic-images-and-descriptions/."""
-    base = Path(base)
+@dataclass(frozen=True)
+class ArchiveSource:
+    """How a data set plugin's public copy is fetched (its `archive` class attribute): the archive
+    `url`, its `sha256` when the publisher's bytes are fixed (None: a moving branch archive, size
+    checked only), the name it is kept under until extracted, the `layout` (names the data folder
+    holds, found at most three levels below the destination) and the download `limits`."""
 
-    def ok(p: Path) -> bool:
-        return all((p / name).exists() for name in GROCERY_LAYOUT)
+    title: str
+    url: str
+    archive_name: str
+    layout: tuple[str, ...]
+    sha256: str | None = None
+    limits: Limits = Limits()
 
-    if ok(base):
-        return base
-    for depth in (1, 2, 3):
-        for p in sorted(base.glob("/".join(["*"] * depth))):
-            if p.is_dir() and not p.is_symlink() and ok(p):
-                return p
-    raise FileNotFoundError(
-        f"no Grocery Store layout under {base}: expected a folder with {', '.join(GROCERY_LAYOUT)}"
-    )
+    def __post_init__(self) -> None:
+        if not self.layout:
+            raise ValueError(f"{self.title}: an archive source needs the layout its data folder holds")
+        if not self.archive_name.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+            raise ValueError(f"{self.title}: archive_name {self.archive_name!r} is not a zip or tar file name")
+
+    def find_root(self, base: str | Path) -> Path:
+        """The folder under `base` (itself, or at most three levels down) holding `layout`."""
+        base = Path(base)
+
+        def ok(p: Path) -> bool:
+            return all((p / name).exists() for name in self.layout)
+
+        if ok(base):
+            return base
+        for depth in (1, 2, 3):
+            for p in sorted(base.glob("/".join(["*"] * depth))):
+                if p.is_dir() and not p.is_symlink() and ok(p):
+                    return p
+        raise FileNotFoundError(f"no {self.title} layout under {base}: expected a folder with {', '.join(self.layout)}")
+
+    def fetch(
+        self,
+        dest: str | Path,
+        url: str | None = None,
+        sha256: str | None = None,
+        force: bool = False,
+        limits: Limits | None = None,
+        progress: Callable[[int, int | None], None] | None = None,
+    ) -> Path:
+        """Download, check and extract the archive into `dest`; returns the data folder for
+        `--data-dir`. `url`, `sha256` and `limits` replace the declared ones (a mirror, a pinned
+        copy). An existing complete copy is reused unless `force`. The archive is kept as
+        ``dest/<archive_name>`` until extraction succeeds, then removed."""
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        if not force:
+            with contextlib.suppress(FileNotFoundError):
+                return self.find_root(dest)
+        archive = dest / self.archive_name
+        download(url or self.url, archive, limits=limits or self.limits, expected_sha256=sha256 or self.sha256,
+                 progress=progress)
+        safe_extract(archive, dest)
+        root = self.find_root(dest)
+        archive.unlink()
+        return root
 
 
-def fetch_grocery_store(
-    dest: str | Path | None = None,
-    url: str = GROCERY_URL,
-    sha256: str | None = None,
-    force: bool = False,
-    limits: Limits = Limits(max_download_bytes=2 << 30, min_download_bytes=1 << 10),
-    progress: Callable[[int, int | None], None] | None = None,
-) -> Path:
-    """Download, check and extract the Grocery Store Dataset into `dest` (default
-    ``default_data_root()/grocery-store``); returns the data folder for `--data-dir`.
-
-    An existing complete copy is reused unless `force`. The archive is kept as
-    ``dest/GroceryStoreDataset.zip`` until extraction succeeds, then removed.
-    """
-    dest = Path(dest) if dest else default_data_root() / "grocery-store"
-    dest.mkdir(parents=True, exist_ok=True)
-    if not force:
-        with contextlib.suppress(FileNotFoundError):
-            return find_grocery_root(dest)
-    archive = dest / "GroceryStoreDataset.zip"
-    download(url, archive, limits=limits, expected_sha256=sha256, progress=progress)
-    safe_extract(archive, dest)
-    root = find_grocery_root(dest)
-    archive.unlink()
-    return root
+def fetchable(registry) -> dict[str, ArchiveSource]:
+    """name -> archive source of every data set plugin in `registry` that declares one."""
+    return {name: registry.get(name).archive for name in registry if getattr(registry.get(name), "archive", None)}

@@ -25,3 +25,22 @@ def test_registry_get_is_exact_and_says_what_was_meant():
     assert registry.get("clip").__name__ == "Clip"
     with pytest.raises(UnknownNameError, match=r"unknown objective 'CLIP'. Did you mean 'clip'\?"):
         registry.get("CLIP")
+
+
+def test_the_registered_name_is_the_plugins_one_name_attribute():
+    from ftbench.datasets import DATASETS
+    from ftbench.objectives import OBJECTIVES
+
+    registry: Registry[type] = Registry("data set")
+
+    class Plugin:
+        name = "base"
+
+    Toy = registry.register("toy")(type("Toy", (Plugin,), {}))  # an inherited name is replaced
+    assert Toy.name == "toy" and Plugin.name == "base" and not hasattr(Toy, "registered_name")
+    assert registry.register("named")(type("Named", (), {"name": "named"})).name == "named"
+    with pytest.raises(ValueError, match="data set 'Other' names itself 'other' but is registered as 'toy2'"):
+        registry.register("toy2")(type("Other", (), {"name": "other"}))
+    assert "toy2" not in registry
+    for plugins in (DATASETS, OBJECTIVES):  # what messages and result files read
+        assert all(plugins.get(name).name == name for name in plugins)

@@ -17,14 +17,13 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ftbench.data.fetch import (
-    Limits,
-    UnsafeArchiveError,
-    download,
-    fetch_grocery_store,
-    find_grocery_root,
-    safe_extract,
-)
+from ftbench.data.fetch import ArchiveSource, Limits, UnsafeArchiveError, download, fetchable, safe_extract
+from ftbench.datasets import DATASETS
+from ftbench.datasets.grocery_store import GroceryStore
+
+# what the grocery-store plugin declares: `ftbench data fetch grocery-store` uses it
+fetch_grocery_store = GroceryStore.archive.fetch
+find_grocery_root = GroceryStore.archive.find_root
 
 MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"
 needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")
@@ -72,8 +71,6 @@ def test_fetch_from_loopback_server_then_build(http_dir, tmp_path):
     assert not (dest / "GroceryStoreDataset.zip").exists()  # archive removed after success
     assert not list(dest.glob(".extract-*"))
     # the loader reads the fetched copy unchanged
-    from ftbench.datasets.grocery_store import GroceryStore
-
     ds = GroceryStore().build(
         GroceryStore.Config(data_dir=str(root), image_backbone="hash", text_backbone="hash",
                             max_photos_per_product=1, cache_dir=str(tmp_path / "cache"))
@@ -231,3 +228,53 @@ def test_find_grocery_root_depth(tmp_path):
     assert find_grocery_root(tmp_path) == deep
     with pytest.raises(FileNotFoundError):
         find_grocery_root(tmp_path / "x" / "y" / "iconic-images-and-descriptions")
+
+
+def test_fetch_lists_and_uses_what_data_set_plugins_declare(http_dir, tmp_path, monkeypatch):
+    """A plugin with an `archive` is fetchable by name without any edit to the fetch code or the
+    command: here a tar.gz with a declared sha256 and its own layout."""
+    from ftbench.cli import data as data_cmd
+    from ftbench.datasets.base import DatasetPlugin
+
+    www, base = http_dir
+    with tarfile.open(www / "toy.tar.gz", "w:gz") as tf:
+        for name, text in (("toy-1.0/data/items.csv", "id\n1\n"), ("toy-1.0/data/qrels.tsv", "1\t1\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tf.addfile(info, io.BytesIO(text.encode()))
+    digest = hashlib.sha256((www / "toy.tar.gz").read_bytes()).hexdigest()
+
+    class Toy(DatasetPlugin):
+        archive = ArchiveSource(title="Toy", url=f"{base}/toy.tar.gz", archive_name="toy.tar.gz",
+                                layout=("items.csv", "qrels.tsv"), sha256=digest)
+
+    monkeypatch.setitem(DATASETS._entries, "toy", Toy)
+    assert fetchable(DATASETS) == {"grocery-store": GroceryStore.archive, "toy": Toy.archive}
+    app = typer.Typer()
+    data_cmd.register(app)
+    runner = CliRunner()
+    listing = runner.invoke(app, ["data", "fetch"])
+    assert listing.exit_code == 0 and f"toy              {base}/toy.tar.gz" in listing.output
+    assert "grocery-store    https://github.com/marcusklasson/GroceryStoreDataset" in listing.output
+    monkeypatch.setenv("FTBENCH_DATA_DIR", str(tmp_path / "cache"))
+    res = runner.invoke(app, ["data", "fetch", "toy"])
+    assert res.exit_code == 0, res.output
+    root = tmp_path / "cache" / "toy" / "toy-1.0" / "data"
+    assert res.output.splitlines()[-1] == str(root) and (root / "qrels.tsv").read_text() == "1\t1\n"
+    assert not (tmp_path / "cache" / "toy" / "toy.tar.gz").exists()
+    # the declared digest is checked
+    monkeypatch.setattr(Toy, "archive", ArchiveSource(title="Toy", url=f"{base}/toy.tar.gz", archive_name="toy.tar.gz",
+                                                      layout=("items.csv",), sha256="0" * 64))
+    res = runner.invoke(app, ["data", "fetch", "toy", "--dest", str(tmp_path / "other")])
+    assert res.exit_code == 2 and "differs from the expected" in " ".join(res.output.split())
+    # a registered data set without an archive is named as such
+    res = runner.invoke(app, ["data", "fetch", "esci"])
+    flat = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code != 0 and "data set 'esci' declares no public archive" in flat and "knows grocery-store, toy" in flat
+
+
+def test_an_archive_source_needs_a_layout_and_an_archive_file_name():
+    with pytest.raises(ValueError, match="Toy: an archive source needs the layout"):
+        ArchiveSource(title="Toy", url="https://x/t.zip", archive_name="t.zip", layout=())
+    with pytest.raises(ValueError, match="Toy: archive_name 't.rar' is not a zip or tar file name"):
+        ArchiveSource(title="Toy", url="https://x/t.rar", archive_name="t.rar", layout=("a",))
