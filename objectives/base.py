@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Search, check_options, option
-from ..data.views import SlotLayout, ViewSelection, all_views
+from ..data.views import SlotLayout, ViewSelection, all_views, first_of_each_side
 
 
 @dataclass
@@ -167,6 +167,15 @@ def first_view_weights(views: EncodedViews, side: int) -> torch.Tensor:
     """float [B, W]: 1 at each item's first view of `side` (`side_views(...)[:, 0]`), else 0."""
     in_side = views.mask & (views.side == side)
     return (in_side & (in_side.long().cumsum(dim=1) == 1)).float()
+
+
+def primary_pair_selection(mask: torch.Tensor, layout: SlotLayout) -> ViewSelection:
+    """The primary pair: the first view of each side (image and title; one-modality catalog:
+    primary view and first auxiliary view), side marginals 1, item weights 1/2 each (1 when an
+    item has one side). The selection of `clip` and `siglip`, in training and at inference."""
+    chosen = first_of_each_side(mask, layout)
+    count = chosen.sum(dim=1, keepdim=True).clamp(min=1)
+    return ViewSelection(mask=chosen, side_weight=chosen.float(), item_weight=chosen.float() / count)
 
 
 def primary_pair_duplicates(views: EncodedViews, both: torch.Tensor) -> torch.Tensor | None:

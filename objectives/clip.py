@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.views import ViewSelection, first_of_each_side
+from ..data.views import ViewSelection
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, side_views, symmetric_info_nce
+from .base import (AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, primary_pair_selection, side_views,
+                   symmetric_info_nce)
 
 
 @dataclass
@@ -31,14 +32,6 @@ class ClipConfig(ObjectiveConfig):
     """CLIP has only the shared fields: logit scale (tau = 1/scale) and the query-term weight."""
 
     untuned = ("primary_weight",)  # clip fuses its one pair with equal weights
-
-
-def _pair_selection(mask: torch.Tensor, layout) -> ViewSelection:
-    chosen = first_of_each_side(mask, layout)
-    count = chosen.sum(dim=1, keepdim=True).clamp(min=1)
-    equal = chosen.float() / count
-    # each side holds one view, so the side marginal is 1 on it
-    return ViewSelection(mask=chosen, side_weight=chosen.float(), item_weight=equal)
 
 
 @OBJECTIVES.register("clip")
@@ -49,10 +42,10 @@ class Clip(Objective):
     Config = ClipConfig
 
     def select_views(self, mask, generator=None) -> ViewSelection:
-        return _pair_selection(mask, self.context.layout)
+        return primary_pair_selection(mask, self.context.layout)
 
     def inference_selection(self, mask) -> ViewSelection:
-        return _pair_selection(mask, self.context.layout)
+        return primary_pair_selection(mask, self.context.layout)
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views

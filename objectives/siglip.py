@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Search, option
-from ..data.views import ViewSelection, first_of_each_side
+from ..data.views import ViewSelection
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, side_views
+from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, primary_pair_selection, side_views
 
 
 @dataclass
@@ -65,13 +65,6 @@ def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bia
     return -pair_terms.sum() / a.shape[0]
 
 
-def primary_pair(mask: torch.Tensor, layout) -> ViewSelection:
-    """The first view of each side (as `clip`): side marginals 1, item weights 1/2 each."""
-    chosen = first_of_each_side(mask, layout)
-    count = chosen.sum(dim=1, keepdim=True).clamp(min=1)
-    return ViewSelection(mask=chosen, side_weight=chosen.float(), item_weight=chosen.float() / count)
-
-
 @OBJECTIVES.register("siglip")
 class Siglip(Objective):
     name = "siglip"
@@ -84,10 +77,10 @@ class Siglip(Objective):
         self.logit_bias = nn.Parameter(torch.tensor(float(config.init_logit_bias)))
 
     def select_views(self, mask, generator=None) -> ViewSelection:
-        return primary_pair(mask, self.context.layout)
+        return primary_pair_selection(mask, self.context.layout)
 
     def inference_selection(self, mask) -> ViewSelection:
-        return primary_pair(mask, self.context.layout)
+        return primary_pair_selection(mask, self.context.layout)
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views

@@ -2,7 +2,8 @@
 
 - `open_clip_loss_module`: open_clip's own loss.py (ClipLoss, SigLipLoss), the reference of clip
   and siglip.
-- `Slots` / `encode_selection`: a catalog's slots written as (name, modality, role), and slot-space
+- `Slots` / `encode_selection`: a catalog's slots written as (name, modality, role) (`image_text_layout(n)`:
+  the usual image+text catalog of n views), and slot-space
   embeddings packed into an `EncodedViews` the way the batcher packs tower outputs (compacted
   positions; gradients flow back to the slot-space tensor).
 - Reference pieces written here without the project's code, for the gradient tests: the
@@ -55,6 +56,22 @@ class Slots:
 
     def __len__(self) -> int:
         return len(self.slots)
+
+
+#: an image+text catalog's slots in the synthetic generator's order: the primary image and title,
+#: then auxiliary views alternating image and text
+IMAGE_TEXT_SLOTS = (
+    ("image_1", "image", "primary"), ("title", "text", "primary"), ("image_2", "image", "auxiliary"),
+    ("description", "text", "auxiliary"), ("image_3", "image", "auxiliary"), ("tags", "text", "auxiliary"),
+    ("image_4", "image", "auxiliary"), ("bullets", "text", "auxiliary"),
+)
+
+
+def image_text_layout(views: int) -> SlotLayout:
+    """The layout of an image+text catalog with the first `views` of `IMAGE_TEXT_SLOTS`."""
+    if not 2 <= views <= len(IMAGE_TEXT_SLOTS):
+        raise ValueError(f"image_text_layout: views must be in 2..{len(IMAGE_TEXT_SLOTS)}, got {views}")
+    return Slots(*IMAGE_TEXT_SLOTS[:views]).layout
 
 
 def encode_selection(x: torch.Tensor, selection: ViewSelection, layout: SlotLayout) -> EncodedViews:

@@ -6,21 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.data.views import SlotLayout
 
-from ._helpers import open_clip_loss_module
-
-
-class _Cat:
-    slots = (ViewSlot("image_1", "image", "primary"), ViewSlot("title", "text", "primary"), ViewSlot("image_2", "image", "auxiliary"))
-    modalities = ["image", "text"]
+from ._helpers import image_text_layout, open_clip_loss_module
 
 
 def _clip(query_weight=1.0, scale=1 / 0.07):
-    layout = SlotLayout.from_catalog(_Cat)
+    layout = image_text_layout(3)
     ctx = ObjectiveContext(layout, 8, 10, True, True)
     cls = OBJECTIVES.get("clip")
     return cls(cls.Config(query_weight=query_weight, init_logit_scale=scale), ctx)
@@ -105,3 +98,22 @@ def test_no_pair_gives_a_named_zero_term():
     views.mask[:, 1] = False  # no title: the pair term has no pairs
     out = _clip(query_weight=0.0)(AlignmentBatch(views))
     assert out["contrastive_loss"].item() == 0.0 and out["contrastive_empty"].item() == 1.0
+
+
+def test_clip_and_siglip_share_one_primary_pair_selection():
+    from ftbench.objectives.base import primary_pair_selection
+
+    layout = image_text_layout(4)  # image_1, title (primary), image_2, description
+    mask = torch.tensor([[True, True, True, True],   # both primary views: the pair
+                         [False, True, True, True],  # no primary image: no auxiliary stand-in
+                         [True, False, False, False]])
+    expected_mask = torch.tensor([[True, True, False, False], [False, True, False, False], [True, False, False, False]])
+    selection = primary_pair_selection(mask, layout)
+    assert torch.equal(selection.mask, expected_mask)
+    assert torch.equal(selection.side_weight, expected_mask.float())  # one view per side: marginal 1
+    assert torch.equal(selection.item_weight, torch.tensor([[0.5, 0.5, 0, 0], [0, 1.0, 0, 0], [1.0, 0, 0, 0]]))
+    ctx = ObjectiveContext(layout, 8, 10, True, True)
+    for name in ("clip", "siglip"):
+        objective = OBJECTIVES.get(name)(OBJECTIVES.get(name).Config(), ctx)
+        for chosen in (objective.select_views(mask), objective.inference_selection(mask)):
+            assert all(torch.equal(getattr(chosen, f), getattr(selection, f)) for f in ("mask", "side_weight", "item_weight"))

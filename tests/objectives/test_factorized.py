@@ -8,26 +8,14 @@ import torch
 import torch.nn.functional as F
 
 from ftbench.data.batching import compact_positions
-from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.data.views import SlotLayout, side_weights
+from ftbench.data.views import side_weights
+
+from ._helpers import image_text_layout
 
 
-class _Cat:
-    slots = (
-        ViewSlot("image_1", "image", "primary"),
-        ViewSlot("title", "text", "primary"),
-        ViewSlot("image_2", "image", "auxiliary"),
-        ViewSlot("description", "text", "auxiliary"),
-        ViewSlot("image_3", "image", "auxiliary"),
-        ViewSlot("tags", "text", "auxiliary"),
-        ViewSlot("image_4", "image", "auxiliary"),
-    )
-    modalities = ["image", "text"]
-
-
-LAYOUT = SlotLayout.from_catalog(_Cat)
+LAYOUT = image_text_layout(7)
 
 
 def _objective(k, w_p=0.6, scale=5.0):

@@ -11,28 +11,15 @@ import torch
 import torch.nn.functional as F
 
 from ftbench.data.batching import compact_positions
-from ftbench.data.catalog import ViewSlot
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, side_views
-from ftbench.data.views import SlotLayout, all_views, cap_views, side_weights
+from ftbench.data.views import all_views, cap_views, side_weights
+
+from ._helpers import image_text_layout
 
 
-class _Cat:
-    slots = (
-        ViewSlot("image_1", "image", "primary"),
-        ViewSlot("title", "text", "primary"),
-        ViewSlot("image_2", "image", "auxiliary"),
-        ViewSlot("description", "text", "auxiliary"),
-        ViewSlot("image_3", "image", "auxiliary"),
-        ViewSlot("tags", "text", "auxiliary"),
-        ViewSlot("image_4", "image", "auxiliary"),
-        ViewSlot("bullets", "text", "auxiliary"),
-    )
-    modalities = ["image", "text"]
-
-
-LAYOUT = SlotLayout.from_catalog(_Cat)
+LAYOUT = image_text_layout(8)
 W_P = 0.6
 
 

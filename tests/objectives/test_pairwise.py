@@ -9,24 +9,14 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.losses import SupConLoss
 
-from ftbench.data.catalog import ViewSlot
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, fuse
-from ftbench.data.views import SlotLayout
+
+from ._helpers import image_text_layout
 
 
-class _Cat:
-    slots = (
-        ViewSlot("image_1", "image", "primary"),
-        ViewSlot("title", "text", "primary"),
-        ViewSlot("image_2", "image", "auxiliary"),
-        ViewSlot("description", "text", "auxiliary"),
-    )
-    modalities = ["image", "text"]
-
-
-LAYOUT = SlotLayout.from_catalog(_Cat)
+LAYOUT = image_text_layout(4)
 SIDE = torch.tensor([0, 1, 0, 1])
 
 

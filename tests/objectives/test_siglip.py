@@ -6,20 +6,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ftbench.data.catalog import ViewSlot
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.data.views import SlotLayout
 
-from ._helpers import open_clip_loss_module
-
-
-class _Cat:
-    slots = (ViewSlot("image_1", "image", "primary"), ViewSlot("title", "text", "primary"), ViewSlot("image_2", "image", "auxiliary"))
-    modalities = ["image", "text"]
+from ._helpers import image_text_layout, open_clip_loss_module
 
 
-LAYOUT = SlotLayout.from_catalog(_Cat)
+LAYOUT = image_text_layout(3)
 
 
 def _siglip(query_weight=0.0, **config):
