@@ -82,6 +82,9 @@ def test_bounds_are_metadata_outside_the_config_hash_and_defaults_must_satisfy_t
     assert describe(bounded)[0]["bounds"] == Bounds(ge=1, integer=True) and describe(plain)[0]["bounds"] is None
     with pytest.raises(ValueError, match="default 0 is not at least 1"):
         option(0, "k", ge=1)
+    from ftbench.config import Search
+    with pytest.raises(ValueError, match=r"search range \[0, 2\] int reaches outside the bounds \(at least 1\)"):
+        option(1, "k", ge=1, search=Search(0, 2, "int"))
     with pytest.raises(ValueError, match="at most one of ge/gt"):
         Bounds(ge=0, gt=0)
     with pytest.raises(ValueError, match="lower bound 1 must lie below the upper bound 0"):
