@@ -1,5 +1,5 @@
 """`ftbench features ...` (precompute backbone features into the cache) and
-`ftbench data fetch grocery-store` (download, check and safely extract the public archive) and
+`ftbench data fetch NAME` (download, check and safely extract a data set's declared public archive) and
 `ftbench data info synthetic` (how much item information each view slot carries) and
 `ftbench data validate DIR` (a catalog folder's data-quality report, `ftbench.data.quality`) and
 `ftbench data init DIR` (an example catalog to edit, `ftbench.data.example`)."""
@@ -172,23 +172,30 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("fetch")
     def fetch(
-        name: str = typer.Argument(..., help="data set to download: grocery-store"),
+        name: Optional[str] = typer.Argument(None, help="data set to download (without NAME: the data sets that can be)"),
         dest: Optional[Path] = typer.Option(None, "--dest", help="destination folder (default $FTBENCH_DATA_DIR/<name> or ~/.cache/ftbench/data/<name>)"),
-        url: Optional[str] = typer.Option(None, "--url", help="archive URL (default: the public GitHub archive)"),
-        sha256: Optional[str] = typer.Option(None, "--sha256", help="expected sha256 of the archive"),
+        url: Optional[str] = typer.Option(None, "--url", help="archive URL (default: the one the data set declares)"),
+        sha256: Optional[str] = typer.Option(None, "--sha256", help="expected sha256 of the archive (default: the declared one, if any)"),
         force: bool = typer.Option(False, "--force", help="download again even if a complete copy is there"),
     ) -> None:
-        """Download a public data set archive, check it, extract it safely, print its folder."""
+        """Download a public data set archive, check it, extract it safely, print its folder.
+        Each data set plugin declares whether and from where it can be fetched (its `archive`)."""
         from ..errors import input_errors
-        from ..data.fetch import GROCERY_URL, fetch_grocery_store
+        from ..data.fetch import default_data_root, fetchable
+        from ..datasets import DATASETS
+        from ..registry import suggest
 
-        if name != "grocery-store":
-            raise typer.BadParameter(
-                f"unknown data set {name!r}: `data fetch` knows grocery-store. Amazon Reviews 2023, "
-                "ESCI and WANDS are downloaded by hand from their publishers (see README, Real data) "
-                "and read with --data-dir.",
-                param_hint="NAME",
-            )
+        sources = fetchable(DATASETS)
+        if name is None:
+            for each, source in sources.items():
+                console.print(f"{each:<16} {source.url}", highlight=False, markup=False, soft_wrap=True)
+            return
+        if name not in sources:
+            listed = f" `data fetch` knows {', '.join(sources) or 'none'}."
+            if name in DATASETS:
+                raise typer.BadParameter(f"data set {name!r} declares no public archive: it is downloaded by hand "
+                                         f"(see README, Real data) and read with --data-dir.{listed}", param_hint="NAME")
+            raise typer.BadParameter(suggest(name, list(DATASETS), "data set") + listed, param_hint="NAME")
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("downloading", total=None)
@@ -197,10 +204,11 @@ def register(app: typer.Typer) -> None:
                 progress.update(task, completed=done, total=total)
 
             try:
-                root = fetch_grocery_store(dest, url=url or GROCERY_URL, sha256=sha256, force=force, progress=report)
+                root = sources[name].fetch(dest or default_data_root() / name, url=url, sha256=sha256, force=force,
+                                           progress=report)
             except input_errors() as exc:  # bad URL or digest, damaged or unsafe archive, network
                 _fail(exc)
-        console.print(f"grocery-store data folder: {root}")
+        console.print(f"{name} data folder: {root}")
         print(root)
 
     @data_app.command("convert")
