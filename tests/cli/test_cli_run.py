@@ -98,7 +98,7 @@ def test_a_failed_run_leaves_no_out_folder(tmp_path):
     data.mkdir()  # a catalog folder without its items.jsonl
     out = tmp_path / "new" / "out"
     res = runner.invoke(app, ["run", "--out", str(out), "--dataset", "catalog", "--data-dir", str(data), *TINY[-5:]])
-    assert res.exit_code == 2 and "has no items.jsonl or items.parquet" in " ".join(res.output.split()), res.output
+    assert res.exit_code == 2 and "has no items.jsonl, items.parquet or items.csv" in " ".join(res.output.split()), res.output
     assert [p.name for p in tmp_path.iterdir()] == ["catalog"]  # neither out nor the parent it would have needed
 
 
