@@ -194,9 +194,12 @@ def make_optimizer(towers: Towers, objective: Objective, config: TrainConfig):
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
+    # fused: the whole update in one kernel per parameter group instead of ~10 per parameter (on CPU
+    # ~0.7 against ~2.5 ms a step for the towers); the same update up to float round-off
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in decay + no_decay)
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=config.lr,
+        lr=config.lr, fused=fused or None,
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_lambda(s, config.steps, config.warmup_fraction)
@@ -227,10 +230,11 @@ class StepForward(nn.Module):
         duplicate (`ftbench.data.content`)."""
         device = raw.mask.device
         with autocast(device, self.precision):
-            embeddings = self.towers.encode_views(raw)
             query = None
-            if query_features is not None:
-                query = self.towers.encode(self.query_modality, query_features)
+            if query_features is None:
+                embeddings = self.towers.encode_views(raw)
+            else:  # the queries go through their modality's tower with that modality's views: one call
+                embeddings, query = self.towers.encode_views_and_queries(raw, self.query_modality, query_features)
         views = encoded_views(embeddings.float(), raw)
         views = gather_views(views, self.context, sizes)
         if query is not None:
@@ -270,6 +274,27 @@ class Stepper:
         self.forward = wrap(StepForward(towers, objective, distributed, precision, query_modality),
                             distributed, device)
 
+    def _check_gradients(self, step: int, terms: dict[str, torch.Tensor]) -> None:
+        """Raise NonFiniteError naming the first parameter with a NaN or infinite gradient.
+
+        First one test for all: the sum of every gradient entry, which is not finite when any entry
+        is not (one vectorised sum per parameter, ~0.07 ms a step for the towers, against ~0.9 ms
+        for an isfinite pass and a host sync per parameter). A sum that is not finite can also be
+        finite entries that overflowed, so only then is each parameter checked exactly."""
+        sums = [p.grad.sum() for p in self.params if p.grad is not None]
+        if not sums or bool(torch.isfinite(torch.stack(sums).sum())):
+            return
+        for p in self.params:
+            if p.grad is not None and not torch.isfinite(p.grad).all():
+                named = {**dict(self.towers.named_parameters(prefix="towers")),
+                         **dict(self.objective.named_parameters(prefix="objective"))}
+                where = next((n for n, q in named.items() if q is p), "?")
+                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items() if k.endswith("_loss"))
+                raise NonFiniteError(
+                    f"non-finite gradient at step {step}: objective {self.objective.name!r}, parameter {where!r}; "
+                    f"loss terms (all finite): {values}"
+                )
+
     def step(self, step: int) -> tuple[torch.Tensor, EncodedViews]:
         query_idx, items = self.sampler.next()
         # every process selects views for the whole batch (same generator draws as one process),
@@ -296,16 +321,7 @@ class Stepper:
         loss = Objective.total_loss(terms)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        for p in self.params:
-            if p.grad is not None and not torch.isfinite(p.grad).all():
-                named = {**dict(self.towers.named_parameters(prefix="towers")),
-                         **dict(self.objective.named_parameters(prefix="objective"))}
-                where = next((n for n, q in named.items() if q is p), "?")
-                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items() if k.endswith("_loss"))
-                raise NonFiniteError(
-                    f"non-finite gradient at step {step}: objective {self.objective.name!r}, parameter {where!r}; "
-                    f"loss terms (all finite): {values}"
-                )
+        self._check_gradients(step, terms)
         if self.config.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
