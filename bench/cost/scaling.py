@@ -345,17 +345,19 @@ def _mb(value: float | None) -> str:
 
 
 def format_cost(result: dict[str, Any]) -> str:
-    lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'GFLOP':>7} {'floor ms':>9} "
-             f"{'floor/step':>10} {'peak MB':>9}  status"]
+    lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'peak MB':>9}  status"]
     for r in result["rows"]:
         if r["status"] == "ok":
-            floor = (f"{r['step_gflop']:>7.3f} {r['floor_ms_median']:>9.2f} {r['efficiency']:>10.2f}"
-                     if "floor_ms_median" in r else f"{'—':>7} {'—':>9} {'—':>10}")  # a file from before floors
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} "
-                         f"{floor} {_mb(r['peak_memory_mb']):>9}  ok")
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {_mb(r['peak_memory_mb']):>9}  ok")
         else:
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>7} {'—':>9} {'—':>10} {'—':>9}  "
-                         f"skipped: {r['reason']}")
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>9}  skipped: {r['reason']}")
+    floors = [r for r in result["rows"] if r["status"] == "ok" and "floor_ms_median" in r]  # not in older files
+    if floors:
+        lines.append("whole step: FLOPs, GEMM floor (its products replayed alone), floor / step:")
+        lines.append(f"{'objective':<12} {'V':>3} {'GFLOP':>8} {'GEMMs':>6} {'floor ms':>9} {'floor/step':>10}")
+        for r in floors:
+            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['step_gflop']:>8.3f} {r['gemm_calls']:>6} "
+                         f"{r['floor_ms_median']:>9.2f} {r['efficiency']:>10.2f}")
     lines.append("growth exponents (slope of log time vs log V, V >= 2):")
     for name, e in result["exponents"].items():
         fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731

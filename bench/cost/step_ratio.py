@@ -141,13 +141,16 @@ def format_step_ratio(result: dict[str, Any]) -> str:
     ref = result["reference"]
     lines = [f"whole step at V={result['views']}, batch {result['spec']['batch_size']}: {result['rounds']} rounds x "
              f"{result['spec']['repeats']} steps, side by side ({result['threads']} threads)",
-             f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  {'range':<11}"
-             f"  {'GFLOP':>6} {'GEMM floor ms':>13} {'floor/step':>10}"]
+             f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  range"]
     for row in result["objectives"]:
-        floor = ""
-        if "floor_ms_median" in row:
-            floor = (f"  {row['gflop']:>6.3f} {row['floor_ms_median']:>13.2f} {row['efficiency_median']:>10.2f}")
-        spread = f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"
         lines.append(f"{row['objective']:<16} {row['step_ms_median']:>8.2f} {row['step_ms_iqr']:>6.2f} "
-                     f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  {spread:<11}{floor}")
+                     f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  "
+                     f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}")
+    floors = [row for row in result["objectives"] if "floor_ms_median" in row]
+    if floors:  # a second table: the rows stay within 80 columns
+        lines.append("FLOPs; the step's matrix products replayed alone (GEMM floor), same rounds:")
+        lines.append(f"{'objective':<16} {'GFLOP':>7} {'GEMMs':>6} {'floor ms':>9} {'floor/step':>10}  range")
+        for row in floors:
+            lines.append(f"{row['objective']:<16} {row['gflop']:>7.3f} {row['gemm_calls']:>6} {row['floor_ms_median']:>9.2f} "
+                         f"{row['efficiency_median']:>10.2f}  {row['efficiency_min']:.2f}-{row['efficiency_max']:.2f}")
     return "\n".join(lines)

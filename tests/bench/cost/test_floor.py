@@ -88,12 +88,14 @@ def test_the_recorded_products_are_the_ones_a_whole_step_ran(objective):
 
 def test_the_cost_table_shows_the_floor_and_reads_files_without_it():
     row = {"objective": "clip", "views": 8, "status": "ok", "objective_ms_median": 3.0, "step_ms_median": 20.0,
-           "peak_memory_mb": 12.0, "step_gflop": 0.75, "floor_ms_median": 8.0, "efficiency": 0.4}
-    old = {k: v for k, v in row.items() if k not in ("step_gflop", "floor_ms_median", "efficiency")}
-    text = format_cost({"rows": [row, old], "exponents": {}})
-    assert "floor/step" in text
-    assert "20.00   0.750      8.00       0.40" in text
-    assert text.splitlines()[2].split()[4:7] == ["—", "—", "—"]
+           "peak_memory_mb": 12.0, "step_gflop": 0.75, "gemm_calls": 23, "floor_ms_median": 8.0, "efficiency": 0.4}
+    old = {k: v for k, v in row.items() if k not in ("step_gflop", "gemm_calls", "floor_ms_median", "efficiency")}
+    text = format_cost({"rows": [row, {**old, "objective": "siglip"}], "exponents": {}})
+    lines = text.splitlines()
+    assert lines[5].split() == ["clip", "8", "0.750", "23", "8.00", "0.40"] and "floor / step" in lines[3]
+    assert not any(line.startswith("siglip") for line in lines[3:])  # a row without a floor has none to show
+    assert max(map(len, lines)) <= 80
+    assert "floor" not in format_cost({"rows": [old], "exponents": {}})
 
 
 def test_a_cost_cell_reports_its_flops_floor_and_efficiency():

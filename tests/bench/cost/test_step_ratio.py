@@ -70,7 +70,8 @@ def test_a_small_run_times_every_objective_in_every_round(tmp_path):
         assert rows[name]["gflop"] == profile["gflop"] == pytest.approx(profile["gemm_gflop"]) and profile["gflop"] > 0
         assert sum(g["count"] for g in profile["gemms"]) == profile["gemm_calls"] == rows[name]["gemm_calls"]
         assert 0 < rows[name]["floor_ms_median"] and rows[name]["efficiency_median"] > 0
-    assert "GEMM floor ms" in res.output
+    assert "GEMM floor" in res.output and "floor/step" in res.output
+    assert max(len(line) for line in res.output.splitlines() if not line.startswith("results:")) <= 80
     assert "oat-floor" in res.output and "x clip" in res.output
 
 
