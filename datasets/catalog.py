@@ -239,7 +239,7 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
         return parquet, records
     raise FileNotFoundError(
         f"catalog: {root} has no items.jsonl, items.parquet or items.csv; point --data-dir at a folder in the catalog "
-        "layout (README, 'Your own catalog'), or write one with `ftbench data convert`"
+        "layout (docs/catalog.md), or write one with `ftbench data convert`"
     )
 
 

@@ -194,7 +194,7 @@ def register(app: typer.Typer) -> None:
             listed = f" `data fetch` knows {', '.join(sources) or 'none'}."
             if name in DATASETS:
                 raise typer.BadParameter(f"data set {name!r} declares no public archive: it is downloaded by hand "
-                                         f"(see README, Real data) and read with --data-dir.{listed}", param_hint="NAME")
+                                         f"(see docs/data/real-data.md) and read with --data-dir.{listed}", param_hint="NAME")
             raise typer.BadParameter(suggest(name, list(DATASETS), "data set") + listed, param_hint="NAME")
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:

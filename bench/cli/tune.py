@@ -41,7 +41,7 @@ def tune(
 
     One Optuna study per objective (TPE with a fixed seed, median pruning on the validation score
     every train.eval_every steps, validation data only). See `ftbench objectives --verbose NAME`
-    for each objective's search space and the README section "Equal-budget tuning" for the protocol.
+    for each objective's search space and docs/tuning.md for the protocol.
     """
     import optuna
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn

@@ -7,7 +7,7 @@ Why: the loaders' own checks (tests/datasets/test_bad_data_files.py) stop bad re
 file; these checks are the second line: whatever a plugin builds is validated when the catalog,
 query set and data set are assembled, cached features are verified on every read, result files
 on every load, and the commands turn each of these errors into one line and exit code 2. The
-README's "Guarantees" table lists these cases.
+docs/guarantees.md lists these cases.
 """
 
 from __future__ import annotations

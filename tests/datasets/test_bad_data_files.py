@@ -4,7 +4,7 @@ expected - or, where skipping is the documented policy, skips the record and cou
 Why: a loader that drops a malformed record silently, or stops with a bare traceback from deep
 inside pandas or gzip, makes a benchmark result untrustworthy or its failure unexplainable. Each
 case starts from a valid folder (conftest.py), breaks one file in one way, and checks the exact
-outcome. The README's "Guarantees" table lists these cases.
+outcome. docs/guarantees.md lists these cases.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ CHEAP = dict(text_backbone="hash", image_backbone="hash", use_cache=False)
 
 
 def write_three_items(folder: Path, with_manifest: bool = True) -> None:
-    """The README's 3-item example: two text views and an image per item, 3 queries."""
+    """A 3-item example: two text views and an image per item, 3 queries."""
     (folder / "images").mkdir(parents=True)
     for k, name in enumerate(("mug", "lamp", "chair")):
         Image.new("RGB", (10, 10), (80 * k, 120, 200 - 80 * k)).save(folder / "images" / f"{name}.jpg")

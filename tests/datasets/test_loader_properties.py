@@ -14,7 +14,7 @@ empty fields - against a reference computed independently in the test:
 - Amazon Reviews 2023: an item is kept iff it has some text, each view is present iff its field
   has text, and every dropped item is counted.
 
-Example counts are in `@settings` (README: "Guarantees"); `deadline=None` because timing is not
+Example counts are in `@settings` (docs/guarantees.md); `deadline=None` because timing is not
 what is tested.
 """
 

@@ -15,7 +15,7 @@ and loads it with the cheap `hash` backbone. Allowed outcomes:
 
 Anything else - another exception type, an error that does not say where, an inconsistent data
 set - fails with the case's seed, so it can be replayed. `CASES_PER_FORMAT` cases per format,
-four formats: the README states the total. Seeds are fixed: the run is the same every time.
+four formats: docs/guarantees.md states the total. Seeds are fixed: the run is the same every time.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ different Python hash seeds (so set and dict iteration orders that depend on str
 differ) and compared on everything but timings, the run id and the creation time. `factorized`
 is used because it samples auxiliary views at random every step: the sampling must come from the
 seeded generator alone. What differs on a GPU, and the `--deterministic` switch, is documented
-in the README ("Guarantees").
+in docs/guarantees.md.
 
 The exact search's first pass (fp32, bf16 with its fp32 re-score, or low-rank) is forced through
 FTBENCH_SEARCH_PRECISION, once per pass, so that every pass is run on every machine: left to

@@ -110,7 +110,7 @@ def test_bad_storage_url_is_one_clear_error_without_password(tmp_path):
 
 
 def test_objective_and_seed_lists_may_be_comma_separated(tmp_path):
-    # the README's `ftbench tune -o clip,siglip,...`: each entry is checked on its own
+    # docs/results/tuning.md's `ftbench tune -o clip,siglip,...`: each entry is checked on its own
     result = CliRunner().invoke(app, ["tune", "-o", "clip,nope", "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 2
     assert "unknown objective 'nope'" in result.output and "clip,nope" not in result.output
