@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         encode_data_dir: Path = typer.Option(Path("../shared/data/grocery_store_mini"), "--encode-data-dir", help="Encode bench: a grocery-store folder."),
         encode_texts: int = typer.Option(10_000, "--encode-texts", help="Encode bench: synthetic product texts."),
         encode_before_texts: int = typer.Option(1_000, "--encode-before-texts", help="Encode bench: how many of them the slow earlier path encodes (its rate does not depend on the set's size)."),
+        encode_images: int = typer.Option(0, "--encode-images", help="Encode bench: only the first N grocery images (0: all 1,010)."),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
                      f"{encode_texts} and {encode_before_texts}")
             try:
                 result = run_encode_bench(encode_data_dir, texts=encode_texts, before_texts=encode_before_texts,
+                                          images=encode_images or None,
                                           say=lambda line: console.print(line, highlight=False, markup=False))
             except (OSError, ValueError) as exc:
                 fail(f"--encode-data-dir {str(encode_data_dir)!r}: {exc}")

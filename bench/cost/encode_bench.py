@@ -193,16 +193,18 @@ def bench_set(name: str, spec: str, modality: str, inputs: list, ceiling: dict[s
     return row
 
 
-def run_encode_bench(data_dir: str | Path, texts: int = 10_000, before_texts: int = 1_000,
+def run_encode_bench(data_dir: str | Path, texts: int = 10_000, before_texts: int = 1_000, images: int | None = None,
                      say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every set and backbone (module docstring); the machine and its load before and after."""
+    """Every set and backbone (module docstring), the grocery images cut to the first `images`
+    when given; the machine and its load before and after."""
     load_before = machine_load()
     ceiling = {"fp32": matmul_gflops("fp32"), "bf16": matmul_gflops("bf16")}
     say(f"large matmul: {ceiling['fp32']:.1f} GFLOP/s fp32, {ceiling['bf16']:.1f} GFLOP/s bf16")
     grocery_texts, grocery_images = grocery_inputs(data_dir)
+    grocery_images = grocery_images[:images] if images else grocery_images
     rows = [
         bench_set("grocery-mini texts", "minilm", "text", grocery_texts, ceiling, say=say),
-        bench_set("grocery-mini images", "efficientnet-lite0", "image", grocery_images, ceiling, say=say),
+        bench_set(f"grocery-mini images ({len(grocery_images)})", "efficientnet-lite0", "image", grocery_images, ceiling, say=say),
         bench_set(f"synthetic {texts} product texts", "minilm", "text", synthetic_product_texts(texts), ceiling,
                   before_inputs=before_texts, say=say),
     ]
