@@ -86,8 +86,9 @@ def run_sweep_with_progress(
     done_before = sum(1 for p in mine if existing_result(p, out)[1] is not None)
     shard_text = f", shard {shard[0]}/{shard[1]}: {len(mine)} runs" if shard else ""
     console.print(
-        f"[bold]ftbench sweep[/] {len(prepared)} runs ({len(spec.objectives)} objectives x {len(spec.views)} views x "
-        f"{len(spec.seeds)} seeds) on {spec.dataset}{shard_text}; "
+        f"[bold]ftbench sweep[/] {len(prepared)} runs ({len(spec.objectives)} objectives x "
+        + (f"{len(spec.points)} design cells" if spec.points is not None else f"{len(spec.views)} views")
+        + f" x {len(spec.seeds)} seeds) on {spec.dataset}{shard_text}; "
         + (f"{done_before} already have a result ({'re-running them: --overwrite' if overwrite else 'skipped'}); "
            if done_before else "")
         + f"out {out}",
@@ -162,7 +163,7 @@ def run_sweep_with_progress(
 
 def register(app: typer.Typer) -> None:
     @app.command(
-        short_help="Run the grid objectives x views x seeds (presets: quick, paper-scale).",
+        short_help="Run the grid objectives x views x seeds (presets: quick, paper-scale, regime-map).",
         help=(
             "Run the grid objectives x views x seeds: one result file per run under --out. A run whose result "
             "file exists (same config and same data content => same file name) is skipped unless --overwrite; a cell "
