@@ -79,6 +79,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.catalog import Catalog, ViewSlot
+from ..data.content import feature_content_ids
 from ..config import option
 from ..data.dataset import MultiViewDataset
 from ..data.hashing import keyed, normal, uniform
@@ -228,6 +229,7 @@ class SyntheticCatalog(Catalog):
         self._observed = self._observed_attributes()
         self._other = self._other_side()
         self._kept: dict[int, np.ndarray] = {}
+        self._kept_content: dict[int, np.ndarray] = {}
         whole = c.items * sum(self.feature_dims[s.modality] for s in self.slots) * 4
         self._keep = whole <= self.memory_budget_bytes
         self.check_slots()
@@ -347,6 +349,22 @@ class SyntheticCatalog(Catalog):
                 [self._generate(np.arange(a, min(a + 65_536, n)), slot) for a in range(0, n, 65_536)]
             )
         return kept[items]
+
+    def content_ids(self, items: np.ndarray, slot: int) -> np.ndarray | None:
+        """Where the features are kept in memory: the hashes of the feature rows
+        (`ftbench.data.content.feature_content_ids`, the ids a batch would get by hashing them),
+        computed once per slot on first use, so that a training step only indexes them; else None
+        (each batch's rows are hashed as they are read)."""
+        if not self._keep:
+            return None
+        ids = self._kept_content.get(slot)
+        if ids is None:
+            self.features(np.zeros(0, dtype=np.int64), slot)  # generates and keeps the slot's features
+            features, modality = self._kept[slot], self.slots[slot].modality
+            step = 65_536  # rows hashed at a time: bounded temporaries
+            ids = self._kept_content[slot] = np.concatenate(
+                [feature_content_ids(features[a : a + step], modality) for a in range(0, max(len(features), 1), step)])
+        return ids[np.asarray(items, dtype=np.int64)]
 
     def _generate(self, items: np.ndarray, slot: int) -> np.ndarray:
         c = self.config

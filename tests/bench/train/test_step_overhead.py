@@ -109,3 +109,19 @@ def test_adamw_is_fused_and_updates_as_the_per_parameter_adamw():
         optimizer.step(), reference.step()
     for p, q in zip(params, reference_params):
         torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+def test_a_kept_synthetic_catalog_hashes_each_slot_once_and_gives_the_row_hashes():
+    from ftbench.data.content import feature_content_ids
+    from ftbench.datasets.synthetic import SyntheticCatalog
+
+    catalog = SyntheticCatalog(SyntheticConfig(items=300, interactions=300))
+    items = np.array([5, 299, 0, 5])
+    for slot, view in enumerate(catalog.slots):
+        expected = feature_content_ids(catalog.features(items, slot), view.modality)
+        np.testing.assert_array_equal(catalog.content_ids(items, slot), expected)
+    cached = catalog._kept_content[0]
+    catalog.content_ids(items, 0)
+    assert catalog._kept_content[0] is cached  # hashed once per slot
+    catalog._keep = False  # features generated per batch: hashed as read
+    assert catalog.content_ids(items, 0) is None
