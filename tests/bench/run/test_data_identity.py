@@ -179,13 +179,22 @@ def test_the_report_groups_by_fingerprint_and_keeps_old_results_in_their_own_gro
     assert "written before data fingerprints" in data_identity_text(frame[frame["group"] == legacy])
 
 
-def test_committed_grocery_results_still_load_in_the_groups_they_had():
-    folder = REPO / "results" / "grocery-mini"
+def test_results_written_before_fingerprints_still_load_in_the_groups_they_had():
+    """Two grocery results as committed before data fingerprints (tests/fixtures/legacy_grocery)."""
+    folder = REPO / "tests" / "fixtures" / "legacy_grocery"
     frame = load_results_frame(folder)
-    assert len(frame) == len(list(folder.glob("*.json"))) and frame["data_fingerprint"].isna().all()
+    assert len(frame) == len(list(folder.glob("*.json"))) == 2 and frame["data_fingerprint"].isna().all()
     for path in folder.glob("*.json"):
         result = load_result(path)
         assert result.data == {}
         legacy = config_hash({"dataset": result.config["dataset"], **{s: result.config.get(s) for s in
                               ("dataset_config", "train_config", "tower_config", "eval_config")}})[:8]
         assert group_key(result.config, result.data) == legacy
+
+
+def test_committed_grocery_results_are_one_group_per_query_setting_whatever_the_folder():
+    for name in ("grocery-mini", "grocery-mini-photo-queries"):
+        frame = load_results_frame(REPO / "results" / name)
+        assert frame["data_fingerprint"].notna().all() and frame["data_fingerprint"].nunique() == 1, name
+        trained = frame[~frame["reference"]] if "reference" in frame else frame
+        assert trained["group"].nunique() == 1, (name, trained["group"].unique())
