@@ -230,18 +230,6 @@ class Towers(nn.Module):
 
     def encode_views(self, batch: ViewBatch) -> torch.Tensor:
         """Embeddings [B, W, d] of the batch's views (zeros at padding positions)."""
-        return self._encode_views(batch)[0]
-
-    def encode_views_and_queries(self, batch: ViewBatch, modality: str,
-                                 queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(`encode_views(batch)`, `encode(modality, queries)`) with one call of the `modality`
-        tower on the batch's views of that modality and the queries together: one set of larger
-        matrix products and elementwise kernels instead of two, forward and backward (the same
-        values up to float round-off: every layer is row-wise, but the weight gradients are then
-        summed over all rows in one product)."""
-        return self._encode_views(batch, (modality, queries))
-
-    def _encode_views(self, batch: ViewBatch, queries: tuple[str, torch.Tensor] | None = None):
         b, w = batch.shape
         param = next(self.parameters())
         # only the positions no modality fills are zeroed (writing zeros over the whole [B*W, d]
@@ -251,21 +239,12 @@ class Towers(nn.Module):
         for positions, _ in batch.features.values():
             unfilled[positions.to(param.device)] = False
         out.index_fill_(0, torch.nonzero(unfilled).squeeze(1), 0.0)
-        encoded_queries = None
         for modality, (positions, values) in batch.features.items():
-            values = values.to(device=param.device, dtype=param.dtype)
-            if queries is not None and queries[0] == modality:
-                rows = len(values)
-                both = self.towers[modality](torch.cat([values, queries[1].to(device=param.device, dtype=param.dtype)]))
-                encoded, encoded_queries = both[:rows], both[rows:]
-            else:
-                encoded = self.towers[modality](values)
+            encoded = self.towers[modality](values.to(device=param.device, dtype=param.dtype))
             # under bf16 autocast the towers compute in bfloat16; the batch stays in the weights' dtype
             # in place: one [B*W, d] buffer, not a fresh copy per modality (autograd tracks it)
             out.index_copy_(0, positions.to(param.device), encoded.to(out.dtype))
-        if queries is not None and encoded_queries is None:  # the batch has no view of the queries' modality
-            encoded_queries = self.encode(*queries)
-        return out.view(b, w, self.embedding_dim), encoded_queries
+        return out.view(b, w, self.embedding_dim)
 
     def encode(self, modality: str, features: torch.Tensor) -> torch.Tensor:
         param = next(self.parameters())
