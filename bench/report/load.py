@@ -81,7 +81,8 @@ class LoadedResults:
 
 def find_result_files(results_dir: Path) -> list[Path]:
     """Every `*.json` under `results_dir` except the `cost/` and `report/` folders, the `*.embeddings/`
-    folders of `--save-embeddings` (their manifest.json is not a run result) and hidden files."""
+    folders of `--save-embeddings` (their manifest.json is not a run result), hidden files, and the
+    regime map's own files beside its runs (`design.json`, `validation.json`, `profiles/`)."""
     root = Path(results_dir)
     out = []
     for path in sorted(root.rglob("*.json")):
@@ -89,8 +90,18 @@ def find_result_files(results_dir: Path) -> list[Path]:
         if rel[0] in RESERVED_DIRS or any(part.startswith(".") or part.endswith(".embeddings") for part in rel[:-1]) \
                 or rel[-1].startswith("."):
             continue
+        if _is_regime_map_file(path):
+            continue
         out.append(path)
     return out
+
+
+def _is_regime_map_file(path: Path) -> bool:
+    """The design, validation and cell profiles that `ftbench advise` keeps in a map folder (a
+    folder holding `design.json`): not run results."""
+    folder = path.parent.parent if path.parent.name == "profiles" else path.parent
+    return (folder / "design.json").is_file() and (
+        path.parent.name == "profiles" or path.name in ("design.json", "validation.json"))
 
 
 def load_run_results(results_dir: Path) -> LoadedResults:

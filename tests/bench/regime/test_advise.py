@@ -136,3 +136,18 @@ def test_the_command_says_what_an_unfinished_map_lacks(tmp_path):
     write_map(tmp_path / "map", known_map()[:2], set())
     out = CliRunner().invoke(app, ["advise", "--dataset", "synthetic", "--map", str(tmp_path / "map")])
     assert out.exit_code == 2 and "ftbench advise --profile-map" in out.output
+
+
+def test_the_report_does_not_read_the_map_s_own_files_as_results(tmp_path):
+    from ftbench.report.load import find_result_files
+
+    cells = known_map()[:2]
+    write_map(tmp_path / "results" / "regime-map", cells, {c.point.index for c in cells})
+    (tmp_path / "results" / "regime-map" / "design.json").write_text("{}")
+    (tmp_path / "results" / "regime-map" / "validation.json").write_text("{}")
+    (tmp_path / "results" / "other").mkdir()
+    (tmp_path / "results" / "other" / "validation.json").write_text("{}")  # not a map folder: still read
+    found = {p.relative_to(tmp_path / "results").as_posix() for p in find_result_files(tmp_path / "results")}
+    assert not any(f.startswith("regime-map/profiles/") for f in found)
+    assert "regime-map/design.json" not in found and "regime-map/validation.json" not in found
+    assert "other/validation.json" in found and sum(f.startswith("regime-map/synthetic__") for f in found) == 2 * 4 * 3
