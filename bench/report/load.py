@@ -54,7 +54,8 @@ def opt_in_metrics(data: pd.DataFrame, task: str) -> list[str]:
     return [metric for *_, metric in sorted(found)]
 
 
-RESERVED_DIRS = ("cost", "report")
+# studies/: dated measurements with their own summary (e.g. the tower start), not this release's runs
+RESERVED_DIRS = ("cost", "report", "studies")
 
 
 MISSING = "—"

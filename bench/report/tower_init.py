@@ -1,6 +1,6 @@
 """The tower-start comparison: `tower.init=residual` against today's `mlp` towers, per objective.
 
-Reads every result file under each setting folder of a results folder (e.g. results/tower-init/
+Reads every result file under each setting folder of a results folder (e.g. results/studies/tower-init/
 grocery-mini, .../synthetic-default) and writes one markdown summary: per objective and metric the
 mean ± 95% t-interval over seeds of each start, the paired difference residual - mlp over the
 seeds both have (`intervals.paired_difference`: same seed, same data, batches and views), the
@@ -8,7 +8,7 @@ checkpoint steps selected, and the untrained references of the folder as rows of
 Runs that differ in anything but the objective, the seed and `tower.init` (a longer budget, say)
 are separate groups, each headed by what sets it apart.
 
-    python -m ftbench.report.tower_init results/tower-init     # writes results/tower-init/SUMMARY.md
+    python -m ftbench.report.tower_init results/studies/tower-init     # writes results/studies/tower-init/SUMMARY.md
 """
 
 from __future__ import annotations
