@@ -96,10 +96,12 @@ def exact_topk(
         # workers (known by their own S buffer) whose bound stopped pruning: their later blocks go
         # straight to fp32. Per worker, not shared, so that which blocks fall back - recorded in
         # the run's counts - does not depend on how the workers' progress interleaves.
-        fell_back: set[int] = set()
+        # Keyed by the buffer's id, holding the buffer itself: a freed buffer's address can be
+        # reused by a worker that starts after another finished, and would inherit its fallback.
+        fell_back: dict[int, torch.Tensor] = {}
 
         def body_lowrank(q0: int, q1: int, buf: torch.Tensor) -> None:
-            if id(buf) not in fell_back:
+            if fell_back.get(id(buf)) is not buf:
                 mine: dict = {}
                 try:
                     out_s[q0:q1], out_i[q0:q1] = _lowrank.lowrank_topk_chunk(queries[q0:q1], lowrank, k, ic, buf, mine)
@@ -108,7 +110,7 @@ def exact_topk(
                         stats["rows"] += mine["rows"]
                     return
                 except _lowrank.TooManyCandidates:
-                    fell_back.add(id(buf))  # the bound does not prune on these data: this and later blocks in fp32
+                    fell_back[id(buf)] = buf  # the bound does not prune on these data: this and later blocks in fp32
             with lock:
                 stats["fallback_blocks"] += 1
             out_s[q0:q1], out_i[q0:q1] = _topk_query_chunk(queries[q0:q1], items, k, ic, group_size, limit, buf)

@@ -190,6 +190,54 @@ def test_which_blocks_fall_back_does_not_depend_on_the_workers_timing(monkeypatc
     assert torch.equal(i, ri) and torch.equal(s, rs)
 
 
+def test_a_worker_that_starts_after_another_finished_keeps_its_own_fallback(monkeypatch):
+    """Workers run one after the other: worker 1 starts once worker 0 has finished and dropped its
+    buffer, and must still try the low-rank scan on its own blocks. (The fallback is keyed by the
+    buffer and holds it, so a freed buffer's address reused by the next worker's cannot carry the
+    fallback over - keyed by a bare id it once did, under heavy load; CPython does not reuse the
+    address on demand, so this test checks the per-worker rule in sequence, not the reuse itself.)"""
+    from concurrent.futures import Future
+
+    from ftbench.kernels.search import _threads
+
+    class OneAfterTheOther:
+        def __init__(self, max_workers):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            future = Future()
+            future.set_result(fn(*args))
+            return future
+
+    gen = torch.Generator().manual_seed(7)
+    q = torch.randint(-8, 9, (256, 32), generator=gen).float()
+    x = torch.randint(-8, 9, (2000, 32), generator=gen).float()
+    real = _lowrank.lowrank_topk_chunk
+    calls = []
+
+    def first_block_fails(query, *args, **kwargs):
+        start = int((q == query[0]).all(dim=1).nonzero()[0])
+        calls.append(start)
+        if start == 0:
+            raise TooManyCandidates(0)
+        return real(query, *args, **kwargs)
+
+    monkeypatch.setattr(_threads, "ThreadPoolExecutor", OneAfterTheOther)
+    monkeypatch.setattr(_lowrank, "lowrank_topk_chunk", first_block_fails)
+    monkeypatch.setattr(_lowrank, "ADMIT_FRACTION", 1.0)
+    info = {}
+    s, i = exact_topk(q, x, 20, precision="lowrank", item_chunk=500, query_chunk=64, workers=2, info=info)
+    assert sorted(calls) == [0, 64, 192] and info["fallback_blocks"] == 2
+    rs, ri = reference_topk(q, x, 20)
+    assert torch.equal(i, ri) and torch.equal(s, rs)
+
+
 def test_auto_takes_lowrank_only_where_the_catalog_is_large_and_nearly_low_rank(monkeypatch):
     gen = torch.Generator().manual_seed(8)
     monkeypatch.setattr(_lowrank, "MIN_ITEMS", 2000)
