@@ -22,6 +22,8 @@ real data set may name it, e.g. `photo->product`); in the frame and the tables i
 
 from __future__ import annotations
 
+from .. import __version__
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -326,7 +328,9 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
         lines.append("")
         lines.append(f"{len(loaded.duplicates)} duplicate file(s) (same config as a newer file) ignored: "
                      + ", ".join(f"`{_rel(p, results_dir)}`" for p in loaded.duplicates) + ".")
-    lines.append("")
+    lines += ["", f"Objectives as of ftbench {__version__}; what each release changed in them, with the numbers "
+              "before and after (0.3.0: mover's sign-aware fixed-size volume score, oat's zero residual start, "
+              "duplicated views masked in the in-batch negatives): CHANGELOG.md.", ""]
     plots: list[Path] = []
     group_order: list[str] = []
     if frame.empty:
