@@ -82,8 +82,8 @@ class LoadedResults:
 
 def find_result_files(results_dir: Path) -> list[Path]:
     """Every `*.json` under `results_dir` except the `cost/` and `report/` folders, the `*.embeddings/`
-    folders of `--save-embeddings` (their manifest.json is not a run result), hidden files, and the
-    regime map's own files beside its runs (`design.json`, `validation.json`, `profiles/`)."""
+    folders of `--save-embeddings` (their manifest.json is not a run result), hidden files, and a
+    regime-map folder (one holding `design.json`: `ftbench advise` reads it)."""
     root = Path(results_dir)
     out = []
     for path in sorted(root.rglob("*.json")):
@@ -98,11 +98,11 @@ def find_result_files(results_dir: Path) -> list[Path]:
 
 
 def _is_regime_map_file(path: Path) -> bool:
-    """The design, validation and cell profiles that `ftbench advise` keeps in a map folder (a
-    folder holding `design.json`): not run results."""
+    """Anything in a regime-map folder (one holding `design.json`): its design, validation, cell
+    profiles and runs. The map's runs are read by `ftbench advise` as one map, not compared here
+    group by group (32 cells would be 32 groups of one cell each)."""
     folder = path.parent.parent if path.parent.name == "profiles" else path.parent
-    return (folder / "design.json").is_file() and (
-        path.parent.name == "profiles" or path.name in ("design.json", "validation.json"))
+    return (folder / "design.json").is_file()
 
 
 def load_run_results(results_dir: Path) -> LoadedResults:
