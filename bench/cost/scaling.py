@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

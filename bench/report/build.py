@@ -29,19 +29,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..schema import PAPER_CLAIM, QUERY_TASK
+from ..schema import QUERY_TASK
 from ..run.results import atomic_write_text
-from .claims import claim_verdict, paper_claims_section
+from .claims import paper_claims_section
 from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
 from .load import data_identity_text
 from .load import opt_in_metrics
-from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, HEADLINE_METRIC, LoadedResults, MISSING, QUERY_METRICS, TOP_METRIC, find_result_files, load_results_frame, load_run_results, objective_rank, results_frame
+from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, MISSING, QUERY_METRICS, TOP_METRIC, load_run_results, objective_rank, results_frame
 from .curves import plot_training_curves
 from .headline import RULE, choose_headline, group_titles, metric_label
 from .plots import plot_metric_vs_views, plot_tradeoff
 from .winner import WINNER_RULE, format_verdict, group_verdict
-from .tables import _fmt_count, _groups_in_order, _slug, baseline_label, cell_interval, cell_values, fmt_difference, fmt_interval, md_table, paired_against_baseline, summary_table
+from .tables import _fmt_count, _groups_in_order, _slug, baseline_label, cell_interval, cell_values, fmt_difference, fmt_interval, md_table, paired_against_baseline
 
 
 # ----------------------------------------------------------------------------------------------

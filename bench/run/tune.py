@@ -279,7 +279,7 @@ def tuning_block(spec: TuneSpec, state: StudyState, base) -> dict[str, Any]:
 
     return {
         "study": state.name,
-        "storage": redact_url(spec.storage) if spec.storage else f"sqlite (under --out: tune.sqlite3)",
+        "storage": redact_url(spec.storage) if spec.storage else "sqlite (under --out: tune.sqlite3)",
         "trials": spec.trials,
         "completed": state.completed,
         "pruned": state.pruned,

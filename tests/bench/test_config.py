@@ -3,7 +3,7 @@
 import pytest
 
 from ftbench.config import apply_overrides, config_hash, parse_literal
-from ftbench.run.experiment import RunSpec, parse_sets, prepare, route_sets
+from ftbench.run.experiment import RunSpec, parse_sets, prepare
 from ftbench.objectives.factorized import FactorizedConfig
 
 

@@ -2,7 +2,6 @@
 options take comma lists, shell completion is offered, flags show no `<bool>`, long work shows
 progress and ends with a summary, Ctrl-C says what was kept, a bad --out is one line."""
 
-import json
 import re
 
 import pytest

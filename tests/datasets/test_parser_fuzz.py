@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import gzip
 import traceback
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -282,7 +282,6 @@ def test_oat_leaves_out_pairs_of_a_shared_anchor_or_attribute_side(monkeypatch):
     masks = _recorded(monkeypatch, module, objective, batch)
     anchor_image, anchor_text, image_text, query = masks
     image_sets = [(IMAGES[k], k) for k in range(N)]  # primary image and photo
-    text_sets = [(TITLES[k], GENDERS[k]) for k in range(N)]
     assert np.array_equal(anchor_image, expected_pairs([f"t{k}" for k in TITLES], image_sets))
     # Z' (the text side less the title) is the gender text alone
     assert np.array_equal(anchor_text, expected_pairs([f"t{k}" for k in TITLES], [f"g{k}" for k in GENDERS]))

@@ -161,8 +161,8 @@ def test_pairwise_gradients_equal_a_loop_over_anchors(positives):
         where = [(i, k) for i in range(mask.shape[0]) for k in range(mask.shape[1]) if mask[i, k]]
         per_anchor = []
         for r, (i, k) in enumerate(where):
-            candidates = [c for c, (j, l) in enumerate(where)
-                          if c != r and (positives == "all" or MULTIMODAL.side[l] != MULTIMODAL.side[k])]
+            candidates = [c for c, (j, slot) in enumerate(where)
+                          if c != r and (positives == "all" or MULTIMODAL.side[slot] != MULTIMODAL.side[k])]
             positive = [n for n, c in enumerate(candidates) if where[c][0] == i]
             if not positive:
                 continue

@@ -62,3 +62,11 @@ from .minilm import MiniLM  # noqa: E402
 from .openclip import OpenClip  # noqa: E402
 from .precomputed import Precomputed  # noqa: E402
 from .sentence_transformer import SentenceTransformerText  # noqa: E402
+
+__all__ = [
+    "BACKBONES", "ENCODERS_HINT", "MODALITIES", "ROLES", "Backbone", "BackboneUnavailable", "Input",
+    "backbone_modalities", "backbone_class", "content_bytes", "content_hash", "create_backbone",
+    "file_fingerprint", "model_files_digest", "package_version", "parse_spec", "EfficientNetLite0",
+    "HashFeatures", "center_crop_resize", "load_rgb", "MiniLM", "OpenClip", "Precomputed",
+    "SentenceTransformerText",
+]

@@ -12,7 +12,6 @@ import importlib
 import importlib.metadata
 import io
 import os
-import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Sequence

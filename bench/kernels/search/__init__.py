@@ -24,7 +24,8 @@ Each module's docstring states its algorithm, bounds and references.
 """
 
 from ._bf16 import BF16Catalog, bf16_topk_chunk, score_bounds
-from ._blocks import DEFAULT_GROUP_SIZE, DEFAULT_ITEM_CHUNK, DEFAULT_QUERY_CHUNK, _chunks, lexicographic_topk
+from ._blocks import DEFAULT_GROUP_SIZE, DEFAULT_ITEM_CHUNK, DEFAULT_QUERY_CHUNK, lexicographic_topk
+from ._blocks import _chunks as _chunks  # re-exported for callers that chunk as the scans do
 from ._faiss import faiss_available, faiss_topk
 from ._lowrank import LowRankCatalog, TooManyCandidates, fit_rank, lowrank_topk_chunk, principal_basis
 from ._plan import SCANS, SEARCH_ENV, forced_scan, measured_speedup, plan_scan, search_precision

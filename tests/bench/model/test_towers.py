@@ -1,16 +1,26 @@
 """Towers and the encode path: shapes, unit norms, zeros at padding, the `--views` cap, and an
 initialisation that does not depend on the order of the modality dictionary."""
 
-import numpy as np
-import torch
+import dataclasses
 
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ftbench.config import apply_overrides
+from ftbench.data.catalog import ArrayCatalog, ViewSlot
+from ftbench.data.dataset import MultiViewDataset
 from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.model.encode import capped_availability, encode_batch
-from ftbench.model.towers import TowerConfig, Towers
+from ftbench.model.towers import (
+    TowerConfig, Towers, build_towers, modality_rotation, skip_projection, train_view_features,
+)
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
+from ftbench.train.loop import TrainConfig, train
 
 
 def _setup(max_views=8):
@@ -59,17 +69,6 @@ def test_initialisation_does_not_depend_on_the_modality_order():
 
 
 # -- tower.init='residual': a skip path that keeps the backbone's geometry at step 0 -----------------
-
-import dataclasses
-
-import pytest
-import torch.nn.functional as F
-
-from ftbench.config import apply_overrides
-from ftbench.data.catalog import ArrayCatalog, ViewSlot
-from ftbench.data.dataset import MultiViewDataset
-from ftbench.model.towers import build_towers, modality_rotation, skip_projection, train_view_features
-from ftbench.train.loop import TrainConfig, train
 
 RESIDUAL = TowerConfig(embedding_dim=16, hidden_dim=32, init="residual")
 

@@ -2,7 +2,6 @@
 leave-one-cell-out, and the command."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

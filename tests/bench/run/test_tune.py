@@ -4,7 +4,6 @@ SIGKILL mid-trial, reruns that do nothing, and storage passwords kept out of eve
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ optuna = pytest.importorskip("optuna")
 from optuna.trial import TrialState  # noqa: E402
 
 from ftbench.cli import app  # noqa: E402
-from ftbench.config import Search, option, search_space  # noqa: E402
+from ftbench.config import Search, option  # noqa: E402
 from ftbench.run.claims import CellClaims, database_url, open_storage, reap_stale, redact_url  # noqa: E402
 from ftbench.run.results import load_result  # noqa: E402
 from ftbench.run.tune import SURPLUS_ATTR, tuned_fields  # noqa: E402

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from ftbench.cost.scaling import CostSpec, whole_step
-from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.train.loop import NonFiniteError
 
