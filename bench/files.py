@@ -16,7 +16,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from contextlib import contextmanager
+from typing import BinaryIO, Callable, Iterator
 
 
 def current_umask() -> int:
@@ -93,6 +94,22 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object], *, fsync: bool
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        raise
+
+
+@contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """A hidden folder `.<name>.*` beside `target` to fill and then rename onto it (the caller's
+    `os.replace`, whose rules for an existing `target` differ between writers), with the umask's
+    permissions (mkdtemp makes 0700); removed if anything in the block raises, so a failed or
+    interrupted write leaves no half-filled `target`."""
+    target = Path(target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        os.chmod(staging, 0o777 & ~current_umask())
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

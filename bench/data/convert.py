@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..config import apply_overrides
 from ..features.cache import record_inputs
-from ..files import current_umask, make_folders, remove_created_folders, remove_interrupted_writes
+from ..files import make_folders, remove_created_folders, remove_interrupted_writes, staging_folder
 from .splits import SPLIT_NAMES
 
 #: the names `convert` writes qrels files under, by split code (the BEIR names)
@@ -97,18 +96,16 @@ def convert_dataset(name: str, overrides: dict[str, Any], out: Path, *, link_ima
     dest = Path(os.path.abspath(out))  # `--out .` has a name and a parent too
     created = make_folders(dest.parent)
     remove_interrupted_writes(dest)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp's 0700 would become the catalog's
-        summary = _write_layout(name, overrides, ds, recorded, staging, link_images)
-        try:
-            # rename(2) replaces an empty destination folder, and refuses one filled meanwhile
-            os.replace(staging, dest)
-        except OSError as exc:
-            raise FileExistsError(f"--out {out}: could not be replaced by the converted folder "
-                                  f"({exc.strerror or exc}); give a new folder") from None
+        with staging_folder(dest) as staging:
+            summary = _write_layout(name, overrides, ds, recorded, staging, link_images)
+            try:
+                # rename(2) replaces an empty destination folder, and refuses one filled meanwhile
+                os.replace(staging, dest)
+            except OSError as exc:
+                raise FileExistsError(f"--out {out}: could not be replaced by the converted folder "
+                                      f"({exc.strerror or exc}); give a new folder") from None
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         remove_created_folders(created)
         raise
     summary["out"] = str(out)

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..files import staging_folder
 
 MODEL_FORMAT = "ftbench-model"
 MODEL_FORMAT_VERSION = 1
@@ -123,19 +123,12 @@ def save_model(folder: Path | str, prepared, dataset, towers: nn.Module, objecti
         "tensors": {"towers": sorted(k[len("towers."):] for k in tensors if k.startswith("towers.")),
                     "objective": sorted(k[len("objective."):] for k in tensors if k.startswith("objective."))},
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with staging_folder(target) as tmp:
         save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": MODEL_FORMAT, "objective": prepared.spec.objective})
         (tmp / CONFIG_FILE).write_text(json.dumps(description, indent=2), encoding="utf-8")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

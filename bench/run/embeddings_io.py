@@ -12,12 +12,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .results import current_umask, remove_interrupted_writes
+from ..files import remove_interrupted_writes, staging_folder
 
 
 def _ids(array: np.ndarray) -> np.ndarray:
@@ -43,9 +42,7 @@ def write_embeddings(target: Path, item_embeddings: np.ndarray, item_ids: np.nda
     target = Path(target)
     remove_interrupted_writes(target)  # temp folders of a killed earlier run
     target.parent.mkdir(parents=True, exist_ok=True)  # --out is created by its first writer, as atomic_write does
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700: honour the umask instead
+    with staging_folder(target) as tmp:
         np.save(tmp / "item_embeddings.npy", np.asarray(item_embeddings, dtype=np.float32))
         np.save(tmp / "item_ids.npy", _ids(item_ids))
         manifest = {"items": int(len(item_embeddings)), "dim": int(np.shape(item_embeddings)[1]), "normalised": True}
@@ -60,7 +57,4 @@ def write_embeddings(target: Path, item_embeddings: np.ndarray, item_ids: np.nda
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -1,7 +1,11 @@
 """`ftbench.files`: the one module that writes files, usable by every stage."""
 
 import ast
+import os
+import stat
 from pathlib import Path
+
+import pytest
 
 import ftbench.files as files
 import ftbench.run.results as results
@@ -45,3 +49,23 @@ def test_atomic_write_text_round_trip_leaves_no_temp_file(tmp_path):
     files.atomic_write_text(target, "second")
     assert target.read_text() == "second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.txt"]
+
+
+def test_a_staging_folder_takes_the_umask_and_is_removed_when_the_block_fails(tmp_path):
+    from ftbench.files import staging_folder
+
+    old = os.umask(0o027)
+    try:
+        with staging_folder(tmp_path / "out") as staging:
+            assert staging.parent == tmp_path and staging.name.startswith(".out.")
+            assert stat.S_IMODE(staging.stat().st_mode) == 0o750
+            (staging / "f").write_text("x")
+            os.replace(staging, tmp_path / "out")
+        assert (tmp_path / "out" / "f").read_text() == "x"
+        with pytest.raises(RuntimeError):
+            with staging_folder(tmp_path / "other") as staging:
+                (staging / "half").write_text("x")
+                raise RuntimeError("interrupted")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    finally:
+        os.umask(old)
