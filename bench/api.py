@@ -95,8 +95,11 @@ def metrics_frame(metrics: Mapping[str, Mapping[str, float]]) -> "pd.DataFrame":
     """A result's `metrics` ({task: {metric: value}}) as rows (task, metric, value)."""
     import pandas as pd
 
-    rows = [{"task": task, "metric": metric, "value": float(value)}
-            for task, values in metrics.items() for metric, value in values.items()]
+    rows = [
+        {"task": task, "metric": metric, "value": float(value)}
+        for task, values in metrics.items()
+        for metric, value in values.items()
+    ]
     return pd.DataFrame(rows, columns=["task", "metric", "value"])
 
 
@@ -162,20 +165,39 @@ def run(
     sets = override_strings(overrides)
     if data_dir is not None:
         sets.append(f"dataset.data_dir={str(data_dir)!r}")
-    spec = RunSpec(objective=objective, dataset=dataset, views=views, seed=seed, device=device, sets=sets,
-                   steps=steps, batch_size=batch_size, precision=precision)
+    spec = RunSpec(
+        objective=objective,
+        dataset=dataset,
+        views=views,
+        seed=seed,
+        device=device,
+        sets=sets,
+        steps=steps,
+        batch_size=batch_size,
+        precision=precision,
+    )
     prepared = prepare(spec)
     check_precision(precision, resolve_device(device))
     if save_model is not None:
         from .model.saved import check_model_folder
 
         check_model_folder(save_model)
-    result, path = execute(prepared, None if out is None else Path(out), save_embeddings=save_embeddings,
-                           save_model=None if save_model is None else Path(save_model))
+    result, path = execute(
+        prepared,
+        None if out is None else Path(out),
+        save_embeddings=save_embeddings,
+        save_model=None if save_model is None else Path(save_model),
+    )
     if result is None:  # a rank other than 0 of a multi-process run
         raise RuntimeError("ftbench.run: this process is not rank 0 of a multi-process run; rank 0 holds the result")
-    return RunOutput(metrics=metrics_frame(result.metrics), config=result.config, config_hash=result.config_hash,
-                     path=path, model_dir=None if save_model is None else Path(save_model), result=result)
+    return RunOutput(
+        metrics=metrics_frame(result.metrics),
+        config=result.config,
+        config_hash=result.config_hash,
+        path=path,
+        model_dir=None if save_model is None else Path(save_model),
+        result=result,
+    )
 
 
 def sweep(
@@ -220,13 +242,25 @@ def sweep(
     sets = override_strings(overrides)
     if data_dir is not None:
         sets.append(f"dataset.data_dir={str(data_dir)!r}")
-    spec = SweepSpec(objectives=list(objectives), views=[int(v) for v in views], seeds=[int(s) for s in seeds],
-                     dataset=dataset, sets=sets, steps=steps, batch_size=batch_size, device=device)
+    spec = SweepSpec(
+        objectives=list(objectives),
+        views=[int(v) for v in views],
+        seeds=[int(s) for s in seeds],
+        dataset=dataset,
+        sets=sets,
+        steps=steps,
+        batch_size=batch_size,
+        device=device,
+    )
     outcome = run_sweep(prepare_grid(spec), Path(out), overwrite=overwrite)
     frame = load_results(out)
     files = {str(p) for p in [*outcome.ran, *outcome.skipped]}
-    return SweepOutput(results=frame[frame["file"].isin(files)].reset_index(drop=True), ran=list(outcome.ran),
-                       skipped=list(outcome.skipped), failed=list(outcome.failed))
+    return SweepOutput(
+        results=frame[frame["file"].isin(files)].reset_index(drop=True),
+        ran=list(outcome.ran),
+        skipped=list(outcome.skipped),
+        failed=list(outcome.failed),
+    )
 
 
 def load_results(folder: Path | str) -> "pd.DataFrame":

@@ -88,8 +88,12 @@ class Bounds:
             raise ValueError(f"Bounds: the lower bound {low} must lie below the upper bound {high}")
 
     def holds(self, value: Any) -> bool:
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+        return (
+            (self.ge is None or value >= self.ge)
+            and (self.gt is None or value > self.gt)
+            and (self.le is None or value <= self.le)
+            and (self.lt is None or value < self.lt)
+        )
 
     def describe(self) -> str:
         """The accepted values in words, as error messages and `ftbench objectives NAME` print them:
@@ -106,9 +110,18 @@ class Bounds:
         return f"at most {self.le:g}" if self.le is not None else f"< {self.lt:g}"
 
 
-def option(default: Any, help: str, source: str = "our reading", choices: tuple | None = None,
-           search: Search | None = None, *, ge: float | None = None, gt: float | None = None,
-           le: float | None = None, lt: float | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    source: str = "our reading",
+    choices: tuple | None = None,
+    search: Search | None = None,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
     """A dataclass field carrying its documentation (`help`), provenance (`source`), the values it
     accepts (`choices`, or bounds `ge`/`gt`/`le`/`lt`; checked by `check_options`) and, when
     `ftbench tune` searches it, its range (`search`)."""
@@ -173,8 +186,11 @@ def search_space(config_cls: type) -> dict[str, Search]:
     `untuned = ("field", ...)` (e.g. an objective that never reads the primary weight): tuning a
     field without effect would only spend trials."""
     skip = set(getattr(config_cls, "untuned", ()))
-    return {f.name: f.metadata["search"] for f in dataclasses.fields(config_cls)
-            if f.metadata.get("search") is not None and f.name not in skip}
+    return {
+        f.name: f.metadata["search"]
+        for f in dataclasses.fields(config_cls)
+        if f.metadata.get("search") is not None and f.name not in skip
+    }
 
 
 def parse_literal(text: str) -> Any:

@@ -23,8 +23,10 @@ def suggest(name: str, choices: list[str], what: str) -> str:
     for choice in choices:
         by_folded.setdefault(choice.lower(), []).append(choice)
     close = by_folded.get(name.lower()) or [
-        choice for folded in difflib.get_close_matches(name.lower(), list(by_folded), n=3, cutoff=0.4)
-        for choice in by_folded[folded]]
+        choice
+        for folded in difflib.get_close_matches(name.lower(), list(by_folded), n=3, cutoff=0.4)
+        for choice in by_folded[folded]
+    ]
     hint = f" Did you mean {' or '.join(repr(c) for c in close[:3])}?" if close else ""
     if name.lower() in by_folded:
         hint += " (names are case-sensitive)"
@@ -47,8 +49,9 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             own = vars(entry).get("name") if isinstance(entry, type) else None
             if own is not None and own != name:
-                raise ValueError(f"{self.kind} {getattr(entry, '__qualname__', entry)!r} names itself {own!r} "
-                                 f"but is registered as {name!r}")
+                raise ValueError(
+                    f"{self.kind} {getattr(entry, '__qualname__', entry)!r} names itself {own!r} but is registered as {name!r}"
+                )
             self._entries[name] = entry
             try:
                 entry.name = name  # type: ignore[attr-defined]

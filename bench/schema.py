@@ -33,7 +33,7 @@ METRIC_COLUMNS = ("recall@1", "recall@10", "recall@100", "recall@500", "ndcg@10"
 # The one public number of the Factorized Transport paper (abstract of arXiv 2512.18117).
 PAPER_CLAIM = {
     "paper": "Factorized Transport Alignment for Multimodal and Multiview E-commerce Representation Learning "
-             "(Chen et al., WSDM 2026, arXiv 2512.18117)",
+    "(Chen et al., WSDM 2026, arXiv 2512.18117)",
     "relative_percent": 7.9,
     "metric": "recall@500",
     "task": QUERY_TASK,

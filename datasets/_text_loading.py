@@ -33,10 +33,10 @@ class TextEncoderConfig(DatasetConfig):
     use_cache: bool = option(True, "read and write the feature cache", "convention")
     device: str = option("auto", "device of the backbones (auto = cuda if available)", "convention")
     batch_size: int = option(32, "backbone batch size", "convention", ge=1)
-    item_val_fraction: float = option(0.1, "fraction of items in the validation split (cross-view model selection)",
-                                      "convention", ge=0, lt=1)
-    item_test_fraction: float = option(0.1, "fraction of items in the test split (cross-view tasks)", "convention",
-                                       ge=0, lt=1)
+    item_val_fraction: float = option(
+        0.1, "fraction of items in the validation split (cross-view model selection)", "convention", ge=0, lt=1
+    )
+    item_test_fraction: float = option(0.1, "fraction of items in the test split (cross-view tasks)", "convention", ge=0, lt=1)
 
     def validate(self) -> None:
         super().validate()
@@ -103,14 +103,12 @@ def utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     raise ValueError(
-                        f"{path}, line {line_no}: not valid UTF-8 (byte {raw[exc.start:exc.start + 1]!r} at "
+                        f"{path}, line {line_no}: not valid UTF-8 (byte {raw[exc.start : exc.start + 1]!r} at "
                         f"column {exc.start + 1})"
                     ) from None
                 yield line_no, text
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise ValueError(
-            f"{path}, after line {line_no}: damaged or truncated gzip file ({type(exc).__name__}: {exc})"
-        ) from None
+        raise ValueError(f"{path}, after line {line_no}: damaged or truncated gzip file ({type(exc).__name__}: {exc})") from None
 
 
 def check_table_rows(path: Path, sep: str) -> None:
@@ -171,7 +169,9 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
         try:
             df = pd.read_parquet(path)
         except ImportError as exc:
-            raise ImportError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or give the CSV export ({exc})") from None
+            raise ImportError(
+                f"{path}: reading parquet needs pyarrow (pip install pyarrow), or give the CSV export ({exc})"
+            ) from None
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
@@ -184,7 +184,9 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
         try:
             df = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_filter=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{path}: cannot be parsed as a {'tab' if sep == chr(9) else 'comma'}-separated table: {exc}") from None
+            raise ValueError(
+                f"{path}: cannot be parsed as a {'tab' if sep == chr(9) else 'comma'}-separated table: {exc}"
+            ) from None
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; columns present: {list(df.columns)}")

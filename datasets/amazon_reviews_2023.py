@@ -110,7 +110,9 @@ class AmazonReviews2023(DatasetPlugin):
     @dataclass
     class Config(TextEncoderConfig):
         data_dir: str = option("", "folder holding the meta_<Category>.jsonl(.gz) file", "convention")
-        metadata_file: str = option("", "metadata file name in data_dir, or a path (empty: the only meta_*.jsonl there)", "convention")
+        metadata_file: str = option(
+            "", "metadata file name in data_dir, or a path (empty: the only meta_*.jsonl there)", "convention"
+        )
         image_dir: str = option(
             "", "folder of already-downloaded images named by their URL's last component (empty: text views only)", "convention"
         )
@@ -195,12 +197,16 @@ class AmazonReviews2023(DatasetPlugin):
             why = f"every item lacked text and images ({skipped['items_without_views']} skipped)" if skipped else "no JSON lines"
             raise ValueError(f"{path}: no items read: {why}; the catalog would be empty")
 
-        slots = ([ViewSlot("image", "image", "primary")] if k_img else []) + [
-            ViewSlot("title", "text", "primary"),
-            ViewSlot("features", "text", "auxiliary"),
-            ViewSlot("description", "text", "auxiliary"),
-            ViewSlot("store_and_categories", "text", "auxiliary"),
-        ] + [ViewSlot(f"image_{j + 2}", "image", "auxiliary") for j in range(max(k_img - 1, 0))]
+        slots = (
+            ([ViewSlot("image", "image", "primary")] if k_img else [])
+            + [
+                ViewSlot("title", "text", "primary"),
+                ViewSlot("features", "text", "auxiliary"),
+                ViewSlot("description", "text", "auxiliary"),
+                ViewSlot("store_and_categories", "text", "auxiliary"),
+            ]
+            + [ViewSlot(f"image_{j + 2}", "image", "auxiliary") for j in range(max(k_img - 1, 0))]
+        )
         cache = config.cache()
         backbones = {"text": config.backbone("text")}
         if k_img:

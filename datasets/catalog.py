@@ -98,8 +98,17 @@ from ._text_loading import TextEncoderConfig, count_skip, utf8_lines
 from .base import DatasetPlugin
 
 #: the files of the layout besides images and vectors, by their path in the folder (data fingerprint)
-LAYOUT_FILES = ("catalog.json", "items.jsonl", "items.parquet", "items.csv", "queries.jsonl", "qrels/train.tsv",
-                "qrels/dev.tsv", "qrels/test.tsv", "interactions.tsv")
+LAYOUT_FILES = (
+    "catalog.json",
+    "items.jsonl",
+    "items.parquet",
+    "items.csv",
+    "queries.jsonl",
+    "qrels/train.tsv",
+    "qrels/dev.tsv",
+    "qrels/test.tsv",
+    "interactions.tsv",
+)
 #: an image given as a URL (http://, https://, s3://, file://, ...): never fetched
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 RESERVED_FIELDS = ("id", "split")
@@ -149,8 +158,11 @@ def csv_list_fields(columns: list[str], declared: set[str]) -> dict[str, list[st
         match = NUMBERED_COLUMN.match(column)
         if match and column not in declared:
             numbered.setdefault(match["field"], {})[int(match["k"])] = column
-    return {field: [by_k[k] for k in sorted(by_k)] for field, by_k in numbered.items()
-            if field not in columns and sorted(by_k) == list(range(1, len(by_k) + 1))}
+    return {
+        field: [by_k[k] for k in sorted(by_k)]
+        for field, by_k in numbered.items()
+        if field not in columns and sorted(by_k) == list(range(1, len(by_k) + 1))
+    }
 
 
 def read_items_csv(path: Path, declared: set[str]) -> list[tuple[str, dict]]:
@@ -217,8 +229,11 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
         raise ValueError(f"catalog: {root} holds {' and '.join(present)}; keep one")
     if table.is_file():
         views = read_manifest(root).get("views")
-        declared = {v["field"] for v in views if isinstance(v, dict) and isinstance(v.get("field"), str)} \
-            if isinstance(views, list) else set()
+        declared = (
+            {v["field"] for v in views if isinstance(v, dict) and isinstance(v.get("field"), str)}
+            if isinstance(views, list)
+            else set()
+        )
         return table, read_items_csv(table, declared)
     if jsonl.is_file():
         return jsonl, [(f"{jsonl}, line {n}", r) for n, r in read_jsonl(jsonl)]
@@ -352,7 +367,9 @@ def manifest_views(path: Path, entries: Any) -> list[ViewSpec]:
         if not isinstance(modality, str) or not modality:
             raise ValueError(f"{where}: field 'modality' must be a name (image, text, or any name for vectors)")
         if field is not None and modality not in ("image", "text"):
-            raise ValueError(f"{where}: a view read from field {field!r} must be 'image' or 'text' (other modalities come from 'vectors')")
+            raise ValueError(
+                f"{where}: a view read from field {field!r} must be 'image' or 'text' (other modalities come from 'vectors')"
+            )
         slot = entry.get("slot") or field or Path(vectors).stem
         views.append(ViewSpec(str(slot), modality, role, field=field, vectors=vectors))
     return views
@@ -432,9 +449,11 @@ def check_unicode(text: str, where: str, field: str) -> None:
     (the feature cache keys and the backbones need it): an error naming the file, line and field."""
     bad = next((k for k, c in enumerate(text) if 0xD800 <= ord(c) <= 0xDFFF), None)
     if bad is not None:
-        raise ValueError(f"{where}: field {field} is not valid Unicode: a lone surrogate "
-                         f"{text[bad].encode('utf-8', 'backslashreplace').decode('ascii')} at character {bad + 1} "
-                         "(a broken \\u escape); fix or drop it")
+        raise ValueError(
+            f"{where}: field {field} is not valid Unicode: a lone surrogate "
+            f"{text[bad].encode('utf-8', 'backslashreplace').decode('ascii')} at character {bad + 1} "
+            "(a broken \\u escape); fix or drop it"
+        )
 
 
 def manifest_vector_files(manifest: dict) -> list[str]:
@@ -451,8 +470,13 @@ def unfingerprinted_images(rels) -> list[str]:
     out = []
     for rel in rels:
         name = os.path.normpath(rel).replace(os.sep, "/")
-        if (os.path.isabs(name) or name == ".." or name.startswith("../") or not name.lower().endswith(IMAGE_SUFFIXES)
-                or any(part.startswith(".") for part in name.split("/"))):
+        if (
+            os.path.isabs(name)
+            or name == ".."
+            or name.startswith("../")
+            or not name.lower().endswith(IMAGE_SUFFIXES)
+            or any(part.startswith(".") for part in name.split("/"))
+        ):
             out.append(rel)
     return out
 
@@ -460,9 +484,11 @@ def unfingerprinted_images(rels) -> list[str]:
 def _note_unfingerprinted(rels, what: str, notes: list[str]) -> None:
     uncovered = unfingerprinted_images(rels)
     if uncovered:
-        message = (f"catalog: {len(uncovered)} {what} image(s) (e.g. {uncovered[0]!r}) lie outside the folder or are "
-                   f"not named {'/'.join(IMAGE_SUFFIXES)}: they are not part of the data fingerprint, so changing them "
-                   "does not change the result's identity")
+        message = (
+            f"catalog: {len(uncovered)} {what} image(s) (e.g. {uncovered[0]!r}) lie outside the folder or are "
+            f"not named {'/'.join(IMAGE_SUFFIXES)}: they are not part of the data fingerprint, so changing them "
+            "does not change the result's identity"
+        )
         notes.append(message)
         print(message, file=sys.stderr)
 
@@ -478,8 +504,9 @@ class QuerySplitItems:
     held_out_pairs: int
 
 
-def train_pair_items_split(item_split: np.ndarray, queries: QuerySet | None, given: bool,
-                           notes: list[str] | None = None) -> QuerySplitItems:
+def train_pair_items_split(
+    item_split: np.ndarray, queries: QuerySet | None, given: bool, notes: list[str] | None = None
+) -> QuerySplitItems:
     """The item split of a catalog whose split is over queries (qrels), reconciled with its
     training pairs (the pairs of train queries).
 
@@ -502,21 +529,28 @@ def train_pair_items_split(item_split: np.ndarray, queries: QuerySet | None, giv
         return QuerySplitItems(split, moved, 0)
     if given:
         held = int((split[train_pairs[:, 1]] != 0).sum())
-        message = (f"catalog: {held} of {len(train_pairs)} training pairs of train queries name one of "
-                   f"{len(outside)} val/test items of the split given in the items; they are not trained on "
-                   "(the cross-view val/test items stay unseen). Drop 'split' from the items to let train "
-                   "queries' items be train items.")
+        message = (
+            f"catalog: {held} of {len(train_pairs)} training pairs of train queries name one of "
+            f"{len(outside)} val/test items of the split given in the items; they are not trained on "
+            "(the cross-view val/test items stay unseen). Drop 'split' from the items to let train "
+            "queries' items be train items."
+        )
         if notes is not None:
             notes.append(message)
         print(message, file=sys.stderr)
         return QuerySplitItems(split, moved, held)
     moved = {"val": int((split[outside] == 1).sum()), "test": int((split[outside] == 2).sum())}
     split[outside] = 0
-    message = (f"catalog: {len(outside)} items named by train queries' pairs are train items (the random item "
-               f"split had {moved['val']} in val, {moved['test']} in test); every training pair is used; "
-               f"{int((split == 1).sum())} val and {int((split == 2).sum())} test items remain"
-               + (" (give 'split' in the items to hold items out of training for the cross-view tasks)."
-                  if not (split == 1).any() or not (split == 2).any() else "."))
+    message = (
+        f"catalog: {len(outside)} items named by train queries' pairs are train items (the random item "
+        f"split had {moved['val']} in val, {moved['test']} in test); every training pair is used; "
+        f"{int((split == 1).sum())} val and {int((split == 2).sum())} test items remain"
+        + (
+            " (give 'split' in the items to hold items out of training for the cross-view tasks)."
+            if not (split == 1).any() or not (split == 2).any()
+            else "."
+        )
+    )
     if notes is not None:
         notes.append(message)
     print(message, file=sys.stderr)
@@ -528,7 +562,8 @@ def _image_input(root: Path, rel: str, where: str, field: str) -> Path:
         raise ValueError(
             f"{where}: field {field!r}: image {rel!r} is a URL; images are read from local files only "
             f"(nothing is downloaded): download the images into {root} (e.g. under images/) and give their "
-            "paths relative to it")
+            "paths relative to it"
+        )
     path = (root / rel).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"{where}: field {field!r}: image {rel!r} does not exist (paths are relative to {root})")
@@ -572,7 +607,9 @@ class CatalogFolder(DatasetPlugin):
 
     @dataclass
     class Config(TextEncoderConfig):
-        data_dir: str = option("", "the catalog folder (items.jsonl, .parquet or .csv, catalog.json, queries.jsonl, qrels/)", "convention")
+        data_dir: str = option(
+            "", "the catalog folder (items.jsonl, .parquet or .csv, catalog.json, queries.jsonl, qrels/)", "convention"
+        )
         image_backbone: str = option("efficientnet-lite0", "backbone spec for image views and image queries", "protocol")
 
         def validate(self) -> None:
@@ -672,8 +709,11 @@ class CatalogFolder(DatasetPlugin):
                 row.append(value)
             table.append(row)
         image_fields = sorted({columns[j][0].field for j in encoded if columns[j][0].modality == "image"})
-        _note_unfingerprinted((value for where, rec in records for f in image_fields
-                               for value in _view_values(rec.get(f), where, f) if value), "item", notes)
+        _note_unfingerprinted(
+            (value for where, rec in records for f in image_fields for value in _view_values(rec.get(f), where, f) if value),
+            "item",
+            notes,
+        )
         backbones = {}
         for m in {columns[j][0].modality for j in encoded}:
             backbones[m] = config.backbone(m, config.image_backbone if m == "image" else config.text_backbone)
@@ -781,7 +821,9 @@ class CatalogFolder(DatasetPlugin):
                 if modality is None:
                     modality = kind
                 elif kind != modality:
-                    raise ValueError(f"{where}: query is {kind!r} but earlier queries are {modality!r}; all queries share one modality")
+                    raise ValueError(
+                        f"{where}: query is {kind!r} but earlier queries are {modality!r}; all queries share one modality"
+                    )
                 value = rec.get(kind) if kinds else None
                 if kinds and (not isinstance(value, str) or not value.strip()):
                     raise ValueError(f"{where}: field {kind!r} must be a non-empty string, got {value!r}")
@@ -792,9 +834,11 @@ class CatalogFolder(DatasetPlugin):
                 if kind == "image":
                     query_images.append(value)
             if not qids and "vectors" not in qmeta:
-                raise ValueError(f"{path}: no queries in the file (it is empty); add one "
-                                 '{"id": ..., "text": ...} per line, or delete it (and qrels/) for a catalog '
-                                 "without queries")
+                raise ValueError(
+                    f"{path}: no queries in the file (it is empty); add one "
+                    '{"id": ..., "text": ...} per line, or delete it (and qrels/) for a catalog '
+                    "without queries"
+                )
         _note_unfingerprinted(query_images, "query", notes)
         if "vectors" in qmeta:
             array, vec_ids = load_vectors(root, qmeta["vectors"], "queries")
@@ -808,7 +852,9 @@ class CatalogFolder(DatasetPlugin):
             features = array[[pos[q] for q in qids]]
         else:
             if modality not in backbones:
-                backbones[modality] = config.backbone(modality, config.image_backbone if modality == "image" else config.text_backbone)
+                backbones[modality] = config.backbone(
+                    modality, config.image_backbone if modality == "image" else config.text_backbone
+                )
             features = cache.encode(backbones[modality], inputs, "query", "catalog queries")
         qindex = {q: i for i, q in enumerate(qids)}
 
@@ -825,8 +871,10 @@ class CatalogFolder(DatasetPlugin):
             judgments = read_qrels(file)
             if not judgments:
                 # an empty test.tsv would silently drop the main task; any empty split file is a mistake
-                raise ValueError(f"{file}: no judgments in the file (it is empty or only a header); give "
-                                 "'query-id<TAB>corpus-id<TAB>score' lines, or delete the file")
+                raise ValueError(
+                    f"{file}: no judgments in the file (it is empty or only a header); give "
+                    "'query-id<TAB>corpus-id<TAB>score' lines, or delete the file"
+                )
             unknown_query = unknown_item = 0
             relevant_before = len(pairs)
             for qid, docid, g, line in judgments:
@@ -852,9 +900,12 @@ class CatalogFolder(DatasetPlugin):
                 raise ValueError(
                     f"{file}: no line gives a known query a relevant item ({len(judgments)} lines: {unknown_query} "
                     f"name a query not in {path.name}, {unknown_item} an item not in the catalog, "
-                    f"{graded_zero} have score 0); check that its ids match theirs")
+                    f"{graded_zero} have score 0); check that its ids match theirs"
+                )
         if not found_files:
-            raise FileNotFoundError(f"catalog: {path.name} needs qrels: none of {', '.join(f'qrels/{n}.tsv' for n, _ in QRELS_FILES)} in {root}")
+            raise FileNotFoundError(
+                f"catalog: {path.name} needs qrels: none of {', '.join(f'qrels/{n}.tsv' for n, _ in QRELS_FILES)} in {root}"
+            )
         has_rel = np.zeros(len(qids), dtype=bool)
         for q, _ in pairs:
             has_rel[q] = True
@@ -875,7 +926,9 @@ class CatalogFolder(DatasetPlugin):
                 if not text.strip() or (line_no == 1 and parts[0].strip().lower() in ("query-id", "query_id", "qid")):
                     continue
                 if len(parts) != 2:
-                    raise ValueError(f"{interactions_path}, line {line_no}: expected 'query-id<TAB>corpus-id', got {len(parts)} field(s)")
+                    raise ValueError(
+                        f"{interactions_path}, line {line_no}: expected 'query-id<TAB>corpus-id', got {len(parts)} field(s)"
+                    )
                 qid, docid = parts[0].strip(), parts[1].strip()
                 if qid not in kept_index or docid not in index:
                     count_skip(skipped, "interactions_unknown_query_or_item")

@@ -44,13 +44,30 @@ from ..data.dataset import MultiViewDataset
 from ..data.fingerprint import DataFiles
 from ..data.queries import relevance_from_pairs
 from . import DATASETS
-from ._text_loading import TextEncoderConfig, clean_text, count_skip, find_file, join_nonempty, read_table, row_label, text_query_dataset
+from ._text_loading import (
+    TextEncoderConfig,
+    clean_text,
+    count_skip,
+    find_file,
+    join_nonempty,
+    read_table,
+    row_label,
+    text_query_dataset,
+)
 from .base import DatasetPlugin
 
 EXAMPLES = "shopping_queries_dataset_examples"
 PRODUCTS = "shopping_queries_dataset_products"
 EXAMPLE_COLUMNS = ("query_id", "query", "product_id", "product_locale", "esci_label")
-PRODUCT_COLUMNS = ("product_id", "product_locale", "product_title", "product_description", "product_bullet_point", "product_brand", "product_color")
+PRODUCT_COLUMNS = (
+    "product_id",
+    "product_locale",
+    "product_title",
+    "product_description",
+    "product_bullet_point",
+    "product_brand",
+    "product_color",
+)
 LABELS = ("E", "S", "C", "I")
 
 
@@ -66,17 +83,19 @@ class ESCI(DatasetPlugin):
         data_dir: str = option("", "folder holding shopping_queries_dataset_{examples,products}.parquet or .csv", "convention")
         locale: str = option("us", "product_locale to keep", "paper", choices=("us", "es", "jp"))
         version: str = option(
-            "small", "examples to keep: small_version == 1 (Task 1, reduced), large_version == 1, or all", "paper",
+            "small",
+            "examples to keep: small_version == 1 (Task 1, reduced), large_version == 1, or all",
+            "paper",
             choices=("small", "large", "all"),
         )
         gain_exact: float = option(1.0, "gain of an E (exact) judgment", "paper", ge=0)
         gain_substitute: float = option(0.1, "gain of an S (substitute) judgment", "paper", ge=0)
         gain_complement: float = option(0.01, "gain of a C (complement) judgment", "paper", ge=0)
         gain_irrelevant: float = option(0.0, "gain of an I (irrelevant) judgment", "paper", ge=0)
-        query_val_fraction: float = option(0.1, "share of the published train queries moved to validation", "convention",
-                                          ge=0, lt=1)
-        max_queries: int = option(0, "keep at most this many queries, drawn with split_seed (0 = all)", "convention",
-                                  ge=0)
+        query_val_fraction: float = option(
+            0.1, "share of the published train queries moved to validation", "convention", ge=0, lt=1
+        )
+        max_queries: int = option(0, "keep at most this many queries, drawn with split_seed (0 = all)", "convention", ge=0)
 
         def gains(self) -> dict[str, float]:
             return {"E": self.gain_exact, "S": self.gain_substitute, "C": self.gain_complement, "I": self.gain_irrelevant}
@@ -174,7 +193,9 @@ class ESCI(DatasetPlugin):
             q = query_index[qids[i]]
             p = pids[i]
             if (q, p) in judged:
-                raise ValueError(f"{row_label(ex_path, i)}: duplicate judgment of product {p!r} for query_id {qids[i]!r} (first at {row_label(ex_path, judged[(q, p)])})")
+                raise ValueError(
+                    f"{row_label(ex_path, i)}: duplicate judgment of product {p!r} for query_id {qids[i]!r} (first at {row_label(ex_path, judged[(q, p)])})"
+                )
             judged[(q, p)] = i
             if p not in product_row:
                 count_skip(skipped, "judgments_product_missing")
@@ -239,10 +260,19 @@ class ESCI(DatasetPlugin):
             f"({'present' if has_split else 'absent: random split'}), val drawn from train with seed {config.split_seed}."
         ]
         return text_query_dataset(
-            "esci", config, slots, table, items, f"esci {config.locale}",
+            "esci",
+            config,
+            slots,
+            table,
+            items,
+            f"esci {config.locale}",
             query_ids=np.array([qids[query_rows[q]] for q in kept], dtype=str),
             query_texts=[qtext[query_rows[q]] for q in kept],
-            relevance=(indptr, rel_items, rel_grades), split=split, interactions=interactions,
+            relevance=(indptr, rel_items, rel_grades),
+            split=split,
+            interactions=interactions,
             files={"examples_file": str(ex_path), "products_file": str(pr_path)},
-            started=t0, skipped=skipped, notes=notes,
+            started=t0,
+            skipped=skipped,
+            notes=notes,
         )

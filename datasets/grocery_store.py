@@ -134,9 +134,7 @@ def _description(root: Path, folder: Path, published: str, info: dict[str, str])
         p = _rel(root, published)
         candidates += [p, p.with_name(p.name + ".txt")]
     if folder.is_dir():
-        candidates += sorted(
-            q for q in folder.glob("*_Description*.txt") if "swedish" not in q.name.lower()
-        )
+        candidates += sorted(q for q in folder.glob("*_Description*.txt") if "swedish" not in q.name.lower())
     for p in candidates:
         if p.is_file():
             text = _clean(p.read_text(encoding="utf-8-sig", errors="replace"))
@@ -211,7 +209,9 @@ def read_products(root: Path, skipped: dict[str, int]) -> list[Product]:
     return products
 
 
-def read_photos(root: Path, split_file: str, index: dict[int, int], cap: int, skipped: dict[str, int]) -> list[tuple[str, Path, int]]:
+def read_photos(
+    root: Path, split_file: str, index: dict[int, int], cap: int, skipped: dict[str, int]
+) -> list[tuple[str, Path, int]]:
     """(relative path, file, product index) of the photos listed in `split_file`, at most `cap`
     per product (0 = all), in file order. A photo of a class absent from classes.csv is skipped
     and counted; a listed file that does not exist is an error naming the line."""
@@ -277,7 +277,9 @@ class GroceryStore(DatasetPlugin):
         )
         text_backbone: str = option("minilm", "backbone spec for the text views", "protocol")
         max_photos_per_product: int = option(
-            0, "keep at most this many photos per product in each split file, in file order (0 = all)", "convention",
+            0,
+            "keep at most this many photos per product in each split file, in file order (0 = all)",
+            "convention",
             ge=0,
         )
         train_photo_queries: bool = option(
@@ -349,7 +351,9 @@ class GroceryStore(DatasetPlugin):
         pairs = np.stack([np.arange(len(query_rows)), q_items], axis=1) if query_rows else np.zeros((0, 2), np.int64)
         indptr, rel_items, rel_grades = relevance_from_pairs(len(query_rows), pairs)
         train_q = np.flatnonzero(q_split == 0)
-        interactions = np.stack([train_q, q_items[train_q]], axis=1).astype(np.int64) if len(train_q) else np.zeros((0, 2), np.int64)
+        interactions = (
+            np.stack([train_q, q_items[train_q]], axis=1).astype(np.int64) if len(train_q) else np.zeros((0, 2), np.int64)
+        )
         queries = QuerySet(
             ids=np.array([rel for rel, _, _, _ in query_rows], dtype=str),
             modality="image",

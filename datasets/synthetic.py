@@ -101,8 +101,13 @@ FIRST_LATE_SLOT = 4
 class SyntheticConfig(DatasetConfig):
     #: fields that shape only the queries and their interactions, never a view's features or
     #: availability: the stored catalog (`features.catalog_store`) does not key on them
-    catalog_independent_fields = ("interactions", "query_aux_fraction", "mean_interactions_per_query",
-                                  "popularity_exponent", "query_fractions")
+    catalog_independent_fields = (
+        "interactions",
+        "query_aux_fraction",
+        "mean_interactions_per_query",
+        "popularity_exponent",
+        "query_fractions",
+    )
 
     items: int = option(20_000, "number of items in the catalog", "our reading", ge=1)
     interactions: int = option(30_000, "number of (query, item) interactions", "our reading", ge=0)
@@ -122,17 +127,19 @@ class SyntheticConfig(DatasetConfig):
     cross_side_overlap: float = option(
         0.5,
         "rho: overlap of the attributes the two sides' auxiliary views show (0 = disjoint sides, 1 = the same mix)",
-        "our reading", ge=0, le=1,
+        "our reading",
+        ge=0,
+        le=1,
     )
-    late_attributes: int = option(
-        2, "the last attributes, which only views from the fifth on can show (0 = none)", "our reading"
-    )
+    late_attributes: int = option(2, "the last attributes, which only views from the fifth on can show (0 = none)", "our reading")
     new_attribute_rate: float = option(
-        0.5, "probability that a view from the fifth on shows a late attribute its item has not shown yet", "our reading",
-        ge=0, le=1,
+        0.5,
+        "probability that a view from the fifth on shows a late attribute its item has not shown yet",
+        "our reading",
+        ge=0,
+        le=1,
     )
-    aux_view_dropout: float = option(0.25, "probability that an item lacks a given auxiliary view", "our reading",
-                                     ge=0, lt=1)
+    aux_view_dropout: float = option(0.25, "probability that an item lacks a given auxiliary view", "our reading", ge=0, lt=1)
     query_aux_fraction: float = option(0.6, "fraction of queries naming an auxiliary-only attribute", "our reading")
     mean_interactions_per_query: float = option(2.0, "mean interactions per query (geometric)", "our reading", ge=1)
     popularity_exponent: float = option(1.0, "Zipf exponent of item popularity", "our reading")
@@ -146,10 +153,15 @@ class SyntheticConfig(DatasetConfig):
         super().validate()
         for name in ("item_fractions", "query_fractions"):
             fractions = getattr(self, name)
-            if (len(fractions) != 3 or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions)
-                    or abs(sum(fractions) - 1.0) > 1e-6):
-                raise ValueError(f"dataset option {name!r} must be three non-negative numbers (train, val, test) "
-                                 f"summing to 1, got {fractions!r}")
+            if (
+                len(fractions) != 3
+                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not f >= 0 for f in fractions)
+                or abs(sum(fractions) - 1.0) > 1e-6
+            ):
+                raise ValueError(
+                    f"dataset option {name!r} must be three non-negative numbers (train, val, test) "
+                    f"summing to 1, got {fractions!r}"
+                )
         if self.modalities == "image+text" and self.max_views < 2:
             raise ValueError("image+text needs max_views >= 2 (a primary image and a title)")
         if not 0 < self.main_attributes <= self.attributes:
@@ -208,8 +220,7 @@ class SyntheticCatalog(Catalog):
         sub = (uniform(keyed(c.seed, _S_FINE, ids)) * c.fine_per_top).astype(np.int32)
         self.fine = self.top * c.fine_per_top + sub
         self.attr = (
-            uniform(keyed(c.seed, _S_ATTR, ids[:, None], np.arange(c.attributes, dtype=np.uint64)[None]))
-            * c.attribute_values
+            uniform(keyed(c.seed, _S_ATTR, ids[:, None], np.arange(c.attributes, dtype=np.uint64)[None])) * c.attribute_values
         ).astype(np.int16)
         rng = np.random.default_rng(np.random.SeedSequence([c.seed, 0xFAB]))
         L = c.latent_dim
@@ -363,7 +374,8 @@ class SyntheticCatalog(Catalog):
             features, modality = self._kept[slot], self.slots[slot].modality
             step = 65_536  # rows hashed at a time: bounded temporaries
             ids = self._kept_content[slot] = np.concatenate(
-                [feature_content_ids(features[a : a + step], modality) for a in range(0, max(len(features), 1), step)])
+                [feature_content_ids(features[a : a + step], modality) for a in range(0, max(len(features), 1), step)]
+            )
         return ids[np.asarray(items, dtype=np.int64)]
 
     def _generate(self, items: np.ndarray, slot: int) -> np.ndarray:
@@ -417,7 +429,7 @@ def generate_queries(catalog: SyntheticCatalog, config: SyntheticConfig) -> Quer
     all_items = np.arange(c.items)
     for j_main in main:
         for with_aux in (False, True):
-            for j_aux in (aux if with_aux else [-1]):
+            for j_aux in aux if with_aux else [-1]:
                 sel = np.flatnonzero((main_pick == j_main) & (use_aux == with_aux) & ((aux_pick == j_aux) | (not with_aux)))
                 if len(sel) == 0:
                     continue
@@ -555,8 +567,10 @@ def slot_information(config: SyntheticConfig, k: int = 10, ridge: float = 1.0) -
     split = random_split(config.items, tuple(config.item_fractions), config.split_seed)
     test, train = np.flatnonzero(split == 2), np.flatnonzero(split == 0)
     if len(test) < 2:
-        raise ValueError(f"slot information needs at least 2 test items; dataset option 'item_fractions' "
-                         f"{config.item_fractions!r} leaves {len(test)} of {config.items}")
+        raise ValueError(
+            f"slot information needs at least 2 test items; dataset option 'item_fractions' "
+            f"{config.item_fractions!r} leaves {len(test)} of {config.items}"
+        )
     have = catalog.availability(test)
     have_train = catalog.availability(train)
     unit = {s: _unit(catalog.features(test, s)) for s in range(len(catalog.slots))}
@@ -583,6 +597,7 @@ def slot_information(config: SyntheticConfig, k: int = 10, ridge: float = 1.0) -
         targets = [t for t, other in enumerate(catalog.slots) if other.modality != slot.modality and other.role == slot.role]
         vs_modality = None
         if targets:
+
             def target_mean(available, feats):
                 count = available[:, targets].sum(axis=1)
                 total = sum(feats[t] * available[:, [t]] for t in targets)
@@ -600,6 +615,17 @@ def slot_information(config: SyntheticConfig, k: int = 10, ridge: float = 1.0) -
         shown = catalog.observed(test, s)
         shares = np.bincount(shown.ravel(), minlength=config.attributes) / shown.shape[0]
         shows = " ".join(f"{j}:{100 * shares[j]:.0f}" if shares[j] < 0.995 else str(j) for j in np.flatnonzero(shares))
-        rows.append(SlotInformation(slot.name, slot.modality, slot.role, float(rows_s.mean()), shows,
-                                    vs_primary, vs_other, vs_modality, min(1.0, k / len(test))))
+        rows.append(
+            SlotInformation(
+                slot.name,
+                slot.modality,
+                slot.role,
+                float(rows_s.mean()),
+                shows,
+                vs_primary,
+                vs_other,
+                vs_modality,
+                min(1.0, k / len(test)),
+            )
+        )
     return rows

@@ -124,7 +124,9 @@ class WANDS(DatasetPlugin):
         labels_df = read_table(paths["label"], sep="\t", required=LABEL_COLUMNS)
         category_col = next((c for c in ("category hierarchy", "category_hierarchy") if c in products.columns), None)
         if category_col is None:
-            raise ValueError(f"{paths['product']}: missing column 'category hierarchy'; columns present: {list(products.columns)}")
+            raise ValueError(
+                f"{paths['product']}: missing column 'category hierarchy'; columns present: {list(products.columns)}"
+            )
         skipped: dict[str, int] = {}
 
         all_pids = _ids(products, "product_id", paths["product"])
@@ -212,10 +214,19 @@ class WANDS(DatasetPlugin):
             f"(train query, Exact product); random query split (seed {config.split_seed}), no published split."
         ]
         return text_query_dataset(
-            "wands", config, slots, table, pids, f"wands {folder}",
+            "wands",
+            config,
+            slots,
+            table,
+            pids,
+            f"wands {folder}",
             query_ids=np.array([qids[q] for q in kept], dtype=str),
             query_texts=[q_text[q] for q in kept],
-            relevance=(indptr, rel_items, rel_grades), split=split, interactions=interactions,
+            relevance=(indptr, rel_items, rel_grades),
+            split=split,
+            interactions=interactions,
             files={"data_dir_resolved": str(folder.resolve())},
-            started=t0, skipped=skipped, notes=notes,
+            started=t0,
+            skipped=skipped,
+            notes=notes,
         )

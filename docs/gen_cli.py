@@ -91,8 +91,10 @@ def _command(cmd, path: list[str], parent, out: list[str]) -> None:
     if rows:
         out.append("| option | type | default | what |\n|:---|:---|:---|:---|")
         for p in rows:
-            out.append(f"| {_cell(_names(p))} | {_cell(_type(p, ctx))} | {_cell(_default(p))} | "
-                       f"{_cell(_plain(getattr(p, 'help', None)))} |")
+            out.append(
+                f"| {_cell(_names(p))} | {_cell(_type(p, ctx))} | {_cell(_default(p))} | "
+                f"{_cell(_plain(getattr(p, 'help', None)))} |"
+            )
         out.append("")
     if group:
         for sub in cmd.list_commands(ctx):

@@ -20,8 +20,9 @@ from ..kernels.feature_transport import feature_cost, fixed_sinkhorn
 class FeaturePlans(nn.Module):
     """`count` d x d plans between modality and anchor features, with their moving averages."""
 
-    def __init__(self, count: int, dim: int, *, momentum: float, scale: float, epsilon: float, iterations: int,
-                 domain: str = "auto"):
+    def __init__(
+        self, count: int, dim: int, *, momentum: float, scale: float, epsilon: float, iterations: int, domain: str = "auto"
+    ):
         super().__init__()
         self.momentum, self.scale, self.epsilon, self.iterations = momentum, scale, epsilon, iterations
         self.domain = domain
@@ -40,8 +41,9 @@ class FeaturePlans(nn.Module):
         if not self.training and bool(self.ready.all()):
             return [plan for plan in self.average], {}
         with torch.no_grad():
-            costs = torch.stack([feature_cost(z.detach(), anchor.detach(), self.scale, present.to(z.dtype))
-                                 for z, present in modalities])
+            costs = torch.stack(
+                [feature_cost(z.detach(), anchor.detach(), self.scale, present.to(z.dtype)) for z, present in modalities]
+            )
             result = fixed_sinkhorn(costs, epsilon=self.epsilon, iterations=self.iterations, domain=self.domain)
         plans = [plan.to(z.dtype) for plan, (z, _) in zip(result.plan, modalities)]
         if update and self.training:

@@ -64,20 +64,37 @@ class ObjectiveConfig:
     """Fields every objective has. Subclasses add their own, each documented with `option`."""
 
     init_logit_scale: float = option(
-        1 / 0.07, "initial logit scale 1/tau (CLIP init)", "CLIP", gt=0,
-        search=Search(5.0, 100.0, "log", why="tau in [0.01, 0.2]: 100 is the clamp (max_logit_scale); "
-                      "below 5 the in-batch softmax is nearly flat"),
+        1 / 0.07,
+        "initial logit scale 1/tau (CLIP init)",
+        "CLIP",
+        gt=0,
+        search=Search(
+            5.0,
+            100.0,
+            "log",
+            why="tau in [0.01, 0.2]: 100 is the clamp (max_logit_scale); below 5 the in-batch softmax is nearly flat",
+        ),
     )
     max_logit_scale: float = option(
-        100.0, "upper bound of the logit scale: log scale clamped at log(max) after each optimiser step", "CLIP",
+        100.0,
+        "upper bound of the logit scale: log scale clamped at log(max) after each optimiser step",
+        "CLIP",
         gt=0,
     )
     learn_logit_scale: bool = option(True, "train the logit scale (False keeps tau fixed)", "convention")
     primary_weight: float = option(
-        0.5, "w_p: weight shared by the primary views in marginals and the fused item embedding", "our reading",
-        gt=0, le=1,
-        search=Search(0.2, 0.9, "linear", why="1 would drop the auxiliary views (clip's single pair); below "
-                      "0.2 the title and first image are outweighed by any one extra view"),
+        0.5,
+        "w_p: weight shared by the primary views in marginals and the fused item embedding",
+        "our reading",
+        gt=0,
+        le=1,
+        search=Search(
+            0.2,
+            0.9,
+            "linear",
+            why="1 would drop the auxiliary views (clip's single pair); below "
+            "0.2 the title and first image are outweighed by any one extra view",
+        ),
     )
     query_weight: float = option(1.0, "weight of the query->item InfoNCE term", "our reading", ge=0)
 
@@ -183,8 +200,10 @@ def primary_pair_duplicates(views: EncodedViews, both: torch.Tensor) -> torch.Te
     to leave out (`duplicate_pairs`: e.g. b_j is b_i's text, or a_i is a_j's image); None if none."""
     if views.content is None:
         return None
-    return duplicate_pairs(content_keys(views.content, first_view_weights(views, 0))[both],
-                           content_keys(views.content, first_view_weights(views, 1))[both])
+    return duplicate_pairs(
+        content_keys(views.content, first_view_weights(views, 0))[both],
+        content_keys(views.content, first_view_weights(views, 1))[both],
+    )
 
 
 def side_set_duplicates(views: EncodedViews, both: torch.Tensor) -> torch.Tensor | None:
@@ -193,8 +212,10 @@ def side_set_duplicates(views: EncodedViews, both: torch.Tensor) -> torch.Tensor
     if views.content is None:
         return None
     weight = views.side_weight * views.mask
-    return duplicate_pairs(content_keys(views.content, weight * (views.side == 0))[both],
-                           content_keys(views.content, weight * (views.side == 1))[both])
+    return duplicate_pairs(
+        content_keys(views.content, weight * (views.side == 0))[both],
+        content_keys(views.content, weight * (views.side == 1))[both],
+    )
 
 
 def fuse(embeddings: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -208,8 +229,9 @@ def rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return x if bool(keep.all()) else x[keep]
 
 
-def info_nce(x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, symmetric: bool = True,
-             exclude: torch.Tensor | None = None) -> torch.Tensor:
+def info_nce(
+    x: torch.Tensor, y: torch.Tensor, scale: torch.Tensor, symmetric: bool = True, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """InfoNCE on the logits s <x_i, y_j> (rows L2-normalised first), diagonal positives.
 
     One direction: mean_i -log softmax_j(s <x_i, y_j>)_i (RecGOAT's `InfoNCE`); symmetric: the mean
@@ -321,8 +343,9 @@ class Objective(nn.Module):
         if batch.views.content is None or batch.query_content is None:
             return None
         query = batch.query_content.unsqueeze(1)
-        return duplicate_pairs(content_keys(query, torch.ones_like(query, dtype=torch.float32)),
-                               self.served_content_keys(batch.views))
+        return duplicate_pairs(
+            content_keys(query, torch.ones_like(query, dtype=torch.float32)), self.served_content_keys(batch.views)
+        )
 
     def query_loss(self, batch: AlignmentBatch, item: torch.Tensor) -> dict[str, torch.Tensor]:
         """Symmetric InfoNCE between each query and its item's served embedding."""

@@ -23,8 +23,15 @@ import torch
 
 from ..data.views import ViewSelection
 from . import OBJECTIVES
-from .base import (AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, primary_pair_selection, side_views,
-                   symmetric_info_nce)
+from .base import (
+    AlignmentBatch,
+    Objective,
+    ObjectiveConfig,
+    primary_pair_duplicates,
+    primary_pair_selection,
+    side_views,
+    symmetric_info_nce,
+)
 
 
 @dataclass
@@ -37,8 +44,10 @@ class ClipConfig(ObjectiveConfig):
 @OBJECTIVES.register("clip")
 class Clip(Objective):
     name = "clip"
-    summary = ("CLIP symmetric InfoNCE on the primary pair (image, title; one-modality catalog: primary view, first "
-               "auxiliary view) + query InfoNCE; other views unused")
+    summary = (
+        "CLIP symmetric InfoNCE on the primary pair (image, title; one-modality catalog: primary view, first "
+        "auxiliary view) + query InfoNCE; other views unused"
+    )
     Config = ClipConfig
 
     def select_views(self, mask, generator=None) -> ViewSelection:

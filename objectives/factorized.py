@@ -60,10 +60,17 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicate
 @dataclass
 class FactorizedConfig(ObjectiveConfig):
     aux_samples: int = option(
-        1, "k: auxiliary views sampled per side of each item per training step (all if fewer)",
-        "paper (value: our reading)", ge=0,
-        search=Search(1, 4, "int", why="a step costs O(2 + k) views per item; at 4 per side the default "
-                      "8 views are all used and the cost advantage is gone"),
+        1,
+        "k: auxiliary views sampled per side of each item per training step (all if fewer)",
+        "paper (value: our reading)",
+        ge=0,
+        search=Search(
+            1,
+            4,
+            "int",
+            why="a step costs O(2 + k) views per item; at 4 per side the default "
+            "8 views are all used and the cost advantage is gone",
+        ),
     )
     normalize_sides: bool = option(
         False, "L2-normalise each side's fused embedding before the dot product (False = closed form)", "our reading"

@@ -69,33 +69,44 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicate
 @dataclass
 class FullOTConfig(ObjectiveConfig):
     eps: float = option(
-        0.05, "entropic regulariser of the view-to-view OT (costs 1 - cos lie in [0, 2])", "our reading", gt=0,
-        search=Search(0.01, 0.5, "log", why="costs lie in [0, 2]: at 0.01 the plan is nearly the exact one, "
-                      "at 0.5 it is close to the product coupling (factorized)"),
+        0.05,
+        "entropic regulariser of the view-to-view OT (costs 1 - cos lie in [0, 2])",
+        "our reading",
+        gt=0,
+        search=Search(
+            0.01,
+            0.5,
+            "log",
+            why="costs lie in [0, 2]: at 0.01 the plan is nearly the exact one, "
+            "at 0.5 it is close to the product coupling (factorized)",
+        ),
     )
-    iterations: int = option(
-        100, "Sinkhorn iterations: the cap, or the exact count when tolerance = 0", "our reading", ge=1
-    )
+    iterations: int = option(100, "Sinkhorn iterations: the cap, or the exact count when tolerance = 0", "our reading", ge=1)
     tolerance: float = option(
         1e-4,
         "stop when the largest L1 marginal error of a chunk of problems is below this (checked every "
         "10 iterations); 0 runs exactly `iterations` (cost curves compare like with like)",
-        "our reading", ge=0,
+        "our reading",
+        ge=0,
     )
     domain: str = option(
-        "auto", "Sinkhorn domain: plain (fast), log (any eps), auto (plain where cost range / eps allows)",
-        "our reading", choices=DOMAINS,
+        "auto",
+        "Sinkhorn domain: plain (fast), log (any eps), auto (plain where cost range / eps allows)",
+        "our reading",
+        choices=DOMAINS,
     )
     coupling: str = option(
         "entropic",
         "entropic: the Sinkhorn plan P*; independent: the product coupling mu (x) nu (= factorized's closed form)",
-        "our reading", choices=("entropic", "independent"),
+        "our reading",
+        choices=("entropic", "independent"),
     )
     similarity: str = option(
         "transport",
         "transport: s = sum P* <x, y> with P* held fixed (unchanged by duplicated views); "
         "entropic: s = 1 - W_eps = transport + eps H(P*)",
-        "our reading", choices=("entropic", "transport"),
+        "our reading",
+        choices=("entropic", "transport"),
     )
 
 

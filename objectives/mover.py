@@ -80,8 +80,17 @@ from ..config import Search, option
 from ..kernels.feature_transport import fixed_sinkhorn
 from ..kernels.volume import pairwise_log_volume, pairwise_span_distance, signed_lift
 from . import OBJECTIVES
-from .base import (AlignmentBatch, EncodedViews, Objective, ObjectiveConfig, content_keys, duplicate_pairs, rows,
-                   symmetric_info_nce, text_anchor)
+from .base import (
+    AlignmentBatch,
+    EncodedViews,
+    Objective,
+    ObjectiveConfig,
+    content_keys,
+    duplicate_pairs,
+    rows,
+    symmetric_info_nce,
+    text_anchor,
+)
 
 SCORES = ("distance", "fixed", "volume", "mean")
 
@@ -89,7 +98,9 @@ SCORES = ("distance", "fixed", "volume", "mean")
 @dataclass
 class MoverConfig(ObjectiveConfig):
     volume_delta: float = option(
-        1e-4, "delta of the safe volume sqrt(det(G + delta I)) (finite gradients at collinear views)", "our reading",
+        1e-4,
+        "delta of the safe volume sqrt(det(G + delta I)) (finite gradients at collinear views)",
+        "our reading",
         gt=0,
     )
     groups: str = option(
@@ -105,7 +116,8 @@ class MoverConfig(ObjectiveConfig):
         "and effective dimensions); 'distance' = Vol(a, X) / Vol(X), the anchor's distance to the span of "
         "the item's views (shrinks with the view count where the embeddings' effective dimension is low); "
         "'volume' = GRAM's raw Vol(a, X) (shrinks with the number of views)",
-        "our reading", choices=SCORES,
+        "our reading",
+        choices=SCORES,
     )
     signed: bool = option(
         True,
@@ -114,21 +126,28 @@ class MoverConfig(ObjectiveConfig):
         "anchor, which the served fused mean then cancels); False = GRAM's volume",
         "our reading",
     )
-    group_size: int = option(1, "k of volume_score='fixed': other views sampled per item per step", "our reading",
-                             ge=1)
+    group_size: int = option(1, "k of volume_score='fixed': other views sampled per item per step", "our reading", ge=1)
     ot_weight: float = option(
-        1.0, "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij", "our reading", ge=0,
-        search=Search(0.1, 3.0, "log", why="the volume term beside the contrastive term of weight 1: a "
-                      "tenth of it to three times it"),
+        1.0,
+        "lambda: weight of the transport-weighted volume sum_ij P_ij Vol_ij",
+        "our reading",
+        ge=0,
+        search=Search(
+            0.1, 3.0, "log", why="the volume term beside the contrastive term of weight 1: a tenth of it to three times it"
+        ),
     )
     ot_epsilon: float = option(
-        0.05, "entropic regulariser of the B x B Sinkhorn", "our reading", gt=0,
-        search=Search(0.01, 0.5, "log", why="volumes lie in [0, 1]: 0.01 is a near-hard matching, 0.5 a "
-                      "nearly uniform plan"),
+        0.05,
+        "entropic regulariser of the B x B Sinkhorn",
+        "our reading",
+        gt=0,
+        search=Search(0.01, 0.5, "log", why="volumes lie in [0, 1]: 0.01 is a near-hard matching, 0.5 a nearly uniform plan"),
     )
     ot_iterations: int = option(100, "fixed log-domain Sinkhorn iterations of the B x B plan", "our reading", ge=1)
     ot_cost: str = option(
-        "volume", "ground cost of the B x B plan: 'volume' (Vol_ij) or 'cosine' (1 - <a_i, f_j>)", "our reading",
+        "volume",
+        "ground cost of the B x B plan: 'volume' (Vol_ij) or 'cosine' (1 - <a_i, f_j>)",
+        "our reading",
         choices=("volume", "cosine"),
     )
 
@@ -164,8 +183,7 @@ class Mover(Objective):
             present.append(in_side.any(dim=1))
         return torch.stack(groups, dim=1), torch.stack(present, dim=1), fused
 
-    def volumes(self, anchor: torch.Tensor, sets: torch.Tensor, set_mask: torch.Tensor,
-                sampled: bool = False) -> torch.Tensor:
+    def volumes(self, anchor: torch.Tensor, sets: torch.Tensor, set_mask: torch.Tensor, sampled: bool = False) -> torch.Tensor:
         """V_ij [B1, B2] between anchor_i and sets_j, per `volume_score` (see the module docstring).
 
         'fixed' samples its groups here (torch's global generator), so call it once per step,
@@ -178,8 +196,14 @@ class Mover(Objective):
         if kind == "mean":  # the mean over the item's views of the pair volume Vol(a, x)
             cos = torch.einsum("id,jkd->ijk", anchor, sets)
             norms = (anchor * anchor).sum(-1)[:, None, None] * (sets * sets).sum(-1)[None]
-            pair = torch.sqrt((norms + delta * ((anchor * anchor).sum(-1)[:, None, None] + (sets * sets).sum(-1)[None])
-                               + delta * delta - cos * cos).clamp_min(delta * delta))
+            pair = torch.sqrt(
+                (
+                    norms
+                    + delta * ((anchor * anchor).sum(-1)[:, None, None] + (sets * sets).sum(-1)[None])
+                    + delta * delta
+                    - cos * cos
+                ).clamp_min(delta * delta)
+            )
             weight = set_mask.to(pair.dtype)
             return (pair * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
         if kind == "distance":  # Vol(a, X) / Vol(X) = dist(a, span X): the Schur residual alone
@@ -193,8 +217,9 @@ class Mover(Objective):
         keys = torch.rand(set_mask.shape, device=set_mask.device).masked_fill(~set_mask, 2.0)
         return set_mask & (keys.argsort(dim=1).argsort(dim=1) < k)
 
-    def group_keys(self, views: EncodedViews, anchor_position: torch.Tensor, valid: torch.Tensor,
-                   groups: torch.Tensor) -> torch.Tensor:
+    def group_keys(
+        self, views: EncodedViews, anchor_position: torch.Tensor, valid: torch.Tensor, groups: torch.Tensor
+    ) -> torch.Tensor:
         """Content keys (`content_keys`) of the `valid` items' groups `groups` [B', n] (as in
         `view_groups`: views, or side-fused other views); needs `views.content`."""
         content = views.content[valid]
@@ -203,8 +228,10 @@ class Mover(Objective):
         other = (views.mask & ~anchor_position)[valid]
         weight, side = views.side_weight[valid], views.side[valid]
         empty = content_keys(content, torch.zeros_like(weight))
-        return torch.cat([torch.where(groups[:, s : s + 1], content_keys(content, weight * (other & (side == s))), empty)
-                          for s in (0, 1)], dim=1)
+        return torch.cat(
+            [torch.where(groups[:, s : s + 1], content_keys(content, weight * (other & (side == s))), empty) for s in (0, 1)],
+            dim=1,
+        )
 
     def volume_scores(self, query: torch.Tensor, views: EncodedViews) -> torch.Tensor:
         """GRAM-style retrieval scores -V(q_i, all views of item j) [Q, B] (higher is better)."""
@@ -227,8 +254,9 @@ class Mover(Objective):
                 vol = self.volumes(a, rows(sets, valid), groups)
             exclude = None
             if views.content is not None:
-                exclude = duplicate_pairs(content_keys(views.content, position.float())[valid],
-                                          self.group_keys(views, position, valid, groups))
+                exclude = duplicate_pairs(
+                    content_keys(views.content, position.float())[valid], self.group_keys(views, position, valid, groups)
+                )
             out["volume_loss"] = symmetric_info_nce(-scale * vol, exclude)
             diag = torch.diagonal(vol)
             out["positive_volume"] = diag.mean().detach()

@@ -82,8 +82,18 @@ from . import OBJECTIVES
 from ..kernels.sinkhorn_divergence import sinkhorn_divergences
 from ._feature_plans import FeaturePlans
 from ._oat_config import OatConfig
-from .base import (AlignmentBatch, EncodedViews, Objective, anchor_positions, content_keys, duplicate_pairs, fuse,
-                   info_nce, rows, unique_keys)
+from .base import (
+    AlignmentBatch,
+    EncodedViews,
+    Objective,
+    anchor_positions,
+    content_keys,
+    duplicate_pairs,
+    fuse,
+    info_nce,
+    rows,
+    unique_keys,
+)
 
 
 @dataclass
@@ -130,8 +140,14 @@ class Oat(Objective):
         else:
             self.register_buffer("gates", gates)
         self.norm = nn.LayerNorm(d) if config.fusion_layernorm else nn.Identity()
-        self.plans = FeaturePlans(2, d, momentum=config.plan_momentum, scale=config.cost_scale,
-                                  epsilon=config.sinkhorn_epsilon, iterations=config.sinkhorn_iterations)
+        self.plans = FeaturePlans(
+            2,
+            d,
+            momentum=config.plan_momentum,
+            scale=config.cost_scale,
+            epsilon=config.sinkhorn_epsilon,
+            iterations=config.sinkhorn_iterations,
+        )
         # a text anchor in a one-modality catalog *is* side 0's primary view
         self.anchor_image_posed = anchor == "id" or context.layout.multimodal
         if not self.anchor_image_posed:
@@ -162,9 +178,13 @@ class Oat(Objective):
         in_image, in_text = views.mask & (views.side == 0), views.mask & (views.side == 1)
         others = in_text & ~position
         dtype = views.embeddings.dtype
-        weights = torch.cat((position.to(dtype).unsqueeze(1),
-                             views.side_weight.to(dtype).unsqueeze(1) * torch.stack((in_image, in_text, others), dim=1)),
-                            dim=1)
+        weights = torch.cat(
+            (
+                position.to(dtype).unsqueeze(1),
+                views.side_weight.to(dtype).unsqueeze(1) * torch.stack((in_image, in_text, others), dim=1),
+            ),
+            dim=1,
+        )
         products = torch.matmul(weights, views.embeddings)  # [B, 4, d]
         anchor, anchor_present = products[:, 0], position.any(dim=1)
         image, text, text_others = F.normalize(products[:, 1:], dim=-1).unbind(1)
@@ -176,8 +196,7 @@ class Oat(Objective):
         image_present, text_present = in_image.any(dim=1), in_text.any(dim=1)
         image = torch.where(image_present.unsqueeze(1), image, anchor)
         text = torch.where(text_present.unsqueeze(1), text, anchor)
-        return _Modalities(anchor, image, text, anchor_present, image_present, text_present,
-                           text_others, others.any(dim=1))
+        return _Modalities(anchor, image, text, anchor_present, image_present, text_present, text_others, others.any(dim=1))
 
     def modality_keys(self, views: EncodedViews) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Content keys (`content_keys`) of Z_a, Z_img, Z_txt, Z' as `modalities` builds them, as
@@ -190,14 +209,19 @@ class Oat(Objective):
             position = torch.zeros_like(position)
             anchor = unique_keys(views.item_index, width)  # the item's own ID embedding
         else:
-            anchor = torch.where(position.any(dim=1, keepdim=True), content_keys(content, position.float()),
-                                 content_keys(content, views.item_weight))
+            anchor = torch.where(
+                position.any(dim=1, keepdim=True),
+                content_keys(content, position.float()),
+                content_keys(content, views.item_weight),
+            )
         image = torch.where(in_image.any(dim=1, keepdim=True), content_keys(content, weight * in_image), anchor)
         text = torch.where(in_text.any(dim=1, keepdim=True), content_keys(content, weight * in_text), anchor)
         text_others = content_keys(content, weight * (in_text & ~position))
-        return {"anchor_image": (anchor, image),
-                "anchor_text": (anchor, text if self.anchor_kind == "id" else text_others),
-                "image_text": (image, text)}
+        return {
+            "anchor_image": (anchor, image),
+            "anchor_text": (anchor, text if self.anchor_kind == "id" else text_others),
+            "image_text": (image, text),
+        }
 
     def served_content_keys(self, views: EncodedViews) -> torch.Tensor:
         """The keys of (Z_a, Z_img, Z_txt): with the batch-level plans and parameters, they make z."""
@@ -221,8 +245,9 @@ class Oat(Objective):
     def query_loss(self, batch: AlignmentBatch, item: torch.Tensor) -> dict[str, torch.Tensor]:
         if batch.query is None or self.config.query_weight == 0:
             return {}
-        nce = info_nce(self.query_embedding(batch.query), item, self.logit_scale(), self.config.symmetric,
-                       self.query_duplicates(batch))
+        nce = info_nce(
+            self.query_embedding(batch.query), item, self.logit_scale(), self.config.symmetric, self.query_duplicates(batch)
+        )
         return {"query_item_loss": self.config.query_weight * nce}
 
     def modality_pairs(self, m: _Modalities):
@@ -233,8 +258,7 @@ class Oat(Objective):
         if self.anchor_kind == "id":
             pairs.append(("anchor_text", m.anchor, m.text, m.anchor_present & m.text_present))
         else:
-            pairs.append(("anchor_text", m.anchor, m.text_without_anchor,
-                          m.anchor_present & m.text_without_anchor_present))
+            pairs.append(("anchor_text", m.anchor, m.text_without_anchor, m.anchor_present & m.text_without_anchor_present))
         pairs.append(("image_text", m.image, m.text, m.image_present & m.text_present))
         return pairs
 
@@ -260,9 +284,11 @@ class Oat(Objective):
         out["modality_loss"] = cfg.modality_weight * modality if nces else modality
 
         if cfg.wasserstein_weight > 0:
-            pairs = [(rows(aligned, present), rows(m.anchor, present))
-                     for aligned, present in ((aligned_image, m.image_present), (aligned_text, m.text_present))
-                     if bool(present.any())]
+            pairs = [
+                (rows(aligned, present), rows(m.anchor, present))
+                for aligned, present in ((aligned_image, m.image_present), (aligned_text, m.text_present))
+                if bool(present.any())
+            ]
             if not pairs:
                 distances = None
             elif self._geomloss is not None:

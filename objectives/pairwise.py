@@ -48,7 +48,8 @@ class PairwiseConfig(ObjectiveConfig):
         "all",
         "all: every other view of the item is a positive, every other view in the batch a candidate "
         "(SupCon); cross_side: only views of the other side are positives and candidates",
-        "our reading", choices=POSITIVES,
+        "our reading",
+        choices=POSITIVES,
     )
 
 

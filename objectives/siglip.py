@@ -41,20 +41,29 @@ from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_dupli
 @dataclass
 class SiglipConfig(ObjectiveConfig):
     init_logit_scale: float = option(
-        10.0, "initial logit scale s of the sigmoid and query terms", "SigLIP",
+        10.0,
+        "initial logit scale s of the sigmoid and query terms",
+        "SigLIP",
         search=Search(1.0, 30.0, "log", why="SigLIP starts at 10 (log 10 = 2.3); a factor 10 below and 3 above"),
     )
     init_logit_bias: float = option(
-        -10.0, "initial learnable bias beta of the sigmoid logits", "SigLIP",
-        search=Search(-15.0, -1.0, "linear", why="SigLIP's -10 offsets the B-1 negatives per positive; "
-                      "the range spans batch sizes 16 to 4096 at scale 10"),
+        -10.0,
+        "initial learnable bias beta of the sigmoid logits",
+        "SigLIP",
+        search=Search(
+            -15.0,
+            -1.0,
+            "linear",
+            why="SigLIP's -10 offsets the B-1 negatives per positive; the range spans batch sizes 16 to 4096 at scale 10",
+        ),
     )
 
     untuned = ("primary_weight",)  # the primary pair has equal weights, as in clip
 
 
-def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor,
-                      exclude: torch.Tensor | None = None) -> torch.Tensor:
+def sigmoid_pair_loss(
+    a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """-(1/B) sum_ij log sigmoid(z_ij (s <a_i, b_j> + beta)), z = 2 I - 1; the pairs of `exclude`
     (duplicated views) are dropped from the sum."""
     logits = scale * a @ b.t() + bias
@@ -68,8 +77,10 @@ def sigmoid_pair_loss(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, bia
 @OBJECTIVES.register("siglip")
 class Siglip(Objective):
     name = "siglip"
-    summary = ("SigLIP sigmoid loss on the primary pair (image, title; one-modality catalog: primary view, first "
-               "auxiliary view) with a learnable bias + query InfoNCE; other views unused")
+    summary = (
+        "SigLIP sigmoid loss on the primary pair (image, title; one-modality catalog: primary view, first "
+        "auxiliary view) with a learnable bias + query InfoNCE; other views unused"
+    )
     Config = SiglipConfig
 
     def __init__(self, config: SiglipConfig, context) -> None:
@@ -89,8 +100,9 @@ class Siglip(Objective):
         out: dict[str, torch.Tensor] = {}
         if both.any():
             a, b = image_side.embeddings[both, 0], text_side.embeddings[both, 0]
-            out["sigmoid_loss"] = sigmoid_pair_loss(a, b, scale, self.logit_bias.to(a.dtype),
-                                                    primary_pair_duplicates(views, both))
+            out["sigmoid_loss"] = sigmoid_pair_loss(
+                a, b, scale, self.logit_bias.to(a.dtype), primary_pair_duplicates(views, both)
+            )
         else:
             out["sigmoid_loss"] = self.empty_term(views)
         out["logit_bias"] = self.logit_bias.detach()

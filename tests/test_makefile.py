@@ -16,9 +16,9 @@ def test_make_run_writes_to_a_git_ignored_folder():
     out = run_line.split("--out", 1)[1].split()[0]
     assert Path(out).parts[0] != "results", run_line
     inside = (ROOT / ".git").exists() and subprocess.run(
-        ["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True).returncode == 0
+        ["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True
+    ).returncode == 0
     if not inside:
         pytest.skip("not a git checkout")
-    ignored = subprocess.run(["git", "check-ignore", "-q", f"{out}/synthetic__factorized__v8__s0__0123456789.json"],
-                             cwd=ROOT)
+    ignored = subprocess.run(["git", "check-ignore", "-q", f"{out}/synthetic__factorized__v8__s0__0123456789.json"], cwd=ROOT)
     assert ignored.returncode == 0, f"{out}/ is not git-ignored"

@@ -45,9 +45,17 @@ def profile_map(folder: Path, echo=print) -> int:
             continue
         t0 = time.perf_counter()
         prepared, profile = _profile("synthetic", point.views, point.sets)
-        _write_json(path, {"cell": point.index, "views": point.views, "options": point.options,
-                           "dataset_config": to_jsonable(prepared.configs["dataset"]),
-                           "indicators": profile.indicators(), "profile": profile.to_dict()})
+        _write_json(
+            path,
+            {
+                "cell": point.index,
+                "views": point.views,
+                "options": point.options,
+                "dataset_config": to_jsonable(prepared.configs["dataset"]),
+                "indicators": profile.indicators(),
+                "profile": profile.to_dict(),
+            },
+        )
         written += 1
         echo(f"profiled {point.label} in {time.perf_counter() - t0:.1f} s -> {path}")
     return written
@@ -62,10 +70,12 @@ def _load(folder: Path):
     except FileNotFoundError as exc:
         fail(str(exc))
     if len(regime.cells) < 3:
-        fail(f"the regime map in {folder} has {len(regime.cells)} complete cell(s) (a profile and clip plus another "
-             f"objective over 3 seeds); {len(regime.incomplete)} cell(s) with runs are incomplete and "
-             f"{len(regime.missing_profiles)} lack a profile: run `ftbench sweep --preset regime-map --out {folder}` "
-             f"and `ftbench advise --profile-map --map {folder}`")
+        fail(
+            f"the regime map in {folder} has {len(regime.cells)} complete cell(s) (a profile and clip plus another "
+            f"objective over 3 seeds); {len(regime.incomplete)} cell(s) with runs are incomplete and "
+            f"{len(regime.missing_profiles)} lack a profile: run `ftbench sweep --preset regime-map --out {folder}` "
+            f"and `ftbench advise --profile-map --map {folder}`"
+        )
     return regime
 
 
@@ -81,8 +91,14 @@ def register(app: typer.Typer) -> None:
         views: int = typer.Option(8, "--views", "-V", help="views per item the catalog would train with"),
         set_: list[str] = typer.Option([], "--set", help="data set option key=value (dataset. prefix optional); repeatable"),
         map_dir: Path = typer.Option(MAP_DIR, "--map", help="the regime map folder (result files + profiles/)"),
-        cost_dir: Path = typer.Option(Path("results") / "cost", "--cost-dir", help="the folder of the step-cost benchmark's JSON (named cost, as results/cost)"),
-        profile_cells: bool = typer.Option(False, "--profile-map", help="profile every design cell of --map that lacks one, then stop"),
+        cost_dir: Path = typer.Option(
+            Path("results") / "cost",
+            "--cost-dir",
+            help="the folder of the step-cost benchmark's JSON (named cost, as results/cost)",
+        ),
+        profile_cells: bool = typer.Option(
+            False, "--profile-map", help="profile every design cell of --map that lacks one, then stop"
+        ),
         validate: bool = typer.Option(False, "--validate", help="leave-one-cell-out over --map; writes MAP/validation.json"),
         json_file: Optional[Path] = typer.Option(None, "--json", help="also write the advice (or validation) to this JSON file"),
     ) -> None:
@@ -101,10 +117,14 @@ def register(app: typer.Typer) -> None:
         if validate:
             outcome = rg.leave_one_cell_out(regime.cells)
             for row in outcome["rows"]:
-                print(f"cell {row['cell']:02d}  advised {row['advised']:<11} measured best {','.join(row['measured_best']):<40} "
-                      f"{'hit ' if row['hit'] else 'MISS'}  spearman {row['spearman']:+.2f}")
-            print(f"leave-one-cell-out over {outcome['cells']} cells: advised best inside the measured tied-best set in "
-                  f"{outcome['hit_rate']:.0%} of cells; median Spearman {outcome['median_spearman']:+.2f}")
+                print(
+                    f"cell {row['cell']:02d}  advised {row['advised']:<11} measured best {','.join(row['measured_best']):<40} "
+                    f"{'hit ' if row['hit'] else 'MISS'}  spearman {row['spearman']:+.2f}"
+                )
+            print(
+                f"leave-one-cell-out over {outcome['cells']} cells: advised best inside the measured tied-best set in "
+                f"{outcome['hit_rate']:.0%} of cells; median Spearman {outcome['median_spearman']:+.2f}"
+            )
             _write_json(json_file or map_dir / "validation.json", {"metric": f"{rg.MAP_TASK}/{rg.MAP_METRIC}", **outcome})
             return
         if dataset is None:
@@ -123,24 +143,49 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             fail(str(exc))
         costs = rg.step_cost_ms(cost_dir, views) if cost_dir.is_dir() else {}
-        print(f"advice for {dataset} (--views {views}{'; ' + ', '.join(sets) if sets else ''}) from {advice.cells} map cells; "
-              f"metric {rg.MAP_TASK} {rg.MAP_METRIC}, gain = objective - clip, paired over seeds")
+        print(
+            f"advice for {dataset} (--views {views}{'; ' + ', '.join(sets) if sets else ''}) from {advice.cells} map cells; "
+            f"metric {rg.MAP_TASK} {rg.MAP_METRIC}, gain = objective - clip, paired over seeds"
+        )
         print(f"{'rank':<5}{'objective':<12}{'predicted gain':>15}  {'95% interval':<20}{'tied with best':<16}{'step ms @V':>10}")
         for p in advice.predictions:
             interval = "(reference)" if p.objective == rg.REFERENCE else f"[{_fmt(p.low)}, {_fmt(p.high)}]"
             cost = f"{costs[p.objective]:.1f}" if p.objective in costs else "—"
-            print(f"{p.rank:<5}{p.objective:<12}{_fmt(p.gain):>15}  {interval:<20}{'yes' if p.tied_with_best else '':<16}{cost:>10}")
+            print(
+                f"{p.rank:<5}{p.objective:<12}{_fmt(p.gain):>15}  {interval:<20}{'yes' if p.tied_with_best else '':<16}{cost:>10}"
+            )
         tied = [p.objective for p in advice.predictions if p.tied_with_best]
         where = "inside the map" if advice.inside else "OUTSIDE the map: run the comparison"
-        print(f"distance to the nearest map cell (cell {advice.nearest_cell:02d}): {advice.distance:.2f} standardised units; "
-              f"the map's own cells lie up to {advice.map_spread:.2f} apart: {where}")
+        print(
+            f"distance to the nearest map cell (cell {advice.nearest_cell:02d}): {advice.distance:.2f} standardised units; "
+            f"the map's own cells lie up to {advice.map_spread:.2f} apart: {where}"
+        )
         for name, (mine, theirs) in advice.extrapolated.items():
             print(f"note: {name} is {mine:.3g} here but {theirs:.3g} on every map cell: the prediction extrapolates along it")
         check = sorted(set(tied) | {rg.REFERENCE})
-        command = " ".join(["ftbench sweep", f"--dataset {dataset}", *[f"--set {s}" for s in sets],
-                            f"-o {','.join(check)}", f"--views {views}", "--seed 0,1,2", "--out runs/advise-check"])
+        command = " ".join(
+            [
+                "ftbench sweep",
+                f"--dataset {dataset}",
+                *[f"--set {s}" for s in sets],
+                f"-o {','.join(check)}",
+                f"--views {views}",
+                "--seed 0,1,2",
+                "--out runs/advise-check",
+            ]
+        )
         print(f"confirm on your data: {command}")
         print(f"(profiled and advised in {time.perf_counter() - t0:.1f} s)")
         if json_file is not None:
-            _write_json(json_file, {"dataset": dataset, "views": views, "sets": sets, "indicators": profile.indicators(),
-                                    "advice": advice.to_dict(), "step_ms": costs, "confirm": command})
+            _write_json(
+                json_file,
+                {
+                    "dataset": dataset,
+                    "views": views,
+                    "sets": sets,
+                    "indicators": profile.indicators(),
+                    "advice": advice.to_dict(),
+                    "step_ms": costs,
+                    "confirm": command,
+                },
+            )

@@ -88,8 +88,9 @@ def use_cache_dir(cache_dir: Optional[Path]) -> None:
         os.environ["FTBENCH_CACHE_DIR"] = str(cache_dir)
 
 
-def run_overrides(set_: List[str], data_dir: Optional[Path], deterministic: bool,
-                  config_file: Optional[Path] = None) -> List[str]:
+def run_overrides(
+    set_: List[str], data_dir: Optional[Path], deterministic: bool, config_file: Optional[Path] = None
+) -> List[str]:
     """The `--set` list of `run` and `sweep`: a `--config` TOML file's keys first (so `--set`
     wins), then `--set`, then `--data-dir` as `dataset.data_dir`; with
     `--deterministic`, cuBLAS's workspace setting before a backbone may create the first cuBLAS
@@ -115,8 +116,12 @@ def metrics_table(metrics: dict, title: str) -> Table:
     cols = list(METRIC_COLUMNS)
     # an opt-in metric (eval.metrics, e.g. map@K): one column, at K = 10 (one per family keeps the
     # table within 80 columns; every K is in the result file)
-    extra = {name for values in metrics.values() for name in values
-             if (found := metric_of(name)) and found[0].name not in DEFAULT_METRICS}
+    extra = {
+        name
+        for values in metrics.values()
+        for name in values
+        if (found := metric_of(name)) and found[0].name not in DEFAULT_METRICS
+    }
     cols += [f"{name}@10" for name in METRICS if f"{name}@10" in extra]
     table.add_column("task", no_wrap=True)
     for c in cols:
@@ -129,12 +134,14 @@ def metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
-
-
-TRACKER_HELP = ("Experiment tracking: none, or mlflow (parameters, per-step loss, validation scores, final "
-                "metrics and the result file; needs pip install 'ftbench[tracking]').")
-TRACKING_URI_HELP = ("With --tracker mlflow: where to track (sqlite:///PATH, http(s)://HOST:PORT, "
-                     "postgresql://USER:PASSWORD@HOST/DB); default: the SQLite store OUT/mlruns/mlflow.db.")
+TRACKER_HELP = (
+    "Experiment tracking: none, or mlflow (parameters, per-step loss, validation scores, final "
+    "metrics and the result file; needs pip install 'ftbench[tracking]')."
+)
+TRACKING_URI_HELP = (
+    "With --tracker mlflow: where to track (sqlite:///PATH, http(s)://HOST:PORT, "
+    "postgresql://USER:PASSWORD@HOST/DB); default: the SQLite store OUT/mlruns/mlflow.db."
+)
 TRACKING_EXPERIMENT_HELP = "With --tracker: the experiment the runs are grouped under."
 
 

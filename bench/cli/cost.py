@@ -12,31 +12,76 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def cost(
-        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable or a comma list; default: all). Benchmark-only variants: oat-geomloss-w1 (oat with its W1 term as two geomloss calls, the previous code path); oat-floor (oat's step without its own terms: towers on all views, fused item, query InfoNCE)."),
-        views: List[str] = typer.Option([], "--views", help="V values (repeatable or a comma list: 1,2,4; default 1 2 4 8 16 32)."),
+        objective: List[str] = typer.Option(
+            [],
+            "--objective",
+            "-o",
+            help="Objective (repeatable or a comma list; default: all). Benchmark-only variants: oat-geomloss-w1 (oat with its W1 term as two geomloss calls, the previous code path); oat-floor (oat's step without its own terms: towers on all views, fused item, query InfoNCE).",
+        ),
+        views: List[str] = typer.Option(
+            [], "--views", help="V values (repeatable or a comma list: 1,2,4; default 1 2 4 8 16 32)."
+        ),
         batch_size: int = typer.Option(256, "--batch-size", help="Items per step."),
         repeats: int = typer.Option(10, "--repeats", help="Timed repeats per cell (median reported)."),
         warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up repeats per cell."),
         device: str = typer.Option("cpu", "--device", help="auto, cpu or cuda."),
-        out: Path = typer.Option(Path("runs/cost"), "--out", help="Folder for the cost results (default runs/cost, git-ignored)."),
+        out: Path = typer.Option(
+            Path("runs/cost"), "--out", help="Folder for the cost results (default runs/cost, git-ignored)."
+        ),
         budget_gb: float = typer.Option(8.0, "--budget-gb", help="Skip cells whose estimated memory exceeds this."),
         set_: List[str] = typer.Option([], "--set", help="Objective config override key=value (repeatable)."),
         plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a log-log PNG of cost against V."),
         solver_bench: bool = typer.Option(False, "--solver-bench", help="Only: our batched Sinkhorn vs POT's solve_batch."),
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
-        step_ratio: bool = typer.Option(False, "--step-ratio", help="Only: every --objective's whole step against the first one's, side by side in one process, in rounds (one V, default 8; default objectives: clip, then the others)."),
-        rounds: int = typer.Option(10, "--rounds", help="Step ratio: rounds of --repeats steps of every objective in turn (each round gives one ratio per objective)."),
+        step_ratio: bool = typer.Option(
+            False,
+            "--step-ratio",
+            help="Only: every --objective's whole step against the first one's, side by side in one process, in rounds (one V, default 8; default objectives: clip, then the others).",
+        ),
+        rounds: int = typer.Option(
+            10,
+            "--rounds",
+            help="Step ratio: rounds of --repeats steps of every objective in turn (each round gives one ratio per objective).",
+        ),
         items: int = typer.Option(1_000_000, "--items", help="Search bench: catalog size."),
         threads: int = typer.Option(0, "--threads", help="CPU threads per measured cell (0: torch's default, all cores)."),
-        search_precision: str = typer.Option("auto", "--search-precision", help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way)."),
-        search_embeddings: Optional[Path] = typer.Option(None, "--search-embeddings", help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings[__PRECISION].json."),
-        search_repeats: int = typer.Option(3, "--search-repeats", help="Search bench: timed searches of each side, alternating ours and faiss (this machine's speed drifts: more pairs give a steadier ratio)."),
-        queries: int = typer.Option(4096, "--queries", help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it)."),
-        encode_bench: bool = typer.Option(False, "--encode-bench", help="Only: encoding throughput of minilm and efficientnet-lite0 (inputs/s, GFLOP/s against a large matmul) before and after length-sorted batches, decoding threads and bf16, on the grocery mini (--encode-data-dir) and --encode-texts synthetic product texts; writes encode_bench__cpu.json."),
-        encode_data_dir: Path = typer.Option(Path("../shared/data/grocery_store_mini"), "--encode-data-dir", help="Encode bench: a grocery-store folder."),
+        search_precision: str = typer.Option(
+            "auto",
+            "--search-precision",
+            help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way).",
+        ),
+        search_embeddings: Optional[Path] = typer.Option(
+            None,
+            "--search-embeddings",
+            help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings[__PRECISION].json.",
+        ),
+        search_repeats: int = typer.Option(
+            3,
+            "--search-repeats",
+            help="Search bench: timed searches of each side, alternating ours and faiss (this machine's speed drifts: more pairs give a steadier ratio).",
+        ),
+        queries: int = typer.Option(
+            4096,
+            "--queries",
+            help="Search bench: number of queries (a serving batch; faiss and ours both amortise the catalog scan over it).",
+        ),
+        encode_bench: bool = typer.Option(
+            False,
+            "--encode-bench",
+            help="Only: encoding throughput of minilm and efficientnet-lite0 (inputs/s, GFLOP/s against a large matmul) before and after length-sorted batches, decoding threads and bf16, on the grocery mini (--encode-data-dir) and --encode-texts synthetic product texts; writes encode_bench__cpu.json.",
+        ),
+        encode_data_dir: Path = typer.Option(
+            Path("../shared/data/grocery_store_mini"), "--encode-data-dir", help="Encode bench: a grocery-store folder."
+        ),
         encode_texts: int = typer.Option(10_000, "--encode-texts", help="Encode bench: synthetic product texts."),
-        encode_before_texts: int = typer.Option(1_000, "--encode-before-texts", help="Encode bench: how many of them the slow earlier path encodes (its rate does not depend on the set's size)."),
-        encode_images: int = typer.Option(0, "--encode-images", help="Encode bench: only the first N grocery images (0: all 1,010)."),
+        encode_before_texts: int = typer.Option(
+            1_000,
+            "--encode-before-texts",
+            help="Encode bench: how many of them the slow earlier path encodes (its rate does not depend on the set's size).",
+        ),
+        encode_images: int = typer.Option(
+            0, "--encode-images", help="Encode bench: only the first N grocery images (0: all 1,010)."
+        ),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
@@ -55,12 +100,18 @@ def register(app: typer.Typer) -> None:
             from ..cost.encode_bench import format_encode_bench, run_encode_bench
 
             if encode_texts < 1 or not 1 <= encode_before_texts <= encode_texts:
-                fail(f"--encode-texts must be at least 1 and --encode-before-texts between 1 and it, got "
-                     f"{encode_texts} and {encode_before_texts}")
+                fail(
+                    f"--encode-texts must be at least 1 and --encode-before-texts between 1 and it, got "
+                    f"{encode_texts} and {encode_before_texts}"
+                )
             try:
-                result = run_encode_bench(encode_data_dir, texts=encode_texts, before_texts=encode_before_texts,
-                                          images=encode_images or None,
-                                          say=lambda line: console.print(line, highlight=False, markup=False))
+                result = run_encode_bench(
+                    encode_data_dir,
+                    texts=encode_texts,
+                    before_texts=encode_before_texts,
+                    images=encode_images or None,
+                    say=lambda line: console.print(line, highlight=False, markup=False),
+                )
             except (OSError, ValueError) as exc:
                 fail(f"--encode-data-dir {str(encode_data_dir)!r}: {exc}")
             console.print(format_encode_bench(result), highlight=False, markup=False)
@@ -82,14 +133,23 @@ def register(app: typer.Typer) -> None:
             if search_precision not in SCANS:
                 fail(f"--search-precision must be one of {', '.join(SCANS)}, got {search_precision!r}")
             try:
-                result = run_search_bench(num_items=items, num_queries=queries, device=device, precision=search_precision,
-                                          repeats=search_repeats,
-                                          embeddings=None if search_embeddings is None else str(search_embeddings))
+                result = run_search_bench(
+                    num_items=items,
+                    num_queries=queries,
+                    device=device,
+                    precision=search_precision,
+                    repeats=search_repeats,
+                    embeddings=None if search_embeddings is None else str(search_embeddings),
+                )
             except ValueError as exc:
                 fail(str(exc))
             console.print(format_search_bench(result), highlight=False, markup=False)
-            name = ("search_bench" + ("" if search_embeddings is None else "__embeddings")
-                    + ("" if search_precision == "auto" else f"__{search_precision}") + ".json")
+            name = (
+                "search_bench"
+                + ("" if search_embeddings is None else "__embeddings")
+                + ("" if search_precision == "auto" else f"__{search_precision}")
+                + ".json"
+            )
             atomic_write_text(out / name, json.dumps(result, indent=2, default=str) + "\n")
             return
         if threads < 0:
@@ -105,8 +165,17 @@ def register(app: typer.Typer) -> None:
             if len(views) > 1:
                 fail(f"--step-ratio measures one V; got --views {','.join(map(str, views))}")
             v = views[0] if views else 8
-            spec = CostSpec(objectives=names, views=[v], batch_size=batch_size, repeats=repeats, warmup=warmup,
-                            device=device, memory_budget_gb=budget_gb, sets=list(set_), threads=threads or None)
+            spec = CostSpec(
+                objectives=names,
+                views=[v],
+                batch_size=batch_size,
+                repeats=repeats,
+                warmup=warmup,
+                device=device,
+                memory_budget_gb=budget_gb,
+                sets=list(set_),
+                threads=threads or None,
+            )
             load = machine_load()
             try:
                 result = run_step_ratio(spec, views=v, rounds=rounds)
@@ -125,9 +194,17 @@ def register(app: typer.Typer) -> None:
         from ..registry import UnknownNameError
 
         names = list(objective) or OBJECTIVES.names()
-        spec = CostSpec(objectives=names, views=list(views) or [1, 2, 4, 8, 16, 32], batch_size=batch_size,
-                        repeats=repeats, warmup=warmup, device=device, memory_budget_gb=budget_gb, sets=list(set_),
-                        threads=threads or None)
+        spec = CostSpec(
+            objectives=names,
+            views=list(views) or [1, 2, 4, 8, 16, 32],
+            batch_size=batch_size,
+            repeats=repeats,
+            warmup=warmup,
+            device=device,
+            memory_budget_gb=budget_gb,
+            sets=list(set_),
+            threads=threads or None,
+        )
         if min(spec.views) < 1:
             fail("--views must be at least 1")
         from ..cost.warnings import cost_warnings, machine_load
@@ -140,8 +217,11 @@ def register(app: typer.Typer) -> None:
         except (UnknownNameError, ValueError) as exc:
             fail(str(exc))
         except KeyboardInterrupt:
-            console.print("\ninterrupted: no cost result was written (cells are measured together so they compare); "
-                          "run the same command again.", highlight=False)
+            console.print(
+                "\ninterrupted: no cost result was written (cells are measured together so they compare); "
+                "run the same command again.",
+                highlight=False,
+            )
             raise typer.Exit(code=130)
         result["machine_load"] = load
         jpath, cpath = write_cost(result, out)

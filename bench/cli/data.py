@@ -74,9 +74,7 @@ def backbone_overrides(specs: list[str], fields: set[str], dataset: str) -> dict
         parse_spec(spec)
         usable = [m for m in targets if f"{m}_backbone" in fields]
         if not usable:
-            raise typer.BadParameter(
-                f"data set {dataset!r} has no {' or '.join(targets)} views for backbone {spec!r}"
-            )
+            raise typer.BadParameter(f"data set {dataset!r} has no {' or '.join(targets)} views for backbone {spec!r}")
         for m in usable:
             out[f"{m}_backbone"] = spec
     return out
@@ -115,12 +113,16 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("grocery-store", "--dataset", "-d", help="data set whose views and queries to encode"),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
         backbone: list[str] = typer.Option(
-            [], "--backbone", "-b",
+            [],
+            "--backbone",
+            "-b",
             help="backbone spec (minilm, efficientnet-lite0, hash, precomputed:DIR, st:HUB_ID or st:PATH, "
             "open_clip:MODEL/PRETRAINED, open_clip:MODEL:WEIGHTS or open_clip:FOLDER); "
             "prefix image= or text= to choose the modality; repeatable",
         ),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="feature cache folder (default $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)"),
+        cache_dir: Optional[Path] = typer.Option(
+            None, "--cache-dir", help="feature cache folder (default $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)"
+        ),
         set_: list[str] = typer.Option([], "--set", help="data set option key=value; repeatable"),
     ) -> None:
         """Precompute a data set's backbone features into the cache; a second run encodes nothing."""
@@ -173,9 +175,13 @@ def register(app: typer.Typer) -> None:
     @data_app.command("fetch")
     def fetch(
         name: Optional[str] = typer.Argument(None, help="data set to download (without NAME: the data sets that can be)"),
-        dest: Optional[Path] = typer.Option(None, "--dest", help="destination folder (default $FTBENCH_DATA_DIR/<name> or ~/.cache/ftbench/data/<name>)"),
+        dest: Optional[Path] = typer.Option(
+            None, "--dest", help="destination folder (default $FTBENCH_DATA_DIR/<name> or ~/.cache/ftbench/data/<name>)"
+        ),
         url: Optional[str] = typer.Option(None, "--url", help="archive URL (default: the one the data set declares)"),
-        sha256: Optional[str] = typer.Option(None, "--sha256", help="expected sha256 of the archive (default: the declared one, if any)"),
+        sha256: Optional[str] = typer.Option(
+            None, "--sha256", help="expected sha256 of the archive (default: the declared one, if any)"
+        ),
         force: bool = typer.Option(False, "--force", help="download again even if a complete copy is there"),
     ) -> None:
         """Download a public data set archive, check it, extract it safely, print its folder.
@@ -193,8 +199,11 @@ def register(app: typer.Typer) -> None:
         if name not in sources:
             listed = f" `data fetch` knows {', '.join(sources) or 'none'}."
             if name in DATASETS:
-                raise typer.BadParameter(f"data set {name!r} declares no public archive: it is downloaded by hand "
-                                         f"(see docs/data/real-data.md) and read with --data-dir.{listed}", param_hint="NAME")
+                raise typer.BadParameter(
+                    f"data set {name!r} declares no public archive: it is downloaded by hand "
+                    f"(see docs/data/real-data.md) and read with --data-dir.{listed}",
+                    param_hint="NAME",
+                )
             raise typer.BadParameter(suggest(name, list(DATASETS), "data set") + listed, param_hint="NAME")
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
@@ -204,8 +213,9 @@ def register(app: typer.Typer) -> None:
                 progress.update(task, completed=done, total=total)
 
             try:
-                root = sources[name].fetch(dest or default_data_root() / name, url=url, sha256=sha256, force=force,
-                                           progress=report)
+                root = sources[name].fetch(
+                    dest or default_data_root() / name, url=url, sha256=sha256, force=force, progress=report
+                )
             except input_errors() as exc:  # bad URL or digest, damaged or unsafe archive, network
                 _fail(exc)
         console.print(f"{name} data folder: {root}")
@@ -214,7 +224,11 @@ def register(app: typer.Typer) -> None:
     @data_app.command("convert")
     def convert(
         name: str = typer.Argument(..., help="data set to convert: grocery-store, esci, wands, amazon-reviews-2023, synthetic"),
-        out: Path = typer.Option(..., "--out", help="new (or empty) folder for the catalog layout (it appears only when complete: an interrupted convert leaves none)"),
+        out: Path = typer.Option(
+            ...,
+            "--out",
+            help="new (or empty) folder for the catalog layout (it appears only when complete: an interrupted convert leaves none)",
+        ),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the source data set's folder (its `data_dir` option)"),
         set_: list[str] = typer.Option([], "--set", help="source data set option key=value; repeatable"),
         link_images: bool = typer.Option(False, "--link-images", help="symlink image files instead of copying them"),
@@ -240,8 +254,9 @@ def register(app: typer.Typer) -> None:
             _fail(exc)
         except KeyboardInterrupt:
             # the layout is renamed into place only when complete: nothing half-written remains
-            console.print(f"\ninterrupted: nothing was written to {out}; the same command starts again.",
-                          highlight=False, markup=False)
+            console.print(
+                f"\ninterrupted: nothing was written to {out}; the same command starts again.", highlight=False, markup=False
+            )
             raise typer.Exit(code=130)
         table = Table(title=f"{name} -> catalog layout")
         table.add_column("what")
@@ -275,8 +290,11 @@ def register(app: typer.Typer) -> None:
         except (ValueError, KeyError, TypeError) as exc:
             _fail(exc)
         changed = ", ".join(f"{key}={value!r}" for key, value in parse_set(set_).items()) or "defaults"
-        table = Table(title=f"synthetic ({changed}): item information per slot, R@{k} among test items",
-                      caption=f"raw features, no towers; has = share of test items with the view; shows = share of test items whose view shows each attribute (no share: all); chance = {rows[0].chance:.3f}", caption_justify="left")
+        table = Table(
+            title=f"synthetic ({changed}): item information per slot, R@{k} among test items",
+            caption=f"raw features, no towers; has = share of test items with the view; shows = share of test items whose view shows each attribute (no share: all); chance = {rows[0].chance:.3f}",
+            caption_justify="left",
+        )
         table.add_column("slot", no_wrap=True)
         table.add_column("role", no_wrap=True)
         table.add_column("has", justify="right")
@@ -288,14 +306,23 @@ def register(app: typer.Typer) -> None:
             return "—" if value is None else f"{value:.3f}"
 
         for r in rows:
-            table.add_row(f"{r.slot} ({r.modality})", "aux" if r.role == "auxiliary" else r.role, f"{r.present:.0%}", r.shows,
-                          fmt(r.recall_vs_primary), fmt(r.recall_vs_other_views), fmt(r.recall_vs_other_modality))
+            table.add_row(
+                f"{r.slot} ({r.modality})",
+                "aux" if r.role == "auxiliary" else r.role,
+                f"{r.present:.0%}",
+                r.shows,
+                fmt(r.recall_vs_primary),
+                fmt(r.recall_vs_other_views),
+                fmt(r.recall_vs_other_modality),
+            )
         Console().print(table)
 
     @data_app.command("init")
     def init(
         data_dir: Path = typer.Argument(..., help="a new or empty folder to write the example catalog into"),
-        items_format: str = typer.Option("jsonl", "--items-format", help="write the items as items.jsonl (jsonl) or items.csv (csv)"),
+        items_format: str = typer.Option(
+            "jsonl", "--items-format", help="write the items as items.jsonl (jsonl) or items.csv (csv)"
+        ),
     ) -> None:
         """Write a small, valid example catalog to edit into your own (docs/catalog.md): 24 items with
         a title, a description, an image and two more photos (PNGs drawn here), catalog.json, 24 text
@@ -303,15 +330,20 @@ def register(app: typer.Typer) -> None:
         from ..data.example import ITEMS_FORMATS, write_example_catalog
 
         if items_format not in ITEMS_FORMATS:
-            raise typer.BadParameter(f"must be one of {', '.join(ITEMS_FORMATS)}, got {items_format!r}",
-                                     param_hint="--items-format")
+            raise typer.BadParameter(
+                f"must be one of {', '.join(ITEMS_FORMATS)}, got {items_format!r}", param_hint="--items-format"
+            )
         try:
             counts = write_example_catalog(data_dir, items_format)
         except (FileExistsError, OSError) as exc:
             _fail(exc)
-        console.print(f"example catalog written to {data_dir}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-                      + f"\nnext: ftbench data validate {data_dir}; ftbench run --dataset catalog --data-dir {data_dir}",
-                      highlight=False, markup=False)
+        console.print(
+            f"example catalog written to {data_dir}: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + f"\nnext: ftbench data validate {data_dir}; ftbench run --dataset catalog --data-dir {data_dir}",
+            highlight=False,
+            markup=False,
+        )
         print(data_dir)
 
     @data_app.command("validate")
@@ -350,7 +382,9 @@ def register(app: typer.Typer) -> None:
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
         views: int = typer.Option(8, "--views", "-V", help="views per item kept (primary first), as ftbench run's --views"),
         set_: list[str] = typer.Option([], "--set", help="data set option key=value (dataset. prefix optional); repeatable"),
-        json_file: Optional[Path] = typer.Option(None, "--json", help="also write the data set's identity and the indicators to this JSON file"),
+        json_file: Optional[Path] = typer.Option(
+            None, "--json", help="also write the data set's identity and the indicators to this JSON file"
+        ),
         seed: int = typer.Option(0, "--seed", help="seed of the ridge maps' folds and of the samples drawn"),
     ) -> None:
         """A data set's regime indicators from its frozen features, no training (ftbench.regime.indicators;
@@ -381,10 +415,18 @@ def register(app: typer.Typer) -> None:
             from .. import __version__
             from ..config import to_jsonable
 
-            payload = {"dataset": dataset, "views": views, "seed": seed, "sets": sets,
-                       "dataset_config": to_jsonable(prepared.configs["dataset"]), "data": prepared.data,
-                       "ftbench_version": __version__, "build_seconds": round(build_seconds, 3),
-                       "indicators": result.indicators(), "profile": result.to_dict()}
+            payload = {
+                "dataset": dataset,
+                "views": views,
+                "seed": seed,
+                "sets": sets,
+                "dataset_config": to_jsonable(prepared.configs["dataset"]),
+                "data": prepared.data,
+                "ftbench_version": __version__,
+                "build_seconds": round(build_seconds, 3),
+                "indicators": result.indicators(),
+                "profile": result.to_dict(),
+            }
             try:
                 json_file.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
             except OSError as exc:
@@ -398,8 +440,11 @@ def register(app: typer.Typer) -> None:
             from rich.markup import escape
 
             # escaped: option values and reasons are not markup
-            table = Table(title=escape(title), caption=f"frozen features, no training; data set built in {build_seconds:.1f} s",
-                          caption_justify="left")
+            table = Table(
+                title=escape(title),
+                caption=f"frozen features, no training; data set built in {build_seconds:.1f} s",
+                caption_justify="left",
+            )
             table.add_column("indicator", no_wrap=True)
             table.add_column("value", overflow="fold")
             table.add_column("what", overflow="fold")

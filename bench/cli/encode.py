@@ -15,13 +15,28 @@ QUERY_CHOICES = ("test", "val", "train", "all", "none")
 
 def encode(
     model: Path = typer.Option(..., "--model", metavar="DIR", help="A folder written by `ftbench run --save-model DIR`."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Data set name (default: the one the model was trained on)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk (default: the training run's, for its data set)."),
-    set_: List[str] = typer.Option([], "--set", help="Override a data set config field: key=value or dataset.key=value (repeatable)."),
-    queries: str = typer.Option("test", "--queries", help="Which queries to embed too: test (as --save-embeddings), val, train, all or none."),
-    out: Path = typer.Option(..., "--out", metavar="DIR", help="Folder to write (replaced): item_embeddings.npy, item_ids.npy, query_embeddings.npy, query_ids.npy, manifest.json."),
+    dataset: Optional[str] = typer.Option(
+        None, "--dataset", "-d", help="Data set name (default: the one the model was trained on)."
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Data folder, for data sets read from disk (default: the training run's, for its data set)."
+    ),
+    set_: List[str] = typer.Option(
+        [], "--set", help="Override a data set config field: key=value or dataset.key=value (repeatable)."
+    ),
+    queries: str = typer.Option(
+        "test", "--queries", help="Which queries to embed too: test (as --save-embeddings), val, train, all or none."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        metavar="DIR",
+        help="Folder to write (replaced): item_embeddings.npy, item_ids.npy, query_embeddings.npy, query_ids.npy, manifest.json.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."
+    ),
 ) -> None:
     """Embed the items (and queries) of a data set with a saved model; write them as --save-embeddings does."""
     from ..errors import input_errors
@@ -49,8 +64,13 @@ def encode(
             query_block = (saved.embed_queries(data, rows), data.queries.ids[rows], queries)
     except input_errors(ValueError, KeyError, OSError) as exc:
         fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
-    written = write_embeddings(out, item_embeddings, data.catalog.item_ids(), query_block,
-                               {"model": str(model), "objective": saved.objective_name, "dataset": data.name})
+    written = write_embeddings(
+        out,
+        item_embeddings,
+        data.catalog.item_ids(),
+        query_block,
+        {"model": str(model), "objective": saved.objective_name, "dataset": data.name},
+    )
     what = f"{len(item_embeddings):,} items" + (f", {len(query_block[0]):,} {queries} queries" if query_block else "")
     console.print(f"encoded {what} of {data.name} with {saved.objective_name} -> {written}", highlight=False, markup=False)
 

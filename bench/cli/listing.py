@@ -29,8 +29,7 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
     for col in ("name", "default", "accepts", "meaning", "source"):
         table.add_column(col, no_wrap=col == "name")  # a field name must stay copyable for --set
     for row in describe(entry.Config):
-        accepts = (row["bounds"].describe() if row["bounds"] else
-                   " | ".join(map(str, row["choices"])) if row["choices"] else "")
+        accepts = row["bounds"].describe() if row["bounds"] else " | ".join(map(str, row["choices"])) if row["choices"] else ""
         table.add_row(row["name"], repr(row["default"]), accepts, row["help"], row["source"])
     console.print(table)
     if kind == "objective":
@@ -81,7 +80,9 @@ def objectives(
 
 def datasets(
     name: Optional[str] = typer.Argument(None, help="Show this data set's description and config fields."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Description and config fields (of every data set without NAME)."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Description and config fields (of every data set without NAME)."
+    ),
 ) -> None:
     """List the registered data sets, one line each (`ftbench datasets NAME` for one in full)."""
     from ..datasets import DATASETS

@@ -80,8 +80,15 @@ class LogProgress:
     def tasks(self) -> list[LogTask]:
         return list(self._tasks.values())
 
-    def add_task(self, description: str, start: bool = True, total: float | None = 100.0, completed: float = 0,
-                 visible: bool = True, **fields: Any) -> int:
+    def add_task(
+        self,
+        description: str,
+        start: bool = True,
+        total: float | None = 100.0,
+        completed: float = 0,
+        visible: bool = True,
+        **fields: Any,
+    ) -> int:
         with self._lock:
             now = self.clock()
             task = LogTask(len(self._tasks), description, total, completed, visible, dict(fields), now, completed, now)
@@ -90,17 +97,29 @@ class LogProgress:
                 self._emit(task, now)
             return task.id
 
-    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
-               advance: float | None = None, description: str | None = None, visible: bool | None = None,
-               refresh: bool = False, **fields: Any) -> None:
+    def update(
+        self,
+        task_id: int,
+        *,
+        total: float | None = None,
+        completed: float | None = None,
+        advance: float | None = None,
+        description: str | None = None,
+        visible: bool | None = None,
+        refresh: bool = False,
+        **fields: Any,
+    ) -> None:
         with self._lock:
             task = self._tasks[task_id]
             now = self.clock()
             became_visible = visible is True and not task.visible
             renamed = description is not None and description != task.description
             # a new phase on the same row (sweep: train -> evaluate): its own rate, tenths and end
-            restart = became_visible or (total is not None and total != task.total) or (
-                completed is not None and completed < task.completed)
+            restart = (
+                became_visible
+                or (total is not None and total != task.total)
+                or (completed is not None and completed < task.completed)
+            )
             if description is not None:
                 task.description = description
             if total is not None:
@@ -124,8 +143,17 @@ class LogProgress:
     def advance(self, task_id: int, advance: float = 1) -> None:
         self.update(task_id, advance=advance)
 
-    def reset(self, task_id: int, *, start: bool = True, total: float | None = None, completed: int = 0,
-              visible: bool | None = None, description: str | None = None, **fields: Any) -> None:
+    def reset(
+        self,
+        task_id: int,
+        *,
+        start: bool = True,
+        total: float | None = None,
+        completed: int = 0,
+        visible: bool | None = None,
+        description: str | None = None,
+        **fields: Any,
+    ) -> None:
         with self._lock:
             task = self._tasks[task_id]
             now = self.clock()

@@ -14,7 +14,11 @@ def reference(
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name (see `ftbench datasets`)."),
     views: int = typer.Option(8, "--views", help="At most this many views per item (primary first), as in the trained runs."),
     seed: int = typer.Option(0, "--seed", help="Seed of the cross-view item cap (nothing is trained)."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named)."),
+    out: Path = typer.Option(
+        Path("runs"),
+        "--out",
+        help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named).",
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable)."),
 ) -> None:

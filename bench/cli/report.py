@@ -29,15 +29,20 @@ def register(app: typer.Typer) -> None:
         if results_dir.exists() and not results_dir.is_dir():
             fail(f"RESULTS_DIR {str(results_dir)!r} is a file, expected a folder of result files")
         if not results_dir.exists():
-            fail(f"RESULTS_DIR {str(results_dir)!r} does not exist: expected a folder of result files "
-                 f"(write some with `ftbench run --out {results_dir}` or `ftbench sweep --out {results_dir}`)")
+            fail(
+                f"RESULTS_DIR {str(results_dir)!r} does not exist: expected a folder of result files "
+                f"(write some with `ftbench run --out {results_dir}` or `ftbench sweep --out {results_dir}`)"
+            )
         try:
             check_writable(out if out is not None else results_dir / "report")
         except UsageError as exc:
             fail(str(exc))
         if not find_result_files(results_dir):
-            console.print(f"[yellow]no result files in {results_dir}[/]: the report says so; `report` never trains "
-                          f"(write results with `ftbench sweep --preset quick --out {results_dir}`).", highlight=False)
+            console.print(
+                f"[yellow]no result files in {results_dir}[/]: the report says so; `report` never trains "
+                f"(write results with `ftbench sweep --preset quick --out {results_dir}`).",
+                highlight=False,
+            )
         try:
             outcome_report = build_report(results_dir, out)
         except OSError as exc:
@@ -48,10 +53,13 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
         if outcome_report.unreadable:
-            console.print(f"[yellow]{len(outcome_report.unreadable)} unreadable result file(s) skipped[/] "
-                          "(listed in the report):", highlight=False)
+            console.print(
+                f"[yellow]{len(outcome_report.unreadable)} unreadable result file(s) skipped[/] (listed in the report):",
+                highlight=False,
+            )
             for path, reason in outcome_report.unreadable:
                 console.print(f"  {path}: {reason}", highlight=False, markup=False)
         if outcome_report.duplicates:
-            console.print(f"{len(outcome_report.duplicates)} duplicate result file(s) ignored (listed in the report).",
-                          highlight=False)
+            console.print(
+                f"{len(outcome_report.duplicates)} duplicate result file(s) ignored (listed in the report).", highlight=False
+            )

@@ -9,8 +9,20 @@ from typing import List, Optional
 
 import typer
 
-from .common import (TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP, RichFeatureProgress, UsageError,
-                     check_writable, console, fail, metrics_table, open_tracker, run_overrides, use_cache_dir)
+from .common import (
+    TRACKER_HELP,
+    TRACKING_EXPERIMENT_HELP,
+    TRACKING_URI_HELP,
+    RichFeatureProgress,
+    UsageError,
+    check_writable,
+    console,
+    fail,
+    metrics_table,
+    open_tracker,
+    run_overrides,
+    use_cache_dir,
+)
 
 
 def _print_verbose(prepared) -> None:
@@ -22,8 +34,15 @@ def _print_verbose(prepared) -> None:
     console.print(json.dumps(prepared.config, indent=2), highlight=False, markup=False)
 
 
-def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: bool = False, save_run: bool = False,
-                          tracker=None, save_model: Optional[Path] = None):
+def execute_with_progress(
+    prepared,
+    out: Path,
+    quiet: bool,
+    save_embeddings: bool = False,
+    save_run: bool = False,
+    tracker=None,
+    save_model: Optional[Path] = None,
+):
     """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -36,9 +55,15 @@ def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: boo
     from .progress import make_progress
 
     with make_progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=quiet, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
     ) as bar:
         tasks: dict = {}
 
@@ -50,12 +75,22 @@ def execute_with_progress(prepared, out: Path, quiet: bool, save_embeddings: boo
 
         try:
             with report_progress(RichFeatureProgress(bar)):
-                return execute(prepared, out, progress=progress, save_embeddings=save_embeddings, save_run=save_run,
-                               tracker=tracker, save_model=save_model)
+                return execute(
+                    prepared,
+                    out,
+                    progress=progress,
+                    save_embeddings=save_embeddings,
+                    save_run=save_run,
+                    tracker=tracker,
+                    save_model=save_model,
+                )
         except KeyboardInterrupt:
             bar.stop()
-            console.print(f"\ninterrupted: no result was written to {out} (features encoded so far stay in the "
-                          "feature cache); the same command starts the run again.", highlight=False)
+            console.print(
+                f"\ninterrupted: no result was written to {out} (features encoded so far stay in the "
+                "feature cache); the same command starts the run again.",
+                highlight=False,
+            )
             raise typer.Exit(code=130)
         except NonFiniteError as exc:
             fail(f"{exc}; no result was written")
@@ -100,22 +135,32 @@ def what_happened(result) -> list[str]:
         used = counts.get("training_pairs_used", 0)
         parts = []
         if dropped.get("item_not_train"):
-            parts.append(f"{dropped['item_not_train']:,} of train queries name a val/test item (kept out of training "
-                         "so that the cross-view val/test items stay unseen)")
+            parts.append(
+                f"{dropped['item_not_train']:,} of train queries name a val/test item (kept out of training "
+                "so that the cross-view val/test items stay unseen)"
+            )
         if dropped.get("query_not_train"):
             parts.append(f"{dropped['query_not_train']:,} belong to val/test queries (never trained on)")
-        lines.append(f"training pairs: {used:,} used; not used: " + "; ".join(parts)
-                     + ("" if training.get("used_queries", True) else "; no pair left: trained on the train items alone"))
+        lines.append(
+            f"training pairs: {used:,} used; not used: "
+            + "; ".join(parts)
+            + ("" if training.get("used_queries", True) else "; no pair left: trained on the train items alone")
+        )
     moved = counts.get("items_moved_to_train") or {}
     if sum(moved.values()):
-        lines.append(f"item split: {sum(moved.values()):,} items named by train queries' pairs moved to train "
-                     f"({moved.get('val', 0):,} from val, {moved.get('test', 0):,} from test)")
+        lines.append(
+            f"item split: {sum(moved.values()):,} items named by train queries' pairs moved to train "
+            f"({moved.get('val', 0):,} from val, {moved.get('test', 0):,} from test)"
+        )
     lines.extend(training.get("on_this_data") or [])
     cache = (result.provenance or {}).get("feature_cache")
     if cache:
         where = cache["folder"] if cache.get("enabled") else "cache off"
-        lines.append("features: data set reused from an earlier run of this process" if cache.get("data_set_reused_in_process")
-                     else f"features: {cache['encoded']:,} encoded, {cache['from_cache']:,} read from the cache ({where})")
+        lines.append(
+            "features: data set reused from an earlier run of this process"
+            if cache.get("data_set_reused_in_process")
+            else f"features: {cache['encoded']:,} encoded, {cache['from_cache']:,} read from the cache ({where})"
+        )
     return lines
 
 
@@ -126,8 +171,12 @@ def _say_if_data_changed(prepared, out: Path) -> None:
 
     found = other_data_results(out, prepared.config, prepared.data)
     if found:
-        console.print(f"{describe_other_data(found, prepared.data['fingerprint'])}; this run writes "
-                      f"{result_filename(prepared.config, prepared.config_hash)}", highlight=False, markup=False)
+        console.print(
+            f"{describe_other_data(found, prepared.data['fingerprint'])}; this run writes "
+            f"{result_filename(prepared.config, prepared.config_hash)}",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _prepare_checked(spec, out: Path):
@@ -155,20 +204,39 @@ def run(
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."),
-    out: Path = typer.Option(Path("runs"), "--out", help="Folder for the result file (default runs/, git-ignored; the committed results/ only when named)."),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."
+    ),
+    out: Path = typer.Option(
+        Path("runs"),
+        "--out",
+        help="Folder for the result file (default runs/, git-ignored; the committed results/ only when named).",
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config fields, the same keys as --set (bare or in [objective], [dataset], [train], [tower], [eval] tables); --set wins."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable). The run's seed is --seed; a data set's own seed is dataset.seed."),
+    cache_dir: Optional[Path] = typer.Option(
+        None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."
+    ),
+    config_file: Optional[Path] = typer.Option(
+        None,
+        "--config",
+        help="TOML file of config fields, the same keys as --set (bare or in [objective], [dataset], [train], [tower], [eval] tables); --set wins.",
+    ),
+    set_: List[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config field: key=value or section.key=value (repeatable). The run's seed is --seed; a data set's own seed is dataset.seed.",
+    ),
     save_embeddings: bool = typer.Option(False, "--save-embeddings", help="Also write item and test-query embeddings."),
     save_run: bool = typer.Option(
-        False, "--save-run",
+        False,
+        "--save-run",
         help="Also write the test queries' top-500 as a TREC run file (.run), their qrels (.qrels) and every "
         "metric per query (.per_query.tsv) beside the result file.",
     ),
     save_model: Optional[Path] = typer.Option(
-        None, "--save-model", metavar="DIR",
+        None,
+        "--save-model",
+        metavar="DIR",
         help="Also write the trained towers and the objective's serving parameters to DIR (model.safetensors + "
         "model.json): `ftbench encode --model DIR` and ftbench.load_model(DIR) embed any data set of this layout.",
     ),
@@ -199,7 +267,8 @@ def run(
         except ValueError as exc:
             fail(str(exc))
     prepared, main = _prepare_checked(
-        RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision), out)
+        RunSpec(objective, dataset, views, seed, device, sets, steps, batch_size, deterministic, precision), out
+    )
     if not main:
         quiet = True  # one progress bar and one report: rank 0's
     else:
@@ -213,8 +282,7 @@ def run(
             _print_verbose(prepared)
         _say_if_data_changed(prepared, out)
     tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment, main)
-    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run, tracking,
-                                         save_model if main else None)
+    result, path = execute_with_progress(prepared, out, quiet, save_embeddings, save_run, tracking, save_model if main else None)
     if result is None:  # a rank other than 0: training done, rank 0 reports
         return
     print_result(result, path)
@@ -251,9 +319,11 @@ def rerun(
     prepared, main = _prepare_checked(spec, out)
     recorded = payload.get("provenance", {}).get("commit")
     if main:
-        console.print(f"[bold]ftbench rerun[/] {result_file} (recorded commit {recorded[:12] if recorded else 'unknown'}; "
-                      f"config {prepared.config_hash[:10]}, recorded {str(payload.get('config_hash', '?'))[:10]})",
-                      highlight=False)
+        console.print(
+            f"[bold]ftbench rerun[/] {result_file} (recorded commit {recorded[:12] if recorded else 'unknown'}; "
+            f"config {prepared.config_hash[:10]}, recorded {str(payload.get('config_hash', '?'))[:10]})",
+            highlight=False,
+        )
         if verbose:
             _print_verbose(prepared)
     result, path = execute_with_progress(prepared, out, quiet or not main)
@@ -266,8 +336,7 @@ def rerun(
         for line in differences[:20]:
             console.print(f"  {line}", highlight=False, markup=False)
         raise typer.Exit(code=1)
-    console.print(f"metrics equal to the recorded ones ({sum(len(v) for v in result.metrics.values())} values).",
-                  highlight=False)
+    console.print(f"metrics equal to the recorded ones ({sum(len(v) for v in result.metrics.values())} values).", highlight=False)
 
 
 def compare_metrics(recorded: dict, new: dict, tolerance: float = 1e-9) -> list[str]:

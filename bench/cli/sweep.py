@@ -22,7 +22,8 @@ def _preset_help() -> str:
             f"'{name}': objectives {objectives}; views "
             f"{'per cell of the design' if p['views'] is None else ', '.join(map(str, p['views']))}; seeds "
             f"{', '.join(map(str, p['seeds']))}; dataset {p['dataset']}"
-            + (f"; {' '.join(extras)}" if extras else "") + f" ({p['description']})."
+            + (f"; {' '.join(extras)}" if extras else "")
+            + f" ({p['description']})."
         )
     return " ".join(lines)
 
@@ -35,8 +36,9 @@ def results_table(paths: list[Path], title: str):
     from ..schema import QUERY_TASK
 
     columns = ("recall@10", "ndcg@10", "recall@100", "recall@500")
-    table = Table(title=title, caption="test split; — = not reported (e.g. K at or above the gallery size)",
-                  caption_justify="left")
+    table = Table(
+        title=title, caption="test split; — = not reported (e.g. K at or above the gallery size)", caption_justify="left"
+    )
     for name in ("objective", "V", "seed", *columns, "step ms"):
         table.add_column(name, justify="left" if name == "objective" else "right")
     rows = []
@@ -46,11 +48,18 @@ def results_table(paths: list[Path], title: str):
         except (OSError, ValueError):
             continue
         query = result.metrics.get(QUERY_TASK) or next(
-            (v for k, v in result.metrics.items() if "->item" in k and not k.startswith(("aux", "image", "text"))), {})
+            (v for k, v in result.metrics.items() if "->item" in k and not k.startswith(("aux", "image", "text"))), {}
+        )
         c = result.config
-        rows.append((c["objective"], int(c["views"]), int(c["seed"]),
-                     [f"{query[m]:.3f}" if m in query else "—" for m in columns],
-                     f"{result.timing.get('step_ms_median', float('nan')):.1f}"))
+        rows.append(
+            (
+                c["objective"],
+                int(c["views"]),
+                int(c["seed"]),
+                [f"{query[m]:.3f}" if m in query else "—" for m in columns],
+                f"{result.timing.get('step_ms_median', float('nan')):.1f}",
+            )
+        )
     for objective, v, seed, values, step in sorted(rows, key=lambda r: (r[0], r[1], r[2])):
         table.add_row(objective, str(v), str(seed), *values, step)
     return table
@@ -89,21 +98,40 @@ def run_sweep_with_progress(
         f"[bold]ftbench sweep[/] {len(prepared)} runs ({len(spec.objectives)} objectives x "
         + (f"{len(spec.points)} design cells" if spec.points is not None else f"{len(spec.views)} views")
         + f" x {len(spec.seeds)} seeds) on {spec.dataset}{shard_text}; "
-        + (f"{done_before} already have a result ({'re-running them: --overwrite' if overwrite else 'skipped'}); "
-           if done_before else "")
+        + (
+            f"{done_before} already have a result ({'re-running them: --overwrite' if overwrite else 'skipped'}); "
+            if done_before
+            else ""
+        )
         + f"out {out}",
         highlight=False,
     )
-    changed = [(p, found) for p in mine if existing_result(p, out)[1] is None
-               for found in [other_data_results(out, p.config, p.data)] if found]
+    changed = [
+        (p, found)
+        for p in mine
+        if existing_result(p, out)[1] is None
+        for found in [other_data_results(out, p.config, p.data)]
+        if found
+    ]
     if changed:
         cells = ", ".join(cell_label(p) for p, _ in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        console.print(f"the data changed: {len(changed)} cell(s) ({cells}) have a result in {out} on other data "
-                      f"(fingerprint now {changed[0][0].data['fingerprint'][:12]}); they run again, the earlier "
-                      "files stay", highlight=False, markup=False)
+        console.print(
+            f"the data changed: {len(changed)} cell(s) ({cells}) have a result in {out} on other data "
+            f"(fingerprint now {changed[0][0].data['fingerprint'][:12]}); they run again, the earlier "
+            "files stay",
+            highlight=False,
+            markup=False,
+        )
     with make_progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=quiet, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
     ) as bar:
         grid_task = bar.add_task("sweep", total=len(mine), info="")
         finished: dict[str, int] = {}
@@ -135,8 +163,16 @@ def run_sweep_with_progress(
 
         try:
             with report_progress(RichFeatureProgress(bar)):
-                outcome = run_sweep(mine, out, overwrite=overwrite, on_start=on_start, on_done=on_done,
-                                    run_progress=run_progress, claims=claims, tracker=tracker)
+                outcome = run_sweep(
+                    mine,
+                    out,
+                    overwrite=overwrite,
+                    on_start=on_start,
+                    on_done=on_done,
+                    run_progress=run_progress,
+                    claims=claims,
+                    tracker=tracker,
+                )
         except KeyboardInterrupt:
             bar.stop()
             import typer
@@ -144,7 +180,9 @@ def run_sweep_with_progress(
             console.print(
                 f"\ninterrupted after {sum(finished.values())} of {len(mine)} cells: {len(kept)} result file(s) kept in "
                 f"{out} ({finished.get('ran', 0)} written now); the same command continues with the cells that have "
-                "no result (the running cell starts again).", highlight=False)
+                "no result (the running cell starts again).",
+                highlight=False,
+            )
             raise typer.Exit(code=130)
     if not quiet:
         console.print(results_table(outcome.ran + outcome.skipped, f"sweep results ({out})"))
@@ -153,7 +191,8 @@ def run_sweep_with_progress(
         + (f" ({len(outcome.data_changed)} because the data changed)" if outcome.data_changed else "")
         + f", {len(outcome.skipped)} skipped (result exists), "
         f"{len(outcome.failed)} failed"
-        + (f", {len(outcome.elsewhere)} run by other workers" if claims is not None else "") + f"; results in {out}",
+        + (f", {len(outcome.elsewhere)} run by other workers" if claims is not None else "")
+        + f"; results in {out}",
         highlight=False,
     )
     for cell, message in outcome.failed:
@@ -169,35 +208,55 @@ def register(app: typer.Typer) -> None:
             "file exists (same config and same data content => same file name) is skipped unless --overwrite; a cell "
             "whose data changed runs again beside its earlier file; every cell is validated "
             "before any run starts; a failing run is reported, the sweep goes on and exits non-zero at the end. "
-            "Presets (explicit options replace the preset's lists and scalars; --set adds to its settings): "
-            + _preset_help()
-        )
+            "Presets (explicit options replace the preset's lists and scalars; --set adds to its settings): " + _preset_help()
+        ),
     )
     def sweep(
-        objective: List[str] = typer.Option([], "--objective", "-o", help="Objective (repeatable, or a comma list: clip,factorized)."),
-        views: List[str] = typer.Option([], "--views", help="At most this many views per item (repeatable, or a comma list: 1,2,4,8)."),
+        objective: List[str] = typer.Option(
+            [], "--objective", "-o", help="Objective (repeatable, or a comma list: clip,factorized)."
+        ),
+        views: List[str] = typer.Option(
+            [], "--views", help="At most this many views per item (repeatable, or a comma list: 1,2,4,8)."
+        ),
         seed: List[str] = typer.Option([], "--seed", help="Seed (repeatable, or a comma list: 0,1,2)."),
-        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Data set name (default: synthetic, or the preset's)."),
+        dataset: Optional[str] = typer.Option(
+            None, "--dataset", "-d", help="Data set name (default: synthetic, or the preset's)."
+        ),
         set_: List[str] = typer.Option([], "--set", help="Config override key=value or section.key=value (repeatable)."),
         steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps, or the preset's)."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        out: Path = typer.Option(Path("runs"), "--out", help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named)."),
+        out: Path = typer.Option(
+            Path("runs"),
+            "--out",
+            help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named).",
+        ),
         data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Re-run cells whose result file already exists."),
         preset: Optional[str] = typer.Option(None, "--preset", help=f"A standard grid: {', '.join(PRESETS)} (see above)."),
         shard: Optional[str] = typer.Option(
-            None, "--shard", help="i/n: run only shard i of n (1 <= i <= n) of the grid sorted by config hash; "
-            "n machines with the same options and shards 1/n..n/n run every cell exactly once."),
+            None,
+            "--shard",
+            help="i/n: run only shard i of n (1 <= i <= n) of the grid sorted by config hash; "
+            "n machines with the same options and shards 1/n..n/n run every cell exactly once.",
+        ),
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
-        config_file: Optional[Path] = typer.Option(None, "--config", help="TOML file of config fields (the keys of --set); --set wins."),
+        config_file: Optional[Path] = typer.Option(
+            None, "--config", help="TOML file of config fields (the keys of --set); --set wins."
+        ),
         cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
         storage: Optional[str] = typer.Option(
-            None, "--storage", help="Shared storage for concurrent workers (postgresql://USER:PASSWORD@HOST/DB, "
+            None,
+            "--storage",
+            help="Shared storage for concurrent workers (postgresql://USER:PASSWORD@HOST/DB, "
             "sqlite:///PATH, journal:PATH): each worker claims a cell before running it, so that every cell runs "
-            "once without --shard; a dead worker's cell is claimable again after --stale-after seconds."),
-        stale_after: float = typer.Option(120.0, "--stale-after", help="With --storage: seconds without a heartbeat "
-                                          "after which a claimed cell is taken for abandoned."),
+            "once without --shard; a dead worker's cell is claimable again after --stale-after seconds.",
+        ),
+        stale_after: float = typer.Option(
+            120.0,
+            "--stale-after",
+            help="With --storage: seconds without a heartbeat after which a claimed cell is taken for abandoned.",
+        ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no results table."),
         tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per cell that runs."),
         tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
@@ -227,8 +286,15 @@ def register(app: typer.Typer) -> None:
                 grid = sorted(p.config_hash for p in shard_grid(prepare_grid(spec), part))
                 claims = CellClaims(open_storage(storage), f"sweep-{config_hash(grid)[:12]}", stale_after)
             tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment)
-            outcome = run_sweep_with_progress(spec, out, overwrite=overwrite, shard=part, quiet=quiet, claims=claims,
-                                              tracker=tracking if tracking.enabled else None)
+            outcome = run_sweep_with_progress(
+                spec,
+                out,
+                overwrite=overwrite,
+                shard=part,
+                quiet=quiet,
+                claims=claims,
+                tracker=tracking if tracking.enabled else None,
+            )
         except (GridError, ValueError, KeyError, UsageError) as exc:
             from ..run.claims import redact_url
 

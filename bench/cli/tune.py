@@ -7,8 +7,18 @@ from typing import List, Optional
 
 import typer
 
-from .common import (TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP, UsageError, check_writable, console,
-                     fail, open_tracker, run_overrides, split_list)
+from .common import (
+    TRACKER_HELP,
+    TRACKING_EXPERIMENT_HELP,
+    TRACKING_URI_HELP,
+    UsageError,
+    check_writable,
+    console,
+    fail,
+    open_tracker,
+    run_overrides,
+    split_list,
+)
 
 
 def tune(
@@ -19,17 +29,32 @@ def tune(
     set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per trial and rerun (default: train.steps)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
-    seeds: List[str] = typer.Option(["0", "1", "2"], "--seeds", help="Seeds of the reruns of the default and best configuration (repeatable, or comma-separated)."),
+    seeds: List[str] = typer.Option(
+        ["0", "1", "2"],
+        "--seeds",
+        help="Seeds of the reruns of the default and best configuration (repeatable, or comma-separated).",
+    ),
     storage: Optional[str] = typer.Option(
-        None, "--storage", help="Shared Optuna storage: a database URL (postgresql://USER:PASSWORD@HOST/DB, "
+        None,
+        "--storage",
+        help="Shared Optuna storage: a database URL (postgresql://USER:PASSWORD@HOST/DB, "
         "sqlite:///PATH) or journal:PATH; default: the SQLite file tune.sqlite3 under --out. N workers running "
-        "this same command on one storage share the budget; rerunning it resumes."),
+        "this same command on one storage share the budget; rerunning it resumes.",
+    ),
     study: str = typer.Option("ftbench", "--study", help="Study name prefix (the objective and a config hash are appended)."),
     sampler_seed: int = typer.Option(0, "--sampler-seed", help="Seed of the TPE sampler."),
-    stale_after: float = typer.Option(120.0, "--stale-after", help="Seconds without a heartbeat after which a worker's trial counts as failed."),
-    no_defaults: bool = typer.Option(False, "--no-defaults", help="Do not re-run the default configuration beside the tuned one."),
+    stale_after: float = typer.Option(
+        120.0, "--stale-after", help="Seconds without a heartbeat after which a worker's trial counts as failed."
+    ),
+    no_defaults: bool = typer.Option(
+        False, "--no-defaults", help="Do not re-run the default configuration beside the tuned one."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    out: Path = typer.Option(Path("runs/tune"), "--out", help="Folder for the rerun result files and the default storage (default runs/tune, git-ignored)."),
+    out: Path = typer.Option(
+        Path("runs/tune"),
+        "--out",
+        help="Folder for the rerun result files and the default storage (default runs/tune, git-ignored).",
+    ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per rerun (trials are not tracked)."),
@@ -56,10 +81,22 @@ def tune(
         objective, seeds = split_list(objective, "--objective"), split_list(seeds, "--seeds", int)
     except UsageError as exc:
         fail(str(exc))
-    spec = TuneSpec(objectives=list(objective), trials=trials, dataset=dataset, views=views,
-                    sets=run_overrides(set_, data_dir, False), steps=steps, batch_size=batch_size, device=device,
-                    seeds=list(seeds), storage=storage, study=study, sampler_seed=sampler_seed,
-                    stale_after=stale_after, with_defaults=not no_defaults)
+    spec = TuneSpec(
+        objectives=list(objective),
+        trials=trials,
+        dataset=dataset,
+        views=views,
+        sets=run_overrides(set_, data_dir, False),
+        steps=steps,
+        batch_size=batch_size,
+        device=device,
+        seeds=list(seeds),
+        storage=storage,
+        study=study,
+        sampler_seed=sampler_seed,
+        stale_after=stale_after,
+        with_defaults=not no_defaults,
+    )
     try:
         check_objectives(spec)
         check_writable(out)
@@ -67,23 +104,36 @@ def tune(
     except (ValueError, KeyError, UsageError) as exc:
         fail(redact_url(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)))
     shown = redact_url(storage) if storage else f"sqlite under {out}"
-    console.print(f"[bold]ftbench tune[/] {', '.join(spec.objectives)}: {trials} trials each on {dataset} "
-                  f"(views {views}), reruns with seeds {' '.join(map(str, spec.seeds))}; storage {shown}; out {out}",
-                  highlight=False)
+    console.print(
+        f"[bold]ftbench tune[/] {', '.join(spec.objectives)}: {trials} trials each on {dataset} "
+        f"(views {views}), reruns with seeds {' '.join(map(str, spec.seeds))}; storage {shown}; out {out}",
+        highlight=False,
+    )
     tracking = open_tracker(tracker, tracking_uri, out, tracking_experiment)
     states = {}
     reruns = []
     dataset_cache: dict = {}  # one data set built per process, shared by every trial and rerun
     failed = False
-    with make_progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=console, disable=quiet) as bar:
+    with make_progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    ) as bar:
         tasks = {o: bar.add_task(o, total=trials, info="") for o in spec.objectives}
         for name in spec.objectives:
+
             def on_trial(state, name=name):
                 best = f"best {state.best_value:.4f}" if state.best_value is not None else ""
-                bar.update(tasks[name], completed=state.finished,
-                           info=f"{state.completed} done, {state.pruned} pruned, {state.failed} failed, "
-                                f"{state.running} running {best}")
+                bar.update(
+                    tasks[name],
+                    completed=state.finished,
+                    info=f"{state.completed} done, {state.pruned} pruned, {state.failed} failed, {state.running} running {best}",
+                )
+
             try:
                 states[name] = run_study(spec, name, store, on_trial=on_trial, dataset_cache=dataset_cache)
                 bar.update(tasks[name], description=f"{name} reruns")
@@ -95,20 +145,34 @@ def tune(
     for col in ("objective", "finished", "pruned", "failed", "best val", "metric", "best parameters"):
         table.add_column(col, no_wrap=col not in ("best parameters",))
     for name, s in states.items():
-        params = ", ".join(f"{k.split('.', 1)[1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
-                           for k, v in sorted(s.best_params.items()))
-        table.add_row(name, f"{s.finished}/{s.budget_trials}", str(s.pruned), str(s.failed),
-                      f"{s.best_value:.4f}" if s.best_value is not None else "—", s.select_metric, params)
+        params = ", ".join(
+            f"{k.split('.', 1)[1]}={v:.4g}" if isinstance(v, float) else f"{k.split('.', 1)[1]}={v}"
+            for k, v in sorted(s.best_params.items())
+        )
+        table.add_row(
+            name,
+            f"{s.finished}/{s.budget_trials}",
+            str(s.pruned),
+            str(s.failed),
+            f"{s.best_value:.4f}" if s.best_value is not None else "—",
+            s.select_metric,
+            params,
+        )
     console.print(table)
     counts = {}
     for r in reruns:
         counts[r.status] = counts.get(r.status, 0) + 1
         if r.status == "failed":
             failed = True
-            console.print(f"  rerun failed: {r.objective} {r.role} seed {r.seed}: {redact_url(r.detail)}",
-                          highlight=False, markup=False)
-    console.print("reruns: " + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none")
-                  + f"; results in {out}; `ftbench report {out}` shows default vs tuned", highlight=False)
+            console.print(
+                f"  rerun failed: {r.objective} {r.role} seed {r.seed}: {redact_url(r.detail)}", highlight=False, markup=False
+            )
+    console.print(
+        "reruns: "
+        + (", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none")
+        + f"; results in {out}; `ftbench report {out}` shows default vs tuned",
+        highlight=False,
+    )
     if failed:
         raise typer.Exit(code=1)
 

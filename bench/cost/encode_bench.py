@@ -38,12 +38,14 @@ from .warnings import machine_load
 def synthetic_product_texts(n: int, seed: int = 0) -> list[str]:
     """`n` product texts (module docstring): titles and descriptions alternately, each ending in its index."""
     rng = np.random.default_rng(seed)
-    words = ("cotton slim fit regular stretch denim jacket shirt dress knit wool blend trousers sneakers leather "
-             "sole lightweight breathable organic recycled polyester elastic waistband pockets zip button collar "
-             "sleeve hem washable machine wash colour navy black white grey beige red striped printed floral "
-             "classic modern everyday comfort design soft touch premium quality fabric lining hood drawstring "
-             "relaxed oversized cropped high waist ankle length long short round neck v-neck crew pack of two "
-             "summer winter outdoor sport running training women men kids unisex size small medium large").split()
+    words = (
+        "cotton slim fit regular stretch denim jacket shirt dress knit wool blend trousers sneakers leather "
+        "sole lightweight breathable organic recycled polyester elastic waistband pockets zip button collar "
+        "sleeve hem washable machine wash colour navy black white grey beige red striped printed floral "
+        "classic modern everyday comfort design soft touch premium quality fabric lining hood drawstring "
+        "relaxed oversized cropped high waist ankle length long short round neck v-neck crew pack of two "
+        "summer winter outdoor sport running training women men kids unisex size small medium large"
+    ).split()
     out = []
     for i in range(n):
         if i % 2 == 0:
@@ -62,8 +64,11 @@ def grocery_inputs(data_dir: str | Path) -> tuple[list[str], list[str]]:
     from ..features.cache import record_inputs
 
     plugin = DATASETS.get("grocery-store")
-    config = apply_overrides(plugin.Config(), {"data_dir": str(data_dir), "image_backbone": "hash",
-                                               "text_backbone": "hash", "use_cache": False}, "grocery-store")
+    config = apply_overrides(
+        plugin.Config(),
+        {"data_dir": str(data_dir), "image_backbone": "hash", "text_backbone": "hash", "use_cache": False},
+        "grocery-store",
+    )
     with record_inputs() as recorded:
         plugin().build(config)
     texts, images = [], []
@@ -90,9 +95,14 @@ def cpu_description() -> dict[str, Any]:
     model = model or platform.processor() or platform.machine()
     import torch
 
-    return {"model": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"})}
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "flags": sorted(flags & {"avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile"}),
+    }
 
 
 def matmul_gflops(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
@@ -158,8 +168,16 @@ def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
-def bench_set(name: str, spec: str, modality: str, inputs: list, ceiling: dict[str, float], before_inputs: int | None = None,
-              batch_size: int = 32, say: Callable[[str], None] = print) -> dict[str, Any]:
+def bench_set(
+    name: str,
+    spec: str,
+    modality: str,
+    inputs: list,
+    ceiling: dict[str, float],
+    before_inputs: int | None = None,
+    batch_size: int = 32,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """One input set through one backbone: work per input, before / after / bf16 rates (module docstring)."""
     from ..features.backbones import create_backbone
 
@@ -167,16 +185,29 @@ def bench_set(name: str, spec: str, modality: str, inputs: list, ceiling: dict[s
     backbone.encode(inputs[:batch_size])  # loads the model, warms the kernels
     flops = flops_per_input(backbone, inputs)
     subset = inputs[: before_inputs or len(inputs)]
-    row: dict[str, Any] = {"set": name, "backbone": spec, "modality": modality, "inputs": len(inputs),
-                           "gflop_per_input": round(flops / 1e9, 4), "precision_after": backbone.precision}
+    row: dict[str, Any] = {
+        "set": name,
+        "backbone": spec,
+        "modality": modality,
+        "inputs": len(inputs),
+        "gflop_per_input": round(flops / 1e9, 4),
+        "precision_after": backbone.precision,
+    }
 
     def rate(label: str, feats_seconds: tuple[np.ndarray, float], n: int, dtype: str) -> np.ndarray:
         feats, seconds = feats_seconds
         achieved = n / seconds * flops / 1e9
-        row[label] = {"inputs": n, "seconds": round(seconds, 2), "inputs_per_s": round(n / seconds, 2),
-                      "gflops": round(achieved, 2), "efficiency_vs_matmul": round(achieved / ceiling[dtype], 3)}
-        say(f"{name} {spec} {label}: {n / seconds:.1f} inputs/s ({achieved:.1f} GFLOP/s, "
-            f"{achieved / ceiling[dtype]:.0%} of a large {dtype} matmul)")
+        row[label] = {
+            "inputs": n,
+            "seconds": round(seconds, 2),
+            "inputs_per_s": round(n / seconds, 2),
+            "gflops": round(achieved, 2),
+            "efficiency_vs_matmul": round(achieved / ceiling[dtype], 3),
+        }
+        say(
+            f"{name} {spec} {label}: {n / seconds:.1f} inputs/s ({achieved:.1f} GFLOP/s, "
+            f"{achieved / ceiling[dtype]:.0%} of a large {dtype} matmul)"
+        )
         return feats
 
     before = rate("before", _timed(lambda: _before(backbone, subset)), len(subset), "fp32")
@@ -193,8 +224,13 @@ def bench_set(name: str, spec: str, modality: str, inputs: list, ceiling: dict[s
     return row
 
 
-def run_encode_bench(data_dir: str | Path, texts: int = 10_000, before_texts: int = 1_000, images: int | None = None,
-                     say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_encode_bench(
+    data_dir: str | Path,
+    texts: int = 10_000,
+    before_texts: int = 1_000,
+    images: int | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Every set and backbone (module docstring), the grocery images cut to the first `images`
     when given; the machine and its load before and after."""
     load_before = machine_load()
@@ -204,23 +240,45 @@ def run_encode_bench(data_dir: str | Path, texts: int = 10_000, before_texts: in
     grocery_images = grocery_images[:images] if images else grocery_images
     rows = [
         bench_set("grocery-mini texts", "minilm", "text", grocery_texts, ceiling, say=say),
-        bench_set(f"grocery-mini images ({len(grocery_images)})", "efficientnet-lite0", "image", grocery_images, ceiling, say=say),
-        bench_set(f"synthetic {texts} product texts", "minilm", "text", synthetic_product_texts(texts), ceiling,
-                  before_inputs=before_texts, say=say),
+        bench_set(
+            f"grocery-mini images ({len(grocery_images)})", "efficientnet-lite0", "image", grocery_images, ceiling, say=say
+        ),
+        bench_set(
+            f"synthetic {texts} product texts",
+            "minilm",
+            "text",
+            synthetic_product_texts(texts),
+            ceiling,
+            before_inputs=before_texts,
+            say=say,
+        ),
     ]
-    return {"cpu": cpu_description(), "matmul_gflops": {k: round(v, 1) for k, v in ceiling.items()},
-            "machine_load_before": load_before, "machine_load_after": machine_load(), "sets": rows,
-            "data_dir": str(data_dir)}
+    return {
+        "cpu": cpu_description(),
+        "matmul_gflops": {k: round(v, 1) for k, v in ceiling.items()},
+        "machine_load_before": load_before,
+        "machine_load_after": machine_load(),
+        "sets": rows,
+        "data_dir": str(data_dir),
+    }
 
 
 def format_encode_bench(result: dict[str, Any]) -> str:
     cpu = result["cpu"]
-    lines = [f"{cpu['model']} ({cpu['cores']} cores, torch {cpu['torch_threads']} threads, {', '.join(cpu['flags'])}); "
-             f"large matmul {result['matmul_gflops']['fp32']} GFLOP/s fp32, {result['matmul_gflops']['bf16']} bf16; "
-             f"load {result['machine_load_before']['load_1min']:.1f} before"]
+    lines = [
+        f"{cpu['model']} ({cpu['cores']} cores, torch {cpu['torch_threads']} threads, {', '.join(cpu['flags'])}); "
+        f"large matmul {result['matmul_gflops']['fp32']} GFLOP/s fp32, {result['matmul_gflops']['bf16']} bf16; "
+        f"load {result['machine_load_before']['load_1min']:.1f} before"
+    ]
     for row in result["sets"]:
-        parts = [f"{label} {row[label]['inputs_per_s']}/s ({row[label]['efficiency_vs_matmul']:.0%})"
-                 for label in ("before", "after", "bf16") if label in row]
-        lines.append(f"{row['set']} [{row['backbone']}, {row['gflop_per_input']} GFLOP each]: " + ", ".join(parts)
-                     + f"; after/before {row['speedup']}x")
+        parts = [
+            f"{label} {row[label]['inputs_per_s']}/s ({row[label]['efficiency_vs_matmul']:.0%})"
+            for label in ("before", "after", "bf16")
+            if label in row
+        ]
+        lines.append(
+            f"{row['set']} [{row['backbone']}, {row['gflop_per_input']} GFLOP each]: "
+            + ", ".join(parts)
+            + f"; after/before {row['speedup']}x"
+        )
     return "\n".join(lines)

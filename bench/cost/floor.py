@@ -22,10 +22,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 _aten = torch.ops.aten
 #: the matrix-product overloads a step may dispatch (a Linear is addmm or mm, a matmul mm or bmm)
-GEMM_OPS = frozenset({
-    _aten.mm.default, _aten.addmm.default, _aten.bmm.default, _aten.baddbmm.default,
-    _aten.addbmm.default, _aten._addmm_activation.default,
-})
+GEMM_OPS = frozenset(
+    {
+        _aten.mm.default,
+        _aten.addmm.default,
+        _aten.bmm.default,
+        _aten.baddbmm.default,
+        _aten.addbmm.default,
+        _aten._addmm_activation.default,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,15 @@ class GemmRecorder(TorchDispatchMode):
             tensors = [a for a in args if isinstance(a, torch.Tensor)]
             if len(tensors) != len(args):
                 raise TypeError(f"{func}: a positional argument that is not a tensor; cannot replay it")
-            self.calls.append(GemmCall(
-                op=func, shapes=tuple(tuple(t.shape) for t in tensors), strides=tuple(t.stride() for t in tensors),
-                dtype=tensors[0].dtype, scalars=tuple(sorted(kwargs.items())),
-            ))
+            self.calls.append(
+                GemmCall(
+                    op=func,
+                    shapes=tuple(tuple(t.shape) for t in tensors),
+                    strides=tuple(t.stride() for t in tensors),
+                    dtype=tensors[0].dtype,
+                    scalars=tuple(sorted(kwargs.items())),
+                )
+            )
         return func(*args, **kwargs)
 
 
@@ -89,9 +100,13 @@ class StepProfile:
             key = (call.name, call.shapes, call.dtype)
             row = distinct.setdefault(key, {**call.describe(), "count": 0})
             row["count"] += 1
-        return {"gflop": self.flops / 1e9, "gflop_by_op": {k: v / 1e9 for k, v in self.flops_by_op.items()},
-                "gemm_calls": len(self.gemms), "gemm_gflop": sum(c.flops for c in self.gemms) / 1e9,
-                "gemms": sorted(distinct.values(), key=lambda r: (-r["count"], r["op"], r["shapes"]))}
+        return {
+            "gflop": self.flops / 1e9,
+            "gflop_by_op": {k: v / 1e9 for k, v in self.flops_by_op.items()},
+            "gemm_calls": len(self.gemms),
+            "gemm_gflop": sum(c.flops for c in self.gemms) / 1e9,
+            "gemms": sorted(distinct.values(), key=lambda r: (-r["count"], r["op"], r["shapes"])),
+        }
 
 
 def profile_step(step: Callable[[], Any]) -> StepProfile:
@@ -104,8 +119,9 @@ def profile_step(step: Callable[[], Any]) -> StepProfile:
     return StepProfile(flops=int(counter.get_total_flops()), flops_by_op=by_op, gemms=recorder.calls)
 
 
-def _operand(shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator,
-             device: torch.device | str) -> torch.Tensor:
+def _operand(
+    shape: tuple[int, ...], stride: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, device: torch.device | str
+) -> torch.Tensor:
     """A random tensor with this shape and these strides (a broadcast bias keeps its 0 strides)."""
     extent = 1 + sum((n - 1) * s for n, s in zip(shape, stride) if n > 0)
     if any(n == 0 for n in shape):

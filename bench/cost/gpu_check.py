@@ -23,17 +23,69 @@ def steps(out: Path, python: str) -> list[tuple[str, list[str], int]]:
     ftbench = [python, "-P", "-m", "ftbench"]
     views = [a for v in (2, 4, 8, 16, 32) for a in ("--views", str(v))]
     return [
-        ("cuda tests", [python, "-P", "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                        "tests/bench/train/test_precision.py", "tests/bench/kernels"], 300),
+        (
+            "cuda tests",
+            [
+                python,
+                "-P",
+                "-m",
+                "pytest",
+                "-q",
+                "-x",
+                "-p",
+                "no:cacheprovider",
+                "tests/bench/train/test_precision.py",
+                "tests/bench/kernels",
+            ],
+            300,
+        ),
         ("cost vs V on cuda", ftbench + ["cost", "--device", "cuda", *views, "--out", str(out), "--no-plot"], 300),
-        ("step ratio on cuda", ftbench + ["cost", "--step-ratio", "--device", "cuda", "-o", "clip,oat-floor,oat,mover",
-                                          "--views", "8", "--rounds", "10", "--repeats", "10", "--warmup", "5",
-                                          "--out", str(out)], 180),
+        (
+            "step ratio on cuda",
+            ftbench
+            + [
+                "cost",
+                "--step-ratio",
+                "--device",
+                "cuda",
+                "-o",
+                "clip,oat-floor,oat,mover",
+                "--views",
+                "8",
+                "--rounds",
+                "10",
+                "--repeats",
+                "10",
+                "--warmup",
+                "5",
+                "--out",
+                str(out),
+            ],
+            180,
+        ),
         ("search bench on cuda", ftbench + ["cost", "--search-bench", "--device", "cuda", "--out", str(out)], 300),
-        ("paper-scale run on cuda", ftbench + [
-            "run", "--objective", "factorized", "--views", "8", "--device", "cuda", "--out", str(out / "runs"),
-            "--set", "dataset.items=1000000", "--set", "dataset.interactions=292520",
-            "--set", "eval.ks=(1, 10, 50, 100, 500)"], 600),
+        (
+            "paper-scale run on cuda",
+            ftbench
+            + [
+                "run",
+                "--objective",
+                "factorized",
+                "--views",
+                "8",
+                "--device",
+                "cuda",
+                "--out",
+                str(out / "runs"),
+                "--set",
+                "dataset.items=1000000",
+                "--set",
+                "dataset.interactions=292520",
+                "--set",
+                "eval.ks=(1, 10, 50, 100, 500)",
+            ],
+            600,
+        ),
     ]
 
 
@@ -50,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu-check: no CUDA device is available (torch.cuda.is_available() is False; torch "
-              f"{torch.__version__}); nothing was run. Run it on a machine with a GPU and a CUDA build "
-              "of torch (make install TORCH=torch==2.13.0+cu128).", file=sys.stderr)
+        print(
+            "gpu-check: no CUDA device is available (torch.cuda.is_available() is False; torch "
+            f"{torch.__version__}); nothing was run. Run it on a machine with a GPU and a CUDA build "
+            "of torch (make install TORCH=torch==2.13.0+cu128).",
+            file=sys.stderr,
+        )
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
     record = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": []}

@@ -34,6 +34,7 @@ FIXED_ITERATION_SETS: dict[str, list[str]] = {
     "oat": [],
 }
 
+
 # benchmark-only variants of an objective (not registered, not in any result of `ftbench run`):
 # name -> (objective, function giving the variant's class from the objective's), so that a
 # before/after pair is measured side by side in one `ftbench cost` run. Subclasses, not patches
@@ -108,9 +109,7 @@ def _objective_config(name: str, spec: "CostSpec"):
     """(class, config, overrides) of the objective or variant measured under `name`."""
     from ..config import apply_overrides, parse_literal
 
-    overrides = dict(
-        (k, parse_literal(v)) for k, v in (s.split("=", 1) for s in _objective_sets(name, spec.sets))
-    )
+    overrides = dict((k, parse_literal(v)) for k, v in (s.split("=", 1) for s in _objective_sets(name, spec.sets)))
     cls = objective_class(name)
     return cls, apply_overrides(cls.Config(), overrides, "objective"), overrides
 
@@ -120,8 +119,13 @@ def _cell_catalog(views: int, spec: "CostSpec"):
     from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig
 
     n_items = max(8 * spec.batch_size, 512)
-    dcfg = SyntheticConfig(items=n_items, interactions=n_items, max_views=max(views, 2) if views > 1 else 1,
-                           modalities="image+text" if views > 1 else "image", aux_view_dropout=0.0)
+    dcfg = SyntheticConfig(
+        items=n_items,
+        interactions=n_items,
+        max_views=max(views, 2) if views > 1 else 1,
+        modalities="image+text" if views > 1 else "image",
+        aux_view_dropout=0.0,
+    )
     return SyntheticCatalog(dcfg), dcfg
 
 
@@ -191,8 +195,11 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
         emb = table.gather(1, safe.unsqueeze(-1).expand(-1, -1, spec.dim)) * valid_d.unsqueeze(-1)
         emb = emb.detach().requires_grad_(True)
         views_ = EncodedViews(
-            embeddings=emb, mask=valid_d, is_primary=layout.is_primary.to(device)[safe] & valid_d,
-            side=layout.side.to(device)[safe], side_weight=sel.side_weight.to(device).gather(1, safe) * valid_d,
+            embeddings=emb,
+            mask=valid_d,
+            is_primary=layout.is_primary.to(device)[safe] & valid_d,
+            side=layout.side.to(device)[safe],
+            side_weight=sel.side_weight.to(device).gather(1, safe) * valid_d,
             item_weight=sel.item_weight.to(device).gather(1, safe) * valid_d,
             item_index=torch.arange(spec.batch_size, device=device),
         )
@@ -258,8 +265,14 @@ def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
         for v in spec.views:
             est = cls.memory_estimate(spec.batch_size, v, spec.dim)
             if est > spec.memory_budget_gb * 2**30:
-                rows.append({"objective": name, "views": v, "status": "skipped",
-                             "reason": f"estimated {est / 2**30:.1f} GB > budget {spec.memory_budget_gb} GB"})
+                rows.append(
+                    {
+                        "objective": name,
+                        "views": v,
+                        "status": "skipped",
+                        "reason": f"estimated {est / 2**30:.1f} GB > budget {spec.memory_budget_gb} GB",
+                    }
+                )
             else:
                 with ctx.Pool(1) as pool:
                     rows.append(pool.apply(_measure_cell, ((name, v, dataclasses.asdict(spec)),)))
@@ -315,8 +328,10 @@ def plot_cost(results: list[dict[str, Any]], path: Path) -> Path:
         for name, exps in result["exponents"].items():
             ok = [r for r in result["rows"] if r["objective"] == name and r["status"] == "ok"]
             v = [r["views"] for r in ok]
-            for ax, key, ex in ((axes[0], "objective_ms_median", exps["objective_exponent"]),
-                                (axes[1], "step_ms_median", exps["step_exponent"])):
+            for ax, key, ex in (
+                (axes[0], "objective_ms_median", exps["objective_exponent"]),
+                (axes[1], "step_ms_median", exps["step_exponent"]),
+            ):
                 label = f"{name} (slope {ex:.2f})" if ex is not None else name
                 ax.plot(v, [r[key] for r in ok], marker="o", label=label)
     for ax, title in zip(axes, ("objective alone (forward + backward)", "whole training step")):
@@ -347,7 +362,9 @@ def format_cost(result: dict[str, Any]) -> str:
     lines = [f"{'objective':<12} {'V':>3} {'alone ms':>10} {'step ms':>10} {'peak MB':>9}  status"]
     for r in result["rows"]:
         if r["status"] == "ok":
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {_mb(r['peak_memory_mb']):>9}  ok")
+            lines.append(
+                f"{r['objective']:<12} {r['views']:>3} {r['objective_ms_median']:>10.2f} {r['step_ms_median']:>10.2f} {_mb(r['peak_memory_mb']):>9}  ok"
+            )
         else:
             lines.append(f"{r['objective']:<12} {r['views']:>3} {'—':>10} {'—':>10} {'—':>9}  skipped: {r['reason']}")
     floors = [r for r in result["rows"] if r["status"] == "ok" and "floor_ms_median" in r]  # not in older files
@@ -355,8 +372,10 @@ def format_cost(result: dict[str, Any]) -> str:
         lines.append("whole step: FLOPs, GEMM floor (its products replayed alone), floor / step:")
         lines.append(f"{'objective':<12} {'V':>3} {'GFLOP':>8} {'GEMMs':>6} {'floor ms':>9} {'floor/step':>10}")
         for r in floors:
-            lines.append(f"{r['objective']:<12} {r['views']:>3} {r['step_gflop']:>8.3f} {r['gemm_calls']:>6} "
-                         f"{r['floor_ms_median']:>9.2f} {r['efficiency']:>10.2f}")
+            lines.append(
+                f"{r['objective']:<12} {r['views']:>3} {r['step_gflop']:>8.3f} {r['gemm_calls']:>6} "
+                f"{r['floor_ms_median']:>9.2f} {r['efficiency']:>10.2f}"
+            )
     lines.append("growth exponents (slope of log time vs log V, V >= 2):")
     for name, e in result["exponents"].items():
         fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731

@@ -57,7 +57,9 @@ def _load_embeddings(folder: str, num_queries: int, device: torch.device) -> tup
     items = np.load(paths["item"], mmap_mode="r", allow_pickle=False)
     queries = np.load(paths["query"], mmap_mode="r", allow_pickle=False)
     if items.ndim != 2 or queries.ndim != 2 or items.shape[1] != queries.shape[1]:
-        raise ValueError(f"search bench: {root}: need item [N, d] and query [Q, d] embeddings, got {items.shape} and {queries.shape}")
+        raise ValueError(
+            f"search bench: {root}: need item [N, d] and query [Q, d] embeddings, got {items.shape} and {queries.shape}"
+        )
     # real copies (not views of the memory map): the catalog is resident before the search, so
     # that the search's peak-memory figure does not count its pages being read in
     items_t = torch.from_numpy(np.array(items, dtype=np.float32, copy=True)).to(device)
@@ -113,8 +115,7 @@ def run_search_bench(
     scan: dict = {}
 
     def ours():
-        out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers, precision=precision,
-                         info=scan)
+        out = exact_topk(queries, items, k, query_chunk=qc, item_chunk=ic, workers=workers, precision=precision, info=scan)
         sync(dev)
         return out
 
@@ -194,7 +195,12 @@ def run_search_bench(
         },
         "device": describe_device(dev),
         "torch": torch.__version__,
-        "ours": {**summary(our_times), "setup_s_included": setup_s, "peak_extra_mb": peak_mb, "output_mb": num_queries * k * 12 / 2**20},
+        "ours": {
+            **summary(our_times),
+            "setup_s_included": setup_s,
+            "peak_extra_mb": peak_mb,
+            "output_mb": num_queries * k * 12 / 2**20,
+        },
         "faiss": None,
         "ratio_median": None,
         "ratio_min": None,
@@ -212,16 +218,13 @@ def run_search_bench(
         result["ratio_min"] = result["ours"]["min_s"] / faiss_result["min_s"]
         # each repeat times faiss then ours back to back: the median of these ratios is the least
         # sensitive to the machine's drift
-        result["ratio_pairs_median"] = statistics.median(
-            o / f for o, f in zip(our_times, faiss_result["times_s"]))
+        result["ratio_pairs_median"] = statistics.median(o / f for o, f in zip(our_times, faiss_result["times_s"]))
         # the headline ratios count our set-up (in every timed search) but not faiss's index build;
         # the same convention on both sides, either way:
         result["ratio_setup_both"] = result["ours"]["median_s"] / (faiss_result["median_s"] + faiss_result["index_build_s"])
         result["ratio_setup_neither"] = (result["ours"]["median_s"] - setup_s) / faiss_result["median_s"]
         o_scores, o_index = (t.cpu().numpy() for t in ours_out)
-        overlap = np.array(
-            [np.intersect1d(a, b, assume_unique=True).size for a, b in zip(o_index, f_index)], dtype=np.float64
-        )
+        overlap = np.array([np.intersect1d(a, b, assume_unique=True).size for a, b in zip(o_index, f_index)], dtype=np.float64)
         result["agreement"] = {
             "mean_set_overlap": float(overlap.mean() / k),
             "min_set_overlap": float(overlap.min() / k),
@@ -249,11 +252,19 @@ def format_search_bench(result: dict) -> str:
             f"  faiss {f['version']} IndexFlatIP ({f['threads']} threads): {f['ms_per_query']:.3f} ms/query "
             f"({f['queries_per_s']:.0f} queries/s), best {f['min_s'] / c['num_queries'] * 1e3:.3f}",
             f"  ratio ours/faiss: {result['ratio_median']:.3f} (medians), {result['ratio_min']:.3f} (best runs)"
-            + (f", {result['ratio_pairs_median']:.3f} (median of the {c['repeats']} back-to-back pairs)"
-               if result.get("ratio_pairs_median") is not None else ""),
-            *([f"  same set-up convention on both sides (medians): {result['ratio_setup_both']:.3f} with faiss's index "
-               f"build counted too, {result['ratio_setup_neither']:.3f} with neither set-up"]
-              if result.get("ratio_setup_both") is not None else []),
+            + (
+                f", {result['ratio_pairs_median']:.3f} (median of the {c['repeats']} back-to-back pairs)"
+                if result.get("ratio_pairs_median") is not None
+                else ""
+            ),
+            *(
+                [
+                    f"  same set-up convention on both sides (medians): {result['ratio_setup_both']:.3f} with faiss's index "
+                    f"build counted too, {result['ratio_setup_neither']:.3f} with neither set-up"
+                ]
+                if result.get("ratio_setup_both") is not None
+                else []
+            ),
             f"  top-{c['k']} agreement: mean set overlap {a['mean_set_overlap']:.4f} (min {a['min_set_overlap']:.4f}), "
             f"identical lists {a['identical_lists']:.3f}, max |score diff| {a['max_abs_score_diff']:.2e}",
         ]
@@ -296,8 +307,17 @@ if __name__ == "__main__":  # pragma: no cover - manual entry point
     p.add_argument("--json", default=None, help="also write the result dict to this file")
     a = p.parse_args()
     res = run_search_bench(
-        a.num_items, a.dim, a.num_queries, a.k, a.repeats, a.device,
-        query_chunk=a.query_chunk, item_chunk=a.item_chunk, workers=a.workers, precision=a.precision, log=print,
+        a.num_items,
+        a.dim,
+        a.num_queries,
+        a.k,
+        a.repeats,
+        a.device,
+        query_chunk=a.query_chunk,
+        item_chunk=a.item_chunk,
+        workers=a.workers,
+        precision=a.precision,
+        log=print,
     )
     print(format_search_bench(res))
     if a.json:

@@ -78,8 +78,9 @@ def _measure_hardware(num_elements: int, dtype: torch.dtype, device: torch.devic
     return {"stream_gb_per_s": stream, "cache_fma_g_per_s": fma, "exp_g_per_s": exp}
 
 
-def make_problems(num_problems: int, n: int, m: int, dim: int, dtype: torch.dtype, device: torch.device,
-                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_problems(
+    num_problems: int, n: int, m: int, dim: int, dtype: torch.dtype, device: torch.device, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Cost 1 - <x^u, y^v> for random unit x, y in R^dim, and uniform marginals."""
     gen = torch.Generator().manual_seed(seed)
     x = F.normalize(torch.randn(num_problems, n, dim, generator=gen, dtype=torch.float64), dim=-1)
@@ -116,8 +117,9 @@ def run_solver_bench(
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            return run_solver_bench(num_problems, n, m, eps, iterations, repeats, warmup, device, dtype, dim,
-                                    seed, include_pot_log, None)
+            return run_solver_bench(
+                num_problems, n, m, eps, iterations, repeats, warmup, device, dtype, dim, seed, include_pot_log, None
+            )
         finally:
             torch.set_num_threads(previous)
     import ot
@@ -132,8 +134,7 @@ def run_solver_bench(
         "ours": lambda: sinkhorn(C, a, b, eps, iterations=iterations, tol=0.0),
         "ours_log": lambda: sinkhorn(C, a, b, eps, iterations=iterations, tol=0.0, domain="log"),
         "ours_setup_only": lambda: sinkhorn(C, a, b, eps, iterations=0, tol=0.0),
-        "pot_sinkhorn": lambda: ot.solve_batch(C, eps, a, b, max_iter=iterations, tol=0.0, method="sinkhorn",
-                                               grad="detach"),
+        "pot_sinkhorn": lambda: ot.solve_batch(C, eps, a, b, max_iter=iterations, tol=0.0, method="sinkhorn", grad="detach"),
     }
     if include_pot_log:
         methods["pot_log_sinkhorn"] = lambda: ot.solve_batch(
@@ -174,9 +175,18 @@ def run_solver_bench(
     values_agree = all(v["max_abs_value_diff"] <= 1e-5 for k, v in agreement.items() if k.startswith("pot"))
     return {
         "config": {
-            "num_problems": num_problems, "n": n, "m": m, "eps": eps, "iterations": iterations,
-            "repeats": repeats, "warmup": warmup, "dtype": dtype, "dim": dim, "seed": seed,
-            "cost": "1 - <x, y>, random unit vectors", "marginals": "uniform",
+            "num_problems": num_problems,
+            "n": n,
+            "m": m,
+            "eps": eps,
+            "iterations": iterations,
+            "repeats": repeats,
+            "warmup": warmup,
+            "dtype": dtype,
+            "dim": dim,
+            "seed": seed,
+            "cost": "1 - <x, y>, random unit vectors",
+            "marginals": "uniform",
         },
         "ours_domain": ours.domain,
         "median_s": median,
@@ -224,8 +234,7 @@ def format_solver_bench(result: dict[str, Any]) -> str:
         )
     for name, agr in result["agreement"].items():
         lines.append(
-            f"  vs {name:<16} max |value diff| {agr['max_abs_value_diff']:.2e}, "
-            f"max |plan diff| {agr['max_abs_plan_diff']:.2e}"
+            f"  vs {name:<16} max |value diff| {agr['max_abs_value_diff']:.2e}, max |plan diff| {agr['max_abs_plan_diff']:.2e}"
         )
     hw = result["hardware"]
     lines += [

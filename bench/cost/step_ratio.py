@@ -56,16 +56,23 @@ def _measure(args: tuple) -> dict[str, Any]:
     times = {name: [] for name in names}  # [round][repeat] milliseconds
     floors = {name: [] for name in names}  # [round][repeat] milliseconds of the replayed products
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(timed_ms(steps[name], spec.repeats, 0, device))
             floors[name].append(timed_ms(replays[name].run, spec.repeats, 0, device))
-    return {"times_ms": times, "floor_ms": floors, "threads": torch.get_num_threads(),
-            "profiles": {name: profiles[name].summary() for name in names}}
+    return {
+        "times_ms": times,
+        "floor_ms": floors,
+        "threads": torch.get_num_threads(),
+        "profiles": {name: profiles[name].summary() for name in names},
+    }
 
 
-def summarize(names: list[str], times_ms: dict[str, list[list[float]]],
-              floor_ms: dict[str, list[list[float]]] | None = None,
-              profiles: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def summarize(
+    names: list[str],
+    times_ms: dict[str, list[list[float]]],
+    floor_ms: dict[str, list[list[float]]] | None = None,
+    profiles: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Per objective: median step and its IQR over all timed steps; the per-round ratios to the
     first name's median step of the same round, with their median, quartiles and range. With
     `floor_ms` (the step's replayed matrix products, timed in the same rounds): the median floor
@@ -79,23 +86,29 @@ def summarize(names: list[str], times_ms: dict[str, list[list[float]]],
         if floor_ms is not None:
             floors = np.concatenate([np.asarray(f, dtype=float) for f in floor_ms[name]])
             efficiency = [float(np.median(f)) / float(np.median(s)) for f, s in zip(floor_ms[name], times_ms[name])]
-            floor = {"floor_ms_median": float(np.median(floors)), "efficiency_median": float(np.median(efficiency)),
-                     "efficiency_min": float(min(efficiency)), "efficiency_max": float(max(efficiency))}
+            floor = {
+                "floor_ms_median": float(np.median(floors)),
+                "efficiency_median": float(np.median(efficiency)),
+                "efficiency_min": float(min(efficiency)),
+                "efficiency_max": float(max(efficiency)),
+            }
         if profiles is not None:
             floor["gflop"] = profiles[name]["gflop"]
             floor["gemm_calls"] = profiles[name]["gemm_calls"]
-        out.append({
-            "objective": name,
-            "step_ms_median": float(np.median(every)),
-            "step_ms_iqr": float(np.percentile(every, 75) - np.percentile(every, 25)),
-            "ratio_median": float(np.median(ratios)),
-            "ratio_q1": float(np.percentile(ratios, 25)),
-            "ratio_q3": float(np.percentile(ratios, 75)),
-            "ratio_min": float(ratios.min()),
-            "ratio_max": float(ratios.max()),
-            "round_ratios": [round(float(x), 4) for x in ratios],
-            **floor,
-        })
+        out.append(
+            {
+                "objective": name,
+                "step_ms_median": float(np.median(every)),
+                "step_ms_iqr": float(np.percentile(every, 75) - np.percentile(every, 25)),
+                "ratio_median": float(np.median(ratios)),
+                "ratio_q1": float(np.percentile(ratios, 25)),
+                "ratio_q3": float(np.percentile(ratios, 75)),
+                "ratio_min": float(ratios.min()),
+                "ratio_max": float(ratios.max()),
+                "round_ratios": [round(float(x), 4) for x in ratios],
+                **floor,
+            }
+        )
     return out
 
 
@@ -114,8 +127,10 @@ def run_step_ratio(spec: CostSpec, views: int, rounds: int) -> dict[str, Any]:
     for name in spec.objectives:  # unknown names and steps over the memory budget fail before any work
         estimate = objective_class(name).memory_estimate(spec.batch_size, views, spec.dim)
         if estimate > spec.memory_budget_gb * 2**30:
-            raise ValueError(f"--step-ratio: {name} at V={views} needs an estimated {estimate / 2**30:.1f} GB, over "
-                             f"--budget-gb {spec.memory_budget_gb}; leave it out or raise the budget")
+            raise ValueError(
+                f"--step-ratio: {name} at V={views} needs an estimated {estimate / 2**30:.1f} GB, over "
+                f"--budget-gb {spec.memory_budget_gb}; leave it out or raise the budget"
+            )
     device = resolve_device(spec.device)
     with mp.get_context("spawn").Pool(1) as pool:
         measured = pool.apply(_measure, ((list(spec.objectives), views, rounds, dataclasses.asdict(spec)),))
@@ -139,18 +154,24 @@ def run_step_ratio(spec: CostSpec, views: int, rounds: int) -> dict[str, Any]:
 
 def format_step_ratio(result: dict[str, Any]) -> str:
     ref = result["reference"]
-    lines = [f"whole step at V={result['views']}, batch {result['spec']['batch_size']}: {result['rounds']} rounds x "
-             f"{result['spec']['repeats']} steps, side by side ({result['threads']} threads)",
-             f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  range"]
+    lines = [
+        f"whole step at V={result['views']}, batch {result['spec']['batch_size']}: {result['rounds']} rounds x "
+        f"{result['spec']['repeats']} steps, side by side ({result['threads']} threads)",
+        f"{'objective':<16} {'step ms':>8} {'IQR':>6} {'x ' + ref:>8}  {'quartiles':<11}  range",
+    ]
     for row in result["objectives"]:
-        lines.append(f"{row['objective']:<16} {row['step_ms_median']:>8.2f} {row['step_ms_iqr']:>6.2f} "
-                     f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  "
-                     f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}")
+        lines.append(
+            f"{row['objective']:<16} {row['step_ms_median']:>8.2f} {row['step_ms_iqr']:>6.2f} "
+            f"{row['ratio_median']:>7.2f}x  {row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}  "
+            f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"
+        )
     floors = [row for row in result["objectives"] if "floor_ms_median" in row]
     if floors:  # a second table: the rows stay within 80 columns
         lines.append("FLOPs; the step's matrix products replayed alone (GEMM floor), same rounds:")
         lines.append(f"{'objective':<16} {'GFLOP':>7} {'GEMMs':>6} {'floor ms':>9} {'floor/step':>10}  range")
         for row in floors:
-            lines.append(f"{row['objective']:<16} {row['gflop']:>7.3f} {row['gemm_calls']:>6} {row['floor_ms_median']:>9.2f} "
-                         f"{row['efficiency_median']:>10.2f}  {row['efficiency_min']:.2f}-{row['efficiency_max']:.2f}")
+            lines.append(
+                f"{row['objective']:<16} {row['gflop']:>7.3f} {row['gemm_calls']:>6} {row['floor_ms_median']:>9.2f} "
+                f"{row['efficiency_median']:>10.2f}  {row['efficiency_min']:.2f}-{row['efficiency_max']:.2f}"
+            )
     return "\n".join(lines)

@@ -31,8 +31,10 @@ def busy_warning(load: dict[str, Any]) -> str | None:
     one, cpus = load.get("load_1min"), load.get("cpus")
     if one is None or not cpus or one <= BUSY_LOAD_FRACTION * cpus:
         return None
-    return (f"the machine was busy: load average {one:.1f} on {cpus} cores before measuring; timings are slower "
-            "and noisier than the code is (measure on a quiet machine, or compare only cells measured together)")
+    return (
+        f"the machine was busy: load average {one:.1f} on {cpus} cores before measuring; timings are slower "
+        "and noisier than the code is (measure on a quiet machine, or compare only cells measured together)"
+    )
 
 
 def spread_warnings(rows: list[dict[str, Any]], limit: float = SPREAD_LIMIT) -> list[str]:
@@ -44,8 +46,10 @@ def spread_warnings(rows: list[dict[str, Any]], limit: float = SPREAD_LIMIT) -> 
         for part, name in (("objective", "objective alone"), ("step", "whole step")):
             median, iqr = row.get(f"{part}_ms_median"), row.get(f"{part}_ms_iqr")
             if median and iqr is not None and median > 0 and iqr / median > limit:
-                out.append(f"{row['objective']} V={row['views']} {name}: spread {100 * iqr / median:.0f}% of the median "
-                           f"(IQR {iqr:.2f} ms, median {median:.2f} ms) > {100 * limit:.0f}%")
+                out.append(
+                    f"{row['objective']} V={row['views']} {name}: spread {100 * iqr / median:.0f}% of the median "
+                    f"(IQR {iqr:.2f} ms, median {median:.2f} ms) > {100 * limit:.0f}%"
+                )
     return out
 
 

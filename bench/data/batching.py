@@ -56,8 +56,9 @@ class ViewBatch:
     def pin_memory(self) -> "ViewBatch":
         """A copy in page-locked host memory, so that `.to(cuda, non_blocking=True)` is an
         asynchronous DMA transfer (CUDA only: pinning needs an accelerator)."""
-        pinned = {f.name: getattr(self, f.name).pin_memory() for f in fields(self)
-                  if isinstance(getattr(self, f.name), torch.Tensor)}
+        pinned = {
+            f.name: getattr(self, f.name).pin_memory() for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)
+        }
         pinned["features"] = {m: (p.pin_memory(), v.pin_memory()) for m, (p, v) in self.features.items()}
         return replace(self, **pinned)
 
@@ -73,7 +74,10 @@ def compact_positions(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build_view_batch(
-    catalog: Catalog | None, layout: SlotLayout, items: np.ndarray, selection: ViewSelection,
+    catalog: Catalog | None,
+    layout: SlotLayout,
+    items: np.ndarray,
+    selection: ViewSelection,
     content: bool = False,
 ) -> ViewBatch:
     """Materialise the selected views of `items` (catalog indices) as a compact ViewBatch.

@@ -150,8 +150,10 @@ class ArrayCatalog(Catalog):
                     continue
                 given = np.asarray(given)
                 if given.shape != (n,) or given.dtype != np.int64:
-                    raise ValueError(f"{source}: content ids of view {slot.name!r} must be int64 of shape ({n},), "
-                                     f"got {given.dtype} {given.shape}")
+                    raise ValueError(
+                        f"{source}: content ids of view {slot.name!r} must be int64 of shape ({n},), "
+                        f"got {given.dtype} {given.shape}"
+                    )
                 self._content[k] = given
         self.feature_dims = dims
         self._features = feats
@@ -180,6 +182,7 @@ class ArrayCatalog(Catalog):
 
             features, modality = self._features[slot], self.slots[slot].modality
             step = 65_536  # rows hashed at a time: bounded temporaries on large catalogs
-            self._content[slot] = np.concatenate([feature_content_ids(features[a : a + step], modality)
-                                                  for a in range(0, max(len(features), 1), step)])
+            self._content[slot] = np.concatenate(
+                [feature_content_ids(features[a : a + step], modality) for a in range(0, max(len(features), 1), step)]
+            )
         return self._content[slot][np.asarray(items)]

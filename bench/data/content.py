@@ -120,8 +120,9 @@ def shared_view_share(catalog: "Catalog", max_items: int | None = None, seed: in
     return out
 
 
-def shared_view_warning(catalog: "Catalog", threshold: float = SHARED_VIEW_WARNING,
-                        max_items: int = SHARED_VIEW_SAMPLE) -> str | None:
+def shared_view_warning(
+    catalog: "Catalog", threshold: float = SHARED_VIEW_WARNING, max_items: int = SHARED_VIEW_SAMPLE
+) -> str | None:
     """A one-line warning naming each slot of which more than `threshold` of the views are shared
     by several items, or None."""
     share = shared_view_share(catalog, max_items=max_items)
@@ -130,6 +131,8 @@ def shared_view_warning(catalog: "Catalog", threshold: float = SHARED_VIEW_WARNI
         return None
     sampled = f" (in a sample of {max_items} items)" if catalog.num_items > max_items else ""
     listed = ", ".join(f"{name!r} {value:.0%}" for name, value in large)
-    return (f"warning: views repeat across items{sampled}: share of each slot's views that another item also has: "
-            f"{listed}; identical views of other items are masked out of the in-batch negatives "
-            f"(docs/method.md, 'Duplicated views'), and an X->item task from such a slot cannot single out one item")
+    return (
+        f"warning: views repeat across items{sampled}: share of each slot's views that another item also has: "
+        f"{listed}; identical views of other items are masked out of the in-batch negatives "
+        f"(docs/method.md, 'Duplicated views'), and an X->item task from such a slot cannot single out one item"
+    )

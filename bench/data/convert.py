@@ -103,8 +103,9 @@ def convert_dataset(name: str, overrides: dict[str, Any], out: Path, *, link_ima
                 # rename(2) replaces an empty destination folder, and refuses one filled meanwhile
                 os.replace(staging, dest)
             except OSError as exc:
-                raise FileExistsError(f"--out {out}: could not be replaced by the converted folder "
-                                      f"({exc.strerror or exc}); give a new folder") from None
+                raise FileExistsError(
+                    f"--out {out}: could not be replaced by the converted folder ({exc.strerror or exc}); give a new folder"
+                ) from None
     except BaseException:
         remove_created_folders(created)
         raise
@@ -168,8 +169,10 @@ def _write_layout(name: str, overrides: dict[str, Any], ds, recorded, out: Path,
             raise ValueError(f"data convert {name}: query ids are not unique as strings")
         if query_inputs is not None:
             key = "image" if q.modality == "image" else "text"
-            lines = [json.dumps({"id": qid, key: copy(x) if key == "image" else str(x)}, ensure_ascii=False)
-                     for qid, x in zip(qids, query_inputs)]
+            lines = [
+                json.dumps({"id": qid, key: copy(x) if key == "image" else str(x)}, ensure_ascii=False)
+                for qid, x in zip(qids, query_inputs)
+            ]
         else:
             (out / "vectors").mkdir(exist_ok=True)
             np.save(out / "vectors" / "queries.npy", q.features)
@@ -185,19 +188,33 @@ def _write_layout(name: str, overrides: dict[str, Any], ds, recorded, out: Path,
         for code, lines in by_split.items():
             if lines:
                 _write_lines(out / "qrels" / f"{QRELS_NAMES[code]}.tsv", ["query-id\tcorpus-id\tscore"] + lines)
-        _write_lines(out / "interactions.tsv", ["query-id\tcorpus-id"]
-                     + [f"{qids[int(a)]}\t{item_ids[int(b)]}" for a, b in q.interactions])
-        summary.update({"queries": q.num_queries, "query_split": {SPLIT_NAMES[c]: len(v) for c, v in by_split.items()},
-                        "interactions": int(len(q.interactions))})
+        _write_lines(
+            out / "interactions.tsv", ["query-id\tcorpus-id"] + [f"{qids[int(a)]}\t{item_ids[int(b)]}" for a, b in q.interactions]
+        )
+        summary.update(
+            {
+                "queries": q.num_queries,
+                "query_split": {SPLIT_NAMES[c]: len(v) for c, v in by_split.items()},
+                "interactions": int(len(q.interactions)),
+            }
+        )
     manifest["query_task"] = ds.query_task
     cross = ds.cross_view_items
     if cross is not None and not np.array_equal(np.sort(cross), np.arange(n)):
-        raise ValueError(f"data convert {name}: the data set evaluates cross-view tasks on a custom item subset, "
-                         "which the catalog layout cannot express (it takes 'test' or 'all')")
+        raise ValueError(
+            f"data convert {name}: the data set evaluates cross-view tasks on a custom item subset, "
+            "which the catalog layout cannot express (it takes 'test' or 'all')"
+        )
     manifest["cross_view_items"] = "all" if cross is not None else "test"
     (out / "catalog.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    summary.update({"images_copied": copy.copied, "features": "raw inputs" if table is not None else "vectors",
-                    "skipped": dict(ds.skipped), "out": str(out)})
+    summary.update(
+        {
+            "images_copied": copy.copied,
+            "features": "raw inputs" if table is not None else "vectors",
+            "skipped": dict(ds.skipped),
+            "out": str(out),
+        }
+    )
     return summary
 
 

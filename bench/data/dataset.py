@@ -39,15 +39,13 @@ class MultiViewDataset:
         self.item_split = np.asarray(self.item_split, dtype=np.int8)
         if len(self.item_split) != self.catalog.num_items:
             raise ValueError(
-                f"data set {self.name!r}: item split has {len(self.item_split)} entries for "
-                f"{self.catalog.num_items} items"
+                f"data set {self.name!r}: item split has {len(self.item_split)} entries for {self.catalog.num_items} items"
             )
         if self.queries is not None:
             self.queries.check_against(self.catalog.num_items)
             if self.queries.modality not in self.catalog.feature_dims:
                 raise ValueError(
-                    f"data set {self.name!r}: queries use modality {self.queries.modality!r}, "
-                    f"which no catalog view has"
+                    f"data set {self.name!r}: queries use modality {self.queries.modality!r}, which no catalog view has"
                 )
             expected = self.catalog.feature_dims[self.queries.modality]
             if self.queries.features.shape[1] != expected:

@@ -33,7 +33,12 @@ KINDS = {
     "chair": ("dining chair", "A solid oak dining chair with a {colour} woven seat.", "square", "seat for the dining table"),
     "vase": ("glass vase", "A hand-blown {colour} glass vase, 30 cm tall, for cut flowers.", "tall ellipse", "flower vase"),
     "rug": ("wool rug", "A flat-woven {colour} wool rug, 160 x 230 cm.", "wide bar", "carpet for the living room"),
-    "clock": ("wall clock", "A silent quartz wall clock with a {colour} frame, 30 cm across.", "ring", "clock for the kitchen wall"),
+    "clock": (
+        "wall clock",
+        "A silent quartz wall clock with a {colour} frame, 30 cm across.",
+        "ring",
+        "clock for the kitchen wall",
+    ),
 }
 ITEMS_FORMATS = ("jsonl", "csv")
 IMAGE_SIZE = 64
@@ -86,8 +91,14 @@ def example_catalog() -> tuple[list[dict], list[dict], dict[str, list[tuple[str,
             photos = [f"images/{item_id}_{v}.png" for v in (1, 2)]
             for v, path in enumerate([f"images/{item_id}.png", *photos]):
                 images[path] = _draw(shape, rgb, v)
-            record = {"id": item_id, "title": f"{colour} {words}", "description": description.format(colour=colour),
-                      "image": f"images/{item_id}.png", "photos": photos, "split": _split(k, c)}
+            record = {
+                "id": item_id,
+                "title": f"{colour} {words}",
+                "description": description.format(colour=colour),
+                "image": f"images/{item_id}.png",
+                "photos": photos,
+                "split": _split(k, c),
+            }
             if item_id == "yellow-vase":
                 del record["description"]  # a missing view
             if item_id == "green-rug":
@@ -127,8 +138,16 @@ def _items_csv(items: list[dict]) -> str:
     writer.writerow(columns)
     for r in items:
         photos = r.get("photos", [])
-        writer.writerow([r["id"], r["title"], r.get("description", ""), r["image"],
-                         *[photos[k] if k < len(photos) else "" for k in range(width)], r["split"]])
+        writer.writerow(
+            [
+                r["id"],
+                r["title"],
+                r.get("description", ""),
+                r["image"],
+                *[photos[k] if k < len(photos) else "" for k in range(width)],
+                r["split"],
+            ]
+        )
     return buffer.getvalue()
 
 
@@ -139,8 +158,9 @@ def write_example_catalog(out: str | Path, items_format: str = "jsonl") -> dict[
         raise ValueError(f"items format must be one of {', '.join(ITEMS_FORMATS)}, got {items_format!r}")
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} is not an empty folder; `ftbench data init` writes a new or empty folder "
-                              "(it never overwrites)")
+        raise FileExistsError(
+            f"{out} is not an empty folder; `ftbench data init` writes a new or empty folder (it never overwrites)"
+        )
     items, queries, qrels, images, manifest = example_catalog()
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -165,6 +185,9 @@ def write_example_catalog(out: str | Path, items_format: str = "jsonl") -> dict[
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return {"items": len(items), "images": len(images), "queries": len(queries),
-            **{f"qrels/{s}.tsv lines": len(v) for s, v in qrels.items()}}
-
+    return {
+        "items": len(items),
+        "images": len(images),
+        "queries": len(queries),
+        **{f"qrels/{s}.tsv lines": len(v) for s, v in qrels.items()},
+    }

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+
 class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the destination (or is otherwise unsafe)."""
 
@@ -253,7 +254,9 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                 # refuse writing through a symlink created earlier in this archive
                 for parent in list(target.parents)[::-1]:
                     if _inside(staging, parent) and parent != staging and parent.is_symlink():
-                        raise UnsafeArchiveError(f"{archive}: member {rel} would be written through symlink {parent.relative_to(staging)}")
+                        raise UnsafeArchiveError(
+                            f"{archive}: member {rel} would be written through symlink {parent.relative_to(staging)}"
+                        )
                 if what == "dir":
                     target.mkdir(parents=True, exist_ok=True)
                     continue
@@ -354,8 +357,7 @@ class ArchiveSource:
             with contextlib.suppress(FileNotFoundError):
                 return self.find_root(dest)
         archive = dest / self.archive_name
-        download(url or self.url, archive, limits=limits or self.limits, expected_sha256=sha256 or self.sha256,
-                 progress=progress)
+        download(url or self.url, archive, limits=limits or self.limits, expected_sha256=sha256 or self.sha256, progress=progress)
         safe_extract(archive, dest)
         root = self.find_root(dest)
         archive.unlink()

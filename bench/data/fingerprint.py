@@ -109,8 +109,10 @@ class HashCache:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=60)
-            self._db.execute("CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
-                             "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS hashes (path TEXT PRIMARY KEY, size INTEGER NOT NULL, "
+                "mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL)"
+            )
             self._db.commit()
         except (sqlite3.Error, OSError):
             self.close()  # unusable (read-only folder, damaged file): every file is read instead
@@ -129,9 +131,10 @@ class HashCache:
         prefix = low if low == high else os.path.dirname(low[: cut + 1])
         try:
             # one range scan under the common folder ('0' follows '/' in byte order)
-            rows = self._db.execute("SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path = ? OR "
-                                    "(path >= ? AND path < ?)", (prefix, prefix.rstrip("/") + "/",
-                                                                 prefix.rstrip("/") + "0")).fetchall()
+            rows = self._db.execute(
+                "SELECT path, size, mtime_ns, sha256 FROM hashes WHERE path = ? OR (path >= ? AND path < ?)",
+                (prefix, prefix.rstrip("/") + "/", prefix.rstrip("/") + "0"),
+            ).fetchall()
         except sqlite3.Error:
             return {}
         return {p: (s, m, h) for p, s, m, h in rows if p in wanted}
@@ -168,8 +171,9 @@ def fingerprint(files: dict[str, str | Path], cache: HashCache | None = None) ->
             stats[name] = os.stat(path)
         except OSError as exc:
             raise FileNotFoundError(f"data file {path} ({name}) cannot be read: {exc.strerror}") from None
-    absolute = {name: path if isinstance(path, str) and os.path.isabs(path) else os.path.abspath(path)
-                for name, path in files.items()}
+    absolute = {
+        name: path if isinstance(path, str) and os.path.isabs(path) else os.path.abspath(path) for name, path in files.items()
+    }
     known = cache.known(list(absolute.values())) if cache is not None else {}
     digests: dict[str, str] = {}
     fresh: list[tuple[str, int, int, str]] = []

@@ -160,8 +160,13 @@ def _missing_images(root: Path) -> int:
     try:
         _, records = read_items(root)
         fields = _image_fields(_views(root, records))
-        rels = {x for _, r in records for f in fields
-                for x in (r.get(f) if isinstance(r.get(f), list) else [r.get(f)]) if isinstance(x, str) and x.strip()}
+        rels = {
+            x
+            for _, r in records
+            for f in fields
+            for x in (r.get(f) if isinstance(r.get(f), list) else [r.get(f)])
+            if isinstance(x, str) and x.strip()
+        }
         if (root / "queries.jsonl").is_file():
             rels |= {r["image"] for _, r in read_jsonl(root / "queries.jsonl") if isinstance(r.get("image"), str)}
     except (ValueError, OSError):
@@ -198,9 +203,13 @@ def _text_checks(name: str, texts: list[str], tokens: TokenCounter, ids: list[st
         "replacement_characters": [i for i, t in enumerate(texts) if has_replacement_characters(t)],
         "mojibake": [i for i, t in enumerate(texts) if is_mojibake(t)],
     }
-    out: dict[str, Any] = {"slot": name, "texts": len(texts), "truncated": len(long),
-                           "truncated_examples": _examples(f"{ids[i]} ({lengths[i]} tokens)" for i in long),
-                           "longest_tokens": max(lengths, default=0)}
+    out: dict[str, Any] = {
+        "slot": name,
+        "texts": len(texts),
+        "truncated": len(long),
+        "truncated_examples": _examples(f"{ids[i]} ({lengths[i]} tokens)" for i in long),
+        "longest_tokens": max(lengths, default=0),
+    }
     for key in ("html", "control_characters", "replacement_characters", "mojibake"):
         out[key] = len(checks[key])
         out[f"{key}_examples"] = _examples(f"{ids[i]}: {texts[i][:60]!r}" for i in checks[key])
@@ -227,9 +236,11 @@ def _recall_note(test_counts: np.ndarray) -> dict[str, Any] | None:
     if bound < R1_BOUND_NOTE:
         median = float(np.median(test_counts))
         k = next((k for k in DEFAULT_KS if k >= median), DEFAULT_KS[-1])
-        out["note"] = (f"test queries have {np.mean(test_counts):.1f} relevant items on average (median {median:g}): "
-                       f"recall@1 is at most {bound:.3f} (the mean of 1/relevant), whatever the model; read "
-                       f"ndcg@10, hit@10, or recall@{k} (K at or above the median number of relevant items)")
+        out["note"] = (
+            f"test queries have {np.mean(test_counts):.1f} relevant items on average (median {median:g}): "
+            f"recall@1 is at most {bound:.3f} (the mean of 1/relevant), whatever the model; read "
+            f"ndcg@10, hit@10, or recall@{k} (K at or above the median number of relevant items)"
+        )
     return out
 
 
@@ -238,7 +249,13 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
     `ValidationError` (one line) when the folder cannot be read as a catalog."""
     from ..data.splits import SPLIT_NAMES
     from ..datasets.catalog import (
-        LAYOUT_FILES, MANIFEST_SCHEMA, QRELS_FILES, manifest_schema_errors, read_items, read_jsonl, read_qrels,
+        LAYOUT_FILES,
+        MANIFEST_SCHEMA,
+        QRELS_FILES,
+        manifest_schema_errors,
+        read_items,
+        read_jsonl,
+        read_qrels,
     )
     from ..features.backbones import content_hash
 
@@ -264,12 +281,18 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
         "folder": str(root),
         "items_file": items_path.name,
         "catalog_json": f"conforms to {MANIFEST_SCHEMA.name}" if manifest.is_file() else "absent (views inferred)",
-        "items": {"records": len(records), "loaded": int(ds.catalog.num_items),
-                  "split": {n: int((ds.item_split == c).sum()) for c, n in enumerate(SPLIT_NAMES)}},
-        "views_per_slot": {s.name: {"modality": s.modality, "role": s.role, "items": int(available[:, j].sum())}
-                           for j, s in enumerate(ds.catalog.slots)},
-        "absent_files": [f for f in LAYOUT_FILES if not (root / f).is_file()
-                         and f not in ("items.jsonl", "items.parquet", "items.csv")],
+        "items": {
+            "records": len(records),
+            "loaded": int(ds.catalog.num_items),
+            "split": {n: int((ds.item_split == c).sum()) for c, n in enumerate(SPLIT_NAMES)},
+        },
+        "views_per_slot": {
+            s.name: {"modality": s.modality, "role": s.role, "items": int(available[:, j].sum())}
+            for j, s in enumerate(ds.catalog.slots)
+        },
+        "absent_files": [
+            f for f in LAYOUT_FILES if not (root / f).is_file() and f not in ("items.jsonl", "items.parquet", "items.csv")
+        ],
         "skipped": dict(ds.skipped),
         "notes": list(ds.notes),
     }
@@ -281,8 +304,11 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
             file = root / "qrels" / f"{name}.tsv"
             if file.is_file():
                 grades = [g for _, _, g, _ in read_qrels(file)]
-                qrels[name] = {"lines": len(grades), "relevant": sum(g > 0 for g in grades),
-                               "judged_not_relevant": sum(g == 0 for g in grades)}
+                qrels[name] = {
+                    "lines": len(grades),
+                    "relevant": sum(g > 0 for g in grades),
+                    "judged_not_relevant": sum(g == 0 for g in grades),
+                }
         summary["qrels"] = qrels
 
     # -- defects ---------------------------------------------------------------------------
@@ -295,9 +321,14 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
         test = [i for i, rid in enumerate(record_ids) if rid in loaded_index and ds.item_split[loaded_index[rid]] == 2]
         test_titles = Counter(titles[i] for i in test if titles[i] is not None)
         test_dupes = [i for i in test if titles[i] is not None and test_titles[titles[i]] > 1]
-        defects["duplicate_titles"] = {"slot": title_slot, "titles_shared": n_titles, "items": n_items,
-                                       "examples": examples, "test_items_sharing_a_test_title": len(test_dupes),
-                                       "test_examples": _examples(record_ids[i] for i in test_dupes)}
+        defects["duplicate_titles"] = {
+            "slot": title_slot,
+            "titles_shared": n_titles,
+            "items": n_items,
+            "examples": examples,
+            "test_items_sharing_a_test_title": len(test_dupes),
+            "test_examples": _examples(record_ids[i] for i in test_dupes),
+        }
     # images by content: each distinct file hashed once
     image_hash: dict[Path, str] = {}
     for modality, column in values.values():
@@ -312,19 +343,29 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
         by_content[digest].append(path)
     groups = [sorted(g) for g in by_content.values() if len(g) > 1]
     defects["duplicate_image_files"] = {
-        "files": len(image_hash), "groups": len(groups), "files_in_groups": sum(len(g) for g in groups),
+        "files": len(image_hash),
+        "groups": len(groups),
+        "files_in_groups": sum(len(g) for g in groups),
         "duplicates": sum(len(g) - 1 for g in groups),
-        "examples": _examples(" = ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in g[:3])
-                              for g in groups),
+        "examples": _examples(
+            " = ".join(str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in g[:3]) for g in groups
+        ),
     }
     shared_views = {}
     for slot, (modality, column) in values.items():
-        keys = [None if v is None or not v.strip() else
-                (image_hash[(root / v).resolve()] if modality == "image" else normalise(v)) for v in column]
+        keys = [
+            None if v is None or not v.strip() else (image_hash[(root / v).resolve()] if modality == "image" else normalise(v))
+            for v in column
+        ]
         n_items, n_values, examples = _shared(keys, record_ids)
         have = sum(k is not None for k in keys)
-        shared_views[slot] = {"items_with_view": have, "items_sharing": n_items, "values_shared": n_values,
-                              "share": round(n_items / have, 4) if have else 0.0, "examples": examples}
+        shared_views[slot] = {
+            "items_with_view": have,
+            "items_sharing": n_items,
+            "values_shared": n_values,
+            "share": round(n_items / have, 4) if have else 0.0,
+            "examples": examples,
+        }
     defects["views_shared_across_items"] = shared_views
 
     tokens = TokenCounter(use_tokenizer)
@@ -352,8 +393,12 @@ def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[s
         for code, name in enumerate(SPLIT_NAMES):
             c = counts[q.split == code]
             if len(c):
-                relevance[name] = {"queries": int(len(c)), "mean": round(float(c.mean()), 2),
-                                   "median": float(np.median(c)), "max": int(c.max())}
+                relevance[name] = {
+                    "queries": int(len(c)),
+                    "mean": round(float(c.mean()), 2),
+                    "median": float(np.median(c)),
+                    "max": int(c.max()),
+                }
         note = _recall_note(counts[q.split == 2].astype(np.float64))
         if note:
             relevance["test_recall_at_1"] = note
@@ -385,15 +430,23 @@ def to_json(report: dict[str, Any]) -> str:
 def plain_text(report: dict[str, Any]) -> str:
     """The report as plain text (no terminal)."""
     s, d, rel = report["summary"], report["defects"], report["relevant_per_query"]
-    lines = [f"catalog {s['folder']} ({s['items_file']})",
-             f"items: {s['items']['records']} records, {s['items']['loaded']} loaded; split "
-             + ", ".join(f"{k} {v}" for k, v in s["items"]["split"].items())]
-    lines.append("views per slot: " + ", ".join(f"{k} ({v['modality']}, {v['role']}) {v['items']}"
-                                                for k, v in s["views_per_slot"].items()))
+    lines = [
+        f"catalog {s['folder']} ({s['items_file']})",
+        f"items: {s['items']['records']} records, {s['items']['loaded']} loaded; split "
+        + ", ".join(f"{k} {v}" for k, v in s["items"]["split"].items()),
+    ]
+    lines.append(
+        "views per slot: " + ", ".join(f"{k} ({v['modality']}, {v['role']}) {v['items']}" for k, v in s["views_per_slot"].items())
+    )
     if "queries" in s:
         lines.append("queries: " + ", ".join(f"{k} {v}" for k, v in s["queries"].items()))
-        lines.append("qrels: " + "; ".join(f"{k}.tsv {v['lines']} lines ({v['relevant']} relevant, "
-                                           f"{v['judged_not_relevant']} judged not relevant)" for k, v in s["qrels"].items()))
+        lines.append(
+            "qrels: "
+            + "; ".join(
+                f"{k}.tsv {v['lines']} lines ({v['relevant']} relevant, {v['judged_not_relevant']} judged not relevant)"
+                for k, v in s["qrels"].items()
+            )
+        )
     lines.append(f"catalog.json: {s['catalog_json']}")
     lines.append("absent optional files: " + (", ".join(s["absent_files"]) or "none"))
     lines.append("skipped: " + (", ".join(f"{k}={v}" for k, v in s["skipped"].items()) or "nothing"))
@@ -401,32 +454,47 @@ def plain_text(report: dict[str, Any]) -> str:
     lines.append("")
     if "duplicate_titles" in d:
         t = d["duplicate_titles"]
-        lines.append(f"duplicate titles ({t['slot']}): {t['titles_shared']} titles shared by {t['items']} items; "
-                     f"{t['test_items_sharing_a_test_title']} test items share a title with another test item"
-                     + (f"; e.g. {' | '.join(t['examples'])}" if t["examples"] else ""))
+        lines.append(
+            f"duplicate titles ({t['slot']}): {t['titles_shared']} titles shared by {t['items']} items; "
+            f"{t['test_items_sharing_a_test_title']} test items share a title with another test item"
+            + (f"; e.g. {' | '.join(t['examples'])}" if t["examples"] else "")
+        )
     f = d["duplicate_image_files"]
-    lines.append(f"duplicate image files: {f['duplicates']} of {f['files']} files repeat another's content "
-                 f"({f['groups']} groups)" + (f"; e.g. {' | '.join(f['examples'])}" if f["examples"] else ""))
+    lines.append(
+        f"duplicate image files: {f['duplicates']} of {f['files']} files repeat another's content "
+        f"({f['groups']} groups)" + (f"; e.g. {' | '.join(f['examples'])}" if f["examples"] else "")
+    )
     for slot, v in d["views_shared_across_items"].items():
-        lines.append(f"shared views, {slot}: {v['items_sharing']} of {v['items_with_view']} items ({v['share']:.1%})"
-                     + (f"; e.g. {' | '.join(v['examples'])}" if v["examples"] else ""))
+        lines.append(
+            f"shared views, {slot}: {v['items_sharing']} of {v['items_with_view']} items ({v['share']:.1%})"
+            + (f"; e.g. {' | '.join(v['examples'])}" if v["examples"] else "")
+        )
     t = d["texts"]
     lines.append(f"texts (limit {t['token_limit']} word pieces; counted by {t['token_count']}):")
     for slot, v in t["per_slot"].items():
         parts = [f"{v['texts']} texts"]
         if "missing" in v:
             parts.append(f"{v['missing']} missing ({v['given_empty']} given empty)")
-        parts += [f"{v['truncated']} truncated (longest {v['longest_tokens']})", f"{v['html']} with HTML",
-                  f"{v['control_characters']} with control characters", f"{v['replacement_characters']} with U+FFFD",
-                  f"{v['mojibake']} mojibake"]
+        parts += [
+            f"{v['truncated']} truncated (longest {v['longest_tokens']})",
+            f"{v['html']} with HTML",
+            f"{v['control_characters']} with control characters",
+            f"{v['replacement_characters']} with U+FFFD",
+            f"{v['mojibake']} mojibake",
+        ]
         lines.append(f"  {slot}: " + ", ".join(parts))
         for key in ("truncated", "html", "control_characters", "replacement_characters", "mojibake"):
             if v[f"{key}_examples"]:
                 lines.append(f"    {key.replace('_', ' ')}: " + " | ".join(v[f"{key}_examples"]))
     if rel:
-        lines.append("relevant items per query: " + "; ".join(
-            f"{k} {v['queries']} queries, mean {v['mean']}, median {v['median']:g}, max {v['max']}"
-            for k, v in rel.items() if k in ("train", "val", "test")))
+        lines.append(
+            "relevant items per query: "
+            + "; ".join(
+                f"{k} {v['queries']} queries, mean {v['mean']}, median {v['median']:g}, max {v['max']}"
+                for k, v in rel.items()
+                if k in ("train", "val", "test")
+            )
+        )
         note = rel.get("test_recall_at_1", {})
         if note:
             lines.append(f"recall@1 bound on test: {note['r1_upper_bound']}" + (f" - {note['note']}" if "note" in note else ""))
@@ -445,15 +513,22 @@ def rich_tables(report: dict[str, Any]) -> list:
     summary = Table(title=Text(f"catalog {s['folder']}"), show_header=False)
     summary.add_column("what", style="bold")
     summary.add_column("value", overflow="fold")
-    row(summary, "items", f"{s['items']['records']} records in {s['items_file']}, {s['items']['loaded']} loaded; "
-                    + ", ".join(f"{k} {v}" for k, v in s["items"]["split"].items()))
+    row(
+        summary,
+        "items",
+        f"{s['items']['records']} records in {s['items_file']}, {s['items']['loaded']} loaded; "
+        + ", ".join(f"{k} {v}" for k, v in s["items"]["split"].items()),
+    )
     for slot, v in s["views_per_slot"].items():
         row(summary, f"slot {slot}", f"{v['modality']}, {v['role']}: {v['items']} items")
     if "queries" in s:
         row(summary, "queries", ", ".join(f"{k} {v}" for k, v in s["queries"].items()))
         for name, v in s["qrels"].items():
-            row(summary, f"qrels/{name}.tsv", f"{v['lines']} lines: {v['relevant']} relevant, "
-                            f"{v['judged_not_relevant']} judged not relevant")
+            row(
+                summary,
+                f"qrels/{name}.tsv",
+                f"{v['lines']} lines: {v['relevant']} relevant, {v['judged_not_relevant']} judged not relevant",
+            )
     row(summary, "catalog.json", s["catalog_json"])
     row(summary, "absent optional files", ", ".join(s["absent_files"]) or "none")
     row(summary, "skipped", ", ".join(f"{k}={v}" for k, v in s["skipped"].items()) or "nothing")
@@ -465,24 +540,48 @@ def rich_tables(report: dict[str, Any]) -> list:
     defects.add_column("examples", overflow="fold")
     if "duplicate_titles" in d:
         t = d["duplicate_titles"]
-        row(defects, f"items sharing a title ({t['slot']}; {t['titles_shared']} titles)", str(t["items"]),
-                        " | ".join(t["examples"]))
-        row(defects, "test items sharing a title with another test item",
-                        str(t["test_items_sharing_a_test_title"]), ", ".join(t["test_examples"]))
+        row(
+            defects,
+            f"items sharing a title ({t['slot']}; {t['titles_shared']} titles)",
+            str(t["items"]),
+            " | ".join(t["examples"]),
+        )
+        row(
+            defects,
+            "test items sharing a title with another test item",
+            str(t["test_items_sharing_a_test_title"]),
+            ", ".join(t["test_examples"]),
+        )
     f = d["duplicate_image_files"]
-    row(defects, f"duplicate image files (same bytes; {f['groups']} groups of {f['files']} files)",
-                    str(f["duplicates"]), " | ".join(f["examples"]))
+    row(
+        defects,
+        f"duplicate image files (same bytes; {f['groups']} groups of {f['files']} files)",
+        str(f["duplicates"]),
+        " | ".join(f["examples"]),
+    )
     for slot, v in d["views_shared_across_items"].items():
-        row(defects, f"items sharing their {slot} view ({v['share']:.1%} of {v['items_with_view']})",
-                        str(v["items_sharing"]), " | ".join(v["examples"]))
+        row(
+            defects,
+            f"items sharing their {slot} view ({v['share']:.1%} of {v['items_with_view']})",
+            str(v["items_sharing"]),
+            " | ".join(v["examples"]),
+        )
     texts = Table(title=f"texts: limit {d['texts']['token_limit']} word pieces, counted by {d['texts']['token_count']}")
-    for col in ("slot", "texts", "missing (given empty)", "truncated", "longest", "HTML", "control chars",
-                "U+FFFD", "mojibake"):
+    for col in ("slot", "texts", "missing (given empty)", "truncated", "longest", "HTML", "control chars", "U+FFFD", "mojibake"):
         texts.add_column(col, justify="left" if col == "slot" else "right")
     for slot, v in d["texts"]["per_slot"].items():
-        row(texts, slot, str(v["texts"]), f"{v['missing']} ({v['given_empty']})" if "missing" in v else "—",
-                      str(v["truncated"]), str(v["longest_tokens"]), str(v["html"]), str(v["control_characters"]),
-                      str(v["replacement_characters"]), str(v["mojibake"]))
+        row(
+            texts,
+            slot,
+            str(v["texts"]),
+            f"{v['missing']} ({v['given_empty']})" if "missing" in v else "—",
+            str(v["truncated"]),
+            str(v["longest_tokens"]),
+            str(v["html"]),
+            str(v["control_characters"]),
+            str(v["replacement_characters"]),
+            str(v["mojibake"]),
+        )
     out = [summary, defects, texts]
     for slot, v in d["texts"]["per_slot"].items():
         for key in ("truncated", "html", "control_characters", "replacement_characters", "mojibake"):
@@ -498,5 +597,7 @@ def rich_tables(report: dict[str, Any]) -> list:
         out.append(table)
         note = rel.get("test_recall_at_1", {})
         if note:
-            out.append(Text(f"recall@1 bound on test: {note['r1_upper_bound']}" + (f". {note['note']}" if "note" in note else "")))
+            out.append(
+                Text(f"recall@1 bound on test: {note['r1_upper_bound']}" + (f". {note['note']}" if "note" in note else ""))
+            )
     return out

@@ -40,14 +40,14 @@ from ..data.batching import build_view_batch
 from ..model.encode import batch_selection, capped_availability, encoded_views, to_device
 
 
-
 @dataclass
 class EvalConfig:
     ks: tuple = option(DEFAULT_CUTOFFS, "cut-offs K of recall@K, hit@K, ndcg@K", "protocol")
     # not in a run's identity while it is the default (experiment.prepare): runs before the option
     # keep their hashes; map is asked for, e.g. eval.metrics=('recall','hit','ndcg','mrr','map')
-    metrics: tuple = option(DEFAULT_METRICS, f"metrics computed per task, of {', '.join(METRICS)} "
-                            "(ftbench.eval.metric_registry)", "protocol")
+    metrics: tuple = option(
+        DEFAULT_METRICS, f"metrics computed per task, of {', '.join(METRICS)} (ftbench.eval.metric_registry)", "protocol"
+    )
     encode_batch_size: int = option(4096, "items encoded per forward pass at evaluation", "convention", ge=1)
     cross_view_max_items: int = option(
         20_000, "cap on evaluation items for cross-view tasks (random, fixed seed); recorded", "our reading", ge=2
@@ -273,11 +273,18 @@ class Evaluator:
         search: dict = {}
         scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)), info=search)
         ranked = ranked.cpu().numpy()
-        report = ranked_list_metrics(ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at,
-                                     metrics=self.config.metrics)
+        report = ranked_list_metrics(
+            ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at, metrics=self.config.metrics
+        )
         self.last_query_run = QueryRun(
-            task=name, split=split, query_index=qidx, gallery=gallery, ranked=ranked,
-            scores=scores.float().cpu().numpy(), relevance=(indptr, rel_pos, grades), report=report,
+            task=name,
+            split=split,
+            query_index=qidx,
+            gallery=gallery,
+            ranked=ranked,
+            scores=scores.float().cpu().numpy(),
+            relevance=(indptr, rel_pos, grades),
+            report=report,
         )
         metrics = dict(report.metrics)
         metrics["queries"] = float(report.num_queries)
@@ -302,8 +309,16 @@ class Evaluator:
                 return s
         return None
 
-    def _rank_task(self, name: str, queries: torch.Tensor, gallery: torch.Tensor, targets: np.ndarray,
-                   target_scores: torch.Tensor, out: dict, na: dict) -> None:
+    def _rank_task(
+        self,
+        name: str,
+        queries: torch.Tensor,
+        gallery: torch.Tensor,
+        targets: np.ndarray,
+        target_scores: torch.Tensor,
+        out: dict,
+        na: dict,
+    ) -> None:
         ks = [k for k in self.config.ks if k < len(gallery)]
         for k in self.config.ks:
             if k >= len(gallery):
@@ -315,8 +330,9 @@ class Evaluator:
         if not ks:
             na[name] = f"gallery of {len(gallery)} items is smaller than every K"
             return
-        report = target_rank_metrics(ranks.cpu().numpy(), len(gallery), ks, mrr_cutoff=max(self.config.ks),
-                                     metrics=self.config.metrics)
+        report = target_rank_metrics(
+            ranks.cpu().numpy(), len(gallery), ks, mrr_cutoff=max(self.config.ks), metrics=self.config.metrics
+        )
         out[name] = dict(report.metrics)
         self.per_query[name] = report.per_query
         out[name]["queries"] = float(len(queries))

@@ -34,8 +34,14 @@ class RankedLists:
     discounts:    float [Kmax], 1 / log2(p + 1) for p = 1..Kmax
     """
 
-    def __init__(self, found: np.ndarray, gain: np.ndarray, num_relevant: np.ndarray,
-                 ideal_dcg: Callable[[int], np.ndarray], discounts: np.ndarray) -> None:
+    def __init__(
+        self,
+        found: np.ndarray,
+        gain: np.ndarray,
+        num_relevant: np.ndarray,
+        ideal_dcg: Callable[[int], np.ndarray],
+        discounts: np.ndarray,
+    ) -> None:
         self.found = found
         self.gain = gain
         self.num_relevant = num_relevant
@@ -116,19 +122,34 @@ class Metric:
     higher_is_better: bool = True
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("recall", "Recall", "R", "hits@K / |R|, hits@K = |{r_1..r_K} ∩ R|", True,
-           _recall_ranked, _recall_target),
-    Metric("hit", "Hit rate", "Hit", "1 if hits@K > 0 else 0", True, _hit_ranked, _recall_target),
-    Metric("ndcg", "NDCG", "NDCG", "DCG@K / IDCG@K, linear gains, IDCG over all of R", True,
-           _ndcg_ranked, _ndcg_target),
-    # trec_eval's map_cut_K (ir-measures AP@K) divides by |R|, not min(|R|, K): AP@K < 1 when
-    # |R| > K even for a perfect ranking; followed here so that the numbers are trec_eval's
-    Metric("map", "MAP", "MAP", "(1/|R|) * sum_{p<=K, r_p in R} precision@p (trec_eval map_cut_K, ir-measures AP@K)",
-           True, _map_ranked, _reciprocal_target),
-    Metric("mrr", "MRR", "MRR", "1 / (position of the first relevant item) if within the top C, else 0", False,
-           _mrr_ranked, _reciprocal_target),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("recall", "Recall", "R", "hits@K / |R|, hits@K = |{r_1..r_K} ∩ R|", True, _recall_ranked, _recall_target),
+        Metric("hit", "Hit rate", "Hit", "1 if hits@K > 0 else 0", True, _hit_ranked, _recall_target),
+        Metric("ndcg", "NDCG", "NDCG", "DCG@K / IDCG@K, linear gains, IDCG over all of R", True, _ndcg_ranked, _ndcg_target),
+        # trec_eval's map_cut_K (ir-measures AP@K) divides by |R|, not min(|R|, K): AP@K < 1 when
+        # |R| > K even for a perfect ranking; followed here so that the numbers are trec_eval's
+        Metric(
+            "map",
+            "MAP",
+            "MAP",
+            "(1/|R|) * sum_{p<=K, r_p in R} precision@p (trec_eval map_cut_K, ir-measures AP@K)",
+            True,
+            _map_ranked,
+            _reciprocal_target,
+        ),
+        Metric(
+            "mrr",
+            "MRR",
+            "MRR",
+            "1 / (position of the first relevant item) if within the top C, else 0",
+            False,
+            _mrr_ranked,
+            _reciprocal_target,
+        ),
+    )
+}
 
 #: the metrics computed unless `eval.metrics` names others (map is asked for: see EvalConfig)
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "hit", "ndcg", "mrr")

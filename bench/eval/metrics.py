@@ -256,8 +256,9 @@ def ranked_list_metrics(
     )
 
 
-def target_rank_metrics(ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int | None = None,
-                        metrics=DEFAULT_METRICS) -> RetrievalReport:
+def target_rank_metrics(
+    ranks, num_items: int, ks=DEFAULT_KS, *, mrr_cutoff: int | None = None, metrics=DEFAULT_METRICS
+) -> RetrievalReport:
     """Metrics for single-target retrieval from 1-based ranks (`ftbench.kernels.search.rank_of_targets`).
 
     With one relevant item of gain 1 at rank p (IDCG = 1):

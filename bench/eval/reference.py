@@ -50,8 +50,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class FrozenReference(Evaluator):
     """The evaluator's tasks on frozen features: `variant` is 'frozen-primary' or 'frozen-mean'."""
 
-    def __init__(self, dataset: MultiViewDataset, variant: str, max_views: int,
-                 config: EvalConfig | None = None) -> None:
+    def __init__(self, dataset: MultiViewDataset, variant: str, max_views: int, config: EvalConfig | None = None) -> None:
         if variant not in REFERENCES:
             raise ValueError(f"reference {variant!r}: expected one of {', '.join(REFERENCES)}")
         super().__init__(dataset, None, None, max_views, torch.device("cpu"), config)  # type: ignore[arg-type]
@@ -116,9 +115,7 @@ class FrozenReference(Evaluator):
         na: dict = {}
         catalog = self.dataset.catalog
         avail = capped_availability(catalog, items, self.max_views).numpy()
-        na["title->image"] = na["image->title"] = (
-            f"{REFERENCE_NOTE}: frozen image and text features are not one space"
-        )
+        na["title->image"] = na["image->title"] = f"{REFERENCE_NOTE}: frozen image and text features are not one space"
         for name, image in (("image->item", True), ("text->item", False)):
             slot = self._primary_slot(image=image)
             if slot is None:

@@ -27,6 +27,7 @@ def split_option_hint(self) -> str:
         names = ["item_fractions"]
     return f"give validation items a share (dataset.{names[0]})" if names else "give validation items a share"
 
+
 def resolve_select_metric(self, select_metric: str) -> str:
     """The selection metric as validation can score it, or a ValueError saying why not.
 
@@ -51,7 +52,8 @@ def resolve_select_metric(self, select_metric: str) -> str:
             f"train option 'select_metric' 'auto': the validation split of data set {ds.name!r} has no "
             f"queries and {n_val_items} item(s), so no validation task can select a checkpoint (cross-view "
             f"selection needs at least 2 validation items; test items are never used): "
-            f"{split_option_hint(self)}" + (", or give validation queries a share" if ds.queries is not None else "")
+            f"{split_option_hint(self)}"
+            + (", or give validation queries a share" if ds.queries is not None else "")
             + ", or set train.select_metric=last to keep the final state without selection"
         )
     task, metric = select_metric.split("/", 1)
@@ -68,8 +70,7 @@ def resolve_select_metric(self, select_metric: str) -> str:
             f"use {poses}'cross-view/mean recall@10' or 'auto'"
         )
     if task == "cross-view" and n_val_items < 2:
-        instead = (f"use '{query_metric}' (validation has {n_val_queries} queries) or 'auto'; "
-                   if n_val_queries else "")
+        instead = f"use '{query_metric}' (validation has {n_val_queries} queries) or 'auto'; " if n_val_queries else ""
         raise ValueError(
             f"train option 'select_metric' {select_metric!r}: the validation split of data set {ds.name!r} "
             f"has {n_val_items} item(s); cross-view selection needs at least 2 validation items and never "
@@ -83,6 +84,7 @@ def resolve_select_metric(self, select_metric: str) -> str:
             f"{instead}give validation queries a share of the query split"
         )
     return select_metric
+
 
 def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> tuple[str, float]:
     """The checkpoint-selection score on the validation split only (see `resolve_select_metric`)."""
@@ -134,6 +136,5 @@ def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> 
     if not vals:
         # nothing to select on (e.g. a handful of validation items): every checkpoint scores 0
         # and the first is kept - said in the recorded metric name, not hidden
-        return (f"{select_metric} (not scorable on {len(items)} validation items: constant 0, "
-                "first checkpoint kept)"), 0.0
+        return (f"{select_metric} (not scorable on {len(items)} validation items: constant 0, first checkpoint kept)"), 0.0
     return select_metric, float(np.mean(vals))

@@ -188,8 +188,14 @@ class FeatureCache:
         return arr
 
     # -- encoding ----------------------------------------------------------------------------
-    def encode(self, backbone: Backbone, inputs: Sequence[Input], role: str = "item", label: str | None = None,
-               keys: Sequence[str] | None = None) -> np.ndarray:
+    def encode(
+        self,
+        backbone: Backbone,
+        inputs: Sequence[Input],
+        role: str = "item",
+        label: str | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> np.ndarray:
         """float32 [n, D]: features of `inputs` in `role`, read from the cache where present,
         encoded (each distinct content once) and stored where not. `keys`: the inputs'
         `content_hash`es when the caller has them (an image is then not read again to hash it)."""
@@ -224,8 +230,17 @@ class FeatureCache:
         self.stats.add(stat_key, hits, len(missing))
         return out
 
-    def _encode_missing(self, backbone: Backbone, inputs: list[Input], keys: list[str], missing: dict[str, list[int]],
-                        out: np.ndarray, bdir: Path, role: str, label: str | None) -> None:
+    def _encode_missing(
+        self,
+        backbone: Backbone,
+        inputs: list[Input],
+        keys: list[str],
+        missing: dict[str, list[int]],
+        out: np.ndarray,
+        bdir: Path,
+        role: str,
+        label: str | None,
+    ) -> None:
         """Encode the `missing` contents chunk by chunk, storing each chunk's entries as soon as it
         is encoded, so that a killed encode keeps every finished chunk (module docstring: Resuming)."""
         first = dict(zip(reversed(keys), reversed(inputs)))  # key -> an input of that content
@@ -236,7 +251,9 @@ class FeatureCache:
             order = [todo[i] for i in backbone.encode_order([first[k] for k in todo])]
             atomic_write_bytes(plan_path, json.dumps({"chunk": self.chunk, "order": order}).encode(), fsync=False)
         reporter = _reporter.get()
-        task = reporter.start(self._describe(backbone, role, label, len(missing), cached=True), len(missing)) if reporter else None
+        task = (
+            reporter.start(self._describe(backbone, role, label, len(missing), cached=True), len(missing)) if reporter else None
+        )
         for start in range(0, len(order), self.chunk):
             chunk = order[start : start + self.chunk]
             absent = [k for k in chunk if k in missing]
@@ -276,7 +293,9 @@ class FeatureCache:
         feats = np.zeros((len(inputs), backbone.dim), dtype=np.float32)
         for start in range(0, len(order), self.chunk):
             rows = order[start : start + self.chunk]
-            part = backbone.encode([inputs[i] for i in rows], role, on_batch=(lambda k: reporter.advance(task, k)) if reporter else None)
+            part = backbone.encode(
+                [inputs[i] for i in rows], role, on_batch=(lambda k: reporter.advance(task, k)) if reporter else None
+            )
             self._check_finite(backbone, part)
             feats[rows] = part
         return feats
@@ -399,11 +418,16 @@ def assemble_catalog(
             raise ValueError(f"{source}: no backbone for the {modality} views")
         cols = [j for j, s in enumerate(slots) if s.modality == modality]
         sub = [[row[j] for j in cols] for row in table]
-        arrays, avail, ids = encode_view_table(sub, len(cols), backbones[modality], cache, role,
-                                               f"{source}: {modality} views")
+        arrays, avail, ids = encode_view_table(sub, len(cols), backbones[modality], cache, role, f"{source}: {modality} views")
         for k, j in enumerate(cols):
             features[j] = arrays[k]
             available[:, j] = avail[:, k]
             content[j] = ids[k]
-    return ArrayCatalog(slots, features, available, list(item_ids), source=source,  # type: ignore[arg-type]
-                        content_ids=content)
+    return ArrayCatalog(
+        slots,
+        features,
+        available,
+        list(item_ids),
+        source=source,  # type: ignore[arg-type]
+        content_ids=content,
+    )

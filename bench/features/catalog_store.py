@@ -189,7 +189,11 @@ def _write_slot(path: Path, catalog: Catalog, slot: int, workers: int) -> None:
         return values
 
     reporter = _reporter.get()
-    task = reporter.start(f"generating view {catalog.slots[slot].name!r} of {n} items once (stored for later runs)", n) if reporter else None
+    task = (
+        reporter.start(f"generating view {catalog.slots[slot].name!r} of {n} items once (stored for later runs)", n)
+        if reporter
+        else None
+    )
 
     def write(handle) -> None:
         np.lib.format.write_array_header_1_0(handle, {"descr": "<f4", "fortran_order": False, "shape": (n, dim)})
@@ -298,7 +302,9 @@ def _generate(folder: Path, material: dict, generated: Catalog, workers: int) ->
     for s in range(len(generated.slots)):
         _write_slot(folder / f"slot_{s}.npy", generated, s, workers)
     shapes = {f"slot_{s}": [n, generated.feature_dims[sl.modality]] for s, sl in enumerate(generated.slots)}
-    atomic_write_bytes(manifest, json.dumps({"key_material": material, "shapes": shapes}, indent=1, sort_keys=True).encode(), fsync=False)
+    atomic_write_bytes(
+        manifest, json.dumps({"key_material": material, "shapes": shapes}, indent=1, sort_keys=True).encode(), fsync=False
+    )
 
 
 def _threads() -> int:

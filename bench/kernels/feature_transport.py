@@ -84,8 +84,13 @@ def log_sinkhorn(
         log_v = log_b - _logsumexp(log_k + log_u.unsqueeze(-1), dim=-2)
     plan = _exp_flushed(log_u.unsqueeze(-1) + log_k + log_v.unsqueeze(-2))
     marginal_error = (plan.sum(-1) - a).abs().sum(-1)
-    return SinkhornResult(plan=plan, potentials=(epsilon * log_u, epsilon * log_v), marginal_error=marginal_error,
-                          iterations=iterations, domain="log")
+    return SinkhornResult(
+        plan=plan,
+        potentials=(epsilon * log_u, epsilon * log_v),
+        marginal_error=marginal_error,
+        iterations=iterations,
+        domain="log",
+    )
 
 
 DOMAINS = ("auto", "log")
@@ -214,8 +219,9 @@ def fixed_sinkhorn(
     a_out = a64.to(cost.dtype)
     marginal_error = (plan.sum(-1) - a_out).abs().sum(-1)
     potentials = (epsilon * (alpha + log_u)).to(cost.dtype), (epsilon * (beta + log_v)).to(cost.dtype)
-    return SinkhornResult(plan=plan, potentials=potentials, marginal_error=marginal_error,
-                          iterations=iterations, domain="scaling")
+    return SinkhornResult(
+        plan=plan, potentials=potentials, marginal_error=marginal_error, iterations=iterations, domain="scaling"
+    )
 
 
 def _numpy_sweeps(kernel, kernel_t, a_row, b_row, alpha, beta, absorbed, iterations, check_every):

@@ -221,15 +221,12 @@ def _check(C, a, b, eps, iterations, tol, check_every, domain):
     N, n, m = C.shape
     if a.shape != (N, n) or b.shape != (N, m):
         raise ValueError(
-            f"sinkhorn: marginals must be a [N, n] = {[N, n]} and b [N, m] = {[N, m]}, "
-            f"got {list(a.shape)} and {list(b.shape)}"
+            f"sinkhorn: marginals must be a [N, n] = {[N, n]} and b [N, m] = {[N, m]}, got {list(a.shape)} and {list(b.shape)}"
         )
     if not eps > 0:
         raise ValueError(f"sinkhorn: eps must be > 0, got {eps}")
     if iterations < 0 or check_every < 1 or tol < 0:
-        raise ValueError(
-            f"sinkhorn: need iterations >= 0, tol >= 0, check_every >= 1; got {iterations}, {tol}, {check_every}"
-        )
+        raise ValueError(f"sinkhorn: need iterations >= 0, tol >= 0, check_every >= 1; got {iterations}, {tol}, {check_every}")
     if domain not in DOMAINS:
         raise ValueError(f"sinkhorn: domain must be one of {DOMAINS}, got {domain!r}")
     if bool((a < 0).any()) or bool((b < 0).any()):
@@ -267,9 +264,7 @@ def _solve_chunk(C, a, b, s, e, eps, iterations, tol, check_every, domain, out) 
             empty = None
         torch.where(support, cost, c_min, out=cost)
         c_max = cost.amax(dim=(0, 1))
-    use_log = domain == "log" or (
-        domain == "auto" and float((c_max - c_min).max()) / eps > plain_domain_limit(dtype)
-    )
+    use_log = domain == "log" or (domain == "auto" and float((c_max - c_min).max()) / eps > plain_domain_limit(dtype))
     # the kernel, then the plan, in a contiguous chunk buffer (a slice of the output would put
     # its rows N elements apart: power-of-two strides that thrash the cache's associativity)
     P = torch.add(c_min / eps, cost, alpha=-1.0 / eps)  # (c0 - C) / eps
@@ -423,8 +418,14 @@ def sinkhorn(
             "sinkhorn: marginals a, b are constants here (their gradient, the dual potentials, "
             "is defined only up to a constant on balanced problems); pass a.detach(), b.detach()"
         )
-    options = dict(iterations=int(iterations), tol=float(tol), check_every=int(check_every), domain=domain,
-                   chunk_size=chunk_size, workers=workers)
+    options = dict(
+        iterations=int(iterations),
+        tol=float(tol),
+        check_every=int(check_every),
+        domain=domain,
+        chunk_size=chunk_size,
+        workers=workers,
+    )
     if C.requires_grad and torch.is_grad_enabled():
         out: list[SinkhornResult] = []
         value = EntropicOTValue.apply(C, a, b, float(eps), options, out)

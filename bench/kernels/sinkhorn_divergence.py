@@ -211,9 +211,7 @@ def diameter(x: torch.Tensor, y: torch.Tensor) -> float:
 def epsilon_schedule(p: int, diameter: float, blur: float, scaling: float) -> list[float]:
     """Temperatures of the annealing: diameter^p, then divided by scaling^-p each step down to blur^p
     (Feydy 2020, sec. 3.3.3), exactly as geomloss (numpy float64 arithmetic)."""
-    return ([diameter**p]
-            + [np.exp(e) for e in np.arange(p * np.log(diameter), p * np.log(blur), p * np.log(scaling))]
-            + [blur**p])
+    return [diameter**p] + [np.exp(e) for e in np.arange(p * np.log(diameter), p * np.log(blur), p * np.log(scaling))] + [blur**p]
 
 
 def sinkhorn_divergences(
@@ -245,8 +243,10 @@ def sinkhorn_divergences(
         raise ValueError("Sinkhorn divergence: no pairs of point clouds given")
     for k, (x, y) in enumerate(pairs):
         if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or len(x) == 0 or len(y) == 0:
-            raise ValueError(f"Sinkhorn divergence: pair {k} must be two non-empty [N, D], [M, D] clouds, "
-                             f"got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"Sinkhorn divergence: pair {k} must be two non-empty [N, D], [M, D] clouds, "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
 
     # float32 cost matrices exactly as geomloss (one problem's C_xy, C_yx, C_xx, C_yy), no graph
     problems = []
@@ -263,8 +263,12 @@ def sinkhorn_divergences(
         potentials = _annealing(problems, debias, domain)
 
     eps = blur**p  # the last temperature of every schedule
-    return torch.stack([_LastUpdate.apply(x, y, costs, a, b, pots, eps, debias)
-                        for (x, y), (costs, a, b, _), pots in zip(pairs, problems, potentials)])
+    return torch.stack(
+        [
+            _LastUpdate.apply(x, y, costs, a, b, pots, eps, debias)
+            for (x, y), (costs, a, b, _), pots in zip(pairs, problems, potentials)
+        ]
+    )
 
 
 class _Workspace:

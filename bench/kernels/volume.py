@@ -121,7 +121,9 @@ def _schur_terms(
     if delta <= 0:
         raise ValueError(f"pairwise volumes need delta > 0 (got {delta})")
     if anchor.ndim != 2 or sets.ndim != 3 or anchor.shape[-1] != sets.shape[-1]:
-        raise ValueError(f"pairwise volume expects anchor [B1, d] and sets [B2, n, d], got {tuple(anchor.shape)} and {tuple(sets.shape)}")
+        raise ValueError(
+            f"pairwise volume expects anchor [B1, d] and sets [B2, n, d], got {tuple(anchor.shape)} and {tuple(sets.shape)}"
+        )
     b1, b2, n = anchor.shape[0], sets.shape[0], sets.shape[1]
     anchor_sq = (anchor * anchor).sum(-1) + delta  # [B1]
     if n == 0:
@@ -208,9 +210,7 @@ def pairwise_volume(
     if delta > 0:
         return torch.exp(pairwise_log_volume(anchor, sets, mask, delta))
     b1, b2 = anchor.shape[0], sets.shape[0]
-    stacked = torch.cat(
-        [anchor[:, None, None, :].expand(b1, b2, 1, -1), sets.unsqueeze(0).expand(b1, -1, -1, -1)], dim=2
-    )
+    stacked = torch.cat([anchor[:, None, None, :].expand(b1, b2, 1, -1), sets.unsqueeze(0).expand(b1, -1, -1, -1)], dim=2)
     full_mask = None
     if mask is not None:
         ones = torch.ones(b1, b2, 1, dtype=torch.bool, device=mask.device)

@@ -60,14 +60,18 @@ def describe_backbones(dataset_config: Any, dataset) -> dict[str, dict[str, str 
     out = {}
     for m in sorted(modalities):
         spec = getattr(dataset_config, f"{m}_backbone", None)
-        out[m] = {"spec": None if spec is None else str(spec),
-                  "fingerprint": prints.get(m, info.get(f"{m}_backbone_fingerprint"))}
+        out[m] = {
+            "spec": None if spec is None else str(spec),
+            "fingerprint": prints.get(m, info.get(f"{m}_backbone_fingerprint")),
+        }
     return out
 
 
 def _layout_description(catalog) -> dict[str, Any]:
-    return {"modalities": list(catalog.modalities),
-            "slots": [{"name": s.name, "modality": s.modality, "role": s.role} for s in catalog.slots]}
+    return {
+        "modalities": list(catalog.modalities),
+        "slots": [{"name": s.name, "modality": s.modality, "role": s.role} for s in catalog.slots],
+    }
 
 
 def check_model_folder(folder: Path | str) -> Path:
@@ -80,8 +84,9 @@ def check_model_folder(folder: Path | str) -> Path:
     return target
 
 
-def save_model(folder: Path | str, prepared, dataset, towers: nn.Module, objective: nn.Module,
-               selected_step: int | None = None) -> Path:
+def save_model(
+    folder: Path | str, prepared, dataset, towers: nn.Module, objective: nn.Module, selected_step: int | None = None
+) -> Path:
     """Write the trained `towers` and `objective` of run `prepared` on `dataset` to `folder`
     (replaced if present, atomically). Returns the folder."""
     from safetensors.torch import save_file
@@ -113,15 +118,21 @@ def save_model(folder: Path | str, prepared, dataset, towers: nn.Module, objecti
         "tower_config": to_jsonable(configs["tower"]),  # with `init`, which the run's config leaves out for mlp
         "eval_config": to_jsonable(configs["eval"]),
         "dataset_config": to_jsonable(configs["dataset"]),
-        "context": {"embedding_dim": context.embedding_dim, "num_items": context.num_items,
-                    "has_queries": context.has_queries, "has_interactions": context.has_interactions},
+        "context": {
+            "embedding_dim": context.embedding_dim,
+            "num_items": context.num_items,
+            "has_queries": context.has_queries,
+            "has_interactions": context.has_interactions,
+        },
         "layout": _layout_description(catalog),
         "feature_dims": {m: int(d) for m, d in sorted(catalog.feature_dims.items())},
         "query_modality": None if dataset.queries is None else dataset.queries.modality,
         "backbones": describe_backbones(configs["dataset"], dataset),
         "catalog_item_ids_sha256": item_ids_digest(catalog),
-        "tensors": {"towers": sorted(k[len("towers."):] for k in tensors if k.startswith("towers.")),
-                    "objective": sorted(k[len("objective."):] for k in tensors if k.startswith("objective."))},
+        "tensors": {
+            "towers": sorted(k[len("towers.") :] for k in tensors if k.startswith("towers.")),
+            "objective": sorted(k[len("objective.") :] for k in tensors if k.startswith("objective.")),
+        },
     }
     with staging_folder(target) as tmp:
         save_file(tensors, str(tmp / TENSORS_FILE), metadata={"format": MODEL_FORMAT, "objective": prepared.spec.objective})
@@ -145,8 +156,9 @@ class SavedModel:
         The run's `--views`: at most this many views per item are fused.
     """
 
-    def __init__(self, folder: Path, description: dict[str, Any], towers: nn.Module, objective: nn.Module,
-                 device: torch.device) -> None:
+    def __init__(
+        self, folder: Path, description: dict[str, Any], towers: nn.Module, objective: nn.Module, device: torch.device
+    ) -> None:
         self.folder = folder
         self.description = description
         self.towers = towers
@@ -160,12 +172,15 @@ class SavedModel:
 
     def __repr__(self) -> str:
         d = self.description
-        return (f"SavedModel({d['objective']!r}, views={d['views']}, dataset={d['dataset']!r}, "
-                f"dim={d['context']['embedding_dim']}, folder={str(self.folder)!r})")
+        return (
+            f"SavedModel({d['objective']!r}, views={d['views']}, dataset={d['dataset']!r}, "
+            f"dim={d['context']['embedding_dim']}, folder={str(self.folder)!r})"
+        )
 
     # -- data -------------------------------------------------------------------------------
-    def build_dataset(self, dataset: str | None = None, data_dir: Path | str | None = None,
-                      overrides: Mapping[str, Any] | None = None):
+    def build_dataset(
+        self, dataset: str | None = None, data_dir: Path | str | None = None, overrides: Mapping[str, Any] | None = None
+    ):
         """Build a data set to embed.
 
         Parameters
@@ -212,8 +227,10 @@ class SavedModel:
         if _layout_description(catalog) != d["layout"]:
             theirs = [f"{s['name']}:{s['modality']}" for s in _layout_description(catalog)["slots"]]
             ours = [f"{s['name']}:{s['modality']}" for s in d["layout"]["slots"]]
-            raise ValueError(f"{where}: view slots {theirs} differ from the model's {ours} (the towers and the "
-                             "objective read slots by position)")
+            raise ValueError(
+                f"{where}: view slots {theirs} differ from the model's {ours} (the towers and the "
+                "objective read slots by position)"
+            )
         dims = {m: int(v) for m, v in catalog.feature_dims.items()}
         if dims != d["feature_dims"]:
             raise ValueError(f"{where}: feature dimensions {dims} differ from the model's {d['feature_dims']}")
@@ -223,16 +240,24 @@ class SavedModel:
         for m, b in saved.items():
             got = prints.get(m, config.get(f"{m}_backbone_fingerprint"))
             if b["fingerprint"] is not None and got is not None and got != b["fingerprint"]:
-                raise ValueError(f"{where}: its {m} features come from backbone {got!r}, the model was trained on "
-                                 f"{b['fingerprint']!r} ({b['spec']}); encode the data with that backbone")
+                raise ValueError(
+                    f"{where}: its {m} features come from backbone {got!r}, the model was trained on "
+                    f"{b['fingerprint']!r} ({b['spec']}); encode the data with that backbone"
+                )
             if (b["fingerprint"] is None) != (got is None) and m in dims:
-                raise ValueError(f"{where}: its {m} features come from "
-                                 f"{'a backbone' if got else 'a generator'}, the model's from "
-                                 f"{'backbone ' + repr(b['spec']) if b['fingerprint'] else 'a generator'}")
-        if any(isinstance(module, nn.Embedding) for module in self.objective.modules()) \
-                and item_ids_digest(catalog) != d["catalog_item_ids_sha256"]:
-            raise ValueError(f"{where}: objective {d['objective']!r} has per-item parameters (an ID embedding) "
-                             "learnt on the training catalog's items; it embeds that catalog only")
+                raise ValueError(
+                    f"{where}: its {m} features come from "
+                    f"{'a backbone' if got else 'a generator'}, the model's from "
+                    f"{'backbone ' + repr(b['spec']) if b['fingerprint'] else 'a generator'}"
+                )
+        if (
+            any(isinstance(module, nn.Embedding) for module in self.objective.modules())
+            and item_ids_digest(catalog) != d["catalog_item_ids_sha256"]
+        ):
+            raise ValueError(
+                f"{where}: objective {d['objective']!r} has per-item parameters (an ID embedding) "
+                "learnt on the training catalog's items; it embeds that catalog only"
+            )
 
     def _evaluator(self, dataset):
         from ..eval.evaluator import EvalConfig, Evaluator
@@ -311,8 +336,10 @@ def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
     if not isinstance(description, dict) or description.get("format") != MODEL_FORMAT:
         raise ValueError(f"{config_path}: not an ftbench model description (format {MODEL_FORMAT!r} expected)")
     if description.get("format_version") != MODEL_FORMAT_VERSION:
-        raise ValueError(f"{config_path}: format_version {description.get('format_version')!r}; this ftbench reads "
-                         f"version {MODEL_FORMAT_VERSION}")
+        raise ValueError(
+            f"{config_path}: format_version {description.get('format_version')!r}; this ftbench reads "
+            f"version {MODEL_FORMAT_VERSION}"
+        )
     try:
         tensors = load_file(str(tensors_path))
     except (SafetensorError, OSError) as exc:
@@ -326,20 +353,24 @@ def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
         projections = {m: torch.zeros(tower_config.embedding_dim, d) for m, d in dims.items()}
     towers = Towers(dims, tower_config, projections)
     # the layout the objective was built for, from its description (SlotLayout reads these attributes)
-    layout = SlotLayout.from_catalog(SimpleNamespace(
-        modalities=list(description["layout"]["modalities"]),
-        slots=[ViewSlot(**s) for s in description["layout"]["slots"]]))
+    layout = SlotLayout.from_catalog(
+        SimpleNamespace(
+            modalities=list(description["layout"]["modalities"]), slots=[ViewSlot(**s) for s in description["layout"]["slots"]]
+        )
+    )
     objective_cls = OBJECTIVES.get(description["objective"])
     objective_config = apply_overrides(objective_cls.Config(), description["objective_config"], "objective")
     context = ObjectiveContext(layout=layout, **description["context"])
     objective = objective_cls(objective_config, context)
     for prefix, module in (("towers", towers), ("objective", objective)):
-        state = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        state = {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         try:
             module.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise ValueError(f"{tensors_path}: the {prefix} tensors do not fit a {description['objective']!r} model "
-                             f"of this config ({str(exc).splitlines()[0]})") from None
+            raise ValueError(
+                f"{tensors_path}: the {prefix} tensors do not fit a {description['objective']!r} model "
+                f"of this config ({str(exc).splitlines()[0]})"
+            ) from None
     target = resolve_device(device)
     towers.to(target).eval()
     objective.to(target).eval()

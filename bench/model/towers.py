@@ -48,10 +48,12 @@ class TowerConfig:
     hidden_dim: int = option(512, "hidden width of the 2-layer MLP tower", "our reading", ge=1)
     dropout: float = option(0.0, "dropout after the hidden layer", "our reading", ge=0, lt=1)
     init: str = option(
-        "mlp", "'mlp': the MLP from a random start; 'residual': a linear skip path fitted on the train items' "
+        "mlp",
+        "'mlp': the MLP from a random start; 'residual': a linear skip path fitted on the train items' "
         "features (orthonormal embedding, or the top principal axes when d_in > d) keeps the backbone's cosine "
         "geometry at step 0, plus the MLP as a residual branch whose last layer starts at zero",
-        "our reading", choices=TOWER_INITS,
+        "our reading",
+        choices=TOWER_INITS,
     )
 
     def validate(self) -> None:
@@ -110,8 +112,10 @@ class ResidualTower(nn.Module):
         super().__init__()
         d = config.embedding_dim
         if tuple(projection.shape) != (d, input_dim):
-            raise ValueError(f"skip projection has shape {tuple(projection.shape)}, expected "
-                             f"{(d, input_dim)} (tower.embedding_dim x feature dimension)")
+            raise ValueError(
+                f"skip projection has shape {tuple(projection.shape)}, expected "
+                f"{(d, input_dim)} (tower.embedding_dim x feature dimension)"
+            )
         self.net = _mlp(input_dim, config)
         with torch.no_grad():
             self.net[-1].weight.zero_()
@@ -170,8 +174,9 @@ def train_view_features(dataset: "MultiViewDataset", modality: str, limit: int =
     available = catalog.availability(items)
     parts = [catalog.features(items[available[:, s]], s) for s in slots if available[:, s].any()]
     if not parts:
-        raise ValueError(f"tower.init='residual': no train item has a {modality!r} view to fit the "
-                         f"{modality} tower's skip projection on")
+        raise ValueError(
+            f"tower.init='residual': no train item has a {modality!r} view to fit the {modality} tower's skip projection on"
+        )
     out = np.concatenate(parts)
     return out[:limit]
 
@@ -199,8 +204,9 @@ class Towers(nn.Module):
     modality without one (features no wider than d) gets the orthonormal embedding. Fitting them
     on a data set's train items is `build_towers`."""
 
-    def __init__(self, feature_dims: dict[str, int], config: TowerConfig,
-                 projections: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self, feature_dims: dict[str, int], config: TowerConfig, projections: dict[str, torch.Tensor] | None = None
+    ) -> None:
         super().__init__()
         self.config = config
         if projections is not None and config.init != "residual":
@@ -215,7 +221,8 @@ class Towers(nn.Module):
                     raise ValueError(
                         f"tower.init='residual': the {modality} features ({feature_dims[modality]} dimensions) are wider "
                         f"than tower.embedding_dim={config.embedding_dim}, so its skip path must be fitted on train "
-                        f"features (build the towers with build_towers)")
+                        f"features (build the towers with build_towers)"
+                    )
                 projection = torch.from_numpy(skip_projection(feature_dims[modality], config.embedding_dim))
             return ResidualTower(feature_dims[modality], config, projection, modality)
 

@@ -44,9 +44,18 @@ MAP_METRIC = "recall@10"
 Z95 = 1.959963984540054
 OUTSIDE_FACTOR = 1.5
 #: the regime indicators the predictor may read (Profile.INDICATORS)
-FEATURES = ("log10_items", "views_per_item_mean", "image_share", "query_primary_modality_share",
-            "train_queries_per_item", "train_interactions_per_item", "frozen_recall",
-            "aux_gain_queries", "aux_gain_views", "cross_side_overlap")
+FEATURES = (
+    "log10_items",
+    "views_per_item_mean",
+    "image_share",
+    "query_primary_modality_share",
+    "train_queries_per_item",
+    "train_interactions_per_item",
+    "frozen_recall",
+    "aux_gain_queries",
+    "aux_gain_views",
+    "cross_side_overlap",
+)
 
 
 @dataclass
@@ -60,8 +69,7 @@ class MapCell:
     def gains(self) -> dict[str, dict[int, float]]:
         """objective -> seed -> m(o, s) - m(clip, s), over the seeds both have."""
         ref = self.scores.get(REFERENCE, {})
-        return {o: {s: v - ref[s] for s, v in seeds.items() if s in ref}
-                for o, seeds in self.scores.items()}
+        return {o: {s: v - ref[s] for s, v in seeds.items() if s in ref} for o, seeds in self.scores.items()}
 
     def mean_gains(self) -> dict[str, float]:
         return {o: float(np.mean(list(g.values()))) for o, g in self.gains().items() if g}
@@ -111,7 +119,9 @@ def load_map(folder: Path | str, points: list[DesignPoint] | None = None, min_se
             continue
         value = result.metrics.get(MAP_TASK, {}).get(MAP_METRIC)
         if value is not None:
-            scores.setdefault(point.index, {}).setdefault(result.config["objective"], {})[int(result.config["seed"])] = float(value)
+            scores.setdefault(point.index, {}).setdefault(result.config["objective"], {})[int(result.config["seed"])] = float(
+                value
+            )
     cells, missing, incomplete = [], [], []
     objectives: set[str] = set()
     for p in points:
@@ -189,8 +199,9 @@ class Advisor:
             if len(rows) < 3:
                 continue
             y = np.array([gains[i][o] for i in rows])
-            kernel = (ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(len(self.features)), (1e-2, 1e3))
-                      + WhiteKernel(1e-2, (1e-8, 1e1)))
+            kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(np.ones(len(self.features)), (1e-2, 1e3)) + WhiteKernel(
+                1e-2, (1e-8, 1e1)
+            )
             model = GaussianProcessRegressor(kernel, normalize_y=True, n_restarts_optimizer=2, random_state=seed)
             with warnings.catch_warnings():
                 # a length scale at its upper bound is the fit's way of saying "this indicator does
@@ -228,8 +239,17 @@ class Advisor:
             if mine is not None and not math.isclose(float(mine), value, rel_tol=0.05, abs_tol=0.05):
                 extrapolated[name] = (float(mine), value)
         distance = float(distances[nearest])
-        return Advice(preds, best.objective, distance, self.cells[nearest].point.index, self.spread,
-                      distance <= OUTSIDE_FACTOR * self.spread, list(self.features), extrapolated, len(self.cells))
+        return Advice(
+            preds,
+            best.objective,
+            distance,
+            self.cells[nearest].point.index,
+            self.spread,
+            distance <= OUTSIDE_FACTOR * self.spread,
+            list(self.features),
+            extrapolated,
+            len(self.cells),
+        )
 
 
 def measured_verdict(cell: MapCell):
@@ -255,20 +275,33 @@ def leave_one_cell_out(cells: list[MapCell], seed: int = 0) -> dict[str, Any]:
 
     rows = []
     for i, held in enumerate(cells):
-        advisor = Advisor(cells[:i] + cells[i + 1:], seed=seed)
+        advisor = Advisor(cells[:i] + cells[i + 1 :], seed=seed)
         advice = advisor.advise(held.indicators)
         measured = {REFERENCE: 0.0, **held.mean_gains()}
         predicted = {p.objective: p.gain for p in advice.predictions}
         common = sorted(set(measured) & set(predicted))
         rho = float(spearmanr([predicted[o] for o in common], [measured[o] for o in common]).statistic)
         best_set = measured_best_set(held)
-        rows.append({"cell": held.point.index, "advised": advice.best, "measured_best": sorted(best_set),
-                     "hit": advice.best in best_set, "spearman": rho, "inside": advice.inside,
-                     "predicted": predicted, "measured": measured})
+        rows.append(
+            {
+                "cell": held.point.index,
+                "advised": advice.best,
+                "measured_best": sorted(best_set),
+                "hit": advice.best in best_set,
+                "spearman": rho,
+                "inside": advice.inside,
+                "predicted": predicted,
+                "measured": measured,
+            }
+        )
     hits = [r["hit"] for r in rows]
     rhos = [r["spearman"] for r in rows if not math.isnan(r["spearman"])]
-    return {"cells": len(rows), "hit_rate": float(np.mean(hits)) if hits else None,
-            "median_spearman": float(np.median(rhos)) if rhos else None, "rows": rows}
+    return {
+        "cells": len(rows),
+        "hit_rate": float(np.mean(hits)) if hits else None,
+        "median_spearman": float(np.median(rhos)) if rhos else None,
+        "rows": rows,
+    }
 
 
 def step_cost_ms(cost_dir: Path | str, views: int) -> dict[str, float]:

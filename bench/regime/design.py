@@ -83,9 +83,15 @@ def regime_design(cells: int = DEFAULT_CELLS, seed: int = DEFAULT_DESIGN_SEED) -
 
 def design_json(points: list[DesignPoint], seed: int) -> str:
     """The design as committed beside the map's results (knobs, ranges, seed, cells)."""
-    return json.dumps(
-        {"generator": "scipy.stats.qmc.Sobol(scramble=True)", "seed": seed,
-         "knobs": [dict(name=n, low=lo, high=hi, scale=s) for n, lo, hi, s in KNOBS],
-         "cells": [asdict(p) for p in points]},
-        indent=2,
-    ) + "\n"
+    return (
+        json.dumps(
+            {
+                "generator": "scipy.stats.qmc.Sobol(scramble=True)",
+                "seed": seed,
+                "knobs": [dict(name=n, low=lo, high=hi, scale=s) for n, lo, hi, s in KNOBS],
+                "cells": [asdict(p) for p in points],
+            },
+            indent=2,
+        )
+        + "\n"
+    )

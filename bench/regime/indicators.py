@@ -103,9 +103,18 @@ class Profile:
     seconds: float = 0.0
     version: int = PROFILE_VERSION
 
-    INDICATORS = ("log10_items", "views_per_item_mean", "image_share", "query_primary_modality_share",
-                  "train_queries_per_item", "train_interactions_per_item", "frozen_recall",
-                  "aux_gain_queries", "aux_gain_views", "cross_side_overlap")
+    INDICATORS = (
+        "log10_items",
+        "views_per_item_mean",
+        "image_share",
+        "query_primary_modality_share",
+        "train_queries_per_item",
+        "train_interactions_per_item",
+        "frozen_recall",
+        "aux_gain_queries",
+        "aux_gain_views",
+        "cross_side_overlap",
+    )
 
     def indicators(self) -> dict[str, float | None]:
         """The scalar indicators a regime predictor reads, by name."""
@@ -197,8 +206,9 @@ class _Views:
             if slot.modality == space:
                 self.vec[s] = self.own[s]
                 continue
-            targets = [t for t, o in enumerate(self.slots) if o.modality == space and o.role == slot.role] or \
-                      [t for t, o in enumerate(self.slots) if o.modality == space]
+            targets = [t for t, o in enumerate(self.slots) if o.modality == space and o.role == slot.role] or [
+                t for t, o in enumerate(self.slots) if o.modality == space
+            ]
             count = self.available[:, targets].sum(axis=1)
             target = sum(self.own[t].astype(np.float64) for t in targets) / np.maximum(count, 1)[:, None]
             fit = self.train & self.available[:, s] & (count > 0)
@@ -326,8 +336,12 @@ def _cross_side(dataset: MultiViewDataset, views: _Views, evaluated: np.ndarray,
         forward = crossfit_predict(residual_image, other, fit, seed + 2)
         backward = crossfit_predict(other, residual_image, fit, seed + 3)
         r2[name] = 0.5 * (_r2(forward[scored], other[scored]) + _r2(backward[scored], residual_image[scored]))
-    return {"cross_side_r2": r2["own"], "cross_side_r2_shuffled": r2["shuffled"],
-            "cross_side_overlap": r2["own"] - r2["shuffled"], "cross_side_items": int(scored.sum())}, None
+    return {
+        "cross_side_r2": r2["own"],
+        "cross_side_r2_shuffled": r2["shuffled"],
+        "cross_side_overlap": r2["own"] - r2["shuffled"],
+        "cross_side_items": int(scored.sum()),
+    }, None
 
 
 def _training_signal(dataset: MultiViewDataset) -> tuple[float, float]:
@@ -383,8 +397,11 @@ def profile_dataset(dataset: MultiViewDataset, views: int = 8, seed: int = 0) ->
     counts["evaluated_items"] = int(len(evaluated))
     view_primary, view_other, view_k, counts["held_out_views"] = _view_recalls(shared, evaluated, seed)
     if math.isnan(view_primary):
-        reasons["aux_gain_views"] = ("no evaluated item has an auxiliary view" if counts["held_out_views"] == 0
-                                     else f"{len(evaluated)} evaluated item(s): no cut-off below their number")
+        reasons["aux_gain_views"] = (
+            "no evaluated item has an auxiliary view"
+            if counts["held_out_views"] == 0
+            else f"{len(evaluated)} evaluated item(s): no cut-off below their number"
+        )
         view_primary = view_other = None
     overlap, why = _cross_side(dataset, shared, evaluated, seed)
     if why:
@@ -408,8 +425,8 @@ def profile_dataset(dataset: MultiViewDataset, views: int = 8, seed: int = 0) ->
         query_modality=q.modality if q is not None else None,
         primary_modalities=primary_modalities,
         query_primary_modality_share=(
-            None if q is None else
-            float(np.mean([s.modality == q.modality for s in catalog.slots if s.role == "primary"]))),
+            None if q is None else float(np.mean([s.modality == q.modality for s in catalog.slots if s.role == "primary"]))
+        ),
         train_queries_per_item=train_queries,
         train_interactions_per_item=train_interactions,
         frozen_recall=frozen,
@@ -421,8 +438,9 @@ def profile_dataset(dataset: MultiViewDataset, views: int = 8, seed: int = 0) ->
         cross_side_overlap=overlap.get("cross_side_overlap"),
         cross_side_r2=overlap.get("cross_side_r2"),
         cross_side_r2_shuffled=overlap.get("cross_side_r2_shuffled"),
-        slot_weights={catalog.slots[s].name: round(w, 6) for s, w in sorted(shared.weight.items())
-                      if shared.available[:, s].any()},
+        slot_weights={
+            catalog.slots[s].name: round(w, 6) for s, w in sorted(shared.weight.items()) if shared.available[:, s].any()
+        },
         counts=counts,
         reasons=reasons,
         seconds=round(time.perf_counter() - t0, 3),
@@ -450,30 +468,63 @@ def profile_rows(profile: Profile) -> list[tuple[str, str, str]]:
     missing = [v for v in p.missing_share.values() if v < 1.0]
     return [
         ("items", f"{p.items} (log10 {p.log10_items:.2f})", "catalog size"),
-        ("views per item", f"{p.views_per_item_mean:.2f} (p10 {q['p10']:g}, p50 {q['p50']:g}, p90 {q['p90']:g})",
-         f"after --views {p.views}"),
-        ("missing share per slot", ", ".join(f"{name} {v:.2f}" for name, v in list(p.missing_share.items())[:SHOWN_SLOTS])
-         + (f", ... ({len(p.missing_share) - SHOWN_SLOTS} more in the JSON; {len(p.missing_share) - len(missing)} "
-            f"slot(s) no item has)" if len(p.missing_share) > SHOWN_SLOTS else ""),
-         "share of items lacking each view slot"),
+        (
+            "views per item",
+            f"{p.views_per_item_mean:.2f} (p10 {q['p10']:g}, p50 {q['p50']:g}, p90 {q['p90']:g})",
+            f"after --views {p.views}",
+        ),
+        (
+            "missing share per slot",
+            ", ".join(f"{name} {v:.2f}" for name, v in list(p.missing_share.items())[:SHOWN_SLOTS])
+            + (
+                f", ... ({len(p.missing_share) - SHOWN_SLOTS} more in the JSON; {len(p.missing_share) - len(missing)} "
+                f"slot(s) no item has)"
+                if len(p.missing_share) > SHOWN_SLOTS
+                else ""
+            ),
+            "share of items lacking each view slot",
+        ),
         ("image share", f"{p.image_share:.3f}", "share of all views that are images"),
-        ("queries", f"{p.query_modality or '—'} vs primary {'+'.join(p.primary_modalities)}"
-         + (f" (share {p.query_primary_modality_share:.2f})" if p.query_primary_modality_share is not None else ""),
-         "query modality; share of primary slots in it"),
+        (
+            "queries",
+            f"{p.query_modality or '—'} vs primary {'+'.join(p.primary_modalities)}"
+            + (f" (share {p.query_primary_modality_share:.2f})" if p.query_primary_modality_share is not None else ""),
+            "query modality; share of primary slots in it",
+        ),
         ("train queries per item", f"{p.train_queries_per_item:.3f}", "train queries with a train interaction / train items"),
         ("train interactions per item", f"{p.train_interactions_per_item:.3f}", "train (query, item) pairs / train items"),
-        ("frozen recall", value("aux_gain_queries", f"{_fmt(p.frozen_recall)} (all views {_fmt(p.frozen_recall_all_views)})"),
-         f"validation queries, recall@{p.cutoff}, primary-only items, in the {p.space} space"),
-        ("aux gain, queries", value("aux_gain_queries", _fmt(p.aux_gain_queries, signed=True)),
-         f"recall@{p.cutoff}: all views - primary only"),
-        ("aux gain, views", value("aux_gain_views", _fmt(p.aux_gain_views, signed=True)
-                                  + f" ({_fmt(p.view_recall_other_views)} - {_fmt(p.view_recall_primary)})"),
-         f"held-out auxiliary view, recall@{p.view_cutoff}: other views - primary only"),
-        ("cross-side overlap", value("cross_side_overlap", _fmt(p.cross_side_overlap, signed=True)
-                                     + f" (R² {_fmt(p.cross_side_r2)}, shuffled {_fmt(p.cross_side_r2_shuffled)})"),
-         "held-out R² between image- and text-side auxiliary residuals, own - shuffled items"),
-        ("slot weights", ", ".join(f"{name} {w:.2f}" for name, w in list(p.slot_weights.items())[:SHOWN_SLOTS])
-         + (f", ... ({len(p.slot_weights) - SHOWN_SLOTS} more in the JSON)" if len(p.slot_weights) > SHOWN_SLOTS else ""),
-         "identifiability of each slot's views (primaries 1)"),
+        (
+            "frozen recall",
+            value("aux_gain_queries", f"{_fmt(p.frozen_recall)} (all views {_fmt(p.frozen_recall_all_views)})"),
+            f"validation queries, recall@{p.cutoff}, primary-only items, in the {p.space} space",
+        ),
+        (
+            "aux gain, queries",
+            value("aux_gain_queries", _fmt(p.aux_gain_queries, signed=True)),
+            f"recall@{p.cutoff}: all views - primary only",
+        ),
+        (
+            "aux gain, views",
+            value(
+                "aux_gain_views",
+                _fmt(p.aux_gain_views, signed=True) + f" ({_fmt(p.view_recall_other_views)} - {_fmt(p.view_recall_primary)})",
+            ),
+            f"held-out auxiliary view, recall@{p.view_cutoff}: other views - primary only",
+        ),
+        (
+            "cross-side overlap",
+            value(
+                "cross_side_overlap",
+                _fmt(p.cross_side_overlap, signed=True)
+                + f" (R² {_fmt(p.cross_side_r2)}, shuffled {_fmt(p.cross_side_r2_shuffled)})",
+            ),
+            "held-out R² between image- and text-side auxiliary residuals, own - shuffled items",
+        ),
+        (
+            "slot weights",
+            ", ".join(f"{name} {w:.2f}" for name, w in list(p.slot_weights.items())[:SHOWN_SLOTS])
+            + (f", ... ({len(p.slot_weights) - SHOWN_SLOTS} more in the JSON)" if len(p.slot_weights) > SHOWN_SLOTS else ""),
+            "identifiability of each slot's views (primaries 1)",
+        ),
         ("seconds", f"{p.seconds:.1f}", "profile only (data set built before)"),
     ]

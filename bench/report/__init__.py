@@ -1,13 +1,13 @@
 """`ftbench report`: REPORT.md and its plots, built only from result files (no torch needed).
 
-    load          result files -> one pandas frame, one row per run, with its comparison group
-    intervals     mean and 95% Student-t interval over seeds; paired differences
-    tables        cells and Markdown tables
-    winner        which objective wins a comparison, named only where the paired seeds say so
-    claims        the paper's claim against our measurement
-    plots         metric against views, metric against step time
-    cost_section  the cost results of `ftbench cost`
-    build         the whole report (grouping and statistics are described there)
+load          result files -> one pandas frame, one row per run, with its comparison group
+intervals     mean and 95% Student-t interval over seeds; paired differences
+tables        cells and Markdown tables
+winner        which objective wins a comparison, named only where the paired seeds say so
+claims        the paper's claim against our measurement
+plots         metric against views, metric against step time
+cost_section  the cost results of `ftbench cost`
+build         the whole report (grouping and statistics are described there)
 """
 
 from ..schema import PAPER_CLAIM, QUERY_TASK
@@ -15,13 +15,33 @@ from .build import ReportOutcome, build_report
 from .claims import ceiling_note, claim_verdict
 from .cost_section import load_cost_results
 from .load import (
-    QUERY_METRICS, LoadedResults, find_result_files, load_results_frame, load_run_results, results_frame,
+    QUERY_METRICS,
+    LoadedResults,
+    find_result_files,
+    load_results_frame,
+    load_run_results,
+    results_frame,
 )
 from .tables import cell_interval, cell_values, fmt_difference, fmt_interval, paired_against_baseline, summary_table
 
 __all__ = [
-    "LoadedResults", "ReportOutcome", "build_report", "load_results_frame", "load_run_results", "results_frame",
-    "summary_table", "cell_values", "cell_interval", "paired_against_baseline", "claim_verdict", "ceiling_note",
-    "fmt_interval", "fmt_difference", "find_result_files", "load_cost_results", "PAPER_CLAIM", "QUERY_TASK",
+    "LoadedResults",
+    "ReportOutcome",
+    "build_report",
+    "load_results_frame",
+    "load_run_results",
+    "results_frame",
+    "summary_table",
+    "cell_values",
+    "cell_interval",
+    "paired_against_baseline",
+    "claim_verdict",
+    "ceiling_note",
+    "fmt_interval",
+    "fmt_difference",
+    "find_result_files",
+    "load_cost_results",
+    "PAPER_CLAIM",
+    "QUERY_TASK",
     "QUERY_METRICS",
 ]

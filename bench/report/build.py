@@ -36,12 +36,33 @@ from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
 from .load import data_identity_text
 from .load import opt_in_metrics
-from .load import ALL_QUERY_METRICS, BASELINE, CROSS_VIEW_TABLE, MISSING, QUERY_METRICS, TOP_METRIC, load_run_results, objective_rank, results_frame
+from .load import (
+    ALL_QUERY_METRICS,
+    BASELINE,
+    CROSS_VIEW_TABLE,
+    MISSING,
+    QUERY_METRICS,
+    TOP_METRIC,
+    load_run_results,
+    objective_rank,
+    results_frame,
+)
 from .curves import plot_training_curves
 from .headline import RULE, choose_headline, group_titles, metric_label
 from .plots import plot_metric_vs_views, plot_tradeoff
 from .winner import WINNER_RULE, format_verdict, group_verdict
-from .tables import _fmt_count, _groups_in_order, _slug, baseline_label, cell_interval, cell_values, fmt_difference, fmt_interval, md_table, paired_against_baseline
+from .tables import (
+    _fmt_count,
+    _groups_in_order,
+    _slug,
+    baseline_label,
+    cell_interval,
+    cell_values,
+    fmt_difference,
+    fmt_interval,
+    md_table,
+    paired_against_baseline,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,13 +84,17 @@ def cost_step_times(costs: list[tuple[Path, dict]], batch_size) -> tuple[dict[tu
     if not costs:
         return {}, None
     chosen = next(((p, c) for p, c in costs if (c.get("spec") or {}).get("batch_size") == batch_size), costs[0])
-    times = {(r["objective"], int(r["views"])): float(r["step_ms_median"]) for r in chosen[1]["rows"]
-             if r.get("status") == "ok" and r.get("step_ms_median")}
+    times = {
+        (r["objective"], int(r["views"])): float(r["step_ms_median"])
+        for r in chosen[1]["rows"]
+        if r.get("status") == "ok" and r.get("step_ms_median")
+    }
     return times, chosen[0]
 
 
-def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
-                  costs: list[tuple[Path, dict]] | None = None) -> tuple[list[str], list[Path]]:
+def group_section(
+    frame: pd.DataFrame, group: str, report_dir: Path, costs: list[tuple[Path, dict]] | None = None
+) -> tuple[list[str], list[Path]]:
     data = frame[frame["group"] == group]
     first = data.iloc[0]
     labels = sorted(data["objective_label"].unique(), key=objective_rank)
@@ -80,44 +105,55 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
     seeds = sorted(int(s) for s in data["seed"].unique())
     headline, why = choose_headline(data)
     title = group_titles(frame)[group]
-    lines = [f"## {title}", "",
-             f"Comparison group `{group}`. {data_identity_text(data)}".rstrip(),
-             f"Config off the defaults: {first['group_changes'] or 'none'}. "
-             f"Items {_fmt_count(first['items'])}, interactions {_fmt_count(first['interactions'])}, "
-             f"{n_runs} runs, seeds {', '.join(map(str, seeds))}. "
-             "Cells: mean ± half-width of the 95% t-interval over seeds (n = seeds behind the cell; "
-             "an interval that would leave [0, 1] is cut there and shown as mean [low, high]); "
-             f"{MISSING} = no run.", ""]
+    lines = [
+        f"## {title}",
+        "",
+        f"Comparison group `{group}`. {data_identity_text(data)}".rstrip(),
+        f"Config off the defaults: {first['group_changes'] or 'none'}. "
+        f"Items {_fmt_count(first['items'])}, interactions {_fmt_count(first['interactions'])}, "
+        f"{n_runs} runs, seeds {', '.join(map(str, seeds))}. "
+        "Cells: mean ± half-width of the 95% t-interval over seeds (n = seeds behind the cell; "
+        "an interval that would leave [0, 1] is cut there and shown as mean [low, high]); "
+        f"{MISSING} = no run.",
+        "",
+    ]
     if "reference" in data.columns and data["reference"].any():
-        lines += ["Rows marked \"untrained reference\" score the frozen backbone features with no towers and no "
-                  "training (`ftbench reference`): frozen-primary = the item's primary view of the query's modality, "
-                  "frozen-mean = the normalised mean of its views of that modality within V. A trained row below "
-                  "them has not learned what the features already give.", ""]
+        lines += [
+            'Rows marked "untrained reference" score the frozen backbone features with no towers and no '
+            "training (`ftbench reference`): frozen-primary = the item's primary view of the query's modality, "
+            "frozen-mean = the normalised mean of its views of that modality within V. A trained row below "
+            "them has not learned what the features already give.",
+            "",
+        ]
     plots: list[Path] = []
 
     def pivot(metric: str) -> list[str]:
         """objectives x views table of query-task `metric` (mean ± interval over seeds)."""
         column = f"{QUERY_TASK}/{metric}"
-        rows = [[label] + [fmt_interval(cell_interval(cell_values(frame, column, group, label, v))) for v in views]
-                for label in labels]
-        return [f"### {qname}: {metric} (objectives x views)", "",
-                md_table(["objective"] + [f"V={v}" for v in views], rows), ""]
+        rows = [
+            [label] + [fmt_interval(cell_interval(cell_values(frame, column, group, label, v))) for v in views]
+            for label in labels
+        ]
+        return [f"### {qname}: {metric} (objectives x views)", "", md_table(["objective"] + [f"V={v}" for v in views], rows), ""]
 
     # the headline: a metric that separates the objectives in this group (rule in ftbench.report.headline)
     head_col = f"{QUERY_TASK}/{headline}" if headline else None
     if headline:
-        lines += [f"Headline metric: **{headline}** ({why}; the rule is under \"Your comparisons\").", ""]
+        lines += [f'Headline metric: **{headline}** ({why}; the rule is under "Your comparisons").', ""]
         lines += pivot(headline)
         largest = views[-1]
-        lines += [f"Winner at V={largest} on {headline}: {format_verdict(group_verdict(frame, group, head_col, largest))}.",
-                  ""]
+        lines += [f"Winner at V={largest} on {headline}: {format_verdict(group_verdict(frame, group, head_col, largest))}.", ""]
     top_col = f"{QUERY_TASK}/{TOP_METRIC}"
     if headline != TOP_METRIC and top_col in frame.columns and data[top_col].notna().any():
         lines += pivot(TOP_METRIC)
 
     # full table
-    lines += [f"### {qname}: all metrics", "",
-              "`seeds` = runs in the cell; a metric with fewer values (not applicable in some runs) says its own n.", ""]
+    lines += [
+        f"### {qname}: all metrics",
+        "",
+        "`seeds` = runs in the cell; a metric with fewer values (not applicable in some runs) says its own n.",
+        "",
+    ]
     rows = []
     # opt-in metrics (eval.metrics, e.g. map@K) where a run of the group computed them; — elsewhere
     all_metrics = list(ALL_QUERY_METRICS) + opt_in_metrics(data, QUERY_TASK)
@@ -137,22 +173,35 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
     if base is None:
         lines += [f"No `{BASELINE}` runs in this group: no paired differences.", ""]
     else:
-        lines += [f"Each objective minus `{base}` on the same data, views and seed: absolute difference ± 95% "
-                  "interval, and in brackets the relative change (percent of clip, per-seed ratios) ± its interval; "
-                  f"n = matched seeds. {MISSING} = no matched seed.", ""]
+        lines += [
+            f"Each objective minus `{base}` on the same data, views and seed: absolute difference ± 95% "
+            "interval, and in brackets the relative change (percent of clip, per-seed ratios) ± its interval; "
+            f"n = matched seeds. {MISSING} = no matched seed.",
+            "",
+        ]
         rows = []
         for label in labels:
             if label == base:
                 continue
             for v in views:
-                rows.append([label, str(v)] + [fmt_difference(paired_against_baseline(
-                    frame, f"{QUERY_TASK}/{m}", group, label, v)) for m in QUERY_METRICS])
-        lines += [md_table(["objective", "V"] + list(QUERY_METRICS), rows, align_first=2) if rows
-                  else "Only clip in this group.", ""]
+                rows.append(
+                    [label, str(v)]
+                    + [
+                        fmt_difference(paired_against_baseline(frame, f"{QUERY_TASK}/{m}", group, label, v))
+                        for m in QUERY_METRICS
+                    ]
+                )
+        lines += [
+            md_table(["objective", "V"] + list(QUERY_METRICS), rows, align_first=2) if rows else "Only clip in this group.",
+            "",
+        ]
 
     # cross-view
-    present = [(task, ms) for task, ms in CROSS_VIEW_TABLE if any(f"{task}/{m}" in frame.columns and
-                                                                  data[f"{task}/{m}"].notna().any() for m in ms)]
+    present = [
+        (task, ms)
+        for task, ms in CROSS_VIEW_TABLE
+        if any(f"{task}/{m}" in frame.columns and data[f"{task}/{m}"].notna().any() for m in ms)
+    ]
     absent = [task for task, _ in CROSS_VIEW_TABLE if task not in {t for t, _ in present}]
     lines += ["### Cross-view retrieval (test items)", ""]
     if present:
@@ -160,45 +209,81 @@ def group_section(frame: pd.DataFrame, group: str, report_dir: Path,
         rows = []
         for label in labels:
             for v in views:
-                rows.append([label, str(v)] + [fmt_interval(cell_interval(cell_values(frame, f"{t}/{m}", group, label, v)))
-                                               for t, ms in present for m in ms])
+                rows.append(
+                    [label, str(v)]
+                    + [
+                        fmt_interval(cell_interval(cell_values(frame, f"{t}/{m}", group, label, v)))
+                        for t, ms in present
+                        for m in ms
+                    ]
+                )
         lines += [md_table(header, rows, align_first=2), ""]
     if absent:
-        lines += [f"Not scored in this group (not applicable to the data set, or absent from the runs): "
-                  f"{', '.join(absent)}.", ""]
+        lines += [f"Not scored in this group (not applicable to the data set, or absent from the runs): {', '.join(absent)}.", ""]
 
     # plots: readable titles (no hashes), axis labels in words, no single-V "against V" plot
     tag = f"{_slug(str(first['dataset']))}-{group}"
     if head_col:
         if len(views) >= 2:
-            p1 = plot_metric_vs_views(frame, group, head_col, report_dir / f"headline_vs_views__{tag}.png",
-                                      f"{metric_label(head_col)} against views per item: {title}")
-            lines += [f"![{headline} against V]({p1.name})", "",
-                      f"{qname} {headline} against V per objective; error bars: 95% t-interval over seeds (none for n=1).", ""]
+            p1 = plot_metric_vs_views(
+                frame,
+                group,
+                head_col,
+                report_dir / f"headline_vs_views__{tag}.png",
+                f"{metric_label(head_col)} against views per item: {title}",
+            )
+            lines += [
+                f"![{headline} against V]({p1.name})",
+                "",
+                f"{qname} {headline} against V per objective; error bars: 95% t-interval over seeds (none for n=1).",
+                "",
+            ]
             plots.append(p1)
         else:
             lines += [f"(One V in this group ({views[0]}): no plot against V.)", ""]
         step_ms, cost_file = cost_step_times(costs or [], first.get("batch_size"))
-        p2 = plot_tradeoff(frame, group, head_col, report_dir / f"tradeoff__{tag}.png",
-                           f"{metric_label(head_col)} against step time: {title}", step_ms) if step_ms else None
+        p2 = (
+            plot_tradeoff(
+                frame,
+                group,
+                head_col,
+                report_dir / f"tradeoff__{tag}.png",
+                f"{metric_label(head_col)} against step time: {title}",
+                step_ms,
+            )
+            if step_ms
+            else None
+        )
         if p2 is not None:
-            lines += [f"![{headline} against step time]({p2.name})", "",
-                      f"Trade-off: {headline} (mean over seeds) against the whole training-step time from the cost "
-                      f"benchmark `{cost_file.name}` (one machine, every cell measured together; the run files' own "
-                      "step times are not used: they are taken on whatever else the machine was doing).", ""]
+            lines += [
+                f"![{headline} against step time]({p2.name})",
+                "",
+                f"Trade-off: {headline} (mean over seeds) against the whole training-step time from the cost "
+                f"benchmark `{cost_file.name}` (one machine, every cell measured together; the run files' own "
+                "step times are not used: they are taken on whatever else the machine was doing).",
+                "",
+            ]
             plots.append(p2)
         else:
-            lines += ["(No trade-off plot: no cost-benchmark file with these objectives and V under `cost/`; "
-                      "`ftbench cost --out RESULTS_DIR/cost` writes one.)", ""]
+            lines += [
+                "(No trade-off plot: no cost-benchmark file with these objectives and V under `cost/`; "
+                "`ftbench cost --out RESULTS_DIR/cost` writes one.)",
+                "",
+            ]
     curves = plot_training_curves(data, report_dir / f"training__{tag}.png", f"Training curves: {title}")
     if curves is not None:
-        text = ("Training loss (left) and the validation score that selects the checkpoint (right) per objective, "
-                "mean over seeds at the largest V" + ("" if curves.has_loss else
-                "; these result files predate the recorded training loss, so only validation is drawn") + ".")
+        text = (
+            "Training loss (left) and the validation score that selects the checkpoint (right) per objective, "
+            "mean over seeds at the largest V"
+            + ("" if curves.has_loss else "; these result files predate the recorded training loss, so only validation is drawn")
+            + "."
+        )
         if curves.single_validation_step is not None:
-            text += (f" Validation ran once, at the last step ({curves.single_validation_step}: train.eval_every "
-                     "is 0 or not below train.steps), so the right panel has one score per objective, not a curve, "
-                     "and the last step is the checkpoint.")
+            text += (
+                f" Validation ran once, at the last step ({curves.single_validation_step}: train.eval_every "
+                "is 0 or not below train.steps), so the right panel has one score per objective, not a curve, "
+                "and the last step is the checkpoint."
+            )
         lines += [f"![training curves]({curves.path.name})", "", text, ""]
         plots.append(curves.path)
     return lines, plots
@@ -220,10 +305,14 @@ class ReportContext:
 def lead_section(frame: pd.DataFrame, group_order: list[str]) -> list[str]:
     """The reader's own comparisons first: per group its headline metric, the winner at the group's
     largest V where the seeds name one (`ftbench.report.winner`), and the clip baseline there."""
-    lines = ["## Your comparisons", "",
-             "Runs are compared only within a group (same data set and the same data, training, tower and "
-             "evaluation configs). Per group: the headline metric (chosen so that it separates the objectives, "
-             f"rule: {RULE}), the winner at the group's largest V, and clip there. {WINNER_RULE}", ""]
+    lines = [
+        "## Your comparisons",
+        "",
+        "Runs are compared only within a group (same data set and the same data, training, tower and "
+        "evaluation configs). Per group: the headline metric (chosen so that it separates the objectives, "
+        f"rule: {RULE}), the winner at the group's largest V, and clip there. {WINNER_RULE}",
+        "",
+    ]
     rows = []
     titles = group_titles(frame)
     for g in group_order:
@@ -238,8 +327,7 @@ def lead_section(frame: pd.DataFrame, group_order: list[str]) -> list[str]:
             if clip is not None:
                 base = fmt_interval(cell_interval(cell_values(frame, col, g, clip, v)))
         rows.append([titles[g], str(len(data)), metric or MISSING, str(v), winner, base])
-    lines += [md_table(["comparison group", "runs", "headline metric", "V", "winner", "clip"], rows,
-                       align_first=3), ""]
+    lines += [md_table(["comparison group", "runs", "headline metric", "V", "winner", "clip"], rows, align_first=3), ""]
     return lines
 
 
@@ -266,12 +354,16 @@ def _cost_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
 
 
 def _method_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
-    return ["## Method", "",
-            "Every number above is read from the per-run result files (`ftbench run` / `ftbench sweep`) and the "
-            "cost files (`ftbench cost`). Intervals: two-sided 95% Student-t over seeds, "
-            "mean ± t(0.975, n-1)·s/√n; paired differences match runs of the same group, views and seed. "
-            f"Regenerate with `{report_command(context.results_dir, context.report_dir)}`; explore with "
-            "`notebooks/compare_objectives.ipynb`.", ""], []
+    return [
+        "## Method",
+        "",
+        "Every number above is read from the per-run result files (`ftbench run` / `ftbench sweep`) and the "
+        "cost files (`ftbench cost`). Intervals: two-sided 95% Student-t over seeds, "
+        "mean ± t(0.975, n-1)·s/√n; paired differences match runs of the same group, views and seed. "
+        f"Regenerate with `{report_command(context.results_dir, context.report_dir)}`; explore with "
+        "`notebooks/compare_objectives.ipynb`.",
+        "",
+    ], []
 
 
 def report_command(results_dir: Path, report_dir: Path) -> str:
@@ -302,8 +394,15 @@ def _sensitivity_builder(context: ReportContext) -> tuple[list[str], list[Path]]
     return sensitivity_section(context.frame, context.report_dir)
 
 
-SECTION_BUILDERS: list = [_groups_builder, _paper_claims_builder, _sensitivity_builder, _tuning_builder, _significance_builder,
-                          _cost_builder, _method_builder]
+SECTION_BUILDERS: list = [
+    _groups_builder,
+    _paper_claims_builder,
+    _sensitivity_builder,
+    _tuning_builder,
+    _significance_builder,
+    _cost_builder,
+    _method_builder,
+]
 
 
 def build_report(results_dir: Path | str, report_dir: Path | str | None = None) -> ReportOutcome:
@@ -317,20 +416,30 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
     frame = all_runs[~all_runs["tuned"]].reset_index(drop=True) if not all_runs.empty else all_runs
     costs, bad_costs = load_cost_results(results_dir)
 
-    lines = ["# ftbench report", "",
-             f"Built by `{report_command(results_dir, report_dir)}` from result files only: {len(loaded.runs)} run result(s)"
-             f", {len(costs)} cost result(s)."]
+    lines = [
+        "# ftbench report",
+        "",
+        f"Built by `{report_command(results_dir, report_dir)}` from result files only: {len(loaded.runs)} run result(s)"
+        f", {len(costs)} cost result(s).",
+    ]
     if loaded.unreadable:
         lines[-1] += f" {len(loaded.unreadable)} unreadable file(s) skipped:"
         lines.append("")
         lines += [f"- `{_rel(path, results_dir)}`: {reason}" for path, reason in loaded.unreadable]
     if loaded.duplicates:
         lines.append("")
-        lines.append(f"{len(loaded.duplicates)} duplicate file(s) (same config as a newer file) ignored: "
-                     + ", ".join(f"`{_rel(p, results_dir)}`" for p in loaded.duplicates) + ".")
-    lines += ["", f"Objectives as of ftbench {__version__}; what each release changed in them, with the numbers "
-              "before and after (0.3.0: mover's sign-aware fixed-size volume score, oat's zero residual start, "
-              "duplicated views masked in the in-batch negatives): CHANGELOG.md.", ""]
+        lines.append(
+            f"{len(loaded.duplicates)} duplicate file(s) (same config as a newer file) ignored: "
+            + ", ".join(f"`{_rel(p, results_dir)}`" for p in loaded.duplicates)
+            + "."
+        )
+    lines += [
+        "",
+        f"Objectives as of ftbench {__version__}; what each release changed in them, with the numbers "
+        "before and after (0.3.0: mover's sign-aware fixed-size volume score, oat's zero residual start, "
+        "duplicated views masked in the in-batch negatives): CHANGELOG.md.",
+        "",
+    ]
     plots: list[Path] = []
     group_order: list[str] = []
     if frame.empty:

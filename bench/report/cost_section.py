@@ -1,5 +1,4 @@
-"""The cost section of the report, read from the `cost/*.json` files `ftbench cost` writes.
-"""
+"""The cost section of the report, read from the `cost/*.json` files `ftbench cost` writes."""
 
 from __future__ import annotations
 
@@ -39,8 +38,9 @@ def load_cost_results(results_dir: Path) -> tuple[list[tuple[Path, dict]], list[
     return good, bad
 
 
-def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], report_dir: Path,
-                 results_dir: Path) -> tuple[list[str], list[Path]]:
+def cost_section(
+    costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], report_dir: Path, results_dir: Path
+) -> tuple[list[str], list[Path]]:
     lines = ["## Cost against the number of views", ""]
     plots: list[Path] = []
     if not costs:
@@ -51,15 +51,21 @@ def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], re
         rows = result["rows"]
         objectives = list(dict.fromkeys(r["objective"] for r in rows))
         views = sorted({int(r["views"]) for r in rows})
-        lines += [f"### `{path.name}`: batch {spec.get('batch_size', '?')}, device {device}", "",
-                  "Median milliseconds per training step (whole step) and for the objective alone (forward + backward "
-                  "on fixed embeddings); cells skipped for the memory budget show the reason.", ""]
+        lines += [
+            f"### `{path.name}`: batch {spec.get('batch_size', '?')}, device {device}",
+            "",
+            "Median milliseconds per training step (whole step) and for the objective alone (forward + backward "
+            "on fixed embeddings); cells skipped for the memory budget show the reason.",
+            "",
+        ]
         header = ["objective", "time"] + [f"V={v}" for v in views] + ["growth exponent"]
         table_rows = []
         for name in sorted(objectives, key=objective_rank):
             exps = result["exponents"].get(name, {})
-            for key, what, exp_key in (("step_ms_median", "step", "step_exponent"),
-                                       ("objective_ms_median", "objective", "objective_exponent")):
+            for key, what, exp_key in (
+                ("step_ms_median", "step", "step_exponent"),
+                ("objective_ms_median", "objective", "objective_exponent"),
+            ):
                 cells = []
                 for v in views:
                     row = next((r for r in rows if r["objective"] == name and int(r["views"]) == v), None)
@@ -71,9 +77,13 @@ def cost_section(costs: list[tuple[Path, dict]], bad: list[tuple[Path, str]], re
                         cells.append(f"{row[key]:.2f}")
                 e = exps.get(exp_key)
                 table_rows.append([name, what] + cells + [MISSING if e is None else f"{e:.2f}"])
-        lines += [md_table(header, table_rows, align_first=2), "",
-                  "Growth exponent: least-squares slope of log time against log V over V >= 2 "
-                  "(0 = flat, 1 = linear, 2 = quadratic in V).", ""]
+        lines += [
+            md_table(header, table_rows, align_first=2),
+            "",
+            "Growth exponent: least-squares slope of log time against log V over V >= 2 "
+            "(0 = flat, 1 = linear, 2 = quadratic in V).",
+            "",
+        ]
         from ..cost.scaling import plot_cost
 
         png = plot_cost([result], report_dir / f"cost_vs_views__{_slug(path.stem)}.png")
@@ -102,14 +112,29 @@ def step_ratio_lines(results_dir: Path) -> tuple[list[str], list[tuple[Path, str
             continue
         spec = payload.get("spec", {})
         device = (payload.get("device") or {}).get("device", "?")
-        lines += [f"### `{path.name}`: whole step against `{ref}`, side by side", "",
-                  f"V = {payload.get('views', '?')}, batch {spec.get('batch_size', '?')}, device {device}, "
-                  f"{payload.get('threads', '?')} threads: {payload.get('rounds', '?')} rounds of "
-                  f"{spec.get('repeats', '?')} steps of every objective in turn, in one process; each round gives one "
-                  f"ratio (an objective's median step over `{ref}`'s in that round).", ""]
-        table = [[row["objective"], f"{row['step_ms_median']:.2f}", f"{row['ratio_median']:.2f}x",
-                  f"{row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}", f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}"]
-                 for row in rows]
-        lines += [md_table(["objective", "step ms (median)", f"x {ref} (median of rounds)", "quartiles", "range"],
-                           table, align_first=1), ""]
+        lines += [
+            f"### `{path.name}`: whole step against `{ref}`, side by side",
+            "",
+            f"V = {payload.get('views', '?')}, batch {spec.get('batch_size', '?')}, device {device}, "
+            f"{payload.get('threads', '?')} threads: {payload.get('rounds', '?')} rounds of "
+            f"{spec.get('repeats', '?')} steps of every objective in turn, in one process; each round gives one "
+            f"ratio (an objective's median step over `{ref}`'s in that round).",
+            "",
+        ]
+        table = [
+            [
+                row["objective"],
+                f"{row['step_ms_median']:.2f}",
+                f"{row['ratio_median']:.2f}x",
+                f"{row['ratio_q1']:.2f}-{row['ratio_q3']:.2f}",
+                f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}",
+            ]
+            for row in rows
+        ]
+        lines += [
+            md_table(
+                ["objective", "step ms (median)", f"x {ref} (median of rounds)", "quartiles", "range"], table, align_first=1
+            ),
+            "",
+        ]
     return lines, bad

@@ -53,24 +53,31 @@ def plot_training_curves(data: pd.DataFrame, path: Path, title: str) -> Training
     views = int(data["views"].max())
     rows = data[data["views"] == views]
     labels = sorted(rows["objective_label"].unique(), key=objective_rank)
-    losses = {label: _mean_curve(list(rows.loc[rows["objective_label"] == label, "training_loss_curve"]), "loss")
-              for label in labels}
-    scores = {label: _mean_curve(list(rows.loc[rows["objective_label"] == label, "training_history"]), "val")
-              for label in labels}
+    losses = {
+        label: _mean_curve(list(rows.loc[rows["objective_label"] == label, "training_loss_curve"]), "loss") for label in labels
+    }
+    scores = {label: _mean_curve(list(rows.loc[rows["objective_label"] == label, "training_history"]), "val") for label in labels}
     any_loss = any(steps for steps, _ in losses.values())
     validated = {label: curve for label, curve in scores.items() if curve[0]}
     if not (any_loss or validated):
         return None
     validation_steps = {step for steps, _ in validated.values() for step in steps}
-    single = next(iter(validation_steps)) if validated and all(len(steps) == 1 for steps, _ in validated.values()) \
-        and len(validation_steps) == 1 else None
+    single = (
+        next(iter(validation_steps))
+        if validated and all(len(steps) == 1 for steps, _ in validated.values()) and len(validation_steps) == 1
+        else None
+    )
     plt = _pyplot()
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(10, 3.8))
     colours = {label: f"C{i % 10}" for i, label in enumerate(labels)}
     for label, (steps, values) in losses.items():
         if steps:
             ax_loss.plot(steps, values, label=label, color=colours[label])
-    metric = rows["select_metric"].dropna().iloc[0] if "select_metric" in rows and rows["select_metric"].notna().any() else "validation score"
+    metric = (
+        rows["select_metric"].dropna().iloc[0]
+        if "select_metric" in rows and rows["select_metric"].notna().any()
+        else "validation score"
+    )
     if single is None:
         for label, (steps, values) in validated.items():
             ax_val.plot(steps, values, marker="o" if len(steps) < 15 else None, label=label, color=colours[label])
@@ -83,8 +90,11 @@ def plot_training_curves(data: pd.DataFrame, path: Path, title: str) -> Training
         ax_val.scatter(range(len(names)), [validated[n][1][0] for n in names], c=[colours[n] for n in names], zorder=3)
         ax_val.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax_val.set_xlim(-0.6, len(names) - 0.4)
-        ax_val.set_title(f"validation (selects the checkpoint): {metric_label(str(metric))}\n"
-                         f"ran once, at the last step ({single}): one score per objective, no curve", fontsize=9)
+        ax_val.set_title(
+            f"validation (selects the checkpoint): {metric_label(str(metric))}\n"
+            f"ran once, at the last step ({single}): one score per objective, no curve",
+            fontsize=9,
+        )
     ax_val.set_ylabel(metric_label(str(metric)))
     ax_loss.set_title("training loss" if any_loss else "training loss: not recorded in these result files", fontsize=9)
     ax_loss.set_xlabel("training step")

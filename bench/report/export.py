@@ -42,16 +42,31 @@ def export_frame(results_dir: Path | str) -> tuple[pd.DataFrame, list]:
     for path, result in loaded.runs:
         config: dict = {}
         _flatten("", {k: v for k, v in result.config.items() if k.endswith("_config")}, config)
-        base = {"run_id": result.run_id, "file": str(path), "config_hash": result.config_hash, "created": result.created,
-                "dataset": result.config.get("dataset"), "objective": result.config.get("objective"),
-                "views": result.config.get("views"), "seed": result.config.get("seed"),
-                "precision": result.config.get("precision", "fp32"), **config}
+        base = {
+            "run_id": result.run_id,
+            "file": str(path),
+            "config_hash": result.config_hash,
+            "created": result.created,
+            "dataset": result.config.get("dataset"),
+            "objective": result.config.get("objective"),
+            "views": result.config.get("views"),
+            "seed": result.config.get("seed"),
+            "precision": result.config.get("precision", "fp32"),
+            **config,
+        }
         for task, values in result.metrics.items():
             for metric, value in values.items():
                 entry = metric_of(metric)
-                rows.append({**base, "task": task, "metric": metric, "value": float(value),
-                             "metric_label": metric_label(metric) if entry else None,
-                             "higher_is_better": entry[0].higher_is_better if entry else None})
+                rows.append(
+                    {
+                        **base,
+                        "task": task,
+                        "metric": metric,
+                        "value": float(value),
+                        "metric_label": metric_label(metric) if entry else None,
+                        "higher_is_better": entry[0].higher_is_better if entry else None,
+                    }
+                )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=LEAD + TAIL), loaded.unreadable

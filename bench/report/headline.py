@@ -21,12 +21,15 @@ from ..schema import QUERY_TASK
 
 CANDIDATES = ("recall@500", "recall@100", "recall@50", "recall@10", "ndcg@10")
 SATURATION = 0.95
-RULE = (f"the first of {', '.join(CANDIDATES)} at which no objective's mean (over seeds, at any V) reaches "
-        f"{SATURATION:.2f}; if all reach it, the one with the lowest best mean")
+RULE = (
+    f"the first of {', '.join(CANDIDATES)} at which no objective's mean (over seeds, at any V) reaches "
+    f"{SATURATION:.2f}; if all reach it, the one with the lowest best mean"
+)
 
 
-def choose_headline(data: pd.DataFrame, task: str = QUERY_TASK,
-                    candidates: tuple[str, ...] = CANDIDATES) -> tuple[str | None, str]:
+def choose_headline(
+    data: pd.DataFrame, task: str = QUERY_TASK, candidates: tuple[str, ...] = CANDIDATES
+) -> tuple[str | None, str]:
     """(metric, why) for one group's rows of the results frame by the rule above, over `task`'s
     `candidates` (default: the query task's); (None, why) where the group scores none of them."""
     best: dict[str, float] = {}
@@ -38,15 +41,23 @@ def choose_headline(data: pd.DataFrame, task: str = QUERY_TASK,
         return None, f"no {'query-task' if task == QUERY_TASK else task} metric in this group"
     for metric, value in best.items():
         if value < SATURATION:
-            skipped = [f"{m} (best {v:.3f})" for m, v in best.items() if m != metric and candidates.index(m) < candidates.index(metric)]
+            skipped = [
+                f"{m} (best {v:.3f})" for m, v in best.items() if m != metric and candidates.index(m) < candidates.index(metric)
+            ]
             why = f"best mean {value:.3f}" + (f"; saturated: {', '.join(skipped)}" if skipped else "")
             return metric, why
     metric = min(best, key=best.get)
     return metric, f"every candidate is at or above {SATURATION:.2f}; {metric} has the lowest best mean ({best[metric]:.3f})"
 
 
-_TASK_NAMES = {"query->item": "query → item", "title->image": "title → image", "image->title": "image → title",
-               "aux->item": "auxiliary view → item", "image->item": "image → item", "text->item": "text → item"}
+_TASK_NAMES = {
+    "query->item": "query → item",
+    "title->image": "title → image",
+    "image->title": "image → title",
+    "aux->item": "auxiliary view → item",
+    "image->item": "image → item",
+    "text->item": "text → item",
+}
 
 
 def metric_label(column_or_metric: str, task: str | None = None) -> str:

@@ -72,8 +72,9 @@ class Interval:
     @property
     def clipped(self) -> bool:
         """Whether the t-interval reached past the metric's range and was cut at its bound."""
-        return self.half_width is not None and (self.low != self.mean - self.half_width
-                                                or self.high != self.mean + self.half_width)
+        return self.half_width is not None and (
+            self.low != self.mean - self.half_width or self.high != self.mean + self.half_width
+        )
 
     def contains(self, value: float) -> bool | None:
         """Whether `value` lies in [low, high]; None when there is no interval (n = 1)."""
@@ -107,8 +108,7 @@ def t_quantile(confidence: float, dof: int) -> float:
     return float(stdtrit(dof, 0.5 + confidence / 2.0))
 
 
-def t_interval(values: Iterable[float], confidence: float = CONFIDENCE,
-               bounds: tuple[float, float] | None = None) -> Interval:
+def t_interval(values: Iterable[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None) -> Interval:
     """Mean and two-sided t-interval of `values` (see the module docstring for the formula).
 
     `bounds` is the metric's range: an interval reaching past it is cut at the bound (recall,

@@ -35,8 +35,11 @@ ALL_QUERY_METRICS = ("recall@1",) + QUERY_METRICS + (MRR,)
 TOP_METRIC = "recall@10"
 
 
-CROSS_VIEW_TABLE = (("title->image", ("recall@1", "recall@10")), ("image->title", ("recall@1", "recall@10")),
-                    ("aux->item", ("recall@1", "recall@10")))
+CROSS_VIEW_TABLE = (
+    ("title->image", ("recall@1", "recall@10")),
+    ("image->title", ("recall@1", "recall@10")),
+    ("aux->item", ("recall@1", "recall@10")),
+)
 
 
 HEADLINE_METRIC = "recall@500"
@@ -88,8 +91,11 @@ def find_result_files(results_dir: Path) -> list[Path]:
     out = []
     for path in sorted(root.rglob("*.json")):
         rel = path.relative_to(root).parts
-        if rel[0] in RESERVED_DIRS or any(part.startswith(".") or part.endswith(".embeddings") for part in rel[:-1]) \
-                or rel[-1].startswith("."):
+        if (
+            rel[0] in RESERVED_DIRS
+            or any(part.startswith(".") or part.endswith(".embeddings") for part in rel[:-1])
+            or rel[-1].startswith(".")
+        ):
             continue
         if _is_regime_map_file(path):
             continue
@@ -120,7 +126,7 @@ def load_run_results(results_dir: Path) -> LoadedResults:
         except (ValueError, TypeError, OSError) as exc:
             reason = str(exc)
             if reason.startswith(f"{path}: "):  # load_result names the file; the report lists it already
-                reason = reason[len(f"{path}: "):]
+                reason = reason[len(f"{path}: ") :]
             loaded.unreadable.append((path, reason))
             continue
         previous = by_hash.get(result.config_hash)
@@ -162,8 +168,10 @@ def _data_part(config: dict[str, Any], data: dict | None) -> dict[str, Any]:
     content fingerprint in place of the config's location fields (the folder path is provenance:
     the same data under two paths is one group). A result without a fingerprint (generated data,
     or written before fingerprints) keeps its config as is, path included: its own group."""
-    payload = {"dataset": config.get("dataset"),
-               "dataset_config": without_locations(config, location_fields(data)).get("dataset_config")}
+    payload = {
+        "dataset": config.get("dataset"),
+        "dataset_config": without_locations(config, location_fields(data)).get("dataset_config"),
+    }
     fingerprint = fingerprint_of(data)
     if fingerprint is not None:
         payload["data_fingerprint"] = fingerprint
@@ -222,8 +230,11 @@ def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
         out["dataset"] = to_jsonable(DATASETS.get(dataset).Config())
     except Exception:  # noqa: BLE001 - an unknown or unloadable plugin only loses the diff
         pass
-    for section, module, name in (("train", "train.loop", "TrainConfig"), ("tower", "model.towers", "TowerConfig"),
-                                  ("eval", "eval.evaluator", "EvalConfig")):
+    for section, module, name in (
+        ("train", "train.loop", "TrainConfig"),
+        ("tower", "model.towers", "TowerConfig"),
+        ("eval", "eval.evaluator", "EvalConfig"),
+    ):
         try:
             import importlib
 
@@ -262,8 +273,10 @@ def data_identity_text(rows: pd.DataFrame) -> str:
     if fingerprints:
         return f"Data: content fingerprint `{fingerprints[0][:12]}`, read from {folders}."
     if folders:
-        return (f"Data: read from {folders}; written before data fingerprints, so the folder path, not the content, "
-                "identifies this group.")
+        return (
+            f"Data: read from {folders}; written before data fingerprints, so the folder path, not the content, "
+            "identifies this group."
+        )
     return ""
 
 
@@ -324,9 +337,9 @@ def results_frame(runs: Iterable[tuple[Path, RunResult]]) -> pd.DataFrame:
             # the synthetic generator's claim-deciding knobs (`report.sensitivity`); None elsewhere
             "query_aux_fraction": dcfg.get("query_aux_fraction") if dataset == "synthetic" else None,
             "cross_side_overlap": dcfg.get("cross_side_overlap") if dataset == "synthetic" else None,
-            "paper_scale": dcfg.get("items") == PAPER_CLAIM["items"]
-            and dcfg.get("interactions") == PAPER_CLAIM["interactions"],
-            "default_data": dataset == "synthetic" and not any(c.startswith("dataset.") for c in changes)
+            "paper_scale": dcfg.get("items") == PAPER_CLAIM["items"] and dcfg.get("interactions") == PAPER_CLAIM["interactions"],
+            "default_data": dataset == "synthetic"
+            and not any(c.startswith("dataset.") for c in changes)
             and "dataset" in defaults_cache[dataset],
             "query_task": qtask,
             "items": items,

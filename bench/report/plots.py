@@ -72,8 +72,9 @@ def plot_metric_vs_views(frame: pd.DataFrame, group: str, column: str, path: Pat
     return _save_figure(fig, path)
 
 
-def _merge_close(xs: list[float], ys: list[float], vs: list[int], rel_x: float = 0.08,
-                 abs_y: float = 0.004) -> list[tuple[float, float, list[int]]]:
+def _merge_close(
+    xs: list[float], ys: list[float], vs: list[int], rel_x: float = 0.08, abs_y: float = 0.004
+) -> list[tuple[float, float, list[int]]]:
     """Group consecutive points closer than `rel_x` (relative, log axis) and `abs_y`."""
     groups: list[tuple[float, float, list[int]]] = []
     for x, y, v in zip(xs, ys, vs):
@@ -86,8 +87,7 @@ def _merge_close(xs: list[float], ys: list[float], vs: list[int], rel_x: float =
     return groups
 
 
-def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str,
-                    step_ms: dict[tuple[str, int], float]):
+def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str, step_ms: dict[tuple[str, int], float]):
     """(figure, V labels) of the trade-off plot; (None, []) if no cell has both a score and a step
     time. See `plot_tradeoff`."""
     plt = _pyplot()
@@ -103,7 +103,7 @@ def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str,
                 continue
             xs.append(step_ms[(base, v)]), ys.append(float(np.mean(list(quality.values())))), vs.append(v)
         if xs:
-            line, = ax.plot(xs, ys, marker="o", label=label)
+            (line,) = ax.plot(xs, ys, marker="o", label=label)
             points += list(zip(xs, ys))
             # points that (nearly) coincide share one label ("V=2,4,8")
             for x, y, names in _merge_close(xs, ys, vs):
@@ -141,12 +141,22 @@ def _separate_labels(ax, labels: list, points: list[tuple[float, float]]) -> Non
             t = np.linspace(0.1, 0.9, 9)
             xs += list(np.exp(np.log(x0) + t * (np.log(x1) - np.log(x0))))
             ys += list(y0 + t * (y1 - y0))
-    adjust_text(labels, x=xs, y=ys, ax=ax, expand=(1.3, 1.6), force_text=(0.4, 0.6), max_move=None,
-                ensure_inside_axes=True, arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
+    adjust_text(
+        labels,
+        x=xs,
+        y=ys,
+        ax=ax,
+        expand=(1.3, 1.6),
+        force_text=(0.4, 0.6),
+        max_move=None,
+        ensure_inside_axes=True,
+        arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5},
+    )
 
 
-def plot_tradeoff(frame: pd.DataFrame, group: str, column: str, path: Path, title: str,
-                  step_ms: dict[tuple[str, int], float]) -> Path | None:
+def plot_tradeoff(
+    frame: pd.DataFrame, group: str, column: str, path: Path, title: str, step_ms: dict[tuple[str, int], float]
+) -> Path | None:
     """Mean of `column` (over seeds) against the training-step time of the cost benchmark,
     `step_ms[(objective, V)]` (measured on one machine with all cells together, unlike the run
     files' own times); one line per objective, points labelled with V, the labels moved apart so

@@ -44,12 +44,18 @@ def _points(frame: pd.DataFrame) -> dict[tuple[float, float], dict[str, dict[int
     """(query_aux_fraction, cross_side_overlap) -> objective -> seed -> Recall@500."""
     from .load import _default_configs
 
-    defaults = (_default_configs("synthetic").get("dataset") or {})
+    defaults = _default_configs("synthetic").get("dataset") or {}
     out: dict = {}
     if frame.empty or METRIC not in frame.columns:
         return out
-    rows = frame[(frame["dataset"] == "synthetic") & frame["paper_scale"] & ~frame["tuned"] & ~frame["reference"]
-                 & frame["objective"].isin([CANDIDATE, BASELINE]) & (frame["views"] == 8)]
+    rows = frame[
+        (frame["dataset"] == "synthetic")
+        & frame["paper_scale"]
+        & ~frame["tuned"]
+        & ~frame["reference"]
+        & frame["objective"].isin([CANDIDATE, BASELINE])
+        & (frame["views"] == 8)
+    ]
     default_hash = {name: _default_objective_hash(name) for name in (CANDIDATE, BASELINE)}
     for _, row in rows.iterrows():
         fields = set(row["changed_fields"])
@@ -83,12 +89,16 @@ def sensitivity_section(frame: pd.DataFrame, report_dir: Path) -> tuple[list[str
     if not table:
         return [], []
     claim = PAPER_CLAIM["relative_percent"]
-    lines = ["## Sensitivity of the paper's claim (paper scale)", "",
-             f"factorized vs clip, query->item Recall@500, 1,000,000 items and 292,520 interactions, 8 views, "
-             f"default objective configs, paired by seed: r = 100 (R_factorized - R_clip) / R_clip with its 95% "
-             f"t-interval (n = 1: the value alone). The paper reports up to +{claim}%. "
-             "`query_aux_fraction`: the fraction of queries naming an attribute visible only in auxiliary views; "
-             "`cross_side_overlap`: how much auxiliary content the primary views also show.", ""]
+    lines = [
+        "## Sensitivity of the paper's claim (paper scale)",
+        "",
+        f"factorized vs clip, query->item Recall@500, 1,000,000 items and 292,520 interactions, 8 views, "
+        f"default objective configs, paired by seed: r = 100 (R_factorized - R_clip) / R_clip with its 95% "
+        f"t-interval (n = 1: the value alone). The paper reports up to +{claim}%. "
+        "`query_aux_fraction`: the fraction of queries naming an attribute visible only in auxiliary views; "
+        "`cross_side_overlap`: how much auxiliary content the primary views also show.",
+        "",
+    ]
     rows = []
     for entry in table:
         d = entry["diff"]
@@ -100,10 +110,33 @@ def sensitivity_section(frame: pd.DataFrame, report_dir: Path) -> tuple[list[str
                 where = "not judged (n=1)"
             else:
                 where = "above" if r.low > claim else "below" if r.high < claim else "contains it"
-        rows.append([f"{entry['query_aux_fraction']:g}", f"{entry['cross_side_overlap']:g}",
-                     fmt_interval(d.baseline), fmt_interval(d.candidate), gain, str(d.n), where])
-    lines += [md_table(["query_aux_fraction", "cross_side_overlap", "clip R@500", "factorized R@500",
-                        "relative gain", "seeds", f"vs +{claim}%"], rows, align_first=2), ""]
+        rows.append(
+            [
+                f"{entry['query_aux_fraction']:g}",
+                f"{entry['cross_side_overlap']:g}",
+                fmt_interval(d.baseline),
+                fmt_interval(d.candidate),
+                gain,
+                str(d.n),
+                where,
+            ]
+        )
+    lines += [
+        md_table(
+            [
+                "query_aux_fraction",
+                "cross_side_overlap",
+                "clip R@500",
+                "factorized R@500",
+                "relative gain",
+                "seeds",
+                f"vs +{claim}%",
+            ],
+            rows,
+            align_first=2,
+        ),
+        "",
+    ]
     plot = _plot(table, report_dir / "sensitivity__paper-scale.png", claim)
     lines += [f"![factorized vs clip against query_aux_fraction]({plot.name})", ""]
     return lines, [plot]
@@ -119,8 +152,15 @@ def _plot(table: list[dict], path: Path, claim: float) -> Path:
         xs = [e["query_aux_fraction"] for e in pts]
         ys = [e["diff"].relative.mean for e in pts]
         es = [e["diff"].relative.half_width or 0.0 for e in pts]
-        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, linestyle="-" if len(xs) > 1 else "none",
-                    label=f"cross_side_overlap = {cso:g}")
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=es,
+            marker="o",
+            capsize=3,
+            linestyle="-" if len(xs) > 1 else "none",
+            label=f"cross_side_overlap = {cso:g}",
+        )
     ax.axhline(claim, color="grey", linestyle="--", label=f"paper: up to +{claim}%")
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xlabel("query_aux_fraction")

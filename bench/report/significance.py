@@ -80,8 +80,18 @@ def paired_tests(per_query_a, per_query_b, metrics, permutations: int = DEFAULT_
             continue
         a = per_query_a.loc[common, m].to_numpy(dtype=np.float64)
         b = per_query_b.loc[common, m].to_numpy(dtype=np.float64)
-        out.append(PairedTest(m, len(common), float(a.mean()), float(b.mean()), float((a - b).mean()),
-                              paired_t_p(a, b), randomisation_p(a, b, permutations, seed), permutations))
+        out.append(
+            PairedTest(
+                m,
+                len(common),
+                float(a.mean()),
+                float(b.mean()),
+                float((a - b).mean()),
+                paired_t_p(a, b),
+                randomisation_p(a, b, permutations, seed),
+                permutations,
+            )
+        )
     return out
 
 
@@ -91,8 +101,12 @@ def per_query_path(result_file: str | Path) -> Path:
     return p.with_name(p.stem + ".per_query.tsv")
 
 
-def significance_section(frame, metrics=("recall@10", "recall@100", "ndcg@10", "mrr@500"),
-                         baseline: str = "clip", permutations: int = DEFAULT_PERMUTATIONS) -> list[str]:
+def significance_section(
+    frame,
+    metrics=("recall@10", "recall@100", "ndcg@10", "mrr@500"),
+    baseline: str = "clip",
+    permutations: int = DEFAULT_PERMUTATIONS,
+) -> list[str]:
     """Markdown lines: each objective against `baseline` on the same group, views and seed, per
     metric, with both p-values; from the per-query files beside the result files (runs without
     one are left out, and the section says how to get them)."""
@@ -102,11 +116,15 @@ def significance_section(frame, metrics=("recall@10", "recall@100", "ndcg@10", "
     if frame.empty or "file" not in frame.columns:
         return []
     have = frame[[per_query_path(f).is_file() for f in frame["file"]]]
-    lines = ["## Per-query significance against " + baseline, "",
-             "Paired over the test queries of the same group, views and seed (`--save-run` per-query files): "
-             f"mean difference (objective - {baseline}), two-sided p of the paired t-test and of the paired "
-             f"randomisation test ({permutations} sign flips). These sit beside the seed intervals above: "
-             "those vary the seed, these hold it fixed and vary the query.", ""]
+    lines = [
+        "## Per-query significance against " + baseline,
+        "",
+        "Paired over the test queries of the same group, views and seed (`--save-run` per-query files): "
+        f"mean difference (objective - {baseline}), two-sided p of the paired t-test and of the paired "
+        f"randomisation test ({permutations} sign flips). These sit beside the seed intervals above: "
+        "those vary the seed, these hold it fixed and vary the query.",
+        "",
+    ]
     rows = []
     for (group, views, seed), cell in have.groupby(["group", "views", "seed"], sort=True):
         base = cell[cell["objective"] == baseline]
@@ -116,12 +134,29 @@ def significance_section(frame, metrics=("recall@10", "recall@100", "ndcg@10", "
         for _, run in cell[cell["objective"] != baseline].iterrows():
             tests = paired_tests(read_per_query(per_query_path(run["file"])), base_pq, metrics, permutations)
             for t in tests:
-                rows.append([run["objective_label"], str(views), str(seed), t.metric, str(t.n),
-                             f"{t.mean_difference:+.4f}", f"{t.t_p:.3g}", f"{t.randomisation_p:.3g}"])
+                rows.append(
+                    [
+                        run["objective_label"],
+                        str(views),
+                        str(seed),
+                        t.metric,
+                        str(t.n),
+                        f"{t.mean_difference:+.4f}",
+                        f"{t.t_p:.3g}",
+                        f"{t.randomisation_p:.3g}",
+                    ]
+                )
     if not rows:
-        lines += [f"No pair of runs with per-query files (rerun with `ftbench run --save-run`, {baseline} and "
-                  "another objective on the same seed) - no per-query test.", ""]
+        lines += [
+            f"No pair of runs with per-query files (rerun with `ftbench run --save-run`, {baseline} and "
+            "another objective on the same seed) - no per-query test.",
+            "",
+        ]
         return lines
-    lines += [md_table(["objective", "V", "seed", "metric", "queries", "mean diff", "t-test p", "randomisation p"],
-                       rows, align_first=3), ""]
+    lines += [
+        md_table(
+            ["objective", "V", "seed", "metric", "queries", "mean diff", "t-test p", "randomisation p"], rows, align_first=3
+        ),
+        "",
+    ]
     return lines

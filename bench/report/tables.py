@@ -40,8 +40,9 @@ def cell_interval(values: dict[int, float], bounds: tuple[float, float] | None =
     return t_interval(list(values.values()), bounds=bounds) if values else None
 
 
-def summary_table(frame: pd.DataFrame, metrics: Iterable[str] = QUERY_METRICS, task: str = QUERY_TASK,
-                  group: str | None = None) -> pd.DataFrame:
+def summary_table(
+    frame: pd.DataFrame, metrics: Iterable[str] = QUERY_METRICS, task: str = QUERY_TASK, group: str | None = None
+) -> pd.DataFrame:
     """Mean, 95% half-width and n per (group, objective, views) and metric, as numbers.
 
     Columns: for each metric `<metric>` (mean), `<metric>_hw` (half-width, NaN if n=1) and
@@ -74,14 +75,16 @@ def baseline_label(frame: pd.DataFrame, group: str) -> str | None:
     return sorted(counts.index, key=lambda label: (-counts[label], label))[0]
 
 
-def paired_against_baseline(frame: pd.DataFrame, column: str, group: str, objective_label: str,
-                            views: int) -> PairedDifference | None:
+def paired_against_baseline(
+    frame: pd.DataFrame, column: str, group: str, objective_label: str, views: int
+) -> PairedDifference | None:
     """Paired difference of `objective_label` against the group's clip row, same views and seed."""
     base = baseline_label(frame, group)
     if base is None:
         return None
-    return paired_difference(cell_values(frame, column, group, objective_label, views),
-                             cell_values(frame, column, group, base, views))
+    return paired_difference(
+        cell_values(frame, column, group, objective_label, views), cell_values(frame, column, group, base, views)
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,8 +117,10 @@ def fmt_difference(diff: PairedDifference | None, digits: int = 4) -> str:
 
 def md_table(header: list[str], rows: list[list[str]], align_first: int = 1) -> str:
     """A GitHub-flavoured markdown table; the first `align_first` columns left, the rest right."""
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join(":---" if i < align_first else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(":---" if i < align_first else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -127,12 +132,14 @@ def _slug(text: str) -> str:
 def _groups_in_order(frame: pd.DataFrame) -> list[str]:
     """Paper-scale groups first, then the default synthetic data, then the rest (by label)."""
     firsts = frame.groupby("group").first()
-    return sorted(firsts.index, key=lambda g: (not firsts.loc[g, "paper_scale"], not firsts.loc[g, "default_data"],
-                                               firsts.loc[g, "group_label"]))
+    return sorted(
+        firsts.index,
+        key=lambda g: (not firsts.loc[g, "paper_scale"], not firsts.loc[g, "default_data"], firsts.loc[g, "group_label"]),
+    )
 
 
 def _group_tag(first: pd.Series) -> str:
-    """"paper scale", "default data", or "" for any other data (described by `headline.group_descriptions`)."""
+    """ "paper scale", "default data", or "" for any other data (described by `headline.group_descriptions`)."""
     if first["paper_scale"]:
         return "paper scale"
     if first["default_data"]:

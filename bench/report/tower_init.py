@@ -25,9 +25,13 @@ from .intervals import Interval, paired_difference, t_interval
 INITS = ("mlp", "residual")
 #: (task, metric) pairs reported when the runs of a group have them, in this order
 METRICS = (
-    ("photo->product", "recall@1"), ("photo->product", "mrr@500"),
-    ("query->item", "recall@10"), ("query->item", "ndcg@10"), ("query->item", "recall@100"),
-    ("aux->item", "recall@1"), ("aux->item", "recall@10"),
+    ("photo->product", "recall@1"),
+    ("photo->product", "mrr@500"),
+    ("query->item", "recall@10"),
+    ("query->item", "ndcg@10"),
+    ("query->item", "recall@100"),
+    ("aux->item", "recall@1"),
+    ("aux->item", "recall@10"),
 )
 OBJECTIVE_ORDER = ("clip", "siglip", "pairwise", "factorized", "full_ot", "oat", "mover")
 
@@ -40,15 +44,27 @@ def _init_of(config: dict[str, Any]) -> str:
 def _group_of(config: dict[str, Any]) -> str:
     """What decides a run's numbers besides objective, seed and tower start, as JSON."""
     tower = {k: v for k, v in (config.get("tower_config") or {}).items() if k != "init"}
-    return json.dumps({"dataset": config.get("dataset"), "views": config.get("views"),
-                       "dataset_config": config.get("dataset_config"), "train_config": config.get("train_config"),
-                       "tower_config": tower, "eval_config": config.get("eval_config"),
-                       "precision": config.get("precision", "fp32")}, sort_keys=True, default=str)
+    return json.dumps(
+        {
+            "dataset": config.get("dataset"),
+            "views": config.get("views"),
+            "dataset_config": config.get("dataset_config"),
+            "train_config": config.get("train_config"),
+            "tower_config": tower,
+            "eval_config": config.get("eval_config"),
+            "precision": config.get("precision", "fp32"),
+        },
+        sort_keys=True,
+        default=str,
+    )
 
 
 def _data_of(config: dict[str, Any]) -> str:
-    return json.dumps({"dataset": config.get("dataset"), "views": config.get("views"),
-                       "dataset_config": config.get("dataset_config")}, sort_keys=True, default=str)
+    return json.dumps(
+        {"dataset": config.get("dataset"), "views": config.get("views"), "dataset_config": config.get("dataset_config")},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def load_setting(folder: Path) -> tuple[dict, dict]:
@@ -72,7 +88,8 @@ def load_setting(folder: Path) -> tuple[dict, dict]:
             raise ValueError(f"{path} and {where[key]} are the same run ({objective}, tower.init={init}, seed {seed})")
         where[key] = path
         groups[group][objective][init][seed] = {
-            "metrics": result.metrics, "selected_step": result.training.get("selected_step"),
+            "metrics": result.metrics,
+            "selected_step": result.training.get("selected_step"),
             "steps": int(config["train_config"]["steps"]),
             "commit": (result.provenance.get("commit") or "unknown")[:7],
         }
@@ -102,8 +119,14 @@ def _heading(group: str, others: list[str]) -> str:
     payload = json.loads(group)
     train = payload["train_config"] or {}
     data = payload["dataset_config"] or {}
-    parts = [f"{payload['dataset']}", f"--views {payload['views']}", f"{train.get('steps')} steps",
-             f"batch {train.get('batch_size')}", f"lr {train.get('lr')}", f"select {train.get('select_metric')}"]
+    parts = [
+        f"{payload['dataset']}",
+        f"--views {payload['views']}",
+        f"{train.get('steps')} steps",
+        f"batch {train.get('batch_size')}",
+        f"lr {train.get('lr')}",
+        f"select {train.get('select_metric')}",
+    ]
     if "train_photo_queries" in data:
         parts.append(f"train_photo_queries={data['train_photo_queries']}")
     if len(others) > 1:
@@ -128,24 +151,38 @@ def setting_section(name: str, groups: dict, references: dict) -> str:
         metrics = [(t, m) for t, m in METRICS if _value(any_run, t, m) is not None]
         header = ["objective", "metric", "mlp", "residual", "residual − mlp (paired)", "seeds"]
         rows = []
-        data = _data_of({"dataset": json.loads(group)["dataset"], "views": json.loads(group)["views"],
-                         "dataset_config": json.loads(group)["dataset_config"]})
+        data = _data_of(
+            {
+                "dataset": json.loads(group)["dataset"],
+                "views": json.loads(group)["views"],
+                "dataset_config": json.loads(group)["dataset_config"],
+            }
+        )
         for variant, values in sorted(references.get(data, {}).items()):
             for task, metric in metrics:
                 value = values.get(task, {}).get(metric)
-                rows.append([f"`{variant}` (untrained)", f"{task} {metric}",
-                             "—" if value is None else f"{value:.3f}", "", "", ""])
+                rows.append(
+                    [f"`{variant}` (untrained)", f"{task} {metric}", "—" if value is None else f"{value:.3f}", "", "", ""]
+                )
         for objective in _order(by_objective):
             inits = by_objective[objective]
             for task, metric in metrics:
-                per_init = {init: {s: v for s, run in inits.get(init, {}).items()
-                                   if (v := _value(run, task, metric)) is not None} for init in INITS}
-                ivs = {init: t_interval(vals.values(), bounds=(0.0, 1.0)) if vals else None
-                       for init, vals in per_init.items()}
+                per_init = {
+                    init: {s: v for s, run in inits.get(init, {}).items() if (v := _value(run, task, metric)) is not None}
+                    for init in INITS
+                }
+                ivs = {init: t_interval(vals.values(), bounds=(0.0, 1.0)) if vals else None for init, vals in per_init.items()}
                 diff = paired_difference(per_init["residual"], per_init["mlp"]) if all(per_init.values()) else None
-                rows.append([f"`{objective}`", f"{task} {metric}", _fmt(ivs["mlp"]), _fmt(ivs["residual"]),
-                             _fmt(diff.absolute if diff else None, signed=True),
-                             ",".join(str(k) for k in diff.keys) if diff else ""])
+                rows.append(
+                    [
+                        f"`{objective}`",
+                        f"{task} {metric}",
+                        _fmt(ivs["mlp"]),
+                        _fmt(ivs["residual"]),
+                        _fmt(diff.absolute if diff else None, signed=True),
+                        ",".join(str(k) for k in diff.keys) if diff else "",
+                    ]
+                )
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|:---|:---|" + "---:|" * (len(header) - 2))
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -155,12 +192,16 @@ def setting_section(name: str, groups: dict, references: dict) -> str:
             steps = {init: [inits.get(init, {})[s]["selected_step"] for s in sorted(inits.get(init, {}))] for init in INITS}
             budget = {run["steps"] for runs in inits.values() for run in runs.values()}
             last = all(step == max(budget) for init in INITS for step in steps[init])
-            lines.append(f"- `{objective}`: {steps['mlp']} / {steps['residual']}"
-                         + (" (all at the last step)" if last and any(steps.values()) else ""))
+            lines.append(
+                f"- `{objective}`: {steps['mlp']} / {steps['residual']}"
+                + (" (all at the last step)" if last and any(steps.values()) else "")
+            )
         # runs reused from an earlier commit say so: the pairing assumes the code between them
         # leaves these runs' numbers unchanged
-        commits = {init: sorted({run["commit"] for objective in by_objective.values()
-                                 for run in objective.get(init, {}).values()}) for init in INITS}
+        commits = {
+            init: sorted({run["commit"] for objective in by_objective.values() for run in objective.get(init, {}).values()})
+            for init in INITS
+        }
         lines += ["", "Source commits: " + "; ".join(f"{init} {', '.join(c) or '—'}" for init, c in commits.items()), ""]
     return "\n".join(lines)
 

@@ -59,11 +59,14 @@ def winner_change_lines(before: Verdict | None, after: Verdict | None) -> list[s
         return []
     if before.winner is not None and after.winner is not None:
         same = before.winner == after.winner
-        return [f"The winner {'does not change' if same else 'changes'} with tuning "
-                f"({before.winner} by default, {after.winner} tuned; each with a paired 95% interval over seeds "
-                "that excludes 0 against every other objective)."]
-    return [f"Whether tuning changes the winner cannot be said: default: {format_verdict(before)}; "
-            f"tuned: {format_verdict(after)}."]
+        return [
+            f"The winner {'does not change' if same else 'changes'} with tuning "
+            f"({before.winner} by default, {after.winner} tuned; each with a paired 95% interval over seeds "
+            "that excludes 0 against every other objective)."
+        ]
+    return [
+        f"Whether tuning changes the winner cannot be said: default: {format_verdict(before)}; tuned: {format_verdict(after)}."
+    ]
 
 
 def tuning_section(frame: pd.DataFrame) -> list[str]:
@@ -71,10 +74,14 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
     if frame.empty or "tuned" not in frame.columns or not frame["tuned"].any():
         return []
     tuned = frame[frame["tuned"]]
-    lines = ["## Default vs tuned (equal-budget tuning)", "",
-             "Each objective tuned with the same number of trials (`ftbench tune`: TPE, median pruning on "
-             "validation scores, validation data only), then its default and best configurations re-run with the "
-             "same seeds and evaluated on test once. Cells: mean ± half-width of the 95% t-interval over seeds.", ""]
+    lines = [
+        "## Default vs tuned (equal-budget tuning)",
+        "",
+        "Each objective tuned with the same number of trials (`ftbench tune`: TPE, median pruning on "
+        "validation scores, validation data only), then its default and best configurations re-run with the "
+        "same seeds and evaluated on test once. Cells: mean ± half-width of the 95% t-interval over seeds.",
+        "",
+    ]
     for base_group in sorted(tuned["tuning_base_group"].dropna().unique()):
         group_tuned = tuned[tuned["tuning_base_group"] == base_group]
         defaults = frame[(frame["group"] == base_group) & ~frame["tuned"]]
@@ -89,8 +96,11 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
             return qname if t == QUERY_TASK else t
 
         lines += [f"### {dataset}: default vs tuned [group {base_group}]", ""]
-        header = ["objective", "V"] + [f"{task_name(t)} {m} {kind}" for t, m in metrics for kind in ("default", "tuned")] + [
-            "trials", "best parameters"]
+        header = (
+            ["objective", "V"]
+            + [f"{task_name(t)} {m} {kind}" for t, m in metrics for kind in ("default", "tuned")]
+            + ["trials", "best parameters"]
+        )
         rows = []
         before: dict[str, dict[int, float]] = {}  # label -> seed -> value on the first metric
         after: dict[str, dict[int, float]] = {}
@@ -110,16 +120,26 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
                         label = objective if len(views) == 1 else f"{objective} V={v}"
                         before[label], after[label] = d_values, t_values
                 first = t_rows.iloc[0] if len(t_rows) else None
-                rows.append([objective, str(v)] + cells + [
-                    str(first["tuning_trials"]) if first is not None else "—",
-                    str(first["tuning_best_params"]) if first is not None else "—"])
+                rows.append(
+                    [objective, str(v)]
+                    + cells
+                    + [
+                        str(first["tuning_trials"]) if first is not None else "—",
+                        str(first["tuning_best_params"]) if first is not None else "—",
+                    ]
+                )
         lines += [md_table(header, rows, align_first=2), ""]
         if metrics:
             t, m = metrics[0]
             rank_before, rank_after = _ranking(_means(before)), _ranking(_means(after))
-            lines.append(f"Columns: each task's informative metric (the first of its candidates that no objective "
-                         f"saturates). Ranking on {task_name(t)} {m} (mean over seeds), default: "
-                         + (" > ".join(rank_before) or "no default runs") + "; tuned: " + (" > ".join(rank_after) or "—") + ".")
+            lines.append(
+                f"Columns: each task's informative metric (the first of its candidates that no objective "
+                f"saturates). Ranking on {task_name(t)} {m} (mean over seeds), default: "
+                + (" > ".join(rank_before) or "no default runs")
+                + "; tuned: "
+                + (" > ".join(rank_after) or "—")
+                + "."
+            )
             lines += winner_change_lines(decide_winner(before), decide_winner(after))
             lines.append("")
     return lines

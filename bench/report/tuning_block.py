@@ -18,8 +18,13 @@ def tuning_columns(tuning: dict[str, Any] | None) -> dict[str, Any]:
         "tuning_base_group": tuning.get("base_group"),
         "tuning_default_objective_config": tuning.get("default_objective_config"),
         "tuning_study": tuning.get("study"),
-        "tuning_trials": (f"{tuning.get('completed', 0)} + {tuning.get('pruned', 0)} pruned of {tuning.get('trials')}"
-                          + (f", {tuning['failed']} failed" if tuning.get("failed") else "")) if tuning else None,
-        "tuning_best_params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                        for k, v in sorted(params.items())) if tuning else None,
+        "tuning_trials": (
+            f"{tuning.get('completed', 0)} + {tuning.get('pruned', 0)} pruned of {tuning.get('trials')}"
+            + (f", {tuning['failed']} failed" if tuning.get("failed") else "")
+        )
+        if tuning
+        else None,
+        "tuning_best_params": ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(params.items()))
+        if tuning
+        else None,
     }

@@ -29,9 +29,11 @@ from .tables import cell_values, fmt_interval
 
 MIN_SEEDS = 3
 #: the rule in one sentence, for the report's readers
-WINNER_RULE = (f"A winner is named only with at least {MIN_SEEDS} seeds and a paired 95% interval (over seeds) "
-               "against the runner-up, and every other objective, that excludes 0; otherwise \"no clear winner\" "
-               "and the objectives tied with the best mean (paired interval including 0, or too few seeds).")
+WINNER_RULE = (
+    f"A winner is named only with at least {MIN_SEEDS} seeds and a paired 95% interval (over seeds) "
+    'against the runner-up, and every other objective, that excludes 0; otherwise "no clear winner" '
+    "and the objectives tied with the best mean (paired interval including 0, or too few seeds)."
+)
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,20 @@ def decide_winner(cells: Mapping[str, Mapping[Hashable, float]], min_seeds: int 
         return Verdict(None, leader, None, (leader,), means, against, "one objective only: nothing to compare", min_seeds)
     if not tied:
         margin = against[runner_up]
-        return Verdict(leader, leader, runner_up, (), means, against,
-                       f"paired 95% interval against the runner-up {runner_up}, "
-                       f"{margin.absolute.format(signed=True)} (n={margin.n}), excludes 0, as does every other", min_seeds)
-    return Verdict(None, leader, runner_up, (leader, *tied), means, against, _why_tied(leader, tied, against, min_seeds),
-                   min_seeds)
+        return Verdict(
+            leader,
+            leader,
+            runner_up,
+            (),
+            means,
+            against,
+            f"paired 95% interval against the runner-up {runner_up}, "
+            f"{margin.absolute.format(signed=True)} (n={margin.n}), excludes 0, as does every other",
+            min_seeds,
+        )
+    return Verdict(
+        None, leader, runner_up, (leader, *tied), means, against, _why_tied(leader, tied, against, min_seeds), min_seeds
+    )
 
 
 def _clearly_below(diff: PairedDifference | None, min_seeds: int) -> bool:
@@ -108,15 +119,18 @@ def format_verdict(verdict: Verdict | None, digits: int = 4, missing: str = "—
         return missing
     if verdict.winner is not None:
         margin = verdict.against_leader[verdict.runner_up]
-        return (f"{verdict.winner} {fmt_interval(verdict.means[verdict.winner], digits)}, "
-                f"{margin.absolute.format(digits, signed=True)} over {verdict.runner_up} (paired, n={margin.n})")
+        return (
+            f"{verdict.winner} {fmt_interval(verdict.means[verdict.winner], digits)}, "
+            f"{margin.absolute.format(digits, signed=True)} over {verdict.runner_up} (paired, n={margin.n})"
+        )
     if verdict.runner_up is None:
         return f"{verdict.leader} {fmt_interval(verdict.means[verdict.leader], digits)} (the only objective)"
     few = [verdict.too_few_seeds(label) for label in verdict.tied[1:]]
-    why = " or ".join(([f"fewer than {verdict.min_seeds} paired seeds"] if any(few) else [])
-                      + (["paired intervals include 0"] if not all(few) else []))
-    tied = ", ".join(f"{label} {verdict.means[label].mean:.{digits}f} (n={verdict.means[label].n})"
-                     for label in verdict.tied)
+    why = " or ".join(
+        ([f"fewer than {verdict.min_seeds} paired seeds"] if any(few) else [])
+        + (["paired intervals include 0"] if not all(few) else [])
+    )
+    tied = ", ".join(f"{label} {verdict.means[label].mean:.{digits}f} (n={verdict.means[label].n})" for label in verdict.tied)
     return f"no clear winner ({why}); tied: {tied}"
 
 
@@ -126,5 +140,4 @@ def group_verdict(frame, group: str, column: str, views: int) -> Verdict | None:
     data = frame[(frame["group"] == group) & (frame["views"] == views)]
     if "reference" in data.columns:
         data = data[~data["reference"].astype(bool)]
-    return decide_winner({label: cell_values(frame, column, group, label, views)
-                          for label in data["objective_label"].unique()})
+    return decide_winner({label: cell_values(frame, column, group, label, views) for label in data["objective_label"].unique()})

@@ -55,8 +55,11 @@ def database_url(url: str) -> str:
     installed, say `postgresql+psycopg2://`."""
     import importlib.util
 
-    if url.startswith(("postgresql://", "postgres://")) and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
+    if (
+        url.startswith(("postgresql://", "postgres://"))
+        and importlib.util.find_spec("psycopg") is None
+        and importlib.util.find_spec("psycopg2") is not None
+    ):
         return "postgresql+psycopg2://" + url.split("://", 1)[1]
     return url
 
@@ -78,12 +81,11 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
         if url.startswith("journal:") or ("://" not in url and url.endswith((".log", ".journal"))):
             from optuna.storages.journal import JournalFileBackend
 
-            path = Path(url[len("journal:"):] if url.startswith("journal:") else url)
+            path = Path(url[len("journal:") :] if url.startswith("journal:") else url)
             path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         if "://" not in url:
-            raise ValueError("expected a database URL (sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB) "
-                             "or journal:PATH")
+            raise ValueError("expected a database URL (sqlite:///PATH, postgresql://USER:PASSWORD@HOST/DB) or journal:PATH")
         engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
         if url.startswith("sqlite"):
             # several processes write one file: wait for the lock rather than fail at once
@@ -153,8 +155,9 @@ def reap_stale(storage: Any, study_id: int, stale_after: float) -> list[int]:
         if silent <= stale_after:
             continue
         try:
-            storage.set_trial_user_attr(trial._trial_id, REASON_ATTR,
-                                        f"worker lost: no heartbeat for {silent:.0f} s (stale after {stale_after:g} s)")
+            storage.set_trial_user_attr(
+                trial._trial_id, REASON_ATTR, f"worker lost: no heartbeat for {silent:.0f} s (stale after {stale_after:g} s)"
+            )
             storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             reaped.append(trial.number)
         except (UpdateFinishedTrialError, RuntimeError):
@@ -179,8 +182,7 @@ class CellClaims:
         self.study_id = ensure_study(storage, study_name)
 
     def _claims(self, key: str) -> list[Any]:
-        return [t for t in self.storage.get_all_trials(self.study_id, deepcopy=False)
-                if t.user_attrs.get(CELL_ATTR) == key]
+        return [t for t in self.storage.get_all_trials(self.study_id, deepcopy=False) if t.user_attrs.get(CELL_ATTR) == key]
 
     def done(self, key: str) -> bool:
         from optuna.trial import TrialState
@@ -197,9 +199,17 @@ class CellClaims:
         if any(t.state in live for t in self._claims(key)):
             return None
         template = FrozenTrial(
-            number=-1, state=TrialState.RUNNING, value=None, datetime_start=dt.datetime.now(), datetime_complete=None,
-            params={}, distributions={}, user_attrs={CELL_ATTR: key, HEARTBEAT_ATTR: time.time()}, system_attrs={},
-            intermediate_values={}, trial_id=-1,
+            number=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=dt.datetime.now(),
+            datetime_complete=None,
+            params={},
+            distributions={},
+            user_attrs={CELL_ATTR: key, HEARTBEAT_ATTR: time.time()},
+            system_attrs={},
+            intermediate_values={},
+            trial_id=-1,
         )
         trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
         number = self.storage.get_trial_number_from_id(trial_id)

@@ -31,12 +31,18 @@ def save_run_embeddings(stem: Path, evaluator, dataset) -> Path:
     if dataset.queries is not None:
         qidx = dataset.queries.indices("test")
         queries = (evaluator.embed_queries(qidx).cpu().numpy(), dataset.queries.ids[qidx], "test")
-    return write_embeddings(Path(str(stem) + ".embeddings"), evaluator.embed_items(items).cpu().numpy(),
-                            dataset.catalog.item_ids(), queries)
+    return write_embeddings(
+        Path(str(stem) + ".embeddings"), evaluator.embed_items(items).cpu().numpy(), dataset.catalog.item_ids(), queries
+    )
 
 
-def write_embeddings(target: Path, item_embeddings: np.ndarray, item_ids: np.ndarray,
-                     queries: tuple[np.ndarray, np.ndarray, str] | None = None, extra: dict | None = None) -> Path:
+def write_embeddings(
+    target: Path,
+    item_embeddings: np.ndarray,
+    item_ids: np.ndarray,
+    queries: tuple[np.ndarray, np.ndarray, str] | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Write the layout above to folder `target` (replaced): item embeddings and ids, and with
     `queries` = (embeddings, ids, split name) the query embeddings and ids; `extra` joins the manifest."""
     target = Path(target)

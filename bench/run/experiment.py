@@ -22,7 +22,16 @@ import torch
 from .. import __version__
 from ..config import apply_overrides, parse_literal, to_jsonable
 from ..datasets import DATASETS
-from ..device import PRECISIONS, check_precision, describe_device, peak_memory_mb, reset_peak_memory, resolve_device, search_timing, seed_everything
+from ..device import (
+    PRECISIONS,
+    check_precision,
+    describe_device,
+    peak_memory_mb,
+    reset_peak_memory,
+    resolve_device,
+    search_timing,
+    seed_everything,
+)
 from ..train.distributed import setup as setup_distributed
 from ..eval.evaluator import EvalConfig, Evaluator
 from ..eval.metric_registry import DEFAULT_METRICS
@@ -66,8 +75,10 @@ def route_sets(parsed, configs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     for section, key, value in parsed:
         if section is None and key == "seed":
             # the run's seed is --seed; a data generator's own seed must be named as such
-            raise KeyError("--set seed=...: the run's seed (initialisation, batching, view sampling; the file "
-                           "name's s<seed>) is --seed; a data set's own seed is --set dataset.seed=...")
+            raise KeyError(
+                "--set seed=...: the run's seed (initialisation, batching, view sampling; the file "
+                "name's s<seed>) is --seed; a data set's own seed is --set dataset.seed=..."
+            )
         if section is None:
             owners = [s for s, cfg in configs.items() if key in {f.name for f in dataclasses.fields(cfg)}]
             if not owners:
@@ -205,9 +216,12 @@ def feature_cache_block(dataset, reused: bool) -> dict[str, Any]:
     info = dataset.config
     if "features_encoded" not in info:
         return {}
-    block = {"folder": info.get("cache_dir_resolved"), "enabled": info.get("cache_dir_resolved") is not None,
-             "encoded": 0 if reused else int(info["features_encoded"]),
-             "from_cache": 0 if reused else int(info["features_from_cache"])}
+    block = {
+        "folder": info.get("cache_dir_resolved"),
+        "enabled": info.get("cache_dir_resolved") is not None,
+        "encoded": 0 if reused else int(info["features_encoded"]),
+        "from_cache": 0 if reused else int(info["features_from_cache"]),
+    }
     if reused:
         block["data_set_reused_in_process"] = True
     return {"feature_cache": block}
@@ -242,21 +256,44 @@ def execute(
     spec = prepared.spec
     distributed, device = setup_distributed(resolve_device(spec.device))
     if tracker is None or not tracker.enabled or not distributed.is_main:
-        return _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
-                        tuning=tuning, save_model=save_model)
+        return _execute(
+            prepared,
+            out_dir,
+            progress,
+            save_embeddings,
+            dataset_cache,
+            save_run,
+            distributed,
+            device,
+            tuning=tuning,
+            save_model=save_model,
+        )
     from .provenance import git_state
     from .tracking import flatten_params
 
-    tags = {"ftbench.config_hash": prepared.config_hash, "ftbench.objective": spec.objective,
-            "ftbench.dataset": spec.dataset}
+    tags = {"ftbench.config_hash": prepared.config_hash, "ftbench.objective": spec.objective, "ftbench.dataset": spec.dataset}
     commit = git_state().get("commit")
     if commit:
         tags["mlflow.source.git.commit"] = commit
-    tracked = tracker.start_run(f"{spec.objective} V={spec.views} seed={spec.seed}",
-                                {**flatten_params(prepared.config), "config_hash": prepared.config_hash}, tags)
+    tracked = tracker.start_run(
+        f"{spec.objective} V={spec.views} seed={spec.seed}",
+        {**flatten_params(prepared.config), "config_hash": prepared.config_hash},
+        tags,
+    )
     try:
-        result, path = _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run,
-                                distributed, device, tracked, tuning, save_model)
+        result, path = _execute(
+            prepared,
+            out_dir,
+            progress,
+            save_embeddings,
+            dataset_cache,
+            save_run,
+            distributed,
+            device,
+            tracked,
+            tuning,
+            save_model,
+        )
     except KeyboardInterrupt:
         tracked.end("KILLED")
         raise
@@ -275,16 +312,22 @@ def log_final(tracked, result: RunResult, path: Path | None) -> None:
     score, timings, and the result JSON as an artifact (written to a temporary file when the run
     has no --out)."""
     steps = int(result.config["train_config"]["steps"])
-    values = {f"test/{task}/{metric}": value for task, per_task in result.metrics.items()
-              for metric, value in per_task.items() if isinstance(value, (int, float))}
+    values = {
+        f"test/{task}/{metric}": value
+        for task, per_task in result.metrics.items()
+        for metric, value in per_task.items()
+        if isinstance(value, (int, float))
+    }
     if result.training.get("selected_val_score") is not None:
         values["val/selected"] = result.training["selected_val_score"]
     timing = result.timing
     values.update({f"timing/{k}": v for k, v in timing.get("phases_s", {}).items()})
     values.update({f"timing/{k}": timing[k] for k in ("step_ms_median", "step_ms_p90") if k in timing})
     tracked.log_metrics(values, steps)
-    tracked.set_tags({"ftbench.selected_step": str(result.training.get("selected_step"))}
-                     | ({"ftbench.result_file": path.name} if path is not None else {}))
+    tracked.set_tags(
+        {"ftbench.selected_step": str(result.training.get("selected_step"))}
+        | ({"ftbench.result_file": path.name} if path is not None else {})
+    )
     if path is not None:
         tracked.log_artifact(path, "result")
         return
@@ -296,8 +339,19 @@ def log_final(tracked, result: RunResult, path: Path | None) -> None:
         tracked.log_artifact(file, "result")
 
 
-def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device,
-             tracked=None, tuning=None, save_model=None):
+def _execute(
+    prepared,
+    out_dir,
+    progress,
+    save_embeddings,
+    dataset_cache,
+    save_run,
+    distributed,
+    device,
+    tracked=None,
+    tuning=None,
+    save_model=None,
+):
     from .tracking import NO_RUN
 
     tracked = tracked or NO_RUN
@@ -338,9 +392,18 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
     main = distributed.is_main
     t1 = time.perf_counter()
     outcome = train(
-        dataset, towers, objective, tcfg, spec.views, spec.seed, device, validate=validate if main and selecting else None,
+        dataset,
+        towers,
+        objective,
+        tcfg,
+        spec.views,
+        spec.seed,
+        device,
+        validate=validate if main and selecting else None,
         progress=(lambda step, info: progress("train", step, tcfg.steps, info)) if progress and main else None,
-        distributed=distributed, precision=spec.precision, tracked=tracked,
+        distributed=distributed,
+        precision=spec.precision,
+        tracked=tracked,
     )
     phases["train_s"] = time.perf_counter() - t1
     if not main:
@@ -365,8 +428,11 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
             "training_pairs_dropped_not_train": outcome.dropped_pairs,
             "training_pairs_dropped": dict(outcome.dropped_by_reason),
             "training_pairs_used": outcome.training_pairs,
-            **({"items_moved_to_train": dataset.config["items_moved_to_train"]}
-               if "items_moved_to_train" in dataset.config else {}),
+            **(
+                {"items_moved_to_train": dataset.config["items_moved_to_train"]}
+                if "items_moved_to_train" in dataset.config
+                else {}
+            ),
             "evaluation": eval_counts,
         }
     )
@@ -412,7 +478,9 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
     if save_model is not None:
         from ..model.saved import save_model as write_model
 
-        result.notes.append(f"model saved: {write_model(save_model, prepared, dataset, towers, objective, outcome.selected_step)}")
+        result.notes.append(
+            f"model saved: {write_model(save_model, prepared, dataset, towers, objective, outcome.selected_step)}"
+        )
     path = None
     if out_dir is not None:
         path = Path(out_dir) / result_filename(prepared.config, prepared.config_hash)
@@ -422,12 +490,15 @@ def _execute(prepared, out_dir, progress, save_embeddings, dataset_cache, save_r
             save_run_embeddings(path.with_suffix(""), evaluator, dataset)
         if save_run:
             if evaluator.last_query_run is None:
-                result.notes.append(f"--save-run: no run file written ({not_applicable.get(dataset.query_task, 'no query task scored')})")
+                result.notes.append(
+                    f"--save-run: no run file written ({not_applicable.get(dataset.query_task, 'no query task scored')})"
+                )
             else:
                 from ..eval.run_files import write_run_files
 
-                files = write_run_files(path.with_suffix(""), evaluator.last_query_run, dataset, tag=f"{spec.objective}-s{spec.seed}")
+                files = write_run_files(
+                    path.with_suffix(""), evaluator.last_query_run, dataset, tag=f"{spec.objective}-s{spec.seed}"
+                )
                 result.notes.append("run files: " + ", ".join(p.name for p in files.values()))
         write_result(result, path)
     return result, path
-

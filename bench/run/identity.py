@@ -90,5 +90,7 @@ def describe_other_data(found: list[tuple[Path, str | None]], fingerprint: str) 
     """One line: which files hold this config's results on other data (kept, not overwritten)."""
     names = ", ".join(p.name for p, _ in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
     theirs = sorted({(t[:12] if t else "not recorded") for _, t in found})
-    return (f"the data changed: {names} hold{'s' if len(found) == 1 else ''} this config's result on other data "
-            f"(fingerprint {', '.join(theirs)}; now {fingerprint[:12]}); kept, not overwritten")
+    return (
+        f"the data changed: {names} hold{'s' if len(found) == 1 else ''} this config's result on other data "
+        f"(fingerprint {', '.join(theirs)}; now {fingerprint[:12]}); kept, not overwritten"
+    )

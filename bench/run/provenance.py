@@ -33,8 +33,9 @@ def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
     (an installed wheel) or git is missing."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
 
     try:
         if git("rev-parse", "--show-toplevel") and Path(git("rev-parse", "--show-toplevel")).resolve() != root.resolve():
@@ -53,9 +54,12 @@ def command_line(argv: list[str] | None = None) -> str:
     """The command as typed (shell-quoted), with the program shown as `ftbench` when it is ours
     and any password of a URL in it (``--storage postgresql://user:pw@host/db``) shown as `***`."""
     from .claims import redact_url  # claims imports nothing from here
+
     argv = list(sys.argv if argv is None else argv)
-    if argv and (Path(argv[0]).name == "ftbench"
-                 or (Path(argv[0]).name == "__main__.py" and Path(argv[0]).resolve().parent == SOURCE_ROOT / "bench")):
+    if argv and (
+        Path(argv[0]).name == "ftbench"
+        or (Path(argv[0]).name == "__main__.py" and Path(argv[0]).resolve().parent == SOURCE_ROOT / "bench")
+    ):
         argv[0] = "ftbench"  # `python -m ftbench` too
     return redact_url(shlex.join(argv))
 
@@ -105,8 +109,9 @@ def sets_from_config_file(path: Path) -> list[str]:
     for key, value in payload.items():
         if isinstance(value, dict):
             if key not in _SECTIONS:
-                raise ValueError(f"--config {path}: table [{key}] is not a config section "
-                                 f"(expected one of {', '.join(_SECTIONS)})")
+                raise ValueError(
+                    f"--config {path}: table [{key}] is not a config section (expected one of {', '.join(_SECTIONS)})"
+                )
             for inner, inner_value in value.items():
                 if isinstance(inner_value, dict):
                     raise ValueError(f"--config {path}: [{key}] {inner} is a table, expected a value")
@@ -132,8 +137,12 @@ def spec_from_result(payload: dict[str, Any], device: str | None = None):
     sets = [f"{s}.{key}={value!r}" for s in _SECTIONS for key, value in config[f"{s}_config"].items()]
     recorded = (payload.get("provenance") or {}).get("run_options", {})
     return RunSpec(
-        objective=config["objective"], dataset=config["dataset"], views=int(config["views"]), seed=int(config["seed"]),
-        device=device or recorded.get("device", "auto"), sets=sets,
+        objective=config["objective"],
+        dataset=config["dataset"],
+        views=int(config["views"]),
+        seed=int(config["seed"]),
+        device=device or recorded.get("device", "auto"),
+        sets=sets,
         deterministic=bool(recorded.get("deterministic", False)),
         precision=config.get("precision", "fp32"),
     )

@@ -32,7 +32,8 @@ CHUNK = 65_536  # items per comparison: bounded memory on catalogs of millions o
 def _same(a, b) -> bool:
     return bool(torch.equal(a.mask, b.mask)) and bool(
         torch.allclose(a.side_weight.float(), b.side_weight.float(), atol=1e-6)
-        and torch.allclose(a.item_weight.float(), b.item_weight.float(), atol=1e-6))
+        and torch.allclose(a.item_weight.float(), b.item_weight.float(), atol=1e-6)
+    )
 
 
 def _check(objective, clip, catalog: Catalog, max_views: int, pair_only: bool) -> dict:
@@ -87,23 +88,33 @@ def describe(objective, catalog: Catalog, max_views: int) -> tuple[list[str], st
             lines.append(
                 f"{name} trains on {pair_text}: a one-modality catalog has no (image, title) pair, so its pair is "
                 f"the primary view and the first auxiliary view"
-                + (f"; the other {unused} auxiliary slot(s) are unused" if unused else ""))
+                + (f"; the other {unused} auxiliary slot(s) are unused" if unused else "")
+            )
         return lines, None
     if not found["one_per_side"]:
         return lines, None
     each = f"at --views {max_views} every item has at most one view per side"
     if found["same_selection"]:
         reduces_to = "clip"
-        how = ("its fused sides are single views" if name == "factorized" else
-               "one point is transported onto one point, so the plan is the product coupling")
-        lines.append(f"{name} reduces to clip on this data: {each} ({how}): the loss and the served item "
-                     f"embedding are clip's on {pair_text}; its results are clip's, up to rounding")
+        how = (
+            "its fused sides are single views"
+            if name == "factorized"
+            else "one point is transported onto one point, so the plan is the product coupling"
+        )
+        lines.append(
+            f"{name} reduces to clip on this data: {each} ({how}): the loss and the served item "
+            f"embedding are clip's on {pair_text}; its results are clip's, up to rounding"
+        )
     elif found["same_views"]:
-        lines.append(f"{name}'s cross-view term is clip's on this data ({each}, on {pair_text}); only the "
-                     "fused item embedding (query term, served) weighs the views differently "
-                     f"(primary_weight {objective.config.primary_weight:g}; clip weighs its pair equally)")
+        lines.append(
+            f"{name}'s cross-view term is clip's on this data ({each}, on {pair_text}); only the "
+            "fused item embedding (query term, served) weighs the views differently "
+            f"(primary_weight {objective.config.primary_weight:g}; clip weighs its pair equally)"
+        )
     if name == "full_ot" and reduces_to is None:
         reduces_to = "factorized"
-        lines.append(f"full_ot reduces to factorized's closed form on this data: {each}, so the only plan is "
-                     "the product coupling (coupling='independent'); Sinkhorn adds cost, not a different loss")
+        lines.append(
+            f"full_ot reduces to factorized's closed form on this data: {each}, so the only plan is "
+            "the product coupling (coupling='independent'); Sinkhorn adds cost, not a different loss"
+        )
     return lines, reduces_to

@@ -34,7 +34,9 @@ def reference_config(config: dict, variant: str) -> dict:
     return out
 
 
-def execute_reference(spec: RunSpec, out_dir: Path | None, dataset_cache: dict | None = None) -> list[tuple[RunResult, Path | None]]:
+def execute_reference(
+    spec: RunSpec, out_dir: Path | None, dataset_cache: dict | None = None
+) -> list[tuple[RunResult, Path | None]]:
     """Score both references on `spec`'s data and protocol; write one result each under `out_dir`."""
     prepared = prepare(RunSpec(**{**spec.__dict__, "objective": "clip"}))  # configs only; no objective is built
     configs = prepared.configs
@@ -61,10 +63,14 @@ def execute_reference(spec: RunSpec, out_dir: Path | None, dataset_cache: dict |
             counts={**counts, "evaluation": eval_counts},
             metrics=metrics,
             not_applicable=not_applicable,
-            timing={"phases_s": {"data_s": round(data_s, 4), "train_s": 0.0, "evaluate_s": round(evaluate_s, 4)},
-                    "steps": 0},
-            training={"reference": REFERENCE_NOTE, "selected_step": 0, "select_metric": "none (untrained)",
-                      "selected_val_score": None, "history": []},
+            timing={"phases_s": {"data_s": round(data_s, 4), "train_s": 0.0, "evaluate_s": round(evaluate_s, 4)}, "steps": 0},
+            training={
+                "reference": REFERENCE_NOTE,
+                "selected_step": 0,
+                "select_metric": "none (untrained)",
+                "selected_val_score": None,
+                "history": [],
+            },
             skipped=dict(dataset.skipped),
             notes=list(dataset.notes) + [f"{variant}: {REFERENCE_NOTE}"],
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

@@ -98,9 +98,22 @@ def _first_non_finite(value: Any, where: str = "result") -> str:
 
 # The JSON type each field of a result file must have (what tables and plots rely on).
 _FIELD_TYPES: dict[str, type] = {
-    "run_id": str, "config": dict, "config_hash": str, "versions": dict, "device": dict, "counts": dict,
-    "metrics": dict, "not_applicable": dict, "timing": dict, "training": dict, "skipped": dict, "notes": list,
-    "created": str, "provenance": dict, "tuning": dict, "data": dict,
+    "run_id": str,
+    "config": dict,
+    "config_hash": str,
+    "versions": dict,
+    "device": dict,
+    "counts": dict,
+    "metrics": dict,
+    "not_applicable": dict,
+    "timing": dict,
+    "training": dict,
+    "skipped": dict,
+    "notes": list,
+    "created": str,
+    "provenance": dict,
+    "tuning": dict,
+    "data": dict,
 }
 
 
@@ -139,16 +152,20 @@ def load_result(path: Path) -> RunResult:
     version = payload.get("schema_version")
     if isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise ValueError(
-            f"{path}: schema_version {version!r}, this ftbench reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}"
+            f"{path}: schema_version {version!r}, this ftbench reads versions {', '.join(map(str, READABLE_VERSIONS))}"
         )
     if version != SCHEMA_VERSION:
         if not isinstance(payload.get("metrics"), dict):
             raise ValueError(f"{path}: field 'metrics' must be a JSON object")
         payload = upgrade_payload(payload)
     known = set(RunResult.__dataclass_fields__)
-    missing = [k for k in known if k not in payload and RunResult.__dataclass_fields__[k].default is not None
-               and k not in ("skipped", "notes", "created", "provenance", "tuning", "data", "schema_version")]
+    missing = [
+        k
+        for k in known
+        if k not in payload
+        and RunResult.__dataclass_fields__[k].default is not None
+        and k not in ("skipped", "notes", "created", "provenance", "tuning", "data", "schema_version")
+    ]
     if missing:
         raise ValueError(f"{path}: result file lacks field(s) {sorted(missing)}")
     _check_payload(path, payload)
@@ -186,6 +203,4 @@ def upgrade_payload(payload: dict) -> dict:
 
 def result_filename(config: dict[str, Any], config_hash: str) -> str:
     """`<dataset>__<objective>__v<V>__s<seed>__<hash>.json`: readable and unique per config."""
-    return (
-        f"{config['dataset']}__{config['objective']}__v{config['views']}__s{config['seed']}__{config_hash[:10]}.json"
-    )
+    return f"{config['dataset']}__{config['objective']}__v{config['views']}__s{config['seed']}__{config_hash[:10]}.json"

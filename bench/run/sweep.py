@@ -121,11 +121,14 @@ class SweepSpec:
         from .experiment import RunSpec
 
         if self.points is not None:
-            order = [(objective, views, extra, seed) for views, extra in self.points for seed in self.seeds
-                     for objective in self.objectives]
+            order = [
+                (objective, views, extra, seed)
+                for views, extra in self.points
+                for seed in self.seeds
+                for objective in self.objectives
+            ]
         else:
-            order = [(objective, views, [], seed) for objective in self.objectives for views in self.views
-                     for seed in self.seeds]
+            order = [(objective, views, [], seed) for objective in self.objectives for views in self.views for seed in self.seeds]
         out, seen = [], set()
         for objective, views, extra, seed in order:
             key = (objective, views, tuple(extra), seed)
@@ -133,9 +136,17 @@ class SweepSpec:
                 continue
             seen.add(key)
             out.append(
-                RunSpec(objective=objective, dataset=self.dataset, views=views, seed=seed, device=self.device,
-                        sets=list(self.sets) + list(extra), steps=self.steps, batch_size=self.batch_size,
-                        deterministic=self.deterministic)
+                RunSpec(
+                    objective=objective,
+                    dataset=self.dataset,
+                    views=views,
+                    seed=seed,
+                    device=self.device,
+                    sets=list(self.sets) + list(extra),
+                    steps=self.steps,
+                    batch_size=self.batch_size,
+                    deterministic=self.deterministic,
+                )
             )
         return out
 
@@ -161,8 +172,15 @@ def spec_from_preset(
         from ..objectives import OBJECTIVES
 
         registered_objectives = OBJECTIVES.names
-    base: dict[str, Any] = {"objectives": None, "views": None, "seeds": None, "dataset": "synthetic",
-                            "steps": None, "batch_size": None, "sets": []}
+    base: dict[str, Any] = {
+        "objectives": None,
+        "views": None,
+        "seeds": None,
+        "dataset": "synthetic",
+        "steps": None,
+        "batch_size": None,
+        "sets": [],
+    }
     if preset is not None:
         if preset not in PRESETS:
             from ..registry import suggest
@@ -182,8 +200,11 @@ def spec_from_preset(
         base["views"] = sorted({v for v, _ in points})
     chosen_views = list(views) if views else base["views"]
     chosen_seeds = list(seeds) if seeds else base["seeds"]
-    missing = [name for name, value in (("--objective", chosen_objectives), ("--views", chosen_views),
-                                        ("--seed", chosen_seeds)) if not value]
+    missing = [
+        name
+        for name, value in (("--objective", chosen_objectives), ("--views", chosen_views), ("--seed", chosen_seeds))
+        if not value
+    ]
     if missing:
         raise ValueError(
             f"no {', '.join(missing)} given: name the grid (e.g. --objective clip,factorized "

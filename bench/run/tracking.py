@@ -163,7 +163,7 @@ class MlflowTracker(Tracker):
             artifacts = None
             if self.uri.startswith("sqlite:///"):
                 # artifacts beside the database, not in ./mlruns of whatever folder we run from
-                artifacts = Path(self.uri[len("sqlite:///"):]).resolve().parent / "artifacts"
+                artifacts = Path(self.uri[len("sqlite:///") :]).resolve().parent / "artifacts"
             return self.uri, artifacts
         if self.out is None:
             raise TrackingError("--tracker mlflow: no --tracking-uri given and no --out folder for the local store")
@@ -186,7 +186,7 @@ class MlflowTracker(Tracker):
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables..."
         uri, artifacts = self.resolved_uri()
         if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.shown_uri = redact_url(uri)
         try:
             with warnings.catch_warnings():
@@ -197,7 +197,8 @@ class MlflowTracker(Tracker):
                     self._experiment_id = found.experiment_id
                 else:
                     self._experiment_id = client.create_experiment(
-                        self.experiment, artifact_location=artifacts.as_uri() if artifacts is not None else None)
+                        self.experiment, artifact_location=artifacts.as_uri() if artifacts is not None else None
+                    )
         except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; one line, password hidden
             message = redact_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise TrackingError(f"--tracking-uri {self.shown_uri}: {message}") from None
@@ -241,7 +242,7 @@ class MlflowRun(TrackedRun):
 
         entries = [Param(metric_key(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
         for i in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=entries[i:i + MAX_PARAMS_TAGS_PER_BATCH])
+            self.client.log_batch(self.run_id, params=entries[i : i + MAX_PARAMS_TAGS_PER_BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag

@@ -98,8 +98,16 @@ def as_sets(params: dict[str, Any]) -> list[str]:
 def _run_spec(spec: TuneSpec, objective: str, seed: int, extra: list[str] = ()):
     from .experiment import RunSpec
 
-    return RunSpec(objective=objective, dataset=spec.dataset, views=spec.views, seed=seed, device=spec.device,
-                   sets=list(spec.sets) + list(extra), steps=spec.steps, batch_size=spec.batch_size)
+    return RunSpec(
+        objective=objective,
+        dataset=spec.dataset,
+        views=spec.views,
+        seed=seed,
+        device=spec.device,
+        sets=list(spec.sets) + list(extra),
+        steps=spec.steps,
+        batch_size=spec.batch_size,
+    )
 
 
 def study_name(spec: TuneSpec, base_hash: str, objective: str) -> str:
@@ -147,8 +155,10 @@ def train_trial(prepared, trial, dataset_cache: dict | None = None):
 
     towers = build_towers(dataset, configs["tower"]).to(device)
     context = ObjectiveContext(
-        layout=SlotLayout.from_catalog(dataset.catalog), embedding_dim=configs["tower"].embedding_dim,
-        num_items=dataset.catalog.num_items, has_queries=dataset.queries is not None,
+        layout=SlotLayout.from_catalog(dataset.catalog),
+        embedding_dim=configs["tower"].embedding_dim,
+        num_items=dataset.catalog.num_items,
+        has_queries=dataset.queries is not None,
         has_interactions=dataset.queries is not None and len(dataset.queries.interactions) > 0,
     )
     objective = prepared.objective_cls(configs["objective"], context).to(device)
@@ -213,8 +223,14 @@ def study_state(storage, study_id: int, name: str, objective: str, budget_trials
     return state
 
 
-def run_study(spec: TuneSpec, objective: str, storage, on_trial: Callable[[StudyState], None] | None = None,
-              dataset_cache: dict | None = None, poll_s: float = 1.0) -> StudyState:
+def run_study(
+    spec: TuneSpec,
+    objective: str,
+    storage,
+    on_trial: Callable[[StudyState], None] | None = None,
+    dataset_cache: dict | None = None,
+    poll_s: float = 1.0,
+) -> StudyState:
     """Run trials of `objective`'s study until `spec.trials` trials are COMPLETE or PRUNED (over
     every worker on `storage`); returns the study's final counts and best trial."""
     import optuna
@@ -237,18 +253,24 @@ def run_study(spec: TuneSpec, objective: str, storage, on_trial: Callable[[Study
         if state.finished >= spec.trials:
             return state
         if state.failed >= MAX_FAILURES and failures_here:
-            raise RuntimeError(f"study {name}: {state.failed} failed trials; see the trials' "
-                               f"'{REASON_ATTR}' attribute for why")
+            raise RuntimeError(f"study {name}: {state.failed} failed trials; see the trials' '{REASON_ATTR}' attribute for why")
         if state.finished + state.running >= spec.trials:
             time.sleep(poll_s)  # the rest of the budget is running on other workers (or is stale)
             continue
         trials_so_far = len(storage.get_all_trials(study_id, deepcopy=False))
-        study = optuna.load_study(study_name=name, storage=storage,
-                                  sampler=make_sampler(spec.sampler_seed, trials_so_far, spec.trials), pruner=make_pruner())
+        study = optuna.load_study(
+            study_name=name,
+            storage=storage,
+            sampler=make_sampler(spec.sampler_seed, trials_so_far, spec.trials),
+            pruner=make_pruner(),
+        )
         trial = study.ask()
         with Heartbeat(storage, trial._trial_id, spec.stale_after / 4):
-            ahead = [t for t in storage.get_all_trials(study_id, deepcopy=False)
-                     if t.number < trial.number and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)]
+            ahead = [
+                t
+                for t in storage.get_all_trials(study_id, deepcopy=False)
+                if t.number < trial.number and t.state in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+            ]
             if len(ahead) >= spec.trials:  # another worker took the last slot first
                 trial.set_user_attr(SURPLUS_ATTR, True)
                 study.tell(trial, state=TrialState.FAIL)
@@ -307,9 +329,15 @@ class Rerun:
     detail: str = ""
 
 
-def rerun_best(spec: TuneSpec, state: StudyState, storage, out: Path,
-               on_run: Callable[[Rerun], None] | None = None, dataset_cache: dict | None = None,
-               tracker=None) -> list[Rerun]:
+def rerun_best(
+    spec: TuneSpec,
+    state: StudyState,
+    storage,
+    out: Path,
+    on_run: Callable[[Rerun], None] | None = None,
+    dataset_cache: dict | None = None,
+    tracker=None,
+) -> list[Rerun]:
     """The default and the best configuration of one study with each of `spec.seeds`, evaluated
     on test once; each run claimed on `storage` so that it runs once over all workers. With a
     `tracker` (`tracking.Tracker`) each rerun is one tracked run (the trials are not)."""
@@ -343,8 +371,9 @@ def rerun_best(spec: TuneSpec, state: StudyState, storage, out: Path,
                 continue
             try:
                 with claims.heartbeat(trial_id):
-                    result, written = execute(prepared, out, dataset_cache=cache, tracker=tracker,
-                                              tuning=block if role == "tuned" else None)
+                    result, written = execute(
+                        prepared, out, dataset_cache=cache, tracker=tracker, tuning=block if role == "tuned" else None
+                    )
             except Exception as exc:  # noqa: BLE001 - reported; the claim is released for another try
                 claims.release(trial_id, ok=False, detail=f"{type(exc).__name__}: {exc}")
                 done.append(Rerun(state.objective, seed, role, "failed", path, f"{type(exc).__name__}: {exc}"))

@@ -229,9 +229,7 @@ def gather(tensor: torch.Tensor, context: DistributedContext, sizes: tuple[int, 
 
 def _check_rows(tensor: torch.Tensor, context: DistributedContext, sizes: tuple[int, ...]) -> None:
     if len(sizes) != context.world_size or tensor.shape[0] != sizes[context.rank]:
-        raise ValueError(
-            f"process {context.rank} holds {tensor.shape[0]} rows but the shard sizes are {list(sizes)}"
-        )
+        raise ValueError(f"process {context.rank} holds {tensor.shape[0]} rows but the shard sizes are {list(sizes)}")
 
 
 def gather_views(views: EncodedViews, context: DistributedContext, sizes: tuple[int, ...]) -> EncodedViews:

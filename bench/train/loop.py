@@ -41,27 +41,40 @@ from ..run.tracking import NO_RUN, TrackedRun
 @dataclass
 class TrainConfig:
     steps: int = option(400, "optimisation steps (the budget, identical for every objective)", "convention", ge=1)
-    batch_size: int = option(256, "items (and paired queries) per step (at least 2: in-batch negatives)",
-                             "convention", ge=2)
+    batch_size: int = option(256, "items (and paired queries) per step (at least 2: in-batch negatives)", "convention", ge=2)
     lr: float = option(
-        2e-3, "AdamW learning rate (towers and objective parameters)", "convention", gt=0,
-        search=Search(1e-4, 1e-2, "log", why="a decade either side of the default: above 1e-2 AdamW on the "
-                      "towers diverges within the warm-up, below 1e-4 a 400-step budget barely moves them"),
+        2e-3,
+        "AdamW learning rate (towers and objective parameters)",
+        "convention",
+        gt=0,
+        search=Search(
+            1e-4,
+            1e-2,
+            "log",
+            why="a decade either side of the default: above 1e-2 AdamW on the "
+            "towers diverges within the warm-up, below 1e-4 a 400-step budget barely moves them",
+        ),
     )
     weight_decay: float = option(
-        0.01, "AdamW weight decay (not applied to the logit scale)", "convention",
-        search=Search(1e-4, 0.3, "log", why="from almost none to above open_clip's 0.1-0.2; log because "
-                      "its effect per step is a factor"),
+        0.01,
+        "AdamW weight decay (not applied to the logit scale)",
+        "convention",
+        search=Search(
+            1e-4, 0.3, "log", why="from almost none to above open_clip's 0.1-0.2; log because its effect per step is a factor"
+        ),
     )
-    warmup_fraction: float = option(0.05, "fraction of steps of linear warm-up before cosine decay", "convention",
-                                    ge=0, lt=1)
+    warmup_fraction: float = option(0.05, "fraction of steps of linear warm-up before cosine decay", "convention", ge=0, lt=1)
     eval_every: int = option(100, "validate every this many steps (0: only at the end)", "convention", ge=0)
     select_metric: str = option(
-        "auto", "validation metric for checkpoint selection, 'task/metric', 'auto', or 'last' (no selection: "
-        "keep the final state; for data with no validation split)", "our reading"
+        "auto",
+        "validation metric for checkpoint selection, 'task/metric', 'auto', or 'last' (no selection: "
+        "keep the final state; for data with no validation split)",
+        "our reading",
     )
     val_gallery_size: int = option(
-        20_000, "validation gallery: relevant items of val queries plus random items up to this size", "our reading",
+        20_000,
+        "validation gallery: relevant items of val queries plus random items up to this size",
+        "our reading",
         ge=1,
     )
     grad_clip: float = option(0.0, "max gradient norm (0: no clipping)", "convention", ge=0)
@@ -104,8 +117,10 @@ class BatchSampler:
             self.pairs = inter[keep]
             self.dropped_pairs = int((~keep).sum())
             # why each unused pair was left out: the run records and prints it (no silent drop)
-            self.dropped_by_reason = {"query_not_train": int((~train_query).sum()),
-                                      "item_not_train": int((train_query & ~train_item).sum())}
+            self.dropped_by_reason = {
+                "query_not_train": int((~train_query).sum()),
+                "item_not_train": int((train_query & ~train_item).sum()),
+            }
         else:
             self.pairs = np.empty((0, 2), dtype=np.int64)
             self.dropped_pairs = 0
@@ -181,9 +196,7 @@ def loss_window(steps: int, points: int = 100) -> int:
 def _check_finite(terms: dict[str, torch.Tensor], step: int, objective: str) -> None:
     for key, value in terms.items():
         if key.endswith("_loss") and not torch.isfinite(value).all():
-            raise NonFiniteError(
-                f"non-finite loss at step {step}: objective {objective!r}, term {key!r} = {value.item()}"
-            )
+            raise NonFiniteError(f"non-finite loss at step {step}: objective {objective!r}, term {key!r} = {value.item()}")
 
 
 def make_optimizer(towers: Towers, objective: Objective, config: TrainConfig):
@@ -200,15 +213,14 @@ def make_optimizer(towers: Towers, objective: Objective, config: TrainConfig):
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=config.lr,
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_lambda(s, config.steps, config.warmup_fraction)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_lambda(s, config.steps, config.warmup_fraction))
     return optimizer, scheduler
 
 
 def _rows(selection: ViewSelection, rows: slice) -> ViewSelection:
-    return ViewSelection(mask=selection.mask[rows], side_weight=selection.side_weight[rows],
-                         item_weight=selection.item_weight[rows])
+    return ViewSelection(
+        mask=selection.mask[rows], side_weight=selection.side_weight[rows], item_weight=selection.item_weight[rows]
+    )
 
 
 class StepForward(nn.Module):
@@ -216,14 +228,20 @@ class StepForward(nn.Module):
     the gathered global batch, the objective. One module holding towers and objective, so that
     DistributedDataParallel averages the gradients of both."""
 
-    def __init__(self, towers: Towers, objective: Objective, context: DistributedContext, precision: str,
-                 query_modality: str | None) -> None:
+    def __init__(
+        self, towers: Towers, objective: Objective, context: DistributedContext, precision: str, query_modality: str | None
+    ) -> None:
         super().__init__()
         self.towers, self.objective = towers, objective
         self.context, self.precision, self.query_modality = context, precision, query_modality
 
-    def forward(self, raw: ViewBatch, query_features: torch.Tensor | None, sizes: tuple[int, ...],
-                query_content: torch.Tensor | None = None):
+    def forward(
+        self,
+        raw: ViewBatch,
+        query_features: torch.Tensor | None,
+        sizes: tuple[int, ...],
+        query_content: torch.Tensor | None = None,
+    ):
         """(loss terms, global EncodedViews); `sizes`: items of each process's slice, in rank order;
         content ids (`raw.content`, `query_content`) are kept only where the global batch has a
         duplicate (`ftbench.data.content`)."""
@@ -254,8 +272,19 @@ class Stepper:
     DistributedDataParallel averages gradients (see `ftbench.train.distributed` for why this equals the
     single-process gradient). `precision` "bf16" runs the towers under bfloat16 autocast."""
 
-    def __init__(self, dataset, towers, objective, config: TrainConfig, max_views: int, seed: int, device,
-                 *, distributed: DistributedContext = SINGLE_PROCESS, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        dataset,
+        towers,
+        objective,
+        config: TrainConfig,
+        max_views: int,
+        seed: int,
+        device,
+        *,
+        distributed: DistributedContext = SINGLE_PROCESS,
+        precision: str = "fp32",
+    ) -> None:
         check_precision(precision, device)
         if config.batch_size < distributed.world_size:
             raise ValueError(
@@ -271,8 +300,7 @@ class Stepper:
         self.optimizer, self.scheduler = make_optimizer(towers, objective, config)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         query_modality = dataset.queries.modality if self.sampler.with_queries else None
-        self.forward = wrap(StepForward(towers, objective, distributed, precision, query_modality),
-                            distributed, device)
+        self.forward = wrap(StepForward(towers, objective, distributed, precision, query_modality), distributed, device)
 
     def _check_gradients(self, step: int, terms: dict[str, torch.Tensor]) -> None:
         """Raise NonFiniteError naming the first parameter with a NaN or infinite gradient.
@@ -286,8 +314,10 @@ class Stepper:
             return
         for p in self.params:
             if p.grad is not None and not torch.isfinite(p.grad).all():
-                named = {**dict(self.towers.named_parameters(prefix="towers")),
-                         **dict(self.objective.named_parameters(prefix="objective"))}
+                named = {
+                    **dict(self.towers.named_parameters(prefix="towers")),
+                    **dict(self.objective.named_parameters(prefix="objective")),
+                }
                 where = next((n for n, q in named.items() if q is p), "?")
                 values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items() if k.endswith("_loss"))
                 raise NonFiniteError(
@@ -299,9 +329,7 @@ class Stepper:
         query_idx, items = self.sampler.next()
         # every process selects views for the whole batch (same generator draws as one process),
         # then materialises only its own rows
-        selection = batch_selection(
-            self.dataset, self.objective, items, self.max_views, training=True, generator=self.generator
-        )
+        selection = batch_selection(self.dataset, self.objective, items, self.max_views, training=True, generator=self.generator)
         sizes = tuple(self.distributed.shard_sizes(len(items)))
         rows = self.distributed.shard(len(items))
         raw = build_view_batch(self.dataset.catalog, self.layout, items[rows], _rows(selection, rows), content=True)
@@ -355,8 +383,7 @@ def train(
     With several processes pass `validate` on rank 0 only: the others keep training state in
     step through the gradient averages and leave checkpoint selection to rank 0."""
     config.validate()
-    stepper = Stepper(dataset, towers, objective, config, max_views, seed, device,
-                      distributed=distributed, precision=precision)
+    stepper = Stepper(dataset, towers, objective, config, max_views, seed, device, distributed=distributed, precision=precision)
     outcome = TrainOutcome(selected_step=0, selected_score=None, select_metric="", dropped_pairs=stepper.sampler.dropped_pairs)
     outcome.used_queries = stepper.sampler.with_queries
     outcome.dropped_by_reason = dict(stepper.sampler.dropped_by_reason)

@@ -18,8 +18,13 @@ TINY = {"dataset.items": 300, "dataset.interactions": 400, "train.eval_every": 5
 
 
 def _fresh(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -46,8 +51,9 @@ def test_import_is_light_and_every_import_form_of_the_subpackages_works():
 
 
 def test_run_returns_the_metrics_config_and_result_file(tmp_path):
-    out = ftbench.run(objective="clip", views=2, steps=10, batch_size=32, device="cpu",
-                      overrides={**TINY, "primary_weight": 0.7}, out=tmp_path)
+    out = ftbench.run(
+        objective="clip", views=2, steps=10, batch_size=32, device="cpu", overrides={**TINY, "primary_weight": 0.7}, out=tmp_path
+    )
     payload = json.loads(out.path.read_text())
     assert out.path.parent == tmp_path and payload["config_hash"] == out.config_hash
     assert out.config["objective_config"]["primary_weight"] == 0.7 and out.config["train_config"]["steps"] == 10
@@ -71,8 +77,13 @@ def test_bad_arguments_name_the_field():
 def test_override_strings_round_trip_python_values():
     from ftbench.run.experiment import parse_sets
 
-    values = {"train.lr": 1e-3, "eval.ks": (1, 10), "dataset.modalities": "image+text", "learn_gates": False,
-              "dataset.data_dir": Path("/tmp/x")}
+    values = {
+        "train.lr": 1e-3,
+        "eval.ks": (1, 10),
+        "dataset.modalities": "image+text",
+        "learn_gates": False,
+        "dataset.data_dir": Path("/tmp/x"),
+    }
     parsed = {(f"{s}." if s else "") + k: v for s, k, v in parse_sets(override_strings(values))}
     assert parsed == {**values, "dataset.data_dir": "/tmp/x"}
 
@@ -93,12 +104,22 @@ def test_load_results_is_the_export_table(tmp_path):
 
 
 def test_sweep_runs_the_grid_once(tmp_path):
-    kwargs = dict(objectives=["clip"], views=[1, 2], seeds=[0], steps=4, batch_size=32, device="cpu",
-                  overrides={**TINY, "train.select_metric": "last"}, out=tmp_path)
+    kwargs = dict(
+        objectives=["clip"],
+        views=[1, 2],
+        seeds=[0],
+        steps=4,
+        batch_size=32,
+        device="cpu",
+        overrides={**TINY, "train.select_metric": "last"},
+        out=tmp_path,
+    )
     first = ftbench.sweep(**kwargs)
     assert len(first.ran) == 2 and not first.skipped and not first.failed
     assert set(first.results["views"]) == {1, 2} and set(first.results["file"]) == {str(p) for p in first.ran}
     again = ftbench.sweep(**kwargs)
     assert not again.ran and sorted(again.skipped) == sorted(first.ran)
-    pd.testing.assert_frame_equal(again.results.sort_values(["file", "task", "metric"]).reset_index(drop=True),
-                                  first.results.sort_values(["file", "task", "metric"]).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        again.results.sort_values(["file", "task", "metric"]).reset_index(drop=True),
+        first.results.sort_values(["file", "task", "metric"]).reset_index(drop=True),
+    )

@@ -50,17 +50,28 @@ def _nan_at(row):
     [
         (dict(ids=()), r"test catalog: the catalog is empty \(no items\)"),
         (dict(features=_nan_at(2)), r"view 'image' contain NaN or infinite values \(1 item\(s\), first: item 'c' at row 2\)"),
-        (dict(features=[np.ones((3, 4), np.float32), np.ones((3, 3), np.float32)],
-              slots=SLOTS + [ViewSlot("image_2", "image", "auxiliary")], available=np.ones((3, 3), bool)),
-         r"3 feature arrays for 3 slots|2 feature arrays for 3 slots"),
-        (dict(features=[np.ones((3, 4), np.float32), np.ones((3, 3), np.float32), np.ones((3, 5), np.float32)],
-              slots=SLOTS + [ViewSlot("image_2", "image", "auxiliary")], available=np.ones((3, 3), bool)),
-         r"view 'image_2' has dimension 5, but modality 'image' has dimension 4 elsewhere"),
-        (dict(features=[np.ones((2, 4), np.float32), np.ones((3, 3), np.float32)]),
-         r"features of view 'image' have shape \(2, 4\), expected \(3, D\)"),
+        (
+            dict(
+                features=[np.ones((3, 4), np.float32), np.ones((3, 3), np.float32)],
+                slots=SLOTS + [ViewSlot("image_2", "image", "auxiliary")],
+                available=np.ones((3, 3), bool),
+            ),
+            r"3 feature arrays for 3 slots|2 feature arrays for 3 slots",
+        ),
+        (
+            dict(
+                features=[np.ones((3, 4), np.float32), np.ones((3, 3), np.float32), np.ones((3, 5), np.float32)],
+                slots=SLOTS + [ViewSlot("image_2", "image", "auxiliary")],
+                available=np.ones((3, 3), bool),
+            ),
+            r"view 'image_2' has dimension 5, but modality 'image' has dimension 4 elsewhere",
+        ),
+        (
+            dict(features=[np.ones((2, 4), np.float32), np.ones((3, 3), np.float32)]),
+            r"features of view 'image' have shape \(2, 4\), expected \(3, D\)",
+        ),
         (dict(ids=("a", "b", "a")), r"duplicate item ids, e.g. \['a'\]"),
-        (dict(available=np.array([[1, 1], [0, 0], [1, 0]], bool)),
-         r"1 item\(s\) have no view at all, first: item 'b' at row 1"),
+        (dict(available=np.array([[1, 1], [0, 0], [1, 0]], bool)), r"1 item\(s\) have no view at all, first: item 'b' at row 1"),
         (dict(available=np.ones((3, 3), bool)), r"availability has shape \(3, 3\), expected \(3, 2\)"),
     ],
 )
@@ -70,10 +81,16 @@ def test_catalog_refuses_what_would_corrupt_training(kwargs, message):
 
 
 def _queries(**changes):
-    base = dict(ids=np.array(["q0", "q1"]), modality="text", features=np.ones((2, 3), np.float32),
-                relevant_indptr=np.array([0, 1, 2]), relevant_items=np.array([0, 2]),
-                relevant_grades=np.ones(2, np.float32), split=np.array([0, 2], np.int8),
-                interactions=np.array([[0, 0]]))
+    base = dict(
+        ids=np.array(["q0", "q1"]),
+        modality="text",
+        features=np.ones((2, 3), np.float32),
+        relevant_indptr=np.array([0, 1, 2]),
+        relevant_items=np.array([0, 2]),
+        relevant_grades=np.ones(2, np.float32),
+        split=np.array([0, 2], np.int8),
+        interactions=np.array([[0, 0]]),
+    )
     base.update(changes)
     return QuerySet(**base)
 
@@ -82,14 +99,22 @@ def _queries(**changes):
     "build, message",
     [
         (lambda: _queries(features=np.full((2, 3), np.nan, np.float32)), "query features contain NaN or infinite"),
-        (lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(relevant_items=np.array([0, 7]))),
-         r"query 'q1' has a relevant item outside the catalog \(index 7, catalog size 3\)"),
-        (lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(interactions=np.array([[0, 3]]))),
-         r"an interaction points outside the catalog \(size 3\) or the query set \(size 2\): row 0 is \(query 0, item 3\)"),
-        (lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(features=np.ones((2, 5), np.float32))),
-         r"data set 't': query features have dimension 5, the text tower expects 3"),
-        (lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(modality="audio")),
-         r"queries use modality 'audio', which no catalog view has"),
+        (
+            lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(relevant_items=np.array([0, 7]))),
+            r"query 'q1' has a relevant item outside the catalog \(index 7, catalog size 3\)",
+        ),
+        (
+            lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(interactions=np.array([[0, 3]]))),
+            r"an interaction points outside the catalog \(size 3\) or the query set \(size 2\): row 0 is \(query 0, item 3\)",
+        ),
+        (
+            lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(features=np.ones((2, 5), np.float32))),
+            r"data set 't': query features have dimension 5, the text tower expects 3",
+        ),
+        (
+            lambda: MultiViewDataset("t", _catalog(), np.zeros(3), queries=_queries(modality="audio")),
+            r"queries use modality 'audio', which no catalog view has",
+        ),
         (lambda: MultiViewDataset("t", _catalog(), np.zeros(2)), r"item split has 2 entries for 3 items"),
     ],
 )
@@ -165,8 +190,18 @@ def test_precomputed_nan_rows_and_missing_keys_name_the_file_and_input(tmp_path)
 
 
 def _result_payload():
-    result = RunResult(run_id="x", config={"objective": "clip"}, config_hash="abc", versions={}, device={}, counts={},
-                       metrics={"query->item": {"recall@10": 0.5}}, not_applicable={}, timing={}, training={})
+    result = RunResult(
+        run_id="x",
+        config={"objective": "clip"},
+        config_hash="abc",
+        versions={},
+        device={},
+        counts={},
+        metrics={"query->item": {"recall@10": 0.5}},
+        not_applicable={},
+        timing={},
+        training={},
+    )
     return json.loads(result.to_json())
 
 
@@ -184,12 +219,17 @@ def _with(**changes):
         (b'{"run_id": "\xff"}', r"not a valid result file \(not UTF-8 at byte 12\)"),
         (b"[1, 2]", r"a result file must hold a JSON object"),
         (_with(schema_version=0), r"schema_version 0, this ftbench reads versions 1, 2"),
-        (json.dumps({k: v for k, v in _result_payload().items() if k != "metrics"}).encode(),
-         r"result file lacks field\(s\) \['metrics'\]"),
+        (
+            json.dumps({k: v for k, v in _result_payload().items() if k != "metrics"}).encode(),
+            r"result file lacks field\(s\) \['metrics'\]",
+        ),
         (_with(metrics=[0.5]), r"field 'metrics' must be a JSON object, got list"),
         (_with(config_hash=12), r"field 'config_hash' must be a JSON string, got int"),
         (_with(metrics={"query->item": 0.5}), r"metrics\['query->item'\] must be an object of metric: number"),
-        (_with(metrics={"query->item": {"recall@10": "high"}}), r"metrics\['query->item'\]\['recall@10'\] must be a finite number"),
+        (
+            _with(metrics={"query->item": {"recall@10": "high"}}),
+            r"metrics\['query->item'\]\['recall@10'\] must be a finite number",
+        ),
         (_with().replace(b"0.5", b"NaN"), r"metrics\['query->item'\]\['recall@10'\] must be a finite number, got nan"),
     ],
 )
@@ -201,8 +241,18 @@ def test_a_bad_result_file_is_refused_naming_file_and_field(tmp_path, data, mess
 
 
 def test_a_non_finite_metric_is_never_written(tmp_path):
-    result = RunResult(run_id="x", config={}, config_hash="a", versions={}, device={}, counts={},
-                       metrics={"title->image": {"mrr": float("inf")}}, not_applicable={}, timing={}, training={})
+    result = RunResult(
+        run_id="x",
+        config={},
+        config_hash="a",
+        versions={},
+        device={},
+        counts={},
+        metrics={"title->image": {"mrr": float("inf")}},
+        not_applicable={},
+        timing={},
+        training={},
+    )
     with pytest.raises(ValueError, match=r"r.json: not written: metrics\['title->image'\]\['mrr'\] is not a finite number"):
         write_result(result, tmp_path / "r.json")
     assert not list(tmp_path.iterdir())
@@ -247,9 +297,11 @@ def test_a_damaged_archive_is_refused_and_nothing_is_extracted(tmp_path, name, m
 # -- the command line -------------------------------------------------------------------------
 
 runner = CliRunner()
-WANDS_PRODUCTS = ("product_id\tproduct_name\tproduct_class\tcategory hierarchy\tproduct_description\tproduct_features\n"
-                  "0\tplatform bed\tBeds\tFurniture\twood\tstyle:Modern\n1\tslow cooker\tCookers\tKitchen\t\tqt:7\n"
-                  "2\tblue vanity\tVanities\tBath\tA vanity\t\n3\tvelvet chair\tChairs\tLiving\tsoft\tcolor:Blue\n")
+WANDS_PRODUCTS = (
+    "product_id\tproduct_name\tproduct_class\tcategory hierarchy\tproduct_description\tproduct_features\n"
+    "0\tplatform bed\tBeds\tFurniture\twood\tstyle:Modern\n1\tslow cooker\tCookers\tKitchen\t\tqt:7\n"
+    "2\tblue vanity\tVanities\tBath\tA vanity\t\n3\tvelvet chair\tChairs\tLiving\tsoft\tcolor:Blue\n"
+)
 WANDS_QUERIES = "query_id\tquery\n0\tbed\n1\tcooker\n2\tvanity\n3\tchair\n"
 WANDS_LABELS = "id\tquery_id\tproduct_id\tlabel\n0\t0\t0\tExact\n1\t1\t1\tExact\n2\t2\t2\tExact\n3\t3\t3\tExact\n4\t3\t9\tExact\n"
 CHEAP = ["--dataset", "wands", "--set", "dataset.text_backbone=hash", "--set", "dataset.use_cache=false"]
@@ -267,8 +319,9 @@ def _wands(folder, products=WANDS_PRODUCTS):
 def test_a_run_records_the_loaders_skips_in_its_result(tmp_path):
     data = _wands(tmp_path / "wands")
     # 4 products: no validation split, so no checkpoint selection (it would otherwise read test)
-    res = runner.invoke(app_(), [*RUN, *CHEAP, "--data-dir", str(data), "--out", str(tmp_path / "out"),
-                                 "--set", "train.select_metric=last"])
+    res = runner.invoke(
+        app_(), [*RUN, *CHEAP, "--data-dir", str(data), "--out", str(tmp_path / "out"), "--set", "train.select_metric=last"]
+    )
     assert res.exit_code == 0, res.output
     (result,) = (tmp_path / "out").glob("*.json")
     assert load_result(result).skipped == {"judgments_product_missing": 1}
@@ -304,18 +357,35 @@ def _catalog_folder(folder, items=None, queries=None, test_qrels="q2\tb\t1\n"):
     [
         (dict(test_qrels=""), "qrels/test.tsv: no judgments in the file (it is empty or only a header)"),
         (dict(queries=[]), "queries.jsonl: no queries in the file (it is empty)"),
-        (dict(items=[{"id": "a", "title": "oak chair", "image": "https://cdn.example.com/a.jpg"}]),
-         "items.jsonl, line 1: field 'image': image 'https://cdn.example.com/a.jpg' is a URL; images are read from "
-         "local files only (nothing is downloaded): download the images into"),
+        (
+            dict(items=[{"id": "a", "title": "oak chair", "image": "https://cdn.example.com/a.jpg"}]),
+            "items.jsonl, line 1: field 'image': image 'https://cdn.example.com/a.jpg' is a URL; images are read from "
+            "local files only (nothing is downloaded): download the images into",
+        ),
     ],
     ids=["empty-test-qrels", "empty-queries", "image-url"],
 )
 def test_a_catalog_that_would_lose_its_main_task_stops_run_naming_the_file(tmp_path, folder, message):
     data = _catalog_folder(tmp_path / "catalog", **folder)
     out = tmp_path / "out"
-    res = runner.invoke(app_(), [*RUN, "--dataset", "catalog", "--data-dir", str(data), "--out", str(out),
-                                 "--set", "dataset.text_backbone=hash", "--set", "dataset.image_backbone=hash",
-                                 "--set", "dataset.use_cache=false"])
+    res = runner.invoke(
+        app_(),
+        [
+            *RUN,
+            "--dataset",
+            "catalog",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(out),
+            "--set",
+            "dataset.text_backbone=hash",
+            "--set",
+            "dataset.image_backbone=hash",
+            "--set",
+            "dataset.use_cache=false",
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split())
     assert "Traceback" not in res.output
@@ -353,8 +423,7 @@ def test_bad_set_values_name_the_option_and_what_was_expected(tmp_path, sets, me
 def test_a_damaged_download_is_refused_by_data_fetch(tmp_path):
     archive = tmp_path / "GroceryStoreDataset.zip"
     archive.write_bytes(_zip(tmp_path / "ok.zip")[:15000])  # a download cut short
-    res = runner.invoke(app_(), ["data", "fetch", "grocery-store", "--dest", str(tmp_path / "dest"),
-                                 "--url", archive.as_uri()])
+    res = runner.invoke(app_(), ["data", "fetch", "grocery-store", "--dest", str(tmp_path / "dest"), "--url", archive.as_uri()])
     assert res.exit_code == 2, res.output
     assert "not a zip or tar archive (or a damaged, truncated one)" in " ".join(res.output.split())
     assert "Traceback" not in res.output
@@ -369,11 +438,34 @@ def app_():
 def test_a_selection_metric_of_a_task_the_data_set_lacks_is_named(tmp_path):
     """A well-formed `select_metric` naming a task the data set does not pose would score every
     validation 0 and silently select the first checkpoint; it stops the run instead."""
-    res = runner.invoke(app_(), ["run", "--objective", "clip", "--views", "2", "--steps", "1", "--batch-size", "32",
-                                 "--set", "dataset.items=300", "--set", "dataset.interactions=400", "--quiet",
-                                 "--set", "train.select_metric='title->image/recall@10'", "--device", "cpu",
-                                 "--out", str(tmp_path)])
+    res = runner.invoke(
+        app_(),
+        [
+            "run",
+            "--objective",
+            "clip",
+            "--views",
+            "2",
+            "--steps",
+            "1",
+            "--batch-size",
+            "32",
+            "--set",
+            "dataset.items=300",
+            "--set",
+            "dataset.interactions=400",
+            "--quiet",
+            "--set",
+            "train.select_metric='title->image/recall@10'",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert res.exit_code == 2, res.output
-    assert ("train option 'select_metric' 'title->image/recall@10': data set 'synthetic' has no task 'title->image'; "
-            "use 'query->item/recall@100', 'cross-view/mean recall@10' or 'auto'") in " ".join(res.output.split())
+    assert (
+        "train option 'select_metric' 'title->image/recall@10': data set 'synthetic' has no task 'title->image'; "
+        "use 'query->item/recall@100', 'cross-view/mean recall@10' or 'auto'"
+    ) in " ".join(res.output.split())
     assert not list(tmp_path.glob("*.json"))

@@ -65,6 +65,7 @@ def test_declared_bounds_are_checked_centrally_with_messages_naming_the_option()
     # through --set the section the user named is in the message
     with pytest.raises(ValueError, match="full_ot option 'eps' must be positive, got 0.0"):
         from ftbench.objectives import OBJECTIVES
+
         apply_overrides(OBJECTIVES.get("full_ot").Config(), {"eps": 0}, "full_ot")
     # the bounds themselves are inclusive or exclusive as declared
     assert apply_overrides(TrainConfig(), {"warmup_fraction": 0, "eval_every": 0, "grad_clip": 0}, "train").eval_every == 0
@@ -83,11 +84,17 @@ def test_bounds_are_metadata_outside_the_config_hash_and_defaults_must_satisfy_t
     with pytest.raises(ValueError, match="default 0 is not at least 1"):
         option(0, "k", ge=1)
     from ftbench.config import Search
+
     with pytest.raises(ValueError, match=r"search range \[0, 2\] int reaches outside the bounds \(at least 1\)"):
         option(1, "k", ge=1, search=Search(0, 2, "int"))
     with pytest.raises(ValueError, match="at most one of ge/gt"):
         Bounds(ge=0, gt=0)
     with pytest.raises(ValueError, match="lower bound 1 must lie below the upper bound 0"):
         Bounds(ge=1, le=0)
-    assert [Bounds(gt=0).describe(), Bounds(ge=2).describe(), Bounds(ge=0).describe(), Bounds(gt=0, le=1).describe(),
-            Bounds(lt=5).describe()] == ["positive", "at least 2", ">= 0", "in (0, 1]", "< 5"]
+    assert [
+        Bounds(gt=0).describe(),
+        Bounds(ge=2).describe(),
+        Bounds(ge=0).describe(),
+        Bounds(gt=0, le=1).describe(),
+        Bounds(lt=5).describe(),
+    ] == ["positive", "at least 2", ">= 0", "in (0, 1]", "< 5"]

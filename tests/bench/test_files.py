@@ -15,8 +15,15 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 def test_results_re_exports_the_same_writers():
     """Code that imports the writers from `ftbench.run.results` gets the very same functions."""
-    for name in ("atomic_write", "atomic_write_bytes", "atomic_write_text", "current_umask",
-                 "make_folders", "remove_created_folders", "remove_interrupted_writes"):
+    for name in (
+        "atomic_write",
+        "atomic_write_bytes",
+        "atomic_write_text",
+        "current_umask",
+        "make_folders",
+        "remove_created_folders",
+        "remove_interrupted_writes",
+    ):
         assert getattr(results, name) is getattr(files, name), name
 
 

@@ -7,8 +7,13 @@ from ftbench.cost import gpu_check
 
 def test_gpu_check_plan_and_refusal(tmp_path, monkeypatch, capsys):
     plan = gpu_check.steps(tmp_path, "python")
-    assert [name for name, _, _ in plan] == ["cuda tests", "cost vs V on cuda", "step ratio on cuda", "search bench on cuda",
-                                                "paper-scale run on cuda"]
+    assert [name for name, _, _ in plan] == [
+        "cuda tests",
+        "cost vs V on cuda",
+        "step ratio on cuda",
+        "search bench on cuda",
+        "paper-scale run on cuda",
+    ]
     cost_cmd = plan[1][1]
     assert [cost_cmd[i + 1] for i, a in enumerate(cost_cmd) if a == "--views"] == ["2", "4", "8", "16", "32"]
     assert all("cuda" in cmd for _, cmd, _ in plan[1:])

@@ -8,8 +8,23 @@ from typer.testing import CliRunner
 
 from ftbench.cli.app import app
 
-TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=5",
-        "--set", "train.val_gallery_size=200", "--steps", "10", "--batch-size", "32", "--quiet", "--device", "cpu"]
+TINY = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.eval_every=5",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "10",
+    "--batch-size",
+    "32",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 runner = CliRunner()
 
@@ -115,8 +130,9 @@ def test_the_writability_check_leaves_nothing_behind(tmp_path):
         check_writable(tmp_path / "file" / "sub" / "dir")
 
 
-@pytest.mark.parametrize("command, default", [("run", "runs"), ("sweep", "runs"), ("reference", "runs"),
-                                              ("tune", "runs/tune"), ("cost", "runs/cost")])
+@pytest.mark.parametrize(
+    "command, default", [("run", "runs"), ("sweep", "runs"), ("reference", "runs"), ("tune", "runs/tune"), ("cost", "runs/cost")]
+)
 def test_commands_write_under_the_git_ignored_runs_by_default(command, default):
     """The committed results/ changes only when a command is told to write there."""
     import typer.main

@@ -11,8 +11,23 @@ from typer.testing import CliRunner
 
 from ftbench.cli.app import app
 
-TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=500", "--set", "train.eval_every=5",
-        "--set", "train.val_gallery_size=200", "--steps", "10", "--batch-size", "32", "--quiet", "--device", "cpu"]
+TINY = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=500",
+    "--set",
+    "train.eval_every=5",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "10",
+    "--batch-size",
+    "32",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 runner = CliRunner()
 
 
@@ -20,8 +35,9 @@ runner = CliRunner()
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
     for objective in ("clip", "factorized"):
-        res = runner.invoke(app, ["run", "--objective", objective, "--views", "4", "--out", str(out), "--save-run", *TINY],
-                            catch_exceptions=False)
+        res = runner.invoke(
+            app, ["run", "--objective", objective, "--views", "4", "--out", str(out), "--save-run", *TINY], catch_exceptions=False
+        )
         assert res.exit_code == 0, res.output
     return out
 
@@ -47,7 +63,9 @@ def test_export_writes_one_row_per_run_task_metric(results, tmp_path, fmt):
     files = sorted(results.glob("*.json"))
     expected = sum(len(v) for f in files for v in json.loads(f.read_text())["metrics"].values())
     assert len(frame) == expected and frame["run_id"].nunique() == 2
-    assert {"objective", "seed", "views", "task", "metric", "value", "train_config.lr", "dataset_config.items"} <= set(frame.columns)
+    assert {"objective", "seed", "views", "task", "metric", "value", "train_config.lr", "dataset_config.items"} <= set(
+        frame.columns
+    )
     one = frame[(frame["objective"] == "clip") & (frame["task"] == "query->item") & (frame["metric"] == "mrr@500")]
     clip_file = next(f for f in files if "__clip__" in f.name)
     assert one["value"].item() == pytest.approx(json.loads(clip_file.read_text())["metrics"]["query->item"]["mrr@500"])

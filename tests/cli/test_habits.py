@@ -11,8 +11,22 @@ from ftbench.cli.app import app
 from ftbench.cli.common import UsageError, split_list
 
 runner = CliRunner()
-TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=5",
-        "--set", "train.val_gallery_size=200", "--steps", "4", "--batch-size", "32", "--device", "cpu"]
+TINY = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.eval_every=5",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "4",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+]
 
 
 def _plain(text):
@@ -35,12 +49,15 @@ def _help_text(*command):
     return " ".join(res.output.replace("│", " ").split())  # panel borders out: a wrapped cell reads on
 
 
-@pytest.mark.parametrize("command, shown", [
-    ("run", "pip install 'ftbench[tracking]'"),
-    ("sweep", "pip install 'ftbench[tracking]'"),
-    ("tune", "pip install 'ftbench[tracking]'"),
-    ("run", "(bare or in [objective], [dataset], [train], [tower], [eval] tables)"),
-])
+@pytest.mark.parametrize(
+    "command, shown",
+    [
+        ("run", "pip install 'ftbench[tracking]'"),
+        ("sweep", "pip install 'ftbench[tracking]'"),
+        ("tune", "pip install 'ftbench[tracking]'"),
+        ("run", "(bare or in [objective], [dataset], [train], [tower], [eval] tables)"),
+    ],
+)
 def test_help_shows_brackets_as_written(command, shown):
     """Rich markup ate them: `pip install 'ftbench'`, "bare or in , , , , tables"."""
     assert shown in _help_text(command)
@@ -93,8 +110,12 @@ def test_split_list_takes_comma_lists_and_repeats():
 
 
 def test_sweep_takes_comma_lists_and_ends_with_a_results_table(tmp_path):
-    res = runner.invoke(app, ["sweep", "--objective", "clip,factorized", "--views", "1,2", "--seed", "0",
-                              "--out", str(tmp_path), *TINY], env={"COLUMNS": "200"}, catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        ["sweep", "--objective", "clip,factorized", "--views", "1,2", "--seed", "0", "--out", str(tmp_path), *TINY],
+        env={"COLUMNS": "200"},
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     assert len(list(tmp_path.glob("*.json"))) == 4
     text = _plain(res.output)
@@ -133,8 +154,12 @@ def test_run_announces_encoding_and_the_evaluate_bar_completes(tmp_path, monkeyp
         return result
 
     monkeypatch.setattr(experiment, "execute", execute)
-    res = runner.invoke(app, ["run", "--objective", "clip", "--views", "1", "--out", str(tmp_path / "r"), *TINY],
-                        env={"COLUMNS": "200"}, catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        ["run", "--objective", "clip", "--views", "1", "--out", str(tmp_path / "r"), *TINY],
+        env={"COLUMNS": "200"},
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     assert seen["reporter"] is not None  # the CLI installed a reporter for feature encoding
     evaluate = [e for e in seen["events"] if e[0] == "evaluate"]
@@ -181,13 +206,16 @@ def test_ctrl_c_in_a_sweep_says_what_was_kept_and_that_a_rerun_continues(tmp_pat
     assert res.exit_code == 0 and "1 ran, 1 skipped" in _plain(res.output)
 
 
-@pytest.mark.parametrize("command", [
-    ["run", "--objective", "clip", "--views", "1", *TINY],
-    ["sweep", "--objective", "clip", "--views", "1", "--seed", "0", *TINY],
-    ["cost", "--objective", "clip", "--views", "1"],
-    ["cost", "--solver-bench"],
-    ["report"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--objective", "clip", "--views", "1", *TINY],
+        ["sweep", "--objective", "clip", "--views", "1", "--seed", "0", *TINY],
+        ["cost", "--objective", "clip", "--views", "1"],
+        ["cost", "--solver-bench"],
+        ["report"],
+    ],
+)
 def test_a_bad_out_is_one_line(tmp_path, command):
     (tmp_path / "a_file").write_text("x")
     args = list(command)
@@ -208,10 +236,24 @@ def test_cost_warns_of_a_busy_machine_and_a_large_spread():
     assert "load average 3.5 on 2 cores" in busy_warning({"load_1min": 3.5, "cpus": 2})
     assert busy_warning({"load_1min": None, "cpus": 2}) is None
     rows = [
-        {"objective": "clip", "views": 1, "status": "ok", "objective_ms_median": 4.0, "objective_ms_iqr": 0.1,
-         "step_ms_median": 416.0, "step_ms_iqr": 300.0},
-        {"objective": "clip", "views": 4, "status": "ok", "objective_ms_median": 5.0, "objective_ms_iqr": 0.2,
-         "step_ms_median": 55.0, "step_ms_iqr": 2.0},
+        {
+            "objective": "clip",
+            "views": 1,
+            "status": "ok",
+            "objective_ms_median": 4.0,
+            "objective_ms_iqr": 0.1,
+            "step_ms_median": 416.0,
+            "step_ms_iqr": 300.0,
+        },
+        {
+            "objective": "clip",
+            "views": 4,
+            "status": "ok",
+            "objective_ms_median": 5.0,
+            "objective_ms_iqr": 0.2,
+            "step_ms_median": 55.0,
+            "step_ms_iqr": 2.0,
+        },
         {"objective": "oat", "views": 4, "status": "skipped", "reason": "memory"},
     ]
     lines = spread_warnings(rows)

@@ -90,15 +90,48 @@ def test_make_progress_draws_bars_only_in_a_terminal():
 @pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")
 def test_a_run_with_its_output_in_a_file_logs_encoding_training_and_evaluation(tmp_path):
     log = tmp_path / "run.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "FTBENCH_CACHE_DIR": str(tmp_path / "cache"),
-           "COLUMNS": "80"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "FTBENCH_CACHE_DIR": str(tmp_path / "cache"),
+        "COLUMNS": "80",
+    }
     with log.open("w") as handle:
         done = subprocess.run(
-            [sys.executable, "-m", "ftbench", "run", "--objective", "clip", "--views", "2", "--dataset", "grocery-store",
-             "--data-dir", str(MINI), "--set", "dataset.image_backbone=hash", "--set", "dataset.text_backbone=hash",
-             "--steps", "4", "--batch-size", "8", "--set", "train.eval_every=2", "--device", "cpu",
-             "--out", str(tmp_path / "out")],
-            stdout=handle, stderr=subprocess.STDOUT, env=env, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "ftbench",
+                "run",
+                "--objective",
+                "clip",
+                "--views",
+                "2",
+                "--dataset",
+                "grocery-store",
+                "--data-dir",
+                str(MINI),
+                "--set",
+                "dataset.image_backbone=hash",
+                "--set",
+                "dataset.text_backbone=hash",
+                "--steps",
+                "4",
+                "--batch-size",
+                "8",
+                "--set",
+                "train.eval_every=2",
+                "--device",
+                "cpu",
+                "--out",
+                str(tmp_path / "out"),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=600,
+        )
     text = log.read_text()
     assert done.returncode == 0, text
     images = f"encoding 491 inputs not in the cache: grocery-store {MINI}: image views"

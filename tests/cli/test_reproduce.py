@@ -39,8 +39,23 @@ def _only_json(folder):
 def test_config_file_rerun_and_provenance(tmp_path, monkeypatch):
     config = tmp_path / "run.toml"
     config.write_text(TINY_TOML + "[objective]\nprimary_weight = 0.6\n")
-    res = _run("run", "--objective", "factorized", "--views", "2", "--config", str(config), "--seed", "1",
-               "--device", "cpu", "--quiet", "--out", str(tmp_path / "a"), monkeypatch=monkeypatch)
+    res = _run(
+        "run",
+        "--objective",
+        "factorized",
+        "--views",
+        "2",
+        "--config",
+        str(config),
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(tmp_path / "a"),
+        monkeypatch=monkeypatch,
+    )
     assert res.exit_code == 0, res.output
     original = json.loads(_only_json(tmp_path / "a").read_text())
     assert original["config"]["train_config"]["steps"] == 10 and original["config"]["dataset_config"]["items"] == 300
@@ -53,8 +68,16 @@ def test_config_file_rerun_and_provenance(tmp_path, monkeypatch):
     git = git_state()
     assert prov["commit"] == git["commit"] and prov["dirty"] == git["dirty"]
 
-    res = _run("rerun", str(_only_json(tmp_path / "a")), "--device", "cpu", "--quiet", "--out", str(tmp_path / "b"),
-               monkeypatch=monkeypatch)
+    res = _run(
+        "rerun",
+        str(_only_json(tmp_path / "a")),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--out",
+        str(tmp_path / "b"),
+        monkeypatch=monkeypatch,
+    )
     assert res.exit_code == 0, res.output
     assert "metrics equal to the recorded ones" in " ".join(res.output.split())
     again = json.loads(_only_json(tmp_path / "b").read_text())
@@ -63,8 +86,16 @@ def test_config_file_rerun_and_provenance(tmp_path, monkeypatch):
     assert again["provenance"]["command"].startswith("ftbench rerun ")
 
     # a tampered record is noticed: the rerun exits 1 and names the metric
-    tampered = dict(original, metrics={**original["metrics"], "query->item": {
-        **original["metrics"]["query->item"], "recall@10": original["metrics"]["query->item"]["recall@10"] + 0.5}})
+    tampered = dict(
+        original,
+        metrics={
+            **original["metrics"],
+            "query->item": {
+                **original["metrics"]["query->item"],
+                "recall@10": original["metrics"]["query->item"]["recall@10"] + 0.5,
+            },
+        },
+    )
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "tampered.json").write_text(json.dumps(tampered))
     res = _run("rerun", str(tmp_path / "c" / "tampered.json"), "--device", "cpu", "--quiet", "--out", str(tmp_path / "d"))
@@ -92,7 +123,7 @@ def test_config_file_errors_name_the_file_and_key(tmp_path):
     res = runner.invoke(app, ["run", "--config", str(tmp_path / "none.toml"), "--out", str(tmp_path)])
     assert res.exit_code == 2 and "no such file" in res.output
     good = tmp_path / "good.toml"
-    good.write_text('primary_weight = 0.7\n[train]\nsteps = 3\n[dataset]\nseed = 2\n')
+    good.write_text("primary_weight = 0.7\n[train]\nsteps = 3\n[dataset]\nseed = 2\n")
     assert sets_from_config_file(good) == ["primary_weight=0.7", "train.steps=3", "dataset.seed=2"]
 
 
@@ -132,8 +163,14 @@ def test_command_line_is_shell_quoted():
 
 
 def test_command_line_never_records_a_storage_password():
-    argv = ["/x/bin/ftbench", "sweep", "--storage", "postgresql://ftbench:s3cret@db.local:5432/bench",
-            "--storage-options", "sqlite:///x?password=hunter2&x=1"]
+    argv = [
+        "/x/bin/ftbench",
+        "sweep",
+        "--storage",
+        "postgresql://ftbench:s3cret@db.local:5432/bench",
+        "--storage-options",
+        "sqlite:///x?password=hunter2&x=1",
+    ]
     recorded = command_line(argv)
     assert "s3cret" not in recorded and "hunter2" not in recorded
     assert "postgresql://ftbench:***@db.local:5432/bench" in recorded

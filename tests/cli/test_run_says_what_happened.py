@@ -17,19 +17,53 @@ runner = CliRunner()
 def _catalog(folder: Path) -> None:
     """Text items with a given split; the train query names two test items; an unknown item in qrels."""
     (folder / "qrels").mkdir(parents=True)
-    items = [{"id": f"i{k}", "title": f"item {k} colour {k % 3}", "description": f"made of tin {k}",
-              "split": "test" if k >= 16 else "train"} for k in range(20)]
+    items = [
+        {
+            "id": f"i{k}",
+            "title": f"item {k} colour {k % 3}",
+            "description": f"made of tin {k}",
+            "split": "test" if k >= 16 else "train",
+        }
+        for k in range(20)
+    ]
     (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"id": f"q{k}", "text": f"colour {k % 3}"}) + "\n" for k in range(6)))
-    (folder / "qrels" / "train.tsv").write_text("".join(f"q{k}\ti{j}\t1\n" for k in range(4) for j in range(k, 16, 4)) + "q0\ti16\t1\nq1\ti17\t1\n")
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": f"q{k}", "text": f"colour {k % 3}"}) + "\n" for k in range(6))
+    )
+    (folder / "qrels" / "train.tsv").write_text(
+        "".join(f"q{k}\ti{j}\t1\n" for k in range(4) for j in range(k, 16, 4)) + "q0\ti16\t1\nq1\ti17\t1\n"
+    )
     (folder / "qrels" / "dev.tsv").write_text("q4\ti3\t1\n")
     (folder / "qrels" / "test.tsv").write_text("q5\ti18\t1\nq5\ti19\t1\nq5\tnowhere\t1\n")
 
 
 def _run(folder: Path, cache: Path, out: Path):
-    result = runner.invoke(app, ["run", "-o", "factorized", "--views", "2", "-d", "catalog", "--data-dir", str(folder),
-                                 "--set", "dataset.text_backbone=hash", "--steps", "3", "--batch-size", "4",
-                                 "--cache-dir", str(cache), "--out", str(out), "-q"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "-o",
+            "factorized",
+            "--views",
+            "2",
+            "-d",
+            "catalog",
+            "--data-dir",
+            str(folder),
+            "--set",
+            "dataset.text_backbone=hash",
+            "--steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--cache-dir",
+            str(cache),
+            "--out",
+            str(out),
+            "-q",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())  # rich wraps long lines
     (path,) = out.glob("*.json")
@@ -40,8 +74,10 @@ def test_run_prints_and_records_what_happened(tmp_path):
     _catalog(tmp_path / "cat")
     text, result = _run(tmp_path / "cat", tmp_path / "cache", tmp_path / "runs")
     assert "skipped by the loader: qrels_unknown_item=1" in text
-    assert ("training pairs: 16 used; not used: 2 of train queries name a val/test item (kept out of training so that "
-            "the cross-view val/test items stay unseen)") in text
+    assert (
+        "training pairs: 16 used; not used: 2 of train queries name a val/test item (kept out of training so that "
+        "the cross-view val/test items stay unseen)"
+    ) in text
     assert "factorized reduces to clip on this data: at --views 2" in text
     counts = result["counts"]
     assert counts["training_pairs_dropped"] == {"query_not_train": 0, "item_not_train": 2}

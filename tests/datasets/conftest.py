@@ -71,14 +71,42 @@ def write_amazon(folder: Path) -> None:
     """meta_Beauty.jsonl: one JSON object per line in the Amazon Reviews 2023 item-metadata schema."""
     folder.mkdir(parents=True, exist_ok=True)
     records = [
-        {"parent_asin": "B001", "title": "Argan oil shampoo", "features": ["Sulfate free", "500 ml"],
-         "description": ["Gentle <b>care</b>"], "store": "Acme", "categories": ["Beauty", "Hair"], "images": []},
-        {"parent_asin": "B002", "title": "Wooden comb", "features": [], "description": [], "store": "Combco",
-         "categories": [], "images": [{"thumb": "https://x/b1.jpg", "large": "https://x/b1L.jpg", "variant": "MAIN"}]},
-        {"parent_asin": "B003", "title": "Hair dryer 2000W", "features": ["Ionic"], "description": "Fast drying",
-         "store": None, "categories": ["Beauty"], "images": []},
-        {"parent_asin": "B004", "title": "Shower cap", "features": ["Waterproof"], "description": [], "store": "Acme",
-         "categories": [], "images": []},
+        {
+            "parent_asin": "B001",
+            "title": "Argan oil shampoo",
+            "features": ["Sulfate free", "500 ml"],
+            "description": ["Gentle <b>care</b>"],
+            "store": "Acme",
+            "categories": ["Beauty", "Hair"],
+            "images": [],
+        },
+        {
+            "parent_asin": "B002",
+            "title": "Wooden comb",
+            "features": [],
+            "description": [],
+            "store": "Combco",
+            "categories": [],
+            "images": [{"thumb": "https://x/b1.jpg", "large": "https://x/b1L.jpg", "variant": "MAIN"}],
+        },
+        {
+            "parent_asin": "B003",
+            "title": "Hair dryer 2000W",
+            "features": ["Ionic"],
+            "description": "Fast drying",
+            "store": None,
+            "categories": ["Beauty"],
+            "images": [],
+        },
+        {
+            "parent_asin": "B004",
+            "title": "Shower cap",
+            "features": ["Waterproof"],
+            "description": [],
+            "store": "Acme",
+            "categories": [],
+            "images": [],
+        },
     ]
     (folder / "meta_Beauty.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
@@ -87,16 +115,21 @@ def write_grocery(folder: Path) -> None:
     """classes.csv, train/val/test.txt and the images they point to, in the Grocery Store layout."""
     icons = folder / "iconic-images-and-descriptions"
     rows = []
-    products = [("Anjou", 20, "Pear", "Fruit/Pear/Anjou"), ("Zucchini", 80, "Zucchini", "Vegetables/Zucchini"),
-                ("Bravo-Juice", 29, "Juice", "Packages/Juice/Bravo-Juice")]
+    products = [
+        ("Anjou", 20, "Pear", "Fruit/Pear/Anjou"),
+        ("Zucchini", 80, "Zucchini", "Vegetables/Zucchini"),
+        ("Bravo-Juice", 29, "Juice", "Packages/Juice/Bravo-Juice"),
+    ]
     for k, (name, cid, coarse, rel) in enumerate(products):
         d = icons / rel
         d.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (12, 12), (60 * k, 100, 200 - 60 * k)).save(d / f"{name}_Iconic.jpg")
         (d / f"{name}_Description.txt").write_text(f"About {name}.\n", encoding="utf-8")
         (d / f"{name}_Information.txt").write_text(f"Title: {name} title\nCountry and volume: Sweden, 1 kg\n", encoding="utf-8")
-        rows.append(f"{name},{cid},{coarse},{k},/iconic-images-and-descriptions/{rel}/{name}_Iconic.jpg,"
-                    f"/iconic-images-and-descriptions/{rel}/{name}_Description.txt")
+        rows.append(
+            f"{name},{cid},{coarse},{k},/iconic-images-and-descriptions/{rel}/{name}_Iconic.jpg,"
+            f"/iconic-images-and-descriptions/{rel}/{name}_Description.txt"
+        )
     (folder / "classes.csv").write_text(
         "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),Iconic Image Path (str),"
         "Product Description Path (str)\n" + "\n".join(rows) + "\n",
@@ -123,16 +156,30 @@ class DataFormat:
 
 
 FORMATS = {
-    "wands": DataFormat("wands", write_wands, ("product.csv", "query.csv", "label.csv"),
-                        lambda d: WANDS().build(WANDS.Config(data_dir=str(d), **CHEAP))),
-    "esci": DataFormat("esci", write_esci, ("shopping_queries_dataset_examples.csv", "shopping_queries_dataset_products.csv"),
-                       lambda d: ESCI().build(ESCI.Config(data_dir=str(d), query_val_fraction=0.0, **CHEAP))),
+    "wands": DataFormat(
+        "wands",
+        write_wands,
+        ("product.csv", "query.csv", "label.csv"),
+        lambda d: WANDS().build(WANDS.Config(data_dir=str(d), **CHEAP)),
+    ),
+    "esci": DataFormat(
+        "esci",
+        write_esci,
+        ("shopping_queries_dataset_examples.csv", "shopping_queries_dataset_products.csv"),
+        lambda d: ESCI().build(ESCI.Config(data_dir=str(d), query_val_fraction=0.0, **CHEAP)),
+    ),
     "amazon-reviews-2023": DataFormat(
-        "amazon-reviews-2023", write_amazon, ("meta_Beauty.jsonl",),
-        lambda d: AmazonReviews2023().build(AmazonReviews2023.Config(data_dir=str(d), **CHEAP))),
+        "amazon-reviews-2023",
+        write_amazon,
+        ("meta_Beauty.jsonl",),
+        lambda d: AmazonReviews2023().build(AmazonReviews2023.Config(data_dir=str(d), **CHEAP)),
+    ),
     "grocery-store": DataFormat(
-        "grocery-store", write_grocery, ("classes.csv", "train.txt", "val.txt", "test.txt"),
-        lambda d: GroceryStore().build(GroceryStore.Config(data_dir=str(d), image_backbone="hash", **CHEAP))),
+        "grocery-store",
+        write_grocery,
+        ("classes.csv", "train.txt", "val.txt", "test.txt"),
+        lambda d: GroceryStore().build(GroceryStore.Config(data_dir=str(d), image_backbone="hash", **CHEAP)),
+    ),
 }
 
 

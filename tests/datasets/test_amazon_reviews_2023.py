@@ -24,10 +24,7 @@ def _item(asin, title, features=(), description=(), images=(), **extra):
         "features": list(features),
         "description": list(description),
         "price": None,
-        "images": [
-            {"thumb": f"{URL}{n}._SS40_.jpg", "large": f"{URL}{n}.jpg", "variant": v, "hi_res": None}
-            for n, v in images
-        ],
+        "images": [{"thumb": f"{URL}{n}._SS40_.jpg", "large": f"{URL}{n}.jpg", "variant": v, "hi_res": None} for n, v in images],
         "videos": [],
         "store": "Acme",
         "categories": ["Beauty", "Hair"],
@@ -55,7 +52,13 @@ def _config(tmp_path, **kw):
 
 
 ITEMS = [
-    _item("B001", "Argan oil shampoo", ["Sulfate free", "500 ml"], ["<b>Gentle</b> shampoo &amp; care"], [("a1", "MAIN"), ("a2", "PT01")]),
+    _item(
+        "B001",
+        "Argan oil shampoo",
+        ["Sulfate free", "500 ml"],
+        ["<b>Gentle</b> shampoo &amp; care"],
+        [("a1", "MAIN"), ("a2", "PT01")],
+    ),
     _item("B002", "Wooden comb", [], [], [("b1", "PT01"), ("b2", "MAIN")]),
     _item("B003", "", [], [], [], store=None, categories=[]),  # no text, no image -> skipped
     _item("B004", "Hair dryer 2000W", ["Ionic"], ["Fast drying"], []),

@@ -31,12 +31,21 @@ def write_three_items(folder: Path, with_manifest: bool = True) -> None:
     for k, name in enumerate(("mug", "lamp", "chair")):
         Image.new("RGB", (10, 10), (80 * k, 120, 200 - 80 * k)).save(folder / "images" / f"{name}.jpg")
     items = [
-        {"id": "mug", "title": "stoneware coffee mug", "description": "a 350 ml mug, dishwasher safe",
-         "image": "images/mug.jpg", "split": "train"},
-        {"id": "lamp", "title": "brass desk lamp", "description": "adjustable arm, warm light",
-         "image": "images/lamp.jpg", "split": "dev"},
-        {"id": "chair", "title": "oak dining chair", "description": None, "image": "images/chair.jpg",
-         "split": "test"},
+        {
+            "id": "mug",
+            "title": "stoneware coffee mug",
+            "description": "a 350 ml mug, dishwasher safe",
+            "image": "images/mug.jpg",
+            "split": "train",
+        },
+        {
+            "id": "lamp",
+            "title": "brass desk lamp",
+            "description": "adjustable arm, warm light",
+            "image": "images/lamp.jpg",
+            "split": "dev",
+        },
+        {"id": "chair", "title": "oak dining chair", "description": None, "image": "images/chair.jpg", "split": "test"},
     ]
     (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
     queries = [{"id": "q1", "text": "coffee mug"}, {"id": "q2", "text": "desk lamp"}, {"id": "q3", "text": "wooden chair"}]
@@ -46,11 +55,18 @@ def write_three_items(folder: Path, with_manifest: bool = True) -> None:
     (folder / "qrels" / "dev.tsv").write_text("q2 0 lamp 1\n", encoding="utf-8")  # the TREC shape
     (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq3\tchair\t2\nq3\tmug\t1\n", encoding="utf-8")
     if with_manifest:
-        (folder / "catalog.json").write_text(json.dumps({"views": [
-            {"field": "image", "modality": "image", "role": "primary"},
-            {"field": "title", "modality": "text", "role": "primary"},
-            {"field": "description", "modality": "text", "role": "auxiliary"},
-        ]}), encoding="utf-8")
+        (folder / "catalog.json").write_text(
+            json.dumps(
+                {
+                    "views": [
+                        {"field": "image", "modality": "image", "role": "primary"},
+                        {"field": "title", "modality": "text", "role": "primary"},
+                        {"field": "description", "modality": "text", "role": "auxiliary"},
+                    ]
+                }
+            ),
+            encoding="utf-8",
+        )
 
 
 def _load(folder: Path, **kw):
@@ -67,7 +83,7 @@ def test_three_item_example_reads_views_splits_and_graded_qrels(tmp_path):
     q = ds.queries
     assert q.ids.tolist() == ["q1", "q2", "q3"] and q.split.tolist() == [0, 1, 2] and q.modality == "text"
     assert q.relevant(0).tolist() == [0]  # grade 0 (lamp) is judged, not relevant
-    rel3 = dict(zip(q.relevant(2).tolist(), q.relevant_grades[q.relevant_indptr[2]:q.relevant_indptr[3]].tolist()))
+    rel3 = dict(zip(q.relevant(2).tolist(), q.relevant_grades[q.relevant_indptr[2] : q.relevant_indptr[3]].tolist()))
     assert rel3 == {2: 2.0, 0: 1.0}
     assert q.interactions.tolist() == [[0, 0]]  # train qrels with grade > 0
 
@@ -76,7 +92,10 @@ def test_views_are_inferred_without_catalog_json(tmp_path, capsys):
     write_three_items(tmp_path, with_manifest=False)
     ds = _load(tmp_path)
     assert [(s.name, s.modality, s.role) for s in ds.catalog.slots] == [
-        ("image", "image", "primary"), ("title", "text", "primary"), ("description", "text", "auxiliary")]
+        ("image", "image", "primary"),
+        ("title", "text", "primary"),
+        ("description", "text", "auxiliary"),
+    ]
     assert "inferred" in capsys.readouterr().err
 
 
@@ -90,8 +109,10 @@ def test_list_fields_become_numbered_slots_and_vectors_are_read(tmp_path):
     np.save(tmp_path / "vectors" / "clip.npy", np.arange(6, dtype=np.float32).reshape(2, 3))
     (tmp_path / "vectors" / "clip.ids").write_text("chair\nmug\n")
     manifest = json.loads((tmp_path / "catalog.json").read_text())
-    manifest["views"] += [{"field": "photos", "modality": "image", "role": "auxiliary", "slot": "photo"},
-                          {"vectors": "vectors/clip.npy", "modality": "clip", "role": "auxiliary"}]
+    manifest["views"] += [
+        {"field": "photos", "modality": "image", "role": "auxiliary", "slot": "photo"},
+        {"vectors": "vectors/clip.npy", "modality": "clip", "role": "auxiliary"},
+    ]
     (tmp_path / "catalog.json").write_text(json.dumps(manifest))
     ds = _load(tmp_path)
     assert [s.name for s in ds.catalog.slots][3:] == ["photo_1", "photo_2", "clip"]
@@ -101,20 +122,53 @@ def test_list_fields_become_numbered_slots_and_vectors_are_read(tmp_path):
     np.testing.assert_array_equal(ds.catalog.features(np.array([2, 0]), 5), [[0, 1, 2], [3, 4, 5]])
 
 
-@pytest.mark.parametrize("break_it, message", [
-    (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x"}\n{"title": "y"}\n'), r"items.jsonl, line 2: missing field 'id'"),
-    (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x"}\n{"id": "a", "title": "y"}\n'), r"line 2: duplicate id 'a'"),
-    (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x"}\n{oops\n'), r"items.jsonl, line 2: not valid JSON"),
-    (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": 3, "image": "images/mug.jpg"}\n'), r"line 1: field 'title' must be a string"),
-    (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x", "image": "images/nope.jpg", "split": "train"}\n'), r"line 1: field 'image': image 'images/nope.jpg' does not exist"),
-    (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x", "split": "holdout"}\n'), r"line 1: field 'split' must be one of"),
-    (lambda d: (d / "qrels" / "test.tsv").write_text("q3\tchair\n"), r"test.tsv, line 1: expected 'query-id<TAB>corpus-id<TAB>score'"),
-    (lambda d: (d / "qrels" / "test.tsv").write_text("q3\tchair\tgood\n"), r"test.tsv, line 1: field 'score' must be a number"),
-    (lambda d: (d / "qrels" / "test.tsv").write_text("q1\tchair\t1\n"), r"test.tsv, line 1: query 'q1' is also in train.tsv"),
-    (lambda d: (d / "queries.jsonl").write_text('{"id": "q1"}\n'), r"queries.jsonl, line 1: a query needs exactly one of 'text' or 'image'"),
-    (lambda d: (d / "catalog.json").write_text('{"views": [{"field": "title", "modality": "text", "role": "main"}]}'), r"catalog.json: views\[0\]: field 'role' must be"),
-    (lambda d: (d / "catalog.json").write_text('{"cross_view_items": "some"}'), r"catalog.json: field 'cross_view_items' must be one of"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        (
+            lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x"}\n{"title": "y"}\n'),
+            r"items.jsonl, line 2: missing field 'id'",
+        ),
+        (
+            lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x"}\n{"id": "a", "title": "y"}\n'),
+            r"line 2: duplicate id 'a'",
+        ),
+        (lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x"}\n{oops\n'), r"items.jsonl, line 2: not valid JSON"),
+        (
+            lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": 3, "image": "images/mug.jpg"}\n'),
+            r"line 1: field 'title' must be a string",
+        ),
+        (
+            lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x", "image": "images/nope.jpg", "split": "train"}\n'),
+            r"line 1: field 'image': image 'images/nope.jpg' does not exist",
+        ),
+        (
+            lambda d: (d / "items.jsonl").write_text('{"id": "a", "title": "x", "split": "holdout"}\n'),
+            r"line 1: field 'split' must be one of",
+        ),
+        (
+            lambda d: (d / "qrels" / "test.tsv").write_text("q3\tchair\n"),
+            r"test.tsv, line 1: expected 'query-id<TAB>corpus-id<TAB>score'",
+        ),
+        (
+            lambda d: (d / "qrels" / "test.tsv").write_text("q3\tchair\tgood\n"),
+            r"test.tsv, line 1: field 'score' must be a number",
+        ),
+        (lambda d: (d / "qrels" / "test.tsv").write_text("q1\tchair\t1\n"), r"test.tsv, line 1: query 'q1' is also in train.tsv"),
+        (
+            lambda d: (d / "queries.jsonl").write_text('{"id": "q1"}\n'),
+            r"queries.jsonl, line 1: a query needs exactly one of 'text' or 'image'",
+        ),
+        (
+            lambda d: (d / "catalog.json").write_text('{"views": [{"field": "title", "modality": "text", "role": "main"}]}'),
+            r"catalog.json: views\[0\]: field 'role' must be",
+        ),
+        (
+            lambda d: (d / "catalog.json").write_text('{"cross_view_items": "some"}'),
+            r"catalog.json: field 'cross_view_items' must be one of",
+        ),
+    ],
+)
 def test_bad_input_names_file_line_and_field(tmp_path, break_it, message):
     write_three_items(tmp_path)
     break_it(tmp_path)
@@ -122,17 +176,25 @@ def test_bad_input_names_file_line_and_field(tmp_path, break_it, message):
         _load(tmp_path)
 
 
-@pytest.mark.parametrize("break_it, message", [
-    # was "backbone 'minilm' encodes text, not None"
-    (lambda d: (d / "queries.jsonl").write_text(""), r"queries.jsonl: no queries in the file \(it is empty\)"),
-    (lambda d: (d / "queries.jsonl").write_text("\n\n"), r"queries.jsonl: no queries in the file"),
-    # was a run that exited 0 without its main task
-    (lambda d: (d / "qrels" / "test.tsv").write_text(""), r"test.tsv: no judgments in the file \(it is empty or only a header\)"),
-    (lambda d: (d / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n"), r"dev.tsv: no judgments in the file"),
-    (lambda d: (d / "qrels" / "test.tsv").write_text("q9\tchair\t2\nq3\tsofa\t1\nq3\tmug\t0\n"),
-     r"test.tsv: no line gives a known query a relevant item \(3 lines: 1 name a query not in queries.jsonl, "
-     r"1 an item not in the catalog, 1 have score 0\)"),
-])
+@pytest.mark.parametrize(
+    "break_it, message",
+    [
+        # was "backbone 'minilm' encodes text, not None"
+        (lambda d: (d / "queries.jsonl").write_text(""), r"queries.jsonl: no queries in the file \(it is empty\)"),
+        (lambda d: (d / "queries.jsonl").write_text("\n\n"), r"queries.jsonl: no queries in the file"),
+        # was a run that exited 0 without its main task
+        (
+            lambda d: (d / "qrels" / "test.tsv").write_text(""),
+            r"test.tsv: no judgments in the file \(it is empty or only a header\)",
+        ),
+        (lambda d: (d / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n"), r"dev.tsv: no judgments in the file"),
+        (
+            lambda d: (d / "qrels" / "test.tsv").write_text("q9\tchair\t2\nq3\tsofa\t1\nq3\tmug\t0\n"),
+            r"test.tsv: no line gives a known query a relevant item \(3 lines: 1 name a query not in queries.jsonl, "
+            r"1 an item not in the catalog, 1 have score 0\)",
+        ),
+    ],
+)
 def test_a_file_that_would_silently_drop_a_split_is_named(tmp_path, break_it, message):
     write_three_items(tmp_path)
     break_it(tmp_path)
@@ -146,9 +208,11 @@ def test_an_image_url_is_refused_saying_what_to_do(tmp_path, url, manifest):
     write_three_items(tmp_path, with_manifest=manifest)
     lines = (tmp_path / "items.jsonl").read_text().replace('"images/lamp.jpg"', json.dumps(url))
     (tmp_path / "items.jsonl").write_text(lines)
-    expected = (rf"items.jsonl, line 2: field 'image': image '{re.escape(url)}' is a URL; images are read from local "
-                rf"files only \(nothing is downloaded\): download the images into {re.escape(str(tmp_path))} "
-                r"\(e.g. under images/\) and give their paths relative to it")
+    expected = (
+        rf"items.jsonl, line 2: field 'image': image '{re.escape(url)}' is a URL; images are read from local "
+        rf"files only \(nothing is downloaded\): download the images into {re.escape(str(tmp_path))} "
+        r"\(e.g. under images/\) and give their paths relative to it"
+    )
     with pytest.raises(ValueError, match=expected):
         _load(tmp_path)
 
@@ -188,8 +252,14 @@ def test_converted_grocery_mini_is_the_same_data_set_and_gives_the_same_metrics(
         np.testing.assert_array_equal(getattr(via.queries, name), getattr(direct.queries, name), err_msg=name)
 
     def run(dataset, data_dir, *extra):
-        sets = [f"dataset.data_dir={data_dir}", *extra, "dataset.text_backbone=hash",
-                "dataset.image_backbone=hash", "dataset.use_cache=False", "train.eval_every=5"]
+        sets = [
+            f"dataset.data_dir={data_dir}",
+            *extra,
+            "dataset.text_backbone=hash",
+            "dataset.image_backbone=hash",
+            "dataset.use_cache=False",
+            "train.eval_every=5",
+        ]
         prepared = prepare(RunSpec("factorized", dataset, views=4, seed=3, device="cpu", sets=sets, steps=10, batch_size=8))
         return execute(prepared, None)[0]
 

@@ -32,11 +32,18 @@ def test_csv_columns_are_fields_and_numbered_columns_a_list(tmp_path):
         'm1,"mug, blue","two lines\nof text",images/a.png,images/b.png,x\n'
         "m2,lamp,,,images/c.png,\n"
         "m3,chair,,images/c.png,,\n"
-        ",,,,,\n", encoding="utf-8")
+        ",,,,,\n",
+        encoding="utf-8",
+    )
     _, records = read_items(tmp_path)
     assert [r for _, r in records] == [
-        {"id": "m1", "title": "mug, blue", "description": "two lines\nof text", "photos": ["images/a.png", "images/b.png"],
-         "size_2": "x"},
+        {
+            "id": "m1",
+            "title": "mug, blue",
+            "description": "two lines\nof text",
+            "photos": ["images/a.png", "images/b.png"],
+            "size_2": "x",
+        },
         {"id": "m2", "title": "lamp", "photos": [None, "images/c.png"]},  # an empty cell: a missing view there
         {"id": "m3", "title": "chair", "photos": ["images/c.png"]},
     ]
@@ -56,13 +63,16 @@ def test_which_numbered_columns_make_a_list():
     assert csv_list_fields(["id", "a_1", "a_2", "a_10"], set()) == {}  # 1, 2, 10: not numbered without gaps
 
 
-@pytest.mark.parametrize("text, message", [
-    ("title,description\nx,y\n", r"items.csv, line 1: the header has no 'id' column"),
-    ("id,title,title\na,x,y\n", r"items.csv, line 1: column 'title' appears twice"),
-    ("id,,title\na,x,y\n", r"items.csv, line 1: column 2 of the header has no name"),
-    ("id,title\na,x\nb,y,z\n", r"items.csv, line 3: 3 cells, but the header names 2 columns"),
-    ('id,title\na,"never closed\n', r"items.csv, line \d+: not valid CSV"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("title,description\nx,y\n", r"items.csv, line 1: the header has no 'id' column"),
+        ("id,title,title\na,x,y\n", r"items.csv, line 1: column 'title' appears twice"),
+        ("id,,title\na,x,y\n", r"items.csv, line 1: column 2 of the header has no name"),
+        ("id,title\na,x\nb,y,z\n", r"items.csv, line 3: 3 cells, but the header names 2 columns"),
+        ('id,title\na,"never closed\n', r"items.csv, line \d+: not valid CSV"),
+    ],
+)
 def test_bad_csv_names_file_and_line(tmp_path, text, message):
     (tmp_path / "items.csv").write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
@@ -78,19 +88,31 @@ def test_two_item_files_are_refused(tmp_path):
 
 GOOD = [
     example_catalog()[4],
-    {"views": [{"field": "image", "modality": "image", "role": "primary"},
-               {"field": "photos", "modality": "image", "role": "auxiliary", "slot": "photo"},
-               {"vectors": "vectors/clip.npy", "slot": "clip", "modality": "clip", "role": "auxiliary"}],
-     "query_task": "query->item", "cross_view_items": "all", "queries": {"vectors": "vectors/q.npy", "modality": "clip"},
-     "name": "x", "source": {"dataset": "synthetic", "options": {}}},
+    {
+        "views": [
+            {"field": "image", "modality": "image", "role": "primary"},
+            {"field": "photos", "modality": "image", "role": "auxiliary", "slot": "photo"},
+            {"vectors": "vectors/clip.npy", "slot": "clip", "modality": "clip", "role": "auxiliary"},
+        ],
+        "query_task": "query->item",
+        "cross_view_items": "all",
+        "queries": {"vectors": "vectors/q.npy", "modality": "clip"},
+        "name": "x",
+        "source": {"dataset": "synthetic", "options": {}},
+    },
     {},
 ]
 BAD = [
     ({"views": [{"field": "title", "modality": "text", "role": "main"}]}, r"views\[0\]\.role: 'main' is not one of"),
-    ({"views": [{"field": "t", "vectors": "v.npy", "modality": "text", "role": "primary"}]},
-     r"views\[0\]: give exactly one of 'field' .* or 'vectors'"),
+    (
+        {"views": [{"field": "t", "vectors": "v.npy", "modality": "text", "role": "primary"}]},
+        r"views\[0\]: give exactly one of 'field' .* or 'vectors'",
+    ),
     ({"views": [{"modality": "text", "role": "primary"}]}, r"views\[0\]: give exactly one of 'field'"),
-    ({"views": [{"field": "title", "modality": "clip", "role": "primary"}]}, r"views\[0\]\.modality: 'clip' is not one of \['image', 'text'\]"),
+    (
+        {"views": [{"field": "title", "modality": "clip", "role": "primary"}]},
+        r"views\[0\]\.modality: 'clip' is not one of \['image', 'text'\]",
+    ),
     ({"views": [{"field": "id", "modality": "text", "role": "primary"}]}, r"views\[0\]\.field: field 'id' is reserved"),
     ({"views": [{"field": "title", "modality": "text", "role": "primary", "weight": 2}]}, r"views\[0\]: Additional properties"),
     ({"views": []}, r"views: \[\] should be non-empty"),

@@ -73,9 +73,20 @@ def test_catalog_covers_its_layout_images_and_named_vectors_but_not_other_files(
     manifest["views"].append({"vectors": "vectors/clip.npy", "modality": "clip", "role": "auxiliary"})
     (root / "catalog.json").write_text(json.dumps(manifest), encoding="utf-8")
     files = CatalogFolder().data_files(CatalogFolder.Config(data_dir=str(root)))
-    assert sorted(files.files) == ["catalog.json", "images/chair.jpg", "images/lamp.jpg", "images/mug.jpg",
-                                   "interactions.tsv", "items.jsonl", "qrels/dev.tsv", "qrels/test.tsv",
-                                   "qrels/train.tsv", "queries.jsonl", "vectors/clip.ids", "vectors/clip.npy"]
+    assert sorted(files.files) == [
+        "catalog.json",
+        "images/chair.jpg",
+        "images/lamp.jpg",
+        "images/mug.jpg",
+        "interactions.tsv",
+        "items.jsonl",
+        "qrels/dev.tsv",
+        "qrels/test.tsv",
+        "qrels/train.tsv",
+        "queries.jsonl",
+        "vectors/clip.ids",
+        "vectors/clip.npy",
+    ]
     assert files.folder == root.resolve() and set(files.location_fields) == {"data_dir", "cache_dir"}
     base = fingerprint(files.files).digest
     # results or notes written into the data folder do not change the data's identity
@@ -103,9 +114,18 @@ def test_catalog_says_which_images_the_fingerprint_does_not_cover(tmp_path, caps
     assert not [n for n in inside.notes if "fingerprint" in n]
 
 
-@pytest.mark.parametrize("rel, covered", [("images/a.jpg", True), ("a.PNG", True), ("../a.jpg", False),
-                                          ("/abs/a.jpg", False), ("images/a", False), (".hidden/a.jpg", False),
-                                          ("images/../a.jpg", True)])
+@pytest.mark.parametrize(
+    "rel, covered",
+    [
+        ("images/a.jpg", True),
+        ("a.PNG", True),
+        ("../a.jpg", False),
+        ("/abs/a.jpg", False),
+        ("images/a", False),
+        (".hidden/a.jpg", False),
+        ("images/../a.jpg", True),
+    ],
+)
 def test_unfingerprinted_images(rel, covered):
     from ftbench.datasets.catalog import unfingerprinted_images
 

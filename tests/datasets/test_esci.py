@@ -30,8 +30,26 @@ PRODUCTS = [
     ("P4", "Comb", "Wood", "Handmade", "Combco", "Brown", "us"),
     ("P1", "Champú", "", "", "Acme", "Rojo", "es"),
 ]
-EX_COLS = ["example_id", "query", "query_id", "product_id", "product_locale", "esci_label", "small_version", "large_version", "split"]
-PR_COLS = ["product_id", "product_title", "product_description", "product_bullet_point", "product_brand", "product_color", "product_locale"]
+EX_COLS = [
+    "example_id",
+    "query",
+    "query_id",
+    "product_id",
+    "product_locale",
+    "esci_label",
+    "small_version",
+    "large_version",
+    "split",
+]
+PR_COLS = [
+    "product_id",
+    "product_title",
+    "product_description",
+    "product_bullet_point",
+    "product_brand",
+    "product_color",
+    "product_locale",
+]
 
 
 def _write(folder, examples=EXAMPLES, products=PRODUCTS, fmt="csv"):
@@ -58,7 +76,9 @@ def _check_small_us(ds):
     assert q.ids.tolist() == ["1", "2", "5"]  # query 4 has no relevant product
     assert ds.skipped == {"judgments_product_missing": 1, "queries_without_relevant": 1}
     # gains E=1, S=0.1, C=0.01; I is not relevant
-    assert q.relevant(0).tolist() == [0, 1] and np.allclose(q.relevant_grades[q.relevant_indptr[0]:q.relevant_indptr[1]], [1.0, 0.1])
+    assert q.relevant(0).tolist() == [0, 1] and np.allclose(
+        q.relevant_grades[q.relevant_indptr[0] : q.relevant_indptr[1]], [1.0, 0.1]
+    )
     assert q.relevant(1).tolist() == [3] and np.isclose(q.relevant_grades[q.relevant_indptr[1]], 0.01)
     assert q.split.tolist() == [0, 2, 0]
     assert q.interactions.tolist() == [[0, 0], [2, 0]]  # (train query, E product)
@@ -95,10 +115,22 @@ def test_large_version_locale_and_validation_split(tmp_path):
 @pytest.mark.parametrize(
     "mutate, message",
     [
-        (lambda ex, pr: ex.__setitem__(0, (0, "red shampoo", 1, "P1", "us", "X", 1, 1, "train")), r"examples.csv, line 2: field 'esci_label'"),
-        (lambda ex, pr: ex.append((9, "red shampoo", 1, "P1", "us", "S", 1, 1, "train")), r"examples.csv, line 11: duplicate judgment of product 'P1'"),
-        (lambda ex, pr: ex.append((9, "blue shampoo", 1, "P4", "us", "S", 1, 1, "train")), r"examples.csv, line 11: query_id '1' has text 'blue shampoo'"),
-        (lambda ex, pr: pr.append(("P2", "Dup", "", "", "", "", "us")), r"products.csv, line 7: duplicate product \('P2', 'us'\), first at .*line 3"),
+        (
+            lambda ex, pr: ex.__setitem__(0, (0, "red shampoo", 1, "P1", "us", "X", 1, 1, "train")),
+            r"examples.csv, line 2: field 'esci_label'",
+        ),
+        (
+            lambda ex, pr: ex.append((9, "red shampoo", 1, "P1", "us", "S", 1, 1, "train")),
+            r"examples.csv, line 11: duplicate judgment of product 'P1'",
+        ),
+        (
+            lambda ex, pr: ex.append((9, "blue shampoo", 1, "P4", "us", "S", 1, 1, "train")),
+            r"examples.csv, line 11: query_id '1' has text 'blue shampoo'",
+        ),
+        (
+            lambda ex, pr: pr.append(("P2", "Dup", "", "", "", "", "us")),
+            r"products.csv, line 7: duplicate product \('P2', 'us'\), first at .*line 3",
+        ),
     ],
 )
 def test_bad_input_names_file_and_row(tmp_path, mutate, message):

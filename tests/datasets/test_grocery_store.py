@@ -78,7 +78,10 @@ def test_train_photo_queries_option(tmp_path):
 
 def test_information_parsing_handles_bom_and_continuations(tmp_path):
     p = tmp_path / "X_Information.txt"
-    p.write_text("\ufeffTitle: Apple  Granny Smith \nCountry and volume: Italy , ca 180g\nNutrition:\n   fett 0 gram\nURL: u\n", encoding="utf-8")
+    p.write_text(
+        "\ufeffTitle: Apple  Granny Smith \nCountry and volume: Italy , ca 180g\nNutrition:\n   fett 0 gram\nURL: u\n",
+        encoding="utf-8",
+    )
     info = parse_information(p)
     assert info == {"Title": "Apple Granny Smith", "Country and volume": "Italy, ca 180g", "Nutrition": "", "URL": "u"}
 
@@ -90,9 +93,22 @@ def _synthetic_layout(root: Path) -> None:
     icons = root / "iconic-images-and-descriptions"
     rows = []
     specs = [
-        ("Anjou", 20, "Pear", "Fruit/Pear/Anjou", "/Anjou_Descriptions.txt", "Title: Pear Anjou\nCountry and volume: Belgium, ca 200g\n"),
-        ("Bravo-Orange-Juice", 29, "Juice", "Packages/Juice/Bravo-Orange-Juice", "/Bravo-Orange-Juice_Description",
-         "Title: Apelsinjuice\nManufacturer and volume: BRAVO , 1l\nManufacturing country: Sverige\nIngredients: x\n"),
+        (
+            "Anjou",
+            20,
+            "Pear",
+            "Fruit/Pear/Anjou",
+            "/Anjou_Descriptions.txt",
+            "Title: Pear Anjou\nCountry and volume: Belgium, ca 200g\n",
+        ),
+        (
+            "Bravo-Orange-Juice",
+            29,
+            "Juice",
+            "Packages/Juice/Bravo-Orange-Juice",
+            "/Bravo-Orange-Juice_Description",
+            "Title: Apelsinjuice\nManufacturer and volume: BRAVO , 1l\nManufacturing country: Sverige\nIngredients: x\n",
+        ),
         ("Zucchini", 80, "Zucchini", "Vegetables/Zucchini", "/Zucchini_Description.txt", None),
     ]
     for k, (name, cid, coarse, rel, desc_suffix, info) in enumerate(specs):
@@ -103,10 +119,14 @@ def _synthetic_layout(root: Path) -> None:
         (folder / f"{name}_Description_Swedish.txt").write_text("Om.\n")
         if info:
             (folder / f"{name}_Information.txt").write_text(info)
-        rows.append(f"{name},{cid},{coarse},{k},/iconic-images-and-descriptions/{rel}/{name}_Iconic.jpg,"
-                    f"/iconic-images-and-descriptions/{rel}{desc_suffix}")
-    (root / "classes.csv").write_text("Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
-                                      "Iconic Image Path (str),Product Description Path (str)\n" + "\n".join(rows) + "\n")
+        rows.append(
+            f"{name},{cid},{coarse},{k},/iconic-images-and-descriptions/{rel}/{name}_Iconic.jpg,"
+            f"/iconic-images-and-descriptions/{rel}{desc_suffix}"
+        )
+    (root / "classes.csv").write_text(
+        "Class Name (str),Class ID (int),Coarse Class Name (str),Coarse Class ID (int),"
+        "Iconic Image Path (str),Product Description Path (str)\n" + "\n".join(rows) + "\n"
+    )
     for split in ("train", "val", "test"):
         lines = []
         for k, (name, cid, coarse, rel, _, _) in enumerate(specs):

@@ -41,8 +41,7 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @settings(max_examples=60, **SETTINGS)
-@given(rows=st.lists(st.lists(TEXT, min_size=3, max_size=3), min_size=1, max_size=6),
-       sep=st.sampled_from(["\t", ","]))
+@given(rows=st.lists(st.lists(TEXT, min_size=3, max_size=3), min_size=1, max_size=6), sep=st.sampled_from(["\t", ","]))
 def test_a_table_reads_back_exactly_what_was_written(rows, sep):
     header = ["a", "b", "c"]
     buffer = io.StringIO()
@@ -89,8 +88,7 @@ def wands_files(draw):
     products = [(str(i), draw(WORDY), draw(WORDY), draw(WORDY)) for i in range(n_products)]
     n_queries = draw(st.integers(1, 5))
     queries = [(str(q), draw(WORDY)) for q in range(n_queries)]
-    keys = draw(st.lists(st.tuples(st.integers(0, n_queries + 1), st.integers(0, n_products + 1)),
-                         unique=True, max_size=12))
+    keys = draw(st.lists(st.tuples(st.integers(0, n_queries + 1), st.integers(0, n_products + 1)), unique=True, max_size=12))
     labels = [(str(k), str(q), str(p), draw(LABEL)) for k, (q, p) in enumerate(keys)]
     return products, queries, labels
 
@@ -108,9 +106,11 @@ def test_wands_keeps_what_the_files_say_and_counts_what_it_drops(files):
     products, queries, labels = files
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        _tsv(folder / "product.csv", ["product_id", "product_name", "product_class", "category hierarchy",
-                                      "product_description", "product_features"],
-             [(pid, name, "", "", desc, feats) for pid, name, desc, feats in products])
+        _tsv(
+            folder / "product.csv",
+            ["product_id", "product_name", "product_class", "category hierarchy", "product_description", "product_features"],
+            [(pid, name, "", "", desc, feats) for pid, name, desc, feats in products],
+        )
         _tsv(folder / "query.csv", ["query_id", "query"], queries)
         _tsv(folder / "label.csv", ["id", "query_id", "product_id", "label"], labels)
         with_text = [p for p in products if any(clean_text(x) for x in p[1:])]
@@ -118,8 +118,7 @@ def test_wands_keeps_what_the_files_say_and_counts_what_it_drops(files):
         all_ids = {p[0] for p in products}
         query_ids = {q for q, _ in queries}
         gain = {"Exact": 1.0, "Partial": 0.5, "Irrelevant": 0.0}
-        expected = {(q, p): gain[lab] for _, q, p, lab in labels
-                    if q in query_ids and p in kept_ids and gain[lab] > 0}
+        expected = {(q, p): gain[lab] for _, q, p, lab in labels if q in query_ids and p in kept_ids and gain[lab] > 0}
         expected_skips = {
             "judgments_query_missing": sum(q not in query_ids for _, q, _, _ in labels),
             "judgments_product_missing": sum(q in query_ids and p not in all_ids for _, q, p, _ in labels),
@@ -138,9 +137,11 @@ def test_wands_keeps_what_the_files_say_and_counts_what_it_drops(files):
     ids = ds.catalog.item_ids().tolist()
     assert ids == [p[0] for p in with_text]
     q = ds.queries
-    got = {(str(q.ids[k]), ids[int(i)]): float(g)
-           for k in range(q.num_queries)
-           for i, g in zip(q.relevant(k), q.relevant_grades[q.relevant_indptr[k]:q.relevant_indptr[k + 1]])}
+    got = {
+        (str(q.ids[k]), ids[int(i)]): float(g)
+        for k in range(q.num_queries)
+        for i, g in zip(q.relevant(k), q.relevant_grades[q.relevant_indptr[k] : q.relevant_indptr[k + 1]])
+    }
     assert got == expected
     assert ds.skipped == expected_skips
 
@@ -150,14 +151,16 @@ def amazon_records(draw):
     n = draw(st.integers(1, 6))
     out = []
     for i in range(n):
-        out.append({
-            "parent_asin": f"A{i}",
-            "title": draw(WORDY),
-            "features": draw(st.lists(WORDY, max_size=2)),
-            "description": draw(st.one_of(WORDY, st.lists(WORDY, max_size=2))),
-            "store": draw(st.one_of(st.none(), WORDY)),
-            "categories": draw(st.lists(WORDY, max_size=2)),
-        })
+        out.append(
+            {
+                "parent_asin": f"A{i}",
+                "title": draw(WORDY),
+                "features": draw(st.lists(WORDY, max_size=2)),
+                "description": draw(st.one_of(WORDY, st.lists(WORDY, max_size=2))),
+                "store": draw(st.one_of(st.none(), WORDY)),
+                "categories": draw(st.lists(WORDY, max_size=2)),
+            }
+        )
     return out
 
 
@@ -167,8 +170,7 @@ def test_amazon_keeps_items_with_text_and_marks_each_view(records):
     def views(r):
         cats = " > ".join(c for c in (clean_text(x, False) for x in r["categories"]) if c) or None
         store_cats = "; ".join(x for x in (clean_text(r["store"], False), cats) if x) or None
-        return [clean_text(r["title"], False), clean_text(r["features"], False), clean_text(r["description"]),
-                store_cats]
+        return [clean_text(r["title"], False), clean_text(r["features"], False), clean_text(r["description"]), store_cats]
 
     kept = [r for r in records if any(views(r))]
     with tempfile.TemporaryDirectory() as tmp:

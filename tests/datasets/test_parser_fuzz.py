@@ -27,8 +27,31 @@ import numpy as np
 import pytest
 
 CASES_PER_FORMAT = 150
-TOKENS = [b"\t", b",", b'"', b"\n", b"\r\n", b"\x00", b"\xff", b"\xc3", b"\xef\xbb\xbf", b"{", b"}", b"[", b"]",
-          b":", b'"title": null', b"null", b"NaN", b"-1", b"99999999999999999999", b"\\u0000", b"E", b"Exact", b" "]
+TOKENS = [
+    b"\t",
+    b",",
+    b'"',
+    b"\n",
+    b"\r\n",
+    b"\x00",
+    b"\xff",
+    b"\xc3",
+    b"\xef\xbb\xbf",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b":",
+    b'"title": null',
+    b"null",
+    b"NaN",
+    b"-1",
+    b"99999999999999999999",
+    b"\\u0000",
+    b"E",
+    b"Exact",
+    b" ",
+]
 
 
 def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
@@ -39,14 +62,14 @@ def _mutate(data: bytes, rng: np.random.Generator) -> bytes:
     if kind == 0:  # truncation
         return data[:pos]
     if kind == 1:  # a deleted span
-        return data[:pos] + data[pos + int(rng.integers(1, 40)):]
+        return data[:pos] + data[pos + int(rng.integers(1, 40)) :]
     if kind == 2:  # an inserted token
         return data[:pos] + TOKENS[int(rng.integers(len(TOKENS)))] + data[pos:]
     if kind == 3:  # a random byte overwritten
         if not n:
             return data
         pos = min(pos, n - 1)
-        return data[:pos] + bytes([int(rng.integers(256))]) + data[pos + 1:]
+        return data[:pos] + bytes([int(rng.integers(256))]) + data[pos + 1 :]
     lines = data.split(b"\n")
     if len(lines) < 2:
         return data

@@ -85,17 +85,26 @@ def test_primary_views_miss_auxiliary_attributes():
 # interactions, computed with the round-robin generator before cross-side content and late
 # attributes existed (commit cdd7446); `cross_side_overlap=0, late_attributes=0` must reproduce it
 _ROUND_ROBIN = {
-    "default": (dict(items=400, interactions=600),
-                "e13072c7411c73fe6990cfc81a8ba785fb6a7e04355e0badb1e385120f6f21f0",
-                "18e1335225ec532118dff00baadec0a5d3e7ac67ca8d8550470b375defce2901"),
-    "16 views": (dict(items=300, interactions=0, max_views=16, seed=5),
-                 "6aa88a39d4cb33df4df57de53932de875aac8e3b3985d0dac926a4794c058322", None),
-    "text only": (dict(items=300, interactions=400, modalities="text", max_views=6, seed=2),
-                  "0f4f27b06f3aa47cc09de5b1df98471d9a95a6bcbca0d56dcc0d6c612be21061",
-                  "6a8a243d01dfa046d1705fa7c48661bd19247b3f59cc5ae7f8a3472c06395062"),
-    "8 attributes": (dict(items=300, interactions=400, attributes=8, aux_informativeness=0.5, seed=1),
-                     "74cb2cf9e0d843326cc7ad699e5fe97b0dd5f9097630ab870b2b4dd0f7bfa58e",
-                     "17e068b11789629a7db14a45f0e97cfda532c00d09637599c730427399c2a1ee"),
+    "default": (
+        dict(items=400, interactions=600),
+        "e13072c7411c73fe6990cfc81a8ba785fb6a7e04355e0badb1e385120f6f21f0",
+        "18e1335225ec532118dff00baadec0a5d3e7ac67ca8d8550470b375defce2901",
+    ),
+    "16 views": (
+        dict(items=300, interactions=0, max_views=16, seed=5),
+        "6aa88a39d4cb33df4df57de53932de875aac8e3b3985d0dac926a4794c058322",
+        None,
+    ),
+    "text only": (
+        dict(items=300, interactions=400, modalities="text", max_views=6, seed=2),
+        "0f4f27b06f3aa47cc09de5b1df98471d9a95a6bcbca0d56dcc0d6c612be21061",
+        "6a8a243d01dfa046d1705fa7c48661bd19247b3f59cc5ae7f8a3472c06395062",
+    ),
+    "8 attributes": (
+        dict(items=300, interactions=400, attributes=8, aux_informativeness=0.5, seed=1),
+        "74cb2cf9e0d843326cc7ad699e5fe97b0dd5f9097630ab870b2b4dd0f7bfa58e",
+        "17e068b11789629a7db14a45f0e97cfda532c00d09637599c730427399c2a1ee",
+    ),
 }
 
 
@@ -117,18 +126,22 @@ def test_overlap_zero_without_late_attributes_is_bit_identical_to_the_round_robi
 
 def _side_distribution(cat, items, modality):
     """Share of each attribute among the auxiliary attributes shown by `modality`'s aux views."""
-    shown = np.concatenate([
-        cat.observed(items, s).ravel() for s, slot in enumerate(cat.slots)
-        if slot.role == "auxiliary" and slot.modality == modality
-    ])
+    shown = np.concatenate(
+        [
+            cat.observed(items, s).ravel()
+            for s, slot in enumerate(cat.slots)
+            if slot.role == "auxiliary" and slot.modality == modality
+        ]
+    )
     return np.bincount(shown, minlength=cat.config.attributes) / len(shown)
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.3, 0.5, 1.0])
 def test_cross_side_overlap_is_the_overlap_of_the_two_sides_attribute_distributions(rho):
     # late attributes off: the overlap is that of the early auxiliary attributes {2..5}
-    cat = SyntheticCatalog(SyntheticConfig(items=20_000, interactions=0, max_views=8, late_attributes=0,
-                                           attributes=6, cross_side_overlap=rho))
+    cat = SyntheticCatalog(
+        SyntheticConfig(items=20_000, interactions=0, max_views=8, late_attributes=0, attributes=6, cross_side_overlap=rho)
+    )
     items = np.arange(20_000)
     image, text = _side_distribution(cat, items, "image"), _side_distribution(cat, items, "text")
     assert np.minimum(image, text).sum() == pytest.approx(rho, abs=0.01)
@@ -150,8 +163,9 @@ def test_overlap_shares_content_within_each_item():
 def test_views_from_the_fifth_on_sometimes_show_attributes_not_shown_yet():
     n = 20_000
     items = np.arange(n)
-    cat = SyntheticCatalog(SyntheticConfig(items=n, interactions=0, max_views=10, attributes=8,
-                                           late_attributes=2, new_attribute_rate=0.5))
+    cat = SyntheticCatalog(
+        SyntheticConfig(items=n, interactions=0, max_views=10, attributes=8, late_attributes=2, new_attribute_rate=0.5)
+    )
     late = {6, 7}
     shown = [cat.observed(items, s) for s in range(len(cat.slots))]
     for s in range(4):  # the first four views never show a late attribute

@@ -23,14 +23,17 @@ MULTI_VIEW = ("factorized", "full_ot", "oat", "mover")
 
 def _recall_at_10(objective: str, informativeness: float, query_aux_fraction: float, cache: dict) -> dict[int, float]:
     sets = [
-        "dataset.items=2000", "dataset.interactions=6000",
-        f"dataset.aux_informativeness={informativeness}", f"dataset.query_aux_fraction={query_aux_fraction}",
+        "dataset.items=2000",
+        "dataset.interactions=6000",
+        f"dataset.aux_informativeness={informativeness}",
+        f"dataset.query_aux_fraction={query_aux_fraction}",
         "train.eval_every=0",
     ]
     out = {}
     for seed in SEEDS:
-        result, _ = execute(prepare(RunSpec(objective, "synthetic", VIEWS, seed, "cpu", sets, STEPS, BATCH)), None,
-                            dataset_cache=cache)
+        result, _ = execute(
+            prepare(RunSpec(objective, "synthetic", VIEWS, seed, "cpu", sets, STEPS, BATCH)), None, dataset_cache=cache
+        )
         out[seed] = result.metrics["query->item"]["recall@10"]
     return out
 

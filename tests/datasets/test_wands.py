@@ -15,7 +15,13 @@ PRODUCTS = [
     '2\t"fawkes 36"" blue vanity"\tVanities\tHome Improvement / Bathroom Remodel\t<p>A vanity.</p>\t\t\t\t',
     "3\tvelvet accent chair\tAccent Chairs\tFurniture / Living Room Furniture\tsoft velvet\tcolor:Blue\t3\t5.0\t3",
 ]
-QUERIES = ["query_id\tquery\tquery_class", "0\tplatform bed\tBeds", "1\tslow cooker\tSlow Cookers", "2\tblue vanity\tVanities", "3\tunicorn lamp\t"]
+QUERIES = [
+    "query_id\tquery\tquery_class",
+    "0\tplatform bed\tBeds",
+    "1\tslow cooker\tSlow Cookers",
+    "2\tblue vanity\tVanities",
+    "3\tunicorn lamp\t",
+]
 LABELS = [
     "id\tquery_id\tproduct_id\tlabel",
     "0\t0\t0\tExact",
@@ -80,7 +86,11 @@ def test_render_features():
     "which, rows, message",
     [
         ("labels", LABELS + ["7\t0\t1\tMaybe"], r"label.csv, line 9: field 'label' must be one of"),
-        ("labels", LABELS + ["8\t0\t0\tPartial"], r"label.csv, line 9: duplicate judgment of product 0 for query 0 \(first at .*line 2\)"),
+        (
+            "labels",
+            LABELS + ["8\t0\t0\tPartial"],
+            r"label.csv, line 9: duplicate judgment of product 0 for query 0 \(first at .*line 2\)",
+        ),
         ("labels", LABELS + ["3\t1\t0\tExact"], r"label.csv, line 9: duplicate id 3 \(first at .*line 5\)"),
         ("products", PRODUCTS + [PRODUCTS[1]], r"product.csv, line 6: duplicate product_id 1"),
         ("queries", QUERIES + ["x\tfoo\tbar"], r"query.csv, line 6: field 'query_id' must be an integer id"),

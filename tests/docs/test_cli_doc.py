@@ -18,8 +18,7 @@ def load_generator():
 
 def test_cli_page_is_current():
     generated = load_generator().render()
-    assert (DOCS / "cli.md").read_text(encoding="utf-8") == generated, (
-        "docs/cli.md is not current: run python docs/gen_cli.py")
+    assert (DOCS / "cli.md").read_text(encoding="utf-8") == generated, "docs/cli.md is not current: run python docs/gen_cli.py"
 
 
 def test_cli_page_names_every_command_and_option():

@@ -23,7 +23,9 @@ def repository_files() -> list[str]:
     try:
         out = subprocess.run(
             ["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         pytest.skip("not a git checkout (an installed copy has no repository to scan)")
@@ -69,8 +71,21 @@ def test_method_doc_has_a_section_for_every_objective_and_stage():
 
     missing = [name for name in OBJECTIVES if name not in anchors]
     assert not missing, f"docs/method.md has no section (anchor) for objectives {missing}"
-    for section in ("data-model", "towers", "objectives", "tasks-and-metrics", "metrics", "exact-search",
-                    "k-at-gallery-size", "protocol", "selection", "intervals", "cost", "synthetic", "paper-claims"):
+    for section in (
+        "data-model",
+        "towers",
+        "objectives",
+        "tasks-and-metrics",
+        "metrics",
+        "exact-search",
+        "k-at-gallery-size",
+        "protocol",
+        "selection",
+        "intervals",
+        "cost",
+        "synthetic",
+        "paper-claims",
+    ):
         assert section in anchors, section
 
 

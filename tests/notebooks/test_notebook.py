@@ -33,26 +33,30 @@ def test_notebook_executes_on_fixture_results(tmp_path, monkeypatch):
     results = _fixture_results(tmp_path / "results")
     kernels = tmp_path / "jupyter" / "kernels" / "python3"
     kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "Python 3 (ftbench venv)",
-        "language": "python",
-    }))
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "Python 3 (ftbench venv)",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("FTBENCH_RESULTS", str(results))
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the inline backend shows the plot
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=120,
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = nbclient.NotebookClient(
+        nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
     client.execute()
 
     outputs = {i: cell.get("outputs", []) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"}
     errors = [o for outs in outputs.values() for o in outs if o.get("output_type") == "error"]
     assert not errors
     text = "\n".join(
-        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
-        for outs in outputs.values() for o in outs
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", "")) for outs in outputs.values() for o in outs
     )
     assert "23 run results" in text  # the two unreadable fixture files are skipped
     # the main table of the first group (paper scale): clip .50 .52 .54 -> 0.52 ± 0.0497 (n=3)

@@ -50,8 +50,7 @@ class Slots:
         self.primary = [role == "primary" for _, _, role in slots]
         multimodal = "image" in self.modalities and len(self.modalities) > 1
         self.multimodal = multimodal
-        self.side = [(0 if m == "image" else 1) if multimodal else (0 if role == "primary" else 1)
-                     for _, m, role in slots]
+        self.side = [(0 if m == "image" else 1) if multimodal else (0 if role == "primary" else 1) for _, m, role in slots]
         self.layout = SlotLayout.from_catalog(self)
 
     def __len__(self) -> int:
@@ -61,9 +60,14 @@ class Slots:
 #: an image+text catalog's slots in the synthetic generator's order: the primary image and title,
 #: then auxiliary views alternating image and text
 IMAGE_TEXT_SLOTS = (
-    ("image_1", "image", "primary"), ("title", "text", "primary"), ("image_2", "image", "auxiliary"),
-    ("description", "text", "auxiliary"), ("image_3", "image", "auxiliary"), ("tags", "text", "auxiliary"),
-    ("image_4", "image", "auxiliary"), ("bullets", "text", "auxiliary"),
+    ("image_1", "image", "primary"),
+    ("title", "text", "primary"),
+    ("image_2", "image", "auxiliary"),
+    ("description", "text", "auxiliary"),
+    ("image_3", "image", "auxiliary"),
+    ("tags", "text", "auxiliary"),
+    ("image_4", "image", "auxiliary"),
+    ("bullets", "text", "auxiliary"),
 )
 
 

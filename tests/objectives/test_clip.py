@@ -103,9 +103,13 @@ def test_clip_and_siglip_share_one_primary_pair_selection():
     from ftbench.objectives.base import primary_pair_selection
 
     layout = image_text_layout(4)  # image_1, title (primary), image_2, description
-    mask = torch.tensor([[True, True, True, True],   # both primary views: the pair
-                         [False, True, True, True],  # no primary image: no auxiliary stand-in
-                         [True, False, False, False]])
+    mask = torch.tensor(
+        [
+            [True, True, True, True],  # both primary views: the pair
+            [False, True, True, True],  # no primary image: no auxiliary stand-in
+            [True, False, False, False],
+        ]
+    )
     expected_mask = torch.tensor([[True, True, False, False], [False, True, False, False], [True, False, False, False]])
     selection = primary_pair_selection(mask, layout)
     assert torch.equal(selection.mask, expected_mask)

@@ -19,11 +19,22 @@ from ftbench.data.views import SlotLayout
 from ftbench.model.encode import encoded_views
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives import base
-from ftbench.objectives.base import (AlignmentBatch, ObjectiveContext, content_keys, duplicate_pairs, info_nce,
-                                     shared_content, symmetric_info_nce)
+from ftbench.objectives.base import (
+    AlignmentBatch,
+    ObjectiveContext,
+    content_keys,
+    duplicate_pairs,
+    info_nce,
+    shared_content,
+    symmetric_info_nce,
+)
 
-SLOTS = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary"),
-         ViewSlot("gender", "text", "auxiliary"), ViewSlot("photo", "image", "auxiliary")]
+SLOTS = [
+    ViewSlot("image", "image", "primary"),
+    ViewSlot("title", "text", "primary"),
+    ViewSlot("gender", "text", "auxiliary"),
+    ViewSlot("photo", "image", "auxiliary"),
+]
 N, D = 6, 8
 
 
@@ -34,8 +45,9 @@ def expected_pairs(rows: list, cols: list) -> np.ndarray:
     return np.array([[i != j and any(rows[i] in h and cols[j] in h for h in held) for j in range(n)] for i in range(n)])
 
 
-def _catalog(titles: list[int], genders: list[int], images: list[int] | None = None,
-             photos: list[int] | None = None) -> ArrayCatalog:
+def _catalog(
+    titles: list[int], genders: list[int], images: list[int] | None = None, photos: list[int] | None = None
+) -> ArrayCatalog:
     """Items whose title / gender / image / photo rows are those numbered (equal numbers: identical
     rows; images and photos default to one row per item)."""
     rng = np.random.default_rng(0)
@@ -43,8 +55,12 @@ def _catalog(titles: list[int], genders: list[int], images: list[int] | None = N
     n = len(titles)
     images = images if images is not None else list(range(n))
     photos = photos if photos is not None else list(range(n))
-    return ArrayCatalog(SLOTS, [image[images], text[titles], text[10 + np.asarray(genders)], image[10 + np.asarray(photos)]],
-                        np.ones((n, len(SLOTS)), bool), [f"item{k}" for k in range(n)])
+    return ArrayCatalog(
+        SLOTS,
+        [image[images], text[titles], text[10 + np.asarray(genders)], image[10 + np.asarray(photos)]],
+        np.ones((n, len(SLOTS)), bool),
+        [f"item{k}" for k in range(n)],
+    )
 
 
 def _objective(name: str, **options):
@@ -61,13 +77,15 @@ def _batch(objective, catalog: ArrayCatalog, seed: int = 0, query_content: torch
     selection = objective.select_views(torch.ones(n, len(SLOTS), dtype=torch.bool), torch.Generator().manual_seed(seed))
     raw = build_view_batch(catalog, layout, np.arange(n), selection, content=True)
     g = torch.Generator().manual_seed(seed)
-    embeddings = (F.normalize(torch.randn(*raw.mask.shape, D, generator=g), dim=-1) * raw.mask.unsqueeze(-1))
+    embeddings = F.normalize(torch.randn(*raw.mask.shape, D, generator=g), dim=-1) * raw.mask.unsqueeze(-1)
     views = encoded_views(embeddings.requires_grad_(), raw)
     query = F.normalize(torch.randn(n, D, generator=g), dim=-1).requires_grad_()
     if query_content is None:
         query_content = torch.arange(100, 100 + n)
-    return (AlignmentBatch(views=views, query=query, query_content=query_content),
-            AlignmentBatch(views=replace(views, content=None), query=query))
+    return (
+        AlignmentBatch(views=views, query=query, query_content=query_content),
+        AlignmentBatch(views=replace(views, content=None), query=query),
+    )
 
 
 def _loss_and_grads(objective, batch: AlignmentBatch, seed: int = 1):
@@ -95,17 +113,19 @@ def test_content_keys_compare_weighted_view_sets_in_any_order():
     assert not torch.equal(keys[0], keys[3])  # one view more
 
 
-@pytest.mark.parametrize("rows, cols", [
-    ([1, 2, 3, 4], [10, 11, 10, 12]),  # items 0 and 2 share a title
-    ([1, 1, 3, 4], [10, 11, 12, 13]),  # items 0 and 1 share an image
-    ([1, 2, 1, 4], [10, 11, 11, 13]),  # a third item holds item 0's image and item 1's title
-    ([1, 2, 3, 4], [10, 11, 12, 13]),  # nothing shared
-    ([1, 1, 1, 2], [10, 10, 10, 11]),  # three identical items
-])
+@pytest.mark.parametrize(
+    "rows, cols",
+    [
+        ([1, 2, 3, 4], [10, 11, 10, 12]),  # items 0 and 2 share a title
+        ([1, 1, 3, 4], [10, 11, 12, 13]),  # items 0 and 1 share an image
+        ([1, 2, 1, 4], [10, 11, 11, 13]),  # a third item holds item 0's image and item 1's title
+        ([1, 2, 3, 4], [10, 11, 12, 13]),  # nothing shared
+        ([1, 1, 1, 2], [10, 10, 10, 11]),  # three identical items
+    ],
+)
 def test_duplicate_pairs_follow_the_rule(rows, cols):
     one = torch.ones(len(rows), 1)
-    got = duplicate_pairs(content_keys(torch.tensor(rows).unsqueeze(1), one),
-                          content_keys(torch.tensor(cols).unsqueeze(1), one))
+    got = duplicate_pairs(content_keys(torch.tensor(rows).unsqueeze(1), one), content_keys(torch.tensor(cols).unsqueeze(1), one))
     expected = expected_pairs(rows, cols)
     if not expected.any():
         assert got is None
@@ -143,9 +163,19 @@ def test_masked_info_nce_is_the_info_nce_of_the_pairs_left():
 # -- no duplicates: exactly as without content ids ------------------------------------------------------
 
 
-OPTIONS = [("clip", {}), ("siglip", {}), ("pairwise", {}), ("pairwise", {"positives": "cross_side"}),
-           ("factorized", {}), ("full_ot", {}), ("oat", {}), ("oat", {"anchor": "id"}), ("mover", {}),
-           ("mover", {"groups": "sides"}), ("mover", {"volume_score": "distance"})]
+OPTIONS = [
+    ("clip", {}),
+    ("siglip", {}),
+    ("pairwise", {}),
+    ("pairwise", {"positives": "cross_side"}),
+    ("factorized", {}),
+    ("full_ot", {}),
+    ("oat", {}),
+    ("oat", {"anchor": "id"}),
+    ("mover", {}),
+    ("mover", {"groups": "sides"}),
+    ("mover", {"volume_score": "distance"}),
+]
 
 
 def test_every_objective_is_covered():
@@ -248,15 +278,20 @@ def test_pairwise_leaves_out_other_items_views_of_contents_one_item_holds(positi
     catalog = _catalog(TITLES, GENDERS, IMAGES)
     batch, _ = _batch(objective, catalog)
     views = batch.views
-    contents = [("image", IMAGES[k]) for k in range(N)], [("text", TITLES[k]) for k in range(N)], \
-        [("text", 10 + GENDERS[k]) for k in range(N)], [("photo", k) for k in range(N)]
+    contents = (
+        [("image", IMAGES[k]) for k in range(N)],
+        [("text", TITLES[k]) for k in range(N)],
+        [("text", 10 + GENDERS[k]) for k in range(N)],
+        [("photo", k) for k in range(N)],
+    )
     member = [contents[s][i] for i in range(N) for s in range(4)]  # every item has the 4 views, in slot order
     owner = [i for i in range(N) for _ in range(4)]
-    held = [set(member[4 * k: 4 * k + 4]) for k in range(N)]
+    held = [set(member[4 * k : 4 * k + 4]) for k in range(N)]
     side = views.side[views.mask].tolist()
     n = len(member)
-    dropped = np.array([[owner[a] != owner[b] and any(member[a] in h and member[b] in h for h in held)
-                         for b in range(n)] for a in range(n)])
+    dropped = np.array(
+        [[owner[a] != owner[b] and any(member[a] in h and member[b] in h for h in held) for b in range(n)] for a in range(n)]
+    )
     # the reference loss: SupCon with A(a) = every other view (of the other side) less the dropped ones
     z = views.embeddings[views.mask]
     every = ~torch.eye(n, dtype=torch.bool)
@@ -296,8 +331,10 @@ def test_an_id_anchor_is_content_no_other_item_has():
     assert duplicate_pairs(*objective.modality_keys(batch.views)["anchor_text"]) is None  # text sides differ
     text_anchor = _objective("oat")
     batch, _ = _batch(text_anchor, catalog)
-    assert duplicate_pairs(*text_anchor.modality_keys(batch.views)["anchor_text"]).numpy().tolist() == \
-        (~np.eye(N, dtype=bool)).tolist()
+    assert (
+        duplicate_pairs(*text_anchor.modality_keys(batch.views)["anchor_text"]).numpy().tolist()
+        == (~np.eye(N, dtype=bool)).tolist()
+    )
 
 
 def test_mover_leaves_out_pairs_whose_sampled_group_repeats(monkeypatch):
@@ -357,8 +394,13 @@ def _train(name: str, masked: bool, monkeypatch, steps: int = 150):
     dataset = _fashion()
     torch.manual_seed(0)
     towers = build_towers(dataset, TowerConfig(embedding_dim=32, hidden_dim=64))
-    context = ObjectiveContext(layout=SlotLayout.from_catalog(dataset.catalog), embedding_dim=32,
-                               num_items=dataset.catalog.num_items, has_queries=False, has_interactions=False)
+    context = ObjectiveContext(
+        layout=SlotLayout.from_catalog(dataset.catalog),
+        embedding_dim=32,
+        num_items=dataset.catalog.num_items,
+        has_queries=False,
+        has_interactions=False,
+    )
     cls = OBJECTIVES.get(name)
     objective = cls(cls.Config(), context)
     config = loop.TrainConfig(steps=steps, batch_size=64, eval_every=0, select_metric="last")

@@ -19,9 +19,7 @@ from ftbench.model.towers import TowerConfig, Towers
 from ftbench.model.encode import encode_batch
 from ftbench.data.views import SlotLayout, cap_views
 
-DATASET = DATASETS.get("synthetic")().build(
-    SyntheticConfig(items=200, interactions=300, aux_view_dropout=0.5, seed=5)
-)
+DATASET = DATASETS.get("synthetic")().build(SyntheticConfig(items=200, interactions=300, aux_view_dropout=0.5, seed=5))
 LAYOUT = SlotLayout.from_catalog(DATASET.catalog)
 
 
@@ -31,8 +29,15 @@ def test_the_five_objectives_are_registered():  # and whatever else is registere
 
 def _loss(towers, objective, items, query_idx, views, seed):
     encoded = encode_batch(
-        DATASET, LAYOUT, towers, objective, items, views, torch.device("cpu"),
-        training=True, generator=torch.Generator().manual_seed(seed),  # same views sampled each call
+        DATASET,
+        LAYOUT,
+        towers,
+        objective,
+        items,
+        views,
+        torch.device("cpu"),
+        training=True,
+        generator=torch.Generator().manual_seed(seed),  # same views sampled each call
     )
     q = DATASET.queries
     query = towers.encode(q.modality, torch.from_numpy(q.features[query_idx]))
@@ -68,14 +73,16 @@ def test_finite_loss_and_gradients(name, views):
     assert all(torch.isfinite(g).all() for g in grads), (name, views)
 
 
-
 def _encoded(embeddings: torch.Tensor, selection, item_index: torch.Tensor) -> EncodedViews:
     b = embeddings.shape[0]
     mask = selection.mask
     return EncodedViews(
         embeddings=F.normalize(embeddings, dim=-1) * mask.unsqueeze(-1).to(embeddings.dtype),
-        mask=mask, is_primary=LAYOUT.is_primary.expand(b, -1), side=LAYOUT.side.expand(b, -1),
-        side_weight=selection.side_weight.to(embeddings.dtype), item_weight=selection.item_weight.to(embeddings.dtype),
+        mask=mask,
+        is_primary=LAYOUT.is_primary.expand(b, -1),
+        side=LAYOUT.side.expand(b, -1),
+        side_weight=selection.side_weight.to(embeddings.dtype),
+        item_weight=selection.item_weight.to(embeddings.dtype),
         item_index=item_index,
     )
 
@@ -132,4 +139,3 @@ def test_logit_scale_above_the_bound_can_come_back_down(name):
         objective.log_logit_scale -= 0.1 * objective.log_logit_scale.grad
     objective.after_step()
     assert float(objective.log_logit_scale.detach()) < bound
-

@@ -92,6 +92,7 @@ def batch_maker(layout, b, d, seed):
         views.embeddings.requires_grad_(True)
         query = F.normalize(torch.randn(b, d, generator=g) + raw[:, 0], dim=-1).requires_grad_(True)
         return views, query
+
     return make
 
 
@@ -147,8 +148,9 @@ def frozen_mover_volumes(self, anchor, sets, set_mask):
     """The previous `Mover.volumes` for the score 'distance': exp(log Vol(a_i, X_j) - log Vol(X_j))."""
     delta = self.config.volume_delta
     b1, b2 = anchor.shape[0], sets.shape[0]
-    with_anchor = torch.cat([anchor[:, None, None, :].expand(b1, b2, 1, -1),
-                             sets.unsqueeze(0).expand(b1, -1, -1, -1)], dim=2)  # [B1, B2, 1 + n, d]
+    with_anchor = torch.cat(
+        [anchor[:, None, None, :].expand(b1, b2, 1, -1), sets.unsqueeze(0).expand(b1, -1, -1, -1)], dim=2
+    )  # [B1, B2, 1 + n, d]
     mask = torch.cat([torch.ones(b1, b2, 1, dtype=torch.bool), set_mask.unsqueeze(0).expand(b1, -1, -1)], dim=2)
     log_volume = frozen_log_volume(with_anchor, mask, delta) - frozen_log_volume(sets, set_mask, delta).unsqueeze(0)
     return torch.exp(log_volume)
@@ -171,8 +173,9 @@ def test_mover_distance_score_equals_the_frozen_volume_and_log_domain_plan(monke
         def __init__(self, plan):
             self.plan, self.marginal_error = plan, torch.zeros(())
 
-    monkeypatch.setattr(mover_module, "fixed_sinkhorn",
-                        lambda cost, epsilon, iterations: Frozen(frozen_log_sinkhorn(cost, epsilon, iterations)))
+    monkeypatch.setattr(
+        mover_module, "fixed_sinkhorn", lambda cost, epsilon, iterations: Frozen(frozen_log_sinkhorn(cost, epsilon, iterations))
+    )
     frozen = build(layout)
     monkeypatch.setattr(frozen, "volumes", frozen_mover_volumes.__get__(frozen))
     ref_terms, ref_loss, ref_grads = loss_and_grads(frozen, make)

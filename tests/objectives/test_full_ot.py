@@ -256,9 +256,14 @@ def test_loss_and_gradients_are_finite_for_any_view_count(V):
 
 def test_invalid_options_are_rejected():
     cls = OBJECTIVES.get("full_ot")
-    for key, value, message in (("eps", 0.0, "eps"), ("domain", "exp", "domain"), ("coupling", "full", "coupling"),
-                                ("iterations", 0, "iterations"), ("tolerance", -1.0, "tolerance"),
-                                ("similarity", "cosine", "similarity")):
+    for key, value, message in (
+        ("eps", 0.0, "eps"),
+        ("domain", "exp", "domain"),
+        ("coupling", "full", "coupling"),
+        ("iterations", 0, "iterations"),
+        ("tolerance", -1.0, "tolerance"),
+        ("similarity", "cosine", "similarity"),
+    ):
         with pytest.raises(ValueError, match=message):
             apply_overrides(cls.Config(), {key: value}, "full_ot")
 

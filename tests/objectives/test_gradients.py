@@ -28,16 +28,34 @@ from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, Objective, ObjectiveContext
 
-from ._helpers import (Slots, assert_close, encode_selection, open_clip_loss_module, pot_plan, primary_weights,
-                       side_weights, symmetric_info_nce)
+from ._helpers import (
+    Slots,
+    assert_close,
+    encode_selection,
+    open_clip_loss_module,
+    pot_plan,
+    primary_weights,
+    side_weights,
+    symmetric_info_nce,
+)
 
 RTOL = 1e-6
 W_P = 0.8  # not 0.5, so that a primary weight read as 1 - w_p shows
 
-MULTIMODAL = Slots(("image_1", "image", "primary"), ("title", "text", "primary"), ("description", "text", "auxiliary"),
-                   ("image_2", "image", "auxiliary"), ("image_3", "image", "auxiliary"), ("bullets", "text", "auxiliary"))
-TEXT_ONLY = Slots(("title", "text", "primary"), ("description", "text", "auxiliary"), ("bullets", "text", "auxiliary"),
-                  ("tags", "text", "auxiliary"))
+MULTIMODAL = Slots(
+    ("image_1", "image", "primary"),
+    ("title", "text", "primary"),
+    ("description", "text", "auxiliary"),
+    ("image_2", "image", "auxiliary"),
+    ("image_3", "image", "auxiliary"),
+    ("bullets", "text", "auxiliary"),
+)
+TEXT_ONLY = Slots(
+    ("title", "text", "primary"),
+    ("description", "text", "auxiliary"),
+    ("bullets", "text", "auxiliary"),
+    ("tags", "text", "auxiliary"),
+)
 IMAGE, TITLE = 0, 1  # the primary image and title slots of MULTIMODAL
 
 # availability of the 8 items of a MULTIMODAL batch: full, partial, no primary image, no title,
@@ -123,8 +141,9 @@ def test_clip_gradients_equal_open_clip_clip_loss():
         scale = p["log_logit_scale"].exp()
         both = mask[:, IMAGE] & mask[:, TITLE]
         pair = oc.ClipLoss()(x[both, IMAGE], x[both, TITLE], scale)
-        served = torch.stack([F.normalize(x[i, IMAGE] * mask[i, IMAGE] + x[i, TITLE] * mask[i, TITLE], dim=0)
-                              for i in range(x.shape[0])])
+        served = torch.stack(
+            [F.normalize(x[i, IMAGE] * mask[i, IMAGE] + x[i, TITLE] * mask[i, TITLE], dim=0) for i in range(x.shape[0])]
+        )
         return {"contrastive_loss": pair, "query_item_loss": 0.7 * oc.ClipLoss()(q, served, scale)}
 
     _compare(obj, views, x, q, reference)
@@ -140,8 +159,9 @@ def test_siglip_gradients_equal_open_clip_siglip_loss():
         scale = p["log_logit_scale"].exp()
         both = mask[:, IMAGE] & mask[:, TITLE]
         pair = oc.SigLipLoss()(x[both, IMAGE], x[both, TITLE], scale, p["logit_bias"])
-        served = torch.stack([F.normalize(x[i, IMAGE] * mask[i, IMAGE] + x[i, TITLE] * mask[i, TITLE], dim=0)
-                              for i in range(x.shape[0])])
+        served = torch.stack(
+            [F.normalize(x[i, IMAGE] * mask[i, IMAGE] + x[i, TITLE] * mask[i, TITLE], dim=0) for i in range(x.shape[0])]
+        )
         return {"sigmoid_loss": pair, "query_item_loss": oc.ClipLoss()(q, served, scale)}
 
     _compare(obj, views, x, q, reference)
@@ -161,8 +181,11 @@ def test_pairwise_gradients_equal_a_loop_over_anchors(positives):
         where = [(i, k) for i in range(mask.shape[0]) for k in range(mask.shape[1]) if mask[i, k]]
         per_anchor = []
         for r, (i, k) in enumerate(where):
-            candidates = [c for c, (j, slot) in enumerate(where)
-                          if c != r and (positives == "all" or MULTIMODAL.side[slot] != MULTIMODAL.side[k])]
+            candidates = [
+                c
+                for c, (j, slot) in enumerate(where)
+                if c != r and (positives == "all" or MULTIMODAL.side[slot] != MULTIMODAL.side[k])
+            ]
             positive = [n for n, c in enumerate(candidates) if where[c][0] == i]
             if not positive:
                 continue
@@ -170,8 +193,7 @@ def test_pairwise_gradients_equal_a_loop_over_anchors(positives):
             log_prob = logits - torch.logsumexp(logits, 0)
             per_anchor.append(-log_prob[positive].mean())
         served = _primary_fused(x, mask, MULTIMODAL)
-        return {"pairwise_loss": torch.stack(per_anchor).mean(),
-                "query_item_loss": symmetric_info_nce(scale * q @ served.t())}
+        return {"pairwise_loss": torch.stack(per_anchor).mean(), "query_item_loss": symmetric_info_nce(scale * q @ served.t())}
 
     _compare(obj, views, x, q, reference)
 
@@ -216,13 +238,18 @@ def test_factorized_gradients_equal_weighted_side_sums(k, normalize_sides):
                 on_side = torch.tensor([side[v] == s for v in range(len(side))], dtype=x.dtype)
                 total = ((w * on_side)[:, None] * x[i]).sum(0)
                 sums[s].append(F.normalize(total, dim=0) if normalize_sides else total)
-        both = [i for i in range(x.shape[0]) if any(kept[i, v] and side[v] == 0 for v in range(len(side)))
-                and any(kept[i, v] and side[v] == 1 for v in range(len(side)))]
+        both = [
+            i
+            for i in range(x.shape[0])
+            if any(kept[i, v] and side[v] == 0 for v in range(len(side)))
+            and any(kept[i, v] and side[v] == 1 for v in range(len(side)))
+        ]
         m, t = torch.stack([sums[0][i] for i in both]), torch.stack([sums[1][i] for i in both])
-        served = torch.stack([F.normalize((weights(i, per_side=False)[:, None] * x[i]).sum(0), dim=0)
-                              for i in range(x.shape[0])])
-        return {"transport_loss": symmetric_info_nce(scale * m @ t.t()),
-                "query_item_loss": symmetric_info_nce(scale * q @ served.t())}
+        served = torch.stack([F.normalize((weights(i, per_side=False)[:, None] * x[i]).sum(0), dim=0) for i in range(x.shape[0])])
+        return {
+            "transport_loss": symmetric_info_nce(scale * m @ t.t()),
+            "query_item_loss": symmetric_info_nce(scale * q @ served.t()),
+        }
 
     _compare(obj, views, x, q, reference)
 
@@ -247,16 +274,27 @@ def _unrolled_entropic_value(cost, a, b, eps, iterations):
     return (plan * cost).sum((1, 2)) + eps * (plan * log_plan).sum((1, 2))
 
 
-@pytest.mark.parametrize("coupling, similarity", [("entropic", "transport"), ("entropic", "entropic"),
-                                                  ("independent", "transport")])
+@pytest.mark.parametrize(
+    "coupling, similarity", [("entropic", "transport"), ("entropic", "entropic"), ("independent", "transport")]
+)
 def test_full_ot_gradients_equal_pot_plans_held_fixed(coupling, similarity):
     """transport: s_ij = sum P*_uv <x_i^u, y_j^v> with POT's plan a constant (a plan that passed
     gradient would add a term); entropic: s_ij = 1 - W_eps with W_eps differentiated through 400
     unrolled Sinkhorn sweeps (no envelope theorem assumed); independent: P = mu (x) nu."""
     eps = 0.1
     mask, x, q = _data(MULTIMODAL, AVAILABLE, seed=4)
-    obj = _objective("full_ot", MULTIMODAL, primary_weight=W_P, init_logit_scale=5.0, eps=eps, coupling=coupling,
-                     similarity=similarity, tolerance=1e-13, iterations=20_000, query_weight=0.5)
+    obj = _objective(
+        "full_ot",
+        MULTIMODAL,
+        primary_weight=W_P,
+        init_logit_scale=5.0,
+        eps=eps,
+        coupling=coupling,
+        similarity=similarity,
+        tolerance=1e-13,
+        iterations=20_000,
+        query_weight=0.5,
+    )
     views = encode_selection(x, obj.select_views(mask), MULTIMODAL.layout)
     side = MULTIMODAL.side
 
@@ -292,8 +330,10 @@ def test_full_ot_gradients_equal_pot_plans_held_fixed(coupling, similarity):
             sim = torch.stack(values)
         sim = sim.view(len(both), len(both))
         served = _primary_fused(x, mask, MULTIMODAL)
-        return {"transport_loss": symmetric_info_nce(scale * sim),
-                "query_item_loss": 0.5 * symmetric_info_nce(scale * q @ served.t())}
+        return {
+            "transport_loss": symmetric_info_nce(scale * sim),
+            "query_item_loss": 0.5 * symmetric_info_nce(scale * q @ served.t()),
+        }
 
     _compare(obj, views, x, q, reference)
 
@@ -338,15 +378,25 @@ def _mover_reference(x, q, mask, slots, anchor_slot, groups_of, score, delta, ot
             cost = 1.0 - anchors @ torch.stack([item_fused(j) for j in valid]).t()
         plan = pot_plan(cost, None, None, ot_eps)
         served = _primary_fused(x, mask, slots)
-        return {"volume_loss": symmetric_info_nce(-scale * vol), "ot_loss": 0.7 * (plan * vol).sum(),
-                "query_item_loss": symmetric_info_nce(scale * q @ served.t())}
+        return {
+            "volume_loss": symmetric_info_nce(-scale * vol),
+            "ot_loss": 0.7 * (plan * vol).sum(),
+            "query_item_loss": symmetric_info_nce(scale * q @ served.t()),
+        }
 
     return reference
 
 
 @pytest.mark.parametrize("signed", [False, True])
-@pytest.mark.parametrize("score, groups, ot_cost", [("distance", "views", "volume"), ("volume", "views", "volume"),
-                                                     ("distance", "sides", "cosine"), ("volume", "sides", "volume")])
+@pytest.mark.parametrize(
+    "score, groups, ot_cost",
+    [
+        ("distance", "views", "volume"),
+        ("volume", "views", "volume"),
+        ("distance", "sides", "cosine"),
+        ("volume", "sides", "volume"),
+    ],
+)
 def test_mover_gradients_equal_determinant_volumes(score, groups, ot_cost, signed):
     """distance: Vol(a, X) / Vol(X) = sqrt(det(G_aX + delta I) / det(G_X + delta I)); volume:
     GRAM's sqrt(det(G_aX + delta I)); X_j every other view of item j ('views') or its normalised
@@ -354,8 +404,20 @@ def test_mover_gradients_equal_determinant_volumes(score, groups, ot_cost, signe
     L_ot = 0.7 sum P_ij V_ij with POT's plan fixed."""
     delta, ot_eps = 1e-3, 0.1
     mask, x, q = _data(MULTIMODAL, AVAILABLE, seed=5)
-    obj = _objective("mover", MULTIMODAL, volume_score=score, groups=groups, ot_cost=ot_cost, volume_delta=delta, signed=signed,
-                     ot_epsilon=ot_eps, ot_iterations=20_000, ot_weight=0.7, primary_weight=W_P, init_logit_scale=5.0)
+    obj = _objective(
+        "mover",
+        MULTIMODAL,
+        volume_score=score,
+        groups=groups,
+        ot_cost=ot_cost,
+        volume_delta=delta,
+        signed=signed,
+        ot_epsilon=ot_eps,
+        ot_iterations=20_000,
+        ot_weight=0.7,
+        primary_weight=W_P,
+        init_logit_scale=5.0,
+    )
     views = encode_selection(x, obj.select_views(mask), MULTIMODAL.layout)
     side = MULTIMODAL.side
 
@@ -377,8 +439,7 @@ def test_mover_gradients_equal_determinant_volumes(score, groups, ot_cost, signe
         w = primary_weights(mask[j].tolist(), MULTIMODAL.primary, W_P)
         return F.normalize(sum(w[v] * x[j, v] for v in others(j)), dim=0)
 
-    reference = _mover_reference(x, q, mask, MULTIMODAL, TITLE, groups_of, score, delta, ot_eps, ot_cost, item_fused,
-                                 signed)
+    reference = _mover_reference(x, q, mask, MULTIMODAL, TITLE, groups_of, score, delta, ot_eps, ot_cost, item_fused, signed)
     terms = _compare(obj, views, x, q, reference)
     assert float(terms["ot_marginal_error"]) < 1e-12
 
@@ -391,8 +452,19 @@ def test_mover_fixed_score_gradients_equal_determinant_volumes_of_the_drawn_grou
     delta, ot_eps = 1e-3, 0.1
     available = [[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1], [1, 1, 1, 1]]
     mask, x, q = _data(TEXT_ONLY, available, seed=6)
-    obj = _objective("mover", TEXT_ONLY, volume_score="fixed", group_size=2, volume_delta=delta, signed=signed,
-                     ot_epsilon=ot_eps, ot_iterations=20_000, ot_weight=0.7, primary_weight=W_P, init_logit_scale=5.0)
+    obj = _objective(
+        "mover",
+        TEXT_ONLY,
+        volume_score="fixed",
+        group_size=2,
+        volume_delta=delta,
+        signed=signed,
+        ot_epsilon=ot_eps,
+        ot_iterations=20_000,
+        ot_weight=0.7,
+        primary_weight=W_P,
+        init_logit_scale=5.0,
+    )
     views = encode_selection(x, obj.select_views(mask), TEXT_ONLY.layout)
     drawn = []
     original = obj.sample_groups
@@ -407,8 +479,9 @@ def test_mover_fixed_score_gradients_equal_determinant_volumes_of_the_drawn_grou
         chosen = drawn[0][valid.index(i)]
         return [slot_of(i, w) for w in range(chosen.shape[0]) if chosen[w]]
 
-    reference = _mover_reference(x, q, mask, TEXT_ONLY, anchor_slot, lambda j: x[j, drawn_slots(j)], "volume",
-                                 delta, ot_eps, "volume", None, signed)
+    reference = _mover_reference(
+        x, q, mask, TEXT_ONLY, anchor_slot, lambda j: x[j, drawn_slots(j)], "volume", delta, ot_eps, "volume", None, signed
+    )
     torch.manual_seed(11)
     _compare(obj, views, x, q, reference)
     assert len(drawn) == 1  # one draw per step
@@ -432,8 +505,10 @@ def _info_nce(a, b, scale):
     return symmetric_info_nce(scale * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t())
 
 
-@pytest.mark.parametrize("slots, available, anchor", [(MULTIMODAL, AVAILABLE, "text"), (MULTIMODAL, AVAILABLE, "id"),
-                                                      (TEXT_ONLY, AVAILABLE_TEXT_ONLY, "text")])
+@pytest.mark.parametrize(
+    "slots, available, anchor",
+    [(MULTIMODAL, AVAILABLE, "text"), (MULTIMODAL, AVAILABLE, "id"), (TEXT_ONLY, AVAILABLE_TEXT_ONLY, "text")],
+)
 def test_oat_gradients_equal_its_terms_written_out(slots, available, anchor):
     """Z_a the title (missing: the fused item) or the normalised ID embedding; Z_img, Z_txt the
     normalised side sums (missing: Z_a); CMCL terms over the items with both members (the
@@ -444,9 +519,19 @@ def test_oat_gradients_equal_its_terms_written_out(slots, available, anchor):
     eps_plan, cost_scale, blur = 0.05, 1.0, 0.05
     mask, x, q = _data(slots, available, seed=7)
     b, d = x.shape[0], x.shape[-1]
-    obj = _objective("oat", slots, anchor=anchor, primary_weight=W_P, init_logit_scale=5.0, modality_weight=0.6,
-                     wasserstein_weight=0.9, wasserstein_blur=blur, sinkhorn_epsilon=eps_plan, cost_scale=cost_scale,
-                     sinkhorn_iterations=3000)
+    obj = _objective(
+        "oat",
+        slots,
+        anchor=anchor,
+        primary_weight=W_P,
+        init_logit_scale=5.0,
+        modality_weight=0.6,
+        wasserstein_weight=0.9,
+        wasserstein_blur=blur,
+        sinkhorn_epsilon=eps_plan,
+        cost_scale=cost_scale,
+        sinkhorn_iterations=3000,
+    )
     views = encode_selection(x, obj.select_views(mask), slots.layout)
     side = slots.side
     title = 0 if not slots.multimodal else TITLE
@@ -454,7 +539,7 @@ def test_oat_gradients_equal_its_terms_written_out(slots, available, anchor):
     def side_sum(i, s, skip=None):
         w = side_weights(mask[i].tolist(), slots, W_P)
         members = [v for v in range(len(side)) if mask[i, v] and side[v] == s and v != skip]
-        return (F.normalize(sum(w[v] * x[i, v] for v in members), dim=0) if members else None)
+        return F.normalize(sum(w[v] * x[i, v] for v in members), dim=0) if members else None
 
     def reference(p):
         scale = p["log_logit_scale"].exp()
@@ -476,8 +561,13 @@ def test_oat_gradients_equal_its_terms_written_out(slots, available, anchor):
         posed = [("image_text", image, text)]
         if anchor == "id" or slots.multimodal:
             posed.append(("anchor_image", [anchors[i] if anchor_present[i] else None for i in range(b)], image))
-        posed.append(("anchor_text", [anchors[i] if anchor_present[i] else None for i in range(b)],
-                      text if anchor == "id" else text_others))
+        posed.append(
+            (
+                "anchor_text",
+                [anchors[i] if anchor_present[i] else None for i in range(b)],
+                text if anchor == "id" else text_others,
+            )
+        )
         for _, left, right in posed:
             both = [i for i in range(b) if left[i] is not None and right[i] is not None]
             if len(both) >= 2:
@@ -492,7 +582,7 @@ def test_oat_gradients_equal_its_terms_written_out(slots, available, anchor):
                 cost = cost_scale * ((zm[:, :, None] - za[:, None, :]) ** 2).mean(0)  # [p, q]
                 plan = pot_plan(cost, None, None, eps_plan)
             else:
-                plan = torch.full((d, d), 1.0 / d ** 2, dtype=x.dtype)
+                plan = torch.full((d, d), 1.0 / d**2, dtype=x.dtype)
             aligned.append(z_m @ (plan + delta))
             if have:
                 w1.append(SamplesLoss("sinkhorn", p=1, blur=blur, backend="tensorized")(aligned[-1][have], anchors[have]))

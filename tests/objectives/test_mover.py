@@ -16,8 +16,16 @@ from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveConte
 from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
 from ftbench.kernels.volume import gram_volume
 
-MULTIMODAL = [("image", True), ("text", True), ("text", False), ("image", False),
-              ("image", False), ("text", False), ("image", False), ("text", False)]
+MULTIMODAL = [
+    ("image", True),
+    ("text", True),
+    ("text", False),
+    ("image", False),
+    ("image", False),
+    ("text", False),
+    ("image", False),
+    ("text", False),
+]
 TEXT_ONLY = [("text", True), ("text", False), ("text", False), ("text", False)]
 
 
@@ -31,9 +39,12 @@ def make_layout(slots):
     is_primary = torch.tensor([p for _, p in slots])
     side = torch.tensor([0 if m == "image" else 1 for m, _ in slots]) if multimodal else (~is_primary).long()
     return SlotLayout(
-        names=tuple(f"slot{i}" for i in range(len(slots))), modalities=mods,
-        modality_code=torch.tensor([mods.index(m) for m, _ in slots]), is_primary=is_primary,
-        side=side.long(), multimodal=multimodal,
+        names=tuple(f"slot{i}" for i in range(len(slots))),
+        modalities=mods,
+        modality_code=torch.tensor([mods.index(m) for m, _ in slots]),
+        is_primary=is_primary,
+        side=side.long(),
+        multimodal=multimodal,
     )
 
 
@@ -51,7 +62,9 @@ def encode(raw, mask, layout):
     b, w = mask.shape
     return EncodedViews(
         embeddings=F.normalize(raw, dim=-1) * mask.unsqueeze(-1).to(raw.dtype),
-        mask=mask, is_primary=layout.is_primary[:w].expand(b, -1), side=layout.side[:w].expand(b, -1),
+        mask=mask,
+        is_primary=layout.is_primary[:w].expand(b, -1),
+        side=layout.side[:w].expand(b, -1),
         side_weight=side_weights(mask, layout.is_primary[:w], layout.side[:w], 0.5).to(raw.dtype),
         item_weight=primary_weighted(mask, layout.is_primary[:w], 0.5).to(raw.dtype),
         item_index=torch.arange(b),
@@ -101,8 +114,16 @@ def test_volume_logits_hand_checked():
     layout, delta, scale = make_layout(MULTIMODAL), 1e-3, 10.0
     emb, mask = hand_example()
     views = encode(emb, mask, layout)
-    obj = build(layout, 3, volume_delta=delta, init_logit_scale=scale, learn_logit_scale=False, ot_weight=0.0,
-                volume_score="volume", signed=False).double()
+    obj = build(
+        layout,
+        3,
+        volume_delta=delta,
+        init_logit_scale=scale,
+        learn_logit_scale=False,
+        ot_weight=0.0,
+        volume_score="volume",
+        signed=False,
+    ).double()
     out = obj(AlignmentBatch(views=views))
     vol = hand_volumes(delta)
     assert abs(val(obj.logit_scale()) - scale) < 1e-5
@@ -279,8 +300,16 @@ def test_distance_loss_hand_computed():
     emb[1, 0], emb[1, 1] = torch.tensor([0.0, 1.0]), torch.tensor([0.6, 0.8])  # sin = 0.6
     # cross pairs: a_0 = e1 vs x_1 = (0.6, 0.8): sin = 0.8; a_1 = e2 vs x_0 = (0.8, 0.6): sin = 0.8
     mask = torch.ones(2, 2, dtype=torch.bool)
-    obj = build(layout, 2, volume_delta=1e-12, init_logit_scale=5.0, learn_logit_scale=False,
-                ot_weight=0.0, volume_score="distance", signed=False).double()
+    obj = build(
+        layout,
+        2,
+        volume_delta=1e-12,
+        init_logit_scale=5.0,
+        learn_logit_scale=False,
+        ot_weight=0.0,
+        volume_score="distance",
+        signed=False,
+    ).double()
     out = obj(AlignmentBatch(views=encode(emb, mask, layout)))
     s = val(obj.logit_scale())
     # each row and column: -log(e^{-0.6 s} / (e^{-0.6 s} + e^{-0.8 s})) = log(1 + e^{-0.2 s})
@@ -334,8 +363,7 @@ def noisy_catalog(n=200, d=32, noise=0.7, seed=0):
     """n items in R^d: anchor c_i (unit), up to 7 other views normalise(c_i + noise * 2 g / sqrt d)."""
     g = torch.Generator().manual_seed(seed)
     centre = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=-1)
-    views = F.normalize(centre[:, None] + noise * 2 * torch.randn(n, 7, d, generator=g, dtype=torch.float64) / d**0.5,
-                        dim=-1)
+    views = F.normalize(centre[:, None] + noise * 2 * torch.randn(n, 7, d, generator=g, dtype=torch.float64) / d**0.5, dim=-1)
     return centre, views
 
 
@@ -356,7 +384,7 @@ def test_noisy_views_do_not_favour_items_with_more_views(score):
     one = torch.zeros(n, 7, dtype=torch.bool)
     one[:, 0] = True
     mixed = one.clone()
-    mixed[n // 2:] = True
+    mixed[n // 2 :] = True
     own = torch.arange(n)
     pick_one, pick_mixed = nearest_items(obj, anchors, views, one), nearest_items(obj, anchors, views, mixed)
     wrong = pick_mixed[pick_mixed != own]
@@ -397,7 +425,7 @@ def test_anti_aligned_views_lose_to_aligned_ones():
     title = F.normalize(torch.randn(b, d, generator=g, dtype=torch.float64), dim=-1)
     aligned = title[:, None].expand(b, 8, d).clone()
     flipped = aligned.clone()
-    flipped[b // 2:, [0, 3, 4, 6]] *= -1  # the image views of half the items
+    flipped[b // 2 :, [0, 3, 4, 6]] *= -1  # the image views of half the items
     mask = torch.ones(b, 8, dtype=torch.bool)
     for signed in (True, False):
         obj = build(layout, d, signed=signed, ot_weight=0.0).double()

@@ -17,8 +17,16 @@ from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveConte
 from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
 
 # image primary, title, then auxiliary views of both modalities
-MULTIMODAL = [("image", True), ("text", True), ("text", False), ("image", False),
-              ("image", False), ("text", False), ("image", False), ("text", False)]
+MULTIMODAL = [
+    ("image", True),
+    ("text", True),
+    ("text", False),
+    ("image", False),
+    ("image", False),
+    ("text", False),
+    ("image", False),
+    ("text", False),
+]
 TEXT_ONLY = [("text", True), ("text", False), ("text", False), ("text", False)]
 
 
@@ -28,9 +36,12 @@ def make_layout(slots):
     is_primary = torch.tensor([p for _, p in slots])
     side = torch.tensor([0 if m == "image" else 1 for m, _ in slots]) if multimodal else (~is_primary).long()
     return SlotLayout(
-        names=tuple(f"slot{i}" for i in range(len(slots))), modalities=mods,
-        modality_code=torch.tensor([mods.index(m) for m, _ in slots]), is_primary=is_primary,
-        side=side.long(), multimodal=multimodal,
+        names=tuple(f"slot{i}" for i in range(len(slots))),
+        modalities=mods,
+        modality_code=torch.tensor([mods.index(m) for m, _ in slots]),
+        is_primary=is_primary,
+        side=side.long(),
+        multimodal=multimodal,
     )
 
 
@@ -49,7 +60,9 @@ def encode(raw, mask, layout, item_index=None):
     b = mask.shape[0]
     return EncodedViews(
         embeddings=F.normalize(raw, dim=-1) * mask.unsqueeze(-1).to(raw.dtype),
-        mask=mask, is_primary=layout.is_primary.expand(b, -1), side=layout.side.expand(b, -1),
+        mask=mask,
+        is_primary=layout.is_primary.expand(b, -1),
+        side=layout.side.expand(b, -1),
         side_weight=side_weights(mask, layout.is_primary, layout.side, 0.5).to(raw.dtype),
         item_weight=primary_weighted(mask, layout.is_primary, 0.5).to(raw.dtype),
         item_index=torch.arange(b) if item_index is None else item_index,
@@ -116,13 +129,15 @@ def test_modality_terms_hand_computed_and_title_left_out():
     desc = np.array([[0.6, 0.0, 0.8], [0.8, 0.6, 0.0], [0.0, 0.6, 0.8]])
     raw = torch.from_numpy(np.stack([image, title, desc], axis=1))
     views = encode(raw, torch.ones(3, 3, dtype=torch.bool), layout)
-    obj = build(layout, 3, query_weight=0.0, wasserstein_weight=0.0, init_logit_scale=4.0,
-                learn_logit_scale=False).double()
+    obj = build(layout, 3, query_weight=0.0, wasserstein_weight=0.0, init_logit_scale=4.0, learn_logit_scale=False).double()
     out = obj(AlignmentBatch(views=views))
     s = float(obj.logit_scale())
     text_side = 0.5 * title + 0.5 * desc
-    expected = {"anchor_image_nce": np_info_nce(title, image, s), "anchor_text_nce": np_info_nce(title, desc, s),
-                "image_text_nce": np_info_nce(image, text_side, s)}
+    expected = {
+        "anchor_image_nce": np_info_nce(title, image, s),
+        "anchor_text_nce": np_info_nce(title, desc, s),
+        "image_text_nce": np_info_nce(image, text_side, s),
+    }
     for key, value in expected.items():
         assert abs(float(out[key]) - value) < 1e-9, (key, float(out[key]), value)
     assert abs(float(out["modality_loss"]) - sum(expected.values()) / 3) < 1e-9
@@ -199,8 +214,7 @@ def check_finite(obj, layout, v, b=16, d=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     raw = torch.randn(b, layout.num_slots, d, generator=g).requires_grad_(True)
     query = torch.randn(b, d, generator=g).requires_grad_(True)
-    out = obj(AlignmentBatch(views=encode(raw, make_mask(layout, b, v, seed=seed + 1), layout),
-                             query=F.normalize(query, dim=-1)))
+    out = obj(AlignmentBatch(views=encode(raw, make_mask(layout, b, v, seed=seed + 1), layout), query=F.normalize(query, dim=-1)))
     obj.total_loss(out).backward()
     assert all(torch.isfinite(value).all() for value in out.values())
     assert torch.isfinite(raw.grad).all() and torch.isfinite(query.grad).all()
@@ -245,8 +259,9 @@ def test_eval_embedding_does_not_depend_on_the_batch():
     assert bool(obj.plans.ready.all())
     obj.eval()
     whole = obj.item_embedding(views)
-    halves = torch.cat([obj.item_embedding(encode(raw[:5], mask[:5], layout)),
-                        obj.item_embedding(encode(raw[5:], mask[5:], layout))])
+    halves = torch.cat(
+        [obj.item_embedding(encode(raw[:5], mask[:5], layout)), obj.item_embedding(encode(raw[5:], mask[5:], layout))]
+    )
     assert torch.allclose(whole, halves, atol=1e-6)
     assert torch.allclose(whole.norm(dim=-1), torch.ones(b), atol=1e-6)
     # in training mode the plan is the batch's own, so the embedding depends on the batch

@@ -31,8 +31,13 @@ def _views(x, mask):
     B, W, _ = x.shape
     w = mask.double() / mask.sum(1, keepdim=True).clamp(min=1)
     return EncodedViews(
-        embeddings=x * mask[..., None], mask=mask, is_primary=torch.tensor([True, True, False, False]).expand(B, W),
-        side=SIDE.expand(B, W), side_weight=w, item_weight=w, item_index=torch.arange(B),
+        embeddings=x * mask[..., None],
+        mask=mask,
+        is_primary=torch.tensor([True, True, False, False]).expand(B, W),
+        side=SIDE.expand(B, W),
+        side_weight=w,
+        item_weight=w,
+        item_index=torch.arange(B),
     )
 
 

@@ -33,9 +33,12 @@ ITEMS = np.arange(64)
 
 
 def _default_selection_objectives() -> list[str]:
-    names = [name for name in sorted(OBJECTIVES.names())
-             if OBJECTIVES.get(name).select_views is Objective.select_views
-             and OBJECTIVES.get(name).inference_selection is Objective.inference_selection]
+    names = [
+        name
+        for name in sorted(OBJECTIVES.names())
+        if OBJECTIVES.get(name).select_views is Objective.select_views
+        and OBJECTIVES.get(name).inference_selection is Objective.inference_selection
+    ]
     assert names, "no objective keeps the default view selection"
     return names
 
@@ -83,8 +86,17 @@ def test_the_encoded_batch_realises_the_primary_fraction():
     name = _default_selection_objectives()[0]
     objective = _objective(name)
     towers = Towers(DATASET.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
-    views = encode_batch(DATASET, LAYOUT, towers, objective, ITEMS, 8, torch.device("cpu"), training=True,
-                         generator=torch.Generator().manual_seed(2))
+    views = encode_batch(
+        DATASET,
+        LAYOUT,
+        towers,
+        objective,
+        ITEMS,
+        8,
+        torch.device("cpu"),
+        training=True,
+        generator=torch.Generator().manual_seed(2),
+    )
     available = capped_availability(DATASET.catalog, ITEMS, 8)
     primary_slots = torch.tensor(SLOTS.primary)
     for i in range(len(ITEMS)):
@@ -104,5 +116,6 @@ def test_the_encoded_batch_realises_the_primary_fraction():
                 continue
             share = (W_P if bool(a_side.any()) else 1.0) if bool(p_side.any()) else 0.0
             assert float(views.side_weight[i][p_side].sum()) == pytest.approx(share, abs=1e-6)
-            assert float(views.side_weight[i][a_side].sum()) == pytest.approx(1.0 - share if bool(a_side.any()) else 0.0,
-                                                                             abs=1e-6)
+            assert float(views.side_weight[i][a_side].sum()) == pytest.approx(
+                1.0 - share if bool(a_side.any()) else 0.0, abs=1e-6
+            )

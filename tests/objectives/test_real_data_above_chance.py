@@ -33,9 +33,15 @@ def cache_dir(tmp_path_factory):
 
 @pytest.mark.parametrize("objective", sorted(OBJECTIVES.names()))
 def test_cross_view_recall_well_above_chance(objective, cache_dir):
-    spec = RunSpec(objective=objective, dataset="grocery-store", views=8, seed=0, device="cpu", steps=100,
-                   sets=[f"dataset.data_dir={str(MINI)!r}", "dataset.train_photo_queries=False",
-                         f"dataset.cache_dir={str(cache_dir)!r}"])
+    spec = RunSpec(
+        objective=objective,
+        dataset="grocery-store",
+        views=8,
+        seed=0,
+        device="cpu",
+        steps=100,
+        sets=[f"dataset.data_dir={str(MINI)!r}", "dataset.train_photo_queries=False", f"dataset.cache_dir={str(cache_dir)!r}"],
+    )
     result, _ = execute(prepare(spec), out_dir=None)
     for task in TASKS:
         recall = result.metrics[task]["recall@1"]

@@ -26,9 +26,13 @@ def _views(image, title, aux=None, mask=None):
     w = emb.shape[1]
     mask = torch.ones(b, w, dtype=torch.bool) if mask is None else mask
     return EncodedViews(
-        embeddings=emb * mask[..., None], mask=mask, is_primary=torch.tensor([True, True, False][:w]).expand(b, w),
-        side=torch.tensor([0, 1, 0][:w]).expand(b, w), side_weight=mask.double(),
-        item_weight=mask.double() / mask.sum(1, keepdim=True), item_index=torch.arange(b),
+        embeddings=emb * mask[..., None],
+        mask=mask,
+        is_primary=torch.tensor([True, True, False][:w]).expand(b, w),
+        side=torch.tensor([0, 1, 0][:w]).expand(b, w),
+        side_weight=mask.double(),
+        item_weight=mask.double() / mask.sum(1, keepdim=True),
+        item_index=torch.arange(b),
     )
 
 

@@ -48,8 +48,21 @@ import sys as _sys
 
 from ...plugins import import_plugins
 from .base import (
-    BACKBONES, ENCODERS_HINT, MODALITIES, ROLES, Backbone, BackboneUnavailable, Input, backbone_modalities,
-    backbone_class, content_bytes, content_hash, create_backbone, file_fingerprint, model_files_digest, package_version,
+    BACKBONES,
+    ENCODERS_HINT,
+    MODALITIES,
+    ROLES,
+    Backbone,
+    BackboneUnavailable,
+    Input,
+    backbone_modalities,
+    backbone_class,
+    content_bytes,
+    content_hash,
+    create_backbone,
+    file_fingerprint,
+    model_files_digest,
+    package_version,
     parse_spec,
 )
 
@@ -64,9 +77,28 @@ from .precomputed import Precomputed  # noqa: E402
 from .sentence_transformer import SentenceTransformerText  # noqa: E402
 
 __all__ = [
-    "BACKBONES", "ENCODERS_HINT", "MODALITIES", "ROLES", "Backbone", "BackboneUnavailable", "Input",
-    "backbone_modalities", "backbone_class", "content_bytes", "content_hash", "create_backbone",
-    "file_fingerprint", "model_files_digest", "package_version", "parse_spec", "EfficientNetLite0",
-    "HashFeatures", "center_crop_resize", "load_rgb", "MiniLM", "OpenClip", "Precomputed",
+    "BACKBONES",
+    "ENCODERS_HINT",
+    "MODALITIES",
+    "ROLES",
+    "Backbone",
+    "BackboneUnavailable",
+    "Input",
+    "backbone_modalities",
+    "backbone_class",
+    "content_bytes",
+    "content_hash",
+    "create_backbone",
+    "file_fingerprint",
+    "model_files_digest",
+    "package_version",
+    "parse_spec",
+    "EfficientNetLite0",
+    "HashFeatures",
+    "center_crop_resize",
+    "load_rgb",
+    "MiniLM",
+    "OpenClip",
+    "Precomputed",
     "SentenceTransformerText",
 ]

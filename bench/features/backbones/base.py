@@ -144,9 +144,11 @@ def calibration_inputs(modality: str) -> list:
 
     rng = np.random.default_rng(20240601)
     if modality == "text":
-        words = ("organic whole milk carton fresh ripe banana slim fit cotton shirt navy stretch denim jacket "
-                 "waterproof running shoe lightweight sole recycled polyester zip pocket classic round neck "
-                 "sweater wool blend machine wash 500 ml 1 kg pack of two imported from spain").split()
+        words = (
+            "organic whole milk carton fresh ripe banana slim fit cotton shirt navy stretch denim jacket "
+            "waterproof running shoe lightweight sole recycled polyester zip pocket classic round neck "
+            "sweater wool blend machine wash 500 ml 1 kg pack of two imported from spain"
+        ).split()
         lengths = np.unique(np.geomspace(2, 200, 32).round().astype(int))
         return [" ".join(rng.choice(words, size=int(k))) for k in lengths]
     from PIL import Image, ImageDraw
@@ -186,9 +188,7 @@ class Backbone(ABC):
 
     def __init__(self, modality: str, arg: str | None = None, device: str = "auto", batch_size: int = 32) -> None:
         if modality not in self.modalities:
-            raise ValueError(
-                f"backbone {self.name!r} encodes {' and '.join(self.modalities)}, not {modality!r}"
-            )
+            raise ValueError(f"backbone {self.name!r} encodes {' and '.join(self.modalities)}, not {modality!r}")
         if batch_size < 1:
             raise ValueError(f"backbone batch size must be at least 1, got {batch_size}")
         self.modality = modality
@@ -237,7 +237,7 @@ class Backbone(ABC):
     # -- precision ---------------------------------------------------------------------------
     @property
     def precision(self) -> str:
-        """"fp32" or "bf16": the arithmetic of the model's forward pass, decided on first use.
+        """ "fp32" or "bf16": the arithmetic of the model's forward pass, decided on first use.
 
         fp32 unless $FTBENCH_ENCODE_PRECISION (read when the backbone is created) asks otherwise:
         ``bf16`` forces the bf16 path (a CPU
@@ -271,7 +271,10 @@ class Backbone(ABC):
                     if cosine >= BF16_MIN_COSINE:
                         self._precision = ("bf16", f"bf16: {why}; calibration cosine with fp32 >= {BF16_MIN_COSINE}")
                     elif requested == "auto":
-                        self._precision = ("fp32", f"fp32: {why}, but bf16 features drift (calibration cosine with fp32 < {BF16_MIN_COSINE})")
+                        self._precision = (
+                            "fp32",
+                            f"fp32: {why}, but bf16 features drift (calibration cosine with fp32 < {BF16_MIN_COSINE})",
+                        )
                     else:
                         raise ValueError(
                             f"{ENCODE_PRECISION_ENV}=bf16: backbone {self.spec!r} gives bf16 {self.modality} features "
@@ -314,8 +317,7 @@ class Backbone(ABC):
         return torch.autocast(device_type=resolve_device(self.device).type, dtype=torch.bfloat16)
 
     # -- encoding ----------------------------------------------------------------------------
-    def encode(self, inputs: Sequence[Input], role: str = "item",
-               on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    def encode(self, inputs: Sequence[Input], role: str = "item", on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         """float32 [n, dim] features of `inputs` (texts, or image paths) in the given `role`, in
         batches of `batch_size` taken in the order given; `on_batch(k)` after each batch of k.
 
@@ -346,9 +348,7 @@ class Backbone(ABC):
         n = len(prepared) if n is None else n
         feats = np.asarray(self._encode(prepared, role), dtype=np.float32)
         if feats.shape != (n, self.dim):
-            raise RuntimeError(
-                f"backbone {self.spec!r} returned shape {feats.shape} for {n} inputs, expected ({n}, {self.dim})"
-            )
+            raise RuntimeError(f"backbone {self.spec!r} returned shape {feats.shape} for {n} inputs, expected ({n}, {self.dim})")
         return feats
 
     def encode_order(self, inputs: Sequence[Input]) -> list[int]:
@@ -376,9 +376,11 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 
 #: what an unknown backbone name is told: the way to name a model that is not built in
-ANY_MODEL_HINT = ("A sentence-transformers model is st:HUB_ID (st:intfloat/e5-base-v2) or st:/path/to/folder; "
-                  "an open_clip model is open_clip:MODEL/PRETRAINED (open_clip:ViT-B-32/laion2b_s34b_b79k), "
-                  "open_clip:MODEL:/path/to/weights or open_clip:/path/to/folder.")
+ANY_MODEL_HINT = (
+    "A sentence-transformers model is st:HUB_ID (st:intfloat/e5-base-v2) or st:/path/to/folder; "
+    "an open_clip model is open_clip:MODEL/PRETRAINED (open_clip:ViT-B-32/laion2b_s34b_b79k), "
+    "open_clip:MODEL:/path/to/weights or open_clip:/path/to/folder."
+)
 
 
 def backbone_class(name: str) -> type[Backbone]:

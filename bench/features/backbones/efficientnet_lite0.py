@@ -1,5 +1,4 @@
-"""``efficientnet-lite0``: the 1280-d pooled head activation of EfficientNet-Lite0 for images.
-"""
+"""``efficientnet-lite0``: the 1280-d pooled head activation of EfficientNet-Lite0 for images."""
 
 from __future__ import annotations
 
@@ -10,7 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from ...device import resolve_device
-from .base import BACKBONES, Backbone, BackboneUnavailable, ENCODERS_HINT, Input, require_module, file_fingerprint, package_version
+from .base import (
+    BACKBONES,
+    Backbone,
+    BackboneUnavailable,
+    ENCODERS_HINT,
+    Input,
+    require_module,
+    file_fingerprint,
+    package_version,
+)
 from .images import center_crop_resize, load_rgb
 
 

@@ -1,5 +1,4 @@
-"""``hash[:D]``: deterministic, dependency-free features for tests and smoke runs.
-"""
+"""``hash[:D]``: deterministic, dependency-free features for tests and smoke runs."""
 
 from __future__ import annotations
 

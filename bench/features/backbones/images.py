@@ -1,5 +1,4 @@
-"""Image preprocessing without torchvision: decode with PIL, centre crop and resize with numpy.
-"""
+"""Image preprocessing without torchvision: decode with PIL, centre crop and resize with numpy."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""``minilm``: sentence-transformers/all-MiniLM-L6-v2, 384-d mean-pooled, L2-normalised text features.
-"""
+"""``minilm``: sentence-transformers/all-MiniLM-L6-v2, 384-d mean-pooled, L2-normalised text features."""
 
 from __future__ import annotations
 
@@ -9,7 +8,16 @@ from pathlib import Path
 import numpy as np
 
 from ...device import resolve_device
-from .base import BACKBONES, Backbone, BackboneUnavailable, ENCODERS_HINT, Input, require_module, file_fingerprint, package_version
+from .base import (
+    BACKBONES,
+    Backbone,
+    BackboneUnavailable,
+    ENCODERS_HINT,
+    Input,
+    require_module,
+    file_fingerprint,
+    package_version,
+)
 
 
 def longest_first(model, inputs) -> list[int]:

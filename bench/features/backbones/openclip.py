@@ -27,13 +27,20 @@ import numpy as np
 
 from ...device import resolve_device
 from .base import (
-    BACKBONES, Backbone, BackboneUnavailable, Input, model_files_digest, model_folder_files, package_version,
+    BACKBONES,
+    Backbone,
+    BackboneUnavailable,
+    Input,
+    model_files_digest,
+    model_folder_files,
+    package_version,
 )
 from .images import load_rgb
 from .sentence_transformer import hub_offline, is_local_reference
 
-INSTALL_HINT = ("pip install open_clip_torch torchvision (torchvision: the build matching the installed torch "
-                f"{package_version('torch')})")
+INSTALL_HINT = (
+    f"pip install open_clip_torch torchvision (torchvision: the build matching the installed torch {package_version('torch')})"
+)
 FORMS = "open_clip:MODEL/PRETRAINED (e.g. open_clip:ViT-B-32/laion2b_s34b_b79k), open_clip:MODEL:/path/to/weights or open_clip:/path/to/folder"
 
 
@@ -47,7 +54,8 @@ def import_open_clip() -> Any:
         if missing and missing != "open_clip":
             raise BackboneUnavailable(
                 f"open_clip is installed but cannot be imported: it needs the python package {missing!r}, which is "
-                f"not installed ({exc}). Install it: {INSTALL_HINT}") from None
+                f"not installed ({exc}). Install it: {INSTALL_HINT}"
+            ) from None
         raise BackboneUnavailable(f"python package 'open_clip' is not installed ({exc}). Install it: {INSTALL_HINT}") from None
 
 
@@ -70,8 +78,9 @@ class OpenClip(Backbone):
         if ref and is_local_reference(ref) and ":" not in ref:
             folder = Path(ref).expanduser().resolve()
             if not (folder / "open_clip_config.json").is_file():
-                raise BackboneUnavailable(f"backbone 'open_clip:{ref}': {folder} is not an open_clip model folder "
-                                          "(no open_clip_config.json)")
+                raise BackboneUnavailable(
+                    f"backbone 'open_clip:{ref}': {folder} is not an open_clip model folder (no open_clip_config.json)"
+                )
             self.folder, self.model_name = folder, f"local-dir:{folder}"
         elif ":" in ref:
             model, _, weights = ref.partition(":")
@@ -99,18 +108,21 @@ class OpenClip(Backbone):
             oc = import_open_clip()
             cfg = oc.pretrained.get_pretrained_cfg(self.model_name, self.pretrained_tag)
             if not cfg:
-                raise BackboneUnavailable(f"backbone {self.spec!r}: open_clip knows no pretrained weights "
-                                          f"{self.pretrained_tag!r} for model {self.model_name!r} (see open_clip.list_pretrained())")
+                raise BackboneUnavailable(
+                    f"backbone {self.spec!r}: open_clip knows no pretrained weights "
+                    f"{self.pretrained_tag!r} for model {self.model_name!r} (see open_clip.list_pretrained())"
+                )
             try:
                 target = oc.pretrained.download_pretrained(cfg)
             except Exception as exc:  # noqa: BLE001 - offline (LocalEntryNotFoundError), network, checksum
                 state = "downloads are off (HF_HUB_OFFLINE=1)" if hub_offline() else "the download failed"
                 raise BackboneUnavailable(
                     f"backbone {self.spec!r}: the weights are not in open_clip's cache and {state} "
-                    f"({type(exc).__name__}: {exc}). Download them where there is network access (python -c \"import "
+                    f'({type(exc).__name__}: {exc}). Download them where there is network access (python -c "import '
                     f"open_clip; print(open_clip.pretrained.download_pretrained(open_clip.pretrained.get_pretrained_cfg("
                     f"'{self.model_name}', '{self.pretrained_tag}')))\" prints the file), copy the file here and give "
-                    f"its path: open_clip:{self.model_name}:/path/to/that/file") from None
+                    f"its path: open_clip:{self.model_name}:/path/to/that/file"
+                ) from None
             if not target or not Path(target).is_file():
                 raise BackboneUnavailable(f"backbone {self.spec!r}: open_clip returned no weights file ({target!r})")
             self.weights = Path(target)
@@ -126,8 +138,10 @@ class OpenClip(Backbone):
     @property
     def version(self) -> str:
         model = "local-dir" if self.folder is not None else self.model_name
-        return (f"open_clip={package_version('open_clip_torch')};model={model};model_files={self.model_digest()};"
-                f"torch={package_version('torch')}")
+        return (
+            f"open_clip={package_version('open_clip_torch')};model={model};model_files={self.model_digest()};"
+            f"torch={package_version('torch')}"
+        )
 
     @property
     def preprocessing(self) -> str:

@@ -1,5 +1,4 @@
-"""``precomputed:DIR``: the user's own features, ``DIR/features.npy`` indexed by ``DIR/keys.txt``.
-"""
+"""``precomputed:DIR``: the user's own features, ``DIR/features.npy`` indexed by ``DIR/keys.txt``."""
 
 from __future__ import annotations
 
@@ -32,7 +31,9 @@ class Precomputed(Backbone):
         keys_path = self.root / "keys.txt"
         for p in (self.features_path, keys_path):
             if not p.is_file():
-                raise FileNotFoundError(f"precomputed features: {p} does not exist (expected features.npy and keys.txt in {self.root})")
+                raise FileNotFoundError(
+                    f"precomputed features: {p} does not exist (expected features.npy and keys.txt in {self.root})"
+                )
         try:
             self._features = np.load(self.features_path, allow_pickle=False, mmap_mode="r")
         except (ValueError, OSError, EOFError) as exc:  # truncated, not .npy, or pickled objects
@@ -47,9 +48,7 @@ class Precomputed(Backbone):
             raise ValueError(f"{self.features_path}: expected a 2-d array [n, D], got shape {self._features.shape}")
         keys = keys_path.read_text(encoding="utf-8").split()
         if len(keys) != self._features.shape[0]:
-            raise ValueError(
-                f"{keys_path}: {len(keys)} keys for {self._features.shape[0]} feature rows in {self.features_path}"
-            )
+            raise ValueError(f"{keys_path}: {len(keys)} keys for {self._features.shape[0]} feature rows in {self.features_path}")
         self._index: dict[str, int] = {}
         for row, key in enumerate(keys):
             if not re.fullmatch(r"[0-9a-f]{64}", key):

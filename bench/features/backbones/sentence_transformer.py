@@ -28,15 +28,28 @@ import numpy as np
 from ...device import resolve_device
 from .minilm import longest_first
 from .base import (
-    BACKBONES, ENCODERS_HINT, Backbone, BackboneUnavailable, Input, model_files_digest, model_folder_files,
-    package_version, require_module,
+    BACKBONES,
+    ENCODERS_HINT,
+    Backbone,
+    BackboneUnavailable,
+    Input,
+    model_files_digest,
+    model_folder_files,
+    package_version,
+    require_module,
 )
 
 #: prompt names sentence-transformers models use for the catalog side, in the order tried
 ITEM_PROMPTS = ("document", "passage", "corpus")
 #: Pooling config keys whose modes are concatenated (each adds word_embedding_dimension)
-POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
-                 "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken")
+POOLING_MODES = (
+    "pooling_mode_cls_token",
+    "pooling_mode_mean_tokens",
+    "pooling_mode_max_tokens",
+    "pooling_mode_mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens",
+    "pooling_mode_lasttoken",
+)
 #: files of a hub repository that sentence-transformers' PyTorch path never reads (not downloaded)
 HUB_IGNORE = ["onnx/*", "openvino/*", "*.onnx", "*.h5", "*.msgpack", "*.ot", "*.md"]
 
@@ -68,13 +81,15 @@ def resolve_hub_model(ref: str) -> Path:
             return Path(hub.snapshot_download(repo, local_files_only=True))
         except Exception:  # noqa: BLE001 - not in the cache (LocalEntryNotFoundError) or not a repo id
             continue
-    how = (f"download it where there is network access (python -c \"from sentence_transformers import "
-           f"SentenceTransformer; SentenceTransformer('{ref}').save('/models/{ref.rsplit('/', 1)[-1]}')\"), "
-           f"copy the folder here and give its path: st:/models/{ref.rsplit('/', 1)[-1]}")
+    how = (
+        f'download it where there is network access (python -c "from sentence_transformers import '
+        f"SentenceTransformer; SentenceTransformer('{ref}').save('/models/{ref.rsplit('/', 1)[-1]}')\"), "
+        f"copy the folder here and give its path: st:/models/{ref.rsplit('/', 1)[-1]}"
+    )
     if hub_offline():
         raise BackboneUnavailable(
-            f"backbone 'st:{ref}': the model is not in the Hugging Face cache and downloads are off "
-            f"(HF_HUB_OFFLINE=1): {how}")
+            f"backbone 'st:{ref}': the model is not in the Hugging Face cache and downloads are off (HF_HUB_OFFLINE=1): {how}"
+        )
     errors = []
     for repo in candidates:
         try:
@@ -123,8 +138,10 @@ class SentenceTransformerText(Backbone):
         super().__init__(modality, arg, device, batch_size)
         ref = (arg or "").strip()
         if not ref:
-            raise ValueError("backbone 'st' needs a model: st:HUB_ID (e.g. st:intfloat/e5-base-v2) or st:PATH "
-                             "(a folder written by SentenceTransformer.save)")
+            raise ValueError(
+                "backbone 'st' needs a model: st:HUB_ID (e.g. st:intfloat/e5-base-v2) or st:PATH "
+                "(a folder written by SentenceTransformer.save)"
+            )
         self.model_ref = ref
         self._folder: Path | None = None
         if is_local_reference(ref):
@@ -134,7 +151,8 @@ class SentenceTransformerText(Backbone):
             if not (folder / "modules.json").is_file() and not (folder / "config.json").is_file():
                 raise BackboneUnavailable(
                     f"backbone 'st:{ref}': {folder} is not a sentence-transformers model folder (no modules.json "
-                    "or config.json); write one with SentenceTransformer(...).save(FOLDER)")
+                    "or config.json); write one with SentenceTransformer(...).save(FOLDER)"
+                )
             self._folder = folder
         self._model = None
         self._dim: int | None = None
@@ -164,13 +182,17 @@ class SentenceTransformerText(Backbone):
 
     @property
     def version(self) -> str:
-        return (f"sentence-transformers={package_version('sentence-transformers')};"
-                f"model_files={self.model_digest()};torch={package_version('torch')}")
+        return (
+            f"sentence-transformers={package_version('sentence-transformers')};"
+            f"model_files={self.model_digest()};torch={package_version('torch')}"
+        )
 
     @property
     def preprocessing(self) -> str:
-        return ("sentence-transformers pipeline of the model folder (modules.json: tokeniser, max_seq_length, pooling, "
-                "normalisation); prompts 'query' for queries, 'document'/'passage'/'corpus' for views when defined")
+        return (
+            "sentence-transformers pipeline of the model folder (modules.json: tokeniser, max_seq_length, pooling, "
+            "normalisation); prompts 'query' for queries, 'document'/'passage'/'corpus' for views when defined"
+        )
 
     def fingerprint(self) -> dict:
         """The model is its files (`model_digest`, in `version`), not the name or path it was reached by."""
@@ -184,11 +206,12 @@ class SentenceTransformerText(Backbone):
             st = require_module("sentence_transformers", ENCODERS_HINT)
             require_module("transformers.utils.logging", ENCODERS_HINT).disable_progress_bar()
             try:
-                self._model = st.SentenceTransformer(str(folder), device=str(resolve_device(self.device)),
-                                                     local_files_only=True)
+                self._model = st.SentenceTransformer(str(folder), device=str(resolve_device(self.device)), local_files_only=True)
             except (OSError, ValueError) as exc:
-                raise BackboneUnavailable(f"backbone 'st:{self.model_ref}': {folder} cannot be loaded by "
-                                          f"sentence-transformers ({type(exc).__name__}: {exc})") from None
+                raise BackboneUnavailable(
+                    f"backbone 'st:{self.model_ref}': {folder} cannot be loaded by "
+                    f"sentence-transformers ({type(exc).__name__}: {exc})"
+                ) from None
             self._model.eval()
         return self._model
 
@@ -203,6 +226,11 @@ class SentenceTransformerText(Backbone):
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
         model = self.load()
         with self.autocast():
-            feats = model.encode([str(x) for x in inputs], batch_size=self.batch_size, convert_to_tensor=True,
-                                 show_progress_bar=False, prompt_name=self.prompt_name(role))
+            feats = model.encode(
+                [str(x) for x in inputs],
+                batch_size=self.batch_size,
+                convert_to_tensor=True,
+                show_progress_bar=False,
+                prompt_name=self.prompt_name(role),
+            )
         return feats.float().cpu().numpy()

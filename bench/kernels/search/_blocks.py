@@ -20,7 +20,9 @@ _SENTINEL = torch.iinfo(torch.int64).max
 DEFAULT_QUERY_CHUNK = {"cpu": 1024, "cuda": 2048}
 DEFAULT_ITEM_CHUNK = {"cpu": 16384, "cuda": 32768}
 DEFAULT_GROUP_SIZE = 16
-_NUMPY_NONZERO = True  # CPU: the filter through numpy (flatnonzero, maxima, comparisons); tests switch it off to run the CUDA code path
+_NUMPY_NONZERO = (
+    True  # CPU: the filter through numpy (flatnonzero, maxima, comparisons); tests switch it off to run the CUDA code path
+)
 # CPU score blocks through numpy's matmul (OpenBLAS): on the project machine 1024 x 256 by
 # 256 x 16384 float32 blocks run at 3.15 ms per query (1M items, 2 threads) against 4.10 ms with
 # torch.mm, and faiss IndexFlatIP takes 3.9-4.2 ms in all. Tests switch it off to compare paths.
@@ -29,8 +31,13 @@ _NUMPY_MATMUL = True
 
 def _score_block(q: torch.Tensor, item_block: torch.Tensor, out: torch.Tensor) -> None:
     """out[R, w] = q [R, d] @ item_block[w, d]^T, through numpy's BLAS on CPU where it is faster."""
-    if (_NUMPY_MATMUL and out.device.type == "cpu" and out.dtype in (torch.float32, torch.float64)
-            and q.dtype == out.dtype and item_block.dtype == out.dtype):
+    if (
+        _NUMPY_MATMUL
+        and out.device.type == "cpu"
+        and out.dtype in (torch.float32, torch.float64)
+        and q.dtype == out.dtype
+        and item_block.dtype == out.dtype
+    ):
         np.matmul(q.detach().numpy(), item_block.detach().numpy().T, out=out.numpy())
     else:
         torch.mm(q, item_block.T, out=out)
@@ -43,9 +50,7 @@ def _check_inputs(queries: torch.Tensor, items: torch.Tensor, what: str) -> tupl
     if queries.dim() != 2:
         raise ValueError(f"{what}: queries must be a 2-D tensor [Q, d], got shape {tuple(queries.shape)}")
     if queries.shape[1] != items.shape[1]:
-        raise ValueError(
-            f"{what}: queries have dimension {queries.shape[1]} but items have dimension {items.shape[1]}"
-        )
+        raise ValueError(f"{what}: queries have dimension {queries.shape[1]} but items have dimension {items.shape[1]}")
     if not items.is_floating_point():
         raise ValueError(f"{what}: items must be floating point, got {items.dtype}")
     queries = queries.to(device=items.device, dtype=items.dtype)
@@ -146,8 +151,11 @@ class _Reservoir:
         in their order (the rest padded again); fill and fill_max follow."""
         width = self.fill_max
         flat = _flatnonzero(keep)  # row-major positions of the kept entries
-        kept = {name: getattr(self, name)[:, :width].reshape(-1).index_select(0, flat)
-                for name, _ in self._STORES if getattr(self, name) is not None}
+        kept = {
+            name: getattr(self, name)[:, :width].reshape(-1).index_select(0, flat)
+            for name, _ in self._STORES
+            if getattr(self, name) is not None
+        }
         for name, pad in self._STORES:
             if getattr(self, name) is not None:
                 getattr(self, name)[:, :width] = pad

@@ -78,9 +78,7 @@ def _topk_query_chunk(
         if got is not None:
             rows, cols, vals = got
             if torch.isnan(vals).any():  # `_admit` lets NaN through (nonzero syncs anyway)
-                raise ValueError(
-                    "exact_topk: some scores are NaN (the items contain NaN/inf values, or products overflow)"
-                )
+                raise ValueError("exact_topk: some scores are NaN (the items contain NaN/inf values, or products overflow)")
             res.append(rows, cols + start, vals)
         admitted = 0 if got is None else int(got[0].numel())
         seen += w

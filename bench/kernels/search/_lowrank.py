@@ -191,8 +191,7 @@ class LowRankCatalog:
         self.norm_max = norm_max
         # per unit of ||q|| X: the scan's fp32 sum (2 gamma_{r+1}), the roundings of qp, xp and of
         # sigma rho (8 u), qp.(W^T e) (gamma_d sqrt(r)(1+eta) + eta (1+eta)), float64 set-up (1e-12)
-        self.slack_factor = (2 * _gamma(r + 1) + 8 * _U32 + _gamma(d) * sqrt_r * (1 + 1e-6)
-                             + self.eta * (1 + self.eta) * 2 + 1e-12)
+        self.slack_factor = 2 * _gamma(r + 1) + 8 * _U32 + _gamma(d) * sqrt_r * (1 + 1e-6) + self.eta * (1 + self.eta) * 2 + 1e-12
 
     def query_side(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(augmented queries [R, r+1] fp32 = [qp, sigma], sigma float64 [R], slack A float64 [R])."""
@@ -208,8 +207,15 @@ def _lower(x: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
     return _round_toward_minus_inf(x - by - 2.0**-22 * x.abs())
 
 
-def _kth_lower_bound(key: torch.Tensor, ub: torch.Tensor, index: torch.Tensor, cat: LowRankCatalog,
-                     sigma: torch.Tensor, slack: torch.Tensor, k: int) -> torch.Tensor:
+def _kth_lower_bound(
+    key: torch.Tensor,
+    ub: torch.Tensor,
+    index: torch.Tensor,
+    cat: LowRankCatalog,
+    sigma: torch.Tensor,
+    slack: torch.Tensor,
+    k: int,
+) -> torch.Tensor:
     """Per row, a t (float64) such that k of the given items have a true score q.x >= t: the
     smallest lb~ = ub~ - 2 sigma~ rho~ - A (float64) of the k entries of largest `key` (an fp32
     estimate of lb~ or ub~ that only chooses them; padding: key = ub~ = -inf, any index). Rows
@@ -232,8 +238,16 @@ def _compact(res, thr: torch.Tensor, cat: LowRankCatalog, sigma: torch.Tensor, s
     return thr
 
 
-def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk: int, buf: torch.Tensor,
-                       stats: dict | None = None, max_candidates: int | None = None, reservoir: int | None = None):
+def lowrank_topk_chunk(
+    q: torch.Tensor,
+    cat: LowRankCatalog,
+    k: int,
+    item_chunk: int,
+    buf: torch.Tensor,
+    stats: dict | None = None,
+    max_candidates: int | None = None,
+    reservoir: int | None = None,
+):
     """Certified top-k for one block of query rows (fp32 [R, d]); see the module docstring.
 
     One scan of the augmented catalog in blocks of `item_chunk` items. Per row, a threshold thr on
@@ -266,8 +280,10 @@ def lowrank_topk_chunk(q: torch.Tensor, cat: LowRankCatalog, k: int, item_chunk:
         block = buf[: rows_q * w].view(rows_q, w) if rows_q * w <= buf.numel() else torch.empty((rows_q, w), device=items.device)
         _score_block(aug, cat.augmented[start : start + w], block)
         if start == 0:
-            thr = _lower(_kth_lower_bound(block, block, torch.arange(w, device=items.device).expand(rows_q, w),
-                                          cat, sigma, slack, k), slack)
+            thr = _lower(
+                _kth_lower_bound(block, block, torch.arange(w, device=items.device).expand(rows_q, w), cat, sigma, slack, k),
+                slack,
+            )
             got = _admit(block, thr, GROUP, False, dense=True)
         else:
             got = _admit(block, thr, GROUP, False)

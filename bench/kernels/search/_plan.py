@@ -79,7 +79,6 @@ def plan_scan(precision: str, items: torch.Tensor):
     return scan, f"{reason}; not low-rank: {not_low}", None
 
 
-
 def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -77,7 +77,9 @@ def rank_of_targets(
             f"rank_of_targets: target ({target.numel()}) and target_score ({t_all.numel()}) need one entry per query ({nq})"
         )
     if nq and (int(target.min()) < 0 or int(target.max()) >= n):
-        raise ValueError(f"rank_of_targets: target indices must lie in [0, {n}), got range [{int(target.min())}, {int(target.max())}]")
+        raise ValueError(
+            f"rank_of_targets: target indices must lie in [0, {n}), got range [{int(target.min())}, {int(target.max())}]"
+        )
     if not torch.isfinite(t_all).all():
         raise ValueError("rank_of_targets: target_score contains NaN or infinite values")
     _assert_finite_rows(items, "rank_of_targets: items")

@@ -117,8 +117,11 @@ def exact_topk(
 
         _run_query_blocks(nq, qc, min(ic, n), items, workers, body_lowrank)
         if info is not None:
-            info.update(rank=lowrank.rank, fallback_blocks=stats["fallback_blocks"],
-                        candidates_per_query=stats["candidates"] / max(1, stats["rows"]))
+            info.update(
+                rank=lowrank.rank,
+                fallback_blocks=stats["fallback_blocks"],
+                candidates_per_query=stats["candidates"] / max(1, stats["rows"]),
+            )
         return out_s, out_i
     if scan == "bf16":
         cat = BF16Catalog(items)

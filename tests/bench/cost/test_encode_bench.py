@@ -28,13 +28,14 @@ def test_synthetic_product_texts_are_seeded_titles_and_descriptions_of_realistic
 def test_grocery_inputs_are_the_distinct_texts_and_images_the_loader_encodes():
     texts, images = grocery_inputs(MINI)
     assert len(texts) == len(set(texts)) == 34 and len(images) == len(set(images)) == 1010
-    assert all(Path(p).is_file() for p in images[:: 50])
+    assert all(Path(p).is_file() for p in images[::50])
 
 
 def test_a_set_row_times_before_and_after_on_the_same_features():
     lines = []
-    row = bench_set("tiny", "hash", "text", synthetic_product_texts(300), {"fp32": 10.0, "bf16": 20.0},
-                    before_inputs=100, say=lines.append)
+    row = bench_set(
+        "tiny", "hash", "text", synthetic_product_texts(300), {"fp32": 10.0, "bf16": 20.0}, before_inputs=100, say=lines.append
+    )
     assert row["before"]["inputs"] == 100 and row["after"]["inputs"] == 300
     assert row["after_vs_before_max_abs_diff"] == 0.0 and "bf16" not in row  # hash has no bf16 path
     assert row["speedup"] == round(row["after"]["inputs_per_s"] / row["before"]["inputs_per_s"], 2)

@@ -34,8 +34,11 @@ def test_the_flop_count_of_a_small_model_is_the_hand_count():
     assert prof.flops_by_op == {"aten.addmm": forward, "aten.mm": backward}
     # the products, in the order the step ran them
     assert [(c.name, c.shapes) for c in prof.gemms] == [
-        ("addmm", ((h,), (n, d_in), (d_in, h))), ("addmm", ((d_out,), (n, h), (h, d_out))),
-        ("mm", ((n, d_out), (d_out, h))), ("mm", ((d_out, n), (n, h))), ("mm", ((h, n), (n, d_in))),
+        ("addmm", ((h,), (n, d_in), (d_in, h))),
+        ("addmm", ((d_out,), (n, h), (h, d_out))),
+        ("mm", ((n, d_out), (d_out, h))),
+        ("mm", ((d_out, n), (n, h))),
+        ("mm", ((h, n), (n, d_in))),
     ]
 
 
@@ -69,8 +72,9 @@ def _profiler_products(step):
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         step()
     names = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
-    return Counter((e.name.split("::")[1], tuple(tuple(s) for s in e.input_shapes if s))
-                   for e in prof.events() if e.name in names)
+    return Counter(
+        (e.name.split("::")[1], tuple(tuple(s) for s in e.input_shapes if s)) for e in prof.events() if e.name in names
+    )
 
 
 @pytest.mark.parametrize("objective", ["clip", "factorized"])
@@ -87,8 +91,18 @@ def test_the_recorded_products_are_the_ones_a_whole_step_ran(objective):
 
 
 def test_the_cost_table_shows_the_floor_and_reads_files_without_it():
-    row = {"objective": "clip", "views": 8, "status": "ok", "objective_ms_median": 3.0, "step_ms_median": 20.0,
-           "peak_memory_mb": 12.0, "step_gflop": 0.75, "gemm_calls": 23, "floor_ms_median": 8.0, "efficiency": 0.4}
+    row = {
+        "objective": "clip",
+        "views": 8,
+        "status": "ok",
+        "objective_ms_median": 3.0,
+        "step_ms_median": 20.0,
+        "peak_memory_mb": 12.0,
+        "step_gflop": 0.75,
+        "gemm_calls": 23,
+        "floor_ms_median": 8.0,
+        "efficiency": 0.4,
+    }
     old = {k: v for k, v in row.items() if k not in ("step_gflop", "gemm_calls", "floor_ms_median", "efficiency")}
     text = format_cost({"rows": [row, {**old, "objective": "siglip"}], "exponents": {}})
     lines = text.splitlines()

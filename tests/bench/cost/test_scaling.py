@@ -13,17 +13,27 @@ def _batch(b=6, d=8, seed=0):
     slots = [("image", True), ("text", True), ("text", False), ("image", False)]
     mods = ("image", "text")
     is_primary = torch.tensor([p for _, p in slots])
-    layout = SlotLayout(names=tuple(f"s{i}" for i in range(len(slots))), modalities=mods,
-                        modality_code=torch.tensor([mods.index(m) for m, _ in slots]), is_primary=is_primary,
-                        side=torch.tensor([0 if m == "image" else 1 for m, _ in slots]), multimodal=True)
+    layout = SlotLayout(
+        names=tuple(f"s{i}" for i in range(len(slots))),
+        modalities=mods,
+        modality_code=torch.tensor([mods.index(m) for m, _ in slots]),
+        is_primary=is_primary,
+        side=torch.tensor([0 if m == "image" else 1 for m, _ in slots]),
+        multimodal=True,
+    )
     g = torch.Generator().manual_seed(seed)
     mask = torch.rand(b, len(slots), generator=g) < 0.8
     mask[:, :2] = True
     emb = F.normalize(torch.randn(b, len(slots), d, generator=g), dim=-1) * mask.unsqueeze(-1)
-    views = EncodedViews(embeddings=emb, mask=mask, is_primary=is_primary.expand(b, -1),
-                         side=layout.side.expand(b, -1),
-                         side_weight=side_weights(mask, is_primary, layout.side, 0.5),
-                         item_weight=primary_weighted(mask, is_primary, 0.5), item_index=torch.arange(b))
+    views = EncodedViews(
+        embeddings=emb,
+        mask=mask,
+        is_primary=is_primary.expand(b, -1),
+        side=layout.side.expand(b, -1),
+        side_weight=side_weights(mask, is_primary, layout.side, 0.5),
+        item_weight=primary_weighted(mask, is_primary, 0.5),
+        item_index=torch.arange(b),
+    )
     query = F.normalize(torch.randn(b, d, generator=g), dim=-1)
     return layout, AlignmentBatch(views, query)
 

@@ -35,11 +35,14 @@ def test_floor_and_efficiency_by_hand():
     assert (clip["gflop"], clip["gemm_calls"]) == (0.75, 23)
 
 
-@pytest.mark.parametrize("names, message", [
-    (["clip"], "at least two objectives"),
-    (["clip", "oat", "clip"], "named twice"),
-    (["clip", "nope"], "nope"),
-])
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["clip"], "at least two objectives"),
+        (["clip", "oat", "clip"], "named twice"),
+        (["clip", "nope"], "nope"),
+    ],
+)
 def test_bad_objective_lists_fail_before_any_work(names, message):
     with pytest.raises(Exception, match=message):
         run_step_ratio(CostSpec(objectives=names), views=8, rounds=1)
@@ -52,9 +55,30 @@ def test_a_step_over_the_memory_budget_fails_before_any_work():
 
 
 def test_a_small_run_times_every_objective_in_every_round(tmp_path):
-    res = CliRunner().invoke(app, ["cost", "--step-ratio", "-o", "clip,oat-floor", "--views", "2", "--rounds", "2",
-                                   "--repeats", "2", "--warmup", "1", "--batch-size", "16", "--threads", "1",
-                                   "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    res = CliRunner().invoke(
+        app,
+        [
+            "cost",
+            "--step-ratio",
+            "-o",
+            "clip,oat-floor",
+            "--views",
+            "2",
+            "--rounds",
+            "2",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "step_ratio__V2__B16__cpu.json").read_text())
     assert result["kind"] == "step_ratio" and result["reference"] == "clip" and result["views"] == 2
@@ -85,9 +109,17 @@ def test_the_report_shows_a_step_ratio_file(tmp_path):
 
     (tmp_path / "cost").mkdir()
     times = {"clip": [[10.0, 12.0], [20.0, 22.0]], "oat": [[33.0, 33.0], [63.0, 63.0]]}
-    payload = {"kind": "step_ratio", "reference": "clip", "views": 8, "rounds": 2, "threads": 2,
-               "spec": {"batch_size": 256, "repeats": 2}, "device": {"device": "cpu"},
-               "objectives": summarize(["clip", "oat"], times), "times_ms": times}
+    payload = {
+        "kind": "step_ratio",
+        "reference": "clip",
+        "views": 8,
+        "rounds": 2,
+        "threads": 2,
+        "spec": {"batch_size": 256, "repeats": 2},
+        "device": {"device": "cpu"},
+        "objectives": summarize(["clip", "oat"], times),
+        "times_ms": times,
+    }
     (tmp_path / "cost" / "step_ratio__V8__B256__cpu.json").write_text(json.dumps(payload))
     (tmp_path / "cost" / "step_ratio__broken.json").write_text(json.dumps({"kind": "step_ratio"}))
     (tmp_path / "cost" / "solver_bench.json").write_text(json.dumps({"kind": "solver_bench"}))

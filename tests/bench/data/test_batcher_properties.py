@@ -30,9 +30,13 @@ from ftbench.data.queries import QuerySet, relevance_from_pairs
 from ftbench.train.loop import BatchSampler
 from ftbench.data.views import SlotLayout, all_views, cap_views
 
-SLOTS = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary"),
-         ViewSlot("image_2", "image", "auxiliary"), ViewSlot("description", "text", "auxiliary"),
-         ViewSlot("image_3", "image", "auxiliary")]
+SLOTS = [
+    ViewSlot("image", "image", "primary"),
+    ViewSlot("title", "text", "primary"),
+    ViewSlot("image_2", "image", "auxiliary"),
+    ViewSlot("description", "text", "auxiliary"),
+    ViewSlot("image_3", "image", "auxiliary"),
+]
 DIMS = {"image": 3, "text": 2}
 
 
@@ -59,9 +63,16 @@ def datasets(draw):
     inter = np.array(inter, dtype=np.int64)
     q_split = draw(arrays(np.int8, nq, elements=st.integers(0, 2)))
     indptr, items, grades = relevance_from_pairs(nq, inter)
-    queries = QuerySet(ids=np.array([f"q{i}" for i in range(nq)]), modality="text",
-                       features=np.zeros((nq, DIMS["text"]), np.float32), relevant_indptr=indptr,
-                       relevant_items=items, relevant_grades=grades, split=q_split, interactions=inter)
+    queries = QuerySet(
+        ids=np.array([f"q{i}" for i in range(nq)]),
+        modality="text",
+        features=np.zeros((nq, DIMS["text"]), np.float32),
+        relevant_indptr=indptr,
+        relevant_items=items,
+        relevant_grades=grades,
+        split=q_split,
+        interactions=inter,
+    )
     return MultiViewDataset("generated", cat, split, queries=queries)
 
 
@@ -121,7 +132,7 @@ def test_view_batch_places_each_selected_view_with_its_own_features(cat, data):
     for row in range(b):
         selected = np.flatnonzero(mask[row].numpy()).tolist()
         slots = batch.slot[row].tolist()
-        assert slots[: len(selected)] == selected and all(s == -1 for s in slots[len(selected):])
+        assert slots[: len(selected)] == selected and all(s == -1 for s in slots[len(selected) :])
         assert batch.mask[row].tolist() == [k < len(selected) for k in range(w)]
         assert abs(float(batch.item_weight[row].sum()) - 1.0) < 1e-6
     placed = 0

@@ -12,14 +12,18 @@ import torch
 
 from ftbench.data.batching import build_view_batch
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
-from ftbench.data.content import (batch_has_duplicates, feature_content_ids, shared_view_share, shared_view_warning,
-                                  view_content_ids)
+from ftbench.data.content import (
+    batch_has_duplicates,
+    feature_content_ids,
+    shared_view_share,
+    shared_view_warning,
+    view_content_ids,
+)
 from ftbench.data.views import SlotLayout, all_views
 from ftbench.features.backbones import HashFeatures
 from ftbench.features.cache import FeatureCache, assemble_catalog
 
-SLOTS = [ViewSlot("title", "text", "primary"), ViewSlot("gender", "text", "auxiliary"),
-         ViewSlot("note", "text", "auxiliary")]
+SLOTS = [ViewSlot("title", "text", "primary"), ViewSlot("gender", "text", "auxiliary"), ViewSlot("note", "text", "auxiliary")]
 
 
 def _catalog(rows: list[list[int | None]]) -> ArrayCatalog:
@@ -43,8 +47,9 @@ def test_feature_content_ids_are_equal_exactly_for_equal_rows():
     # an in-memory catalog given no ids of raw inputs identifies its views by their rows
     catalog = _catalog([[0, 1, 2], [3, 1, None]])
     for s in range(3):
-        assert np.array_equal(catalog.content_ids(np.arange(2), s),
-                              feature_content_ids(catalog.features(np.arange(2), s), "text"))
+        assert np.array_equal(
+            catalog.content_ids(np.arange(2), s), feature_content_ids(catalog.features(np.arange(2), s), "text")
+        )
 
 
 def test_assembled_catalogs_keep_the_ids_of_their_raw_inputs(tmp_path):
@@ -118,9 +123,20 @@ def test_a_run_on_a_catalog_with_repeated_views_warns_and_records_it(tmp_path, c
     with open(tmp_path / "items.jsonl", "w", encoding="utf-8") as out:
         for k in range(40):
             out.write(json.dumps({"id": f"p{k}", "title": f"product number {k} in blue", "gender": genders[k % 2]}) + "\n")
-    spec = RunSpec(objective="pairwise", dataset="catalog", views=2, device="cpu", steps=2, batch_size=16,
-                   sets=[f"dataset.data_dir={str(tmp_path)!r}", "dataset.text_backbone='hash'",
-                         f"dataset.cache_dir={str(tmp_path / 'cache')!r}", "train.select_metric='last'"])
+    spec = RunSpec(
+        objective="pairwise",
+        dataset="catalog",
+        views=2,
+        device="cpu",
+        steps=2,
+        batch_size=16,
+        sets=[
+            f"dataset.data_dir={str(tmp_path)!r}",
+            "dataset.text_backbone='hash'",
+            f"dataset.cache_dir={str(tmp_path / 'cache')!r}",
+            "train.select_metric='last'",
+        ],
+    )
     result, _ = execute(prepare(spec), out_dir=None)
     err = capsys.readouterr().err
     assert "views repeat across items" in err and "'gender' 100%" in err and "'title'" not in err.split("share")[1]
@@ -137,8 +153,7 @@ def test_training_attaches_content_ids_only_to_a_batch_with_a_duplicate(monkeypa
     def seen_batches(dataset):
         layout = SlotLayout.from_catalog(dataset.catalog)
         towers = build_towers(dataset, TowerConfig(embedding_dim=8, hidden_dim=8))
-        context = ObjectiveContext(layout, 8, dataset.catalog.num_items, dataset.queries is not None,
-                                   dataset.queries is not None)
+        context = ObjectiveContext(layout, 8, dataset.catalog.num_items, dataset.queries is not None, dataset.queries is not None)
         objective = OBJECTIVES.get("clip")(OBJECTIVES.get("clip").Config(), context)
         seen = []
         real = objective.forward

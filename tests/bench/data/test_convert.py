@@ -30,8 +30,9 @@ def _interrupt_after(monkeypatch, file_name: str, exc: BaseException) -> None:
 
 
 def _read_back(folder):
-    return CatalogFolder().build(CatalogFolder.Config(data_dir=str(folder), text_backbone="hash",
-                                                      image_backbone="hash", use_cache=False))
+    return CatalogFolder().build(
+        CatalogFolder.Config(data_dir=str(folder), text_backbone="hash", image_backbone="hash", use_cache=False)
+    )
 
 
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), OSError(28, "No space left on device")], ids=["ctrl-c", "disk-full"])
@@ -80,8 +81,9 @@ def test_ctrl_c_during_data_convert_is_one_line_and_leaves_no_folder(tmp_path, m
 
     _interrupt_after(monkeypatch, "items.jsonl", KeyboardInterrupt())
     out = tmp_path / "syn"
-    res = CliRunner().invoke(app, ["data", "convert", "synthetic", "--out", str(out),
-                                   "--set", "items=60", "--set", "interactions=80"])
+    res = CliRunner().invoke(
+        app, ["data", "convert", "synthetic", "--out", str(out), "--set", "items=60", "--set", "interactions=80"]
+    )
     assert res.exit_code == 130, res.output
     assert f"interrupted: nothing was written to {out}" in " ".join(res.output.split())
     assert "Traceback" not in res.output

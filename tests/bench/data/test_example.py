@@ -29,7 +29,12 @@ def test_init_writes_a_catalog_that_validates(tmp_path):
     assert s["queries"] == {"train": 16, "val": 4, "test": 4} and s["skipped"] == {}
     assert s["catalog_json"] == "conforms to catalog.schema.json"
     assert {k: v["items"] for k, v in s["views_per_slot"].items()} == {
-        "image": 24, "title": 24, "description": 23, "photo_1": 24, "photo_2": 23}
+        "image": 24,
+        "title": 24,
+        "description": 23,
+        "photo_1": 24,
+        "photo_2": 23,
+    }
     d = report["defects"]
     assert d["duplicate_image_files"]["duplicates"] == 0 and d["duplicate_titles"]["items"] == 0
     assert all(v["items_sharing"] == 0 for v in d["views_shared_across_items"].values())
@@ -67,8 +72,23 @@ def test_a_run_on_the_example_with_the_default_backbones(tmp_path):
     pytest.importorskip("sentence_transformers", reason="the encoders extra is not installed")
     pytest.importorskip("efficientnet_lite_pytorch", reason="the encoders extra is not installed")
     write_example_catalog(tmp_path / "shop")
-    res = runner.invoke(app, ["run", "--dataset", "catalog", "--data-dir", str(tmp_path / "shop"), "--steps", "5",
-                              "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--quiet"])
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--dataset",
+            "catalog",
+            "--data-dir",
+            str(tmp_path / "shop"),
+            "--steps",
+            "5",
+            "--out",
+            str(tmp_path / "out"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     payload = json.loads(next((tmp_path / "out").glob("*.json")).read_text())
     assert payload["counts"]["items"] == 24 and payload["timing"]["steps"] == 5

@@ -72,8 +72,13 @@ def test_fetch_from_loopback_server_then_build(http_dir, tmp_path):
     assert not list(dest.glob(".extract-*"))
     # the loader reads the fetched copy unchanged
     ds = GroceryStore().build(
-        GroceryStore.Config(data_dir=str(root), image_backbone="hash", text_backbone="hash",
-                            max_photos_per_product=1, cache_dir=str(tmp_path / "cache"))
+        GroceryStore.Config(
+            data_dir=str(root),
+            image_backbone="hash",
+            text_backbone="hash",
+            max_photos_per_product=1,
+            cache_dir=str(tmp_path / "cache"),
+        )
     )
     assert ds.catalog.num_items == 12
     # a second fetch reuses the complete copy without downloading (the server file is gone)
@@ -245,8 +250,9 @@ def test_fetch_lists_and_uses_what_data_set_plugins_declare(http_dir, tmp_path, 
     digest = hashlib.sha256((www / "toy.tar.gz").read_bytes()).hexdigest()
 
     class Toy(DatasetPlugin):
-        archive = ArchiveSource(title="Toy", url=f"{base}/toy.tar.gz", archive_name="toy.tar.gz",
-                                layout=("items.csv", "qrels.tsv"), sha256=digest)
+        archive = ArchiveSource(
+            title="Toy", url=f"{base}/toy.tar.gz", archive_name="toy.tar.gz", layout=("items.csv", "qrels.tsv"), sha256=digest
+        )
 
     monkeypatch.setitem(DATASETS._entries, "toy", Toy)
     assert fetchable(DATASETS) == {"grocery-store": GroceryStore.archive, "toy": Toy.archive}
@@ -263,8 +269,11 @@ def test_fetch_lists_and_uses_what_data_set_plugins_declare(http_dir, tmp_path, 
     assert res.output.splitlines()[-1] == str(root) and (root / "qrels.tsv").read_text() == "1\t1\n"
     assert not (tmp_path / "cache" / "toy" / "toy.tar.gz").exists()
     # the declared digest is checked
-    monkeypatch.setattr(Toy, "archive", ArchiveSource(title="Toy", url=f"{base}/toy.tar.gz", archive_name="toy.tar.gz",
-                                                      layout=("items.csv",), sha256="0" * 64))
+    monkeypatch.setattr(
+        Toy,
+        "archive",
+        ArchiveSource(title="Toy", url=f"{base}/toy.tar.gz", archive_name="toy.tar.gz", layout=("items.csv",), sha256="0" * 64),
+    )
     res = runner.invoke(app, ["data", "fetch", "toy", "--dest", str(tmp_path / "other")])
     assert res.exit_code == 2 and "differs from the expected" in " ".join(res.output.split())
     # a registered data set without an archive is named as such

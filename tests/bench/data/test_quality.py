@@ -19,8 +19,16 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from ftbench.cli.app import app
-from ftbench.data.quality import (MINILM_MAX_TOKENS, TokenCounter, ValidationError, defect_counts, is_mojibake,
-                                  plain_text, rich_tables, validate_catalog)
+from ftbench.data.quality import (
+    MINILM_MAX_TOKENS,
+    TokenCounter,
+    ValidationError,
+    defect_counts,
+    is_mojibake,
+    plain_text,
+    rich_tables,
+    validate_catalog,
+)
 
 runner = CliRunner()
 LONG = " ".join(["xylophonist"] * 60)  # 62 words with [CLS]/[SEP], 302 word pieces (x ##yl ##op ##hon ##ist)
@@ -38,10 +46,18 @@ def _write(folder: Path, items: list[dict], queries: list[dict], qrels: dict[str
     (folder / "qrels").mkdir()
     for name, text in qrels.items():
         (folder / "qrels" / f"{name}.tsv").write_text(text, encoding="utf-8")
-    (folder / "catalog.json").write_text(json.dumps({"views": [
-        {"field": "image", "modality": "image", "role": "primary"},
-        {"field": "title", "modality": "text", "role": "primary"},
-        {"field": "description", "modality": "text", "role": "auxiliary"}]}), encoding="utf-8")
+    (folder / "catalog.json").write_text(
+        json.dumps(
+            {
+                "views": [
+                    {"field": "image", "modality": "image", "role": "primary"},
+                    {"field": "title", "modality": "text", "role": "primary"},
+                    {"field": "description", "modality": "text", "role": "auxiliary"},
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
 
 
 def write_messy(folder: Path) -> None:
@@ -53,25 +69,23 @@ def write_messy(folder: Path) -> None:
         _image(folder / "images" / f"e{k}.png", (20 * k, 5 * k, 255 - 20 * k))
     spec = [  # id, title, description, image, split
         ("i0", "Café mug", "a mug", "a.png", "train"),
-        ("i1", "CafÃ© mug", "a mug", "b.png", "train"),            # mojibake; description shared with i0
+        ("i1", "CafÃ© mug", "a mug", "b.png", "train"),  # mojibake; description shared with i0
         ("i2", "desk lamp", "brass arm", "c.png", "test"),
-        ("i3", "Desk  Lamp", "steel arm", "c.png", "test"),         # i2's title (case, spaces) and image path
-        ("i4", "desk lamp", "a lamp", "d.png", "train"),            # a third desk lamp; d.png = c.png's bytes
-        ("i5", "oak chair\x07", "four legs", "e5.png", "val"),     # a control character
+        ("i3", "Desk  Lamp", "steel arm", "c.png", "test"),  # i2's title (case, spaces) and image path
+        ("i4", "desk lamp", "a lamp", "d.png", "train"),  # a third desk lamp; d.png = c.png's bytes
+        ("i5", "oak chair\x07", "four legs", "e5.png", "val"),  # a control character
         ("i6", "broken \ufffd\ufffd text", "odd", "e6.png", "train"),  # replacement characters
-        ("i7", "sofa \ufffd", "soft", "e7.png", "train"),          # a replacement character
+        ("i7", "sofa \ufffd", "soft", "e7.png", "train"),  # a replacement character
         ("i8", "wool rug", "<p>Soft <b>wool</b> rug</p>", "e8.png", "train"),  # HTML
-        ("i9", "long rug", LONG, "e9.png", "train"),               # past 256 word pieces
-        ("i10", "side table", "", "e10.png", "train"),             # description given empty
-        ("i11", "side table", None, "e11.png", "test"),            # description null; title shared with i10
+        ("i9", "long rug", LONG, "e9.png", "train"),  # past 256 word pieces
+        ("i10", "side table", "", "e10.png", "train"),  # description given empty
+        ("i11", "side table", None, "e11.png", "test"),  # description null; title shared with i10
     ]
     items = [{"id": i, "title": t, "description": d, "image": f"images/{im}", "split": s} for i, t, d, im, s in spec]
     queries = [{"id": f"q{k}", "text": text} for k, text in enumerate(("mug", "chair", "lamp", "rug"))]
-    rel = {"q0": "i0 i1 i4 i6 i7 i8 i9 i10 i11", "q1": "i5 i8", "q2": "i2 i3 i11 i0 i1 i4",
-           "q3": "i2 i3 i11 i4 i8 i9 i10"}
+    rel = {"q0": "i0 i1 i4 i6 i7 i8 i9 i10 i11", "q1": "i5 i8", "q2": "i2 i3 i11 i0 i1 i4", "q3": "i2 i3 i11 i4 i8 i9 i10"}
     lines = {q: "".join(f"{q}\t{i}\t1\n" for i in rel[q].split()) for q in rel}
-    _write(folder, items, queries, {"train": lines["q0"], "dev": lines["q1"],
-                                    "test": lines["q2"] + lines["q3"] + "q3\ti99\t1\n"})
+    _write(folder, items, queries, {"train": lines["q0"], "dev": lines["q1"], "test": lines["q2"] + lines["q3"] + "q3\ti99\t1\n"})
 
 
 def write_clean(folder: Path) -> None:
@@ -79,11 +93,17 @@ def write_clean(folder: Path) -> None:
     for k, name in enumerate(names):
         _image(folder / "images" / f"{name}.png", (40 * k, 100, 250 - 40 * k))
     splits = ("train", "train", "train", "val", "test", "test")
-    items = [{"id": n, "title": f"{n} number {k}", "description": f"a plain {n}", "image": f"images/{n}.png",
-              "split": s} for k, (n, s) in enumerate(zip(names, splits))]
+    items = [
+        {"id": n, "title": f"{n} number {k}", "description": f"a plain {n}", "image": f"images/{n}.png", "split": s}
+        for k, (n, s) in enumerate(zip(names, splits))
+    ]
     queries = [{"id": f"q{k}", "text": f"a {n}"} for k, n in enumerate(names)]
-    _write(folder, items, queries, {"train": "q0\tmug\t1\nq1\tlamp\t1\nq2\tchair\t1\n", "dev": "q3\trug\t1\n",
-                                    "test": "q4\tsofa\t1\nq5\ttable\t1\n"})
+    _write(
+        folder,
+        items,
+        queries,
+        {"train": "q0\tmug\t1\nq1\tlamp\t1\nq2\tchair\t1\n", "dev": "q3\trug\t1\n", "test": "q4\tsofa\t1\nq5\ttable\t1\n"},
+    )
 
 
 def test_every_defect_class_is_reported_with_its_count(tmp_path):
@@ -130,8 +150,7 @@ def test_every_defect_class_is_reported_with_its_count(tmp_path):
 def test_a_clean_catalog_has_no_defect(tmp_path):
     write_clean(tmp_path)
     report = validate_catalog(tmp_path)
-    assert defect_counts(report) == {"items sharing a title": 0, "test items sharing a test title": 0,
-                                     "duplicate image files": 0}
+    assert defect_counts(report) == {"items sharing a title": 0, "test items sharing a test title": 0, "duplicate image files": 0}
     assert report["summary"]["skipped"] == {}
     assert report["relevant_per_query"]["test_recall_at_1"] == {"r1_upper_bound": 1.0}  # one relevant: no note
     assert all(v["items_sharing"] == 0 for v in report["defects"]["views_shared_across_items"].values())
@@ -154,8 +173,18 @@ def test_tokens_are_word_pieces_with_the_tokenizer_and_a_lower_bound_without(tmp
     assert "whitespace estimate" in report["defects"]["texts"]["token_count"]
 
 
-@pytest.mark.parametrize("text, bad", [("CafÃ© au lait", True), ("donâ€™t", True), ("Ã¼ber", True),
-                                       ("Café au lait", False), ("naïve Müller", False), ("Â", False), ("plain", False)])
+@pytest.mark.parametrize(
+    "text, bad",
+    [
+        ("CafÃ© au lait", True),
+        ("donâ€™t", True),
+        ("Ã¼ber", True),
+        ("Café au lait", False),
+        ("naïve Müller", False),
+        ("Â", False),
+        ("plain", False),
+    ],
+)
 def test_mojibake_is_utf8_read_as_cp1252(text, bad):
     assert is_mojibake(text) is bad
 
@@ -179,11 +208,18 @@ def test_cli_plain_text_json_and_exit_codes(tmp_path):
         validate_catalog(tmp_path / "nowhere")
 
 
-@pytest.mark.parametrize("field, raw, message", [
-    ("items", b'{"id": "x", "title": "broken \\udc80 text"}\n', r"items.jsonl, line 7: field 'title' is not valid Unicode: a lone surrogate \\udc80 at character 8"),
-    ("items", b'{"id": "x", "title": "caf\xe9"}\n', r"items.jsonl, line 7: not valid UTF-8 \(byte b'\\xe9'"),
-    ("queries", b'{"id": "qx", "text": "\\ud800 lamp"}\n', r"queries.jsonl, line 7: field 'text' is not valid Unicode"),
-])
+@pytest.mark.parametrize(
+    "field, raw, message",
+    [
+        (
+            "items",
+            b'{"id": "x", "title": "broken \\udc80 text"}\n',
+            r"items.jsonl, line 7: field 'title' is not valid Unicode: a lone surrogate \\udc80 at character 8",
+        ),
+        ("items", b'{"id": "x", "title": "caf\xe9"}\n', r"items.jsonl, line 7: not valid UTF-8 \(byte b'\\xe9'"),
+        ("queries", b'{"id": "qx", "text": "\\ud800 lamp"}\n', r"queries.jsonl, line 7: field 'text' is not valid Unicode"),
+    ],
+)
 def test_text_no_encoder_can_write_is_a_one_line_load_error(tmp_path, field, raw, message):
     write_clean(tmp_path)
     with open(tmp_path / f"{field}.jsonl", "ab") as f:
@@ -197,8 +233,10 @@ def test_text_no_encoder_can_write_is_a_one_line_load_error(tmp_path, field, raw
 def test_rich_tables_on_a_terminal(tmp_path):
     write_messy(tmp_path)
     with open(tmp_path / "items.jsonl", "a", encoding="utf-8") as f:  # data that looks like rich markup stays text
-        f.write(json.dumps({"id": "m1", "title": "mug [red]\x07", "description": "x", "image": "images/e5.png",
-                            "split": "train"}) + "\n")
+        f.write(
+            json.dumps({"id": "m1", "title": "mug [red]\x07", "description": "x", "image": "images/e5.png", "split": "train"})
+            + "\n"
+        )
     console = Console(record=True, width=240, force_terminal=True)
     for table in rich_tables(validate_catalog(tmp_path)):
         console.print(table)

@@ -21,7 +21,9 @@ IMG_TXT = _Cat(
         ViewSlot("image_3", "image", "auxiliary"),
     ]
 )
-TEXT_ONLY = _Cat([ViewSlot("title", "text", "primary"), ViewSlot("desc", "text", "auxiliary"), ViewSlot("bullets", "text", "auxiliary")])
+TEXT_ONLY = _Cat(
+    [ViewSlot("title", "text", "primary"), ViewSlot("desc", "text", "auxiliary"), ViewSlot("bullets", "text", "auxiliary")]
+)
 
 
 def test_cap_views_keeps_first_available_in_slot_order():

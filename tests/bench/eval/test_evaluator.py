@@ -18,17 +18,23 @@ from ftbench.objectives.base import ObjectiveContext
 
 def _hand_made_evaluator():
     items = np.eye(5, dtype=np.float32)  # item j is the unit vector e_j
-    catalog = ArrayCatalog([ViewSlot("title", "text", "primary")], [items], np.ones((5, 1), bool),
-                           [f"item{j}" for j in range(5)])
+    catalog = ArrayCatalog([ViewSlot("title", "text", "primary")], [items], np.ones((5, 1), bool), [f"item{j}" for j in range(5)])
     q = np.zeros((3, 5), dtype=np.float32)
-    q[0, 0] = 1.0                       # q0 -> item 0 first; relevant {0}: rank 1
-    q[1, 2], q[1, 1] = 0.9, 0.1         # q1 -> items 2, 1, ...; relevant {1}: rank 2
-    q[2, 3], q[2, 4] = 1.0, 0.5         # q2 -> items 3, 4, then 0 1 2 tied (lower index first)
+    q[0, 0] = 1.0  # q0 -> item 0 first; relevant {0}: rank 1
+    q[1, 2], q[1, 1] = 0.9, 0.1  # q1 -> items 2, 1, ...; relevant {1}: rank 2
+    q[2, 3], q[2, 4] = 1.0, 0.5  # q2 -> items 3, 4, then 0 1 2 tied (lower index first)
     pairs = np.array([[0, 0], [1, 1], [2, 4], [2, 0]])  # q2: relevant {4, 0} at ranks 2 and 3
     indptr, rel_items, rel_grades = relevance_from_pairs(3, pairs)
-    queries = QuerySet(ids=np.array(["q0", "q1", "q2"]), modality="text", features=q,
-                       relevant_indptr=indptr, relevant_items=rel_items, relevant_grades=rel_grades,
-                       split=np.full(3, 2, dtype=np.int8), interactions=np.empty((0, 2), dtype=np.int64))
+    queries = QuerySet(
+        ids=np.array(["q0", "q1", "q2"]),
+        modality="text",
+        features=q,
+        relevant_indptr=indptr,
+        relevant_items=rel_items,
+        relevant_grades=rel_grades,
+        split=np.full(3, 2, dtype=np.int8),
+        interactions=np.empty((0, 2), dtype=np.int64),
+    )
     dataset = MultiViewDataset("hand", catalog, np.full(5, 2, dtype=np.int8), queries)
     towers = Towers(catalog.feature_dims, TowerConfig(embedding_dim=5, hidden_dim=8))
     for tower in towers.towers.values():

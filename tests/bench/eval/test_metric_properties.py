@@ -91,8 +91,9 @@ def test_a_perfect_ranking_scores_one(n, data):
     order = sorted(range(len(relevant)), key=lambda j: -grades[j])
     best_first = [relevant[j] for j in order] + [i for i in range(n) if i not in relevant]
     ks = list(range(1, n))
-    report = ranked_list_metrics(np.array([best_first]), np.array([0, len(relevant)]), np.array(relevant),
-                                 np.array(grades, dtype=np.float64), n, ks)
+    report = ranked_list_metrics(
+        np.array([best_first]), np.array([0, len(relevant)]), np.array(relevant), np.array(grades, dtype=np.float64), n, ks
+    )
     for k in ks:
         assert abs(report.metrics[f"ndcg@{k}"] - 1.0) < 1e-12
         assert report.metrics[f"recall@{k}"] == min(k, len(relevant)) / len(relevant)

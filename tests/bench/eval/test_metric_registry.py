@@ -10,7 +10,13 @@ import torch
 
 from ftbench.data.queries import relevance_from_pairs
 from ftbench.eval.metric_registry import (
-    DEFAULT_METRICS, METRICS, check_metric_families, is_task_metric, metric_bounds, metric_label, metric_names,
+    DEFAULT_METRICS,
+    METRICS,
+    check_metric_families,
+    is_task_metric,
+    metric_bounds,
+    metric_label,
+    metric_names,
     parse_metric,
 )
 from ftbench.eval.metrics import ranked_list_metrics, target_rank_metrics
@@ -52,16 +58,19 @@ def test_map_at_k_is_trec_evals_ap_at_k(seed):
     ks = (1, 5, 10, 25)
     report = ranked_list_metrics(ranked, indptr, items, grades, n, ks, metrics=("recall", "map"))
     assert set(report.metrics) == {f"{m}@{k}" for k in ks for m in ("recall", "map")}
-    qrels = [ir_measures.Qrel(f"q{q}", f"d{i}", int(gr)) for q in range(len(indptr) - 1)
-             for i, gr in zip(items[indptr[q]:indptr[q + 1]], grades[indptr[q]:indptr[q + 1]])]
+    qrels = [
+        ir_measures.Qrel(f"q{q}", f"d{i}", int(gr))
+        for q in range(len(indptr) - 1)
+        for i, gr in zip(items[indptr[q] : indptr[q + 1]], grades[indptr[q] : indptr[q + 1]])
+    ]
     # strictly decreasing scores: trec_eval ranks by score, so the list's order is kept
-    run = [ir_measures.ScoredDoc(f"q{q}", f"d{i}", float(len(row) - p)) for q, row in enumerate(ranked)
-           for p, i in enumerate(row)]
-    theirs = {(m.query_id, str(m.measure)): m.value
-              for m in ir_measures.iter_calc([ir_measures.AP @ k for k in ks], qrels, run)}
+    run = [
+        ir_measures.ScoredDoc(f"q{q}", f"d{i}", float(len(row) - p)) for q, row in enumerate(ranked) for p, i in enumerate(row)
+    ]
+    theirs = {(m.query_id, str(m.measure)): m.value for m in ir_measures.iter_calc([ir_measures.AP @ k for k in ks], qrels, run)}
     assert any(indptr[q + 1] - indptr[q] > 10 for q in report.query_index)  # |R| > K occurs
     for row, q in enumerate(report.query_index):
-        relevant = set(items[indptr[q]:indptr[q + 1]].tolist())
+        relevant = set(items[indptr[q] : indptr[q + 1]].tolist())
         for k in ks:
             ours = report.per_query[f"map@{k}"][row]
             assert ours == pytest.approx(theirs[(f"q{q}", f"AP@{k}")], abs=1e-12)
@@ -74,8 +83,9 @@ def test_map_at_k_is_trec_evals_ap_at_k(seed):
 def test_map_hand_computed_and_the_normalisation():
     # relevant {1, 2, 3, 4, 5}; ranked 1, 9, 2: AP@3 = (1/1 + 2/3) / 5; a perfect list at K=2 is 2/5, not 1
     ranked = np.array([[1, 9, 2], [4, 5, 1]])
-    indptr, items, grades = relevance_from_pairs(2, np.array([(0, i) for i in range(1, 6)] + [(1, 4), (1, 5)]),
-                                                 np.ones(7, np.float32))
+    indptr, items, grades = relevance_from_pairs(
+        2, np.array([(0, i) for i in range(1, 6)] + [(1, 4), (1, 5)]), np.ones(7, np.float32)
+    )
     rep = ranked_list_metrics(ranked, indptr, items, grades, 10, (2, 3), metrics=("map",))
     assert rep.per_query["map@3"][0] == pytest.approx((1 + 2 / 3) / 5)
     assert rep.per_query["map@2"][0] == pytest.approx(1 / 5)
@@ -96,8 +106,7 @@ def test_default_metrics_and_names_are_unchanged():
     rep = ranked_list_metrics(ranked, indptr, items, grades, n, (1, 10), mrr_at=25)
     assert list(rep.metrics) == ["recall@1", "hit@1", "ndcg@1", "recall@10", "hit@10", "ndcg@10", "mrr@25"]
     both = ranked_list_metrics(ranked, indptr, items, grades, n, (1, 10), mrr_at=25, metrics=DEFAULT_METRICS + ("map",))
-    assert list(both.metrics) == ["recall@1", "hit@1", "ndcg@1", "map@1", "recall@10", "hit@10", "ndcg@10", "map@10",
-                                  "mrr@25"]
+    assert list(both.metrics) == ["recall@1", "hit@1", "ndcg@1", "map@1", "recall@10", "hit@10", "ndcg@10", "map@10", "mrr@25"]
     for name, value in rep.metrics.items():  # adding a metric changes none of the others
         assert both.metrics[name] == value
     single = target_rank_metrics(np.array([1, 3]), 20, (1, 10))
@@ -105,18 +114,30 @@ def test_default_metrics_and_names_are_unchanged():
     assert metric_names(("mrr", "recall"), (5,), None) == ["recall@5", "mrr"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("recall@10", ("recall", 10)), ("map@100", ("map", 100)), ("mrr@500", ("mrr", 500)), ("mrr", ("mrr", None)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("recall@10", ("recall", 10)),
+        ("map@100", ("map", 100)),
+        ("mrr@500", ("mrr", 500)),
+        ("mrr", ("mrr", None)),
+    ],
+)
 def test_parse(text, expected):
     metric, k = parse_metric(text)
     assert (metric.name, k) == expected
 
 
-@pytest.mark.parametrize("text, match", [
-    ("precision@10", "expected one of recall@K"), ("recall", "needs its cut-off, recall@K"),
-    ("map@0", "at least 1"), ("Recall@10", "expected one of"), ("map@10x", "expected one of"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("precision@10", "expected one of recall@K"),
+        ("recall", "needs its cut-off, recall@K"),
+        ("map@0", "at least 1"),
+        ("Recall@10", "expected one of"),
+        ("map@10x", "expected one of"),
+    ],
+)
 def test_parse_names_what_is_wrong(text, match):
     with pytest.raises(ValueError, match=match):
         parse_metric(text)
@@ -156,11 +177,15 @@ def test_eval_option_metrics_is_checked_and_out_of_the_hash_while_default():
         check_metric_families(("map", "map"), "eval option 'metrics'")
     plain = prepare(RunSpec(objective="clip", dataset="synthetic", views=2, seed=0, sets=[]))
     assert "metrics" not in plain.config["eval_config"]
-    named = prepare(RunSpec(objective="clip", dataset="synthetic", views=2, seed=0,
-                            sets=["eval.metrics=('recall', 'hit', 'ndcg', 'mrr')"]))
+    named = prepare(
+        RunSpec(objective="clip", dataset="synthetic", views=2, seed=0, sets=["eval.metrics=('recall', 'hit', 'ndcg', 'mrr')"])
+    )
     assert named.config_hash == plain.config_hash
-    with_map = prepare(RunSpec(objective="clip", dataset="synthetic", views=2, seed=0,
-                               sets=["eval.metrics=('recall', 'hit', 'ndcg', 'mrr', 'map')"]))
+    with_map = prepare(
+        RunSpec(
+            objective="clip", dataset="synthetic", views=2, seed=0, sets=["eval.metrics=('recall', 'hit', 'ndcg', 'mrr', 'map')"]
+        )
+    )
     assert with_map.config["eval_config"]["metrics"] == ["recall", "hit", "ndcg", "mrr", "map"]
     assert with_map.config_hash != plain.config_hash
 
@@ -235,9 +260,26 @@ def test_a_run_with_map_prints_and_records_it_and_changes_no_other_number(tmp_pa
 
     from ftbench.cli.app import app
 
-    tiny = ["--objective", "clip", "--views", "2", "--set", "dataset.items=300", "--set", "dataset.interactions=500",
-            "--set", "train.eval_every=5", "--set", "train.val_gallery_size=200", "--steps", "6", "--batch-size", "32",
-            "--device", "cpu"]
+    tiny = [
+        "--objective",
+        "clip",
+        "--views",
+        "2",
+        "--set",
+        "dataset.items=300",
+        "--set",
+        "dataset.interactions=500",
+        "--set",
+        "train.eval_every=5",
+        "--set",
+        "train.val_gallery_size=200",
+        "--steps",
+        "6",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+    ]
     results = {}
     for name, extra in (("plain", []), ("map", ["--set", "eval.metrics=('recall','hit','ndcg','mrr','map')"])):
         res = CliRunner().invoke(app, ["run", *tiny, *extra, "--out", str(tmp_path / name)], catch_exceptions=False)

@@ -70,9 +70,15 @@ def test_hand_computed_example():
     idcg1, idcg2 = 2.0, 2.0 + 1 / math.log2(3)
     idcg5 = idcg2 + 1 / math.log2(4)
     expected_q0 = {
-        "recall@1": 0.0, "hit@1": 0.0, "ndcg@1": 0.0 / idcg1,
-        "recall@2": 1 / 3, "hit@2": 1.0, "ndcg@2": dcg2 / idcg2,
-        "recall@5": 2 / 3, "hit@5": 1.0, "ndcg@5": dcg5 / idcg5,
+        "recall@1": 0.0,
+        "hit@1": 0.0,
+        "ndcg@1": 0.0 / idcg1,
+        "recall@2": 1 / 3,
+        "hit@2": 1.0,
+        "ndcg@2": dcg2 / idcg2,
+        "recall@5": 2 / 3,
+        "hit@5": 1.0,
+        "ndcg@5": dcg5 / idcg5,
         "mrr@5": 0.5,
     }
     for name, v in expected_q0.items():
@@ -116,8 +122,12 @@ def test_matches_torchmetrics():
         for k in ks:
             assert rep.per_query[f"recall@{k}"][row] == pytest.approx(float(retrieval_recall(preds, binary, top_k=k)), abs=1e-6)
             assert rep.per_query[f"hit@{k}"][row] == pytest.approx(float(retrieval_hit_rate(preds, binary, top_k=k)), abs=1e-6)
-            assert rep.per_query[f"ndcg@{k}"][row] == pytest.approx(float(retrieval_normalized_dcg(preds, target, top_k=k)), abs=1e-5)
-        assert rep.per_query[f"mrr@{kmax}"][row] == pytest.approx(float(retrieval_reciprocal_rank(preds, binary, top_k=kmax)), abs=1e-6)
+            assert rep.per_query[f"ndcg@{k}"][row] == pytest.approx(
+                float(retrieval_normalized_dcg(preds, target, top_k=k)), abs=1e-5
+            )
+        assert rep.per_query[f"mrr@{kmax}"][row] == pytest.approx(
+            float(retrieval_reciprocal_rank(preds, binary, top_k=kmax)), abs=1e-6
+        )
 
 
 def test_k_at_or_above_catalog_size_is_not_applicable():
@@ -188,7 +198,9 @@ def test_target_rank_out_of_range():
 def test_relevance_subset():
     from ftbench.eval.metrics import relevance_subset
 
-    indptr, items, grades = relevance_from_pairs(4, np.array([[0, 5], [0, 6], [2, 7], [3, 1], [3, 2], [3, 3]]), np.array([1, 2, 3, 1, 1, 2]))
+    indptr, items, grades = relevance_from_pairs(
+        4, np.array([[0, 5], [0, 6], [2, 7], [3, 1], [3, 2], [3, 3]]), np.array([1, 2, 3, 1, 1, 2])
+    )
     sub_ptr, sub_items, sub_grades = relevance_subset(indptr, items, grades, np.array([3, 1, 0]))
     assert sub_ptr.tolist() == [0, 3, 3, 5]
     assert sub_items.tolist() == [1, 2, 3, 5, 6]
@@ -221,5 +233,9 @@ def test_tied_scores_end_to_end_with_exact_search_and_torchmetrics():
         target[torch.from_numpy(items[indptr[r] : indptr[r + 1]])] = torch.from_numpy(g[indptr[r] : indptr[r + 1]]).long()
         for k in ks:
             assert rep.per_query[f"recall@{k}"][r] == pytest.approx(float(retrieval_recall(preds, target > 0, top_k=k)), abs=1e-6)
-            assert rep.per_query[f"ndcg@{k}"][r] == pytest.approx(float(retrieval_normalized_dcg(preds, target, top_k=k)), abs=1e-5)
-        assert rep.per_query[f"mrr@{kmax}"][r] == pytest.approx(float(retrieval_reciprocal_rank(preds, target > 0, top_k=kmax)), abs=1e-6)
+            assert rep.per_query[f"ndcg@{k}"][r] == pytest.approx(
+                float(retrieval_normalized_dcg(preds, target, top_k=k)), abs=1e-5
+            )
+        assert rep.per_query[f"mrr@{kmax}"][r] == pytest.approx(
+            float(retrieval_reciprocal_rank(preds, target > 0, top_k=kmax)), abs=1e-6
+        )

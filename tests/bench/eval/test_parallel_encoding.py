@@ -27,8 +27,7 @@ def _evaluator(dataset, objective: str):
     cls = OBJECTIVES.get(objective)
     context = ObjectiveContext(SlotLayout.from_catalog(dataset.catalog), 16, dataset.catalog.num_items, True, True)
     # a small encode batch: many chunks, more than workers, and a short last one
-    return Evaluator(dataset, towers, cls(cls.Config(), context).eval(), 8, torch.device("cpu"),
-                     EvalConfig(encode_batch_size=37))
+    return Evaluator(dataset, towers, cls(cls.Config(), context).eval(), 8, torch.device("cpu"), EvalConfig(encode_batch_size=37))
 
 
 def _encode_all(evaluator, dataset):

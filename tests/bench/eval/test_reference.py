@@ -16,10 +16,13 @@ N, D = 6, 4
 
 def _dataset():
     rng = np.random.default_rng(3)
-    slots = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary"),
-             ViewSlot("photo_1", "image", "auxiliary"), ViewSlot("photo_2", "image", "auxiliary")]
-    feats = [rng.normal(size=(N, D)).astype(np.float32) * rng.uniform(0.5, 3, size=(N, 1)).astype(np.float32)
-             for _ in slots]
+    slots = [
+        ViewSlot("image", "image", "primary"),
+        ViewSlot("title", "text", "primary"),
+        ViewSlot("photo_1", "image", "auxiliary"),
+        ViewSlot("photo_2", "image", "auxiliary"),
+    ]
+    feats = [rng.normal(size=(N, D)).astype(np.float32) * rng.uniform(0.5, 3, size=(N, 1)).astype(np.float32) for _ in slots]
     avail = np.ones((N, len(slots)), bool)
     avail[4, 3] = False  # item 4 has one photo only
     feats[3][4] = 0.0
@@ -29,9 +32,16 @@ def _dataset():
     q = feats[2][relevant] + 0.8 * rng.normal(size=(len(relevant), D)).astype(np.float32)
     pairs = np.stack([np.arange(len(relevant)), relevant], axis=1)
     indptr, items, grades = relevance_from_pairs(len(relevant), pairs)
-    queries = QuerySet(ids=np.array([f"q{i}" for i in range(len(relevant))]), modality="image", features=q,
-                       relevant_indptr=indptr, relevant_items=items, relevant_grades=grades,
-                       split=np.full(len(relevant), 2, np.int8), interactions=np.empty((0, 2), np.int64))
+    queries = QuerySet(
+        ids=np.array([f"q{i}" for i in range(len(relevant))]),
+        modality="image",
+        features=q,
+        relevant_indptr=indptr,
+        relevant_items=items,
+        relevant_grades=grades,
+        split=np.full(len(relevant), 2, np.int8),
+        interactions=np.empty((0, 2), np.int64),
+    )
     return MultiViewDataset("hand", catalog, np.full(N, 2, np.int8), queries), feats, avail, q, relevant
 
 
@@ -50,7 +60,7 @@ def _brute_force(feats, avail, variant):
     if variant == "frozen-primary":
         return _unit(feats[0])
     unit = [np.nan_to_num(_unit(f)) for f in feats]
-    return _unit(sum(np.where(avail[:, s:s + 1], unit[s], 0) for s in (0, 2, 3)))
+    return _unit(sum(np.where(avail[:, s : s + 1], unit[s], 0) for s in (0, 2, 3)))
 
 
 @pytest.mark.parametrize("variant", ["frozen-primary", "frozen-mean"])
@@ -74,7 +84,7 @@ def test_aux_to_item_and_image_to_item_equal_brute_force_leave_one_out():
     ks = (1, 2, 3)
     unit = [np.nan_to_num(_unit(f)) for f in feats]
     # frozen-mean: gallery = mean of every image view; own target = mean without the query view
-    gallery = _unit(sum(np.where(avail[:, s:s + 1], unit[s], 0) for s in (0, 2, 3)))
+    gallery = _unit(sum(np.where(avail[:, s : s + 1], unit[s], 0) for s in (0, 2, 3)))
 
     def loo(i, s):
         return _unit(sum(unit[t][i] for t in (0, 2, 3) if t != s and avail[i, t]))

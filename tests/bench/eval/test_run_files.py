@@ -14,13 +14,31 @@ from ftbench.eval.run_files import integer_grades, read_per_query, strictly_decr
 
 ir_measures = pytest.importorskip("ir_measures")
 
-TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=500", "--set", "train.eval_every=5",
-        "--set", "train.val_gallery_size=200", "--steps", "10", "--batch-size", "32", "--quiet", "--device", "cpu"]
+TINY = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=500",
+    "--set",
+    "train.eval_every=5",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "10",
+    "--batch-size",
+    "32",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 
 def test_save_run_files_score_identically_under_ir_measures(tmp_path):
-    res = CliRunner().invoke(app, ["run", "--objective", "factorized", "--views", "4", "--out", str(tmp_path),
-                                   "--save-run", *TINY], catch_exceptions=False)
+    res = CliRunner().invoke(
+        app,
+        ["run", "--objective", "factorized", "--views", "4", "--out", str(tmp_path), "--save-run", *TINY],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     [result_file] = tmp_path.glob("*.json")
     result = json.loads(result_file.read_text())
@@ -43,7 +61,10 @@ def test_save_run_files_score_identically_under_ir_measures(tmp_path):
     for name, value in ours.items():
         if name != "queries":
             assert per_query[name].mean() == pytest.approx(value, abs=1e-12), name
-    by_query = {(m.query_id, str(m.measure)): m.value for m in ir_measures.iter_calc([ir_measures.RR @ 500, ir_measures.nDCG @ 10], qrels, run)}
+    by_query = {
+        (m.query_id, str(m.measure)): m.value
+        for m in ir_measures.iter_calc([ir_measures.RR @ 500, ir_measures.nDCG @ 10], qrels, run)
+    }
     for qid, row in per_query.iterrows():
         assert by_query[(qid, "RR@500")] == pytest.approx(row["mrr@500"], abs=1e-9)
         assert by_query[(qid, "nDCG@10")] == pytest.approx(row["ndcg@10"], abs=1e-6)
@@ -76,15 +97,20 @@ def test_graded_relevance_scores_identically_under_ir_measures(tmp_path):
     scores = np.sort(np.round(rng.normal(size=(n_q, depth)), 1), axis=1)[:, ::-1]  # many ties
     report = ranked_list_metrics(ranked, indptr, items, g, n_items, (1, 10, 20), mrr_at=depth)
     run = QueryRun("query->item", "test", np.arange(n_q), np.arange(n_items), ranked, scores, (indptr, items, g), report)
-    dataset = SimpleNamespace(catalog=SimpleNamespace(item_ids=lambda: np.array([f"d{i}" for i in range(n_items)])),
-                              queries=SimpleNamespace(ids=np.array([f"q{q}" for q in range(n_q)])))
+    dataset = SimpleNamespace(
+        catalog=SimpleNamespace(item_ids=lambda: np.array([f"d{i}" for i in range(n_items)])),
+        queries=SimpleNamespace(ids=np.array([f"q{q}" for q in range(n_q)])),
+    )
     files = write_run_files(tmp_path / "graded", run, dataset, tag="t")
     qrels = list(ir_measures.read_trec_qrels(str(files["qrels"])))
     assert {q.relevance for q in qrels} <= {100, 10, 1}
     trec = list(ir_measures.read_trec_run(str(files["run"])))
-    values = {(m.query_id, str(m.measure)): m.value
-              for m in ir_measures.iter_calc([ir_measures.nDCG @ 10, ir_measures.nDCG @ 20, ir_measures.R @ 10,
-                                              ir_measures.RR @ depth], qrels, trec)}
+    values = {
+        (m.query_id, str(m.measure)): m.value
+        for m in ir_measures.iter_calc(
+            [ir_measures.nDCG @ 10, ir_measures.nDCG @ 20, ir_measures.R @ 10, ir_measures.RR @ depth], qrels, trec
+        )
+    }
     for row, q in enumerate(report.query_index):
         qid = f"q{q}"
         assert values[(qid, "nDCG@10")] == pytest.approx(report.per_query["ndcg@10"][row], abs=1e-6)

@@ -25,8 +25,9 @@ needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini co
 def _evaluator(dataset):
     towers = Towers(dataset.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
     cls = OBJECTIVES.get("clip")
-    context = ObjectiveContext(SlotLayout.from_catalog(dataset.catalog), 16, dataset.catalog.num_items,
-                               dataset.queries is not None, False)
+    context = ObjectiveContext(
+        SlotLayout.from_catalog(dataset.catalog), 16, dataset.catalog.num_items, dataset.queries is not None, False
+    )
     return Evaluator(dataset, towers, cls(cls.Config(), context), 8, torch.device("cpu"), EvalConfig())
 
 
@@ -45,8 +46,12 @@ def test_no_validation_items_stops_auto_selection_with_the_option_named():
 
 
 def test_the_run_stops_before_training():
-    spec = RunSpec(objective="clip", steps=3, batch_size=16,
-                   sets=["dataset.items=300", "dataset.interactions=0", "dataset.item_fractions=(0.8, 0.0, 0.2)"])
+    spec = RunSpec(
+        objective="clip",
+        steps=3,
+        batch_size=16,
+        sets=["dataset.items=300", "dataset.interactions=0", "dataset.item_fractions=(0.8, 0.0, 0.2)"],
+    )
     prepared = prepare(spec)
     stages = []
     with pytest.raises(ValueError, match="select_metric"):
@@ -86,8 +91,9 @@ def test_one_validation_item_is_an_error_not_the_test_split():
 
 @needs_mini
 def test_grocery_store_cross_view_selection_is_refused_and_auto_selects_on_validation_photos(tmp_path):
-    config = GroceryStore.Config(data_dir=str(MINI), image_backbone="hash", text_backbone="hash",
-                                 cache_dir=str(tmp_path / "cache"))
+    config = GroceryStore.Config(
+        data_dir=str(MINI), image_backbone="hash", text_backbone="hash", cache_dir=str(tmp_path / "cache")
+    )
     dataset = GroceryStore().build(config)
     # the split is over photos: no validation item, and the cross-view tasks run on every product
     assert len(dataset.items("val")) == 0 and len(dataset.evaluation_items()) == dataset.catalog.num_items
@@ -99,9 +105,17 @@ def test_grocery_store_cross_view_selection_is_refused_and_auto_selects_on_valid
 
 
 def test_select_metric_last_trains_without_selection():
-    spec = RunSpec(objective="clip", steps=3, batch_size=16,
-                   sets=["dataset.items=300", "dataset.interactions=0", "dataset.item_fractions=(0.8, 0.0, 0.2)",
-                         "train.select_metric=last"])
+    spec = RunSpec(
+        objective="clip",
+        steps=3,
+        batch_size=16,
+        sets=[
+            "dataset.items=300",
+            "dataset.interactions=0",
+            "dataset.item_fractions=(0.8, 0.0, 0.2)",
+            "train.select_metric=last",
+        ],
+    )
     result, _ = execute(prepare(spec), None)
     assert result.training["selected_step"] == 3 and result.training["history"] == []
     assert result.training["select_metric"].startswith("last")

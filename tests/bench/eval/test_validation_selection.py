@@ -43,8 +43,7 @@ def test_query_selection_searches_only_to_the_metrics_k_with_the_same_value(monk
     towers = Towers(dataset.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
     cls = OBJECTIVES.get("factorized")
     context = ObjectiveContext(SlotLayout.from_catalog(dataset.catalog), 16, 600, True, True)
-    evaluator = Evaluator(dataset, towers, cls(cls.Config(), context), 8, torch.device("cpu"),
-                          EvalConfig(ks=(1, 10, 50, 100)))
+    evaluator = Evaluator(dataset, towers, cls(cls.Config(), context), 8, torch.device("cpu"), EvalConfig(ks=(1, 10, 50, 100)))
     import ftbench.eval.evaluator as module
 
     depths = []

@@ -29,8 +29,13 @@ def _evaluator(dataset, objective: str, max_views: int = 8, encode_batch_size: i
     torch.manual_seed(0)
     towers = Towers(dataset.catalog.feature_dims, TowerConfig(embedding_dim=16, hidden_dim=32))
     cls = OBJECTIVES.get(objective)
-    context = ObjectiveContext(SlotLayout.from_catalog(dataset.catalog), 16, dataset.catalog.num_items,
-                               dataset.queries is not None, dataset.queries is not None)
+    context = ObjectiveContext(
+        SlotLayout.from_catalog(dataset.catalog),
+        16,
+        dataset.catalog.num_items,
+        dataset.queries is not None,
+        dataset.queries is not None,
+    )
     # a small encode batch: several batches per task, so batch boundaries are exercised too
     config = EvalConfig(encode_batch_size=encode_batch_size)
     return Evaluator(dataset, towers, cls(cls.Config(), context), max_views, torch.device("cpu"), config)

@@ -68,8 +68,9 @@ def test_cache_entries_follow_the_model_files_not_its_path(cache_root, tmp_path)
     moved = create_backbone(f"st:{link_copy(MINILM, tmp_path / 'moved')}", "text", device="cpu")
     assert cache.backbone_dir(moved) == cache.backbone_dir(original)  # same files elsewhere: same entries
     prompts = json.dumps({"prompts": {"query": "query: ", "document": "passage: "}, "default_prompt_name": None})
-    prompted = create_backbone(f"st:{link_copy(MINILM, tmp_path / 'e5like', {'config_sentence_transformers.json': prompts})}",
-                               "text", device="cpu")
+    prompted = create_backbone(
+        f"st:{link_copy(MINILM, tmp_path / 'e5like', {'config_sentence_transformers.json': prompts})}", "text", device="cpu"
+    )
     assert cache.backbone_dir(prompted) != cache.backbone_dir(original)  # one file differs: other entries
     # and the entries differ for a reason: this model encodes queries and views with its prompts
     plain = original.encode(["query: banana", "passage: banana"])
@@ -117,11 +118,15 @@ def test_a_hub_id_is_read_from_the_hub_cache_offline(cache_root, tmp_path, monke
     assert by_id.model_folder() == snapshot
     cache = FeatureCache(cache_root)
     assert cache.backbone_dir(by_id) == cache.backbone_dir(create_backbone(f"st:{MINILM}", "text"))
-    np.testing.assert_allclose(by_id.encode(TEXTS[:2]), create_backbone("minilm", "text", device="cpu").encode(TEXTS[:2]),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        by_id.encode(TEXTS[:2]), create_backbone("minilm", "text", device="cpu").encode(TEXTS[:2]), atol=1e-6
+    )
     assert create_backbone("st:bare-name", "text").model_folder().parts[-3] == "models--sentence-transformers--bare-name"
-    with pytest.raises(BackboneUnavailable, match=r"st:acme/absent.*not in the Hugging Face cache and downloads are off "
-                                                  r"\(HF_HUB_OFFLINE=1\).*give its path: st:/models/absent"):
+    with pytest.raises(
+        BackboneUnavailable,
+        match=r"st:acme/absent.*not in the Hugging Face cache and downloads are off "
+        r"\(HF_HUB_OFFLINE=1\).*give its path: st:/models/absent",
+    ):
         create_backbone("st:acme/absent", "text").dim
 
 
@@ -141,8 +146,11 @@ def test_a_folder_that_is_not_a_model_is_named(tmp_path):
 
 
 def test_an_unknown_backbone_name_says_how_to_name_any_model():
-    with pytest.raises(UnknownNameError, match=r"unknown backbone 'e5-base'.*st:HUB_ID \(st:intfloat/e5-base-v2\) or "
-                                               r"st:/path/to/folder.*open_clip:MODEL/PRETRAINED"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown backbone 'e5-base'.*st:HUB_ID \(st:intfloat/e5-base-v2\) or "
+        r"st:/path/to/folder.*open_clip:MODEL/PRETRAINED",
+    ):
         create_backbone("e5-base", "text")
 
 
@@ -153,9 +161,9 @@ def test_a_catalog_run_reads_its_texts_with_a_model_given_by_path(cache_root, tm
     folder.mkdir()
     items = [{"id": str(k), "title": t} for k, t in enumerate(TEXTS)]
     (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
-    config = CatalogFolder.Config(data_dir=str(folder), text_backbone=f"st:{MINILM}", cache_dir=str(cache_root),
-                                  device="cpu")
+    config = CatalogFolder.Config(data_dir=str(folder), text_backbone=f"st:{MINILM}", cache_dir=str(cache_root), device="cpu")
     ds = CatalogFolder().build(config)
-    np.testing.assert_allclose(ds.catalog.features(np.arange(4), 0),
-                               create_backbone("minilm", "text", device="cpu").encode(TEXTS), atol=1e-6)
+    np.testing.assert_allclose(
+        ds.catalog.features(np.arange(4), 0), create_backbone("minilm", "text", device="cpu").encode(TEXTS), atol=1e-6
+    )
     assert ds.config["backbone_fingerprints"]["text"]["backbone"] == "st"

@@ -150,8 +150,11 @@ def test_open_clip_without_torchvision_says_what_to_install(monkeypatch):
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "torchvision", None)  # as on a machine without torchvision
     bb = create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "image")
-    with pytest.raises(BackboneUnavailable, match=r"open_clip is installed but cannot be imported: it needs the python "
-                                                  r"package 'torchvision'.*pip install open_clip_torch torchvision"):
+    with pytest.raises(
+        BackboneUnavailable,
+        match=r"open_clip is installed but cannot be imported: it needs the python "
+        r"package 'torchvision'.*pip install open_clip_torch torchvision",
+    ):
         bb.fingerprint()  # the pretrained tag's weights file is part of the identity
 
 
@@ -172,8 +175,13 @@ def _stand_in_pretrained(tmp_path, monkeypatch, download):
         get_pretrained_cfg=lambda model, tag: {"hf_hub": "laion/x/"} if (model, tag) == ("ViT-B-32", "laion2b_s34b_b79k") else {},
         download_pretrained=download,
     )
-    monkeypatch.setitem(sys.modules, "open_clip", types.SimpleNamespace(
-        pretrained=pretrained, create_model_and_transforms=create_model_and_transforms, get_tokenizer=lambda name: None))
+    monkeypatch.setitem(
+        sys.modules,
+        "open_clip",
+        types.SimpleNamespace(
+            pretrained=pretrained, create_model_and_transforms=create_model_and_transforms, get_tokenizer=lambda name: None
+        ),
+    )
     monkeypatch.setenv("FTBENCH_CACHE_DIR", str(tmp_path / "cache"))
     return seen
 
@@ -202,8 +210,11 @@ def test_open_clip_pretrained_tag_offline_says_how_to_make_it_available(tmp_path
 
     _stand_in_pretrained(tmp_path, monkeypatch, offline)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(BackboneUnavailable, match=r"not in open_clip's cache and downloads are off \(HF_HUB_OFFLINE=1\)"
-                                                  r".*give its path: open_clip:ViT-B-32:/path/to/that/file"):
+    with pytest.raises(
+        BackboneUnavailable,
+        match=r"not in open_clip's cache and downloads are off \(HF_HUB_OFFLINE=1\)"
+        r".*give its path: open_clip:ViT-B-32:/path/to/that/file",
+    ):
         create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "image").version
 
 
@@ -243,7 +254,7 @@ def test_open_clip_plumbing_with_a_stand_in_module(tmp_path, monkeypatch):
 
     fake = types.SimpleNamespace(
         create_model_and_transforms=create_model_and_transforms,
-        get_tokenizer=lambda name: (lambda texts: torch.tensor([len(t) for t in texts])),
+        get_tokenizer=lambda name: lambda texts: torch.tensor([len(t) for t in texts]),
     )
     monkeypatch.setitem(sys.modules, "open_clip", fake)
     weights = tmp_path / "w.bin"

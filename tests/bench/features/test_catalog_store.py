@@ -44,14 +44,22 @@ def test_a_changed_data_config_gives_another_key(tmp_path):
     base = _config()
     key = lambda cfg: store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path)  # noqa: E731
     assert key(base) == key(_config())
-    changed = [_config(seed=1), _config(aux_informativeness=0.5), _config(items=701), _config(max_views=6),
-               _config(cross_side_overlap=0.0)]
+    changed = [
+        _config(seed=1),
+        _config(aux_informativeness=0.5),
+        _config(items=701),
+        _config(max_views=6),
+        _config(cross_side_overlap=0.0),
+    ]
     folders = {key(cfg) for cfg in changed} | {key(base)}
     assert len(folders) == len(changed) + 1
     # fields that shape only the queries share the folder: their features are the same bits
-    query_only = [SyntheticConfig(items=700, interactions=900, query_aux_fraction=0.2),
-                  SyntheticConfig(items=700, interactions=500, mean_interactions_per_query=3.0, popularity_exponent=0.5,
-                                  query_fractions=(0.6, 0.2, 0.2))]
+    query_only = [
+        SyntheticConfig(items=700, interactions=900, query_aux_fraction=0.2),
+        SyntheticConfig(
+            items=700, interactions=500, mean_interactions_per_query=3.0, popularity_exponent=0.5, query_fractions=(0.6, 0.2, 0.2)
+        ),
+    ]
     assert {key(cfg) for cfg in query_only} == {key(base)}
     every = np.arange(700)
     for cfg in query_only:
@@ -68,7 +76,8 @@ def test_an_edited_generator_gives_another_key(monkeypatch, tmp_path):
     original = key_material("synthetic", cfg, SyntheticCatalog(cfg))
     monkeypatch.setattr(catalog_store, "generator_fingerprint", lambda catalog: {"numpy": "0.0", "edited": "yes"})
     assert store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path) != store_folder(
-        "synthetic", original, tmp_path)
+        "synthetic", original, tmp_path
+    )
 
 
 def _damage_and_reopen(tmp_path, damage):
@@ -166,8 +175,12 @@ def test_which_catalogs_are_stored(monkeypatch):
 
 def test_a_run_on_the_stored_catalog_gives_the_same_result(monkeypatch, tmp_path):
     """Training and evaluation read the stored features: the metrics equal a run without the store."""
-    spec = RunSpec(objective="factorized", steps=3, batch_size=32,
-                   sets=["dataset.items=1500", "dataset.interactions=600", "train.eval_every=0", "train.val_gallery_size=500"])
+    spec = RunSpec(
+        objective="factorized",
+        steps=3,
+        batch_size=32,
+        sets=["dataset.items=1500", "dataset.interactions=600", "train.eval_every=0", "train.val_gallery_size=500"],
+    )
     monkeypatch.setenv("FTBENCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(catalog_store, "MIN_STORED_BYTES", 0)
     stored_result, _ = execute(prepare(spec), None)

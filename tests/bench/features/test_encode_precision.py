@@ -61,9 +61,16 @@ def test_auto_takes_bf16_only_with_bf16_units_and_features_within_tolerance(monk
 
 def test_minilm_batched_longest_first_equals_one_text_at_a_time():
     _needs_minilm()
-    texts = ["milk", "organic whole milk in a one litre carton, from cows grazing in the north of sweden",
-             "banana", "slim fit stretch denim jacket with two chest pockets and a button front, machine wash",
-             "a ripe yellow banana", "oat drink", "red apple " * 30, "kiwi"]
+    texts = [
+        "milk",
+        "organic whole milk in a one litre carton, from cows grazing in the north of sweden",
+        "banana",
+        "slim fit stretch denim jacket with two chest pockets and a button front, machine wash",
+        "a ripe yellow banana",
+        "oat drink",
+        "red apple " * 30,
+        "kiwi",
+    ]
     bb = create_backbone("minilm", "text", device="cpu", batch_size=4)
     order = bb.encode_order(texts)
     assert order[0] == 6 and order[-1] in (0, 2, 5, 7) and sorted(order) == list(range(len(texts)))
@@ -74,8 +81,12 @@ def test_minilm_batched_longest_first_equals_one_text_at_a_time():
 
 def test_forced_bf16_minilm_stays_within_tolerance_under_its_own_cache_key(monkeypatch, tmp_path):
     _needs_minilm()
-    texts = ["organic whole milk 1 l", "slim fit stretch denim jacket, navy", "granny smith apples, 1 kg bag",
-             "waterproof running shoe with a recycled sole " * 4]
+    texts = [
+        "organic whole milk 1 l",
+        "slim fit stretch denim jacket, navy",
+        "granny smith apples, 1 kg bag",
+        "waterproof running shoe with a recycled sole " * 4,
+    ]
     monkeypatch.delenv(ENV, raising=False)
     fp32 = create_backbone("minilm", "text", device="cpu")
     monkeypatch.setenv(ENV, "bf16")

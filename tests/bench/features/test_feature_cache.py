@@ -126,8 +126,17 @@ def test_features_command_fills_then_reuses_the_cache(tmp_path):
     app = typer.Typer()
     data_cmd.register(app)
     args = [
-        "features", "--dataset", "grocery-store", "--data-dir", str(root),
-        "--backbone", "hash", "--cache-dir", str(tmp_path), "--set", "max_photos_per_product=1",
+        "features",
+        "--dataset",
+        "grocery-store",
+        "--data-dir",
+        str(root),
+        "--backbone",
+        "hash",
+        "--cache-dir",
+        str(tmp_path),
+        "--set",
+        "max_photos_per_product=1",
     ]
     runner = CliRunner()
     first = runner.invoke(app, args)

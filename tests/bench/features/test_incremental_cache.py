@@ -19,7 +19,7 @@ from ftbench.features.cache import FeatureCache
 
 # a backbone whose every feature moves with its batch's other inputs (1e-3 x the batch mean), and
 # that batches longest first: resumed batches must be the killed run's for equal features
-BATCH_SENSITIVE = '''
+BATCH_SENSITIVE = """
 import time
 import numpy as np
 from ftbench.features.backbones import HashFeatures
@@ -38,7 +38,7 @@ class BatchSensitive(HashFeatures):
         time.sleep(self.delay)
         own = super()._encode(inputs, role)
         return own + np.float32(1e-3) * own.mean(axis=0, keepdims=True)
-'''
+"""
 namespace: dict = {}
 exec(BATCH_SENSITIVE, namespace)
 BatchSensitive = namespace["BatchSensitive"]
@@ -110,12 +110,15 @@ def test_a_plan_from_other_inputs_or_chunk_size_is_not_followed(tmp_path):
     np.testing.assert_allclose(out, fresh, atol=1e-6)
 
 
-FILL = BATCH_SENSITIVE + '''
+FILL = (
+    BATCH_SENSITIVE
+    + """
 import sys
 from ftbench.features.cache import FeatureCache
 texts = [f"item {i} " + "and more words " * (i % 11) for i in range(int(sys.argv[2]))]
 FeatureCache(sys.argv[1], chunk=64).encode(BatchSensitive(delay=0.02), texts, "item")
-'''
+"""
+)
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")

@@ -116,8 +116,9 @@ def test_zero_mass_rows_get_zero_plan_rows():
     ours = log_sinkhorn(cost, a, epsilon=0.1, iterations=2000).plan
     assert torch.equal(ours[[1, 4]], torch.zeros(2, 5, dtype=torch.float64))
     keep = a > 0
-    pot = ot.sinkhorn(a[keep].numpy(), np.full(5, 0.2), cost[keep].numpy(), 0.1, method="sinkhorn_log",
-                      numItermax=20000, stopThr=1e-14)
+    pot = ot.sinkhorn(
+        a[keep].numpy(), np.full(5, 0.2), cost[keep].numpy(), 0.1, method="sinkhorn_log", numItermax=20000, stopThr=1e-14
+    )
     assert np.abs(ours[keep].numpy() - pot).max() < 1e-12
 
 
@@ -165,8 +166,7 @@ def test_fixed_sinkhorn_equals_pot_at_convergence_with_general_marginals():
     b = torch.rand(40, generator=g, dtype=torch.float64) + 0.1
     a, b = a / a.sum(), b / b.sum()
     ours = fixed_sinkhorn(cost, a, b, epsilon=0.05, iterations=3000).plan
-    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), 0.05, method="sinkhorn_log", numItermax=3000,
-                      stopThr=1e-15)
+    ref = ot.sinkhorn(a.numpy(), b.numpy(), cost.numpy(), 0.05, method="sinkhorn_log", numItermax=3000, stopThr=1e-15)
     assert np.abs(ours.numpy() - ref).max() <= 1e-10
 
 

@@ -41,10 +41,9 @@ def _unit(shape, seed, dtype=torch.float32):
 
 
 @settings(max_examples=40, deadline=None)
-@given(eps_exp=st.floats(-4.0, -2.0), n=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 2**16),
-       repeats=st.booleans())
+@given(eps_exp=st.floats(-4.0, -2.0), n=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 2**16), repeats=st.booleans())
 def test_sinkhorn_float32_at_small_eps_is_finite_and_bounded(eps_exp, n, m, seed, repeats):
-    eps = 10.0 ** eps_exp
+    eps = 10.0**eps_exp
     x, y = _unit((4, n, 8), seed), _unit((4, m, 8), seed + 1)
     if repeats:  # identical views on both sides: zero costs, exact ties
         y[:, : min(n, m)] = x[:, : min(n, m)]
@@ -65,12 +64,11 @@ def test_sinkhorn_float32_at_small_eps_is_finite_and_bounded(eps_exp, n, m, seed
 
 
 @settings(max_examples=40, deadline=None)
-@given(k=st.integers(2, 4), spread_exp=st.floats(-7.0, -2.0), delta_exp=st.floats(-6.0, -2.0),
-       seed=st.integers(0, 2**16))
+@given(k=st.integers(2, 4), spread_exp=st.floats(-7.0, -2.0), delta_exp=st.floats(-6.0, -2.0), seed=st.integers(0, 2**16))
 def test_volumes_of_nearly_collinear_views_are_finite(k, spread_exp, delta_exp, seed):
-    delta = 10.0 ** delta_exp
+    delta = 10.0**delta_exp
     direction = _unit((5, 1, 16), seed)
-    noise = torch.randn(5, k, 16, generator=torch.Generator().manual_seed(seed + 7)) * 10.0 ** spread_exp
+    noise = torch.randn(5, k, 16, generator=torch.Generator().manual_seed(seed + 7)) * 10.0**spread_exp
     vectors = F.normalize(direction + noise, dim=-1).requires_grad_(True)
     vol = gram_volume(vectors, delta=delta)
     assert torch.isfinite(vol).all() and (vol >= delta ** (k / 2) * (1 - 1e-3)).all()
@@ -85,8 +83,12 @@ def test_volumes_of_nearly_collinear_views_are_finite(k, spread_exp, delta_exp, 
 
 
 class _Catalog:
-    slots = (ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary"),
-             ViewSlot("image_2", "image", "auxiliary"), ViewSlot("description", "text", "auxiliary"))
+    slots = (
+        ViewSlot("image", "image", "primary"),
+        ViewSlot("title", "text", "primary"),
+        ViewSlot("image_2", "image", "auxiliary"),
+        ViewSlot("description", "text", "auxiliary"),
+    )
     modalities = ["image", "text"]
 
 
@@ -101,8 +103,11 @@ def test_full_ot_at_small_eps_with_identical_views_is_finite():
     slot, valid = compact_positions(sel.mask)
     views = EncodedViews(
         embeddings=raw.gather(1, slot.clamp(min=0).unsqueeze(-1).expand(-1, -1, 8)),
-        mask=valid, is_primary=layout.is_primary[slot.clamp(min=0)] & valid, side=layout.side[slot.clamp(min=0)],
-        side_weight=sel.side_weight.gather(1, slot.clamp(min=0)), item_weight=sel.item_weight.gather(1, slot.clamp(min=0)),
+        mask=valid,
+        is_primary=layout.is_primary[slot.clamp(min=0)] & valid,
+        side=layout.side[slot.clamp(min=0)],
+        side_weight=sel.side_weight.gather(1, slot.clamp(min=0)),
+        item_weight=sel.item_weight.gather(1, slot.clamp(min=0)),
         item_index=torch.arange(12),
     )
     terms = objective(AlignmentBatch(views=views))

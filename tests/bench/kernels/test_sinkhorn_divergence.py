@@ -41,8 +41,7 @@ def relative(ours, ref):
 
 
 def check_against_geomloss(pairs, rtol=RTOL, **settings):
-    p, blur, scaling, debias = (settings.get(k, d) for k, d in
-                                (("p", 1), ("blur", 0.05), ("scaling", 0.5), ("debias", True)))
+    p, blur, scaling, debias = (settings.get(k, d) for k, d in (("p", 1), ("blur", 0.05), ("scaling", 0.5), ("debias", True)))
     reference = SamplesLoss("sinkhorn", p=p, blur=blur, scaling=scaling, debias=debias, backend="tensorized")
     values = sinkhorn_divergences(pairs, **settings)
     assert values.shape == (len(pairs),)
@@ -111,12 +110,15 @@ def test_schedule_and_diameter_are_geomlosss():
         assert np.array_equal(epsilon_schedule(p, d, blur, scaling), geomloss_schedule(p, d, blur, scaling))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(p=3), "p must be 1 or 2"),
-    (dict(blur=0.0), "blur must be positive"),
-    (dict(scaling=1.0), "scaling must be in"),
-    (dict(domain="plain"), "domain must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(p=3), "p must be 1 or 2"),
+        (dict(blur=0.0), "blur must be positive"),
+        (dict(scaling=1.0), "scaling must be in"),
+        (dict(domain="plain"), "domain must be one of"),
+    ],
+)
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         sinkhorn_divergences([clouds(0, 8, 8)], **kwargs)

@@ -36,8 +36,9 @@ def test_two_vectors_is_sine_of_angle():
     assert torch.allclose(gram_volume(pair, delta=0.0), exact, atol=1e-12)
     delta = 1e-3  # regularised closed form: det([[1+d, c], [c, 1+d]]) = (1+d)^2 - c^2
     assert torch.allclose(gram_volume(pair, delta=delta), torch.sqrt((1 + delta) ** 2 - cos**2), atol=1e-12)
-    assert torch.allclose(torch.diagonal(pairwise_volume(a, b.unsqueeze(1), delta=delta)),
-                          torch.sqrt((1 + delta) ** 2 - cos**2), atol=1e-12)
+    assert torch.allclose(
+        torch.diagonal(pairwise_volume(a, b.unsqueeze(1), delta=delta)), torch.sqrt((1 + delta) ** 2 - cos**2), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("delta", [0.0, 1e-4])
@@ -158,8 +159,9 @@ def test_member_masked_in_every_set_is_left_out():
     mask[2, 3] = False
     keep = [0, 2, 3]
     for fn in (pairwise_span_distance, pairwise_log_volume):
-        assert torch.allclose(fn(anchor, sets, mask, 1e-3), fn(anchor, sets[:, keep], mask[:, keep], 1e-3),
-                              rtol=1e-12, atol=1e-14)
+        assert torch.allclose(
+            fn(anchor, sets, mask, 1e-3), fn(anchor, sets[:, keep], mask[:, keep], 1e-3), rtol=1e-12, atol=1e-14
+        )
     none = torch.zeros(6, 4, dtype=torch.bool)
     expected = torch.sqrt((anchor * anchor).sum(-1) + 1e-3).unsqueeze(1).expand(5, 6)
     assert torch.allclose(pairwise_span_distance(anchor, sets, none, 1e-3), expected, rtol=1e-12)

@@ -16,7 +16,12 @@ from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.model.encode import capped_availability, encode_batch
 from ftbench.model.towers import (
-    TowerConfig, Towers, build_towers, modality_rotation, skip_projection, train_view_features,
+    TowerConfig,
+    Towers,
+    build_towers,
+    modality_rotation,
+    skip_projection,
+    train_view_features,
 )
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
@@ -140,8 +145,11 @@ def _split_dataset(train_scale=1.0, other_scale=1.0, seed=0):
     rng = np.random.default_rng(seed)
     n, split = 24, np.repeat([0, 1, 2], [12, 6, 6])
     basis = np.linalg.qr(np.random.default_rng(1).normal(size=(20, 5)))[0]
-    slots = [ViewSlot("photo", "image", "primary"), ViewSlot("shelf 1", "image", "auxiliary"),
-             ViewSlot("shelf 2", "image", "auxiliary")]
+    slots = [
+        ViewSlot("photo", "image", "primary"),
+        ViewSlot("shelf 1", "image", "auxiliary"),
+        ViewSlot("shelf 2", "image", "auxiliary"),
+    ]
     features = []
     for _ in slots:
         f = rng.normal(size=(n, 20)) * other_scale
@@ -214,8 +222,16 @@ def test_every_objective_trains_a_step_with_residual_towers(name):
     objective = cls(cls.Config(), ObjectiveContext(SlotLayout.from_catalog(dataset.catalog), 16, 128, True, True))
     before = {k: v.clone() for k, v in towers.state_dict().items()}
     losses = []
-    train(dataset, towers, objective, TrainConfig(steps=2, batch_size=32, eval_every=0), 8, 0, torch.device("cpu"),
-          progress=lambda step, info: losses.append(info["loss"]))
+    train(
+        dataset,
+        towers,
+        objective,
+        TrainConfig(steps=2, batch_size=32, eval_every=0),
+        8,
+        0,
+        torch.device("cpu"),
+        progress=lambda step, info: losses.append(info["loss"]),
+    )
     assert len(losses) == 2 and all(np.isfinite(losses))
     after = towers.state_dict()
     for modality in dataset.catalog.feature_dims:

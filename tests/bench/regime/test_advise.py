@@ -10,7 +10,13 @@ from typer.testing import CliRunner
 
 from ftbench.cli.app import app
 from ftbench.regime.advise import (
-    REFERENCE, Advisor, MapCell, leave_one_cell_out, load_map, measured_best_set, profile_path,
+    REFERENCE,
+    Advisor,
+    MapCell,
+    leave_one_cell_out,
+    load_map,
+    measured_best_set,
+    profile_path,
 )
 from ftbench.regime.design import regime_design
 
@@ -21,11 +27,18 @@ OBJECTIVES = {"clip": 0.0, "factorized": 0.5, "pairwise": 0.25, "oat": -0.2}
 def indicators_of(point):
     """Indicators that follow the cell's knobs (what a profile measures), plus two constants."""
     o = point.options
-    return {"log10_items": 4.3, "image_share": 0.5, "query_primary_modality_share": 0.5,
-            "views_per_item_mean": 0.9 * point.views, "train_queries_per_item": o["interactions"] / 50_000,
-            "train_interactions_per_item": o["interactions"] / 25_000, "frozen_recall": 0.75 - 0.1 * o["query_aux_fraction"],
-            "aux_gain_queries": 0.1 * o["query_aux_fraction"] * o["aux_informativeness"],
-            "aux_gain_views": 0.15 * o["aux_informativeness"], "cross_side_overlap": 0.2 * o["cross_side_overlap"]}
+    return {
+        "log10_items": 4.3,
+        "image_share": 0.5,
+        "query_primary_modality_share": 0.5,
+        "views_per_item_mean": 0.9 * point.views,
+        "train_queries_per_item": o["interactions"] / 50_000,
+        "train_interactions_per_item": o["interactions"] / 25_000,
+        "frozen_recall": 0.75 - 0.1 * o["query_aux_fraction"],
+        "aux_gain_queries": 0.1 * o["query_aux_fraction"] * o["aux_informativeness"],
+        "aux_gain_views": 0.15 * o["aux_informativeness"],
+        "cross_side_overlap": 0.2 * o["cross_side_overlap"],
+    }
 
 
 def known_map(noise=0.002, seed=0):
@@ -35,8 +48,13 @@ def known_map(noise=0.002, seed=0):
     cells = []
     for point in regime_design(32):
         ind = indicators_of(point)
-        scores = {o: {s: 0.3 + slope * 4 * ind["aux_gain_queries"] - (0.01 if o == "oat" else 0) + rng.normal(0, noise)
-                      for s in range(3)} for o, slope in OBJECTIVES.items()}
+        scores = {
+            o: {
+                s: 0.3 + slope * 4 * ind["aux_gain_queries"] - (0.01 if o == "oat" else 0) + rng.normal(0, noise)
+                for s in range(3)
+            }
+            for o, slope in OBJECTIVES.items()
+        }
         cells.append(MapCell(point, ind, scores))
     return cells
 
@@ -121,9 +139,24 @@ def test_the_command_validates_and_advises(tmp_path):
     assert out.exit_code == 0, out.output
     assert "leave-one-cell-out over 12 cells" in out.output
     assert json.loads((tmp_path / "map" / "validation.json").read_text())["cells"] == 12
-    out = runner.invoke(app, ["advise", "--dataset", "synthetic", "--set", "items=3000", "--views", "4",
-                              "--map", str(tmp_path / "map"), "--cost-dir", str(REPO / "results" / "cost"),
-                              "--json", str(tmp_path / "advice.json")])
+    out = runner.invoke(
+        app,
+        [
+            "advise",
+            "--dataset",
+            "synthetic",
+            "--set",
+            "items=3000",
+            "--views",
+            "4",
+            "--map",
+            str(tmp_path / "map"),
+            "--cost-dir",
+            str(REPO / "results" / "cost"),
+            "--json",
+            str(tmp_path / "advice.json"),
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert "confirm on your data: ftbench sweep --dataset synthetic --set dataset.items=3000" in out.output
     advice = json.loads((tmp_path / "advice.json").read_text())

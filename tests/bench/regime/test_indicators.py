@@ -35,8 +35,16 @@ def _profile(*sets: str, views: int = 8):
 
 
 def test_cutoff_is_half_a_percent_of_the_searched_items_on_the_default_cutoffs():
-    assert [cutoff_for(n) for n in (12, 199, 2_000, 3_000, 20_000, 99_999, 100_000, 1_000_000)] == \
-        [1, 1, 10, 10, 100, 100, 500, 500]
+    assert [cutoff_for(n) for n in (12, 199, 2_000, 3_000, 20_000, 99_999, 100_000, 1_000_000)] == [
+        1,
+        1,
+        10,
+        10,
+        100,
+        100,
+        500,
+        500,
+    ]
 
 
 def test_noise_auxiliary_views_give_no_gain_weight_or_overlap():
@@ -87,8 +95,13 @@ def test_view_counts_modality_mix_and_catalog_size_against_the_catalog():
     kept = have & (np.cumsum(have, axis=1) <= 4)
     assert p.views_per_item_mean == pytest.approx(kept.sum(1).mean())
     per_item = kept.sum(1)
-    assert p.views_per_item_quantiles == {"p0": per_item.min(), "p10": np.quantile(per_item, 0.1),
-                                          "p50": np.median(per_item), "p90": np.quantile(per_item, 0.9), "p100": 4}
+    assert p.views_per_item_quantiles == {
+        "p0": per_item.min(),
+        "p10": np.quantile(per_item, 0.1),
+        "p50": np.median(per_item),
+        "p90": np.quantile(per_item, 0.9),
+        "p100": 4,
+    }
     image = [s.modality == "image" for s in ds.catalog.slots]
     assert p.image_share == pytest.approx(kept[:, image].sum() / kept.sum())
     assert p.missing_share == {s.name: pytest.approx(1 - kept[:, i].mean()) for i, s in enumerate(ds.catalog.slots)}
@@ -129,8 +142,9 @@ def _grocery(tmp_path, *sets: str, backbones: tuple[str, ...] = ("dataset.image_
     # tmp_path None: the default feature cache (content-addressed), where real features of the
     # mini are usually there already (encoding them again takes minutes on a CPU)
     cache = [] if tmp_path is None else [f"dataset.cache_dir={str(tmp_path / 'cache')!r}"]
-    return build_dataset(prepare(RunSpec(dataset="grocery-store", sets=[
-        f"dataset.data_dir={str(MINI)!r}", *cache, *backbones, *sets])))
+    return build_dataset(
+        prepare(RunSpec(dataset="grocery-store", sets=[f"dataset.data_dir={str(MINI)!r}", *cache, *backbones, *sets]))
+    )
 
 
 @needs_mini
@@ -164,8 +178,22 @@ runner = CliRunner()
 
 def test_cli_writes_the_identity_and_the_indicators(tmp_path):
     out = tmp_path / "profile.json"
-    res = runner.invoke(app, ["data", "profile", "--set", "items=2000", "--set", "dataset.aux_informativeness=0.5",
-                              "--views", "6", "--json", str(out)], catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        [
+            "data",
+            "profile",
+            "--set",
+            "items=2000",
+            "--set",
+            "dataset.aux_informativeness=0.5",
+            "--views",
+            "6",
+            "--json",
+            str(out),
+        ],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     assert "aux gain, queries" in res.output and "cross-side overlap" in res.output
     payload = json.loads(out.read_text())

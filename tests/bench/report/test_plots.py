@@ -14,10 +14,17 @@ def _crowded():
     rows, step_ms = [], {}
     for i, objective in enumerate(("clip", "factorized", "full_ot")):
         for j, v in enumerate((1, 2, 4, 8)):
-            step_ms[(objective, v)] = 20.0 * (1.5 ** j) * (1.02 ** i)
+            step_ms[(objective, v)] = 20.0 * (1.5**j) * (1.02**i)
             for seed in (0, 1, 2):
-                rows.append({"group": "g", "objective_label": objective, "views": v, "seed": seed,
-                             "query->item/recall@100": 0.80 + 0.0004 * i + 0.01 * j})
+                rows.append(
+                    {
+                        "group": "g",
+                        "objective_label": objective,
+                        "views": v,
+                        "seed": seed,
+                        "query->item/recall@100": 0.80 + 0.0004 * i + 0.01 * j,
+                    }
+                )
     return pd.DataFrame(rows), step_ms
 
 

@@ -14,8 +14,27 @@ SETS = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--se
 
 def test_reference_rows_in_the_trained_runs_group(tmp_path):
     runner = CliRunner()
-    res = runner.invoke(app, ["run", "--objective", "clip", "--views", "4", "--steps", "5", "--batch-size", "32",
-                              "--quiet", "--device", "cpu", "--out", str(tmp_path), *SETS], catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        [
+            "run",
+            "--objective",
+            "clip",
+            "--views",
+            "4",
+            "--steps",
+            "5",
+            "--batch-size",
+            "32",
+            "--quiet",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path),
+            *SETS,
+        ],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["reference", "--views", "4", "--out", str(tmp_path), *SETS], catch_exceptions=False)
     assert res.exit_code == 0, res.output

@@ -67,11 +67,14 @@ def test_headline_table_with_missing_and_single_seed_cells(report):
     assert "| factorized | 0.4300 ± 0.0430 (n=3) | — | 0.6000 (n=1) |" in default
     # the full table: recall@1 = 0.05, recall@10 = 0.3, ndcg@10 = 0.2, mrr = 0.1 x recall@500
     # (see the generator); intervals scale by the same factors
-    assert ("| clip | 8 | 3 | 0.0250 ± 0.0050 | 0.1500 ± 0.0298 | 0.3500 ± 0.0696 | 0.5000 ± 0.0994 | "
-            "0.1000 ± 0.0199 | 0.0500 ± 0.0099 |") in default
+    assert (
+        "| clip | 8 | 3 | 0.0250 ± 0.0050 | 0.1500 ± 0.0298 | 0.3500 ± 0.0696 | 0.5000 ± 0.0994 | "
+        "0.1000 ± 0.0199 | 0.0500 ± 0.0099 |"
+    ) in default
     assert "| factorized | 4 | 0 | — | — | — | — | — | — |" in default
-    assert ("| factorized | 8 | 1 | 0.0300 (n=1) | 0.1800 (n=1) | 0.4200 (n=1) | 0.6000 (n=1) | 0.1200 (n=1) | "
-            "0.0600 (n=1) |") in default
+    assert (
+        "| factorized | 8 | 1 | 0.0300 (n=1) | 0.1800 (n=1) | 0.4200 (n=1) | 0.6000 (n=1) | 0.1200 (n=1) | 0.0600 (n=1) |"
+    ) in default
     assert "13 runs, seeds 0, 1, 2" in default
 
 
@@ -80,8 +83,10 @@ def test_paired_differences_against_clip(report):
     default = _section(text, "## synthetic, 20,000 items: default data")
     # V=1: d = .01 .02 .00 -> +0.0100 ± 4.3027*0.01/sqrt(3) = 0.0248;
     # r = 2.5%, 4.762%, 0% -> mean 2.42%, s = 2.382, ± 5.9%
-    assert "| factorized | 1 | +0.0030 ± 0.0075 (+2.4% ± 5.9%), n=3 | +0.0070 ± 0.0174 (+2.4% ± 5.9%), n=3 | " \
-           "+0.0100 ± 0.0248 (+2.4% ± 5.9%), n=3 | +0.0020 ± 0.0050 (+2.4% ± 5.9%), n=3 |" in default
+    assert (
+        "| factorized | 1 | +0.0030 ± 0.0075 (+2.4% ± 5.9%), n=3 | +0.0070 ± 0.0174 (+2.4% ± 5.9%), n=3 | "
+        "+0.0100 ± 0.0248 (+2.4% ± 5.9%), n=3 | +0.0020 ± 0.0050 (+2.4% ± 5.9%), n=3 |" in default
+    )
     assert "| factorized | 4 | — | — | — | — |" in default
     assert "+0.1400 (+30.4%), n=1" in default  # one matched seed: .60 vs .46, no interval
 
@@ -110,9 +115,15 @@ def test_lead_and_headline_choice(report, fixture_dir, tmp_path):
     assert text.index("## Your comparisons") < text.index("## synthetic,") < text.index("## Paper claims")
     lead = _section(text, "## Your comparisons")
     assert "| synthetic, 300 items: items=300, interactions=400, train.val_gallery_size=200 | 4 | recall@100 | 2 |" in lead
-    saturated = pd.DataFrame({"objective_label": ["clip", "factorized"], "views": [8, 8],
-                              "query->item/recall@500": [0.99, 1.0], "query->item/recall@100": [0.97, 0.99],
-                              "query->item/recall@10": [0.41, 0.47]})
+    saturated = pd.DataFrame(
+        {
+            "objective_label": ["clip", "factorized"],
+            "views": [8, 8],
+            "query->item/recall@500": [0.99, 1.0],
+            "query->item/recall@100": [0.97, 0.99],
+            "query->item/recall@10": [0.41, 0.47],
+        }
+    )
     metric, why = choose_headline(saturated)
     assert metric == "recall@10" and "saturated: recall@500 (best 1.000), recall@100 (best 0.990)" in why
     everything = saturated.assign(**{"query->item/recall@10": [0.96, 0.97]})
@@ -133,8 +144,10 @@ def test_paper_claims_section(report):
     assert "1,000,000 listings and 292,520 interactions" in claims
     # paper scale: clip .50 .52 .54, factorized .55 .56 .60 -> d = +0.05 ± 0.0248,
     # r = 10%, 7.692%, 11.111% -> +9.6% ± 4.3%, interval [+5.3%, +13.9%] contains +7.9%
-    assert "| paper scale |" in claims and "| 8 | 3 | 0.5200 ± 0.0497 | 0.5700 ± 0.0657 | " \
-                                          "+0.0500 ± 0.0248 (+9.6% ± 4.3%), n=3 |" in claims
+    assert (
+        "| paper scale |" in claims
+        and "| 8 | 3 | 0.5200 ± 0.0497 | 0.5700 ± 0.0657 | +0.0500 ± 0.0248 (+9.6% ± 4.3%), n=3 |" in claims
+    )
     assert "Agreement: the paper's +7.9% lies inside our 95% interval [+5.3%, +13.9%]" in claims
     assert "**default data**" in claims and "One seed only: the measured change is +30.4%" in claims
     assert "recall@500 is not scored in this group (catalog of 300 items" in claims
@@ -149,8 +162,16 @@ def test_cost_section_and_plots(report):
     names = sorted(p.name for p in outcome.plots)
     # 3 groups x (trade-off from the cost file, training curves) + headline against V where V varies + cost
     kinds = sorted(name.split("__", 1)[0] for name in names)  # group hashes follow the generator's defaults
-    assert kinds == ["cost_vs_views", "headline_vs_views", "tradeoff", "tradeoff", "tradeoff",
-                     "training", "training", "training"], names
+    assert kinds == [
+        "cost_vs_views",
+        "headline_vs_views",
+        "tradeoff",
+        "tradeoff",
+        "tradeoff",
+        "training",
+        "training",
+        "training",
+    ], names
     assert "[group " not in text and "group ba44c8fb" not in text.split("## Your comparisons")[1].split("\n## ")[0]
     for plot in outcome.plots:
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -297,10 +318,11 @@ def test_winners_only_where_the_seeds_say_so(report):
     _, text = report
     lead = _section(text, "## Your comparisons")
     assert "| headline metric | V | winner | clip |" in lead
-    assert ("| synthetic, 1,000,000 items: paper scale | 6 | recall@500 | 8 | factorized 0.5700 ± 0.0657 (n=3), "
-            "+0.0500 ± 0.0248 over clip (paired, n=3) |") in lead
-    assert ("| 8 | no clear winner (fewer than 3 paired seeds); tied: factorized 0.6000 (n=1), clip 0.5000 (n=3) |"
-            in lead)
+    assert (
+        "| synthetic, 1,000,000 items: paper scale | 6 | recall@500 | 8 | factorized 0.5700 ± 0.0657 (n=3), "
+        "+0.0500 ± 0.0248 over clip (paired, n=3) |"
+    ) in lead
+    assert "| 8 | no clear winner (fewer than 3 paired seeds); tied: factorized 0.6000 (n=1), clip 0.5000 (n=3) |" in lead
     default = _section(text, "## synthetic, 20,000 items: default data")
     assert "Winner at V=8 on recall@500: no clear winner (fewer than 3 paired seeds)" in default
 
@@ -312,9 +334,11 @@ def test_group_titles_say_what_sets_a_group_apart(report, fixture_dir):
 
     _, text = report
     titles = sorted(group_titles(load_results_frame(fixture_dir)).values())
-    assert titles == ["synthetic, 1,000,000 items: paper scale",
-                      "synthetic, 20,000 items: default data, train.steps=5, train.batch_size=32",
-                      "synthetic, 300 items: items=300, interactions=400, train.val_gallery_size=200"]
+    assert titles == [
+        "synthetic, 1,000,000 items: paper scale",
+        "synthetic, 20,000 items: default data, train.steps=5, train.batch_size=32",
+        "synthetic, 300 items: items=300, interactions=400, train.val_gallery_size=200",
+    ]
     assert ": other" not in text and "| other |" not in text
     assert "Config off the defaults: dataset.items=1000000, dataset.interactions=292520, train.steps=5" in text
     assert "| items=300, interactions=400, train.val_gallery_size=200 | synthetic (" in _section(text, "## Paper claims")
@@ -328,8 +352,10 @@ def test_one_validation_point_is_said_not_drawn_as_a_curve(report, fixture_dir, 
 
     _, text = report
     default = _section(text, "## synthetic, 20,000 items: default data")
-    assert ("Validation ran once, at the last step (5: train.eval_every is 0 or not below train.steps), so the right "
-            "panel has one score per objective, not a curve") in default
+    assert (
+        "Validation ran once, at the last step (5: train.eval_every is 0 or not below train.steps), so the right "
+        "panel has one score per objective, not a curve"
+    ) in default
     frame = load_results_frame(fixture_dir)
     data = frame[frame["default_data"]]
     assert plot_training_curves(data, tmp_path / "one.png", "t").single_validation_step == 5

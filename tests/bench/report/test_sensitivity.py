@@ -12,11 +12,25 @@ PRESET = ("dataset.items", "dataset.interactions", "eval.ks")
 
 
 def _row(objective, seed, value, qaf=0.6, cso=0.5, extra=(), tuned=False, objective_config=None):
-    changed = PRESET + tuple(f"dataset.{k}" for k, v, d in (("query_aux_fraction", qaf, 0.6),
-                                                            ("cross_side_overlap", cso, 0.5)) if v != d) + extra
-    return {"dataset": "synthetic", "paper_scale": True, "tuned": tuned, "reference": False, "objective": objective,
-            "views": 8, "seed": seed, "changed_fields": changed, "query_aux_fraction": qaf, "cross_side_overlap": cso,
-            "objective_config": objective_config or _default_objective_hash(objective), METRIC: value}
+    changed = (
+        PRESET
+        + tuple(f"dataset.{k}" for k, v, d in (("query_aux_fraction", qaf, 0.6), ("cross_side_overlap", cso, 0.5)) if v != d)
+        + extra
+    )
+    return {
+        "dataset": "synthetic",
+        "paper_scale": True,
+        "tuned": tuned,
+        "reference": False,
+        "objective": objective,
+        "views": 8,
+        "seed": seed,
+        "changed_fields": changed,
+        "query_aux_fraction": qaf,
+        "cross_side_overlap": cso,
+        "objective_config": objective_config or _default_objective_hash(objective),
+        METRIC: value,
+    }
 
 
 def _frame():
@@ -25,8 +39,12 @@ def _frame():
     rows += [_row("clip", 0, 0.40, qaf=0.0), _row("factorized", 0, 0.42, qaf=0.0)]  # +5%
     rows += [_row("clip", 0, 0.40, cso=0.0), _row("factorized", 0, 0.50, cso=0.0)]  # +25%
     # left out: another change, a tuned rerun, another objective config, a point without clip
-    rows += [_row("factorized", 1, 0.9, qaf=0.0, extra=("train.steps",)), _row("factorized", 2, 0.9, qaf=0.0, tuned=True),
-             _row("factorized", 3, 0.9, qaf=0.0, objective_config="abcdef"), _row("factorized", 0, 0.5, qaf=0.2)]
+    rows += [
+        _row("factorized", 1, 0.9, qaf=0.0, extra=("train.steps",)),
+        _row("factorized", 2, 0.9, qaf=0.0, tuned=True),
+        _row("factorized", 3, 0.9, qaf=0.0, objective_config="abcdef"),
+        _row("factorized", 0, 0.5, qaf=0.2),
+    ]
     return pd.DataFrame(rows)
 
 

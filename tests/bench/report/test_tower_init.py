@@ -11,18 +11,43 @@ from ftbench.report.tower_init import load_setting, main, summary
 from ftbench.run.results import RunResult, write_result
 
 
-def _write(folder: Path, objective: str, seed: int, init: str | None, r1: float, steps: int = 100,
-           selected: int | None = None, reference: bool = False) -> None:
+def _write(
+    folder: Path,
+    objective: str,
+    seed: int,
+    init: str | None,
+    r1: float,
+    steps: int = 100,
+    selected: int | None = None,
+    reference: bool = False,
+) -> None:
     tower = {"embedding_dim": 256, "hidden_dim": 512, "dropout": 0.0}
     if init is not None:
         tower["init"] = init
-    config = {"objective": objective, "dataset": "grocery-store", "views": 8, "seed": seed,
-              "dataset_config": {"train_photo_queries": False}, "train_config": {"steps": steps, "batch_size": 256,
-              "lr": 0.002, "select_metric": "auto"}, "tower_config": tower, "eval_config": {"ks": [1, 10]}}
+    config = {
+        "objective": objective,
+        "dataset": "grocery-store",
+        "views": 8,
+        "seed": seed,
+        "dataset_config": {"train_photo_queries": False},
+        "train_config": {"steps": steps, "batch_size": 256, "lr": 0.002, "select_metric": "auto"},
+        "tower_config": tower,
+        "eval_config": {"ks": [1, 10]},
+    }
     training = {"reference": "untrained"} if reference else {"selected_step": selected or steps}
-    result = RunResult(run_id="x", config=config, config_hash="h", versions={}, device={}, counts={},
-                       metrics={"photo->product": {"recall@1": r1, "mrr@500": r1}}, not_applicable={},
-                       timing={}, training=training, provenance={"commit": ("a" if init is None else "b") * 40})
+    result = RunResult(
+        run_id="x",
+        config=config,
+        config_hash="h",
+        versions={},
+        device={},
+        counts={},
+        metrics={"photo->product": {"recall@1": r1, "mrr@500": r1}},
+        not_applicable={},
+        timing={},
+        training=training,
+        provenance={"commit": ("a" if init is None else "b") * 40},
+    )
     write_result(result, folder / f"{objective}-{init}-{seed}-{steps}.json")
 
 

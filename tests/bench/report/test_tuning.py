@@ -15,25 +15,34 @@ def _frame(seeds=(0, 1, 2)) -> pd.DataFrame:
     for objective, (d, t) in scores.items():
         for seed in seeds:
             for tuned, value in ((False, d), (True, t)):
-                rows.append({
-                    "objective": objective, "objective_label": objective, "views": 8, "seed": seed,
-                    "dataset": "grocery-store", "group": "g0", "query_task": "photo->product",
-                    "objective_config": "tuned-cfg" if tuned else "default-cfg", "tuned": tuned,
-                    "tuning_base_group": "g0" if tuned else None,
-                    "tuning_default_objective_config": "default-cfg" if tuned else None,
-                    "tuning_trials": "3 + 0 pruned of 3" if tuned else None,
-                    "tuning_best_params": "train.lr=0.001" if tuned else None,
-                    "query->item/recall@10": 1.0, "query->item/recall@100": float("nan"),
-                    "query->item/ndcg@10": value + 0.01 * seed,
-                    "aux->item/recall@10": 0.99, "aux->item/recall@1": 0.5 if objective == "clip" else 0.4,
-                    "title->image/recall@1": 1.0,
-                })
+                rows.append(
+                    {
+                        "objective": objective,
+                        "objective_label": objective,
+                        "views": 8,
+                        "seed": seed,
+                        "dataset": "grocery-store",
+                        "group": "g0",
+                        "query_task": "photo->product",
+                        "objective_config": "tuned-cfg" if tuned else "default-cfg",
+                        "tuned": tuned,
+                        "tuning_base_group": "g0" if tuned else None,
+                        "tuning_default_objective_config": "default-cfg" if tuned else None,
+                        "tuning_trials": "3 + 0 pruned of 3" if tuned else None,
+                        "tuning_best_params": "train.lr=0.001" if tuned else None,
+                        "query->item/recall@10": 1.0,
+                        "query->item/recall@100": float("nan"),
+                        "query->item/ndcg@10": value + 0.01 * seed,
+                        "aux->item/recall@10": 0.99,
+                        "aux->item/recall@1": 0.5 if objective == "clip" else 0.4,
+                        "title->image/recall@1": 1.0,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_saturated_metrics_give_way_to_informative_ones():
-    assert informative_metrics(_frame()) == [("query->item", "ndcg@10"), ("aux->item", "recall@1"),
-                                             ("title->image", "recall@1")]
+    assert informative_metrics(_frame()) == [("query->item", "ndcg@10"), ("aux->item", "recall@1"), ("title->image", "recall@1")]
 
 
 def test_section_names_the_data_sets_query_task_and_ranks_on_its_informative_metric():
@@ -48,5 +57,7 @@ def test_section_names_the_data_sets_query_task_and_ranks_on_its_informative_met
 def test_one_seed_names_no_winner_before_or_after_tuning():
     text = "\n".join(tuning_section(_frame(seeds=(0,))))
     assert "The winner" not in text
-    assert ("Whether tuning changes the winner cannot be said: default: no clear winner (fewer than 3 paired seeds); "
-            "tied: factorized 0.9000 (n=1), clip 0.7000 (n=1); tuned: no clear winner") in text
+    assert (
+        "Whether tuning changes the winner cannot be said: default: no clear winner (fewer than 3 paired seeds); "
+        "tied: factorized 0.9000 (n=1), clip 0.7000 (n=1); tuned: no clear winner"
+    ) in text

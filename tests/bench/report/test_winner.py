@@ -12,8 +12,9 @@ def test_one_seed_names_no_winner_and_ties_everyone():
     verdict = decide_winner({"clip": {0: 0.8190}, "factorized": {0: 0.8207}, "oat": {0: 0.70}})
     assert verdict.winner is None and verdict.leader == "factorized"
     assert verdict.tied == ("factorized", "clip", "oat")
-    assert format_verdict(verdict) == ("no clear winner (fewer than 3 paired seeds); tied: factorized 0.8207 (n=1), "
-                                       "clip 0.8190 (n=1), oat 0.7000 (n=1)")
+    assert format_verdict(verdict) == (
+        "no clear winner (fewer than 3 paired seeds); tied: factorized 0.8207 (n=1), clip 0.8190 (n=1), oat 0.7000 (n=1)"
+    )
 
 
 def test_two_seeds_are_not_enough_even_for_a_large_gap():
@@ -32,20 +33,20 @@ def test_three_seeds_with_a_clear_gap_name_the_winner():
 
 def test_three_seeds_with_overlapping_intervals_list_the_ties():
     # full_ot - factorized = .01 -.01 .015: interval includes 0; clip is clearly below full_ot
-    verdict = decide_winner({"full_ot": {0: 0.87, 1: 0.85, 2: 0.875},
-                             "factorized": {0: 0.86, 1: 0.86, 2: 0.86},
-                             "clip": {0: 0.80, 1: 0.79, 2: 0.81}})
+    verdict = decide_winner(
+        {"full_ot": {0: 0.87, 1: 0.85, 2: 0.875}, "factorized": {0: 0.86, 1: 0.86, 2: 0.86}, "clip": {0: 0.80, 1: 0.79, 2: 0.81}}
+    )
     assert verdict.winner is None and verdict.leader == "full_ot" and verdict.runner_up == "factorized"
     assert verdict.tied == ("full_ot", "factorized")
     assert "paired 95% interval against full_ot includes 0: factorized" in verdict.reason
-    assert format_verdict(verdict).startswith("no clear winner (paired intervals include 0); tied: full_ot 0.8650 (n=3), "
-                                              "factorized 0.8600 (n=3)")
+    assert format_verdict(verdict).startswith(
+        "no clear winner (paired intervals include 0); tied: full_ot 0.8650 (n=3), factorized 0.8600 (n=3)"
+    )
 
 
 def test_a_clear_runner_up_does_not_hide_an_objective_with_too_few_seeds():
     # factorized is clearly ahead of clip (n=3), but mover has one seed: it cannot be ranked below
-    verdict = decide_winner({"factorized": {0: 0.55, 1: 0.56, 2: 0.60}, "clip": {0: 0.50, 1: 0.52, 2: 0.54},
-                             "mover": {0: 0.40}})
+    verdict = decide_winner({"factorized": {0: 0.55, 1: 0.56, 2: 0.60}, "clip": {0: 0.50, 1: 0.52, 2: 0.54}, "mover": {0: 0.40}})
     assert verdict.winner is None and verdict.tied == ("factorized", "mover")
     assert format_verdict(verdict).startswith("no clear winner (fewer than 3 paired seeds); tied:")
 

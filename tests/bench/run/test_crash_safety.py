@@ -84,9 +84,36 @@ def test_atomic_writes_survive_sigkill_at_random_moments(tmp_path):
         assert list(tmp_path.iterdir()) == [target]
 
 
-SWEEP = ["-m", "ftbench", "sweep", "-o", "clip", "--views", "2", "--seed", "0", "--seed", "1", "--seed", "2",
-         "--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=0",
-         "--set", "train.val_gallery_size=200", "--steps", "5", "--batch-size", "32", "--device", "cpu", "--quiet"]
+SWEEP = [
+    "-m",
+    "ftbench",
+    "sweep",
+    "-o",
+    "clip",
+    "--views",
+    "2",
+    "--seed",
+    "0",
+    "--seed",
+    "1",
+    "--seed",
+    "2",
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.eval_every=0",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "5",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def _check_folder(out: Path) -> dict[str, bytes]:
@@ -105,8 +132,9 @@ def _check_folder(out: Path) -> dict[str, bytes]:
 
 
 def _sweep(out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *SWEEP, "--out", str(out)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *SWEEP, "--out", str(out)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 @pytest.mark.slow

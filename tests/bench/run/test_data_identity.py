@@ -30,8 +30,14 @@ WORDS = ["red", "blue", "oak", "steel", "wool", "glass", "round", "tall", "small
 def write_catalog(folder: Path, test_queries: int = 6) -> None:
     """30 text items, 12 + `test_queries` text queries, one relevant item each (BEIR qrels)."""
     (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    items = [{"id": f"i{k}", "title": f"{WORDS[k % 10]} {WORDS[(k * 3) % 10]} thing {k}",
-              "description": f"a {WORDS[(k * 7) % 10]} item number {k}"} for k in range(30)]
+    items = [
+        {
+            "id": f"i{k}",
+            "title": f"{WORDS[k % 10]} {WORDS[(k * 3) % 10]} thing {k}",
+            "description": f"a {WORDS[(k * 7) % 10]} item number {k}",
+        }
+        for k in range(30)
+    ]
     (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items), encoding="utf-8")
     queries = [{"id": f"q{k}", "text": f"{WORDS[k % 10]} {WORDS[(k * 3) % 10]}"} for k in range(18)]
     (folder / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries), encoding="utf-8")
@@ -65,9 +71,29 @@ def test_the_same_data_under_two_paths_is_one_identity_and_changed_qrels_another
 def test_run_on_changed_qrels_writes_another_file_keeps_the_first_and_says_so(tmp_path):
     data, out = tmp_path / "cat", tmp_path / "out"
     write_catalog(data)
-    args = ["run", "--dataset", "catalog", "--data-dir", str(data), "-o", "clip", "--views", "2", "--out", str(out),
-            "--steps", "3", "--batch-size", "8", "--set", "train.eval_every=0", "--quiet", "--device", "cpu",
-            *[a for s in CHEAP_DATA for a in ("--set", s)]]
+    args = [
+        "run",
+        "--dataset",
+        "catalog",
+        "--data-dir",
+        str(data),
+        "-o",
+        "clip",
+        "--views",
+        "2",
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--set",
+        "train.eval_every=0",
+        "--quiet",
+        "--device",
+        "cpu",
+        *[a for s in CHEAP_DATA for a in ("--set", s)],
+    ]
     runner = CliRunner()
     first = runner.invoke(app, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
@@ -94,9 +120,19 @@ def _fake_execute(ran):
     def execute(prepared, out_dir, progress=None, dataset_cache=None):
         ran.append(prepared.config_hash)
         c = prepared.config
-        result = RunResult(run_id=f"r{len(ran)}", config=c, config_hash=prepared.config_hash, versions={}, device={},
-                           counts={}, metrics={"query->item": {"recall@10": 0.5}}, not_applicable={}, timing={},
-                           training={}, data=dict(prepared.data))
+        result = RunResult(
+            run_id=f"r{len(ran)}",
+            config=c,
+            config_hash=prepared.config_hash,
+            versions={},
+            device={},
+            counts={},
+            metrics={"query->item": {"recall@10": 0.5}},
+            not_applicable={},
+            timing={},
+            training={},
+            data=dict(prepared.data),
+        )
         path = Path(out_dir) / result_filename(c, prepared.config_hash)
         write_result(result, path)
         return result, path
@@ -137,8 +173,9 @@ def test_sweep_runs_a_cell_whose_data_changed_says_so_and_skips_it_when_the_data
 def test_run_sweep_records_the_changed_cells(tmp_path):
     data, out = tmp_path / "cat", tmp_path / "out"
     write_catalog(data)
-    spec = spec_from_preset(None, ["clip", "factorized"], [2], [0], "catalog",
-                            [f"dataset.data_dir={data}", *CHEAP_DATA], 3, 8, "cpu")
+    spec = spec_from_preset(
+        None, ["clip", "factorized"], [2], [0], "catalog", [f"dataset.data_dir={data}", *CHEAP_DATA], 3, 8, "cpu"
+    )
     ran: list[str] = []
     run_sweep(prepare_grid(spec), out, execute_fn=_fake_execute(ran))
     (data / "qrels" / "dev.tsv").write_text("q8\ti8\t1\n", encoding="utf-8")
@@ -148,9 +185,19 @@ def test_run_sweep_records_the_changed_cells(tmp_path):
 
 
 def _result(config: dict, data: dict, run_id: str) -> RunResult:
-    return RunResult(run_id=run_id, config=config, config_hash=run_identity(config, data), versions={}, device={},
-                     counts={}, metrics={"query->item": {"recall@10": 0.5}}, not_applicable={}, timing={},
-                     training={}, data=data)
+    return RunResult(
+        run_id=run_id,
+        config=config,
+        config_hash=run_identity(config, data),
+        versions={},
+        device={},
+        counts={},
+        metrics={"query->item": {"recall@10": 0.5}},
+        not_applicable={},
+        timing={},
+        training={},
+        data=data,
+    )
 
 
 def test_the_report_groups_by_fingerprint_and_keeps_old_results_in_their_own_groups(tmp_path):
@@ -160,22 +207,36 @@ def test_the_report_groups_by_fingerprint_and_keeps_old_results_in_their_own_gro
     write_catalog(tmp_path / "b", test_queries=2)
     other = _prepare(tmp_path / "b", seed=1)
     old_config = {**here.config, "seed": 2}  # written before fingerprints: no data block
-    runs = [(Path(f"{i}.json"), r) for i, r in enumerate([
-        _result(here.config, here.data, "here"), _result(there.config, there.data, "there"),
-        _result(other.config, other.data, "other"), _result(old_config, {}, "old")])]
+    runs = [
+        (Path(f"{i}.json"), r)
+        for i, r in enumerate(
+            [
+                _result(here.config, here.data, "here"),
+                _result(there.config, there.data, "there"),
+                _result(other.config, other.data, "other"),
+                _result(old_config, {}, "old"),
+            ]
+        )
+    ]
     frame = results_frame(runs).set_index("run_id")
     assert frame.loc["here", "group"] == frame.loc["there", "group"]  # same data, two folders
     assert frame.loc["other", "group"] != frame.loc["here", "group"]  # other data
     # an old result keeps the group it always had: data set, its config (the path included), train, tower, eval
-    legacy = config_hash({"dataset": "catalog", **{s: old_config.get(s) for s in
-                          ("dataset_config", "train_config", "tower_config", "eval_config")}})[:8]
+    legacy = config_hash(
+        {
+            "dataset": "catalog",
+            **{s: old_config.get(s) for s in ("dataset_config", "train_config", "tower_config", "eval_config")},
+        }
+    )[:8]
     assert frame.loc["old", "group"] == legacy == group_key(old_config)
     assert frame.loc["old", "group"] not in {frame.loc["here", "group"], frame.loc["other", "group"]}
     assert "dataset.data_dir" not in frame.loc["here", "group_changes"]  # a location is not a config change
     assert "dataset.data_dir" in frame.loc["old", "group_changes"]
     together = frame[frame["group"] == frame.loc["here", "group"]]
-    assert data_identity_text(together) == (f"Data: content fingerprint `{here.data['fingerprint'][:12]}`, read from "
-                                            f"`{(tmp_path / 'a').resolve()}`, `{(tmp_path / 'b').resolve()}`.")
+    assert data_identity_text(together) == (
+        f"Data: content fingerprint `{here.data['fingerprint'][:12]}`, read from "
+        f"`{(tmp_path / 'a').resolve()}`, `{(tmp_path / 'b').resolve()}`."
+    )
     assert "written before data fingerprints" in data_identity_text(frame[frame["group"] == legacy])
 
 
@@ -187,8 +248,12 @@ def test_results_written_before_fingerprints_still_load_in_the_groups_they_had()
     for path in folder.glob("*.json"):
         result = load_result(path)
         assert result.data == {}
-        legacy = config_hash({"dataset": result.config["dataset"], **{s: result.config.get(s) for s in
-                              ("dataset_config", "train_config", "tower_config", "eval_config")}})[:8]
+        legacy = config_hash(
+            {
+                "dataset": result.config["dataset"],
+                **{s: result.config.get(s) for s in ("dataset_config", "train_config", "tower_config", "eval_config")},
+            }
+        )[:8]
         assert group_key(result.config, result.data) == legacy
 
 

@@ -26,10 +26,35 @@ import sys
 import numpy as np
 import pytest
 
-RUN = ["-m", "ftbench", "run", "--objective", "factorized", "--views", "4", "--seed", "3",
-       "--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=4",
-       "--set", "train.val_gallery_size=200", "--set", "eval.ks=(1, 10, 50, 100)", "--steps", "8",
-       "--batch-size", "32", "--device", "cpu", "--quiet", "--save-embeddings"]
+RUN = [
+    "-m",
+    "ftbench",
+    "run",
+    "--objective",
+    "factorized",
+    "--views",
+    "4",
+    "--seed",
+    "3",
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.eval_every=4",
+    "--set",
+    "train.val_gallery_size=200",
+    "--set",
+    "eval.ks=(1, 10, 50, 100)",
+    "--steps",
+    "8",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--quiet",
+    "--save-embeddings",
+]
 
 
 @pytest.mark.slow
@@ -39,8 +64,18 @@ def test_same_command_and_seed_give_identical_results(tmp_path, search_pass):
     for hash_seed in ("1", "2"):
         out = tmp_path / f"hashseed{hash_seed}"
         env = {**os.environ, "PYTHONHASHSEED": hash_seed, "HF_HUB_OFFLINE": "1", "FTBENCH_SEARCH_PRECISION": search_pass}
-        procs.append((out, subprocess.Popen([sys.executable, *RUN, "--out", str(out)], env=env,
-                                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        procs.append(
+            (
+                out,
+                subprocess.Popen(
+                    [sys.executable, *RUN, "--out", str(out)],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                ),
+            )
+        )
     payloads, embeddings = [], []
     for out, proc in procs:
         output, _ = proc.communicate(timeout=600)
@@ -52,8 +87,9 @@ def test_same_command_and_seed_give_identical_results(tmp_path, search_pass):
         payload["provenance"].pop("command")  # the two commands differ in --out
         payloads.append(payload)
         folder = next(out.glob("*.embeddings"))
-        embeddings.append({name: np.load(folder / name, allow_pickle=False)
-                           for name in ("item_embeddings.npy", "query_embeddings.npy")})
+        embeddings.append(
+            {name: np.load(folder / name, allow_pickle=False) for name in ("item_embeddings.npy", "query_embeddings.npy")}
+        )
     first, second = payloads
     assert first["metrics"] and first["training"]["history"]
     search = first["counts"]["evaluation"]["query->item"]["search"]

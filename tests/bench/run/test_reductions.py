@@ -21,10 +21,17 @@ from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
 from ftbench.run.reductions import describe
 
-TEXT_ONLY = [ViewSlot("title", "text", "primary"), ViewSlot("description", "text", "auxiliary"),
-             ViewSlot("bullets", "text", "auxiliary")]
-MULTIMODAL = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary"),
-              ViewSlot("photo", "image", "auxiliary"), ViewSlot("description", "text", "auxiliary")]
+TEXT_ONLY = [
+    ViewSlot("title", "text", "primary"),
+    ViewSlot("description", "text", "auxiliary"),
+    ViewSlot("bullets", "text", "auxiliary"),
+]
+MULTIMODAL = [
+    ViewSlot("image", "image", "primary"),
+    ViewSlot("title", "text", "primary"),
+    ViewSlot("photo", "image", "auxiliary"),
+    ViewSlot("description", "text", "auxiliary"),
+]
 
 
 def _catalog(slots, available) -> ArrayCatalog:
@@ -85,10 +92,14 @@ def test_an_auxiliary_photo_standing_in_for_a_missing_image_is_not_clip():
 def test_pair_objectives_say_which_pair_a_one_modality_catalog_gives(name):
     lines, reduces_to = _describe(name, _catalog(TEXT_ONLY, FULL_TEXT), views=8)
     assert reduces_to is None
-    assert lines == [f"{name} trains on pairs among (title, description, bullets): a one-modality catalog has no (image, title) "
-                     "pair, so its pair is the primary view and the first auxiliary view"]
+    assert lines == [
+        f"{name} trains on pairs among (title, description, bullets): a one-modality catalog has no (image, title) "
+        "pair, so its pair is the primary view and the first auxiliary view"
+    ]
     lines, _ = _describe(name, _catalog(TEXT_ONLY, [[True, True, True]] * 4), views=8)
-    assert lines[0].startswith(f"{name} trains on (title, description):") and "the other 1 auxiliary slot(s) are unused" in lines[0]
+    assert (
+        lines[0].startswith(f"{name} trains on (title, description):") and "the other 1 auxiliary slot(s) are unused" in lines[0]
+    )
     assert _describe(name, _catalog(MULTIMODAL, [[True] * 4] * 4), views=8) == ([], None)  # (image, title): as summarised
 
 
@@ -105,12 +116,23 @@ def test_a_factorized_run_said_to_reduce_to_clip_gives_clips_metrics(tmp_path):
 
     folder = tmp_path / "cat"
     (folder / "qrels").mkdir(parents=True)
-    items = [{"id": f"i{k}", "title": f"item {k} colour {k % 5}", "description": f"made of {['oak', 'tin', 'glass'][k % 3]} {k}",
-              "split": "train" if k < 30 else "test"} for k in range(40)]
+    items = [
+        {
+            "id": f"i{k}",
+            "title": f"item {k} colour {k % 5}",
+            "description": f"made of {['oak', 'tin', 'glass'][k % 3]} {k}",
+            "split": "train" if k < 30 else "test",
+        }
+        for k in range(40)
+    ]
     (folder / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in items))
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"id": f"q{k}", "text": f"colour {k % 5}"}) + "\n" for k in range(20)))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": f"q{k}", "text": f"colour {k % 5}"}) + "\n" for k in range(20))
+    )
     for name, qs in (("train", range(12)), ("dev", range(12, 16)), ("test", range(16, 20))):
-        (folder / "qrels" / f"{name}.tsv").write_text("".join(f"q{k}\ti{j}\t1\n" for k in qs for j in range(40) if j % 5 == k % 5))
+        (folder / "qrels" / f"{name}.tsv").write_text(
+            "".join(f"q{k}\ti{j}\t1\n" for k in qs for j in range(40) if j % 5 == k % 5)
+        )
     sets = [f"dataset.data_dir={folder}", "dataset.text_backbone=hash", "dataset.use_cache=False", "train.eval_every=0"]
     results = {}
     for name in ("clip", "factorized"):

@@ -10,9 +10,16 @@ from ftbench.run.results import RunResult, atomic_write_text, load_result, write
 
 def _result():
     return RunResult(
-        run_id="x", config={"objective": "clip", "dataset": "synthetic", "views": 8, "seed": 0}, config_hash="abc",
-        versions={}, device={"device": "cpu"}, counts={}, metrics={"query->item": {"recall@10": 0.5}},
-        not_applicable={}, timing={}, training={},
+        run_id="x",
+        config={"objective": "clip", "dataset": "synthetic", "views": 8, "seed": 0},
+        config_hash="abc",
+        versions={},
+        device={"device": "cpu"},
+        counts={},
+        metrics={"query->item": {"recall@10": 0.5}},
+        not_applicable={},
+        timing={},
+        training={},
     )
 
 

@@ -9,7 +9,13 @@ from typer.testing import CliRunner
 from ftbench.run import sweep as sweep_module
 from ftbench.run.results import RunResult, load_result, result_filename, write_result
 from ftbench.run.sweep import (
-    PRESETS, GridError, parse_shard, prepare_grid, run_sweep, shard_grid, spec_from_preset,
+    PRESETS,
+    GridError,
+    parse_shard,
+    prepare_grid,
+    run_sweep,
+    shard_grid,
+    spec_from_preset,
 )
 
 TINY_SETS = ["dataset.items=300", "dataset.interactions=400", "train.val_gallery_size=200"]
@@ -17,8 +23,18 @@ REGISTERED = lambda: ["clip", "factorized"]  # noqa: E731 - other objectives may
 
 
 def _spec(objectives=("clip", "factorized"), views=(2, 4), seeds=(0, 1, 2), sets=()):
-    return spec_from_preset(None, list(objectives), list(views), list(seeds), None, TINY_SETS + list(sets), 5, 32,
-                            "cpu", registered_objectives=REGISTERED)
+    return spec_from_preset(
+        None,
+        list(objectives),
+        list(views),
+        list(seeds),
+        None,
+        TINY_SETS + list(sets),
+        5,
+        32,
+        "cpu",
+        registered_objectives=REGISTERED,
+    )
 
 
 def _fake_execute(calls, fail_on=None):
@@ -29,8 +45,18 @@ def _fake_execute(calls, fail_on=None):
         calls.append((c["objective"], c["views"], c["seed"], id(dataset_cache)))
         if fail_on and (c["objective"], c["views"], c["seed"]) == fail_on:
             raise RuntimeError("loss is NaN at step 3")
-        result = RunResult(run_id="r", config=c, config_hash=prepared.config_hash, versions={}, device={}, counts={},
-                           metrics={"query->item": {"recall@10": 0.5}}, not_applicable={}, timing={}, training={})
+        result = RunResult(
+            run_id="r",
+            config=c,
+            config_hash=prepared.config_hash,
+            versions={},
+            device={},
+            counts={},
+            metrics={"query->item": {"recall@10": 0.5}},
+            not_applicable={},
+            timing={},
+            training={},
+        )
         path = out_dir / result_filename(c, prepared.config_hash)
         write_result(result, path)
         return result, path
@@ -47,8 +73,7 @@ def test_presets_are_explicit_and_complete():
     assert "dataset.items=1000000" in paper.sets and "dataset.interactions=292520" in paper.sets
     assert set(PRESETS) == {"quick", "paper-scale", "regime-map"}
     # explicit options replace the preset's lists; --set is added after the preset's
-    mixed = spec_from_preset("paper-scale", ["clip"], None, [5], None, ["train.lr=0.001"],
-                             registered_objectives=REGISTERED)
+    mixed = spec_from_preset("paper-scale", ["clip"], None, [5], None, ["train.lr=0.001"], registered_objectives=REGISTERED)
     assert mixed.objectives == ["clip"] and mixed.seeds == [5] and mixed.views == [8]
     assert mixed.sets[-1] == "train.lr=0.001" and "dataset.items=1000000" in mixed.sets
 
@@ -116,8 +141,12 @@ def test_skip_existing_overwrite_and_damaged_files(tmp_path):
 def test_failing_run_is_reported_and_the_sweep_goes_on(tmp_path):
     grid = prepare_grid(_spec(views=(2,), seeds=(0, 1)))
     calls, events = [], []
-    outcome = run_sweep(grid, tmp_path, execute_fn=_fake_execute(calls, fail_on=("clip", 2, 0)),
-                        on_done=lambda i, n, p, status, detail: events.append(status))
+    outcome = run_sweep(
+        grid,
+        tmp_path,
+        execute_fn=_fake_execute(calls, fail_on=("clip", 2, 0)),
+        on_done=lambda i, n, p, status, detail: events.append(status),
+    )
     assert not outcome.ok and outcome.failed == [("clip V=2 seed=0", "RuntimeError: loss is NaN at step 3")]
     assert len(outcome.ran) == 3 and len(calls) == 4 and events.count("failed") == 1
     # one data-set cache for the whole sweep (one data-set config)
@@ -135,8 +164,21 @@ def test_sharded_sweeps_run_each_cell_once(tmp_path):
 
 
 runner = CliRunner()
-TINY_CLI = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.val_gallery_size=200",
-            "--steps", "5", "--batch-size", "32", "--device", "cpu", "--quiet"]
+TINY_CLI = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "5",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 
 
 def test_cli_sweep_end_to_end(tmp_path):
@@ -155,16 +197,18 @@ def test_cli_sweep_errors_and_failures(tmp_path, monkeypatch):
     from ftbench.run import experiment
     from ftbench.cli.app import app
 
-    res = runner.invoke(app, ["sweep", "-o", "clip", "--views", "2", "--seed", "0", "--set", "nonsense",
-                              "--out", str(tmp_path)])
+    res = runner.invoke(app, ["sweep", "-o", "clip", "--views", "2", "--seed", "0", "--set", "nonsense", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "expected key=value" in res.output and not list(tmp_path.glob("*.json"))
     res = runner.invoke(app, ["sweep", "--preset", "quick", "--shard", "3/2", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "--shard" in res.output
 
     calls = []
     monkeypatch.setattr(experiment, "execute", _fake_execute(calls, fail_on=("clip", 2, 1)))
-    res = runner.invoke(app, ["sweep", "-o", "clip", "--views", "2", "--seed", "0", "--seed", "1",
-                              "--out", str(tmp_path), *TINY_CLI], catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        ["sweep", "-o", "clip", "--views", "2", "--seed", "0", "--seed", "1", "--out", str(tmp_path), *TINY_CLI],
+        catch_exceptions=False,
+    )
     output = " ".join(res.output.split())
     assert res.exit_code == 1 and "1 ran, 0 skipped (result exists), 1 failed" in output
     assert "failed: clip V=2 seed=1: RuntimeError: loss is NaN" in output

@@ -9,9 +9,18 @@ from ftbench.run.sweep import prepare_grid, run_sweep, shard_grid, spec_from_pre
 
 
 def _grid():
-    spec = spec_from_preset(None, ["clip", "factorized"], [1, 2, 4], [0, 1, 2], None,
-                            ["dataset.items=300", "dataset.interactions=400"], 5, 32, "cpu",
-                            registered_objectives=lambda: ["clip", "factorized"])
+    spec = spec_from_preset(
+        None,
+        ["clip", "factorized"],
+        [1, 2, 4],
+        [0, 1, 2],
+        None,
+        ["dataset.items=300", "dataset.interactions=400"],
+        5,
+        32,
+        "cpu",
+        registered_objectives=lambda: ["clip", "factorized"],
+    )
     return prepare_grid(spec)
 
 
@@ -22,8 +31,18 @@ def _recording_execute(calls):
     def execute(prepared, out_dir, progress=None, dataset_cache=None):
         c = prepared.config
         calls.append((c["objective"], c["views"], c["seed"]))
-        result = RunResult(run_id="r", config=c, config_hash=prepared.config_hash, versions={}, device={}, counts={},
-                           metrics={"query->item": {"recall@10": 0.5}}, not_applicable={}, timing={}, training={})
+        result = RunResult(
+            run_id="r",
+            config=c,
+            config_hash=prepared.config_hash,
+            versions={},
+            device={},
+            counts={},
+            metrics={"query->item": {"recall@10": 0.5}},
+            not_applicable={},
+            timing={},
+            training={},
+        )
         path = out_dir / result_filename(c, prepared.config_hash)
         write_result(result, path)
         return result, path

@@ -10,8 +10,23 @@ from typer.testing import CliRunner
 from ftbench.cli.app import app
 from ftbench.run.tracking import MlflowTracker, TrackingError, flatten_params, make_tracker, metric_key
 
-TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=5",
-        "--set", "train.val_gallery_size=200", "--steps", "10", "--batch-size", "32", "--quiet", "--device", "cpu"]
+TINY = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.eval_every=5",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "10",
+    "--batch-size",
+    "32",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 runner = CliRunner()
 
@@ -25,16 +40,24 @@ def test_metric_key_writes_arrows_and_at_signs_as_words():
 
 def test_flatten_params_joins_sections_with_dots():
     config = {"objective": "clip", "views": 4, "train_config": {"lr": 0.001, "ks": (1, 10), "none": None}}
-    assert flatten_params(config) == {"objective": "clip", "views": "4", "train_config.lr": "0.001",
-                                      "train_config.ks": "[1, 10]", "train_config.none": "null"}
+    assert flatten_params(config) == {
+        "objective": "clip",
+        "views": "4",
+        "train_config.lr": "0.001",
+        "train_config.ks": "[1, 10]",
+        "train_config.none": "null",
+    }
 
 
 def test_tracked_run_is_read_back_from_the_local_store(tmp_path):
     pytest.importorskip("mlflow", reason="the optional extra `tracking` (mlflow-skinny) is not installed")
     from mlflow import MlflowClient
 
-    res = runner.invoke(app, ["run", "--objective", "clip", "--views", "4", "--out", str(tmp_path), *TINY,
-                              "--tracker", "mlflow"], catch_exceptions=False)
+    res = runner.invoke(
+        app,
+        ["run", "--objective", "clip", "--views", "4", "--out", str(tmp_path), *TINY, "--tracker", "mlflow"],
+        catch_exceptions=False,
+    )
     assert res.exit_code == 0, res.output
     result_file = next(tmp_path.glob("*.json"))
     payload = json.loads(result_file.read_text())
@@ -63,8 +86,9 @@ def test_tracked_run_is_read_back_from_the_local_store(tmp_path):
 
     select = payload["training"]["select_metric"]  # query->item/recall@100
     val = client.get_metric_history(run.info.run_id, metric_key("val", select))
-    assert [(m.step, m.value) for m in sorted(val, key=lambda m: m.step)] == \
-        [(h["step"], pytest.approx(h["val"])) for h in payload["training"]["history"]]
+    assert [(m.step, m.value) for m in sorted(val, key=lambda m: m.step)] == [
+        (h["step"], pytest.approx(h["val"])) for h in payload["training"]["history"]
+    ]
     assert run.data.metrics["val/selected"] == pytest.approx(payload["training"]["selected_val_score"])
 
     finals = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}

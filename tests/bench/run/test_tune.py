@@ -24,9 +24,26 @@ from ftbench.run.claims import CellClaims, database_url, open_storage, reap_stal
 from ftbench.run.results import load_result  # noqa: E402
 from ftbench.run.tune import SURPLUS_ATTR, tuned_fields  # noqa: E402
 
-TINY = ["--views", "4", "--steps", "20", "--batch-size", "32", "--set", "dataset.items=300",
-        "--set", "dataset.interactions=400", "--set", "train.val_gallery_size=200", "--set", "train.eval_every=10",
-        "--set", "train.select_metric='query->item/recall@10'", "--device", "cpu"]
+TINY = [
+    "--views",
+    "4",
+    "--steps",
+    "20",
+    "--batch-size",
+    "32",
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.val_gallery_size=200",
+    "--set",
+    "train.eval_every=10",
+    "--set",
+    "train.select_metric='query->item/recall@10'",
+    "--device",
+    "cpu",
+]
 POSTGRES_ENV = "FTBENCH_TEST_POSTGRES_URL"
 
 
@@ -38,8 +55,11 @@ def _tune_args(out: Path, objectives=("clip", "factorized"), trials=3, extra=())
 
 
 def _studies(storage) -> dict[str, list]:
-    return {s.study_name: storage.get_all_trials(s._study_id) for s in storage.get_all_studies()
-            if not s.study_name.endswith("-reruns")}
+    return {
+        s.study_name: storage.get_all_trials(s._study_id)
+        for s in storage.get_all_studies()
+        if not s.study_name.endswith("-reruns")
+    }
 
 
 def _counts(trials) -> dict[str, int]:
@@ -63,8 +83,9 @@ def _env():
 
 def _worker(args: list[str], log: Path) -> subprocess.Popen:
     # `-P`: keep the repository root off sys.path (its datasets/ folder would hide Hugging Face's)
-    return subprocess.Popen([sys.executable, "-P", "-m", "ftbench", *args], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, env=_env())
+    return subprocess.Popen(
+        [sys.executable, "-P", "-m", "ftbench", *args], stdout=log.open("w"), stderr=subprocess.STDOUT, env=_env()
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -72,8 +93,13 @@ def _worker(args: list[str], log: Path) -> subprocess.Popen:
 # ------------------------------------------------------------------------------------------------
 def test_search_spaces_are_declared_beside_fields_and_valid():
     space = tuned_fields("factorized")
-    assert {"train.lr", "train.weight_decay", "objective.init_logit_scale", "objective.primary_weight",
-            "objective.aux_samples"} <= set(space)
+    assert {
+        "train.lr",
+        "train.weight_decay",
+        "objective.init_logit_scale",
+        "objective.primary_weight",
+        "objective.aux_samples",
+    } <= set(space)
     assert space["train.lr"].scale == "log" and space["train.lr"].low == 1e-4 and space["train.lr"].high == 1e-2
     assert "objective.primary_weight" not in tuned_fields("clip")  # clip never reads it
     assert "objective.eps" in tuned_fields("full_ot") and "objective.ot_weight" in tuned_fields("mover")
@@ -160,7 +186,9 @@ def test_tiny_end_to_end_tune_and_rerun_does_nothing(tmp_path):
 # several workers
 # ------------------------------------------------------------------------------------------------
 def _two_workers_finish_exactly(tmp_path, storage_url, trials=3):
-    args = _tune_args(tmp_path / "out", ("clip", "siglip"), trials, ["--storage", storage_url, "--study", f"t{uuid.uuid4().hex[:8]}"])
+    args = _tune_args(
+        tmp_path / "out", ("clip", "siglip"), trials, ["--storage", storage_url, "--study", f"t{uuid.uuid4().hex[:8]}"]
+    )
     workers = [_worker(args, tmp_path / f"worker{i}.log") for i in range(2)]
     for w in workers:
         assert w.wait(timeout=600) == 0, (tmp_path / "worker0.log").read_text() + (tmp_path / "worker1.log").read_text()
@@ -186,8 +214,10 @@ def test_two_worker_processes_share_one_budget(tmp_path, kind):
 def _postgres_url() -> str:
     url = os.environ.get(POSTGRES_ENV)
     if not url:
-        pytest.skip(f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql://USER:PASSWORD@127.0.0.1:PORT/DB "
-                    "(.ci/run starts one on loopback and sets it)")
+        pytest.skip(
+            f"no PostgreSQL server: set {POSTGRES_ENV}=postgresql://USER:PASSWORD@127.0.0.1:PORT/DB "
+            "(.ci/run starts one on loopback and sets it)"
+        )
     try:
         import sqlalchemy
 
@@ -273,10 +303,38 @@ def test_cell_claims_each_cell_once_and_dead_claims_expire(tmp_path):
 def test_two_concurrent_sweeps_on_one_storage_run_each_cell_once(tmp_path):
     out = tmp_path / "out"
     url = f"sqlite:///{tmp_path / 'sweep.sqlite3'}"
-    args = ["sweep", "--objective", "clip", "--objective", "siglip", "--views", "2", "--views", "4", "--seed", "0",
-            "--seed", "1", "--steps", "3", "--batch-size", "32", "--set", "dataset.items=300",
-            "--set", "dataset.interactions=400", "--set", "train.val_gallery_size=200", "--device", "cpu",
-            "--out", str(out), "--storage", url, "--quiet"]
+    args = [
+        "sweep",
+        "--objective",
+        "clip",
+        "--objective",
+        "siglip",
+        "--views",
+        "2",
+        "--views",
+        "4",
+        "--seed",
+        "0",
+        "--seed",
+        "1",
+        "--steps",
+        "3",
+        "--batch-size",
+        "32",
+        "--set",
+        "dataset.items=300",
+        "--set",
+        "dataset.interactions=400",
+        "--set",
+        "train.val_gallery_size=200",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--storage",
+        url,
+        "--quiet",
+    ]
     workers = [_worker(args, tmp_path / f"sweep{i}.log") for i in range(2)]
     for w in workers:
         assert w.wait(timeout=600) == 0, (tmp_path / "sweep0.log").read_text()

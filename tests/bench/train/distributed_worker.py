@@ -59,13 +59,15 @@ def run_case(name: str, dataset, context) -> dict:
     initial = {n: p.detach().clone() for n, p in towers.named_parameters()}
     cls = OBJECTIVES.get(objective_name)
     objective_context = ObjectiveContext(
-        layout=SlotLayout.from_catalog(dataset.catalog), embedding_dim=16, num_items=dataset.catalog.num_items,
-        has_queries=True, has_interactions=True,
+        layout=SlotLayout.from_catalog(dataset.catalog),
+        embedding_dim=16,
+        num_items=dataset.catalog.num_items,
+        has_queries=True,
+        has_interactions=True,
     )
     objective = cls(cls.Config(**overrides), objective_context)
     config = TrainConfig(steps=STEPS, batch_size=GLOBAL_BATCH, warmup_fraction=0.0)
-    stepper = Stepper(dataset, towers, objective, config, VIEWS, seed=0, device=torch.device("cpu"),
-                      distributed=context)
+    stepper = Stepper(dataset, towers, objective, config, VIEWS, seed=0, device=torch.device("cpu"), distributed=context)
     named = [("towers." + n, p) for n, p in towers.named_parameters()]
     named += [("objective." + n, p) for n, p in objective.named_parameters()]
     record: dict = {"loss": [], "grads": [], "items": [], "mask": []}

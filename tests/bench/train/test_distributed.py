@@ -55,10 +55,23 @@ def runs(tmp_path_factory):
     port = str(_free_port())
     envs = [_clean_env()]  # the single-process reference
     for rank in range(2):
-        envs.append({**_clean_env(), "WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
-                     "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(out)], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for env in envs]
+        envs.append(
+            {
+                **_clean_env(),
+                "WORLD_SIZE": "2",
+                "RANK": str(rank),
+                "LOCAL_RANK": str(rank),
+                "LOCAL_WORLD_SIZE": "2",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": port,
+            }
+        )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for env in envs
+    ]
     try:
         logs = [p.communicate(timeout=300)[0] for p in procs]
     finally:
@@ -126,10 +139,38 @@ def test_every_process_builds_the_same_towers(runs, case):
 
 
 def test_torchrun_run_writes_one_result_recording_world_size_and_global_batch(tmp_path):
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "ftbench", "run", "--objective", "factorized", "--views", "4", "--out", str(tmp_path),
-            "--set", "dataset.items=200", "--set", "dataset.interactions=300", "--set", "train.eval_every=0",
-            "--set", "train.val_gallery_size=100", "--steps", "3", "--batch-size", "17", "--device", "cpu", "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "ftbench",
+        "run",
+        "--objective",
+        "factorized",
+        "--views",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "dataset.items=200",
+        "--set",
+        "dataset.interactions=300",
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        "train.val_gallery_size=100",
+        "--steps",
+        "3",
+        "--batch-size",
+        "17",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     proc = subprocess.run(args, env=_clean_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     files = list(tmp_path.glob("*.json"))

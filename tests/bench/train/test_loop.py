@@ -28,8 +28,9 @@ def test_training_lowers_the_loss_on_an_easy_problem():
     dataset, towers, objective = _setup()
     losses = []
     config = TrainConfig(steps=60, batch_size=64, lr=3e-3, eval_every=0)
-    outcome = train(dataset, towers, objective, config, 2, 0, torch.device("cpu"),
-                    progress=lambda step, info: losses.append(info["loss"]))
+    outcome = train(
+        dataset, towers, objective, config, 2, 0, torch.device("cpu"), progress=lambda step, info: losses.append(info["loss"])
+    )
     assert len(losses) == 60 and all(np.isfinite(losses))
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert last < 0.8 * first, (first, last)

@@ -45,7 +45,8 @@ def _rates_used(steps: int, warmup_fraction: float, lr: float) -> list[list[floa
     stepper = Stepper(DATASET, towers, objective, config, 2, 0, torch.device("cpu"))
     rates = []
     stepper.optimizer.register_step_pre_hook(
-        lambda optimizer, args, kwargs: rates.append([group["lr"] for group in optimizer.param_groups]))
+        lambda optimizer, args, kwargs: rates.append([group["lr"] for group in optimizer.param_groups])
+    )
     for step in range(1, steps + 1):
         stepper.step(step)
     return rates
@@ -64,4 +65,4 @@ def test_each_step_uses_the_warm_up_then_cosine_rate(steps, warmup_fraction, war
         assert rates[-1][0] == pytest.approx(lr * 0.5 * (1 + math.cos(math.pi * 8 / 9)), rel=1e-12)
     else:  # no warm-up: the first step at the full rate
         assert rates[0][0] == pytest.approx(lr, rel=1e-12)
-    assert all(b[0] < a[0] for a, b in zip(rates[warmup:], rates[warmup + 1:]))  # strictly decaying
+    assert all(b[0] < a[0] for a, b in zip(rates[warmup:], rates[warmup + 1 :]))  # strictly decaying

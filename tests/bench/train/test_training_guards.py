@@ -18,8 +18,23 @@ from typer.testing import CliRunner
 from ftbench.cli.app import app
 from ftbench.objectives import OBJECTIVES
 
-TINY = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.eval_every=0",
-        "--set", "train.val_gallery_size=200", "--steps", "6", "--batch-size", "32", "--quiet", "--device", "cpu"]
+TINY = [
+    "--set",
+    "dataset.items=300",
+    "--set",
+    "dataset.interactions=400",
+    "--set",
+    "train.eval_every=0",
+    "--set",
+    "train.val_gallery_size=200",
+    "--steps",
+    "6",
+    "--batch-size",
+    "32",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 runner = CliRunner()
 
 

@@ -215,8 +215,9 @@ def test_reservoir_retain_packs_the_kept_entries_of_every_store():
 
     res = _Reservoir(2, 1, 4, torch.device("cpu"), torch.float32, second=True)
     rows = torch.tensor([0, 0, 0, 1, 1])
-    res.append(rows, torch.tensor([10, 11, 12, 20, 21]), torch.tensor([5.0, 1.0, 3.0, 2.0, 4.0]),
-               torch.tensor([0.5, 0.1, 0.3, 0.2, 0.4]))
+    res.append(
+        rows, torch.tensor([10, 11, 12, 20, 21]), torch.tensor([5.0, 1.0, 3.0, 2.0, 4.0]), torch.tensor([0.5, 0.1, 0.3, 0.2, 0.4])
+    )
     scores = res.scores[:, : res.fill_max]
     res.retain(scores >= torch.tensor([[3.0], [4.0]]))
     assert res.fill.tolist() == [2, 1] and res.fill_max == 2
@@ -238,8 +239,11 @@ def test_the_package_exports_what_callers_use():
         assert getattr(search, name) is not None, name
     for module in ("_bf16", "_blocks", "_faiss", "_lowrank", "_plan", "_ranks", "_threads", "_topk"):
         mod = importlib.import_module(f"ftbench.kernels.search.{module}")
-        public = {n for n, v in vars(mod).items() if callable(v) and not n.startswith("_")
-                  and getattr(v, "__module__", None) == mod.__name__}
+        public = {
+            n
+            for n, v in vars(mod).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == mod.__name__
+        }
         assert public <= set(search.__all__), (module, public - set(search.__all__))
     for gone in ("ftbench.kernels.bf16_search", "ftbench.kernels.lowrank_search"):
         with pytest.raises(ModuleNotFoundError):
