@@ -16,9 +16,10 @@ plugins load on the first call.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas and the run modules load on first use
     import pandas as pd
@@ -48,12 +49,12 @@ class RunOutput:
         The whole result (timing, training history, counts, provenance).
     """
 
-    metrics: "pd.DataFrame"
+    metrics: pd.DataFrame
     config: dict[str, Any]
     config_hash: str
     path: Path | None
     model_dir: Path | None
-    result: "RunResult" = field(repr=False)
+    result: RunResult = field(repr=False)
 
 
 @dataclass
@@ -70,7 +71,7 @@ class SweepOutput:
         (cell, message) of every cell that raised.
     """
 
-    results: "pd.DataFrame"
+    results: pd.DataFrame
     ran: list[Path]
     skipped: list[Path]
     failed: list[tuple[str, str]]
@@ -91,7 +92,7 @@ def override_strings(overrides: Mapping[str, Any] | None) -> list[str]:
     return out
 
 
-def metrics_frame(metrics: Mapping[str, Mapping[str, float]]) -> "pd.DataFrame":
+def metrics_frame(metrics: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """A result's `metrics` ({task: {metric: value}}) as rows (task, metric, value)."""
     import pandas as pd
 
@@ -263,7 +264,7 @@ def sweep(
     )
 
 
-def load_results(folder: Path | str) -> "pd.DataFrame":
+def load_results(folder: Path | str) -> pd.DataFrame:
     """Every result file under `folder` as one long table (what `ftbench export` writes).
 
     One row per run x task x metric: ``run_id``, ``file``, ``config_hash``, ``created``,
@@ -301,7 +302,7 @@ def datasets() -> dict[str, str]:
     return {name: DATASETS.get(name).summary for name in DATASETS}
 
 
-def load_model(folder: Path | str, device: str = "cpu") -> "SavedModel":
+def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
     """Read a model saved by `run(save_model=...)` / `ftbench run --save-model`.
 
     Parameters

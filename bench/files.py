@@ -15,9 +15,10 @@ import glob
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
 
 
 def current_umask() -> int:

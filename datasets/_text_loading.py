@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..features.backbones import Backbone, create_backbone
 from ..config import option
-from ..features.cache import FeatureCache
 from ..data.splits import random_split
+from ..features.backbones import Backbone, create_backbone
+from ..features.cache import FeatureCache
 from .base import DatasetConfig
 
 _TAG = re.compile(r"<[^>]{0,500}>")
@@ -174,7 +175,7 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
             ) from None
         except FileNotFoundError:
             raise
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
+        except Exception as exc:
             raise ValueError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc})") from None
         df = df.astype(object).where(df.notna(), "")
     else:

@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..data.catalog import ViewSlot
 from ..config import option
+from ..data.catalog import ViewSlot
 from ..data.dataset import MultiViewDataset
 from ..data.fingerprint import DataFiles, walk_files
 from ..features.cache import assemble_catalog
@@ -121,7 +121,7 @@ class AmazonReviews2023(DatasetPlugin):
         max_items: int = option(0, "read at most this many items, in file order (0 = all)", "convention", ge=0)
 
     @staticmethod
-    def files(config: "AmazonReviews2023.Config") -> tuple[Path, Path | None]:
+    def files(config: AmazonReviews2023.Config) -> tuple[Path, Path | None]:
         """(metadata file, image folder or None) the loader reads."""
         path = find_metadata_file(config.data_dir, config.metadata_file)
         image_dir = Path(config.image_dir).expanduser() if config.image_dir else None
@@ -129,7 +129,7 @@ class AmazonReviews2023(DatasetPlugin):
             raise FileNotFoundError(f"amazon-reviews-2023: image_dir {image_dir} is not a folder")
         return path, image_dir
 
-    def data_files(self, config: "AmazonReviews2023.Config") -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: AmazonReviews2023.Config) -> DataFiles:  # type: ignore[override]
         """The metadata file and, with `image_dir`, every file in it (images are looked up there
         by their URL's last component)."""
         path, image_dir = self.files(config)
@@ -138,7 +138,7 @@ class AmazonReviews2023(DatasetPlugin):
             files.update({f"images/{name}": p for name, p in walk_files(image_dir, recursive=False).items()})
         return DataFiles(files, path.parent.resolve(), ("data_dir", "metadata_file", "image_dir", "cache_dir"))
 
-    def build(self, config: "AmazonReviews2023.Config") -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: AmazonReviews2023.Config) -> MultiViewDataset:  # type: ignore[override]
         config.validate()
         t0 = time.perf_counter()
         path, image_dir = self.files(config)

@@ -244,7 +244,7 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
             df = pd.read_parquet(parquet)
         except ImportError as exc:
             raise ImportError(f"{parquet}: reading parquet needs pyarrow (pip install pyarrow) ({exc})") from None
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
+        except Exception as exc:
             raise ValueError(f"{parquet}: cannot be read as parquet ({type(exc).__name__}: {exc})") from None
         records = []
         for i, row in enumerate(df.to_dict("records")):
@@ -617,7 +617,7 @@ class CatalogFolder(DatasetPlugin):
             if not self.data_dir:
                 raise ValueError("catalog: give the folder with --data-dir DIR (or --set dataset.data_dir=DIR)")
 
-    def data_files(self, config: "CatalogFolder.Config") -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: CatalogFolder.Config) -> DataFiles:  # type: ignore[override]
         """The layout's files (`LAYOUT_FILES`), the vectors catalog.json names (with their ids
         files) and every image file (by suffix) under the folder, by their paths in it."""
         config.validate()
@@ -633,7 +633,7 @@ class CatalogFolder(DatasetPlugin):
                 files[Path(rel).as_posix()] = root / rel
         return DataFiles(files, root, ("data_dir", "cache_dir"))
 
-    def build(self, config: "CatalogFolder.Config") -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: CatalogFolder.Config) -> MultiViewDataset:  # type: ignore[override]
         config.validate()
         t0 = time.perf_counter()
         root = Path(config.data_dir).expanduser().resolve()

@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.catalog import ViewSlot
 from ..config import option
+from ..data.catalog import ViewSlot
 from ..data.dataset import MultiViewDataset
 from ..data.fingerprint import DataFiles
 from ..data.queries import relevance_from_pairs
@@ -101,16 +101,16 @@ class ESCI(DatasetPlugin):
             return {"E": self.gain_exact, "S": self.gain_substitute, "C": self.gain_complement, "I": self.gain_irrelevant}
 
     @staticmethod
-    def files(config: "ESCI.Config") -> tuple[Path, Path, Path]:
+    def files(config: ESCI.Config) -> tuple[Path, Path, Path]:
         """(folder, examples file, products file) the loader reads."""
         folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
         return folder, find_file(folder, EXAMPLES, "esci"), find_file(folder, PRODUCTS, "esci")
 
-    def data_files(self, config: "ESCI.Config") -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: ESCI.Config) -> DataFiles:  # type: ignore[override]
         folder, ex_path, pr_path = self.files(config)
         return DataFiles({"examples": ex_path, "products": pr_path}, folder.resolve(), ("data_dir", "cache_dir"))
 
-    def build(self, config: "ESCI.Config") -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: ESCI.Config) -> MultiViewDataset:  # type: ignore[override]
         config.validate()
         t0 = time.perf_counter()
         _, ex_path, pr_path = self.files(config)

@@ -38,14 +38,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features.backbones import create_backbone
-from ..data.catalog import ViewSlot
 from ..config import option
+from ..data.catalog import ViewSlot
 from ..data.dataset import MultiViewDataset
 from ..data.fetch import ArchiveSource, Limits
 from ..data.fingerprint import IMAGE_SUFFIXES, DataFiles, suffix_filter, walk_files
-from ..features.cache import FeatureCache, assemble_catalog
 from ..data.queries import QuerySet, relevance_from_pairs
+from ..features.backbones import create_backbone
+from ..features.cache import FeatureCache, assemble_catalog
 from . import DATASETS
 from ._text_loading import utf8_lines
 from .base import DatasetConfig, DatasetPlugin
@@ -293,7 +293,7 @@ class GroceryStore(DatasetPlugin):
         device: str = option("auto", "device of the backbones (auto = cuda if available)", "convention")
         batch_size: int = option(32, "backbone batch size", "convention", ge=1)
 
-    def data_files(self, config: "GroceryStore.Config") -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: GroceryStore.Config) -> DataFiles:  # type: ignore[override]
         """What the loader reads: every .csv, .txt and image file under the data folder (classes,
         split lists, descriptions, information files, iconic images, photos), by their paths in it;
         not README.md or LICENSE."""
@@ -301,7 +301,7 @@ class GroceryStore(DatasetPlugin):
         files = walk_files(root, suffix_filter((".csv", ".txt") + IMAGE_SUFFIXES))
         return DataFiles(files, root, ("data_dir", "cache_dir"))
 
-    def build(self, config: "GroceryStore.Config") -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: GroceryStore.Config) -> MultiViewDataset:  # type: ignore[override]
         config.validate()
         t0 = time.perf_counter()
         root = resolve_data_dir(config.data_dir)

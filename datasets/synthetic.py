@@ -78,9 +78,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import option
 from ..data.catalog import Catalog, ViewSlot
 from ..data.content import feature_content_ids
-from ..config import option
 from ..data.dataset import MultiViewDataset
 from ..data.hashing import keyed, normal, uniform
 from ..data.queries import QuerySet, relevance_from_pairs

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.catalog import ViewSlot
 from ..config import option
+from ..data.catalog import ViewSlot
 from ..data.dataset import MultiViewDataset
 from ..data.fingerprint import DataFiles
 from ..data.queries import relevance_from_pairs
@@ -102,7 +102,7 @@ class WANDS(DatasetPlugin):
                 raise ValueError("wands options 'query_val_fraction' and 'query_test_fraction' must sum below 1")
 
     @staticmethod
-    def files(config: "WANDS.Config") -> tuple[Path, dict[str, Path]]:
+    def files(config: WANDS.Config) -> tuple[Path, dict[str, Path]]:
         """(folder, {product, query, label: file}) the loader reads; a missing one is an error."""
         folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
         paths = {name: folder / f"{name}.csv" for name in ("product", "query", "label")}
@@ -111,11 +111,11 @@ class WANDS(DatasetPlugin):
                 raise FileNotFoundError(f"wands: {p} does not exist (expected product.csv, query.csv, label.csv in {folder})")
         return folder, paths
 
-    def data_files(self, config: "WANDS.Config") -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: WANDS.Config) -> DataFiles:  # type: ignore[override]
         folder, paths = self.files(config)
         return DataFiles({p.name: p for p in paths.values()}, folder.resolve(), ("data_dir", "cache_dir"))
 
-    def build(self, config: "WANDS.Config") -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: WANDS.Config) -> MultiViewDataset:  # type: ignore[override]
         config.validate()
         t0 = time.perf_counter()
         folder, paths = self.files(config)

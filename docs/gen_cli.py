@@ -106,7 +106,6 @@ def _command(cmd, path: list[str], parent, out: list[str]) -> None:
 def render() -> str:
     """The page, from the app as it is imported now."""
     import typer
-
     from ftbench.cli.app import app
 
     out = [HEADER]

@@ -8,12 +8,13 @@ from ..registry import Registry
 
 OBJECTIVES: Registry = Registry("objective")
 
-from ..plugins import import_plugins  # noqa: E402
-import sys as _sys  # noqa: E402
+import sys as _sys
+
+from ..plugins import import_plugins
 
 import_plugins(_sys.modules[__name__])
 
-from .._callable import make_callable as _make_callable  # noqa: E402
+from .._callable import make_callable as _make_callable
 
 # `ftbench.objectives()`: {name: summary} of the registered objectives (`ftbench.api.objectives`)
 _make_callable(__name__, "objectives")

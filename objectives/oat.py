@@ -78,8 +78,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import OBJECTIVES
 from ..kernels.sinkhorn_divergence import sinkhorn_divergences
+from . import OBJECTIVES
 from ._feature_plans import FeaturePlans
 from ._oat_config import OatConfig
 from .base import (

@@ -3,14 +3,13 @@ version is read from `ftbench.__version__`, the one place it is written (shown b
 --version` and recorded in result files). `.ci/wheel-check` builds and runs the wheel itself."""
 
 import re
-import tomllib
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 import ftbench
+import tomllib
 from ftbench.cli.app import app
 from ftbench.run.experiment import package_versions
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 

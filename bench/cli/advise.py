@@ -86,8 +86,8 @@ def _fmt(x: float) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("advise")
     def advise(
-        dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="the catalog to advise on (a registered data set)"),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
+        dataset: str | None = typer.Option(None, "--dataset", "-d", help="the catalog to advise on (a registered data set)"),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
         views: int = typer.Option(8, "--views", "-V", help="views per item the catalog would train with"),
         set_: list[str] = typer.Option([], "--set", help="data set option key=value (dataset. prefix optional); repeatable"),
         map_dir: Path = typer.Option(MAP_DIR, "--map", help="the regime map folder (result files + profiles/)"),
@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
             False, "--profile-map", help="profile every design cell of --map that lacks one, then stop"
         ),
         validate: bool = typer.Option(False, "--validate", help="leave-one-cell-out over --map; writes MAP/validation.json"),
-        json_file: Optional[Path] = typer.Option(None, "--json", help="also write the advice (or validation) to this JSON file"),
+        json_file: Path | None = typer.Option(None, "--json", help="also write the advice (or validation) to this JSON file"),
     ) -> None:
         """Predict, before training anything, how each objective would do on a catalog: its paired gain over
         clip with a 95% interval, the ranking with ties, the step cost at --views, how far the catalog lies

@@ -79,7 +79,7 @@ def _help_as_plain_text(typer_app: typer.Typer) -> None:
     from rich.markup import escape
     from typer.models import ParameterInfo
 
-    def escape_once(holder: object, attribute: str, text: Optional[str]) -> None:
+    def escape_once(holder: object, attribute: str, text: str | None) -> None:
         if isinstance(text, str) and not getattr(holder, "_ftbench_plain_help", False):
             setattr(holder, attribute, escape(text))
             try:

@@ -48,7 +48,7 @@ def check_writable(out: Path) -> None:
         remove_created_folders(created)
 
 
-def split_list(values: List[str], option: str, kind: type = str) -> list:
+def split_list(values: list[str], option: str, kind: type = str) -> list:
     """A list option as given: repeated (`--views 1 --views 2`), comma-separated (`--views 1,2`),
     or both; with `kind=int` each entry must be an integer (a one-line error otherwise)."""
     out = []
@@ -81,16 +81,14 @@ class RichFeatureProgress:
         self.progress.advance(task, n)
 
 
-def use_cache_dir(cache_dir: Optional[Path]) -> None:
+def use_cache_dir(cache_dir: Path | None) -> None:
     """`--cache-dir`: the feature cache's folder for this process ($FTBENCH_CACHE_DIR). Not a config
     field: where features are cached changes no result, so it leaves config hashes alone."""
     if cache_dir is not None:
         os.environ["FTBENCH_CACHE_DIR"] = str(cache_dir)
 
 
-def run_overrides(
-    set_: List[str], data_dir: Optional[Path], deterministic: bool, config_file: Optional[Path] = None
-) -> List[str]:
+def run_overrides(set_: list[str], data_dir: Path | None, deterministic: bool, config_file: Path | None = None) -> list[str]:
     """The `--set` list of `run` and `sweep`: a `--config` TOML file's keys first (so `--set`
     wins), then `--set`, then `--data-dir` as `dataset.data_dir`; with
     `--deterministic`, cuBLAS's workspace setting before a backbone may create the first cuBLAS
@@ -145,7 +143,7 @@ TRACKING_URI_HELP = (
 TRACKING_EXPERIMENT_HELP = "With --tracker: the experiment the runs are grouped under."
 
 
-def open_tracker(name: str, uri: Optional[str], out: Path, experiment: str, main: bool = True):
+def open_tracker(name: str, uri: str | None, out: Path, experiment: str, main: bool = True):
     """The tracker of `--tracker/--tracking-uri/--tracking-experiment`, opened (store reached,
     experiment found or created) on the main process before any work: one-line errors."""
     from ..run.tracking import TrackingError, make_tracker

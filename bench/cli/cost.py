@@ -12,13 +12,13 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command()
     def cost(
-        objective: List[str] = typer.Option(
+        objective: list[str] = typer.Option(
             [],
             "--objective",
             "-o",
             help="Objective (repeatable or a comma list; default: all). Benchmark-only variants: oat-geomloss-w1 (oat with its W1 term as two geomloss calls, the previous code path); oat-floor (oat's step without its own terms: towers on all views, fused item, query InfoNCE).",
         ),
-        views: List[str] = typer.Option(
+        views: list[str] = typer.Option(
             [], "--views", help="V values (repeatable or a comma list: 1,2,4; default 1 2 4 8 16 32)."
         ),
         batch_size: int = typer.Option(256, "--batch-size", help="Items per step."),
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
             Path("runs/cost"), "--out", help="Folder for the cost results (default runs/cost, git-ignored)."
         ),
         budget_gb: float = typer.Option(8.0, "--budget-gb", help="Skip cells whose estimated memory exceeds this."),
-        set_: List[str] = typer.Option([], "--set", help="Objective config override key=value (repeatable)."),
+        set_: list[str] = typer.Option([], "--set", help="Objective config override key=value (repeatable)."),
         plot: bool = typer.Option(True, "--plot/--no-plot", help="Write a log-log PNG of cost against V."),
         solver_bench: bool = typer.Option(False, "--solver-bench", help="Only: our batched Sinkhorn vs POT's solve_batch."),
         search_bench: bool = typer.Option(False, "--search-bench", help="Only: exact top-K search vs faiss IndexFlatIP."),
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             "--search-precision",
             help="Search bench: the first pass of our search: auto (lowrank for large nearly-low-rank catalogs, else bf16 where the hardware makes it faster, else fp32), fp32, bf16 or lowrank (certified-exact every way).",
         ),
-        search_embeddings: Optional[Path] = typer.Option(
+        search_embeddings: Path | None = typer.Option(
             None,
             "--search-embeddings",
             help="Search bench: a run's --save-embeddings folder (its items and the first --queries test queries) instead of random unit vectors; writes search_bench__embeddings[__PRECISION].json.",
@@ -86,8 +86,8 @@ def register(app: typer.Typer) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
 
-        from .common import UsageError, check_writable, fail, split_list
         from ..run.results import atomic_write_text
+        from .common import UsageError, check_writable, fail, split_list
 
         console = Console()
         try:
@@ -127,7 +127,6 @@ def register(app: typer.Typer) -> None:
             return
         if search_bench:
             from ..cost.search_bench import format_search_bench, run_search_bench
-
             from ..kernels.search import SCANS
 
             if search_precision not in SCANS:

@@ -25,8 +25,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..features.backbones import MODALITIES, backbone_modalities, parse_spec
 from ..config import apply_overrides, parse_literal
+from ..features.backbones import MODALITIES, backbone_modalities, parse_spec
 from ..features.cache import report_progress
 from ..registry import UnknownNameError
 
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
     @app.command("features")
     def features(
         dataset: str = typer.Option("grocery-store", "--dataset", "-d", help="data set whose views and queries to encode"),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
         backbone: list[str] = typer.Option(
             [],
             "--backbone",
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
             "open_clip:MODEL/PRETRAINED, open_clip:MODEL:WEIGHTS or open_clip:FOLDER); "
             "prefix image= or text= to choose the modality; repeatable",
         ),
-        cache_dir: Optional[Path] = typer.Option(
+        cache_dir: Path | None = typer.Option(
             None, "--cache-dir", help="feature cache folder (default $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)"
         ),
         set_: list[str] = typer.Option([], "--set", help="data set option key=value; repeatable"),
@@ -174,21 +174,21 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("fetch")
     def fetch(
-        name: Optional[str] = typer.Argument(None, help="data set to download (without NAME: the data sets that can be)"),
-        dest: Optional[Path] = typer.Option(
+        name: str | None = typer.Argument(None, help="data set to download (without NAME: the data sets that can be)"),
+        dest: Path | None = typer.Option(
             None, "--dest", help="destination folder (default $FTBENCH_DATA_DIR/<name> or ~/.cache/ftbench/data/<name>)"
         ),
-        url: Optional[str] = typer.Option(None, "--url", help="archive URL (default: the one the data set declares)"),
-        sha256: Optional[str] = typer.Option(
+        url: str | None = typer.Option(None, "--url", help="archive URL (default: the one the data set declares)"),
+        sha256: str | None = typer.Option(
             None, "--sha256", help="expected sha256 of the archive (default: the declared one, if any)"
         ),
         force: bool = typer.Option(False, "--force", help="download again even if a complete copy is there"),
     ) -> None:
         """Download a public data set archive, check it, extract it safely, print its folder.
         Each data set plugin declares whether and from where it can be fetched (its `archive`)."""
-        from ..errors import input_errors
         from ..data.fetch import default_data_root, fetchable
         from ..datasets import DATASETS
+        from ..errors import input_errors
         from ..registry import suggest
 
         sources = fetchable(DATASETS)
@@ -229,14 +229,14 @@ def register(app: typer.Typer) -> None:
             "--out",
             help="new (or empty) folder for the catalog layout (it appears only when complete: an interrupted convert leaves none)",
         ),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the source data set's folder (its `data_dir` option)"),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="the source data set's folder (its `data_dir` option)"),
         set_: list[str] = typer.Option([], "--set", help="source data set option key=value; repeatable"),
         link_images: bool = typer.Option(False, "--link-images", help="symlink image files instead of copying them"),
     ) -> None:
         """Write a data set in the catalog layout (items.jsonl, queries.jsonl, qrels/, catalog.json),
         readable with `ftbench run --dataset catalog --data-dir OUT`."""
-        from ..datasets import DATASETS
         from ..data.convert import convert_dataset
+        from ..datasets import DATASETS
         from ..errors import input_errors
 
         try:
@@ -349,7 +349,7 @@ def register(app: typer.Typer) -> None:
     @data_app.command("validate")
     def validate(
         data_dir: Path = typer.Argument(..., help="a folder in the catalog layout (items.jsonl, queries.jsonl, qrels/, ...)"),
-        json_file: Optional[Path] = typer.Option(None, "--json", help="also write the report to this JSON file"),
+        json_file: Path | None = typer.Option(None, "--json", help="also write the report to this JSON file"),
     ) -> None:
         """Check a catalog folder as `ftbench run` reads it, without encoding or training, and report
         its data quality: items, views per slot, queries and qrels per split, absent files, skipped
@@ -379,10 +379,10 @@ def register(app: typer.Typer) -> None:
     @data_app.command("profile")
     def profile(
         dataset: str = typer.Option("synthetic", "--dataset", "-d", help="data set to profile"),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="the data set's folder (its `data_dir` option)"),
         views: int = typer.Option(8, "--views", "-V", help="views per item kept (primary first), as ftbench run's --views"),
         set_: list[str] = typer.Option([], "--set", help="data set option key=value (dataset. prefix optional); repeatable"),
-        json_file: Optional[Path] = typer.Option(
+        json_file: Path | None = typer.Option(
             None, "--json", help="also write the data set's identity and the indicators to this JSON file"
         ),
         seed: int = typer.Option(0, "--seed", help="seed of the ridge maps' folds and of the samples drawn"),

@@ -15,13 +15,13 @@ QUERY_CHOICES = ("test", "val", "train", "all", "none")
 
 def encode(
     model: Path = typer.Option(..., "--model", metavar="DIR", help="A folder written by `ftbench run --save-model DIR`."),
-    dataset: Optional[str] = typer.Option(
+    dataset: str | None = typer.Option(
         None, "--dataset", "-d", help="Data set name (default: the one the model was trained on)."
     ),
-    data_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Data folder, for data sets read from disk (default: the training run's, for its data set)."
     ),
-    set_: List[str] = typer.Option(
+    set_: list[str] = typer.Option(
         [], "--set", help="Override a data set config field: key=value or dataset.key=value (repeatable)."
     ),
     queries: str = typer.Option(
@@ -34,7 +34,7 @@ def encode(
         help="Folder to write (replaced): item_embeddings.npy, item_ids.npy, query_embeddings.npy, query_ids.npy, manifest.json.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    cache_dir: Optional[Path] = typer.Option(
+    cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."
     ),
 ) -> None:

@@ -13,13 +13,13 @@ def register(app: typer.Typer) -> None:
     def export(
         results_dir: Path = typer.Argument(..., help="Folder of result files (searched recursively)."),
         format: str = typer.Option("csv", "--format", "-f", help="csv or parquet."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: RESULTS/results.<format>)."),
+        out: Path | None = typer.Option(None, "--out", help="Output file (default: RESULTS/results.<format>)."),
     ) -> None:
         """One row per run x task x metric, with the config columns, for pandas, spreadsheets and dashboards."""
         from rich.console import Console
 
-        from .common import fail
         from ..report.export import FORMATS, export_frame, write_export
+        from .common import fail
 
         if format not in FORMATS:
             fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")

@@ -52,7 +52,7 @@ def _describe_search_space(config_cls) -> None:
     console.print(table)
 
 
-def list_plugins(kind: str, registry, name: Optional[str], verbose: bool, width: int) -> None:
+def list_plugins(kind: str, registry, name: str | None, verbose: bool, width: int) -> None:
     """One line per registered plugin; with a NAME, that plugin's documentation and config
     fields; with `--verbose` and no NAME, every plugin's."""
     from ..registry import UnknownNameError
@@ -69,7 +69,7 @@ def list_plugins(kind: str, registry, name: Optional[str], verbose: bool, width:
 
 
 def objectives(
-    name: Optional[str] = typer.Argument(None, help="Show this objective's equations and config fields."),
+    name: str | None = typer.Argument(None, help="Show this objective's equations and config fields."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Equations and config fields (of every objective without NAME)."),
 ) -> None:
     """List the registered objectives, one line each (`ftbench objectives NAME` for one in full)."""
@@ -79,7 +79,7 @@ def objectives(
 
 
 def datasets(
-    name: Optional[str] = typer.Argument(None, help="Show this data set's description and config fields."),
+    name: str | None = typer.Argument(None, help="Show this data set's description and config fields."),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Description and config fields (of every data set without NAME)."
     ),

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 #: seconds between two lines of a task that advances but crosses no tenth of its total
 LOG_INTERVAL_S = 10.0
@@ -70,7 +71,7 @@ class LogProgress:
         self._lock = threading.Lock()
 
     # -- rich's interface --------------------------------------------------------------------
-    def __enter__(self) -> "LogProgress":
+    def __enter__(self) -> LogProgress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -19,8 +19,8 @@ def reference(
         "--out",
         help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named).",
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
-    set_: List[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable)."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config field: key=value or section.key=value (repeatable)."),
 ) -> None:
     """Score the frozen backbone features, untrained, on every task they apply to.
 

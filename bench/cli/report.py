@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def report(
         results_dir: Path = typer.Argument(Path("results"), help="Folder of result files (searched recursively)."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: RESULTS_DIR/report)."),
+        out: Path | None = typer.Option(None, "--out", help="Report folder (default: RESULTS_DIR/report)."),
     ) -> None:
         """Render RESULTS_DIR/report/REPORT.md and its PNG plots, reading only result files; never trains.
 
@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from .common import UsageError, check_writable, fail
         from ..report import build_report, find_result_files
+        from .common import UsageError, check_writable, fail
 
         console = Console(soft_wrap=True)
         if results_dir.exists() and not results_dir.is_dir():

@@ -41,7 +41,7 @@ def execute_with_progress(
     save_embeddings: bool = False,
     save_run: bool = False,
     tracker=None,
-    save_model: Optional[Path] = None,
+    save_model: Path | None = None,
 ):
     """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
@@ -201,8 +201,8 @@ def run(
     views: int = typer.Option(8, "--views", help="At most this many views per item (primary first)."),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name (see `ftbench datasets`)."),
     seed: int = typer.Option(0, "--seed", help="Seed of initialisation, batching and view sampling (the file name's s<seed>)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps (default: train.steps)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Items per step (default: train.batch_size)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: cuda:LOCAL_RANK per process)."),
     precision: str = typer.Option(
         "fp32", "--precision", help="fp32, or bf16: towers under bfloat16 autocast (objectives stay float32)."
@@ -212,16 +212,16 @@ def run(
         "--out",
         help="Folder for the result file (default runs/, git-ignored; the committed results/ only when named).",
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
-    cache_dir: Optional[Path] = typer.Option(
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+    cache_dir: Path | None = typer.Option(
         None, "--cache-dir", help="Feature cache folder (default: $FTBENCH_CACHE_DIR or ~/.cache/ftbench/features)."
     ),
-    config_file: Optional[Path] = typer.Option(
+    config_file: Path | None = typer.Option(
         None,
         "--config",
         help="TOML file of config fields, the same keys as --set (bare or in [objective], [dataset], [train], [tower], [eval] tables); --set wins.",
     ),
-    set_: List[str] = typer.Option(
+    set_: list[str] = typer.Option(
         [],
         "--set",
         help="Override a config field: key=value or section.key=value (repeatable). The run's seed is --seed; a data set's own seed is dataset.seed.",
@@ -233,7 +233,7 @@ def run(
         help="Also write the test queries' top-500 as a TREC run file (.run), their qrels (.qrels) and every "
         "metric per query (.per_query.tsv) beside the result file.",
     ),
-    save_model: Optional[Path] = typer.Option(
+    save_model: Path | None = typer.Option(
         None,
         "--save-model",
         metavar="DIR",
@@ -244,7 +244,7 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the source commit and the resolved config."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
     tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
 ) -> None:
     """Train one objective and evaluate it; write one result JSON under --out.
@@ -293,8 +293,8 @@ def run(
 def rerun(
     result_file: Path = typer.Argument(..., help="A result file written by `ftbench run` or `ftbench sweep`."),
     out: Path = typer.Option(Path("runs/rerun"), "--out", help="Folder for the new result file (never the original's file)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu or cuda (default: the recorded --device)."),
-    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda (default: the recorded --device)."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the source commit and the resolved config."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -83,10 +83,10 @@ def run_sweep_with_progress(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .common import check_writable
-    from .progress import make_progress
     from ..run.identity import other_data_results
     from ..run.sweep import cell_label, existing_result, prepare_grid, run_sweep, shard_grid
+    from .common import check_writable
+    from .progress import make_progress
 
     console = console or Console(soft_wrap=True)
     prepared = prepare_grid(spec)
@@ -212,40 +212,38 @@ def register(app: typer.Typer) -> None:
         ),
     )
     def sweep(
-        objective: List[str] = typer.Option(
+        objective: list[str] = typer.Option(
             [], "--objective", "-o", help="Objective (repeatable, or a comma list: clip,factorized)."
         ),
-        views: List[str] = typer.Option(
+        views: list[str] = typer.Option(
             [], "--views", help="At most this many views per item (repeatable, or a comma list: 1,2,4,8)."
         ),
-        seed: List[str] = typer.Option([], "--seed", help="Seed (repeatable, or a comma list: 0,1,2)."),
-        dataset: Optional[str] = typer.Option(
-            None, "--dataset", "-d", help="Data set name (default: synthetic, or the preset's)."
-        ),
-        set_: List[str] = typer.Option([], "--set", help="Config override key=value or section.key=value (repeatable)."),
-        steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (default: train.steps, or the preset's)."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
+        seed: list[str] = typer.Option([], "--seed", help="Seed (repeatable, or a comma list: 0,1,2)."),
+        dataset: str | None = typer.Option(None, "--dataset", "-d", help="Data set name (default: synthetic, or the preset's)."),
+        set_: list[str] = typer.Option([], "--set", help="Config override key=value or section.key=value (repeatable)."),
+        steps: int | None = typer.Option(None, "--steps", help="Training steps (default: train.steps, or the preset's)."),
+        batch_size: int | None = typer.Option(None, "--batch-size", help="Items per step."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         out: Path = typer.Option(
             Path("runs"),
             "--out",
             help="Folder for the result files (default runs/, git-ignored; the committed results/ only when named).",
         ),
-        data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Re-run cells whose result file already exists."),
-        preset: Optional[str] = typer.Option(None, "--preset", help=f"A standard grid: {', '.join(PRESETS)} (see above)."),
-        shard: Optional[str] = typer.Option(
+        preset: str | None = typer.Option(None, "--preset", help=f"A standard grid: {', '.join(PRESETS)} (see above)."),
+        shard: str | None = typer.Option(
             None,
             "--shard",
             help="i/n: run only shard i of n (1 <= i <= n) of the grid sorted by config hash; "
             "n machines with the same options and shards 1/n..n/n run every cell exactly once.",
         ),
         deterministic: bool = typer.Option(False, "--deterministic", help="Forbid non-deterministic kernels (CUDA)."),
-        config_file: Optional[Path] = typer.Option(
+        config_file: Path | None = typer.Option(
             None, "--config", help="TOML file of config fields (the keys of --set); --set wins."
         ),
-        cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Feature cache folder."),
-        storage: Optional[str] = typer.Option(
+        cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Feature cache folder."),
+        storage: str | None = typer.Option(
             None,
             "--storage",
             help="Shared storage for concurrent workers (postgresql://USER:PASSWORD@HOST/DB, "
@@ -259,12 +257,12 @@ def register(app: typer.Typer) -> None:
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no results table."),
         tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per cell that runs."),
-        tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+        tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
         tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
     ) -> None:
-        from .common import UsageError, fail, open_tracker, run_overrides, split_list, use_cache_dir
         from ..device import resolve_device
         from ..run.sweep import GridError, parse_shard, prepare_grid, shard_grid, spec_from_preset
+        from .common import UsageError, fail, open_tracker, run_overrides, split_list, use_cache_dir
 
         use_cache_dir(cache_dir)
         try:

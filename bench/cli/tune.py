@@ -22,19 +22,19 @@ from .common import (
 
 
 def tune(
-    objective: List[str] = typer.Option([], "--objective", "-o", help="Objective to tune (repeatable, or comma-separated)."),
+    objective: list[str] = typer.Option([], "--objective", "-o", help="Objective to tune (repeatable, or comma-separated)."),
     trials: int = typer.Option(24, "--trials", help="Trials per objective that finish (completed or pruned), over all workers."),
     dataset: str = typer.Option("synthetic", "--dataset", "-d", help="Data set name."),
     views: int = typer.Option(8, "--views", help="At most this many views per item."),
-    set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps per trial and rerun (default: train.steps)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Items per step."),
-    seeds: List[str] = typer.Option(
+    set_: list[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
+    steps: int | None = typer.Option(None, "--steps", help="Training steps per trial and rerun (default: train.steps)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Items per step."),
+    seeds: list[str] = typer.Option(
         ["0", "1", "2"],
         "--seeds",
         help="Seeds of the reruns of the default and best configuration (repeatable, or comma-separated).",
     ),
-    storage: Optional[str] = typer.Option(
+    storage: str | None = typer.Option(
         None,
         "--storage",
         help="Shared Optuna storage: a database URL (postgresql://USER:PASSWORD@HOST/DB, "
@@ -55,10 +55,10 @@ def tune(
         "--out",
         help="Folder for the rerun result files and the default storage (default runs/tune, git-ignored).",
     ),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Data folder, for data sets read from disk."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     tracker: str = typer.Option("none", "--tracker", help=TRACKER_HELP + " One tracked run per rerun (trials are not tracked)."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
     tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
 ) -> None:
     """Tune each objective with the same number of trials over its declared search space, then

@@ -12,7 +12,8 @@ figure is unknown (None), not a guess.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 

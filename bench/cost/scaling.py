@@ -105,7 +105,7 @@ def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
     return fixed + mine
 
 
-def _objective_config(name: str, spec: "CostSpec"):
+def _objective_config(name: str, spec: CostSpec):
     """(class, config, overrides) of the objective or variant measured under `name`."""
     from ..config import apply_overrides, parse_literal
 
@@ -114,7 +114,7 @@ def _objective_config(name: str, spec: "CostSpec"):
     return cls, apply_overrides(cls.Config(), overrides, "objective"), overrides
 
 
-def _cell_catalog(views: int, spec: "CostSpec"):
+def _cell_catalog(views: int, spec: CostSpec):
     """The synthetic marketplace of a cell: every item has V views (image and text from V = 2)."""
     from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig
 
@@ -129,7 +129,7 @@ def _cell_catalog(views: int, spec: "CostSpec"):
     return SyntheticCatalog(dcfg), dcfg
 
 
-def whole_step(name: str, views: int, spec: "CostSpec", device, steps: int, catalog=None):
+def whole_step(name: str, views: int, spec: CostSpec, device, steps: int, catalog=None):
     """A whole training step of `name` at V views as a function of the step number: the same
     `Stepper` as training (sampling, feature generation, towers, objective, backward, AdamW) on the
     cell's synthetic marketplace (`catalog`: a (catalog, config) pair from `_cell_catalog` to reuse),
@@ -165,10 +165,10 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    from ..device import resolve_device
-    from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
     from ..data.batching import compact_positions
     from ..data.views import SlotLayout
+    from ..device import resolve_device
+    from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
     from .floor import GemmReplay, profile_step
     from .measure import PeakMemory, timed_ms
 
@@ -250,8 +250,8 @@ def growth_exponent(views: list[int], times: list[float]) -> float | None:
 
 def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
     from ..device import describe_device, resolve_device
-    from ..run.experiment import package_versions
     from ..objectives import OBJECTIVES
+    from ..run.experiment import package_versions
 
     device = resolve_device(spec.device)
     for name in spec.objectives:
@@ -378,6 +378,6 @@ def format_cost(result: dict[str, Any]) -> str:
             )
     lines.append("growth exponents (slope of log time vs log V, V >= 2):")
     for name, e in result["exponents"].items():
-        fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
+        fmt = lambda x: "—" if x is None else f"{x:.2f}"
         lines.append(f"  {name:<12} objective alone {fmt(e['objective_exponent'])}   whole step {fmt(e['step_exponent'])}")
     return "\n".join(lines)

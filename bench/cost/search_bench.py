@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from ..device import describe_device, resolve_device
-from .measure import peak_extra_mb, sync
 from ..kernels.search import DEFAULT_GROUP_SIZE, _chunks, effective_workers, exact_topk, faiss_available, plan_scan
+from .measure import peak_extra_mb, sync
 
 
 def _random_unit(n: int, dim: int, gen: torch.Generator, device: torch.device, chunk: int = 65536) -> torch.Tensor:

@@ -41,7 +41,7 @@ class ViewBatch:
     def shape(self) -> tuple[int, int]:
         return tuple(self.mask.shape)  # type: ignore[return-value]
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "ViewBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ViewBatch:
         moved = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -53,7 +53,7 @@ class ViewBatch:
         }
         return replace(self, **moved)
 
-    def pin_memory(self) -> "ViewBatch":
+    def pin_memory(self) -> ViewBatch:
         """A copy in page-locked host memory, so that `.to(cuda, non_blocking=True)` is an
         asynchronous DMA transfer (CUDA only: pinning needs an accelerator)."""
         pinned = {
@@ -88,7 +88,7 @@ def build_view_batch(
     items = np.asarray(items, dtype=np.int64)
     slot, valid = compact_positions(selection.mask.cpu())
     safe = slot.clamp(min=0)
-    gather = lambda t: torch.where(valid, t[safe], torch.zeros_like(t[safe]))  # noqa: E731
+    gather = lambda t: torch.where(valid, t[safe], torch.zeros_like(t[safe]))
     side_w = torch.where(valid, selection.side_weight.gather(1, safe), torch.zeros(()))
     item_w = torch.where(valid, selection.item_weight.gather(1, safe), torch.zeros(()))
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

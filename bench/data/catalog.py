@@ -9,8 +9,9 @@ frozen backbone vectors, one dimension per modality; catalogs may generate them 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 

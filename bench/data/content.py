@@ -20,7 +20,8 @@ docs/method.md, "Duplicated views".
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,7 +40,7 @@ SHARED_VIEW_SAMPLE = 5_000
 def modality_key(modality: str) -> np.uint64:
     """A 64-bit key per modality name, mixed into every content id: equal bytes of two modalities
     (a text and a vector, an item text and a query) are different content."""
-    digest = hashlib.sha256(f"ftbench content id: {modality}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"ftbench content id: {modality}".encode()).digest()
     return np.frombuffer(digest[:8], dtype="<u8")[0]
 
 
@@ -68,7 +69,7 @@ def feature_content_ids(values: np.ndarray, modality: str) -> np.ndarray:
     return splitmix64(total ^ np.uint64(values.shape[1])).view(np.int64)
 
 
-def view_content_ids(catalog: "Catalog", items: np.ndarray, slot: int, values: np.ndarray | None = None) -> np.ndarray:
+def view_content_ids(catalog: Catalog, items: np.ndarray, slot: int, values: np.ndarray | None = None) -> np.ndarray:
     """int64 [n]: content ids of `slot`'s views of `items`: the catalog's own where it keeps them,
     else the hash of the feature rows (`values` when the caller has read them already)."""
     ids = catalog.content_ids(items, slot)
@@ -93,7 +94,7 @@ def batch_has_duplicates(content: torch.Tensor, mask: torch.Tensor, query_conten
     return bool((ids[1:] == ids[:-1]).any())
 
 
-def shared_view_share(catalog: "Catalog", max_items: int | None = None, seed: int = 0) -> dict[str, float]:
+def shared_view_share(catalog: Catalog, max_items: int | None = None, seed: int = 0) -> dict[str, float]:
     """{slot name: share of the slot's views whose content another item also has (in any slot)}.
 
     0 for a slot without views. With `max_items` below the catalog size, a seeded uniform sample of
@@ -121,7 +122,7 @@ def shared_view_share(catalog: "Catalog", max_items: int | None = None, seed: in
 
 
 def shared_view_warning(
-    catalog: "Catalog", threshold: float = SHARED_VIEW_WARNING, max_items: int = SHARED_VIEW_SAMPLE
+    catalog: Catalog, threshold: float = SHARED_VIEW_WARNING, max_items: int = SHARED_VIEW_SAMPLE
 ) -> str | None:
     """A one-line warning naming each slot of which more than `threshold` of the views are shared
     by several items, or None."""

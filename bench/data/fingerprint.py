@@ -25,9 +25,9 @@ import hashlib
 import os
 import sqlite3
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 HASH_CACHE_NAME = "file-hashes.sqlite3"
 #: a file modified this recently is hashed but not cached (see the module docstring)

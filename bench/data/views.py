@@ -28,7 +28,7 @@ class SlotLayout:
     multimodal: bool  # True when sides are image vs text, False when primary vs auxiliary
 
     @classmethod
-    def from_catalog(cls, catalog: Catalog) -> "SlotLayout":
+    def from_catalog(cls, catalog: Catalog) -> SlotLayout:
         mods = tuple(catalog.modalities)
         slot_mod = [s.modality for s in catalog.slots]
         is_primary = torch.tensor([s.role == "primary" for s in catalog.slots])

@@ -28,16 +28,16 @@ import numpy as np
 import torch
 
 from ..config import check_options, option
-from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
-from ..data.dataset import MultiViewDataset
-from .metrics import ranked_list_metrics, target_rank_metrics
-from .metric_registry import DEFAULT_METRICS, METRICS, check_metric_families
-from ..objectives.base import Objective
-from ..kernels.search import exact_topk, rank_of_targets
-from ..model.towers import Towers
-from ..data.views import SlotLayout
 from ..data.batching import build_view_batch
+from ..data.dataset import MultiViewDataset
+from ..data.views import SlotLayout
+from ..kernels.search import exact_topk, rank_of_targets
 from ..model.encode import batch_selection, capped_availability, encoded_views, to_device
+from ..model.towers import Towers
+from ..objectives.base import Objective
+from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
+from .metric_registry import DEFAULT_METRICS, METRICS, check_metric_families
+from .metrics import ranked_list_metrics, target_rank_metrics
 
 
 @dataclass
@@ -198,7 +198,7 @@ class Evaluator:
         return self._encode_chunks(len(query_index), prepare, compute)
 
     @torch.inference_mode()
-    def embed_views(self, items: np.ndarray) -> "ViewEmbeddings":
+    def embed_views(self, items: np.ndarray) -> ViewEmbeddings:
         """Tower embeddings of every view within --views of `items`, each (item, view) encoded once
         (slot by slot, in batches of `encode_batch_size`); zeros where an item lacks the view."""
         avail = capped_availability(self.dataset.catalog, items, self.max_views).numpy()
@@ -210,7 +210,7 @@ class Evaluator:
         return ViewEmbeddings(items=items, table=table)
 
     @torch.inference_mode()
-    def embed_items_from(self, views: "ViewEmbeddings", rows: np.ndarray, exclude_slot: int | None = None) -> torch.Tensor:
+    def embed_items_from(self, views: ViewEmbeddings, rows: np.ndarray, exclude_slot: int | None = None) -> torch.Tensor:
         """`embed_items(views.items[rows], exclude_slot)` from the stored tower outputs: the same
         view selection and positions per batch of `encode_batch_size` items, only the towers are
         not run again."""

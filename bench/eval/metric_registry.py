@@ -17,9 +17,9 @@ cut-off where it runs over the full ranking (the cross-view tasks' `mrr` of sche
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
 
 import numpy as np
 

@@ -65,7 +65,7 @@ def integer_grades(grades: np.ndarray) -> tuple[np.ndarray, int]:
     return np.round(g * 10**4).astype(np.int64), 10**4
 
 
-def write_run_files(stem: Path, run: "QueryRun", dataset: "MultiViewDataset", tag: str) -> dict[str, Path]:
+def write_run_files(stem: Path, run: QueryRun, dataset: MultiViewDataset, tag: str) -> dict[str, Path]:
     """Write ``stem.run``, ``stem.qrels`` and ``stem.per_query.tsv`` (module docstring)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -42,9 +42,10 @@ import contextvars
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -392,14 +393,14 @@ def make_progress_printer(callback: Callable[[str, int, int], None]) -> Progress
 
 
 def assemble_catalog(
-    slots: Sequence["ViewSlot"],
+    slots: Sequence[ViewSlot],
     table: Sequence[Sequence[Input | None]],
     backbones: dict[str, Backbone],
     cache: FeatureCache,
     item_ids: Sequence,
     source: str,
     role: str = "item",
-) -> "ArrayCatalog":
+) -> ArrayCatalog:
     """An `ArrayCatalog` from an [N, S] table of raw view inputs (texts, image paths, None for a
     missing view): the slots of each modality are encoded by ``backbones[modality]`` through the
     cache (`encode_view_table`), then laid out in slot order, with the content id of every view

@@ -21,9 +21,10 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -260,8 +261,8 @@ class SavedModel:
             )
 
     def _evaluator(self, dataset):
-        from ..eval.evaluator import EvalConfig, Evaluator
         from ..config import apply_overrides
+        from ..eval.evaluator import EvalConfig, Evaluator
 
         self.check_dataset(dataset)
         config = apply_overrides(EvalConfig(), self.description["eval_config"], "eval")
@@ -315,11 +316,11 @@ def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
     from safetensors.torch import load_file
 
     from ..config import apply_overrides
+    from ..data.catalog import ViewSlot
+    from ..data.views import SlotLayout
     from ..device import resolve_device
     from ..objectives import OBJECTIVES
     from ..objectives.base import ObjectiveContext
-    from ..data.catalog import ViewSlot
-    from ..data.views import SlotLayout
     from .towers import TowerConfig, Towers
 
     folder = Path(folder)

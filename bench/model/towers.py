@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.batching import ViewBatch
 from ..config import check_options, option
+from ..data.batching import ViewBatch
 
 if TYPE_CHECKING:
     from ..data.dataset import MultiViewDataset
@@ -158,7 +158,7 @@ def skip_projection(input_dim: int, output_dim: int, features: np.ndarray | None
     return top.astype(np.float32)
 
 
-def train_view_features(dataset: "MultiViewDataset", modality: str, limit: int = FIT_MAX_VECTORS) -> np.ndarray:
+def train_view_features(dataset: MultiViewDataset, modality: str, limit: int = FIT_MAX_VECTORS) -> np.ndarray:
     """Backbone features [n, d_in] of the train items' available views of `modality` (every slot
     of that modality, not only those within --views: the fit is of the backbone's space), from at
     most `limit` // (slots of the modality) evenly spaced train items. Validation and test items
@@ -181,7 +181,7 @@ def train_view_features(dataset: "MultiViewDataset", modality: str, limit: int =
     return out[:limit]
 
 
-def build_towers(dataset: "MultiViewDataset", config: TowerConfig) -> "Towers":
+def build_towers(dataset: MultiViewDataset, config: TowerConfig) -> Towers:
     """The run's towers; with `init='residual'` each modality's skip path is fitted on the train
     items' features (`train_view_features`) when its features are wider than the embedding, else
     it is the orthonormal embedding (no data needed). Deterministic in the data: every process of

@@ -22,20 +22,18 @@ real data set may name it, e.g. `photo->product`); in the frame and the tables i
 
 from __future__ import annotations
 
-from .. import __version__
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from ..schema import QUERY_TASK
+from .. import __version__
 from ..run.results import atomic_write_text
+from ..schema import QUERY_TASK
 from .claims import paper_claims_section
-from .tuning import tuning_section
 from .cost_section import cost_section, load_cost_results
-from .load import data_identity_text
-from .load import opt_in_metrics
+from .curves import plot_training_curves
+from .headline import RULE, choose_headline, group_titles, metric_label
 from .load import (
     ALL_QUERY_METRICS,
     BASELINE,
@@ -43,14 +41,13 @@ from .load import (
     MISSING,
     QUERY_METRICS,
     TOP_METRIC,
+    data_identity_text,
     load_run_results,
     objective_rank,
+    opt_in_metrics,
     results_frame,
 )
-from .curves import plot_training_curves
-from .headline import RULE, choose_headline, group_titles, metric_label
 from .plots import plot_metric_vs_views, plot_tradeoff
-from .winner import WINNER_RULE, format_verdict, group_verdict
 from .tables import (
     _fmt_count,
     _groups_in_order,
@@ -63,6 +60,8 @@ from .tables import (
     md_table,
     paired_against_baseline,
 )
+from .tuning import tuning_section
+from .winner import WINNER_RULE, format_verdict, group_verdict
 
 
 # ----------------------------------------------------------------------------------------------

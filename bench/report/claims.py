@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 
 from ..schema import PAPER_CLAIM, QUERY_TASK
+from .headline import group_descriptions
 from .intervals import PairedDifference
 from .load import MISSING
-from .headline import group_descriptions
 from .tables import (
     _fmt_count,
     _group_tag,

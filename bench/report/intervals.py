@@ -32,8 +32,8 @@ any textbook treatment of the paired t-test, e.g. Wasserman, *All of Statistics*
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Hashable, Iterable, Mapping
 
 import numpy as np
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
 from ..config import config_hash
 from ..eval.metric_registry import DEFAULT_METRICS, METRICS, metric_of
-from ..schema import CROSS_VIEW_TASKS, MRR, PAPER_CLAIM, QUERY_TASK
 from ..run.identity import fingerprint_of, location_fields, without_locations
 from ..run.results import RunResult, load_result
+from ..schema import CROSS_VIEW_TASKS, MRR, PAPER_CLAIM, QUERY_TASK
 from .tuning_block import tuning_columns
-
 
 BASELINE = "clip"
 
@@ -228,7 +228,7 @@ def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
         from ..datasets import DATASETS
 
         out["dataset"] = to_jsonable(DATASETS.get(dataset).Config())
-    except Exception:  # noqa: BLE001 - an unknown or unloadable plugin only loses the diff
+    except Exception:
         pass
     for section, module, name in (
         ("train", "train.loop", "TrainConfig"),
@@ -240,7 +240,7 @@ def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
 
             cls = getattr(importlib.import_module(f"ftbench.{module}"), name)
             out[section] = to_jsonable(cls())
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     return out
 

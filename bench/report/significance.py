@@ -110,8 +110,8 @@ def significance_section(
     """Markdown lines: each objective against `baseline` on the same group, views and seed, per
     metric, with both p-values; from the per-query files beside the result files (runs without
     one are left out, and the section says how to get them)."""
-    from .tables import md_table
     from ..eval.run_files import read_per_query
+    from .tables import md_table
 
     if frame.empty or "file" not in frame.columns:
         return []

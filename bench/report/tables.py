@@ -6,7 +6,8 @@ interval per (objective, views) cell, and the paired difference against the base
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd

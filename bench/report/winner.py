@@ -21,8 +21,8 @@ is never called a win.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Hashable, Mapping
 
 from .intervals import Interval, PairedDifference, paired_difference, t_interval
 from .tables import cell_values, fmt_interval

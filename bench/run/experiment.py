@@ -12,15 +12,18 @@ import datetime as dt
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import __version__
 from ..config import apply_overrides, parse_literal, to_jsonable
+from ..data.fingerprint import describe_data
+from ..data.views import SlotLayout
 from ..datasets import DATASETS
 from ..device import (
     PRECISIONS,
@@ -32,20 +35,18 @@ from ..device import (
     search_timing,
     seed_everything,
 )
-from ..train.distributed import setup as setup_distributed
 from ..eval.evaluator import EvalConfig, Evaluator
 from ..eval.metric_registry import DEFAULT_METRICS
+from ..model.encode import capped_availability
+from ..model.towers import TowerConfig, build_towers
 from ..objectives import OBJECTIVES
 from ..objectives.base import ObjectiveContext
 from ..registry import suggest
-from .provenance import collect as collect_provenance
-from .identity import run_identity
-from .results import RunResult, result_filename, write_result
-from ..data.fingerprint import describe_data
-from ..model.towers import TowerConfig, build_towers
+from ..train.distributed import setup as setup_distributed
 from ..train.loop import TrainConfig, train
-from ..data.views import SlotLayout
-from ..model.encode import capped_availability
+from .identity import run_identity
+from .provenance import collect as collect_provenance
+from .results import RunResult, result_filename, write_result
 
 SECTIONS = ("objective", "dataset", "train", "tower", "eval")
 
@@ -176,7 +177,7 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def build_dataset(prepared: "PreparedRun", dataset_cache: dict | None = None):
+def build_dataset(prepared: PreparedRun, dataset_cache: dict | None = None):
     """The run's data set, built once per data config when `dataset_cache` is given (sweeps, tuning
     trials and references of one process share it). A large generated catalog is served from its
     stored features, generated once per data config for every process (`catalog_store`)."""

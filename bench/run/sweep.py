@@ -28,9 +28,10 @@ Presets (`PRESETS`) are the standard grids, written out as data below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from ..config import config_hash
 from ..files import remove_interrupted_writes
@@ -396,7 +397,7 @@ def run_sweep(
                 claims.release(claim, ok=True)
             else:
                 _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache, **extra)
-        except Exception as exc:  # noqa: BLE001 - a failing run must not stop the sweep
+        except Exception as exc:
             message = f"{type(exc).__name__}: {exc}"
             if claim is not None:
                 claims.release(claim, ok=False, detail=message)

@@ -35,12 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..config import Search, config_hash, search_space
-from .claims import DEFAULT_STALE_AFTER, CellClaims, Heartbeat, REASON_ATTR, ensure_study, reap_stale, redact_url
+from .claims import DEFAULT_STALE_AFTER, REASON_ATTR, CellClaims, Heartbeat, ensure_study, reap_stale, redact_url
 
 SURPLUS_ATTR = "ftbench_surplus"
 PRUNED_ATTR = "ftbench_pruned_reason"
@@ -236,8 +237,8 @@ def run_study(
     import optuna
     from optuna.trial import TrialState
 
-    from .experiment import prepare
     from ..train.loop import NonFiniteError
+    from .experiment import prepare
 
     base = prepare(_run_spec(spec, objective, spec.trial_seed))
     name = study_name(spec, base.config_hash, objective)
@@ -285,7 +286,7 @@ def run_study(
             except NonFiniteError as exc:
                 trial.set_user_attr(PRUNED_ATTR, f"non-finite: {exc}")
                 study.tell(trial, state=TrialState.PRUNED)
-            except Exception as exc:  # noqa: BLE001 - a crashing trial is recorded, the study goes on
+            except Exception as exc:
                 trial.set_user_attr(REASON_ATTR, redact_url(f"{type(exc).__name__}: {exc}")[:500])
                 study.tell(trial, state=TrialState.FAIL)
                 failures_here += 1
@@ -374,7 +375,7 @@ def rerun_best(
                     result, written = execute(
                         prepared, out, dataset_cache=cache, tracker=tracker, tuning=block if role == "tuned" else None
                     )
-            except Exception as exc:  # noqa: BLE001 - reported; the claim is released for another try
+            except Exception as exc:
                 claims.release(trial_id, ok=False, detail=f"{type(exc).__name__}: {exc}")
                 done.append(Rerun(state.objective, seed, role, "failed", path, f"{type(exc).__name__}: {exc}"))
             else:

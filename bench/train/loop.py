@@ -15,27 +15,26 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import numpy as np
 import torch
-
 from torch import nn
 
+from ..config import Search, check_options, option
 from ..data.batching import ViewBatch, build_view_batch
 from ..data.content import batch_has_duplicates, feature_content_ids
-from ..config import Search, check_options, option
 from ..data.dataset import MultiViewDataset
+from ..data.splits import SPLIT_CODES
+from ..data.views import SlotLayout, ViewSelection
 from ..device import autocast, check_precision
 from ..eval.metric_registry import is_task_metric
-from .distributed import SINGLE_PROCESS, DistributedContext, gather, gather_views, gather_with_grad, wrap
-from ..objectives.base import AlignmentBatch, EncodedViews, Objective
-from ..data.splits import SPLIT_CODES
-from ..model.towers import Towers
-from ..data.views import SlotLayout, ViewSelection
 from ..model.encode import batch_selection, encoded_views, to_device
+from ..model.towers import Towers
+from ..objectives.base import AlignmentBatch, EncodedViews, Objective
 from ..run.tracking import NO_RUN, TrackedRun
+from .distributed import SINGLE_PROCESS, DistributedContext, gather, gather_views, gather_with_grad, wrap
 
 
 @dataclass

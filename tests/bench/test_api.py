@@ -6,10 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ftbench
 import pandas as pd
 import pytest
-
-import ftbench
 from ftbench.api import override_strings
 from ftbench.report.export import export_frame
 

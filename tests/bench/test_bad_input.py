@@ -19,15 +19,14 @@ import zipfile
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from ftbench.features.backbones import content_hash, create_backbone
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset
-from ftbench.features.cache import FeatureCache
 from ftbench.data.fetch import DamagedArchiveError, safe_extract
 from ftbench.data.queries import QuerySet
+from ftbench.features.backbones import content_hash, create_backbone
+from ftbench.features.cache import FeatureCache
 from ftbench.run.results import RunResult, load_result, write_result
+from typer.testing import CliRunner
 
 SLOTS = [ViewSlot("image", "image", "primary"), ViewSlot("title", "text", "primary")]
 

@@ -1,10 +1,9 @@
 """`--set` parsing and overrides: literals only, typed, validated, unknown keys suggested."""
 
 import pytest
-
 from ftbench.config import apply_overrides, config_hash, parse_literal
-from ftbench.run.experiment import RunSpec, parse_sets, prepare
 from ftbench.objectives.factorized import FactorizedConfig
+from ftbench.run.experiment import RunSpec, parse_sets, prepare
 
 
 def test_values_are_literals_never_evaluated(tmp_path):

@@ -5,10 +5,9 @@ import os
 import stat
 from pathlib import Path
 
-import pytest
-
 import ftbench.files as files
 import ftbench.run.results as results
+import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 

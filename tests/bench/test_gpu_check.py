@@ -1,7 +1,6 @@
 """`make gpu-check`: the plan parses, and without CUDA the script refuses cleanly."""
 
 import torch
-
 from ftbench.cost import gpu_check
 
 

@@ -2,7 +2,6 @@
 `clip` (names stay exact, one spelling per plugin in result files, file names and studies)."""
 
 import pytest
-
 from ftbench.registry import Registry, UnknownNameError, suggest
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.features.backbones import content_hash, create_backbone
 from ftbench.features.cache import FeatureCache
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for folder in ("bench", "datasets", "objectives") for p in (ROOT / folder).rglob("*.py"))

@@ -4,9 +4,8 @@ import json
 import os
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
+from typer.testing import CliRunner
 
 TINY = [
     "--set",
@@ -135,8 +134,9 @@ def test_the_writability_check_leaves_nothing_behind(tmp_path):
 )
 def test_commands_write_under_the_git_ignored_runs_by_default(command, default):
     """The committed results/ changes only when a command is told to write there."""
-    import typer.main
     from pathlib import Path
+
+    import typer.main
 
     click_command = typer.main.get_command(app).commands[command]
     (out,) = [p for p in click_command.params if p.name == "out"]

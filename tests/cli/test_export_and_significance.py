@@ -7,9 +7,8 @@ import json
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
+from typer.testing import CliRunner
 
 TINY = [
     "--set",

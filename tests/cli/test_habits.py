@@ -5,10 +5,9 @@ progress and ends with a summary, Ctrl-C says what was kept, a bad --out is one 
 import re
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.cli.common import UsageError, split_list
+from typer.testing import CliRunner
 
 runner = CliRunner()
 TINY = [

@@ -7,12 +7,11 @@ import re
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.config import _LEGACY_SOURCES, describe
 from ftbench.datasets import DATASETS
 from ftbench.objectives import OBJECTIVES
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

@@ -12,10 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from ftbench.cli.progress import LogProgress, make_progress
 from rich.console import Console
 from rich.progress import Progress
-
-from ftbench.cli.progress import LogProgress, make_progress
 
 MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grocery_store_mini"
 

@@ -6,10 +6,9 @@ import json
 import subprocess
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.run.provenance import SOURCE_ROOT, command_line, git_state, sets_from_config_file
+from typer.testing import CliRunner
 
 runner = CliRunner()
 TINY_TOML = """

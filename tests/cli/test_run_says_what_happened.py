@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

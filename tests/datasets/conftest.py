@@ -10,18 +10,17 @@ this shared module (pytest loads it for every test in tests/datasets/).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from PIL import Image
-
 from ftbench.data.dataset import MultiViewDataset
 from ftbench.datasets.amazon_reviews_2023 import AmazonReviews2023
 from ftbench.datasets.esci import ESCI
 from ftbench.datasets.grocery_store import GroceryStore
 from ftbench.datasets.wands import WANDS
+from PIL import Image
 
 CHEAP = dict(text_backbone="hash", use_cache=False)
 

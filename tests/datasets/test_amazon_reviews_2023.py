@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from ftbench.features.backbones import create_backbone
 from ftbench.datasets.amazon_reviews_2023 import AmazonReviews2023
+from ftbench.features.backbones import create_backbone
+from PIL import Image
 
 URL = "https://m.media-amazon.com/images/I/"
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from ftbench.data.convert import convert_dataset
 from ftbench.datasets.catalog import CatalogFolder
 from ftbench.datasets.grocery_store import GroceryStore
 from ftbench.run.experiment import RunSpec, execute, prepare
+from PIL import Image
 
 MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grocery_store_mini"
 needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from ftbench.data.example import example_catalog
 from ftbench.data.quality import ValidationError, validate_catalog
 from ftbench.datasets.catalog import MANIFEST_SCHEMA, CatalogFolder, csv_list_fields, manifest_schema_errors, read_items
+from PIL import Image
 
 CHEAP = dict(text_backbone="hash", image_backbone="hash", use_cache=False)
 DOC = Path(__file__).resolve().parents[2] / "docs" / "catalog.md"

@@ -8,11 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from ftbench.data.fingerprint import fingerprint
 from ftbench.datasets import DATASETS
 from ftbench.datasets.catalog import CatalogFolder
+from PIL import Image
 
 from .test_catalog import CHEAP as CATALOG_CHEAP
 from .test_catalog import write_three_items

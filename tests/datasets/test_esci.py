@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from ftbench.features.backbones import create_backbone
 from ftbench.datasets.esci import ESCI
+from ftbench.features.backbones import create_backbone
 
 EXAMPLES = [
     # example_id, query, query_id, product_id, product_locale, esci_label, small_version, large_version, split

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from ftbench.datasets import DATASETS
 from ftbench.datasets.grocery_store import GroceryStore, parse_information, resolve_data_dir
+from PIL import Image
 
 MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "grocery_store_mini"
 needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")

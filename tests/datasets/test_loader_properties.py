@@ -27,13 +27,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
+from ftbench.data.queries import relevance_from_pairs
 from ftbench.datasets._text_loading import clean_text, read_table
 from ftbench.datasets.amazon_reviews_2023 import AmazonReviews2023
 from ftbench.datasets.wands import WANDS
-from ftbench.data.queries import relevance_from_pairs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 WORDY = st.text(st.sampled_from(list("ab c\t,\"'<>&;\n é漢")), max_size=12)

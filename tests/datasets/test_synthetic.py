@@ -4,7 +4,6 @@ import hashlib
 
 import numpy as np
 import pytest
-
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticCatalog, SyntheticConfig
 
@@ -271,9 +270,8 @@ def test_slot_information_cross_side_content_raises_cross_modal_recall_of_aux_sl
 
 
 def test_data_info_command_prints_the_table():
-    from typer.testing import CliRunner
-
     from ftbench.cli import app
+    from typer.testing import CliRunner
 
     wide = {"COLUMNS": "200"}  # the table's headers unwrapped, whatever the terminal
     result = CliRunner().invoke(app, ["data", "info", "synthetic", "--set", "dataset.items=1000"], env=wide)

@@ -12,9 +12,8 @@ the docstring of `ftbench.datasets.synthetic` (section "Null check").
 """
 
 import pytest
-
-from ftbench.run.experiment import RunSpec, execute, prepare
 from ftbench.report.intervals import paired_difference
+from ftbench.run.experiment import RunSpec, execute, prepare
 
 SEEDS = (0, 1, 2)
 VIEWS, STEPS, BATCH = 4, 40, 128

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from ftbench.features.backbones import create_backbone
 from ftbench.datasets.wands import WANDS, render_features
+from ftbench.features.backbones import create_backbone
 
 PRODUCT_HEADER = "product_id\tproduct_name\tproduct_class\tcategory hierarchy\tproduct_description\tproduct_features\trating_count\taverage_rating\treview_count"
 PRODUCTS = [

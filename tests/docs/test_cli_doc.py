@@ -23,7 +23,6 @@ def test_cli_page_is_current():
 
 def test_cli_page_names_every_command_and_option():
     import typer
-
     from ftbench.cli.app import app
 
     page = (DOCS / "cli.md").read_text(encoding="utf-8")

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ftbench.datasets import DATASETS
 from ftbench.eval.metric_registry import METRICS
 from ftbench.features.backbones.base import BACKBONES

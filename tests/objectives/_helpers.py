@@ -20,7 +20,6 @@ import importlib.util
 import numpy as np
 import ot
 import torch
-
 from ftbench.data.batching import build_view_batch
 from ftbench.data.catalog import ViewSlot
 from ftbench.data.views import SlotLayout, ViewSelection

@@ -4,7 +4,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
 

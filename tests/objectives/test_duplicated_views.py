@@ -12,13 +12,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ftbench.data.batching import build_view_batch
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.views import SlotLayout
 from ftbench.model.encode import encoded_views
-from ftbench.objectives import OBJECTIVES
-from ftbench.objectives import base
+from ftbench.objectives import OBJECTIVES, base
 from ftbench.objectives.base import (
     AlignmentBatch,
     ObjectiveContext,

@@ -10,14 +10,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
+from ftbench.data.views import SlotLayout, cap_views
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
+from ftbench.model.encode import encode_batch
+from ftbench.model.towers import TowerConfig, Towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, Objective, ObjectiveContext
-from ftbench.model.towers import TowerConfig, Towers
-from ftbench.model.encode import encode_batch
-from ftbench.data.views import SlotLayout, cap_views
 
 DATASET = DATASETS.get("synthetic")().build(SyntheticConfig(items=200, interactions=300, aux_view_dropout=0.5, seed=5))
 LAYOUT = SlotLayout.from_catalog(DATASET.catalog)

@@ -6,14 +6,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from ftbench.data.batching import compact_positions
+from ftbench.data.views import side_weights
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.data.views import side_weights
 
 from ._helpers import image_text_layout
-
 
 LAYOUT = image_text_layout(7)
 

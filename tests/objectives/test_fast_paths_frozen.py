@@ -14,10 +14,9 @@ explicitly: the default has since changed).
 
 import math
 
+import ftbench.objectives.mover as mover_module
 import torch
 import torch.nn.functional as F
-
-import ftbench.objectives.mover as mover_module
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, ObjectiveContext
 

@@ -9,15 +9,13 @@ import ot
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ftbench.data.batching import compact_positions
 from ftbench.config import apply_overrides
+from ftbench.data.batching import compact_positions
+from ftbench.data.views import all_views, cap_views, side_weights
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, side_views
-from ftbench.data.views import all_views, cap_views, side_weights
 
 from ._helpers import image_text_layout
-
 
 LAYOUT = image_text_layout(8)
 W_P = 0.6

@@ -22,11 +22,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from geomloss import SamplesLoss
-
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, Objective, ObjectiveContext
+from geomloss import SamplesLoss
 
 from ._helpers import (
     Slots,

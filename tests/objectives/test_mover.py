@@ -9,12 +9,11 @@ import ot
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ftbench.config import apply_overrides
-from ftbench.objectives import OBJECTIVES
-from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
 from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
 from ftbench.kernels.volume import gram_volume
+from ftbench.objectives import OBJECTIVES
+from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
 
 MULTIMODAL = [
     ("image", True),
@@ -101,7 +100,7 @@ def hand_volumes(delta):
     anchor e3 with {e1, e2}: orthonormal -> det = (1 + delta)^3.
     """
     p = 1 + delta
-    two = lambda c: math.sqrt(p * p - c * c)  # noqa: E731
+    two = lambda c: math.sqrt(p * p - c * c)
     collinear_pair = math.sqrt((p * p - 1) * p)
     return [
         [two(1 / math.sqrt(2)), two(0.0), collinear_pair],

@@ -9,12 +9,11 @@ import ot
 import pytest
 import torch
 import torch.nn.functional as F
-from geomloss import SamplesLoss
-
 from ftbench.config import apply_overrides
+from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.data.views import SlotLayout, cap_views, primary_weighted, side_weights
+from geomloss import SamplesLoss
 
 # image primary, title, then auxiliary views of both modalities
 MULTIMODAL = [

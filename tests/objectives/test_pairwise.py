@@ -7,14 +7,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_metric_learning.losses import SupConLoss
-
 from ftbench.config import apply_overrides
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, fuse
+from pytorch_metric_learning.losses import SupConLoss
 
 from ._helpers import image_text_layout
-
 
 LAYOUT = image_text_layout(4)
 SIDE = torch.tensor([0, 1, 0, 1])

@@ -10,7 +10,6 @@ initialised d x d map that nothing trains without query pairs (docs/method.md, "
 from pathlib import Path
 
 import pytest
-
 from ftbench.objectives import OBJECTIVES
 from ftbench.run.experiment import RunSpec, execute, prepare
 

@@ -1,7 +1,6 @@
 """`rows`: x[keep] without the copy when every row is kept, same values and gradients."""
 
 import torch
-
 from ftbench.objectives.base import rows
 
 

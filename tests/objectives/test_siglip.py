@@ -5,12 +5,10 @@ import math
 
 import torch
 import torch.nn.functional as F
-
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
 
 from ._helpers import image_text_layout, open_clip_loss_module
-
 
 LAYOUT = image_text_layout(3)
 

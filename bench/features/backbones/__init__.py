@@ -55,8 +55,8 @@ from .base import (
     Backbone,
     BackboneUnavailable,
     Input,
-    backbone_modalities,
     backbone_class,
+    backbone_modalities,
     content_bytes,
     content_hash,
     create_backbone,
@@ -68,13 +68,13 @@ from .base import (
 
 import_plugins(_sys.modules[__name__], skip=("base", "images"))
 
-from .efficientnet_lite0 import EfficientNetLite0  # noqa: E402
-from .hashed import HashFeatures  # noqa: E402
-from .images import center_crop_resize, load_rgb  # noqa: E402
-from .minilm import MiniLM  # noqa: E402
-from .openclip import OpenClip  # noqa: E402
-from .precomputed import Precomputed  # noqa: E402
-from .sentence_transformer import SentenceTransformerText  # noqa: E402
+from .efficientnet_lite0 import EfficientNetLite0
+from .hashed import HashFeatures
+from .images import center_crop_resize, load_rgb
+from .minilm import MiniLM
+from .openclip import OpenClip
+from .precomputed import Precomputed
+from .sentence_transformer import SentenceTransformerText
 
 __all__ = [
     "BACKBONES",
@@ -83,22 +83,22 @@ __all__ = [
     "ROLES",
     "Backbone",
     "BackboneUnavailable",
-    "Input",
-    "backbone_modalities",
-    "backbone_class",
-    "content_bytes",
-    "content_hash",
-    "create_backbone",
-    "file_fingerprint",
-    "model_files_digest",
-    "package_version",
-    "parse_spec",
     "EfficientNetLite0",
     "HashFeatures",
-    "center_crop_resize",
-    "load_rgb",
+    "Input",
     "MiniLM",
     "OpenClip",
     "Precomputed",
     "SentenceTransformerText",
+    "backbone_class",
+    "backbone_modalities",
+    "center_crop_resize",
+    "content_bytes",
+    "content_hash",
+    "create_backbone",
+    "file_fingerprint",
+    "load_rgb",
+    "model_files_digest",
+    "package_version",
+    "parse_spec",
 ]

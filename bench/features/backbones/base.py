@@ -13,13 +13,13 @@ import importlib.metadata
 import io
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...registry import Registry
-
 
 BACKBONES: Registry = Registry("backbone")
 
@@ -113,7 +113,7 @@ def requested_encode_precision() -> str:
     return value
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as fh:

@@ -11,13 +11,13 @@ import numpy as np
 from ...device import resolve_device
 from .base import (
     BACKBONES,
+    ENCODERS_HINT,
     Backbone,
     BackboneUnavailable,
-    ENCODERS_HINT,
     Input,
-    require_module,
     file_fingerprint,
     package_version,
+    require_module,
 )
 from .images import center_crop_resize, load_rgb
 

@@ -10,7 +10,6 @@ import numpy as np
 from .base import BACKBONES, Backbone, Input, package_version
 from .images import load_rgb
 
-
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 

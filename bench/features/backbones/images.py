@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import BackboneUnavailable, ENCODERS_HINT
+from .base import ENCODERS_HINT, BackboneUnavailable
 
 
 def load_rgb(path: str | Path):

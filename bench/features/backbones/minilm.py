@@ -10,13 +10,13 @@ import numpy as np
 from ...device import resolve_device
 from .base import (
     BACKBONES,
+    ENCODERS_HINT,
     Backbone,
     BackboneUnavailable,
-    ENCODERS_HINT,
     Input,
-    require_module,
     file_fingerprint,
     package_version,
+    require_module,
 )
 
 

@@ -34,13 +34,13 @@ from ._threads import effective_workers
 from ._topk import exact_topk
 
 __all__ = [
-    "BF16Catalog",
     "DEFAULT_GROUP_SIZE",
     "DEFAULT_ITEM_CHUNK",
     "DEFAULT_QUERY_CHUNK",
-    "LowRankCatalog",
     "SCANS",
     "SEARCH_ENV",
+    "BF16Catalog",
+    "LowRankCatalog",
     "TooManyCandidates",
     "bf16_topk_chunk",
     "effective_workers",

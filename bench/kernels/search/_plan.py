@@ -117,7 +117,7 @@ def _measure_speedup(device: torch.device) -> float:
     return t32 / tb
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _decide(device_type: str, device_index: int | None) -> tuple[str, str, float | None]:
     """(scan, reason, measured speed-up or None). The reason never carries the measured figure: it
     is recorded with a run's evaluation counts, which the same command must reproduce exactly; the

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ftbench.cost.encode_bench import bench_set, grocery_inputs, synthetic_product_texts
 
 MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"

@@ -4,10 +4,9 @@ from collections import Counter
 
 import pytest
 import torch
-from torch import nn
-
 from ftbench.cost.floor import GemmRecorder, GemmReplay, profile_step
 from ftbench.cost.scaling import CostSpec, format_cost, whole_step
+from torch import nn
 
 
 def _two_layer_step(rows=4, d_in=5, hidden=7, d_out=3):

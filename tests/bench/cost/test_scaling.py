@@ -2,7 +2,6 @@
 
 import torch
 import torch.nn.functional as F
-
 from ftbench.cost import scaling
 from ftbench.data.views import SlotLayout, primary_weighted, side_weights
 from ftbench.objectives import OBJECTIVES

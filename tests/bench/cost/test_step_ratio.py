@@ -3,11 +3,10 @@
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.cost.scaling import CostSpec
 from ftbench.cost.step_ratio import run_step_ratio, summarize
+from typer.testing import CliRunner
 
 
 def test_summary_by_hand():

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
-
 from ftbench.data.batching import build_view_batch
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset
 from ftbench.data.queries import QuerySet, relevance_from_pairs
-from ftbench.train.loop import BatchSampler
 from ftbench.data.views import SlotLayout, all_views, cap_views
+from ftbench.train.loop import BatchSampler
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 SLOTS = [
     ViewSlot("image", "image", "primary"),

@@ -2,10 +2,9 @@
 
 import numpy as np
 import torch
-
 from ftbench.data.batching import build_view_batch, compact_positions
-from ftbench.datasets.synthetic import SyntheticCatalog, SyntheticConfig
 from ftbench.data.views import SlotLayout, all_views, cap_views, catalog_availability
+from ftbench.datasets.synthetic import SyntheticCatalog, SyntheticConfig
 
 
 def test_compact_positions():

@@ -9,7 +9,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from ftbench.data.batching import build_view_batch
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.content import (

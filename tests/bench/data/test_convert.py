@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import os
 
-import pytest
-from typer.testing import CliRunner
-
 import ftbench.data.convert as convert_module
+import pytest
 from ftbench.data.convert import convert_dataset
 from ftbench.datasets.catalog import CatalogFolder
+from typer.testing import CliRunner
 
 SMALL = {"items": 60, "interactions": 80}
 

@@ -7,12 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.data.example import write_example_catalog
 from ftbench.data.quality import validate_catalog
 from ftbench.datasets.catalog import CatalogFolder
+from typer.testing import CliRunner
 
 runner = CliRunner()
 CHEAP = dict(text_backbone="hash", image_backbone="hash", use_cache=False)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import typer
-from typer.testing import CliRunner
-
 from ftbench.data.fetch import ArchiveSource, Limits, UnsafeArchiveError, download, fetchable, safe_extract
 from ftbench.datasets import DATASETS
 from ftbench.datasets.grocery_store import GroceryStore
+from typer.testing import CliRunner
 
 # what the grocery-store plugin declares: `ftbench data fetch grocery-store` uses it
 fetch_grocery_store = GroceryStore.archive.fetch

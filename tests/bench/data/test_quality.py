@@ -14,10 +14,6 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
-from rich.console import Console
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.data.quality import (
     MINILM_MAX_TOKENS,
@@ -29,6 +25,9 @@ from ftbench.data.quality import (
     rich_tables,
     validate_catalog,
 )
+from PIL import Image
+from rich.console import Console
+from typer.testing import CliRunner
 
 runner = CliRunner()
 LONG = " ".join(["xylophonist"] * 60)  # 62 words with [CLS]/[SEP], 302 word pieces (x ##yl ##op ##hon ##ist)

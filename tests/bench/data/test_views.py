@@ -1,7 +1,6 @@
 """Hand-computed checks of the view bookkeeping (bench/views.py)."""
 
 import torch
-
 from ftbench.data.catalog import ViewSlot
 from ftbench.data.views import SlotLayout, cap_views, first_of_each_side, primary_weighted, side_weights
 

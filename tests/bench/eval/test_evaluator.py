@@ -4,8 +4,6 @@ every metric is computed by hand in the comments below."""
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset
 from ftbench.data.queries import QuerySet, relevance_from_pairs
@@ -14,6 +12,7 @@ from ftbench.eval.evaluator import EvalConfig, Evaluator
 from ftbench.model.towers import TowerConfig, Towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
+from torch import nn
 
 
 def _hand_made_evaluator():

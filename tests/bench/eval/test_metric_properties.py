@@ -21,11 +21,10 @@ import math
 
 import numpy as np
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ftbench.eval.metrics import ranked_list_metrics, target_rank_metrics
 from ftbench.kernels.search import exact_topk, rank_of_targets
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @st.composite

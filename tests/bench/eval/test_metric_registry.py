@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from ftbench.data.queries import relevance_from_pairs
 from ftbench.eval.metric_registry import (
     DEFAULT_METRICS,
@@ -256,9 +255,8 @@ def test_report_and_export_cope_with_runs_without_map(tmp_path):
 
 
 def test_a_run_with_map_prints_and_records_it_and_changes_no_other_number(tmp_path):
-    from typer.testing import CliRunner
-
     from ftbench.cli.app import app
+    from typer.testing import CliRunner
 
     tiny = [
         "--objective",

@@ -5,15 +5,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from ftbench.data.queries import relevance_from_pairs
+from ftbench.eval.metrics import DEFAULT_KS, ranked_list_metrics, split_ks, target_rank_metrics
 from torchmetrics.functional.retrieval import (
     retrieval_hit_rate,
     retrieval_normalized_dcg,
     retrieval_recall,
     retrieval_reciprocal_rank,
 )
-
-from ftbench.eval.metrics import DEFAULT_KS, ranked_list_metrics, split_ks, target_rank_metrics
-from ftbench.data.queries import relevance_from_pairs
 
 
 def _reference(ranked, indptr, items, grades, ks):

@@ -3,14 +3,13 @@ searched with the primary view leave-one-out and aux->item with the auxiliary vi
 tasks whose views the catalog truly lacks are listed as not applicable, with the true reason."""
 
 import torch
-
+from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.eval.evaluator import EvalConfig, Evaluator
 from ftbench.model.towers import TowerConfig, Towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.data.views import SlotLayout
 
 
 def _evaluate(modalities):

@@ -4,7 +4,6 @@ embeddings must be those of encoding the chunks in turn, bit for bit."""
 import numpy as np
 import pytest
 import torch
-
 from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig

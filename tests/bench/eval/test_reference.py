@@ -4,7 +4,6 @@ one), 8 image queries with one relevant item each."""
 
 import numpy as np
 import pytest
-
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset
 from ftbench.data.queries import QuerySet, relevance_from_pairs

@@ -7,10 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.eval.run_files import integer_grades, read_per_query, strictly_decreasing
+from typer.testing import CliRunner
 
 ir_measures = pytest.importorskip("ir_measures")
 

@@ -5,7 +5,6 @@ the same ranked lists and metrics as the fp32 pass, and the pass taken recorded 
 import numpy as np
 import pytest
 import torch
-
 from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig

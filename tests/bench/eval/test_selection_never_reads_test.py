@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
+from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.grocery_store import GroceryStore
 from ftbench.datasets.synthetic import SyntheticConfig
@@ -15,7 +15,6 @@ from ftbench.eval.evaluator import EvalConfig, Evaluator
 from ftbench.model.towers import TowerConfig, Towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.data.views import SlotLayout
 from ftbench.run.experiment import RunSpec, execute, prepare
 
 MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"

@@ -3,14 +3,13 @@ largest K that every task scores, and says so in the recorded metric name."""
 
 import pytest
 import torch
-
+from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.eval.evaluator import EvalConfig, Evaluator
+from ftbench.model.towers import TowerConfig, Towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.model.towers import TowerConfig, Towers
-from ftbench.data.views import SlotLayout
 
 
 def _evaluator(items):

@@ -4,7 +4,6 @@ and item embedding from those tower outputs. The results must be those of encodi
 import numpy as np
 import pytest
 import torch
-
 from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig

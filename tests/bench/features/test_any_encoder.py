@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ftbench.features.backbones import BackboneUnavailable, create_backbone
 from ftbench.features.backbones.sentence_transformer import dim_from_files
 from ftbench.features.cache import FeatureCache

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from ftbench.features.backbones import (
     BACKBONES,
     BackboneUnavailable,
@@ -22,6 +20,7 @@ from ftbench.features.backbones import (
     create_backbone,
     parse_spec,
 )
+from PIL import Image
 
 MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"
 

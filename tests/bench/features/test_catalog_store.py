@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from ftbench.datasets.synthetic import SyntheticCatalog, SyntheticConfig
 from ftbench.features import catalog_store
 from ftbench.features.catalog_store import StoredCatalog, key_material, should_store, store_folder, stored_catalog
@@ -42,7 +41,7 @@ def test_stored_features_equal_freshly_generated_ones(tmp_path):
 
 def test_a_changed_data_config_gives_another_key(tmp_path):
     base = _config()
-    key = lambda cfg: store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path)  # noqa: E731
+    key = lambda cfg: store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path)
     assert key(base) == key(_config())
     changed = [
         _config(seed=1),

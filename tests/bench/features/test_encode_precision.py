@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ftbench.features.backbones import base as backbone_base
 from ftbench.features.backbones import create_backbone
 from ftbench.features.cache import FeatureCache

@@ -6,11 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import typer
-from typer.testing import CliRunner
-
-from ftbench.features.backbones import HashFeatures, content_hash
 from ftbench.data.catalog import ViewSlot
+from ftbench.features.backbones import HashFeatures, content_hash
 from ftbench.features.cache import FeatureCache, assemble_catalog, encode_views, make_progress_printer, report_progress
+from typer.testing import CliRunner
 
 
 class Counting(HashFeatures):

@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-
 from ftbench.features import cache as cache_module
 from ftbench.features.cache import FeatureCache
 

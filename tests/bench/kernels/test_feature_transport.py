@@ -6,12 +6,12 @@ the released [B, d, d] broadcast form of the cost.
 """
 
 import math
+
 import numpy as np
 import ot
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ftbench.kernels.feature_transport import _logsumexp, feature_cost, feature_plan, log_sinkhorn
 
 
@@ -134,7 +134,7 @@ def test_invalid_arguments():
 
 # --- fixed_sinkhorn: the log-domain iterate computed as float64 scalings with absorption ---------
 
-from ftbench.kernels.feature_transport import fixed_sinkhorn  # noqa: E402
+from ftbench.kernels.feature_transport import fixed_sinkhorn
 
 
 @pytest.mark.parametrize("spread, float32_tolerance", [(0.05, 1e-5), (1.0, 1e-5), (20.0, 3e-4)])

@@ -24,16 +24,15 @@ import math
 
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from ftbench.data.batching import compact_positions
 from ftbench.data.catalog import ViewSlot
+from ftbench.data.views import SlotLayout, all_views
+from ftbench.kernels.sinkhorn import sinkhorn
+from ftbench.kernels.volume import gram_volume, pairwise_volume
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-from ftbench.kernels.sinkhorn import sinkhorn
-from ftbench.data.views import SlotLayout, all_views
-from ftbench.kernels.volume import gram_volume, pairwise_volume
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _unit(shape, seed, dtype=torch.float32):

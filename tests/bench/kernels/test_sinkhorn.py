@@ -7,7 +7,6 @@ import numpy as np
 import ot
 import pytest
 import torch
-
 from ftbench.kernels.sinkhorn import plain_domain_limit, sinkhorn
 
 

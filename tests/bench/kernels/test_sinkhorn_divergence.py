@@ -10,16 +10,15 @@ and is ~50x closer to float64 there. The annealing iterations agree to ~1e-7.
 
 import math
 
+import ftbench.kernels.sinkhorn_divergence as kernel
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from ftbench.kernels.sinkhorn_divergence import diameter, epsilon_schedule, sinkhorn_divergences
 from geomloss import SamplesLoss
 from geomloss._legacy.sinkhorn_divergence import epsilon_schedule as geomloss_schedule
 from geomloss._legacy.sinkhorn_divergence import max_diameter
-
-import ftbench.kernels.sinkhorn_divergence as kernel
-from ftbench.kernels.sinkhorn_divergence import diameter, epsilon_schedule, sinkhorn_divergences
 
 RTOL = 1e-5
 # how much farther from geomloss's float64 gradient ours may be than geomloss's float32 one

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ftbench.kernels.volume import gram_log_volume, gram_volume, pairwise_log_volume, pairwise_span_distance, pairwise_volume
 
 

@@ -4,12 +4,11 @@ and refuses data it cannot embed with an error naming what differs."""
 
 import json
 
+import ftbench
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-import ftbench
 from ftbench.cli.app import app
+from typer.testing import CliRunner
 
 TINY = {"dataset.items": 300, "dataset.interactions": 400, "train.eval_every": 5, "train.val_gallery_size": 200}
 runner = CliRunner()

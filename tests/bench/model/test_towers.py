@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ftbench.config import apply_overrides
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.dataset import MultiViewDataset

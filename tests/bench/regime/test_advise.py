@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.regime.advise import (
     REFERENCE,
@@ -19,6 +17,7 @@ from ftbench.regime.advise import (
     profile_path,
 )
 from ftbench.regime.design import regime_design
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[3]
 OBJECTIVES = {"clip": 0.0, "factorized": 0.5, "pairwise": 0.25, "oat": -0.2}

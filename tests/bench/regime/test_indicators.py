@@ -7,16 +7,15 @@ installed); and `ftbench data profile` end to end."""
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
-from ftbench.regime.indicators import cutoff_for, crossfit_predict, profile_dataset
+from ftbench.regime.indicators import crossfit_predict, cutoff_for, profile_dataset
 from ftbench.run.experiment import RunSpec, build_dataset, prepare
+from typer.testing import CliRunner
 
 MINI = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "grocery_store_mini"
 needs_mini = pytest.mark.skipif(not MINI.is_dir(), reason="grocery_store_mini copy not beside the repository")
@@ -29,7 +28,7 @@ def _dataset(*sets: str, name: str = "synthetic"):
     return build_dataset(prepare(RunSpec(dataset=name, sets=list(sets))))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _profile(*sets: str, views: int = 8):
     return profile_dataset(_dataset(*SMALL, *sets), views=views)
 

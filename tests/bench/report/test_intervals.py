@@ -8,7 +8,6 @@ where the arithmetic is exact.
 import math
 
 import pytest
-
 from ftbench.report.intervals import paired_difference, t_interval, t_quantile
 
 

@@ -3,7 +3,6 @@
 import itertools
 
 import pandas as pd
-
 from ftbench.report import plots
 
 

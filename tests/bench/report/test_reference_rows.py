@@ -3,11 +3,10 @@ trained runs of the same options, and the report shows them as rows marked untra
 
 import json
 
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.report.build import build_report
 from ftbench.report.load import REFERENCE_MARK, load_results_frame
+from typer.testing import CliRunner
 
 SETS = ["--set", "dataset.items=300", "--set", "dataset.interactions=400", "--set", "train.val_gallery_size=200"]
 

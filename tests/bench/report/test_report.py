@@ -13,10 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from ftbench.report.intervals import paired_difference
 from ftbench.report import build_report, claim_verdict, load_results_frame, load_run_results
+from ftbench.report.intervals import paired_difference
+from typer.testing import CliRunner
 
 GENERATOR = Path(__file__).resolve().parents[2] / "fixtures" / "results" / "generate.py"
 
@@ -108,8 +107,8 @@ def test_cross_view_table(report):
 def test_lead_and_headline_choice(report, fixture_dir, tmp_path):
     """The report opens with the reader's groups and their headline metrics; a saturated metric
     never heads a group; "Paper claims" appears only with a paper-scale group."""
-    from ftbench.report.headline import choose_headline
     import pandas as pd
+    from ftbench.report.headline import choose_headline
 
     _, text = report
     assert text.index("## Your comparisons") < text.index("## synthetic,") < text.index("## Paper claims")

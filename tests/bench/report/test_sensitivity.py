@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from ftbench.report.sensitivity import METRIC, _default_objective_hash, sensitivity_section, sensitivity_table
 
 PRESET = ("dataset.items", "dataset.interactions", "eval.ks")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from ftbench.report.intervals import t_interval
 from ftbench.report.significance import paired_t_p, paired_tests, randomisation_p
 from ftbench.report.tables import cell_interval, fmt_interval

@@ -5,7 +5,6 @@ checkpoint steps, and clear errors for a missing folder or a duplicated run."""
 from pathlib import Path
 
 import pytest
-
 from ftbench.report.intervals import t_interval
 from ftbench.report.tower_init import load_setting, main, summary
 from ftbench.run.results import RunResult, write_result

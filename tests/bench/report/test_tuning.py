@@ -4,7 +4,6 @@ names the query task as the data set does."""
 from __future__ import annotations
 
 import pandas as pd
-
 from ftbench.report.tuning import informative_metrics, tuning_section
 
 

@@ -3,7 +3,6 @@ paired 95% interval that excludes zero against every other objective, else "no c
 the objectives tied with the best mean. Hand computations use t(0.975, 2) = 4.3027."""
 
 import pytest
-
 from ftbench.report.winner import MIN_SEEDS, decide_winner, format_verdict
 
 

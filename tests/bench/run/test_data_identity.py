@@ -10,9 +10,6 @@ import json
 import shutil
 from pathlib import Path
 
-from rich.console import Console
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.cli.sweep import run_sweep_with_progress
 from ftbench.config import config_hash
@@ -21,6 +18,8 @@ from ftbench.run.experiment import RunSpec, prepare
 from ftbench.run.identity import run_identity
 from ftbench.run.results import RunResult, load_result, result_filename, write_result
 from ftbench.run.sweep import prepare_grid, run_sweep, spec_from_preset
+from rich.console import Console
+from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[3]
 CHEAP_DATA = ["dataset.text_backbone=hash", "dataset.use_cache=False"]

@@ -5,7 +5,6 @@ import os
 import stat
 
 import pytest
-
 from ftbench.run.results import atomic_write_text, current_umask
 
 
@@ -36,7 +35,6 @@ def test_atomic_write_honours_umask(tmp_path, umask, mask, mode):
 def test_saved_embeddings_folder_honours_umask(tmp_path, umask):
     import numpy as np
     import torch
-
     from ftbench.run.embeddings_io import save_run_embeddings
 
     umask(0o022)

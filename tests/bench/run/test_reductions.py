@@ -14,7 +14,6 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from ftbench.data.catalog import ArrayCatalog, ViewSlot
 from ftbench.data.views import SlotLayout
 from ftbench.objectives import OBJECTIVES

@@ -4,7 +4,6 @@ import json
 import os
 
 import pytest
-
 from ftbench.run.results import RunResult, atomic_write_text, load_result, write_result
 
 

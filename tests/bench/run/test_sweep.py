@@ -4,8 +4,6 @@ not stop the sweep, data-set reuse, and shards that together run every cell exac
 import json
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.run import sweep as sweep_module
 from ftbench.run.results import RunResult, load_result, result_filename, write_result
 from ftbench.run.sweep import (
@@ -17,9 +15,10 @@ from ftbench.run.sweep import (
     shard_grid,
     spec_from_preset,
 )
+from typer.testing import CliRunner
 
 TINY_SETS = ["dataset.items=300", "dataset.interactions=400", "train.val_gallery_size=200"]
-REGISTERED = lambda: ["clip", "factorized"]  # noqa: E731 - other objectives may not be registered yet
+REGISTERED = lambda: ["clip", "factorized"]
 
 
 def _spec(objectives=("clip", "factorized"), views=(2, 4), seeds=(0, 1, 2), sets=()):
@@ -194,8 +193,8 @@ def test_cli_sweep_end_to_end(tmp_path):
 
 
 def test_cli_sweep_errors_and_failures(tmp_path, monkeypatch):
-    from ftbench.run import experiment
     from ftbench.cli.app import app
+    from ftbench.run import experiment
 
     res = runner.invoke(app, ["sweep", "-o", "clip", "--views", "2", "--seed", "0", "--set", "nonsense", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "expected key=value" in res.output and not list(tmp_path.glob("*.json"))

@@ -5,10 +5,9 @@ import json
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.run.tracking import MlflowTracker, TrackingError, flatten_params, make_tracker, metric_key
+from typer.testing import CliRunner
 
 TINY = [
     "--set",

@@ -17,14 +17,13 @@ import sys
 from pathlib import Path
 
 import torch
-
+from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
-from ftbench.train.distributed import setup
+from ftbench.model.towers import TowerConfig, build_towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.model.towers import TowerConfig, build_towers
+from ftbench.train.distributed import setup
 from ftbench.train.loop import Stepper, TrainConfig
-from ftbench.data.views import SlotLayout
 
 STEPS = 3
 GLOBAL_BATCH = 15  # odd on purpose: the two processes hold 8 and 7 items

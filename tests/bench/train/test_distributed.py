@@ -27,7 +27,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ftbench.train.distributed import DistributedContext, from_environment, process_device
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -80,7 +79,7 @@ def runs(tmp_path_factory):
                 p.kill()
     for name, p, log in zip(("single", "rank0", "rank1"), procs, logs):
         assert p.returncode == 0, f"{name} worker failed:\n{log[-4000:]}"
-    load = lambda name: torch.load(out / f"{name}.pt", weights_only=False)  # noqa: E731
+    load = lambda name: torch.load(out / f"{name}.pt", weights_only=False)
     return load("single"), load("rank0"), load("rank1")
 
 

@@ -5,7 +5,6 @@ import copy
 
 import numpy as np
 import torch
-
 from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.datasets.synthetic import SyntheticConfig

@@ -3,18 +3,17 @@
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
+from ftbench.data.views import SlotLayout
 from ftbench.datasets import DATASETS
 from ftbench.device import check_precision
-from ftbench.run.experiment import RunSpec, prepare
+from ftbench.model.encode import to_device
+from ftbench.model.towers import TowerConfig, Towers
 from ftbench.objectives import OBJECTIVES
 from ftbench.objectives.base import ObjectiveContext
-from ftbench.model.towers import TowerConfig, Towers
-from ftbench.model.encode import to_device
+from ftbench.run.experiment import RunSpec, prepare
 from ftbench.train.loop import Stepper, TrainConfig
-from ftbench.data.views import SlotLayout
+from typer.testing import CliRunner
 
 
 @pytest.fixture(scope="module")

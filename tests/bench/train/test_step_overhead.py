@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from ftbench.cost.scaling import CostSpec, whole_step
 from ftbench.datasets.synthetic import SyntheticConfig
 from ftbench.train.loop import NonFiniteError

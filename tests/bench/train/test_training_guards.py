@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from ftbench.cli.app import app
 from ftbench.objectives import OBJECTIVES
+from typer.testing import CliRunner
 
 TINY = [
     "--set",

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 import torch
-
-from ftbench.kernels.search import BF16Catalog, exact_topk, score_bounds, search_precision
-from ftbench.kernels.search import _bf16, _plan
+from ftbench.kernels.search import BF16Catalog, _bf16, _plan, exact_topk, score_bounds, search_precision
 from ftbench.kernels.search._bf16 import _threshold
 
 

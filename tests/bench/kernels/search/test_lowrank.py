@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 import torch
-
 from ftbench.kernels.search import (
     LowRankCatalog,
     TooManyCandidates,
+    _lowrank,
     exact_topk,
     fit_rank,
     lowrank_topk_chunk,
     plan_scan,
     principal_basis,
 )
-from ftbench.kernels.search import _lowrank
 
 
 @pytest.fixture

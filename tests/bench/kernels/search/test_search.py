@@ -1,10 +1,10 @@
 """Exact chunked search: brute-force lexicographic oracle (ties, duplicates, chunk splits) and faiss."""
 
 import math
+
 import numpy as np
 import pytest
 import torch
-
 from ftbench.kernels.search import exact_topk, faiss_topk, lexicographic_topk, rank_of_targets
 
 
