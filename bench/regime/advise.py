@@ -144,8 +144,20 @@ def load_map(folder: Path | str, points: list[DesignPoint] | None = None, min_se
     return RegimeMap(folder, cells, sorted(objectives), missing, incomplete)
 
 
+#: indicators that are undefined (None) when a catalog has nothing they could measure, read as
+#: their neutral value: no auxiliary view to add (V = 2) gains nothing, and no auxiliary views on
+#: both sides (V <= 3) share nothing
+NEUTRAL_WHEN_UNDEFINED = {"aux_gain_queries": 0.0, "aux_gain_views": 0.0, "cross_side_overlap": 0.0}
+
+
 def _matrix(rows: list[Mapping[str, float | None]], names: tuple[str, ...]) -> np.ndarray:
-    return np.array([[np.nan if r.get(n) is None else float(r[n]) for n in names] for r in rows], dtype=float)
+    def value(row: Mapping[str, float | None], name: str) -> float:
+        v = row.get(name)
+        if v is None:
+            return NEUTRAL_WHEN_UNDEFINED.get(name, np.nan)
+        return float(v)
+
+    return np.array([[value(r, n) for n in names] for r in rows], dtype=float)
 
 
 @dataclass

@@ -85,6 +85,24 @@ def test_a_catalog_far_from_every_cell_is_outside_the_map():
     assert not advisor.advise(far).inside
 
 
+def test_an_indicator_undefined_for_few_views_reads_as_its_neutral_value():
+    """A two-view catalog has no auxiliary view (aux_gain_views None), a three-view one none on both
+    sides (cross_side_overlap None): the predictor reads them as 0 (nothing to gain, nothing shared),
+    both when fitting and when advising, instead of dropping the indicator or failing."""
+    cells = known_map()
+    for c in cells:
+        if c.point.views <= 3:
+            c.indicators["cross_side_overlap"] = None
+        if c.point.views == 2:
+            c.indicators["aux_gain_views"] = None
+    advisor = Advisor(cells)
+    assert {"aux_gain_views", "cross_side_overlap"} <= set(advisor.features)
+    two_view = next(c for c in cells if c.point.views == 2)
+    zeroed = dict(two_view.indicators, aux_gain_views=0.0, cross_side_overlap=0.0)
+    assert advisor.standardise(two_view.indicators).tolist() == advisor.standardise(zeroed).tolist()
+    assert leave_one_cell_out(cells)["cells"] == 32
+
+
 def test_leave_one_cell_out_on_a_known_map():
     outcome = leave_one_cell_out(known_map())
     assert outcome["cells"] == 32
