@@ -101,6 +101,11 @@ def register(app: typer.Typer) -> None:
         ),
         validate: bool = typer.Option(False, "--validate", help="leave-one-cell-out over --map; writes MAP/validation.json"),
         json_file: Path | None = typer.Option(None, "--json", help="also write the advice (or validation) to this JSON file"),
+        measured_dir: Path | None = typer.Option(
+            None,
+            "--measured",
+            help="a folder of this catalog's comparison runs (the confirming sweep's --out): check the advice against them",
+        ),
     ) -> None:
         """Predict, before training anything, how each objective would do on a catalog: its paired gain over
         clip with a 95% interval, the ranking with ties, the step cost at --views, how far the catalog lies
@@ -175,6 +180,21 @@ def register(app: typer.Typer) -> None:
             ]
         )
         print(f"confirm on your data: {command}")
+        checked = None
+        if measured_dir is not None:
+            try:
+                measured = rg.measured_comparison(measured_dir, dataset, views)
+            except (ValueError, *input_errors()) as exc:
+                fail(str(exc))
+            checked = {"folder": str(measured_dir), **measured, **rg.check_advice(advice, measured)}
+            gains = ", ".join(f"{o} {g:+.4f}" for o, g in sorted(measured["gains"].items(), key=lambda kv: -kv[1]))
+            print(
+                f"measured in {measured_dir} ({measured['task']} {measured['metric']}): gains over clip {gains}; "
+                f"tied-best {','.join(checked['measured_tied_best'])}; advised best {advice.best}: "
+                f"{'inside' if checked['hit'] else 'NOT inside'} it; measured tied-best "
+                f"{'all' if checked['measured_best_inside_advised_ties'] else 'not all'} among the advised ties; "
+                f"Spearman {checked['spearman']:+.2f}"
+            )
         print(f"(profiled and advised in {time.perf_counter() - t0:.1f} s)")
         if json_file is not None:
             _write_json(
@@ -187,5 +207,6 @@ def register(app: typer.Typer) -> None:
                     "advice": advice.to_dict(),
                     "step_ms": costs,
                     "confirm": command,
+                    "measured": checked,
                 },
             )

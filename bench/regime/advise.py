@@ -336,3 +336,86 @@ def step_cost_ms(cost_dir: Path | str, views: int) -> dict[str, float]:
             t = np.log([p[1] for p in pairs])
             out[o] = float(np.exp(np.interp(math.log(max(views, 1)), v, t)))
     return out
+
+
+def measured_comparison(folder: Path | str, dataset: str, views: int, min_seeds: int = 3) -> dict[str, Any]:
+    """What a comparison already run on a catalog measured, in the form the advice is checked against.
+
+    Reads the run results under `folder` for `dataset` at `views` (one comparison group: the same
+    data, training and evaluation settings; a folder holding several is refused), picks the group's
+    headline metric of its query task by the report's rule (`ftbench.report.headline`), and returns
+    per objective and seed the score, the mean paired gains over clip, and the tied-best set by the
+    report's winner rule.
+    """
+    import pandas as pd
+
+    from ..report.headline import choose_headline
+    from ..report.load import group_key, query_task_of
+    from ..report.winner import decide_winner
+    from ..run.results import load_result
+
+    runs = []
+    for path in sorted(Path(folder).glob("*__*__v*__s*__*.json")):
+        result = load_result(path)
+        if result.config.get("dataset") == dataset and result.config.get("views") == views:
+            runs.append(result)
+    if not runs:
+        raise ValueError(f"{folder}: no {dataset} run result at --views {views}")
+    # the comparison is the group clip was trained in (untrained references such as frozen-mean
+    # form groups of their own)
+    groups = {group_key(r.config, r.data) for r in runs if r.config.get("objective") == REFERENCE}
+    if len(groups) != 1:
+        raise ValueError(
+            f"{folder}: {len(groups)} comparison groups of {dataset} at --views {views} with {REFERENCE} runs; name a folder with one"
+        )
+    runs = [r for r in runs if group_key(r.config, r.data) in groups]
+    task = query_task_of(runs[0])
+    newest: dict[tuple[str, int], Any] = {}
+    for r in sorted(runs, key=lambda r: r.created or ""):
+        newest[(r.config["objective"], int(r.config["seed"]))] = r
+    rows = [
+        {"objective_label": o, "views": views, **{f"{task}/{m}": v for m, v in r.metrics.get(task, {}).items()}}
+        for (o, _), r in newest.items()
+    ]
+    metric, why = choose_headline(pd.DataFrame(rows), task=task)
+    if metric is None:
+        raise ValueError(f"{folder}: {why}")
+    scores: dict[str, dict[int, float]] = {}
+    for (o, s), r in newest.items():
+        value = r.metrics.get(task, {}).get(metric)
+        if value is not None:
+            scores.setdefault(o, {})[s] = float(value)
+    verdict = decide_winner(scores, min_seeds=min_seeds)
+    best = {verdict.winner} if verdict and verdict.winner else set(verdict.tied if verdict else ())
+    cell = MapCell(regime_design(1)[0], {}, scores)
+    return {
+        "task": task,
+        "metric": metric,
+        "why_metric": why,
+        "scores": scores,
+        "gains": {REFERENCE: 0.0, **cell.mean_gains()},
+        "tied_best": sorted(best),
+        "verdict": verdict.reason if verdict else None,
+    }
+
+
+def check_advice(advice: Advice, measured: Mapping[str, Any]) -> dict[str, Any]:
+    """Advice against a measured comparison: whether the advised best is in the measured tied-best
+    set, whether every measured tied-best objective is among those the advice marks as tied with
+    its best, and the Spearman correlation between predicted and measured gains over clip."""
+    from scipy.stats import spearmanr
+
+    predicted = {p.objective: p.gain for p in advice.predictions}
+    gains = measured["gains"]
+    common = sorted(set(predicted) & set(gains))
+    rho = float(spearmanr([predicted[o] for o in common], [gains[o] for o in common]).statistic)
+    advised_tied = {p.objective for p in advice.predictions if p.tied_with_best}
+    return {
+        "advised_best": advice.best,
+        "measured_tied_best": measured["tied_best"],
+        "hit": advice.best in set(measured["tied_best"]),
+        "measured_best_inside_advised_ties": set(measured["tied_best"]) <= advised_tied,
+        "spearman": rho,
+        "objectives": common,
+        "inside_map": advice.inside,
+    }

@@ -201,3 +201,34 @@ def test_the_report_leaves_the_map_folder_to_advise(tmp_path):
     assert "regime-map/design.json" not in found and "regime-map/validation.json" not in found
     assert not any(f.startswith("regime-map/") for f in found)  # runs included: advise reads them
     assert "other/validation.json" in found
+
+
+def test_advice_is_checked_against_a_comparison_measured_on_the_catalog(tmp_path):
+    from ftbench.regime.advise import check_advice, measured_comparison
+
+    point = known_map()[5].point
+    # factorized clearly ahead over three seeds, pairwise level with clip, oat behind
+    measured = {"clip": 0.50, "factorized": 0.60, "pairwise": 0.50, "oat": 0.45}
+    jitter = {0: 0.0, 1: 0.004, 2: -0.003}
+    cell = MapCell(point, {}, {o: {s: v + jitter[s] * (1 + i) for s in range(3)} for i, (o, v) in enumerate(measured.items())})
+    write_map(tmp_path, [cell], set())
+    for path in tmp_path.glob("*.json"):  # saturate the larger cut-offs: the headline rule then picks recall@10
+        payload = json.loads(path.read_text())
+        payload["metrics"]["query->item"].update({"recall@500": 0.99, "recall@100": 0.99, "recall@50": 0.99})
+        path.write_text(json.dumps(payload))
+    # an untrained reference in its own comparison group is left out
+    frozen = json.loads(next(tmp_path.glob("synthetic__clip__*s0*.json")).read_text())
+    frozen["config"].update(objective="frozen-mean")
+    frozen["config"]["train_config"]["steps"] = 0
+    (tmp_path / "synthetic__frozen-mean__v0__s0__x.json").write_text(json.dumps(frozen))
+
+    comparison = measured_comparison(tmp_path, "synthetic", point.views)
+    assert comparison["metric"] == "recall@10" and comparison["tied_best"] == ["factorized"]
+    assert comparison["gains"]["factorized"] == pytest.approx(0.1 + 0.001 / 3, abs=1e-9)
+    assert "frozen-mean" not in comparison["scores"]
+
+    advice = Advisor(known_map()).advise(max(known_map(), key=lambda c: c.indicators["aux_gain_queries"]).indicators)
+    checked = check_advice(advice, comparison)  # the known map advises factorized > pairwise > clip > oat
+    assert checked["hit"] and checked["spearman"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no synthetic run result at --views 9"):
+        measured_comparison(tmp_path, "synthetic", 9)
