@@ -13,17 +13,17 @@ if __name__ != "ftbench.datasets":  # e.g. `import datasets` from the repository
         "(`make install`) and import ftbench.datasets"
     )
 
-from ..registry import Registry
+from ..registry import Registry  # noqa: E402
 
 DATASETS: Registry = Registry("data set")
 
-import sys as _sys
+import sys as _sys  # noqa: E402
 
-from ..plugins import import_plugins
+from ..plugins import import_plugins  # noqa: E402
 
 import_plugins(_sys.modules[__name__])
 
-from .._callable import make_callable as _make_callable
+from .._callable import make_callable as _make_callable  # noqa: E402
 
 # `ftbench.datasets()`: {name: summary} of the registered data sets (`ftbench.api.datasets`)
 _make_callable(__name__, "datasets")

@@ -175,7 +175,7 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
             ) from None
         except FileNotFoundError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
             raise ValueError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc})") from None
         df = df.astype(object).where(df.notna(), "")
     else:

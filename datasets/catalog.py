@@ -244,7 +244,7 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
             df = pd.read_parquet(parquet)
         except ImportError as exc:
             raise ImportError(f"{parquet}: reading parquet needs pyarrow (pip install pyarrow) ({exc})") from None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own types for damaged files
             raise ValueError(f"{parquet}: cannot be read as parquet ({type(exc).__name__}: {exc})") from None
         records = []
         for i, row in enumerate(df.to_dict("records")):

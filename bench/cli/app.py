@@ -7,7 +7,6 @@ import importlib
 import inspect
 import os
 import pkgutil
-from typing import Optional
 
 import typer
 

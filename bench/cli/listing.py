@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import sys
-from typing import Optional
 
 import typer
 from rich.table import Table

@@ -378,6 +378,6 @@ def format_cost(result: dict[str, Any]) -> str:
             )
     lines.append("growth exponents (slope of log time vs log V, V >= 2):")
     for name, e in result["exponents"].items():
-        fmt = lambda x: "—" if x is None else f"{x:.2f}"
+        fmt = lambda x: "—" if x is None else f"{x:.2f}"  # noqa: E731
         lines.append(f"  {name:<12} objective alone {fmt(e['objective_exponent'])}   whole step {fmt(e['step_exponent'])}")
     return "\n".join(lines)

@@ -88,7 +88,7 @@ def build_view_batch(
     items = np.asarray(items, dtype=np.int64)
     slot, valid = compact_positions(selection.mask.cpu())
     safe = slot.clamp(min=0)
-    gather = lambda t: torch.where(valid, t[safe], torch.zeros_like(t[safe]))
+    gather = lambda t: torch.where(valid, t[safe], torch.zeros_like(t[safe]))  # noqa: E731
     side_w = torch.where(valid, selection.side_weight.gather(1, safe), torch.zeros(()))
     item_w = torch.where(valid, selection.item_weight.gather(1, safe), torch.zeros(()))
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}

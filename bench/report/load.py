@@ -228,7 +228,7 @@ def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
         from ..datasets import DATASETS
 
         out["dataset"] = to_jsonable(DATASETS.get(dataset).Config())
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unknown or unloadable plugin only loses the diff
         pass
     for section, module, name in (
         ("train", "train.loop", "TrainConfig"),
@@ -240,7 +240,7 @@ def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
 
             cls = getattr(importlib.import_module(f"ftbench.{module}"), name)
             out[section] = to_jsonable(cls())
-        except Exception:
+        except Exception:  # noqa: BLE001
             pass
     return out
 

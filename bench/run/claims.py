@@ -93,7 +93,7 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
         for attempt in range(5):
             try:
                 return optuna.storages.RDBStorage(database_url(url), engine_kwargs=engine_kwargs)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 # workers starting together race to create the tables of a new database: the
                 # loser sees a constraint error once; the tables exist when it tries again
                 if "IntegrityError" not in type(exc).__name__ and "already exists" not in str(exc) or attempt == 4:
@@ -101,7 +101,7 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
                 time.sleep(0.5 * (attempt + 1))
     except ValueError as exc:
         raise ValueError(f"--storage {shown}: {redact_url(str(exc))}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - driver errors (no server, bad password) become one message
         message = redact_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         raise ValueError(f"--storage {shown}: cannot open the storage ({type(exc).__name__}: {message})") from None
 
@@ -122,7 +122,7 @@ class Heartbeat:
         while not self._stop.wait(self.every):
             try:
                 self.beat()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the trial finished meanwhile, or a brief database hiccup
                 pass
 
     def __enter__(self) -> Heartbeat:

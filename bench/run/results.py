@@ -20,7 +20,7 @@ from typing import Any
 
 # the file writers live in `ftbench.files` (every stage uses them); imported here by name for the
 # code that has always found them in this module
-from ..files import (
+from ..files import (  # noqa: F401
     atomic_write,
     atomic_write_bytes,
     atomic_write_text,

@@ -397,7 +397,7 @@ def run_sweep(
                 claims.release(claim, ok=True)
             else:
                 _, written = execute_fn(prepared, out_dir, progress=run_progress, dataset_cache=cache, **extra)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing run must not stop the sweep
             message = f"{type(exc).__name__}: {exc}"
             if claim is not None:
                 claims.release(claim, ok=False, detail=message)

@@ -176,7 +176,7 @@ class MlflowTracker(Tracker):
         # no usage telemetry leaves the machine (MLflow 3 sends it by default)
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
-            import mlflow
+            import mlflow  # noqa: F401
             from mlflow import MlflowClient
         except ImportError:
             raise TrackingError(f"--tracker mlflow needs the optional extra: {TRACKING_EXTRA_HINT}") from None
@@ -199,7 +199,7 @@ class MlflowTracker(Tracker):
                     self._experiment_id = client.create_experiment(
                         self.experiment, artifact_location=artifacts.as_uri() if artifacts is not None else None
                     )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds; one line, password hidden
             message = redact_url(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise TrackingError(f"--tracking-uri {self.shown_uri}: {message}") from None
         self._client = client

@@ -286,7 +286,7 @@ def run_study(
             except NonFiniteError as exc:
                 trial.set_user_attr(PRUNED_ATTR, f"non-finite: {exc}")
                 study.tell(trial, state=TrialState.PRUNED)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a crashing trial is recorded, the study goes on
                 trial.set_user_attr(REASON_ATTR, redact_url(f"{type(exc).__name__}: {exc}")[:500])
                 study.tell(trial, state=TrialState.FAIL)
                 failures_here += 1
@@ -375,7 +375,7 @@ def rerun_best(
                     result, written = execute(
                         prepared, out, dataset_cache=cache, tracker=tracker, tuning=block if role == "tuned" else None
                     )
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - reported; the claim is released for another try
                 claims.release(trial_id, ok=False, detail=f"{type(exc).__name__}: {exc}")
                 done.append(Rerun(state.objective, seed, role, "failed", path, f"{type(exc).__name__}: {exc}"))
             else:

@@ -130,7 +130,7 @@ def test_damaged_files_give_a_clear_error_or_a_consistent_data_set(data_format, 
             assert str(folder) in str(exc), f"seed {seed}: the error does not name a file of the data set: {exc}"
             outcomes["error"] += 1
             continue
-        except Exception:
+        except Exception:  # noqa: BLE001 - any other type is the failure this test looks for
             pytest.fail(f"seed {seed} ({name}{' gzipped' if compressed else ''}): unexpected\n{traceback.format_exc()}")
         try:
             _check_consistent(ds)

@@ -100,7 +100,7 @@ def hand_volumes(delta):
     anchor e3 with {e1, e2}: orthonormal -> det = (1 + delta)^3.
     """
     p = 1 + delta
-    two = lambda c: math.sqrt(p * p - c * c)
+    two = lambda c: math.sqrt(p * p - c * c)  # noqa: E731
     collinear_pair = math.sqrt((p * p - 1) * p)
     return [
         [two(1 / math.sqrt(2)), two(0.0), collinear_pair],

@@ -68,13 +68,13 @@ from .base import (
 
 import_plugins(_sys.modules[__name__], skip=("base", "images"))
 
-from .efficientnet_lite0 import EfficientNetLite0
-from .hashed import HashFeatures
-from .images import center_crop_resize, load_rgb
-from .minilm import MiniLM
-from .openclip import OpenClip
-from .precomputed import Precomputed
-from .sentence_transformer import SentenceTransformerText
+from .efficientnet_lite0 import EfficientNetLite0  # noqa: E402
+from .hashed import HashFeatures  # noqa: E402
+from .images import center_crop_resize, load_rgb  # noqa: E402
+from .minilm import MiniLM  # noqa: E402
+from .openclip import OpenClip  # noqa: E402
+from .precomputed import Precomputed  # noqa: E402
+from .sentence_transformer import SentenceTransformerText  # noqa: E402
 
 __all__ = [
     "BACKBONES",

@@ -114,7 +114,7 @@ class OpenClip(Backbone):
                 )
             try:
                 target = oc.pretrained.download_pretrained(cfg)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - offline (LocalEntryNotFoundError), network, checksum
                 state = "downloads are off (HF_HUB_OFFLINE=1)" if hub_offline() else "the download failed"
                 raise BackboneUnavailable(
                     f"backbone {self.spec!r}: the weights are not in open_clip's cache and {state} "

@@ -79,7 +79,7 @@ def resolve_hub_model(ref: str) -> Path:
     for repo in candidates:
         try:
             return Path(hub.snapshot_download(repo, local_files_only=True))
-        except Exception:
+        except Exception:  # noqa: BLE001 - not in the cache (LocalEntryNotFoundError) or not a repo id
             continue
     how = (
         f'download it where there is network access (python -c "from sentence_transformers import '
@@ -94,7 +94,7 @@ def resolve_hub_model(ref: str) -> Path:
     for repo in candidates:
         try:
             return Path(hub.snapshot_download(repo, ignore_patterns=HUB_IGNORE))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - unknown repo, network, gated model: said below
             errors.append(f"{repo}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     raise BackboneUnavailable(f"backbone 'st:{ref}': the model cannot be downloaded ({'; '.join(errors)}); {how}")
 

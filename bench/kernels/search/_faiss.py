@@ -8,7 +8,7 @@ import torch
 
 def faiss_available() -> bool:
     try:
-        import faiss
+        import faiss  # noqa: F401 - optional dependency, imported only where asked for
     except ImportError:
         return False
     return True

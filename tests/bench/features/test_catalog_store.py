@@ -41,7 +41,7 @@ def test_stored_features_equal_freshly_generated_ones(tmp_path):
 
 def test_a_changed_data_config_gives_another_key(tmp_path):
     base = _config()
-    key = lambda cfg: store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path)
+    key = lambda cfg: store_folder("synthetic", key_material("synthetic", cfg, SyntheticCatalog(cfg)), tmp_path)  # noqa: E731
     assert key(base) == key(_config())
     changed = [
         _config(seed=1),

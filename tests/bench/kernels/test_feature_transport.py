@@ -134,7 +134,7 @@ def test_invalid_arguments():
 
 # --- fixed_sinkhorn: the log-domain iterate computed as float64 scalings with absorption ---------
 
-from ftbench.kernels.feature_transport import fixed_sinkhorn
+from ftbench.kernels.feature_transport import fixed_sinkhorn  # noqa: E402
 
 
 @pytest.mark.parametrize("spread, float32_tolerance", [(0.05, 1e-5), (1.0, 1e-5), (20.0, 3e-4)])

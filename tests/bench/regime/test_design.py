@@ -7,7 +7,7 @@ from ftbench.regime.design import KNOBS, regime_design
 from ftbench.run.experiment import prepare
 from ftbench.run.sweep import spec_from_preset
 
-REGISTERED = lambda: ["clip", "factorized", "oat"]
+REGISTERED = lambda: ["clip", "factorized", "oat"]  # noqa: E731
 
 
 def test_same_seed_same_cells_and_another_seed_others():

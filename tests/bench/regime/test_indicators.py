@@ -7,7 +7,7 @@ installed); and `ftbench data profile` end to end."""
 from __future__ import annotations
 
 import json
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np

@@ -16,12 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 optuna = pytest.importorskip("optuna")
-from ftbench.cli import app
-from ftbench.config import Search, option
-from ftbench.run.claims import CellClaims, database_url, open_storage, reap_stale, redact_url
-from ftbench.run.results import load_result
-from ftbench.run.tune import SURPLUS_ATTR, tuned_fields
-from optuna.trial import TrialState
+from ftbench.cli import app  # noqa: E402
+from ftbench.config import Search, option  # noqa: E402
+from ftbench.run.claims import CellClaims, database_url, open_storage, reap_stale, redact_url  # noqa: E402
+from ftbench.run.results import load_result  # noqa: E402
+from ftbench.run.tune import SURPLUS_ATTR, tuned_fields  # noqa: E402
+from optuna.trial import TrialState  # noqa: E402
 
 TINY = [
     "--views",
@@ -221,7 +221,7 @@ def _postgres_url() -> str:
         import sqlalchemy
 
         sqlalchemy.create_engine(database_url(url)).connect().close()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         pytest.skip(f"PostgreSQL at {redact_url(url)} ({POSTGRES_ENV}) is not reachable: {type(exc).__name__}")
     return url
 
@@ -255,7 +255,7 @@ def test_worker_killed_mid_trial_leaves_a_failed_trial_and_a_rerun_completes(tmp
         time.sleep(0.05)
         try:
             running = [t for trials in _studies(storage).values() for t in trials if t.state == TrialState.RUNNING]
-        except Exception:
+        except Exception:  # noqa: BLE001 - the tables may not exist yet
             running = []
         assert victim.poll() is None, (tmp_path / "victim.log").read_text()
     assert running, "the worker never started a trial"

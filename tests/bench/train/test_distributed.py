@@ -79,7 +79,7 @@ def runs(tmp_path_factory):
                 p.kill()
     for name, p, log in zip(("single", "rank0", "rank1"), procs, logs):
         assert p.returncode == 0, f"{name} worker failed:\n{log[-4000:]}"
-    load = lambda name: torch.load(out / f"{name}.pt", weights_only=False)
+    load = lambda name: torch.load(out / f"{name}.pt", weights_only=False)  # noqa: E731
     return load("single"), load("rank0"), load("rank1")
 
 
