@@ -22,54 +22,11 @@ starting from :math:`g = 1` (Cuturi 2013), exactly like POT's batched solvers, s
 same number of iterations the iterates agree with POT's to rounding. After a g-update the
 column marginals are exact; the row marginal of the current plan is :math:`f \odot K g`.
 
-**Value without an elementwise logarithm.** Since :math:`\log P_{uv} = \log f_u + \log g_v +
-(c_0 - C_{uv})/\varepsilon`, with row sums r and column sums s of P,
-
-.. math::
-    \langle P, C\rangle + \varepsilon \sum P \log P
-      = \varepsilon (\langle r, \log f\rangle + \langle s, \log g\rangle) + c_0 \textstyle\sum P ,
-
-(with 0 log 0 = 0) which at convergence is the dual value :math:`\langle \alpha, a\rangle +
-\langle \beta, b\rangle`, :math:`\alpha = \varepsilon \log f + c_0`, :math:`\beta = \varepsilon
-\log g`.
-
-**Gradient (envelope theorem).** :math:`W_\varepsilon` is a minimum over P of a function linear
-in C, and the minimiser is unique (strictly convex objective), so by Danskin's / the envelope
-theorem :math:`\partial W_\varepsilon / \partial C = P^*`. This is exactly the gradient the
-autograd function below returns: no backpropagation through the iterations, memory O(N n m).
-The gradient is exact at convergence; after a fixed number of iterations it is the gradient at
-the returned plan (the same approximation POT's ``grad="envelope"`` makes). Note that it is
-:math:`W_\varepsilon` - not the transport cost :math:`\langle P^*, C\rangle` alone - whose
-gradient is exactly :math:`P^*`. Marginals are treated as constants (their gradient, the dual
-potentials, is only defined up to a constant on balanced problems); passing marginals that
-require grad is an error.
-
-**Domains.** *plain*: the scaling iterations above on :math:`K` (two batched mat-vecs per
-iteration, no transcendental function). Safe when :math:`K` neither underflows nor makes the
-scalings overflow: we require the problem's cost range on its support,
-:math:`(\max C - \min C)/\varepsilon`, to be at most half of :math:`-\log` of the smallest
-normal number of the dtype (43.7 in float32, 354 in float64) - e.g. costs in [0, 2] at
-eps >= 0.046 in float32. *log*: the same iterations on the potentials with log-sum-exp
-(Schmitzer 2019, sec. 3.1; POT's ``method="log_sinkhorn"``), valid for any eps, about 5x
-slower on CPU (an exp per entry per half-iteration). *auto* (default) picks plain where that bound holds and log elsewhere, per chunk of
-problems.
-
-**Zero mass.** Entries with :math:`a_u = 0` or :math:`b_v = 0` (padded views) are handled
-exactly: their scalings are 0 (plain) or :math:`-\infty` (log), their plan rows/columns are 0,
-and their cost entries never enter (they may hold any value, even inf or nan). A problem whose
-a or b has zero total mass gets a zero plan, value 0 and zero gradient. Masses are not rescaled:
-if :math:`\sum a \ne \sum b` the final plan matches b, and ``marginal_error`` shows the gap.
-
-**Layout and speed.** Problems are processed in chunks sized to stay in the CPU's L2 cache
-(about 1 MB of kernel; all iterations of a chunk run before the next chunk is touched); inside a
-chunk the problem index is the innermost, contiguous axis, so each mat-vec is m (or n) fused
-multiply-adds over contiguous vectors of the chunk's problems - vectorised across problems -
-with every buffer and view made once and updated in place. A cost tensor that is already a
-permuted view of a problem-last tensor (``C.stride(0) == 1``, as `full_ot` builds it) is copied
-without transposition. On CPU the chunks are shared among ``workers`` threads whose kernels run
-single-threaded (intra-op parallelism does not pay on chunk-sized tensors, and on a loaded
-machine each parallel region waits for its slowest thread). On CUDA the whole batch is one
-chunk. See ``ftbench cost --solver-bench`` (`ftbench.cost.solver_bench`) for timings against POT.
+Problems are solved in cache-sized chunks (`_CHUNK_BYTES_CPU` of kernel on CPU, the whole batch on
+CUDA) with the problem index as the innermost, contiguous axis, so each mat-vec is vectorised across
+problems; on CPU the chunks are shared among ``workers`` single-threaded threads. Timings against
+POT: ``ftbench cost --solver-bench`` and docs/perf/index.md. The mathematics (value, envelope
+gradient, plain and log domains, zero mass) is in the Notes of `sinkhorn`.
 
 References
 ----------
@@ -91,9 +48,8 @@ from torch.autograd.function import once_differentiable
 
 DOMAINS = ("auto", "plain", "log")
 
-# kernel bytes per chunk on CPU. Measured on the 2-core project machine (65,536 8x8 problems, 50
-# iterations, 2 workers): 1 MB 159 ms, 2 MB 111 ms, 4 MB 90 ms, 8 MB 130 ms. Below 4 MB the
-# per-op dispatch cost of the many small in-place ops dominates; above, the chunk leaves the cache.
+# kernel bytes per chunk on CPU, chosen by measurement (docs/perf/index.md, "Full OT at its fastest"):
+# smaller chunks are dominated by the per-op cost of the many small in-place ops, larger ones leave the cache.
 _CHUNK_BYTES_CPU = 1 << 22
 # smallest chunk made only to share work among CPU workers (smaller ones are overhead-bound)
 _MIN_CHUNK = 1024
@@ -139,7 +95,7 @@ def plain_domain_limit(dtype: torch.dtype) -> float:
 
 
 def default_chunk_size(n: int, m: int, dtype: torch.dtype, device: torch.device) -> int:
-    """Problems per chunk: all of them on CUDA, about 1 MB of kernel per chunk on CPU."""
+    """Problems per chunk: all of them on CUDA, about `_CHUNK_BYTES_CPU` of kernel per chunk on CPU."""
     if device.type != "cpu":
         return 1 << 62
     per_problem = max(n * m, 1) * torch.finfo(dtype).bits // 8
@@ -383,7 +339,7 @@ def sinkhorn(
     chunk_size: int | None = None,
     workers: int | None = None,
 ) -> SinkhornResult:
-    r"""Solve N entropic OT problems at once (see the module docstring for the mathematics).
+    r"""Solve N entropic OT problems at once (the problem and iteration: module docstring).
 
     Parameters
     ----------
@@ -406,6 +362,46 @@ def sinkhorn(
     -------
     `SinkhornResult`; ``result.value`` is differentiable in C with gradient P* when C requires
     grad (envelope theorem), through `EntropicOTValue`.
+
+    Notes
+    -----
+    **Value without an elementwise logarithm.** Since :math:`\log P_{uv} = \log f_u + \log g_v +
+    (c_0 - C_{uv})/\varepsilon`, with row sums r and column sums s of P,
+
+    .. math::
+        \langle P, C\rangle + \varepsilon \sum P \log P
+          = \varepsilon (\langle r, \log f\rangle + \langle s, \log g\rangle) + c_0 \textstyle\sum P ,
+
+    (with 0 log 0 = 0) which at convergence is the dual value :math:`\langle \alpha, a\rangle +
+    \langle \beta, b\rangle`, :math:`\alpha = \varepsilon \log f + c_0`, :math:`\beta = \varepsilon
+    \log g`.
+
+    **Gradient (envelope theorem).** :math:`W_\varepsilon` is a minimum over P of a function linear
+    in C, and the minimiser is unique (strictly convex objective), so by Danskin's / the envelope
+    theorem :math:`\partial W_\varepsilon / \partial C = P^*`. This is exactly the gradient
+    `EntropicOTValue` returns: no backpropagation through the iterations, memory O(N n m).
+    The gradient is exact at convergence; after a fixed number of iterations it is the gradient at
+    the returned plan (the same approximation POT's ``grad="envelope"`` makes). Note that it is
+    :math:`W_\varepsilon` - not the transport cost :math:`\langle P^*, C\rangle` alone - whose
+    gradient is exactly :math:`P^*`. Marginals are treated as constants (their gradient, the dual
+    potentials, is only defined up to a constant on balanced problems); passing marginals that
+    require grad is an error.
+
+    **Domains.** *plain*: the scaling iterations above on :math:`K` (two batched mat-vecs per
+    iteration, no transcendental function). Safe when :math:`K` neither underflows nor makes the
+    scalings overflow: we require the problem's cost range on its support,
+    :math:`(\max C - \min C)/\varepsilon`, to be at most half of :math:`-\log` of the smallest
+    normal number of the dtype (43.7 in float32, 354 in float64) - e.g. costs in [0, 2] at
+    eps >= 0.046 in float32. *log*: the same iterations on the potentials with log-sum-exp
+    (Schmitzer 2019, sec. 3.1; POT's ``method="log_sinkhorn"``), valid for any eps, slower on CPU
+    (an exp per entry per half-iteration). *auto* (default) picks plain where that bound holds and
+    log elsewhere, per chunk of problems.
+
+    **Zero mass.** Entries with :math:`a_u = 0` or :math:`b_v = 0` (padded views) are handled
+    exactly: their scalings are 0 (plain) or :math:`-\infty` (log), their plan rows/columns are 0,
+    and their cost entries never enter (they may hold any value, even inf or nan). A problem whose
+    a or b has zero total mass gets a zero plan, value 0 and zero gradient. Masses are not rescaled:
+    if :math:`\sum a \ne \sum b` the final plan matches b, and ``marginal_error`` shows the gap.
     """
     N, n, m = C.shape if C.dim() == 3 else (0, 0, 0)
     if a is None:
