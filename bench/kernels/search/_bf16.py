@@ -5,43 +5,7 @@ cores run several times faster than fp32); an error bound then says which items 
 the fp32 top-k, only those are re-scored in fp32, and the exact top-k (ties by lower index) is
 taken among them. The result is guaranteed by the bound, not by luck.
 
-Error bound. Let q, x be fp32 vectors of dimension d, q~ = bf16(q), x~ = bf16(x) (round to
-nearest), s = <q, x> the exact inner product and s~ the value the bf16 pass returns. Three errors:
-
-1. Input rounding (exact identity, then Cauchy-Schwarz)::
-
-       q~.x~ - q.x = q~.(x~ - x) + (q~ - q).x
-       |q~.x~ - q.x| <= ||q~|| ||x~ - x|| + ||q~ - q|| ||x||
-
-   The rounding errors ||q~ - q|| and ||x~ - x|| are measured (per query; the maximum over items),
-   not estimated: about 2^-8 / sqrt(3) of the norm for typical data, at most 2^-8 of it.
-2. Accumulation: a bf16 x bf16 product has 16 significant bits, so it is exact in fp32; summing d
-   of them in fp32, in any order or blocking, errs by at most gamma_d sum_i |q~_i x~_i| <=
-   gamma_d ||q~|| ||x~|| with gamma_d = d u / (1 - d u), u = 2^-24 (Higham, *Accuracy and
-   Stability of Numerical Algorithms*, 2nd ed., section 3.1). This assumes fp32 accumulation, which
-   oneDNN/AMX and cuBLAS use (on CUDA the bf16 reduced-precision reduction is switched off while
-   the pass runs).
-3. Output rounding: the pass writes bf16, |s~ - y| <= 2^-8 |y| <= c |s~| with c = 2^-8 / (1 - 2^-8),
-   where y is the fp32 accumulator.
-
-The re-score r of a candidate is its inner product in float64 (products of fp32 numbers are exact
-there) rounded to fp32: |r - s| <= 2^-24 |s| + 2^-53 d ||q|| ||x|| (1 + o(1)), which the fp32
-summation bound gamma_d ||q|| ||x|| (4.) covers. With
-A = (1.) + (2.) + (2.) applied to the output + (4.) as an absolute term (maxima over the catalog),
-every item satisfies
-
-    lo(s~) := s~ - c|s~| - A  <=  r  <=  s~ + c|s~| + A =: hi(s~).
-
-Candidate rule. If t~ is the k-th largest bf16 score of a row, k items have r >= lo(t~). An item
-with hi(s~_j) < lo(t~) therefore has r_j below k other items and cannot be in the top-k; every
-other item is a candidate. hi is increasing, so the rule is a threshold on the bf16 score,
-s~_j >= hi^{-1}(lo(t~)), computed in float64 and rounded down. While the catalog is scanned, t~ is
-the k-th largest bf16 score seen so far (a lower bound of the final one, so the rule only admits
-more). The candidates are re-scored and the top-k taken in the order (-r, index): the result is
-the exact top-k, over the whole catalog, of the fp32-rounded inner products, ties by lower index -
-independent of any summation order. An fp32 BLAS search (`precision="fp32"`) can differ from it
-only between items whose scores agree to within fp32 summation error (gamma_d ||q|| ||x||), as
-any two BLAS libraries differ from each other.
+The error bound and the candidate rule are derived in the Notes of `bf16_topk_chunk`.
 
 Memory: the bf16 copy of the catalog (2 * N * d bytes) plus, per query block, a score block and a
 candidate buffer of a few k entries per row; never Q x N.
@@ -80,7 +44,7 @@ class BF16Catalog:
 
 
 def score_bounds(queries: torch.Tensor, cat: BF16Catalog) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q~ as bf16 [Q, d], absolute bound A [Q] float64) for the rows of `queries` (see module doc)."""
+    """(q~ as bf16 [Q, d], absolute bound A [Q] float64) for the rows of `queries` (see `bf16_topk_chunk`)."""
     d = queries.shape[1]
     g = _gamma(d)
     qb = queries.to(torch.bfloat16)
@@ -223,7 +187,48 @@ def _rescore_topk(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor, k: 
 
 
 def bf16_topk_chunk(q: torch.Tensor, cat: BF16Catalog, k: int, item_chunk: int, stats: dict | None = None):
-    """Certified top-k for one block of query rows (fp32 [R, d]); see the module docstring."""
+    """Certified top-k for one block of query rows (fp32 [R, d]).
+
+    Notes
+    -----
+    Error bound. Let q, x be fp32 vectors of dimension d, q~ = bf16(q), x~ = bf16(x) (round to
+    nearest), s = <q, x> the exact inner product and s~ the value the bf16 pass returns. Three errors:
+
+    1. Input rounding (exact identity, then Cauchy-Schwarz)::
+
+           q~.x~ - q.x = q~.(x~ - x) + (q~ - q).x
+           |q~.x~ - q.x| <= ||q~|| ||x~ - x|| + ||q~ - q|| ||x||
+
+       The rounding errors ||q~ - q|| and ||x~ - x|| are measured (per query; the maximum over items),
+       not estimated: about 2^-8 / sqrt(3) of the norm for typical data, at most 2^-8 of it.
+    2. Accumulation: a bf16 x bf16 product has 16 significant bits, so it is exact in fp32; summing d
+       of them in fp32, in any order or blocking, errs by at most gamma_d sum_i |q~_i x~_i| <=
+       gamma_d ||q~|| ||x~|| with gamma_d = d u / (1 - d u), u = 2^-24 (Higham, *Accuracy and
+       Stability of Numerical Algorithms*, 2nd ed., section 3.1). This assumes fp32 accumulation, which
+       oneDNN/AMX and cuBLAS use (on CUDA the bf16 reduced-precision reduction is switched off while
+       the pass runs).
+    3. Output rounding: the pass writes bf16, |s~ - y| <= 2^-8 |y| <= c |s~| with c = 2^-8 / (1 - 2^-8),
+       where y is the fp32 accumulator.
+
+    The re-score r of a candidate is its inner product in float64 (products of fp32 numbers are exact
+    there) rounded to fp32: |r - s| <= 2^-24 |s| + 2^-53 d ||q|| ||x|| (1 + o(1)), which the fp32
+    summation bound gamma_d ||q|| ||x|| (4.) covers. With
+    A = (1.) + (2.) + (2.) applied to the output + (4.) as an absolute term (maxima over the catalog),
+    every item satisfies
+
+        lo(s~) := s~ - c|s~| - A  <=  r  <=  s~ + c|s~| + A =: hi(s~).
+
+    Candidate rule. If t~ is the k-th largest bf16 score of a row, k items have r >= lo(t~). An item
+    with hi(s~_j) < lo(t~) therefore has r_j below k other items and cannot be in the top-k; every
+    other item is a candidate. hi is increasing, so the rule is a threshold on the bf16 score,
+    s~_j >= hi^{-1}(lo(t~)), computed in float64 and rounded down. While the catalog is scanned, t~ is
+    the k-th largest bf16 score seen so far (a lower bound of the final one, so the rule only admits
+    more). The candidates are re-scored and the top-k taken in the order (-r, index): the result is
+    the exact top-k, over the whole catalog, of the fp32-rounded inner products, ties by lower index -
+    independent of any summation order. An fp32 BLAS search (`precision="fp32"`) can differ from it
+    only between items whose scores agree to within fp32 summation error (gamma_d ||q|| ||x||), as
+    any two BLAS libraries differ from each other.
+    """
     items, xb = cat.items, cat.bf16
     n = items.shape[0]
     qb, a = score_bounds(q, cat)

@@ -23,9 +23,8 @@ DEFAULT_GROUP_SIZE = 16
 _NUMPY_NONZERO = (
     True  # CPU: the filter through numpy (flatnonzero, maxima, comparisons); tests switch it off to run the CUDA code path
 )
-# CPU score blocks through numpy's matmul (OpenBLAS): on the project machine 1024 x 256 by
-# 256 x 16384 float32 blocks run at 3.15 ms per query (1M items, 2 threads) against 4.10 ms with
-# torch.mm, and faiss IndexFlatIP takes 3.9-4.2 ms in all. Tests switch it off to compare paths.
+# CPU score blocks through numpy's matmul (OpenBLAS), measured faster than torch.mm for these shapes
+# (docs/perf/index.md, "Evaluation at catalog scale"). Tests switch it off to compare paths.
 _NUMPY_MATMUL = True
 
 
@@ -243,8 +242,8 @@ def _admit(block: torch.Tensor, threshold: torch.Tensor, group: int, strict: boo
 
 
 def _admit_numpy(block: torch.Tensor, threshold: torch.Tensor, group: int, strict: bool, dense: bool):
-    """`_admit` on CPU through numpy, step for step (its per-call overhead is ~1 us against
-    torch's 5-10 us, and the strided maximum and comparisons run 1.7-2.5x faster here)."""
+    """`_admit` on CPU through numpy, step for step: lower per-call overhead than torch on these
+    small operations, and faster strided maxima and comparisons (docs/perf/index.md)."""
     b, t = block.numpy(), threshold.numpy()
     r, w = b.shape
     ng = w // group

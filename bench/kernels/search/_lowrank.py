@@ -1,76 +1,40 @@
 """Certified-exact top-k search with a low-rank scoring pass and an exact re-score of the candidates.
 
-Learned embeddings are rarely isotropic: a catalog's item vectors often keep almost all of their
-energy in a few principal directions (the trained embeddings of the 1M-item synthetic marketplace
-keep 97.9% of it in 32 of 256 dimensions, 99.2% in 64). Then the inner product splits into a
-cheap part and a small, bounded one, and the catalog can be scanned at rank r instead of d - a d / (r + 1) times
-smaller matrix product - while the returned top-k stays the exact fp32 one.
+Learned embeddings are rarely isotropic: most of a catalog's energy often lies in a few principal
+directions. The catalog can then be scanned at rank r instead of d - a d / (r + 1) times smaller
+matrix product - while the returned top-k stays the exact fp32 one.
 
-Decomposition. Let U [d, r] hold orthonormal columns (the top-r eigenvectors of the items' second
-moment X^T X / N, float64). For a query q and item x,
+Notes
+-----
+With U [d, r] the top-r eigenvectors of the items' second moment X^T X / N (float64), for a query q
+and item x, by Cauchy-Schwarz on the residuals q_R = q - U U^T q, x_R = x - U U^T x,
 
-    q.x = (U^T q).(U^T x) + q_R.x_R,    q_R = q - U U^T q,  x_R = x - U U^T x,
-    |q_R.x_R| <= ||q_R|| ||x_R||                                    (Cauchy-Schwarz)
+    lb = p - sigma rho  <=  q.x  <=  p + sigma rho = ub,   p = (U^T q).(U^T x), rho = ||x_R||, sigma = ||q_R||.
 
-so with p = (U^T q).(U^T x), rho = ||x_R|| (per item) and sigma = ||q_R|| (per query)
-
-    lb = p - sigma rho  <=  q.x  <=  p + sigma rho = ub.
-
-The scan computes ub directly as ONE fp32 matrix product of augmented vectors,
-[U^T q, sigma] . [U^T x, rho] (rank r + 1), so the per-item bound costs nothing extra.
-
-Rounding. The projections are computed in fp32 and the identity is kept exact by taking the
-residual of the *stored* coefficients (`LowRankCatalog`); sigma and rho are upper bounds rounded
-*up* to fp32 (so sigma rho only grows); the fp32 product of r + 1 terms errs by at most
-gamma_{r+1} sum |terms| <= 2 gamma_{r+1} ||q|| X (X = max_j ||x_j||; Higham, *Accuracy and
-Stability of Numerical Algorithms*, sec. 3.1, gamma_n = n u / (1 - n u), u = 2^-24); the rounding
-of the fp32 coefficients, the non-orthogonality eta of the fp32 basis and the fp32 error of X W
-add the terms listed in `LowRankCatalog`. All of it is one absolute slack per query,
+The scan computes ub as ONE fp32 product of augmented vectors [U^T q, sigma] . [U^T x, rho].
+Every fp32 rounding (Higham, *Accuracy and Stability of Numerical Algorithms*, sec. 3.1,
+gamma_n = n u / (1 - n u), u = 2^-24; the terms are listed in `LowRankCatalog`) adds to one
+absolute slack per query, with eta the non-orthogonality of the fp32 basis and X = max_j ||x_j||,
 
     A = (2 gamma_{r+1} + 8 u + gamma_d sqrt(r) (1 + eta) + 2 eta (1 + eta) + 1e-12) ||q|| X,
 
-and every item satisfies ub~ + A >= q.x >= ub~ - 2 sigma~ rho~ - A =: lb~ (~: the computed values).
+so every item satisfies ub~ + A >= q.x >= ub~ - 2 sigma~ rho~ - A =: lb~ (~: computed values). If k
+items have lb~ >= t, only items with ub~ >= t - A - 2^-22 |t| can be in the top-k; `lowrank_topk_chunk`
+keeps that threshold per query row while it scans. The result is the exact top-k of the fp32-rounded
+inner products, ties by lower index - the same as the bf16 path, and equal to an fp32 BLAS search up
+to BLAS summation order.
 
-Candidate rule. If k items have lb~ >= t, the k-th largest score over the catalog is >= t
-(those k reach it), so an item can only be in the top-k if q.x >= t, i.e. ub~ >= t - A; with the
-fp32 rounding of the final scores and of this very computation, every possible member has
+`fit_rank` picks the smallest r (a multiple of 16, at most d / 4) whose residual holds at most
+`MAX_RESIDUAL_ENERGY` of the second moment; catalogs with fewer than `MIN_ITEMS` items, or with no
+low-rank structure, are scanned in fp32. A row that needs more than `ADMIT_FRACTION` of the catalog
+as candidates falls back to the fp32 path (same result, slower; `exact_topk`'s info says so).
+Memory: the augmented catalog 4 N (r + 1) bytes; per query block a score block and about
+max(`LIMIT` k, 1024) candidates per row (16 bytes each); never Q x N. Measurements: docs/perf/index.md.
 
-    ub~ >= thr(t) = t - A - 2^-22 |t|      (rounded down to fp32).
-
-One scan of the augmented catalog, in blocks of items, keeps per query row a threshold thr and
-every item seen so far with ub~ >= thr (the candidates):
-(1) the first block sets thr from its k largest lb~ (t = their smallest);
-(2) each later block admits its items with ub~ >= thr (the group maxima of `_blocks._admit` skip
-    most of a block without looking at it twice);
-(3) when a row holds more than M candidates (M = max(4k, 1024)), t becomes the k-th largest lb~
-    among them, thr rises, and the candidates below it are dropped; rows whose bound keeps more
-    than M / 2 double M instead of compacting every block.
-Since thr only rises and each value of it is valid, the candidates left after the scan include
-the whole top-k. Then (4) the k candidates of largest ub~ are re-scored exactly (fl32 of the
-float64 inner product); their k-th score L is again a valid t, which usually removes a third of
-the rest, and (5) the candidates with ub~ >= thr(L) are re-scored and the top-k taken in the order
-(-score, index): the exact top-k over the whole catalog of the fp32-rounded inner products, ties
-by lower index, certified by the bound - the same result as the bf16 path, and equal to an fp32
-BLAS search up to BLAS summation order. The scan never selects a top-k of a score block: its
-cost per item is one comparison (most of them on group maxima) besides the product.
-
-When it pays. The scan costs (r + 1) / d of the fp32 one's arithmetic (its time is then mostly
-writing and filtering the score blocks) plus the exact re-score of the candidates, whose number
-depends on how much of q.x the residual can hide: on the paper-scale trained embeddings ~700 per
-query at r = 64 for k = 500 (of 1M items; ~930 are left after the scan); on isotropic data (random Gaussian vectors) no small r
-captures the energy and the fp32 scan is used. `fit_rank` picks the smallest r (a multiple of 16,
-at most d / 4) whose residual holds at most `MAX_RESIDUAL_ENERGY` of the second moment; catalogs
-with fewer than `MIN_ITEMS` items are scanned in fp32 (the set-up would not pay). Should a row need
-more than `ADMIT_FRACTION` of the catalog as candidates after a compaction (queries unlike the
-items), the block is searched
-by the fp32 path instead: the result is the same, only slower, and `exact_topk`'s info says so.
-
-Memory: the augmented catalog 4 N (r + 1) bytes; per query block a score block and about M
-candidates per row (16 bytes each: ub~, its fp32 lb~ estimate, the index); never Q x N.
-
-References: the bound is the one of certified low-rank / PCA pre-filtering for maximum inner
-product search, e.g. R. Guo et al., "Quantization based Fast Inner Product Search" (AISTATS 2016)
-for residual bounds; the block filter and the candidate buffers are those of `_blocks`.
+References
+----------
+R. Guo et al., "Quantization based Fast Inner Product Search", AISTATS 2016 (residual bounds for
+maximum inner product search); the block filter and candidate buffers are those of `_blocks`.
 """
 
 from __future__ import annotations
@@ -166,7 +130,7 @@ class LowRankCatalog:
         xp_norm = torch.empty(n, dtype=torch.float32, device=items.device)
         for s in range(0, n, chunk):
             x = items[s : s + chunk]
-            if x.device.type == "cpu":  # numpy's OpenBLAS: ~1.4x torch's MKL for this shape on AMD CPUs,
+            if x.device.type == "cpu":  # numpy's OpenBLAS beats torch's MKL for this shape on AMD CPUs (docs/perf),
                 # written straight into the augmented catalog's columns (no copy of the chunk's xp)
                 xp = self.augmented[s : s + chunk, :r]
                 np.matmul(x.numpy(), w_np, out=xp.numpy())
@@ -248,7 +212,7 @@ def lowrank_topk_chunk(
     max_candidates: int | None = None,
     reservoir: int | None = None,
 ):
-    """Certified top-k for one block of query rows (fp32 [R, d]); see the module docstring.
+    """Certified top-k for one block of query rows (fp32 [R, d]); the bound is in the module docstring.
 
     One scan of the augmented catalog in blocks of `item_chunk` items. Per row, a threshold thr on
     ub~ and the candidates seen so far with ub~ >= thr. thr comes from lower bounds: if k items
@@ -256,9 +220,12 @@ def lowrank_topk_chunk(
     can be in the top-k. The first block sets thr from its k largest lb~; afterwards an item is
     admitted when ub~ >= thr (group maxima skip most of a block), and whenever a row holds more
     than `reservoir` (default max(`LIMIT` k, 1024)) candidates, thr is raised to the bound given by the
-    k-th largest lb~ among them and the candidates below it are dropped. At the end the items with
-    ub~ >= thr (a superset of every possible member of the top-k) are re-scored exactly and the
-    top-k taken in the order (-score, index).
+    k-th largest lb~ among them and the candidates below it are dropped; rows whose bound keeps more
+    than half of that double it instead of compacting every block. Since thr only rises and each
+    value is valid, the candidates left include the whole top-k. At the end the k candidates of
+    largest ub~ are re-scored exactly (fl32 of the float64 inner product); their k-th score is again
+    a valid t, and the candidates still above its threshold are re-scored and the top-k taken in the
+    order (-score, index).
 
     Raises `TooManyCandidates` when a row keeps more than `max_candidates` (default
     max(16 k, N * `ADMIT_FRACTION`)) after a compaction - the bound does not prune on these data -

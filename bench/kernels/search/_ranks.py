@@ -21,9 +21,8 @@ def _assert_finite_rows(x: torch.Tensor, what: str, chunk: int = 65536) -> None:
 def _count_ranked_before(block: torch.Tensor, t: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
     """Per row r of a score block [R, w]: #{j : s_rj > t_r} + #{j < local_r : s_rj == t_r} (int64 [R]).
 
-    On CPU through numpy: a comparison and a row sum of its booleans, ~10 ms per 1024 x 16384 block
-    on one core, against ~120 ms for torch's `count_nonzero(..., dim=1)` (about as long as the block's
-    matrix product). Ties are rare: a second pass (>=) finds the rows that have any, and only those
+    On CPU through numpy: a comparison and a row sum of its booleans, an order of magnitude faster
+    than torch's `count_nonzero(..., dim=1)` on such blocks. Ties are rare: a second pass (>=) finds the rows that have any, and only those
     rows are searched for tied columns below the target's.
     """
     if block.device.type != "cpu":

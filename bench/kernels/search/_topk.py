@@ -36,7 +36,7 @@ def exact_topk(
     k : int, 1 <= k <= N. k > N raises ValueError (callers report K >= catalog size separately).
     query_chunk, item_chunk : block sizes (default: `DEFAULT_QUERY_CHUNK` / `DEFAULT_ITEM_CHUNK`
         for the device). Any positive values give the same result.
-    group_size : columns per group maximum in the threshold filter (see module docstring).
+    group_size : columns per group maximum in the threshold filter (see `_fp32._topk_query_chunk`).
     reservoir_size : per-row candidate count that triggers a compaction (default max(2k, 64)).
     workers : CPU only: query blocks are shared among this many Python threads, each running
         single-threaded torch ops (default `torch.get_num_threads()`; 1 = the caller's thread with
