@@ -298,8 +298,10 @@ def rerun(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run a result file's recorded config again (every config field, views, seed, precision) and
-    compare the new metrics with the recorded ones; exit 1 if they differ."""
+    compare the new metrics with the recorded ones, exactly; exit 1 if any differs. A legacy metric
+    name (schema 1's `mrr`) is compared under its current name, and said so."""
     from ..run.provenance import spec_from_result
+    from ..run.verify import compare_metrics, legacy_name_lines
 
     use_cache_dir(cache_dir)
     try:
@@ -329,26 +331,15 @@ def rerun(
     if result is None:
         return
     print_result(result, path)
-    differences = compare_metrics(payload.get("metrics", {}), result.metrics)
-    if differences:
-        console.print(f"[red]metrics differ from the recorded ones[/] ({len(differences)}):", highlight=False)
-        for line in differences[:20]:
+    comparison = compare_metrics(payload, json.loads(path.read_text(encoding="utf-8"))["metrics"])
+    for line in legacy_name_lines(comparison):
+        console.print(line, highlight=False, markup=False)
+    if comparison.differences:
+        console.print(f"[red]metrics differ from the recorded ones[/] ({len(comparison.differences)}):", highlight=False)
+        for line in comparison.differences[:20]:
             console.print(f"  {line}", highlight=False, markup=False)
         raise typer.Exit(code=1)
-    console.print(f"metrics equal to the recorded ones ({sum(len(v) for v in result.metrics.values())} values).", highlight=False)
-
-
-def compare_metrics(recorded: dict, new: dict, tolerance: float = 1e-9) -> list[str]:
-    """`task/metric: recorded -> new` for every value that differs by more than `tolerance` or is
-    present on one side only."""
-    lines = []
-    for task in sorted(set(recorded) | set(new)):
-        a, b = recorded.get(task, {}), new.get(task, {})
-        for metric in sorted(set(a) | set(b)):
-            x, y = a.get(metric), b.get(metric)
-            if x is None or y is None or abs(float(x) - float(y)) > tolerance:
-                lines.append(f"{task}/{metric}: {x} -> {y}")
-    return lines
+    console.print(f"metrics equal to the recorded ones, to the last digit ({comparison.compared} values).", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
