@@ -3,8 +3,8 @@
 Why. Evaluation and training allocate and free large temporaries (score blocks, gathered
 candidates, tower activations over 4,096-item batches). glibc serves every allocation above its
 mmap threshold (at most 32 MiB) with a fresh `mmap` and returns it with `munmap` on free, so each
-such temporary is first-touched page by page: a paper-scale run took 10.6 million minor page
-faults and 60 s of system time on 2 cores. On kernels whose transparent-huge-page mode is
+such temporary is first-touched page by page: millions of minor page faults in a paper-scale run
+(docs/perf/index.md, "One paper-scale run"). On kernels whose transparent-huge-page mode is
 "madvise" (the common default), glibc's tunable `glibc.malloc.hugetlb=1` makes malloc advise
 MADV_HUGEPAGE on its mappings, so a 2 MiB page is faulted where 512 small ones were.
 

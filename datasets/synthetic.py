@@ -482,7 +482,7 @@ def generate_queries(catalog: SyntheticCatalog, config: SyntheticConfig) -> Quer
 
 def stable_order(keys: np.ndarray) -> np.ndarray:
     """`np.argsort(keys, kind="stable")` of non-negative integer keys, through numpy's radix sort
-    (uint16 keys: ~6x faster at 1M items) when every key fits in 16 bits. A stable order is unique
+    (much faster than the comparison sort at 1M items) when every key fits in 16 bits. A stable order is unique
     given the keys, so the result is the same array either way."""
     if len(keys) and 0 <= int(keys.min()) and int(keys.max()) <= np.iinfo(np.uint16).max:
         return np.argsort(keys.astype(np.uint16), kind="stable")

@@ -1,7 +1,7 @@
 """When not to trust a cost table: a busy machine, or cells whose repeats disagree.
 
 Timings taken while other processes compete for the cores are slower and noisier than the code
-is (on a shared machine clip at V=1 once came out at 416 ms and at V=4 at 55 ms). Two checks:
+is (on a shared machine clip's step once came out slower at V=1 than at V=4). Two checks:
 
 - **busy machine**: the 1-minute load average before the measurement, over the number of cores;
   above `BUSY_LOAD_FRACTION` the machine was busy before we started.

@@ -127,8 +127,8 @@ def fixed_sinkhorn(
     (one solve for several problems). If a scaling comes out non-finite all the same, the result
     is recomputed by `log_sinkhorn`, so "auto" never fails where "log" succeeds. float64
     arithmetic is more accurate than the float32 log domain; the two agree to float32 round-off
-    (tests/bench/kernels/test_feature_transport.py). On CPU at 256 x 256 this is about 10x faster
-    than `log_sinkhorn`, whose cost is one exponential per entry per half-sweep.
+    (tests/bench/kernels/test_feature_transport.py). On CPU it is much faster than `log_sinkhorn`,
+    whose cost is one exponential per entry per half-sweep (docs/perf/index.md, "Kernel choices").
     """
     if domain not in DOMAINS:
         raise ValueError(f"Sinkhorn domain must be one of {DOMAINS}, got {domain!r}")
@@ -175,7 +175,7 @@ def fixed_sinkhorn(
     all_mass = bool(has_a.all()) and bool(has_b.all())
     if all_mass and cost.device.type == "cpu" and _NUMPY_ON_CPU:
         # the same sweeps through numpy (its BLAS): at these sizes the loop is dominated by
-        # per-operation overhead, ~1 us in numpy against ~5-10 us in torch (about 2x faster)
+        # per-operation overhead, which is smaller in numpy than in torch
         scalings = _numpy_sweeps(kernel, kernel_t, a_row, b_row, alpha, beta, absorbed, iterations, check_every)
         if scalings is None:
             return log_sinkhorn(cost, a, b, epsilon, iterations)
@@ -259,9 +259,9 @@ def _logsumexp(x: torch.Tensor, dim: int) -> torch.Tensor:
     """log sum exp(x) along `dim`, max-shifted, with shifted exponents clamped below at log(tiny)/2.
 
     tiny is the dtype's smallest normal number (float32: 1.2e-38), so exp stays far from the
-    subnormal range, where CPU exp is 10-50x slower: at RecGOAT's eps = 0.01 most kernel entries lie
-    80-400 below the row maximum, and `torch.logsumexp` took ~3-7 ms instead of ~0.2 ms per 256 x 256
-    matrix. A clamped term adds at most sqrt(tiny) (float32: 1.1e-19) to a sum that is >= 1, so for
+    subnormal range, where CPU exp is an order of magnitude slower: at RecGOAT's eps = 0.01 most kernel
+    entries lie 80-400 below the row maximum, where `torch.logsumexp` would spend most of its time
+    (docs/perf/index.md, "Kernel choices"). A clamped term adds at most sqrt(tiny) (float32: 1.1e-19) to a sum that is >= 1, so for
     n terms the result equals `torch.logsumexp` to n * 1.1e-19 relative (float32), far below
     machine precision. (A row that is entirely -inf, which positive marginals never produce, would
     come out finite.)

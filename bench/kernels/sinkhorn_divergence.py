@@ -52,10 +52,7 @@ comes out ~1e-7, above the 1e-8 clamp, so C_ii ~ 3e-4 and the two halves of a ze
 each ~1 / C_ii, cancel only to their round-off). We leave those terms out. Values equal geomloss's
 float32 result to ~1e-7 relative; gradients are ~50x closer to geomloss run in float64 than
 geomloss's own float32 gradient is (~3e-5 against ~1.6e-3 of the largest entry at blur = 0.05;
-tests/bench/kernels/test_sinkhorn_divergence.py). For two 256-point problems in 256 dimensions on
-2 threads: ~18 ms forward and backward (annealing ~5.5, cost matrices ~2.7, last update ~1.4,
-backward ~4.7) against ~21 ms with autograd through geomloss's graph for step 3 and ~95 ms (one
-shared core) for two geomloss calls.
+tests/bench/kernels/test_sinkhorn_divergence.py). Timings against geomloss: docs/perf/index.md.
 """
 
 from __future__ import annotations
