@@ -48,6 +48,7 @@ from .load import (
     results_frame,
 )
 from .plots import plot_metric_vs_views, plot_tradeoff
+from .regime import regime_map_sections
 from .tables import (
     _fmt_count,
     _groups_in_order,
@@ -439,7 +440,11 @@ def build_report(results_dir: Path | str, report_dir: Path | str | None = None) 
         "duplicated views masked in the in-batch negatives): CHANGELOG.md.",
         "",
     ]
+    # the regime map opens the report: which objective for which catalog, before any one comparison
     plots: list[Path] = []
+    map_lines, map_plots = regime_map_sections(results_dir, report_dir)
+    lines += map_lines
+    plots += map_plots
     group_order: list[str] = []
     if frame.empty:
         lines += ["No readable run results: run `ftbench sweep --preset quick` (or `ftbench run`) first.", ""]
