@@ -25,13 +25,10 @@ mu_u n_s / k_s (its inclusion probability is k_s / n_s), so
     \qquad \mathbb{E}[\hat m_i] = m_i,
     \qquad \sum_{u \in \text{prim}} \mu_u + \frac{n_s}{k_s} \sum_{u \in S} \mu_u = 1
 
-in every draw (each auxiliary view has mu_u = (1 - w_p) / n_s, and k_s of them are drawn). The
-estimate is unbiased, exact when k >= n_s, and each side's weights sum to 1 in every step.
-Sampling k views from the pooled auxiliary views instead is unbiased too, but then one side gets
-weight sum 1.5 in one draw and 0.5 in the next: the norm of the unnormalised side sum, and with it
-the positive logit, would change from step to step (a random per-item temperature). The fused
-item weights are rescaled the same way (inclusion probability k_s / n_s within the view's side),
-so they also sum to 1 in every draw. Loss:
+in every draw: unbiased, exact when k >= n_s. Sampling within each side, not from the pooled
+auxiliary views, keeps each side's weights summing to 1 in every draw (otherwise the positive
+logit's scale would change from step to step: a random per-item temperature); the fused item
+weights are rescaled the same way. Loss:
 
 .. math::
     L = \mathrm{InfoNCE_{sym}}(s [\langle \hat m_i, \hat t_j \rangle]_{ij})
@@ -40,8 +37,8 @@ so they also sum to 1 in every draw. Loss:
 with m, t kept unnormalised, as in the closed form (unless `normalize_sides`), f the fused item
 embedding normalise(sum_v w_v x^v), s the logit scale. A pair whose side sets repeat between the two
 items (the same views by content, with the same weights) is left out of both softmaxes
-(docs/method.md, "Duplicated views"). Inference serves f over all (up to V)
-views with the same weights.
+(docs/method.md, "Duplicated views"). Inference serves f over all (up to V) views with the same
+weights. More on this reading: docs/method.md, "factorized".
 """
 
 from __future__ import annotations

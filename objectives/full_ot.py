@@ -21,34 +21,18 @@ cosine with P* held fixed:
     s_{ij} = \sum_{uv} P^*_{uv} \langle x_i^u, y_j^v \rangle,
     \qquad \frac{\partial s_{ij}}{\partial x_i^u} = \sum_v P^*_{uv} y_j^v .
 
-It depends on a view set only through the measure it defines: an item whose text side is one view
-y, and the same item with y copied four times (weights 1/4 each), get the same score against every
-image side (the plan splits each row evenly over identical columns). ``similarity="entropic"``
-uses instead the entropic OT value
+It depends on a view set only through the measure it defines (a view copied four times with
+weights 1/4 scores as the view once). ``similarity="entropic"`` uses the entropic OT value
+:math:`s_{ij} = 1 - W_\varepsilon(C^{ij})` instead, whose gradient in C is also P* (envelope
+theorem; `ftbench.kernels.sinkhorn.EntropicOTValue`) but whose added eps H(P*) grows with the number
+of views, which is why it is not the default. ``coupling="independent"`` replaces P* by
+mu_i (x) nu_j: the closed form of `factorized`, through the same code path.
 
-.. math::
-    s_{ij} = 1 - W_\varepsilon(C^{ij})
-           = \sum_{uv} P^*_{uv} \langle x_i^u, y_j^v \rangle + \varepsilon H(P^*),
-
-(H(P) = -sum P log P, sum P = 1), whose gradient with respect to C is exactly P* (envelope
-theorem; `ftbench.kernels.sinkhorn.EntropicOTValue`), the same gradient as the default. The added
-eps H(P*) grows with the number of views and with how poorly a pair is matched, so it is not the
-default: in the duplicated-view example above it adds eps log 4 = 0.069 at eps = 0.05, i.e. about
-7 logits at scale 100, to the copied item only.
-
-Loss: symmetric InfoNCE over the B' x B' matrix scale * s (B' = items with views on both sides;
-items lacking a side are left out of this term, and a batch with no such item gives a zero
-term; a pair whose view sets and marginals repeat between the two items - the same measure, so the
-same plan and similarity as a positive - is excluded from both softmaxes, see docs/method.md,
-"Duplicated views"), plus the shared query term against the fused item embedding: a single query point
-transported onto a view set with marginal w moves all its mass to every view, so its OT
-similarity is sum_v w_v <q, x^v>, a dot product with the (fused) item embedding.
-
-``coupling="independent"`` replaces P* by the product coupling mu_i (x) nu_j, for which
-s_ij = <sum_u mu_u x_i^u, sum_v nu_v y_j^v> - the closed form of `factorized`; it is computed
-through the same plan-weighted sum, so the two objectives can be compared on the same code path.
-Cost per batch: B^2 n m for the costs and every Sinkhorn iteration - quadratic in the number of
-views. Plans and values match POT (`ot.sinkhorn`, `ot.solve_batch`) on the same problems.
+Loss: symmetric InfoNCE over the B' x B' matrix scale * s (B' = items with views on both sides; a
+pair whose view sets and marginals repeat between two items leaves both softmaxes, docs/method.md,
+"Duplicated views"), plus the shared query term against the fused item embedding (a query point
+transported onto a view set scores the dot product with the fused embedding). Cost per batch:
+B^2 n m per Sinkhorn iteration - quadratic in the number of views. Derivations: docs/method.md, "full_ot".
 
 Reference: M. Cuturi, "Sinkhorn Distances", NeurIPS 2013; G. Peyre, M. Cuturi, "Computational
 Optimal Transport" (2019), Prop. 9.2 (gradient of the entropic OT value).

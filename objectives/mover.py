@@ -1,71 +1,29 @@
 """`mover`: OT soft matching + GRAM volume alignment (MOVER, arXiv 2508.12149; GRAM, ICLR 2025).
 
-MOVER publishes no equations or code. Its abstract: modality embeddings are soft-matched by
-cross-modal optimal transport, a module (GAVE) computes the geometric volume of the matched groups,
-and the loss combines transport weighting with volume alignment. Our reading, per batch:
+MOVER publishes no equations or code; this is our reading of its abstract. Per batch, with a_i item
+i's anchor (its title) and X_j item j's other views (`groups="views"`) or side-fused groups
+(`groups="sides"`), and Vol(a, X) = sqrt(det(G + delta I)) GRAM's volume of {a} u X
+(`ftbench.kernels.volume`; by default, `signed=True`, of vectors lifted to (v, 1)/sqrt 2, since
+GRAM's volume cannot tell a view from its negation), the score V_ij is, per `volume_score`:
 
-    a_i      anchor: item i's primary text view (the title; the primary view of a one-modality
-             catalog), `base.anchor_positions`
-    X_j      "views of item j": all of item j's other views (`groups="views"`), or the normalised
-             side-fused groups of its other views (`groups="sides"`, at most 2)
-    Vol(a, X) = sqrt(det(G + delta I)), G the Gram matrix of {a} u X (GRAM's volume, regularised by
-             delta = `volume_delta` so that gradients stay finite at collinear sets; ftbench.kernels.volume)
-
-Two properties of the volume decide what the towers learn and what retrieval then sees.
-
-Signs. Vol is blind to signs: flipping any vector of a set flips a row and a column of G and
-leaves det G unchanged, so a view and its negation are equally "close" to the anchor. Trained on
-the grocery-store mini with GRAM's volume, the towers put the image views of half the products at
--1 cosine from their titles (|cos| 0.996 on every item, the sign split 6/6); the served item is the
-weighted mean of the views, in which those views cancel, and cosine retrieval ranked every own item
-last (image->item R@1 0.000). By default (`signed=True`) every unit vector v is lifted to
-v' = (v, 1)/sqrt 2 before the Gram determinant (`ftbench.kernels.volume.signed_lift`): <v', w'> =
-(1 + <v, w>)/2, so the pair volume is 0 only at w = v and largest at w = -v, and a set of lifted
-vectors is dependent only when the anchor lies on the affine hull of the set, never at the antipode
-of a member.
-
-View counts. For unit vectors, with n = |X_j|, Vol(a, X_j) = Vol(X_j) * dist(a, span X_j), and
-both factors shrink as n grows whatever the content: with raw volumes an item with 4 views is
-"closer" to every anchor than an item with 1 view. Dividing out Vol(X_j) (`volume_score=
-"distance"`, the distance from the anchor to the span of the item's views) removes the first factor
-but not the second: a content-free unit anchor against 1 / 3 / 7 random views is at distance
-0.998 / 0.994 / 0.986 in 256 dimensions but 0.984 / 0.951 / 0.882 when the embeddings use an
-effective 32 dimensions, as trained embeddings of a small catalog do, and 7 views then span most of
-the space. The default score therefore compares groups of one size (`volume_score="fixed"`, GRAM's
-fixed set of modalities): every item contributes the anchor plus k of its other views, sampled
-uniformly each step, k = min(`group_size`, fewest other views of an item in the batch), so no item's
-score depends on how many views it has. The sampled group differs between steps; across steps
-every view is used. The options:
-
-    "fixed"    (default) V_ij = Vol_delta(a_i, k sampled views of item j), comparable across view
-               counts and effective dimensions (test_noisy_views_do_not_favour_items_with_more_views)
-    "distance" V_ij = Vol(a_i, X_j) / Vol(X_j) = dist_delta(a_i, span X_j)
-                    = sqrt(<a_i, a_i> + delta - a_ij^T (G_j + delta I)^{-1} a_ij),  a_ij = X_j a_i,
-               every view at once and no sampling variance, but biased toward items with more
-               views wherever the embeddings' effective dimension is low (see above)
+    "fixed"    (default) Vol_delta(a_i, k views of item j sampled this step), k the same for every item,
+               so that no item's score depends on how many views it has
+    "distance" Vol(a_i, X_j) / Vol(X_j), the distance to the span of all the views: no sampling
+               variance, but biased toward items with more views where the effective dimension is low
     "volume"   GRAM's raw Vol(a_i, X_j), comparable only when every item has the same view count
 
-(a) GRAM contrastive term: logits_ij = -s V_ij (s the learnable logit scale 1/tau),
-    L_vol = 1/2 [CE(logits, I) + CE(logits^T, I)].
-(b) OT term: P = entropic OT plan between the anchors {a_i} and the view groups {X_j} (uniform
-    marginals 1/n, cost C_ij = V_ij (`ot_cost="volume"`) or 1 - <a_i, f_j> with f_j the fused other
-    views (`"cosine"`), the log-domain Sinkhorn iterate after `ot_iterations` sweeps at
-    `ot_epsilon`, computed as float64 scalings with absorption by
-    `ftbench.kernels.feature_transport.fixed_sinkhorn`), computed without gradient, and
-    L_ot = sum_ij P_ij V_ij, the transport-weighted score. With the volume cost this is the entropic
-    OT value of that cost, whose gradient in V is P (envelope theorem), so detaching P is exact.
-    Total: L = L_vol + `ot_weight` * L_ot + query_weight * L_query (the shared query term).
+and the loss L = L_vol + `ot_weight` * L_ot + query_weight * L_query, with L_vol the symmetric
+InfoNCE on logits -s V_ij and L_ot = sum_ij P_ij V_ij, P the entropic OT plan between anchors and
+groups (`ot_cost`; `ftbench.kernels.feature_transport.fixed_sinkhorn`, no gradient: with the volume
+cost its gradient in V is P by the envelope theorem, so detaching P is exact). Only items with an
+anchor and another view enter L_vol and L_ot; pairs whose anchor or group repeats between two items
+leave L_vol's softmaxes (docs/method.md, "Duplicated views"). Retrieval serves the fused item
+embedding; `volume_scores` gives the GRAM-style score for analysis. The derivation, the checks
+behind the defaults and the cost: docs/method.md, "mover".
 
-A pair (i, j) whose anchor or group repeats between the two items (item j's sampled group is the same
-attribute text as item i's) is left out of (a)'s softmaxes; (b) has no negatives (a duplicated
-column costs what the positive costs), so it is unchanged (docs/method.md, "Duplicated views").
-Only items with an anchor and at least one other view enter (a) and (b); the others still train
-through the query term. Cost with `groups="views"` and at most n other views: O(B n^3 + B^2 n^2 +
-B^2 n d) (Schur-complement form, ftbench.kernels.volume), quadratic in views like `full_ot`; `"sides"` is
-O(B^2 d). Retrieval serves the fused item embedding (one cached vector per item); `volume_scores`
-gives the GRAM-style score for analysis.
-
-References: Cicchetti et al., "Gramian Multimodal Representation Learning and Alignment", ICLR 2025
+References
+----------
+Cicchetti et al., "Gramian Multimodal Representation Learning and Alignment", ICLR 2025
 (ispamm/GRAM, utils/volume.py); You & Liu, "MOVER", arXiv 2508.12149; Cuturi, NeurIPS 2013.
 """
 

@@ -1,73 +1,32 @@
 """`oat`: RecGOAT-style dual semantic alignment (arXiv 2602.00682).
 
-RecGOAT aligns each item's modality embeddings with an *anchor* (its ID embedding) at two
-granularities and serves a fused embedding. Per item i of a batch, ftbench's reading:
+Aligns each item's modality embeddings (Z_img: side 0, Z_txt: side 1) with an anchor Z_a (the title
+by default, or a learnable ID embedding: `anchor`) at two granularities and serves a gated fusion z:
 
-    Z_a[i]   anchor: the primary text view, the title (default), or a learnable ID embedding (`anchor`)
-    Z_img[i] normalise(sum_u mu_u x_i^u) over side 0 (image views; the primary group if one modality)
-    Z_txt[i] normalise(sum_v nu_v x_i^v) over side 1 (text views; the auxiliary group if one modality)
+    L = query_weight * NCE(Q, z) + modality_weight * L_modality + wasserstein_weight * L_W
 
-with mu, nu the primary-weighted side marginals (`side_views`). A missing side is replaced by the
-anchor (the released code substitutes the ID embedding for a missing modality); a missing text
-anchor by the item's fused embedding normalise(sum_v w_v x_i^v).
+- L_modality (instance level, CMCL): the mean of the posed InfoNCE terms NCE(Z_a, Z_img),
+  NCE(Z_a, Z'), NCE(Z_img, Z_txt), each over the items that have both members; Z' is the text side
+  without the title, so that no term contrasts a view with itself. A term with no pair in a batch is
+  left out and named (`<term>_nce_empty`), one the catalog cannot pose is listed in `notes`, and pairs
+  whose members repeat between two items leave the softmaxes (docs/method.md, "Duplicated views").
+- Optimal adaptive transport: per modality m the entropic d x d plan T^m between feature dimensions,
+  C^m_pq = s * mean_i (Z_m[i,p] - Z_a[i,q])^2 (`ftbench.kernels.feature_transport`, no gradient), and
+  the aligned modality A_m = Z_m (T^m + Delta_m), Delta_m a learnable residual (`residual_init`).
+- L_W = mean_m S_{1,blur}({A_m[i]}_i, {Z_a[i]}_i), geomloss's debiased Sinkhorn divergence, both
+  modalities in one batched solve (`ftbench.kernels.sinkhorn_divergence`).
+- z = normalise(LN((1 - g_v - g_t) Z_a + g_v A_img + g_t A_txt)); inference uses moving averages of
+  the training plans (`plan_momentum`, objectives/_feature_plans.py), so that an item's embedding
+  does not depend on its batch.
 
-Instance level, cross-modal contrastive learning (CMCL): with NCE(x, y) = CE(s X Y^T, I) (one
-direction, as the released `InfoNCE`) or its symmetric version (`symmetric`, default),
+Where this reading departs from the released code (the CMCL sign, the log-domain Sinkhorn, the
+residual's start, the added L_W, the title anchor for cold-start items) and why: docs/method.md, "oat".
 
-    L_modality = mean over the posed terms of {NCE(Z_a, Z_img), NCE(Z_a, Z'), NCE(Z_img, Z_txt)},
-
-each over the items that have both members. No term contrasts a view with itself. RecGOAT's anchor
-(an ID embedding) is independent of both modalities; a text anchor is not, so
-  - with image and text views, the text side contrasted with the anchor is Z' = normalise(sum of
-    the text views *other than the title*, side weights renormalised): otherwise the title sits in
-    Z_txt with weight w_p and NCE(Z_a, Z_txt) is near 0 whatever the towers learn;
-  - in a one-modality catalog side 0 holds the title itself (Z_img = Z_a), so NCE(Z_a, Z_img) is not
-    posed at all (and NCE(Z_a, Z') uses side 1, which holds no anchor view).
-A term without any pair in a batch is left out of the mean and named (`<term>_nce_empty`); a term
-that the catalog cannot pose is listed in `notes`. A pair (i, j) whose members repeat between the
-two items (e.g. Z' of i and j made of the same attribute texts) is left out of the softmaxes, in the
-query term too; L_W and the plans have no negatives (docs/method.md, "Duplicated views").
-The released code adds (1 - NCE) per pair, which *maximises* the InfoNCE loss and pushes an item's
-modalities apart; the paper's CMCL minimises it, and so do we (+NCE). The released code also
-repeats the terms on the BPR negatives; with one batch of items that is the same expectation and is
-not repeated here.
-
-Distribution level, optimal adaptive transport (OAT), as in the released `FusionModule`: for each
-modality m in {img, txt}, the d x d cost between feature dimensions
-
-    C^m_pq = s * mean_i (Z_m[i,p] - Z_a[i,q])^2       (over the items that have modality m)
-
-and the entropic plan T^m (uniform marginals 1/d, eps, fixed iterations; log-domain Sinkhorn, see
-ftbench.kernels.feature_transport - the released plain-domain Sinkhorn underflows at eps = 0.01, s = 100)
-computed without gradient, then the aligned modality A_m = Z_m (T^m + Delta_m), Delta_m a learnable
-d x d residual (Xavier-uniform init). The paper also states a 1-Wasserstein term between the aligned
-modality and anchor distributions, which the released code lacks; we add it explicitly:
-
-    L_W = mean_m S_{1,blur}({A_m[i]}_i, {Z_a[i]}_i)
-
-with S the debiased Sinkhorn divergence of geomloss `SamplesLoss("sinkhorn", p=1, blur)` (default
-scaling 0.5, tensorized), both modalities in one batched solve with each problem's own annealing
-schedule (ftbench.kernels.sinkhorn_divergence: the two geomloss calls' values to float32 round-off,
-their gradient without geomloss's float32 round-off on the self-distances' diagonals);
-`wasserstein_weight` = 0 reproduces the released code.
-
-Fusion (the served item embedding): z = normalise(LN((1 - g_v - g_t) Z_a + g_v A_img + g_t A_txt))
-with learnable scalar gates g (released init g_v = 0.05, g_t = 0.8) and the released LayerNorm
-(`fusion_layernorm`). Total, with the query term NCE(Q, z) at the objective's logit scale:
-
-    L = query_weight * NCE(Q, z) + modality_weight * L_modality + wasserstein_weight * L_W.
-
-Inference serves z with moving averages of the training plans (`plan_momentum`,
-objectives/_feature_plans.py), so that an item's embedding does not depend on its batch.
-
-Anchor: `anchor="id"` gives a learnable nn.Embedding(num_items, d) (normal init, std `id_init_std`,
-L2-normalised), "auto" picks it when the data set has interactions. The default is "text" because
-cross-view and query->item tasks are evaluated on never-trained (cold-start) items, whose ID rows
-would keep their random initialisation.
-
-References: RecGOAT (arXiv 2602.00682), released code 6lyc/RecGOAT-WSDM2027 (model_v1.py:
-FusionModule, MultiModalLightGCN._compute_multimodal_contrastive_loss); Feydy et al.,
-"Interpolating between Optimal Transport and MMD using Sinkhorn Divergences", AISTATS 2019.
+References
+----------
+RecGOAT (arXiv 2602.00682), released code 6lyc/RecGOAT-WSDM2027 (model_v1.py: FusionModule,
+MultiModalLightGCN._compute_multimodal_contrastive_loss); Feydy et al., "Interpolating between
+Optimal Transport and MMD using Sinkhorn Divergences", AISTATS 2019.
 """
 
 from __future__ import annotations
