@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..features.cache_dir import default_cache_dir
+
 HASH_CACHE_NAME = "file-hashes.sqlite3"
 #: a file modified this recently is hashed but not cached (see the module docstring)
 RECENT_NS = 2_000_000_000
@@ -209,8 +211,6 @@ def hash_cache_for(config) -> HashCache | None:
     if cache_dir:
         root = Path(cache_dir).expanduser()
     else:
-        from ..features.cache import default_cache_dir
-
         root = default_cache_dir()
     return HashCache(root / HASH_CACHE_NAME)
 

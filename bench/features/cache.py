@@ -41,7 +41,6 @@ import contextlib
 import contextvars
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,19 +50,10 @@ import numpy as np
 
 from ..files import atomic_write, atomic_write_bytes
 from .backbones import ROLES, Backbone, Input, content_hash
+from .cache_dir import default_cache_dir
 
 if TYPE_CHECKING:
     from ..data.catalog import ArrayCatalog, ViewSlot
-
-
-def default_cache_dir() -> Path:
-    """``$FTBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ftbench/features``, else ``~/.cache/...``."""
-    env = os.environ.get("FTBENCH_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ftbench" / "features"
 
 
 # ---------------------------------------------------------------------------------------------

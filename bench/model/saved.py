@@ -201,7 +201,7 @@ class SavedModel:
         """
         from ..config import apply_overrides
         from ..datasets import DATASETS
-        from ..run.experiment import build_named_dataset
+        from ..run.named_dataset import build_named_dataset
 
         name = dataset or self.description["dataset"]
         plugin_cls = DATASETS.get(name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import platform
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,10 +44,10 @@ from ..registry import suggest
 from ..train.distributed import setup as setup_distributed
 from ..train.loop import TrainConfig, train
 from .identity import run_identity
+from .named_dataset import build_named_dataset
 from .provenance import collect as collect_provenance
 from .results import RunResult, result_filename, write_result
-
-SECTIONS = ("objective", "dataset", "train", "tower", "eval")
+from .spec import SECTIONS, RunSpec
 
 
 def parse_sets(pairs: list[str]) -> list[tuple[str | None, str, Any]]:
@@ -90,20 +89,6 @@ def route_sets(parsed, configs: dict[str, Any]) -> dict[str, dict[str, Any]]:
             section = owners[0]
         routed[section][key] = value
     return routed
-
-
-@dataclass
-class RunSpec:
-    objective: str = "factorized"
-    dataset: str = "synthetic"
-    views: int = 8
-    seed: int = 0
-    device: str = "auto"
-    sets: list[str] = field(default_factory=list)
-    steps: int | None = None
-    batch_size: int | None = None
-    deterministic: bool = False
-    precision: str = "fp32"
 
 
 @dataclass
@@ -187,24 +172,6 @@ def build_dataset(prepared: PreparedRun, dataset_cache: dict | None = None):
     dataset = build_named_dataset(prepared.spec.dataset, prepared.dataset_plugin, prepared.configs["dataset"])
     if dataset_cache is not None:
         dataset_cache[key] = dataset
-    return dataset
-
-
-def build_named_dataset(name: str, plugin: Any, config: Any):
-    """Data set `name` from its `plugin` and data set `config`, as a run builds it (also what
-    `ftbench encode` and a loaded model embed)."""
-    dataset = plugin.build(config)
-    from ..features.catalog_store import should_store, stored_catalog
-
-    if should_store(dataset.catalog):
-        # generated once per data config, then memory-mapped by every run (features/catalog_store.py)
-        dataset.catalog = stored_catalog(dataset.catalog, name, config, notes=dataset.notes)
-    from ..data.content import shared_view_warning
-
-    repeated = shared_view_warning(dataset.catalog)  # attribute views shared by many items (docs/method.md)
-    if repeated:
-        print(repeated, file=sys.stderr)
-        dataset.notes.append(repeated)
     return dataset
 
 

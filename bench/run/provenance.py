@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .spec import SECTIONS, RunSpec
+
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # bench/run/ -> the checkout (or site-packages)
 
 
@@ -78,7 +80,6 @@ def collect(spec) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # a run from a config: a TOML file, or a result file's recorded config
 # ----------------------------------------------------------------------------------------------
-_SECTIONS = ("objective", "dataset", "train", "tower", "eval")
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -108,9 +109,9 @@ def sets_from_config_file(path: Path) -> list[str]:
     sets = []
     for key, value in payload.items():
         if isinstance(value, dict):
-            if key not in _SECTIONS:
+            if key not in SECTIONS:
                 raise ValueError(
-                    f"--config {path}: table [{key}] is not a config section (expected one of {', '.join(_SECTIONS)})"
+                    f"--config {path}: table [{key}] is not a config section (expected one of {', '.join(SECTIONS)})"
                 )
             for inner, inner_value in value.items():
                 if isinstance(inner_value, dict):
@@ -125,16 +126,14 @@ def spec_from_result(payload: dict[str, Any], device: str | None = None):
     """A RunSpec that runs the recorded config of a result file again: every field of every
     section as an explicit `--set` (so a changed default cannot change the rerun), the run's
     views, seed, precision and determinism; `device` replaces the recorded device option."""
-    from .experiment import RunSpec
-
     config = payload.get("config")
     if not isinstance(config, dict):
         raise ValueError("the result file has no config object")
     missing = [k for k in ("objective", "dataset", "views", "seed") if k not in config]
-    missing += [f"{s}_config" for s in _SECTIONS if not isinstance(config.get(f"{s}_config"), dict)]
+    missing += [f"{s}_config" for s in SECTIONS if not isinstance(config.get(f"{s}_config"), dict)]
     if missing:
         raise ValueError(f"the result file's config lacks {', '.join(missing)}")
-    sets = [f"{s}.{key}={value!r}" for s in _SECTIONS for key, value in config[f"{s}_config"].items()]
+    sets = [f"{s}.{key}={value!r}" for s in SECTIONS for key, value in config[f"{s}_config"].items()]
     recorded = (payload.get("provenance") or {}).get("run_options", {})
     return RunSpec(
         objective=config["objective"],

@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ...data.fingerprint import HASH_CACHE_NAME, HashCache, fingerprint, walk_files
 from ...registry import Registry
+from ..cache_dir import default_cache_dir
 
 BACKBONES: Registry = Registry("backbone")
 
@@ -412,9 +414,6 @@ def model_files_digest(files: dict[str, str | Path]) -> str:
     share cache entries and a moved or renamed copy keeps them. Each file is read once: its hash is
     kept in ``file-hashes.sqlite3`` of the default feature cache folder by path, size and mtime
     (`ftbench.data.fingerprint`, as the data fingerprints)."""
-    from ...data.fingerprint import HASH_CACHE_NAME, HashCache, fingerprint
-    from ..cache import default_cache_dir
-
     cache = HashCache(default_cache_dir() / HASH_CACHE_NAME)
     try:
         return fingerprint(files, cache).digest
@@ -425,8 +424,6 @@ def model_files_digest(files: dict[str, str | Path]) -> str:
 def model_folder_files(folder: Path) -> dict[str, str]:
     """The files of a model folder that decide its outputs, by their path in it: every file but
     hidden ones and documentation (``*.md``); a model card edit does not re-encode."""
-    from ...data.fingerprint import walk_files
-
     files = walk_files(folder, keep=lambda name: not name.lower().endswith(".md"))
     if not files:
         raise BackboneUnavailable(f"model folder {folder} holds no files")
