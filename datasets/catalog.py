@@ -20,58 +20,13 @@ Layout (every path is relative to the folder; only ``items.jsonl``, ``items.parq
       vectors/<name>.ids    its item ids, one per line, row order (queries: vectors/queries.*)
       images/...            image files named by items.jsonl / queries.jsonl
 
-An item record::
-
-    {"id": "anjou", "title": "Anjou pear", "description": "Green, sweet ...",
-     "image": "images/anjou.jpg", "photos": ["images/anjou_1.jpg", "images/anjou_2.jpg"],
-     "split": "train"}
-
-``id`` is required and unique. ``split`` (``train``, ``dev``/``val`` or ``test``) is optional; when no
-item has one, items get a seeded random split (``split_seed``, ``item_val_fraction``,
-``item_test_fraction``); some items with and some without is an error. Every other field is a view:
-a string (a text, or an image path) or a list of them, which becomes one view slot per position
-(``photos_1``, ``photos_2``, ...). A missing, null or empty value is a missing view.
-
-``items.csv``: the columns are the fields and every cell is a string; an empty cell is a missing
-view. A list-valued field is written as numbered columns ``photos_1, photos_2, ...`` (numbered from
-1 without gaps, no column ``photos``, not a field catalog.json names): they are the list ``photos``,
-so the slots are ``photos_1``, ``photos_2``, ... as for a JSON list; an empty cell is a missing
-view at that position.
-
-``catalog.json`` (all keys optional)::
-
-    {"views": [{"field": "image", "modality": "image", "role": "primary"},
-               {"field": "title", "modality": "text", "role": "primary"},
-               {"field": "description", "modality": "text", "role": "auxiliary"},
-               {"field": "photos", "modality": "image", "role": "auxiliary", "slot": "photo"},
-               {"vectors": "vectors/clip.npy", "slot": "clip", "modality": "clip", "role": "auxiliary"}],
-     "query_task": "query->item", "cross_view_items": "test",
-     "queries": {"vectors": "vectors/queries.npy", "modality": "clip"}}
-
-``views`` lists the slots in order: primary views first, then auxiliary views in the order
-``--views V`` keeps them. A view is read from a ``field`` of the item records, or from ``vectors``
-(then its modality is any name, with the vectors' dimension, and the features are used as given).
-``cross_view_items`` is ``test`` (the test items) or ``all`` (every item: for catalogs whose split is
-over queries, such as photos of products). Without ``catalog.json`` the views are inferred, and
-printed: a field whose values are image paths (``.jpg``, ``.jpeg``, ``.png``, ``.webp``, ``.bmp``,
-``.gif``) is an image view, any other a text view; ``title`` and the first image field are primary.
-
-Queries: every query of ``queries.jsonl`` needs a line in exactly one qrels file, which gives its
-split (train, dev = validation, test); grade 0 is a judged non-relevant pair and is not a relevant
-item; a query without a relevant item is skipped and counted. A qrels line naming an unknown query
-or item is skipped and counted, but a qrels file of which no line is usable (empty, only a header,
-or every line skipped) is an error naming the file, as is an empty ``queries.jsonl``: either would
-silently drop a split (an empty ``test.tsv``: the main task). Images are local files: an image
-given as a URL is an error (download the images into the folder and give relative paths). Every
-other defect is an error naming the file, the line and the field.
-
-Training pairs (the split is over queries): every pair of a train query (its train qrels with
-grade > 0, or its lines of ``interactions.tsv``) is trained on, whatever the item's split; pairs of
-dev and test queries never are. An item trained on cannot be a held-out item of the cross-view
-tasks, so with the seeded random item split the items named by train queries' pairs are train
-items (the others keep their random split); with a ``split`` given in the items, the split is kept
-and the pairs naming its val or test items are not trained on. Either case is printed with its
-counts and kept in the result's notes (`train_pair_items_split`).
+``id`` is required and unique; ``split`` is optional (a seeded random item split otherwise; some
+items with one and some without is an error); every other field is a view, a list-valued field one
+slot per position (``photos_1``, ...; in ``items.csv`` numbered columns). ``catalog.json`` names the
+views (primary first, then auxiliary in the order ``--views V`` keeps them), else they are inferred
+and printed. Every query needs a line in exactly one qrels file, which gives its split; only the
+pairs of train queries are trained on, and an item trained on is a train item. Every defect is an
+error naming the file, the line and the field. The format in full, with examples: docs/catalog.md.
 """
 
 from __future__ import annotations
