@@ -7,6 +7,7 @@ winner        which objective wins a comparison, named only where the paired see
 claims        the paper's claim against our measurement
 plots         metric against views, metric against step time
 cost_section  the cost results of `ftbench cost`
+regime        the opening section: the regime map (who wins where, the fitted decision guide, validation)
 build         the whole report (grouping and statistics are described there)
 """
 
