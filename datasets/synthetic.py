@@ -1,75 +1,25 @@
 """`synthetic`: a deterministic multi-view marketplace, the embedded default data set.
 
-Generative model
-----------------
-Item i has latent semantics: a category hierarchy (top category t_i, fine category f_i) and A
-attributes a_ij in {0..K-1} (colour, material, pattern, ...), A = `attributes`, in three groups:
+Item i has latent semantics: a category hierarchy (top t_i, fine f_i) and A = `attributes`
+attributes a_ij in {0..K-1}, in three groups: *main* ones (shown by the primary image and the
+title), *early auxiliary* ones (shown only by auxiliary views) and *late* ones (shown only, and only
+sometimes, by views from the fifth on, so that more views carry more information). A view observing
+the semantics O gets z = P_top[t] + P_fine[f] + sum_{j in O} P_attr[j, a_ij] (+ nuisance) from fixed
+prototypes in R^L, and the feature x = g_m(z) = W2 tanh(W1 z + b1), one fixed random map per modality.
 
-- *main* attributes (the first `main_attributes`): shown by the primary image and the title;
-- *early auxiliary* attributes: shown only by auxiliary views (a fabric close-up, the back of the
-  box, the description), as on real marketplaces;
-- *late* attributes (the last `late_attributes`): shown only, and only sometimes, by views from the
-  fifth on, so that more views carry more information, not only the same attributes again.
+Auxiliary views show their side's *home* attributes round robin (`attributes_per_aux_view`), the
+other side's with probability `cross_side_overlap` / 2 per rank (the two sides' attribute
+distributions then overlap by exactly `cross_side_overlap`), and from the fifth view on a not yet
+shown late attribute with probability `new_attribute_rate`; they mix these semantics with noise,
+z = alpha * semantics + (1 - alpha) * noise, alpha = `aux_informativeness` (0: pure noise, the null
+check). Queries name a Zipf-drawn seed item's fine category, one main attribute and, with probability
+`query_aux_fraction`, an auxiliary one; their relevant items are the matching items they interacted
+with. `slot_information` (`ftbench data info synthetic`) measures what each slot carries.
 
-Each semantic unit has a fixed prototype in a latent space R^L. A view of item i observes a subset
-O of the semantics, z = P_top[t] + P_fine[f] + sum_{j in O} P_attr[j, a_ij] (+ nuisance), and its
-backbone feature is x = g_m(z) with a fixed random nonlinear map per modality
-g_m(z) = W2 tanh(W1 z + b1), so image and text features live in different spaces.
-
-Which attributes a view shows (O):
-
-- primary image and title: the main attributes.
-- auxiliary view number k (k = 0, 1, ... in slot order; in image+text catalogs the auxiliary slots
-  alternate image, text, image, ..., so k's parity is its *side*; in one-modality catalogs the two
-  sides are the alternating auxiliary slots): p = `attributes_per_aux_view` *home* attributes,
-  round robin over the early auxiliary attributes, early[(k p + r) mod |early|] for rank r < p.
-  With the defaults (early = 2..5, p = 2) image views are at home on {2, 3} and texts on {4, 5}.
-- cross-side content, rho = `cross_side_overlap`: at each rank r, independently per (item, view),
-  the view shows with probability rho / 2 the other side's home attribute of that rank (that of
-  auxiliary view k xor 1) instead of its own. The attribute distributions of the two sides then
-  overlap by exactly rho (sum over attributes of the smaller of the two probabilities): 0 keeps
-  the sides disjoint (auxiliary images never show what auxiliary texts show, so aligning them
-  can teach nothing); 1 gives both sides the same mix. The default 0.5 is a listing whose
-  description mentions part of what its extra photos show.
-- new attributes, `new_attribute_rate`: from the fifth view on, independently per (item, view),
-  with this probability the view's last rank shows the first late attribute that the item's
-  earlier views have not shown yet (when every late attribute is shown, the view keeps its own).
-  Content is defined per slot whether or not the item has that view (see `aux_view_dropout`).
-
-An auxiliary view mixes these semantics with per-view noise, z = alpha * semantics + (1 - alpha)
-* noise, alpha = `aux_informativeness`: with alpha = 0 auxiliary views are pure noise and carry no
-item information, whatever they would show. Every view adds nuisance `noise` * N(0, I) (angle,
-lighting, wording).
-
-With `cross_side_overlap=0` and `late_attributes=0` the layout is the plain round robin of earlier
-releases and the features are bit-identical to theirs for the same seed and options (defaults
-then were attributes=6, i.e. `--set dataset.attributes=6 --set dataset.late_attributes=0 --set
-dataset.cross_side_overlap=0` reproduces the earlier default data).
-
-Queries are generated from attributes: a seed item is drawn with a Zipf popularity skew, the query
-names its fine category plus one main attribute and, with probability `query_aux_fraction`, an
-auxiliary attribute (early or late, visible only in auxiliary views). Its interactions are items
-matching the query (the seed item first, then other matching items), and its relevant items are
-the items it interacted with. The query feature is the text backbone of the query's semantics
-plus noise.
-
-How much item information each slot carries, for a given config, is measured by `slot_information`
-(`ftbench data info synthetic`).
-
-Null check
-----------
-The generator must not pick the winner: with `aux_informativeness=0` no multi-view objective may
-beat `clip` on query->item recall beyond the paired 95% interval over seeds. Full version, on the
-default catalog and budget (a fast version runs in the tests); the sweep is one command, wrapped here:
-
-    ftbench sweep -o clip -o factorized -o full_ot -o oat -o mover --views 8 --seed 0 --seed 1 --seed 2
-    --set dataset.aux_informativeness=0 --out results/null-check
-    ftbench report results/null-check      # paired differences against clip, per objective
-
-Scale: item semantics are a few small integer arrays; view features (and which attributes a view
-shows) are generated lazily per batch from counter-based random numbers keyed by (seed, item,
-view), so 1M items x 16 views take well under 4 GB, and the same item always gets the same
-features.
+View features are generated lazily per batch from counter-based random numbers keyed by (seed,
+item, view): 1M items x 16 views fit in a few GB, and an item always gets the same features. The
+model in full, the layout that reproduces earlier releases' data bit for bit, and the null check's
+command: docs/method.md, "The synthetic marketplace".
 """
 
 from __future__ import annotations
