@@ -45,8 +45,6 @@ def verify(
     equal floats after a JSON round trip. JSON files that are not run results (cost files, designs,
     profiles) are skipped with a message. Prints one row per file and exits 1 if any metric differs
     or a rerun fails."""
-    from rich.table import Table
-
     from ..run.verify import check_record, legacy_name_lines, rerun_and_compare, sample_folder
 
     use_cache_dir(cache_dir)
@@ -92,14 +90,10 @@ def verify(
             for line in check.comparison.differences[:10] if check.comparison else []:
                 console.print(f"  differs: {line}", highlight=False, markup=False)
             console.print(f"  {check.status} ({check.seconds:.1f} s)", highlight=False, markup=False)
-    table = Table(title="rerun check")
-    # names fold rather than end in an ellipsis: the table is what a log of the check keeps
-    table.add_column("folder", overflow="fold")
-    table.add_column("file", overflow="fold")
-    for column in ("#metrics", "max abs diff", "status", "s"):
-        table.add_column(column, justify="left" if column == "status" else "right", no_wrap=True)
-    for folder, check in checks:
-        table.add_row(
+    # plain aligned lines, not a rich table: a table cut to 80 columns folds every file name
+    rows = [("folder", "file", "#metrics", "max abs diff", "status", "s")]
+    rows += [
+        (
             str(folder),
             str(check.path.relative_to(folder)),
             str(check.comparison.compared if check.comparison else 0),
@@ -107,7 +101,12 @@ def verify(
             check.status,
             f"{check.seconds:.0f}",
         )
-    console.print(table)
+        for folder, check in checks
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = [cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        console.print("  ".join(cells).rstrip(), highlight=False, markup=False, soft_wrap=True)
     if record is not None:
         from ..files import atomic_write_text
 
