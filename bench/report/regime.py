@@ -380,7 +380,8 @@ def _gain_text(outcome: CellOutcome) -> str:
     return f"{outcome.leader} {outcome.gains[outcome.leader].format(signed=True)}"
 
 
-def _validation_lines(folder: Path, complete: int, rel: str) -> list[str]:
+def _validation_lines(folder: Path, fitted: int, rel: str) -> list[str]:
+    """`fitted`: the cells `ftbench advise` fits from now (clip and another objective over 3 seeds, a profile)."""
     path = folder / VALIDATION_FILE
     if not path.is_file():
         return [
@@ -410,9 +411,9 @@ def _validation_lines(folder: Path, complete: int, rel: str) -> list[str]:
     if median_rho is not None:
         text += f"; median Spearman correlation of predicted and measured gains over the objectives **{median_rho:+.2f}**"
     text += "."
-    if covered != complete:
+    if covered != fitted:
         text += (
-            f" The validation covers {covered} cells and the map now has {complete} complete cells: rerun "
+            f" The validation covers {covered} cells; `ftbench advise` now fits from {fitted}: rerun "
             f"`ftbench advise --validate --map {rel}`."
         )
     lines = ["### Leave-one-cell-out validation", "", text]
@@ -507,7 +508,7 @@ def regime_map_section(folder: Path, report_dir: Path, results_dir: Path | None 
         md_table(header, rows, align_first=3),
         "",
     ]
-    lines += _validation_lines(folder, len(cells), rel_full)
+    lines += _validation_lines(folder, len(regime.cells), rel_full)
     return lines, plots
 
 

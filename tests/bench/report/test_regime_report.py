@@ -220,7 +220,7 @@ def test_the_report_opens_with_the_map(results, tmp_path):
 def test_a_stale_or_missing_validation_is_said(tmp_path):
     write_map_folder(tmp_path / "results" / "regime-map", dict(VALIDATION, cells=5, rows=VALIDATION["rows"][:5]))
     text = "\n".join(regime_map_section(tmp_path / "results" / "regime-map", tmp_path, tmp_path / "results")[0])
-    assert "The validation covers 5 cells and the map now has 9 complete cells" in text
+    assert "The validation covers 5 cells; `ftbench advise` now fits from 10: rerun" in text
     (tmp_path / "results" / "regime-map" / "validation.json").unlink()
     text = "\n".join(regime_map_section(tmp_path / "results" / "regime-map", tmp_path, tmp_path / "results")[0])
     assert "Not run yet: `ftbench advise --validate --map results/regime-map`" in text
