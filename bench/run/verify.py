@@ -19,9 +19,16 @@ import random
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from ..errors import input_errors
+from ..train.loop import NonFiniteError
+from .experiment import execute, package_versions, prepare
+from .provenance import command_line, git_state, spec_from_result
 from .results import READABLE_VERSIONS, SCHEMA_VERSION, upgrade_payload
 
 
@@ -104,8 +111,6 @@ def legacy_name_lines(comparison: MetricComparison) -> list[str]:
 def run_file_problem(path: Path) -> str | None:
     """Why the JSON file `path` is not a run's result file (a cost file, a design, a profile, a
     validation report), or None when it is one."""
-    from .provenance import spec_from_result
-
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -141,6 +146,7 @@ class FolderSample:
     folder : the folder as given.
     runs : every run result file found (sorted).
     chosen : the sample, a sorted subset of `runs`.
+    size : the sample size asked for.
     skipped : ``(path, reason)`` for each JSON file that is not a run result.
     untracked : how many JSON files were left out because git does not track them.
     """
@@ -149,6 +155,7 @@ class FolderSample:
     runs: list[Path]
     chosen: list[Path]
     skipped: list[tuple[Path, str]]
+    size: int
     untracked: int = 0
 
 
@@ -159,7 +166,7 @@ def sample_folder(folder: Path, size: int, seed: int = 0, tracked_only: bool = F
     `tracked_only`, files git does not track are left out (a sweep still writing into the folder
     then leaves the sample unchanged)."""
     if size < 1:
-        raise ValueError(f"--sample must be at least 1, got {size}")
+        raise ValueError(f"{folder}: the sample must be at least 1 file, got {size}")
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
     candidates = sorted(
@@ -179,7 +186,7 @@ def sample_folder(folder: Path, size: int, seed: int = 0, tracked_only: bool = F
             skipped.append((path, problem))
     # a string seed is hashed with SHA-512 by `random`: the same draw in every process and version
     chosen = sorted(random.Random(f"{seed}:{folder.resolve().name}").sample(runs, min(size, len(runs))))
-    return FolderSample(folder, runs, chosen, skipped, untracked)
+    return FolderSample(folder, runs, chosen, skipped, size, untracked)
 
 
 @dataclass
@@ -210,13 +217,6 @@ def rerun_and_compare(path: Path, out_dir: Path, device: str | None = None, data
     result file back and compare its metrics with the recorded ones (`compare_metrics`). An input
     error (missing data, a backbone unavailable) or a non-finite training step is the status
     "error" with its message; any other exception is a bug and propagates."""
-    import torch
-
-    from ..errors import input_errors
-    from ..train.loop import NonFiniteError
-    from .experiment import execute, prepare
-    from .provenance import spec_from_result
-
     payload = json.loads(path.read_text(encoding="utf-8"))
     recorded_threads = (payload.get("device") or {}).get("torch_threads")
     outer = torch.get_num_threads()
@@ -248,16 +248,9 @@ def rerun_and_compare(path: Path, out_dir: Path, device: str | None = None, data
     return RerunCheck(path, status, comparison, seconds, threads, notes)
 
 
-def check_record(
-    checks: list[RerunCheck], samples: list[FolderSample], *, size: int, seed: int, tracked_only: bool
-) -> dict[str, Any]:
+def check_record(checks: list[RerunCheck], samples: list[FolderSample], *, seed: int, tracked_only: bool) -> dict[str, Any]:
     """The JSON record of a check: what was sampled and skipped, and each rerun's outcome, with the
     source commit, the command line and the package versions that ran it."""
-    from datetime import datetime, timezone
-
-    from .experiment import package_versions
-    from .provenance import command_line, git_state
-
     git = git_state()
     return {
         "kind": "rerun-check",
@@ -266,13 +259,13 @@ def check_record(
         "commit": git.get("commit"),
         "dirty": git.get("dirty"),
         "versions": package_versions(),
-        "sample": size,
         "seed": seed,
         "tracked_only": tracked_only,
         "folders": [
             {
                 "folder": str(s.folder),
                 "run_files": len(s.runs),
+                "sample": s.size,
                 "chosen": [str(p) for p in s.chosen],
                 "skipped": [{"file": str(p), "reason": reason} for p, reason in s.skipped],
                 "untracked": s.untracked,

@@ -97,7 +97,9 @@ def test_refuses_a_missing_folder_and_a_sample_below_one(tmp_path):
     res = _invoke("verify", str(tmp_path / "missing"))
     assert res.exit_code == 2 and "no such folder" in res.output
     res = _invoke("verify", "--sample", "0", str(tmp_path))
-    assert res.exit_code == 2 and "--sample must be at least 1" in res.output
+    assert res.exit_code == 2 and "the sample must be at least 1 file" in res.output
+    res = _invoke("verify", "--sample-for", "paper-scale", str(tmp_path))
+    assert res.exit_code == 2 and "expected NAME=N" in res.output
 
 
 def test_a_legacy_metric_name_is_compared_under_its_current_name_and_said_so(tiny_results):
