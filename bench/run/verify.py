@@ -227,7 +227,7 @@ def rerun_and_compare(path: Path, out_dir: Path, device: str | None = None, data
     try:
         prepared = prepare(spec_from_result(payload, device))
         _, written = execute(prepared, out_dir, dataset_cache=dataset_cache)
-    except (*input_errors(), NonFiniteError) as exc:
+    except input_errors(NonFiniteError) as exc:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         return RerunCheck(path, "error", None, time.perf_counter() - start, threads, [*notes, message])
     finally:
