@@ -158,8 +158,8 @@ def run(
     ValueError, KeyError
         A bad option value or an unknown name or config field (the message names it).
     """
-    from .device import check_precision, resolve_device
-    from .run.experiment import RunSpec, execute, prepare
+    from .device import check_precision, resolve_device  # lazy: keeps `import ftbench` light; torch loads on the first call
+    from .run.experiment import RunSpec, execute, prepare  # lazy: keeps `import ftbench` light; torch loads on the first call
 
     if save_embeddings and out is None:
         raise ValueError("save_embeddings=True needs out= (the embeddings are written beside the result file)")
@@ -180,7 +180,7 @@ def run(
     prepared = prepare(spec)
     check_precision(precision, resolve_device(device))
     if save_model is not None:
-        from .model.saved import check_model_folder
+        from .model.saved import check_model_folder  # lazy: keeps `import ftbench` light; torch loads on the first call
 
         check_model_folder(save_model)
     result, path = execute(
@@ -238,7 +238,7 @@ def sweep(
     ValueError
         A cell fails validation (every invalid cell is named); nothing has run then.
     """
-    from .run.sweep import SweepSpec, prepare_grid, run_sweep
+    from .run.sweep import SweepSpec, prepare_grid, run_sweep  # lazy: keeps `import ftbench` light; torch loads on the first call
 
     sets = override_strings(overrides)
     if data_dir is not None:
@@ -277,7 +277,7 @@ def load_results(folder: Path | str) -> pd.DataFrame:
     FileNotFoundError
         `folder` does not exist.
     """
-    from .report.export import export_frame
+    from .report.export import export_frame  # lazy: keeps `import ftbench` light; torch loads on the first call
 
     folder = Path(folder)
     if not folder.exists():
@@ -290,14 +290,14 @@ def load_results(folder: Path | str) -> pd.DataFrame:
 
 def objectives() -> dict[str, str]:
     """The registered objectives: {name: one-line summary}, in registration order."""
-    from .objectives import OBJECTIVES
+    from .objectives import OBJECTIVES  # lazy: keeps `import ftbench` light; torch loads on the first call
 
     return {name: OBJECTIVES.get(name).summary for name in OBJECTIVES}
 
 
 def datasets() -> dict[str, str]:
     """The registered data sets: {name: one-line summary}, in registration order."""
-    from .datasets import DATASETS
+    from .datasets import DATASETS  # lazy: keeps `import ftbench` light; torch loads on the first call
 
     return {name: DATASETS.get(name).summary for name in DATASETS}
 
@@ -318,6 +318,6 @@ def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
         With ``build_dataset(...)``, ``embed_items(dataset, items=None)`` and
         ``embed_queries(dataset, queries="test")`` (float32 NumPy arrays).
     """
-    from .model.saved import load_model as _load
+    from .model.saved import load_model as _load  # lazy: keeps `import ftbench` light; torch loads on the first call
 
     return _load(folder, device)

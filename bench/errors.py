@@ -9,6 +9,8 @@ the message and exit with code 2. Any other exception keeps its traceback: it is
 
 from __future__ import annotations
 
+from .features.backbones import BackboneUnavailable
+
 
 def input_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]:
     """The exception types that mean "the input is bad or missing": ValueError (a loader's
@@ -16,6 +18,4 @@ def input_errors(*extra: type[BaseException]) -> tuple[type[BaseException], ...]
     unknown key or a feature row missing from a precomputed table), OSError (a missing or
     unreadable file, a network failure), ImportError and `BackboneUnavailable` (an optional
     package or a backbone's weights missing), plus `extra` (e.g. the CLI's UsageError)."""
-    from .features.backbones import BackboneUnavailable
-
     return (ValueError, KeyError, OSError, ImportError, BackboneUnavailable, *extra)

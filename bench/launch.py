@@ -8,6 +8,8 @@ imports once.
 import os
 import sys
 
+from .heap import reexec_with_huge_pages
+
 # the text of the guard in the repository's datasets/__init__.py (see `_unshadow_datasets`)
 _GUARD = "this folder is ftbench.datasets"
 
@@ -35,10 +37,8 @@ def _unshadow_datasets() -> None:
 
 
 def main() -> None:
-    from .heap import reexec_with_huge_pages
-
     _unshadow_datasets()
     reexec_with_huge_pages(sys.argv)
-    from .cli.app import main as run_cli
+    from .cli.app import main as run_cli  # lazy: after the huge-page re-execution (module docstring)
 
     run_cli()

@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from ..config import option
+from ..data.dataset import MultiViewDataset
+from ..data.queries import QuerySet
 from ..data.splits import random_split
 from ..features.backbones import Backbone, create_backbone
-from ..features.cache import FeatureCache
+from ..features.cache import FeatureCache, assemble_catalog
 from .base import DatasetConfig
 
 _TAG = re.compile(r"<[^>]{0,500}>")
@@ -232,10 +234,6 @@ def text_query_dataset(
     data set. `label` names the catalog in progress and error messages."""
     import time
     from dataclasses import asdict
-
-    from ..data.dataset import MultiViewDataset
-    from ..data.queries import QuerySet
-    from ..features.cache import assemble_catalog
 
     cache = config.cache()
     text_backbone = config.backbone("text")

@@ -43,6 +43,7 @@ from ..data.catalog import ViewSlot
 from ..data.dataset import MultiViewDataset
 from ..data.fingerprint import DataFiles
 from ..data.queries import relevance_from_pairs
+from ..data.splits import random_split
 from . import DATASETS
 from ._text_loading import (
     TextEncoderConfig,
@@ -237,8 +238,6 @@ class ESCI(DatasetPlugin):
             n_val = int(round(config.query_val_fraction * len(train)))
             split[rng.permutation(train)[:n_val]] = 1
         else:
-            from ..data.splits import random_split
-
             f = config.query_val_fraction
             split = random_split(len(kept), (1.0 - 2 * f, f, f), config.split_seed) if f > 0 else split
         exact_arr = np.array([(new_q[q], it) for q, it in exact if has_rel[q]], dtype=np.int64).reshape(-1, 2)

@@ -7,6 +7,10 @@ top-level `if` / `try` / `with` blocks and class bodies; not inside functions, n
 `if TYPE_CHECKING:`). Relative imports are resolved against the module's package; `from P import
 name` points at P.name where that is a module, else at P. A cycle makes import order matter (a
 name half-defined when the other module reads it), so the test names the modules of each one.
+
+A second graph adds the imports inside functions: an import moved into a function to dodge a cycle
+hides it rather than removing it, so that graph must be acyclic too, and every package import left
+inside a function says why on its line (`# lazy: ...`: CLI start-up, a torch-free report, ...).
 """
 
 from __future__ import annotations
@@ -58,24 +62,31 @@ def _import_time_statements(body: list[ast.stmt]):
 def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
     """The package modules that importing module `name` (source `path`) imports directly."""
     tree = ast.parse(path.read_text(), filename=str(path))
+    edges: set[str] = set()
+    for node in _import_time_statements(tree.body):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            edges |= _targets(name, path, node, modules)
+    return edges
+
+
+def _targets(name: str, path: Path, node: ast.Import | ast.ImportFrom, modules: set[str]) -> set[str]:
+    """The package modules one import statement of module `name` (source `path`) names."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
-    for node in _import_time_statements(tree.body):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                targets.add(alias.name)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                if not base:
-                    raise AssertionError(f"{path}: relative import beyond the top-level package")
-                origin = ".".join(base + ([node.module] if node.module else []))
-            else:
-                origin = node.module
-            for alias in node.names:
-                sub = f"{origin}.{alias.name}"
-                targets.add(sub if sub in modules else origin)
+    if isinstance(node, ast.Import):
+        targets.update(alias.name for alias in node.names)
+    else:
+        if node.level:
+            base = package.split(".")
+            base = base[: len(base) - (node.level - 1)]
+            if not base:
+                raise AssertionError(f"{path}: relative import beyond the top-level package")
+            origin = ".".join(base + ([node.module] if node.module else []))
+        else:
+            origin = node.module
+        for alias in node.names:
+            sub = f"{origin}.{alias.name}"
+            targets.add(sub if sub in modules else origin)
     edges = set()
     for target in targets:
         # `import ftbench.a.b` -> the deepest package module it names
@@ -86,10 +97,31 @@ def imports_of(name: str, path: Path, modules: set[str]) -> set[str]:
     return edges
 
 
-def import_graph() -> dict[str, set[str]]:
+def function_imports(name: str, path: Path, modules: set[str]):
+    """(line, statement's first line, package modules named) of each import inside a function."""
+    source = path.read_text()
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source, filename=str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in node.body:
+                for stmt in ast.walk(inner):
+                    if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                        targets = _targets(name, path, stmt, modules)
+                        if targets:
+                            yield stmt.lineno, "\n".join(lines[stmt.lineno - 1 : stmt.end_lineno]), targets
+
+
+def import_graph(with_function_imports: bool = False) -> dict[str, set[str]]:
+    """Module -> the package modules it imports when imported; with `with_function_imports`, also
+    those its functions import when they run."""
     files = module_files()
     modules = set(files)
-    return {name: imports_of(name, path, modules) for name, path in files.items()}
+    graph = {name: imports_of(name, path, modules) for name, path in files.items()}
+    if with_function_imports:
+        for name, path in files.items():
+            for _, _, targets in function_imports(name, path, modules):
+                graph[name] |= targets
+    return graph
 
 
 def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -162,6 +194,31 @@ def test_no_import_cycles():
     assert "ftbench.kernels.search" in graph and "ftbench.objectives.base" in graph
     cycles = find_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_import_cycles_through_function_imports():
+    """A function-level import that would close a cycle if it stood at the top hides the cycle
+    rather than removing it (the two modules still need each other); none is left."""
+    cycles = find_cycles(import_graph(with_function_imports=True))
+    assert not cycles, "import cycles through function-level imports:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+#: function-level imports of package modules without a `# lazy:` comment, with the reason
+LAZY_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def test_function_level_imports_say_why():
+    """Package modules are imported at the top; one imported inside a function says why on the
+    import (`# lazy: CLI start-up`, `# lazy: the report needs no torch`, ...)."""
+    files = module_files()
+    modules = set(files)
+    unexplained = [
+        f"{path.relative_to(ROOT)}:{line}: {text.strip()}"
+        for name, path in files.items()
+        for line, text, _ in function_imports(name, path, modules)
+        if "# lazy:" not in text and (name, text.strip()) not in LAZY_ALLOWED
+    ]
+    assert not unexplained, "package imports inside functions without a `# lazy:` reason:\n" + "\n".join(unexplained)
 
 
 def test_cycle_finder_names_a_cycle():

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import typer
 
+from ..config import to_jsonable
+from ..run.results import atomic_write_text
+from .common import fail
+
 MAP_DIR = Path("results") / "regime-map"
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    from ..run.results import atomic_write_text
-    from .common import fail
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
@@ -24,8 +25,8 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def _profile(dataset: str, views: int, sets: list[str], seed: int = 0):
-    from ..regime.indicators import profile_dataset
-    from ..run.experiment import RunSpec, build_dataset, prepare
+    from ..regime.indicators import profile_dataset  # lazy: CLI start-up
+    from ..run.experiment import RunSpec, build_dataset, prepare  # lazy: CLI start-up
 
     prepared = prepare(RunSpec(dataset=dataset, views=views, sets=sets))
     return prepared, profile_dataset(build_dataset(prepared), views=views, seed=seed)
@@ -33,9 +34,8 @@ def _profile(dataset: str, views: int, sets: list[str], seed: int = 0):
 
 def profile_map(folder: Path, echo=print) -> int:
     """Profile every design cell that lacks `profiles/cell_NN.json`; returns how many were written."""
-    from ..config import to_jsonable
-    from ..regime.advise import profile_path
-    from ..regime.design import regime_design
+    from ..regime.advise import profile_path  # lazy: CLI start-up
+    from ..regime.design import regime_design  # lazy: CLI start-up
 
     written = 0
     for point in regime_design():
@@ -61,8 +61,7 @@ def profile_map(folder: Path, echo=print) -> int:
 
 
 def _load(folder: Path):
-    from ..regime.advise import load_map
-    from .common import fail
+    from ..regime.advise import load_map  # lazy: CLI start-up
 
     try:
         regime = load_map(folder)
@@ -109,9 +108,8 @@ def register(app: typer.Typer) -> None:
         """Predict, before training anything, how each objective would do on a catalog: its paired gain over
         clip with a 95% interval, the ranking with ties, the step cost at --views, how far the catalog lies
         from the regime map, and the sweep that would confirm it (docs/method.md, Regime map and advice)."""
-        from ..errors import input_errors
-        from ..regime import advise as rg
-        from .common import fail
+        from ..errors import input_errors  # lazy: CLI start-up
+        from ..regime import advise as rg  # lazy: CLI start-up
 
         if profile_cells:
             n = profile_map(map_dir)

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..eval.metric_registry import DEFAULT_METRICS, METRICS, metric_label, metric_of
+from ..run.results import make_folders, remove_created_folders
 from ..schema import METRIC_COLUMNS
 
 console = Console()
@@ -34,8 +35,6 @@ def check_writable(out: Path) -> None:
     """Fail before any work if `--out` cannot be written, leaving nothing behind: the folders
     this check creates to try are removed again (the writers create them when they write), so a
     run that fails later leaves no empty `--out`."""
-    from ..run.results import make_folders, remove_created_folders
-
     created: list[Path] = []
     try:
         created = make_folders(out)
@@ -94,7 +93,7 @@ def run_overrides(set_: list[str], data_dir: Path | None, deterministic: bool, c
     handle (data encoding happens before training)."""
     sets = []
     if config_file is not None:
-        from ..run.provenance import sets_from_config_file
+        from ..run.provenance import sets_from_config_file  # lazy: CLI start-up
 
         try:
             sets += sets_from_config_file(config_file)
@@ -145,7 +144,7 @@ TRACKING_EXPERIMENT_HELP = "With --tracker: the experiment the runs are grouped 
 def open_tracker(name: str, uri: str | None, out: Path, experiment: str, main: bool = True):
     """The tracker of `--tracker/--tracking-uri/--tracking-experiment`, opened (store reached,
     experiment found or created) on the main process before any work: one-line errors."""
-    from ..run.tracking import TrackingError, make_tracker
+    from ..run.tracking import TrackingError, make_tracker  # lazy: CLI start-up
 
     try:
         tracker = make_tracker(name, uri, out, experiment)

@@ -7,6 +7,11 @@ from pathlib import Path
 
 import typer
 
+from ..kernels.search import SCANS
+from ..registry import UnknownNameError
+from ..run.results import atomic_write_text
+from .common import UsageError, check_writable, fail, split_list
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -85,9 +90,6 @@ def register(app: typer.Typer) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
         from rich.console import Console
 
-        from ..run.results import atomic_write_text
-        from .common import UsageError, check_writable, fail, split_list
-
         console = Console()
         try:
             objective = split_list(objective, "--objective")
@@ -96,7 +98,7 @@ def register(app: typer.Typer) -> None:
         except UsageError as exc:
             fail(str(exc))
         if encode_bench:
-            from ..cost.encode_bench import format_encode_bench, run_encode_bench
+            from ..cost.encode_bench import format_encode_bench, run_encode_bench  # lazy: CLI start-up
 
             if encode_texts < 1 or not 1 <= encode_before_texts <= encode_texts:
                 fail(
@@ -118,15 +120,14 @@ def register(app: typer.Typer) -> None:
             console.print(f"results: {out / 'encode_bench__cpu.json'}", highlight=False)
             return
         if solver_bench:
-            from ..cost.solver_bench import format_solver_bench, run_solver_bench
+            from ..cost.solver_bench import format_solver_bench, run_solver_bench  # lazy: CLI start-up
 
             result = run_solver_bench(device=device)
             console.print(format_solver_bench(result), highlight=False, markup=False)
             atomic_write_text(out / "solver_bench.json", json.dumps(result, indent=2, default=str) + "\n")
             return
         if search_bench:
-            from ..cost.search_bench import format_search_bench, run_search_bench
-            from ..kernels.search import SCANS
+            from ..cost.search_bench import format_search_bench, run_search_bench  # lazy: CLI start-up
 
             if search_precision not in SCANS:
                 fail(f"--search-precision must be one of {', '.join(SCANS)}, got {search_precision!r}")
@@ -153,11 +154,10 @@ def register(app: typer.Typer) -> None:
         if threads < 0:
             fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
         if step_ratio:
-            from ..cost.scaling import CostSpec
-            from ..cost.step_ratio import format_step_ratio, run_step_ratio
-            from ..cost.warnings import machine_load
-            from ..objectives import OBJECTIVES
-            from ..registry import UnknownNameError
+            from ..cost.scaling import CostSpec  # lazy: CLI start-up
+            from ..cost.step_ratio import format_step_ratio, run_step_ratio  # lazy: CLI start-up
+            from ..cost.warnings import machine_load  # lazy: CLI start-up
+            from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
             names = list(objective) or ["clip"] + [n for n in OBJECTIVES.names() if n != "clip"]
             if len(views) > 1:
@@ -187,9 +187,8 @@ def register(app: typer.Typer) -> None:
             return
         from rich.progress import Progress
 
-        from ..cost.scaling import CostSpec, format_cost, plot_cost, run_cost, write_cost
-        from ..objectives import OBJECTIVES
-        from ..registry import UnknownNameError
+        from ..cost.scaling import CostSpec, format_cost, plot_cost, run_cost, write_cost  # lazy: CLI start-up
+        from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
         names = list(objective) or OBJECTIVES.names()
         spec = CostSpec(
@@ -205,7 +204,7 @@ def register(app: typer.Typer) -> None:
         )
         if min(spec.views) < 1:
             fail("--views must be at least 1")
-        from ..cost.warnings import cost_warnings, machine_load
+        from ..cost.warnings import cost_warnings, machine_load  # lazy: CLI start-up
 
         load = machine_load()  # before our own work adds to it
         try:

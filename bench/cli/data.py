@@ -25,10 +25,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from ..config import apply_overrides, parse_literal
+from .. import __version__
+from ..config import apply_overrides, parse_literal, to_jsonable
 from ..features.backbones import MODALITIES, backbone_modalities, parse_spec
 from ..features.cache import report_progress
-from ..registry import UnknownNameError
+from ..registry import UnknownNameError, suggest
+from .common import fail
 
 console = Console(stderr=True)
 
@@ -82,7 +84,7 @@ def backbone_overrides(specs: list[str], fields: set[str], dataset: str) -> dict
 
 def build_with_progress(dataset: str, overrides: dict[str, Any]):
     """Build data set `dataset` with `overrides`, showing a progress bar per encoding pass."""
-    from ..datasets import DATASETS
+    from ..datasets import DATASETS  # lazy: CLI start-up
 
     plugin_cls = DATASETS.get(dataset)
     config = apply_overrides(plugin_cls.Config(), overrides, f"data set {dataset!r}")
@@ -93,7 +95,7 @@ def build_with_progress(dataset: str, overrides: dict[str, Any]):
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    from .progress import make_progress
+    from .progress import make_progress  # lazy: CLI start-up
 
     with make_progress(*columns, console=console, transient=False) as progress:
         with report_progress(_RichReporter(progress)):
@@ -102,8 +104,6 @@ def build_with_progress(dataset: str, overrides: dict[str, Any]):
 
 def _fail(exc: BaseException) -> None:
     """Print a data error as one line naming what was wrong (the loaders name file and line)."""
-    from .common import fail
-
     fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
 
 
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         set_: list[str] = typer.Option([], "--set", help="data set option key=value; repeatable"),
     ) -> None:
         """Precompute a data set's backbone features into the cache; a second run encodes nothing."""
-        from ..datasets import DATASETS
+        from ..datasets import DATASETS  # lazy: CLI start-up
 
         try:
             plugin_cls = DATASETS.get(dataset)
@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
             if "cache_dir" not in fields:
                 raise typer.BadParameter(f"data set {dataset!r} reads no backbone features", param_hint="--cache-dir")
             overrides["cache_dir"] = str(cache_dir)
-        from ..errors import input_errors
+        from ..errors import input_errors  # lazy: CLI start-up
 
         t0 = time.perf_counter()
         try:
@@ -186,10 +186,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Download a public data set archive, check it, extract it safely, print its folder.
         Each data set plugin declares whether and from where it can be fetched (its `archive`)."""
-        from ..data.fetch import default_data_root, fetchable
-        from ..datasets import DATASETS
-        from ..errors import input_errors
-        from ..registry import suggest
+        from ..data.fetch import default_data_root, fetchable  # lazy: CLI start-up
+        from ..datasets import DATASETS  # lazy: CLI start-up
+        from ..errors import input_errors  # lazy: CLI start-up
 
         sources = fetchable(DATASETS)
         if name is None:
@@ -235,9 +234,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write a data set in the catalog layout (items.jsonl, queries.jsonl, qrels/, catalog.json),
         readable with `ftbench run --dataset catalog --data-dir OUT`."""
-        from ..data.convert import convert_dataset
-        from ..datasets import DATASETS
-        from ..errors import input_errors
+        from ..data.convert import convert_dataset  # lazy: CLI start-up
+        from ..datasets import DATASETS  # lazy: CLI start-up
+        from ..errors import input_errors  # lazy: CLI start-up
 
         try:
             plugin_cls = DATASETS.get(name)
@@ -278,7 +277,7 @@ def register(app: typer.Typer) -> None:
         same-modality primary view, against the mean of the item's other same-modality views, and,
         through a ridge map fitted on train items, against the other modality's views.
         """
-        from ..datasets.synthetic import SyntheticConfig, slot_information
+        from ..datasets.synthetic import SyntheticConfig, slot_information  # lazy: CLI start-up
 
         if name != "synthetic":
             raise typer.BadParameter(f"unknown data set {name!r}: `data info` knows synthetic", param_hint="NAME")
@@ -327,7 +326,7 @@ def register(app: typer.Typer) -> None:
         """Write a small, valid example catalog to edit into your own (docs/catalog.md): 24 items with
         a title, a description, an image and two more photos (PNGs drawn here), catalog.json, 24 text
         queries and graded qrels for train, dev and test. Refuses a folder that is not empty."""
-        from ..data.example import ITEMS_FORMATS, write_example_catalog
+        from ..data.example import ITEMS_FORMATS, write_example_catalog  # lazy: CLI start-up
 
         if items_format not in ITEMS_FORMATS:
             raise typer.BadParameter(
@@ -356,7 +355,7 @@ def register(app: typer.Typer) -> None:
         lines; duplicate titles and image files, views shared across items, empty, truncated, HTML,
         garbled (control characters, not Unicode, mojibake) texts, relevant items per query.
         Exit 0 when the folder loads (defects are reported, not fatal), 2 when it cannot."""
-        from ..data.quality import ValidationError, plain_text, rich_tables, to_json, validate_catalog
+        from ..data.quality import ValidationError, plain_text, rich_tables, to_json, validate_catalog  # lazy: CLI start-up
 
         try:
             report = validate_catalog(data_dir)
@@ -366,8 +365,6 @@ def register(app: typer.Typer) -> None:
             try:
                 json_file.write_text(to_json(report) + "\n", encoding="utf-8")
             except OSError as exc:
-                from .common import fail
-
                 fail(f"--json {str(json_file)!r}: cannot be written ({exc.strerror or exc})")
         out = Console()
         if out.is_terminal:
@@ -390,9 +387,9 @@ def register(app: typer.Typer) -> None:
         """A data set's regime indicators from its frozen features, no training (ftbench.regime.indicators;
         docs/method.md, Regime indicators): views per item, modality mix, catalog size, training signal,
         frozen query recall, auxiliary gain for queries and for held-out views, cross-side overlap."""
-        from ..errors import input_errors
-        from ..regime.indicators import profile_dataset, profile_rows
-        from ..run.experiment import RunSpec, build_dataset, prepare
+        from ..errors import input_errors  # lazy: CLI start-up
+        from ..regime.indicators import profile_dataset, profile_rows  # lazy: CLI start-up
+        from ..run.experiment import RunSpec, build_dataset, prepare  # lazy: CLI start-up
 
         sets = [f"dataset.{pair.removeprefix('dataset.')}" for pair in set_]
         if data_dir is not None:
@@ -412,9 +409,6 @@ def register(app: typer.Typer) -> None:
         if json_file is not None:
             import json
 
-            from .. import __version__
-            from ..config import to_jsonable
-
             payload = {
                 "dataset": dataset,
                 "views": views,
@@ -430,8 +424,6 @@ def register(app: typer.Typer) -> None:
             try:
                 json_file.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
             except OSError as exc:
-                from .common import fail
-
                 fail(f"--json {str(json_file)!r}: cannot be written ({exc.strerror or exc})")
         rows = profile_rows(result)
         title = f"{dataset} regime indicators (--views {views}; " + (", ".join(sets) or "defaults") + ")"

@@ -38,10 +38,10 @@ def encode(
     ),
 ) -> None:
     """Embed the items (and queries) of a data set with a saved model; write them as --save-embeddings does."""
-    from ..errors import input_errors
-    from ..model.saved import load_model
-    from ..run.embeddings_io import write_embeddings
-    from ..run.experiment import parse_sets
+    from ..errors import input_errors  # lazy: CLI start-up
+    from ..model.saved import load_model  # lazy: CLI start-up
+    from ..run.embeddings_io import write_embeddings  # lazy: CLI start-up
+    from ..run.experiment import parse_sets  # lazy: CLI start-up
 
     if queries not in QUERY_CHOICES:
         fail(f"--queries must be one of {', '.join(QUERY_CHOICES)}, got {queries!r}")
@@ -57,7 +57,7 @@ def encode(
         item_embeddings = saved.embed_items(data)
         query_block = None
         if queries != "none" and data.queries is not None:
-            from ..model.saved import query_rows
+            from ..model.saved import query_rows  # lazy: CLI start-up
 
             rows = query_rows(data, queries)
             query_block = (saved.embed_queries(data, rows), data.queries.ids[rows], queries)

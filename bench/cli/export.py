@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .common import fail
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -17,8 +19,7 @@ def register(app: typer.Typer) -> None:
         """One row per run x task x metric, with the config columns, for pandas, spreadsheets and dashboards."""
         from rich.console import Console
 
-        from ..report.export import FORMATS, export_frame, write_export
-        from .common import fail
+        from ..report.export import FORMATS, export_frame, write_export  # lazy: CLI start-up
 
         if format not in FORMATS:
             fail(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")

@@ -8,12 +8,12 @@ import sys
 import typer
 from rich.table import Table
 
+from ..config import describe, search_space
+from ..registry import UnknownNameError
 from .common import console, fail
 
 
 def _describe_plugin(kind: str, registry, name: str) -> None:
-    from ..config import describe
-
     entry = registry.get(name)
     console.print(f"[bold]{name}[/]: {entry.summary}", highlight=False)
     # the equations live in the plugin's docstring: the class's, else its module's (one file each)
@@ -38,8 +38,7 @@ def _describe_plugin(kind: str, registry, name: str) -> None:
 def _describe_search_space(config_cls) -> None:
     """What `ftbench tune` searches for this objective: the shared training fields and its own,
     each with its range and why the range is what it is."""
-    from ..config import search_space
-    from ..train.loop import TrainConfig
+    from ..train.loop import TrainConfig  # lazy: CLI start-up
 
     rows = [("train." + name, s) for name, s in search_space(TrainConfig).items()]
     rows += list(search_space(config_cls).items())
@@ -54,8 +53,6 @@ def _describe_search_space(config_cls) -> None:
 def list_plugins(kind: str, registry, name: str | None, verbose: bool, width: int) -> None:
     """One line per registered plugin; with a NAME, that plugin's documentation and config
     fields; with `--verbose` and no NAME, every plugin's."""
-    from ..registry import UnknownNameError
-
     if name or verbose:
         try:
             for each in [name] if name else list(registry):
@@ -72,7 +69,7 @@ def objectives(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Equations and config fields (of every objective without NAME)."),
 ) -> None:
     """List the registered objectives, one line each (`ftbench objectives NAME` for one in full)."""
-    from ..objectives import OBJECTIVES
+    from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
     list_plugins("objective", OBJECTIVES, name, verbose, 12)
 
@@ -84,7 +81,7 @@ def datasets(
     ),
 ) -> None:
     """List the registered data sets, one line each (`ftbench datasets NAME` for one in full)."""
-    from ..datasets import DATASETS
+    from ..datasets import DATASETS  # lazy: CLI start-up
 
     list_plugins("dataset", DATASETS, name, verbose, 16)
 

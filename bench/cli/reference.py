@@ -28,9 +28,9 @@ def reference(
     --views). The report shows them in the tables of every group of trained runs on the same data
     (data set and its options, evaluation options, --views), as rows marked "untrained reference".
     """
-    from ..errors import input_errors
-    from ..run.experiment import RunSpec
-    from ..run.reference import execute_reference
+    from ..errors import input_errors  # lazy: CLI start-up
+    from ..run.experiment import RunSpec  # lazy: CLI start-up
+    from ..run.reference import execute_reference  # lazy: CLI start-up
 
     sets = run_overrides(set_, data_dir, False)
     try:

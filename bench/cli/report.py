@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from .common import UsageError, check_writable, fail
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -21,8 +23,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.console import Console
 
-        from ..report import build_report, find_result_files
-        from .common import UsageError, check_writable, fail
+        from ..report import build_report, find_result_files  # lazy: CLI start-up
 
         console = Console(soft_wrap=True)
         if results_dir.exists() and not results_dir.is_dir():

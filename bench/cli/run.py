@@ -8,6 +8,10 @@ from pathlib import Path
 
 import typer
 
+from ..device import check_precision, resolve_device
+from ..features.cache import report_progress
+from ..run.identity import describe_other_data, other_data_results
+from ..run.results import result_filename
 from .common import (
     TRACKER_HELP,
     TRACKING_EXPERIMENT_HELP,
@@ -25,7 +29,7 @@ from .common import (
 
 
 def _print_verbose(prepared) -> None:
-    from ..run.provenance import command_line, git_state
+    from ..run.provenance import command_line, git_state  # lazy: CLI start-up
 
     git = git_state()
     commit = (git["commit"][:12] + (" (uncommitted changes)" if git["dirty"] else "")) if git["commit"] else git["git_note"]
@@ -46,12 +50,11 @@ def execute_with_progress(
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ..errors import input_errors
-    from ..features.cache import report_progress
-    from ..run.experiment import execute
-    from ..train.distributed import shutdown
-    from ..train.loop import NonFiniteError
-    from .progress import make_progress
+    from ..errors import input_errors  # lazy: CLI start-up
+    from ..run.experiment import execute  # lazy: CLI start-up
+    from ..train.distributed import shutdown  # lazy: CLI start-up
+    from ..train.loop import NonFiniteError  # lazy: CLI start-up
+    from .progress import make_progress  # lazy: CLI start-up
 
     with make_progress(
         TextColumn("{task.description}"),
@@ -165,9 +168,6 @@ def what_happened(result) -> list[str]:
 
 def _say_if_data_changed(prepared, out: Path) -> None:
     """One line when --out holds this config's result on other data: this run gets its own file."""
-    from ..run.identity import describe_other_data, other_data_results
-    from ..run.results import result_filename
-
     found = other_data_results(out, prepared.config, prepared.data)
     if found:
         console.print(
@@ -180,9 +180,8 @@ def _say_if_data_changed(prepared, out: Path) -> None:
 
 def _prepare_checked(spec, out: Path):
     """prepare() and the checks that need no work: one-line errors."""
-    from ..device import check_precision, resolve_device
-    from ..run.experiment import prepare
-    from ..train.distributed import from_environment
+    from ..run.experiment import prepare  # lazy: CLI start-up
+    from ..train.distributed import from_environment  # lazy: CLI start-up
 
     try:
         prepared = prepare(spec)
@@ -251,7 +250,7 @@ def run(
     Under torchrun (`torchrun --nproc_per_node N -m ftbench run ...`) the N processes share each
     global batch of --batch-size items; rank 0 evaluates, prints and writes the result.
     """
-    from ..run.experiment import RunSpec
+    from ..run.experiment import RunSpec  # lazy: CLI start-up
 
     use_cache_dir(cache_dir)
     try:
@@ -259,7 +258,7 @@ def run(
     except UsageError as exc:
         fail(str(exc))
     if save_model is not None:
-        from ..model.saved import check_model_folder
+        from ..model.saved import check_model_folder  # lazy: CLI start-up
 
         try:
             check_model_folder(save_model)
@@ -300,8 +299,8 @@ def rerun(
     """Run a result file's recorded config again (every config field, views, seed, precision) and
     compare the new metrics with the recorded ones, exactly; exit 1 if any differs. A legacy metric
     name (schema 1's `mrr`) is compared under its current name, and said so."""
-    from ..run.provenance import spec_from_result
-    from ..run.verify import compare_metrics, legacy_name_lines
+    from ..run.provenance import spec_from_result  # lazy: CLI start-up
+    from ..run.verify import compare_metrics, legacy_name_lines  # lazy: CLI start-up
 
     use_cache_dir(cache_dir)
     try:

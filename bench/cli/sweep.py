@@ -6,8 +6,39 @@ from pathlib import Path
 
 import typer
 
-from ..run.sweep import PRESETS, SweepOutcome, SweepSpec
-from .common import TRACKER_HELP, TRACKING_EXPERIMENT_HELP, TRACKING_URI_HELP
+from ..config import config_hash
+from ..device import resolve_device
+from ..features.cache import report_progress
+from ..run.claims import redact_url
+from ..run.identity import other_data_results
+from ..run.results import load_result
+from ..run.sweep import (
+    PRESETS,
+    GridError,
+    SweepOutcome,
+    SweepSpec,
+    cell_label,
+    existing_result,
+    parse_shard,
+    prepare_grid,
+    run_sweep,
+    shard_grid,
+    spec_from_preset,
+)
+from ..schema import QUERY_TASK
+from .common import (
+    TRACKER_HELP,
+    TRACKING_EXPERIMENT_HELP,
+    TRACKING_URI_HELP,
+    RichFeatureProgress,
+    UsageError,
+    check_writable,
+    fail,
+    open_tracker,
+    run_overrides,
+    split_list,
+    use_cache_dir,
+)
 
 
 def _preset_help() -> str:
@@ -30,9 +61,6 @@ def _preset_help() -> str:
 def results_table(paths: list[Path], title: str):
     """One row per result file: the cell and its query-task headline metrics (test split)."""
     from rich.table import Table
-
-    from ..run.results import load_result
-    from ..schema import QUERY_TASK
 
     columns = ("recall@10", "ndcg@10", "recall@100", "recall@500")
     table = Table(
@@ -82,10 +110,7 @@ def run_sweep_with_progress(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from ..run.identity import other_data_results
-    from ..run.sweep import cell_label, existing_result, prepare_grid, run_sweep, shard_grid
-    from .common import check_writable
-    from .progress import make_progress
+    from .progress import make_progress  # lazy: CLI start-up
 
     console = console or Console(soft_wrap=True)
     prepared = prepare_grid(spec)
@@ -156,9 +181,6 @@ def run_sweep_with_progress(
         def run_progress(phase, step, total, info):
             text = "  ".join(f"{k} {v:.4f}" for k, v in info.items())
             bar.update(run_task, description=phase, completed=step, total=total, info=text)
-
-        from ..features.cache import report_progress
-        from .common import RichFeatureProgress
 
         try:
             with report_progress(RichFeatureProgress(bar)):
@@ -259,10 +281,6 @@ def register(app: typer.Typer) -> None:
         tracking_uri: str | None = typer.Option(None, "--tracking-uri", help=TRACKING_URI_HELP),
         tracking_experiment: str = typer.Option("ftbench", "--tracking-experiment", help=TRACKING_EXPERIMENT_HELP),
     ) -> None:
-        from ..device import resolve_device
-        from ..run.sweep import GridError, parse_shard, prepare_grid, shard_grid, spec_from_preset
-        from .common import UsageError, fail, open_tracker, run_overrides, split_list, use_cache_dir
-
         use_cache_dir(cache_dir)
         try:
             sets = run_overrides(set_, data_dir, deterministic, config_file)
@@ -276,8 +294,7 @@ def register(app: typer.Typer) -> None:
             if storage is not None:
                 import optuna
 
-                from ..config import config_hash
-                from ..run.claims import CellClaims, open_storage
+                from ..run.claims import CellClaims, open_storage  # lazy: CLI start-up
 
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 grid = sorted(p.config_hash for p in shard_grid(prepare_grid(spec), part))
@@ -293,8 +310,6 @@ def register(app: typer.Typer) -> None:
                 tracker=tracking if tracking.enabled else None,
             )
         except (GridError, ValueError, KeyError, UsageError) as exc:
-            from ..run.claims import redact_url
-
             fail(redact_url(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)))
         if outcome.failed:
             raise typer.Exit(code=1)

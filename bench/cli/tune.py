@@ -71,9 +71,9 @@ def tune(
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from ..run.claims import open_storage, redact_url
-    from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study
-    from .progress import make_progress
+    from ..run.claims import open_storage, redact_url  # lazy: CLI start-up
+    from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study  # lazy: CLI start-up
+    from .progress import make_progress  # lazy: CLI start-up
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress display; no URLs in logs
     try:

@@ -33,6 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config import apply_overrides
+from ..datasets import DATASETS
+from ..features.backbones import create_backbone
+from ..features.cache import FeatureCache, record_inputs
 from .warnings import machine_load
 
 
@@ -60,10 +64,6 @@ def synthetic_product_texts(n: int, seed: int = 0) -> list[str]:
 def grocery_inputs(data_dir: str | Path) -> tuple[list[str], list[str]]:
     """The grocery-store folder's distinct texts and image paths, as its loader hands them to the
     encoders (catalog views and photo queries), read without encoding anything."""
-    from ..config import apply_overrides
-    from ..datasets import DATASETS
-    from ..features.cache import record_inputs
-
     plugin = DATASETS.get("grocery-store")
     config = apply_overrides(
         plugin.Config(),
@@ -153,8 +153,6 @@ def _before(backbone, inputs: list, chunk: int = 256) -> np.ndarray:
 
 
 def _after(backbone, inputs: list) -> np.ndarray:
-    from ..features.cache import FeatureCache
-
     return FeatureCache(enabled=False).encode(backbone, inputs)
 
 
@@ -180,8 +178,6 @@ def bench_set(
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """One input set through one backbone: work per input, before / after / bf16 rates (module docstring)."""
-    from ..features.backbones import create_backbone
-
     backbone = create_backbone(spec, modality, device="cpu", batch_size=batch_size)
     backbone.encode(inputs[:batch_size])  # loads the model, warms the kernels
     flops = flops_per_input(backbone, inputs)

@@ -25,6 +25,21 @@ from typing import Any
 
 import numpy as np
 
+from ..config import apply_overrides, parse_literal
+from ..data.batching import compact_positions
+from ..data.dataset import MultiViewDataset
+from ..data.views import SlotLayout
+from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig, generate_queries
+from ..device import describe_device, resolve_device
+from ..model.towers import TowerConfig, Towers
+from ..objectives import OBJECTIVES
+from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext, fuse
+from ..run.experiment import package_versions
+from ..run.results import atomic_write_bytes, atomic_write_text
+from ..train.loop import Stepper, TrainConfig
+from .floor import GemmReplay, profile_step
+from .measure import PeakMemory, timed_ms
+
 COST_SCHEMA_VERSION = 1
 
 # settings that make every iterative solver run a fixed number of iterations (like with like)
@@ -44,8 +59,6 @@ def _oat_with_geomloss_wasserstein(cls):
 
 
 def _oat_floor(cls):
-    from ..objectives.base import fuse
-
     def alignment_terms(self, batch, scale):
         # every view still goes through the towers (oat's view selection), fused with the item
         # weights; no plans, CMCL or W1: what oat's step costs before any of its own terms
@@ -68,8 +81,6 @@ def _base_objective(name: str) -> str:
 
 def objective_class(name: str):
     """The class measured under `name`: a registered objective or a benchmark-only variant of one."""
-    from ..objectives import OBJECTIVES
-
     cls = OBJECTIVES.get(_base_objective(name))
     return BENCHMARK_VARIANTS[name][1](cls) if name in BENCHMARK_VARIANTS else cls
 
@@ -89,8 +100,6 @@ class CostSpec:
 
 
 def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
-    from ..objectives import OBJECTIVES
-
     name = _base_objective(name)
     fields = {f.name for f in dataclasses.fields(OBJECTIVES.get(name).Config)}
     fixed = [s for s in FIXED_ITERATION_SETS.get(name, []) if s.split("=")[0] in fields]
@@ -107,8 +116,6 @@ def _objective_sets(name: str, spec_sets: list[str]) -> list[str]:
 
 def _objective_config(name: str, spec: CostSpec):
     """(class, config, overrides) of the objective or variant measured under `name`."""
-    from ..config import apply_overrides, parse_literal
-
     overrides = dict((k, parse_literal(v)) for k, v in (s.split("=", 1) for s in _objective_sets(name, spec.sets)))
     cls = objective_class(name)
     return cls, apply_overrides(cls.Config(), overrides, "objective"), overrides
@@ -116,8 +123,6 @@ def _objective_config(name: str, spec: CostSpec):
 
 def _cell_catalog(views: int, spec: CostSpec):
     """The synthetic marketplace of a cell: every item has V views (image and text from V = 2)."""
-    from ..datasets.synthetic import SyntheticCatalog, SyntheticConfig
-
     n_items = max(8 * spec.batch_size, 512)
     dcfg = SyntheticConfig(
         items=n_items,
@@ -135,13 +140,6 @@ def whole_step(name: str, views: int, spec: CostSpec, device, steps: int, catalo
     cell's synthetic marketplace (`catalog`: a (catalog, config) pair from `_cell_catalog` to reuse),
     with a schedule of `steps` steps. Seeded: the same batches every time."""
     import torch
-
-    from ..data.dataset import MultiViewDataset
-    from ..data.views import SlotLayout
-    from ..datasets.synthetic import generate_queries
-    from ..model.towers import TowerConfig, Towers
-    from ..objectives.base import ObjectiveContext
-    from ..train.loop import Stepper, TrainConfig
 
     torch.manual_seed(0)
     cls, config, _ = _objective_config(name, spec)
@@ -165,12 +163,6 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    from ..data.batching import compact_positions
-    from ..data.views import SlotLayout
-    from ..device import resolve_device
-    from ..objectives.base import AlignmentBatch, EncodedViews, ObjectiveContext
-    from .floor import GemmReplay, profile_step
-    from .measure import PeakMemory, timed_ms
 
     device = resolve_device(spec.device)
     torch.manual_seed(0)
@@ -249,10 +241,6 @@ def growth_exponent(views: list[int], times: list[float]) -> float | None:
 
 
 def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
-    from ..device import describe_device, resolve_device
-    from ..objectives import OBJECTIVES
-    from ..run.experiment import package_versions
-
     device = resolve_device(spec.device)
     for name in spec.objectives:
         OBJECTIVES.get(_base_objective(name))  # unknown names fail before any work
@@ -302,8 +290,6 @@ def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write `cost__B<batch>__<device>.json` and `.csv` (one row per objective x V), atomically."""
     import pandas as pd
 
-    from ..run.results import atomic_write_text
-
     out_dir = Path(out_dir)
     stem = f"cost__B{result['spec']['batch_size']}__{result['device']['device'].replace(':', '')}"
     jpath = out_dir / f"{stem}.json"
@@ -320,8 +306,6 @@ def plot_cost(results: list[dict[str, Any]], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..run.results import atomic_write_bytes
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for result in results:

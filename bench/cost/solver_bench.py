@@ -28,6 +28,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..device import describe_device, resolve_device
 from ..kernels.sinkhorn import sinkhorn
 from .measure import sync
 
@@ -124,8 +125,6 @@ def run_solver_bench(
         finally:
             torch.set_num_threads(previous)
     import ot
-
-    from ..device import describe_device, resolve_device
 
     dev = resolve_device(device) if isinstance(device, str) else device
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]

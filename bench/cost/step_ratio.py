@@ -25,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from .scaling import CostSpec, objective_class
+from ..device import describe_device, resolve_device
+from ..run.experiment import package_versions
+from .floor import GemmReplay, profile_step
+from .measure import timed_ms
+from .scaling import CostSpec, objective_class, whole_step
 
 STEP_RATIO_SCHEMA_VERSION = 1
 
@@ -38,10 +42,6 @@ def _measure(args: tuple) -> dict[str, Any]:
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    from ..device import resolve_device
-    from .floor import GemmReplay, profile_step
-    from .measure import timed_ms
-    from .scaling import whole_step
 
     device = resolve_device(spec.device)
     total = spec.warmup + rounds * spec.repeats + 2  # + the profiled step
@@ -115,9 +115,6 @@ def summarize(
 def run_step_ratio(spec: CostSpec, views: int, rounds: int) -> dict[str, Any]:
     """Time `spec.objectives` (the first is the reference) at `views` views, side by side in one
     fresh process: `spec.warmup` untimed steps each, then `rounds` rounds of `spec.repeats` steps each."""
-    from ..device import describe_device, resolve_device
-    from ..run.experiment import package_versions
-
     if len(spec.objectives) < 2:
         raise ValueError("--step-ratio needs at least two objectives: the reference (the first) and one to compare")
     if len(set(spec.objectives)) != len(spec.objectives):

@@ -15,6 +15,8 @@ from typing import Literal
 
 import numpy as np
 
+from .content import feature_content_ids
+
 Role = Literal["primary", "auxiliary"]
 
 
@@ -179,8 +181,6 @@ class ArrayCatalog(Catalog):
         """The ids of the raw inputs where the catalog was given them, else of the feature rows,
         hashed once per slot on first use (a batch then only indexes them)."""
         if self._content[slot] is None:
-            from .content import feature_content_ids
-
             features, modality = self._features[slot], self.slots[slot].modality
             step = 65_536  # rows hashed at a time: bounded temporaries on large catalogs
             self._content[slot] = np.concatenate(

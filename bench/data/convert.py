@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..config import apply_overrides
+from ..datasets import DATASETS
 from ..features.cache import record_inputs
 from ..files import make_folders, remove_created_folders, remove_interrupted_writes, staging_folder
 from .splits import SPLIT_NAMES
@@ -80,8 +81,6 @@ def convert_dataset(name: str, overrides: dict[str, Any], out: Path, *, link_ima
     """Build data set `name` (with `overrides` on its config) and write it under `out` in the
     catalog layout. Returns a summary (counts and the files written). `out` must be empty or
     absent: nothing is overwritten."""
-    from ..datasets import DATASETS
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"--out {out}: exists and is not an empty folder; give a new folder")

@@ -42,6 +42,24 @@ from typing import Any
 
 import numpy as np
 
+from ..data.splits import SPLIT_NAMES
+from ..datasets.catalog import (
+    LAYOUT_FILES,
+    MANIFEST_SCHEMA,
+    QRELS_FILES,
+    CatalogFolder,
+    infer_views,
+    manifest_schema_errors,
+    manifest_views,
+    read_items,
+    read_jsonl,
+    read_manifest,
+    read_qrels,
+)
+from ..errors import input_errors
+from ..eval.metrics import DEFAULT_KS
+from ..features.backbones import content_hash
+
 #: MiniLM's (all-MiniLM-L6-v2) max_seq_length: word pieces, [CLS] and [SEP] included
 MINILM_MAX_TOKENS = 256
 #: how many examples each defect lists
@@ -126,9 +144,6 @@ def _examples(values) -> list:
 
 def _load(root: Path):
     """The catalog as `ftbench run` reads it (hash backbone, no cache), its stderr kept as notes."""
-    from ..datasets.catalog import CatalogFolder
-    from ..errors import input_errors
-
     config = CatalogFolder.Config(data_dir=str(root), text_backbone="hash", image_backbone="hash", use_cache=False)
     buffer = io.StringIO()
     try:
@@ -147,16 +162,12 @@ def _image_fields(views) -> list[str]:
 
 
 def _views(root: Path, records):
-    from ..datasets.catalog import infer_views, manifest_views, read_manifest
-
     manifest = read_manifest(root)
     return manifest_views(root / "catalog.json", manifest["views"]) if "views" in manifest else infer_views(records)
 
 
 def _missing_images(root: Path) -> int:
     """Image paths of the items and queries that name no file (counted after a load failed on one)."""
-    from ..datasets.catalog import read_items, read_jsonl
-
     try:
         _, records = read_items(root)
         fields = _image_fields(_views(root, records))
@@ -229,7 +240,6 @@ def _shared(values: list, ids: list[str]) -> tuple[int, int, list[str]]:
 def _recall_note(test_counts: np.ndarray) -> dict[str, Any] | None:
     if not len(test_counts):
         return None
-    from ..eval.metrics import DEFAULT_KS
 
     bound = float(np.mean(1.0 / test_counts))
     out = {"r1_upper_bound": round(bound, 4)}
@@ -247,18 +257,6 @@ def _recall_note(test_counts: np.ndarray) -> dict[str, Any] | None:
 def validate_catalog(data_dir: str | Path, use_tokenizer: bool = True) -> dict[str, Any]:
     """The data-quality report of the catalog folder `data_dir` (see the module docstring); raises
     `ValidationError` (one line) when the folder cannot be read as a catalog."""
-    from ..data.splits import SPLIT_NAMES
-    from ..datasets.catalog import (
-        LAYOUT_FILES,
-        MANIFEST_SCHEMA,
-        QRELS_FILES,
-        manifest_schema_errors,
-        read_items,
-        read_jsonl,
-        read_qrels,
-    )
-    from ..features.backbones import content_hash
-
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise ValidationError(f"catalog: {root} is not a folder")

@@ -38,6 +38,7 @@ from ..objectives.base import Objective
 from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
 from .metric_registry import DEFAULT_METRICS, METRICS, check_metric_families
 from .metrics import ranked_list_metrics, target_rank_metrics
+from .selection import resolve_select_metric, validation_score
 
 
 @dataclass
@@ -453,12 +454,8 @@ class Evaluator:
 
     def resolve_select_metric(self, select_metric: str) -> str:
         """The selection metric as validation can score it (`selection.resolve_select_metric`)."""
-        from .selection import resolve_select_metric
-
         return resolve_select_metric(self, select_metric)
 
     def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> tuple[str, float]:
         """The checkpoint-selection score on the validation split only (`selection.validation_score`)."""
-        from .selection import validation_score
-
         return validation_score(self, select_metric, gallery_size, seed)

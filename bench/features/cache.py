@@ -44,17 +44,15 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 
+from ..data.catalog import ArrayCatalog, ViewSlot
+from ..data.content import digest_content_ids
 from ..files import atomic_write, atomic_write_bytes
 from .backbones import ROLES, Backbone, Input, content_hash
 from .cache_dir import default_cache_dir
-
-if TYPE_CHECKING:
-    from ..data.catalog import ArrayCatalog, ViewSlot
-
 
 # ---------------------------------------------------------------------------------------------
 # Progress reporting (the CLI installs a rich progress bar; library use stays silent)
@@ -336,8 +334,6 @@ def encode_view_table(
 ) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
     """`encode_views` plus one int64 [N] array of content ids per slot (`ftbench.data.content`;
     0 where absent), from the same content hashes as the cache keys."""
-    from ..data.content import digest_content_ids
-
     n = len(table)
     available = np.zeros((n, num_slots), dtype=bool)
     flat: list[Input] = []
@@ -395,8 +391,6 @@ def assemble_catalog(
     missing view): the slots of each modality are encoded by ``backbones[modality]`` through the
     cache (`encode_view_table`), then laid out in slot order, with the content id of every view
     (`ftbench.data.content`: the same text or image file has the same id in every item)."""
-    from ..data.catalog import ArrayCatalog
-
     recorder = _recorder.get()
     if recorder is not None:
         recorder.catalogs.append((tuple(slots), [list(row) for row in table], list(item_ids)))

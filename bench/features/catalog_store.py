@@ -51,7 +51,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
+from ..config import to_jsonable
+from ..data import hashing
 from ..data.catalog import Catalog
+from ..datasets.synthetic import SyntheticCatalog
 from ..files import atomic_write, atomic_write_bytes
 from .cache import _reporter, default_cache_dir
 
@@ -66,8 +70,6 @@ SPOT_CHECK_ROWS = 16
 
 def generated_catalog_types() -> tuple[type, ...]:
     """Catalog classes whose features are generated on every read (and so are worth storing)."""
-    from ..datasets.synthetic import SyntheticCatalog
-
     return (SyntheticCatalog,)
 
 
@@ -86,15 +88,11 @@ def catalog_bytes(catalog: Catalog) -> int:
 def generator_fingerprint(catalog: Catalog) -> dict[str, str]:
     """What the generated values depend on besides the config: the generator's source (its
     catalog class's module and the counter-based hashing module) and the numpy version."""
-    from ..data import hashing
-
     out = {"numpy": np.__version__}
     for module in (sys.modules[type(catalog).__module__], hashing):
         try:
             source = inspect.getsource(module)
         except (OSError, TypeError):  # no source (frozen install): the module name and package version
-            from .. import __version__
-
             source = f"{module.__name__} {__version__}"
         out[module.__name__] = hashlib.sha256(source.encode()).hexdigest()
     return out
@@ -102,8 +100,6 @@ def generator_fingerprint(catalog: Catalog) -> dict[str, str]:
 
 def key_material(name: str, config: Any, catalog: Catalog) -> dict[str, Any]:
     """Everything the stored values depend on (see module docstring), as JSON-ready data."""
-    from ..config import to_jsonable
-
     # fields that only shape the queries (a config's `catalog_independent_fields`) are left out,
     # so that a sweep over them shares one stored catalog; the spot check on open still compares
     # the stored rows with a fresh generation, which would catch a field wrongly listed there

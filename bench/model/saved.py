@@ -31,7 +31,17 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..config import apply_overrides, to_jsonable
+from ..data.catalog import ViewSlot
+from ..data.views import SlotLayout
+from ..datasets import DATASETS
+from ..device import resolve_device
+from ..eval.evaluator import EvalConfig, Evaluator
 from ..files import staging_folder
+from ..objectives import OBJECTIVES
+from ..objectives.base import ObjectiveContext
+from ..run.named_dataset import build_named_dataset
+from .towers import TowerConfig, Towers
 
 MODEL_FORMAT = "ftbench-model"
 MODEL_FORMAT_VERSION = 1
@@ -101,7 +111,6 @@ def save_model(
             # safetensors refuses shared or non-contiguous storage: one contiguous CPU copy each
             tensors[f"{prefix}.{name}"] = value.detach().to("cpu").contiguous().clone()
     configs = prepared.configs
-    from ..config import to_jsonable
 
     context = objective.context
     description = {
@@ -199,10 +208,6 @@ class SavedModel:
             For the training data set, its config starts from the run's (same generator settings,
             same folder unless `data_dir` is given); any other starts from the plugin's defaults.
         """
-        from ..config import apply_overrides
-        from ..datasets import DATASETS
-        from ..run.named_dataset import build_named_dataset
-
         name = dataset or self.description["dataset"]
         plugin_cls = DATASETS.get(name)
         config = plugin_cls.Config()
@@ -261,9 +266,6 @@ class SavedModel:
             )
 
     def _evaluator(self, dataset):
-        from ..config import apply_overrides
-        from ..eval.evaluator import EvalConfig, Evaluator
-
         self.check_dataset(dataset)
         config = apply_overrides(EvalConfig(), self.description["eval_config"], "eval")
         return Evaluator(dataset, self.towers, self.objective, self.views, self.device, config)
@@ -314,14 +316,6 @@ def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
     """Read a `--save-model` folder: rebuild the towers and the objective and load their tensors."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
-
-    from ..config import apply_overrides
-    from ..data.catalog import ViewSlot
-    from ..data.views import SlotLayout
-    from ..device import resolve_device
-    from ..objectives import OBJECTIVES
-    from ..objectives.base import ObjectiveContext
-    from .towers import TowerConfig, Towers
 
     folder = Path(folder)
     config_path, tensors_path = folder / CONFIG_FILE, folder / TENSORS_FILE

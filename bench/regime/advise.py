@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ..run.results import load_result
 from .design import DesignPoint, regime_design
 
 REFERENCE = "clip"
@@ -106,8 +107,6 @@ def load_map(folder: Path | str, points: list[DesignPoint] | None = None, min_se
     A cell enters the fit when it has a profile and clip plus at least one other objective with
     `min_seeds` seeds paired with clip's; the others are listed (`missing_profiles`, `incomplete`).
     """
-    from ..run.results import load_result
-
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"regime map folder {folder} does not exist (ftbench sweep --preset regime-map --out {folder})")
@@ -267,7 +266,7 @@ class Advisor:
 
 def measured_verdict(cell: MapCell):
     """The report's winner rule on the cell's scores (`ftbench.report.winner`)."""
-    from ..report.winner import decide_winner
+    from ..report.winner import decide_winner  # lazy: ftbench.report imports report.regime, which imports this module
 
     return decide_winner(cell.scores)
 
@@ -321,7 +320,7 @@ def step_cost_ms(cost_dir: Path | str, views: int) -> dict[str, float]:
     """Each objective's median whole-step time at `views` from the cost benchmark's file in
     `cost_dir` (`results/cost/cost__*.json`, kind "cost"), interpolated log-log between measured
     view counts."""
-    from ..report.cost_section import load_cost_results
+    from ..report.cost_section import load_cost_results  # lazy: ftbench.report imports report.regime, which imports this module
 
     good, _ = load_cost_results(Path(cost_dir).parent) if Path(cost_dir).name == "cost" else ([], [])
     out: dict[str, float] = {}
@@ -349,10 +348,9 @@ def measured_comparison(folder: Path | str, dataset: str, views: int, min_seeds:
     """
     import pandas as pd
 
-    from ..report.headline import choose_headline
-    from ..report.load import group_key, query_task_of
-    from ..report.winner import decide_winner
-    from ..run.results import load_result
+    from ..report.headline import choose_headline  # lazy: ftbench.report imports report.regime, which imports this module
+    from ..report.load import group_key, query_task_of  # lazy: ftbench.report imports report.regime, which imports this module
+    from ..report.winner import decide_winner  # lazy: ftbench.report imports report.regime, which imports this module
 
     runs = []
     for path in sorted(Path(folder).glob("*__*__v*__s*__*.json")):

@@ -49,6 +49,8 @@ from .load import (
 )
 from .plots import plot_metric_vs_views, plot_tradeoff
 from .regime import regime_map_sections
+from .sensitivity import sensitivity_section
+from .significance import significance_section
 from .tables import (
     _fmt_count,
     _groups_in_order,
@@ -378,8 +380,6 @@ def report_command(results_dir: Path, report_dir: Path) -> str:
 #: The report after its lead, in order: each builder returns (Markdown lines, plots). A new section
 #: is one function added here (its position says where it appears).
 def _significance_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
-    from .significance import significance_section
-
     return significance_section(context.frame), []
 
 
@@ -389,8 +389,6 @@ def _tuning_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
 
 
 def _sensitivity_builder(context: ReportContext) -> tuple[list[str], list[Path]]:
-    from .sensitivity import sensitivity_section
-
     return sensitivity_section(context.frame, context.report_dir)
 
 

@@ -84,7 +84,7 @@ def cost_section(
             "(0 = flat, 1 = linear, 2 = quadratic in V).",
             "",
         ]
-        from ..cost.scaling import plot_cost
+        from ..cost.scaling import plot_cost  # lazy: the report needs no torch
 
         png = plot_cost([result], report_dir / f"cost_vs_views__{_slug(path.stem)}.png")
         plots.append(png)

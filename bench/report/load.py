@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import config_hash
+from ..config import config_hash, to_jsonable
 from ..eval.metric_registry import DEFAULT_METRICS, METRICS, metric_of
 from ..run.identity import fingerprint_of, location_fields, without_locations
 from ..run.results import RunResult, load_result
@@ -221,11 +221,9 @@ def _share_references(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _default_configs(dataset: str) -> dict[str, dict[str, Any]]:
     """Default configs per section, for naming what a group changed (best effort, no failure)."""
-    from ..config import to_jsonable
-
     out: dict[str, dict[str, Any]] = {}
     try:
-        from ..datasets import DATASETS
+        from ..datasets import DATASETS  # lazy: the report needs no torch; an unloadable plugin only loses the diff
 
         out["dataset"] = to_jsonable(DATASETS.get(dataset).Config())
     except Exception:  # noqa: BLE001 - an unknown or unloadable plugin only loses the diff

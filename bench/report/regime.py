@@ -31,7 +31,8 @@ from ..regime.advise import FEATURES, MAP_METRIC, MAP_TASK, REFERENCE, MapCell, 
 from ..regime.design import DesignPoint
 from .intervals import Interval, paired_difference, t_interval
 from .load import objective_rank
-from .tables import md_table
+from .plots import _pyplot, _save_figure, _wrap
+from .tables import _slug, md_table
 from .winner import MIN_SEEDS, decide_winner
 
 DESIGN_FILE = "design.json"
@@ -299,8 +300,6 @@ def marker_style(outcome: CellOutcome, colours: dict[str, tuple]) -> dict:
 
 def plot_regime_map(outcomes: list[CellOutcome], objectives: list[str], path: Path, title: str) -> Path:
     """2x2 panels of indicator pairs; each complete cell a marker at its measured indicators."""
-    from .plots import _pyplot, _save_figure, _wrap
-
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
@@ -513,8 +512,6 @@ def regime_map_section(folder: Path, report_dir: Path, results_dir: Path | None 
 
 
 def _slug_of(rel: str) -> str:
-    from .tables import _slug
-
     return _slug(rel) or "map"
 
 

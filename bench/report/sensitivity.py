@@ -22,8 +22,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import config_hash, to_jsonable
+from ..objectives import OBJECTIVES
 from ..schema import PAPER_CLAIM, QUERY_TASK
 from .intervals import paired_difference
+from .load import _default_configs
+from .plots import _pyplot, _save_figure
+from .tables import fmt_interval, md_table
 
 KNOBS = ("query_aux_fraction", "cross_side_overlap")
 CANDIDATE, BASELINE = "factorized", "clip"
@@ -34,16 +39,11 @@ _PRESET_FIELDS = {"dataset.items", "dataset.interactions", "eval.ks"}
 
 def _default_objective_hash(name: str) -> str:
     """The results frame's `objective_config` label of `name`'s default config."""
-    from ..config import config_hash, to_jsonable
-    from ..objectives import OBJECTIVES
-
     return config_hash(to_jsonable(OBJECTIVES.get(name).Config()))[:6]
 
 
 def _points(frame: pd.DataFrame) -> dict[tuple[float, float], dict[str, dict[int, float]]]:
     """(query_aux_fraction, cross_side_overlap) -> objective -> seed -> Recall@500."""
-    from .load import _default_configs
-
     defaults = _default_configs("synthetic").get("dataset") or {}
     out: dict = {}
     if frame.empty or METRIC not in frame.columns:
@@ -83,8 +83,6 @@ def sensitivity_table(frame: pd.DataFrame) -> list[dict]:
 
 
 def sensitivity_section(frame: pd.DataFrame, report_dir: Path) -> tuple[list[str], list[Path]]:
-    from .tables import fmt_interval, md_table
-
     table = sensitivity_table(frame)
     if not table:
         return [], []
@@ -143,8 +141,6 @@ def sensitivity_section(frame: pd.DataFrame, report_dir: Path) -> tuple[list[str
 
 
 def _plot(table: list[dict], path: Path, claim: float) -> Path:
-    from .plots import _pyplot, _save_figure
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for cso in sorted({e["cross_side_overlap"] for e in table}):

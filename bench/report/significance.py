@@ -26,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..eval.run_files import read_per_query
+from .tables import md_table
+
 DEFAULT_PERMUTATIONS = 10_000
 
 
@@ -110,9 +113,6 @@ def significance_section(
     """Markdown lines: each objective against `baseline` on the same group, views and seed, per
     metric, with both p-values; from the per-query files beside the result files (runs without
     one are left out, and the section says how to get them)."""
-    from ..eval.run_files import read_per_query
-    from .tables import md_table
-
     if frame.empty or "file" not in frame.columns:
         return []
     have = frame[[per_query_path(f).is_file() for f in frame["file"]]]

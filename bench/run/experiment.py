@@ -36,18 +36,24 @@ from ..device import (
 )
 from ..eval.evaluator import EvalConfig, Evaluator
 from ..eval.metric_registry import DEFAULT_METRICS
+from ..eval.run_files import write_run_files
 from ..model.encode import capped_availability
+from ..model.saved import save_model as write_model
 from ..model.towers import TowerConfig, build_towers
 from ..objectives import OBJECTIVES
 from ..objectives.base import ObjectiveContext
 from ..registry import suggest
 from ..train.distributed import setup as setup_distributed
 from ..train.loop import TrainConfig, train
+from .embeddings_io import save_run_embeddings
 from .identity import run_identity
 from .named_dataset import build_named_dataset
 from .provenance import collect as collect_provenance
+from .provenance import git_state
+from .reductions import describe as describe_on_data
 from .results import RunResult, result_filename, write_result
 from .spec import SECTIONS, RunSpec
+from .tracking import NO_RUN, flatten_params
 
 
 def parse_sets(pairs: list[str]) -> list[tuple[str | None, str, Any]]:
@@ -236,8 +242,6 @@ def execute(
             tuning=tuning,
             save_model=save_model,
         )
-    from .provenance import git_state
-    from .tracking import flatten_params
 
     tags = {"ftbench.config_hash": prepared.config_hash, "ftbench.objective": spec.objective, "ftbench.dataset": spec.dataset}
     commit = git_state().get("commit")
@@ -320,8 +324,6 @@ def _execute(
     tuning=None,
     save_model=None,
 ):
-    from .tracking import NO_RUN
-
     tracked = tracked or NO_RUN
     spec, configs = prepared.spec, prepared.configs
     check_precision(spec.precision, device)
@@ -344,7 +346,6 @@ def _execute(
         has_interactions=dataset.queries is not None and len(dataset.queries.interactions) > 0,
     )
     objective = prepared.objective_cls(configs["objective"], context).to(device)
-    from .reductions import describe as describe_on_data
 
     on_this_data, reduces_to = describe_on_data(objective, dataset.catalog, spec.views)
     evaluator = Evaluator(dataset, towers, objective, spec.views, device, configs["eval"])
@@ -444,8 +445,6 @@ def _execute(
         data=dict(prepared.data),
     )
     if save_model is not None:
-        from ..model.saved import save_model as write_model
-
         result.notes.append(
             f"model saved: {write_model(save_model, prepared, dataset, towers, objective, outcome.selected_step)}"
         )
@@ -453,8 +452,6 @@ def _execute(
     if out_dir is not None:
         path = Path(out_dir) / result_filename(prepared.config, prepared.config_hash)
         if save_embeddings:
-            from .embeddings_io import save_run_embeddings
-
             save_run_embeddings(path.with_suffix(""), evaluator, dataset)
         if save_run:
             if evaluator.last_query_run is None:
@@ -462,8 +459,6 @@ def _execute(
                     f"--save-run: no run file written ({not_applicable.get(dataset.query_task, 'no query task scored')})"
                 )
             else:
-                from ..eval.run_files import write_run_files
-
                 files = write_run_files(
                     path.with_suffix(""), evaluator.last_query_run, dataset, tag=f"{spec.objective}-s{spec.seed}"
                 )

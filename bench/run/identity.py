@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import config_hash
+from .results import load_result
 
 
 def fingerprint_of(data: dict | None) -> str | None:
@@ -65,8 +66,6 @@ def other_data_results(out_dir: Path, config: dict[str, Any], data: dict | None)
     """Result files in `out_dir` of this very config (same options, same cell) on other data:
     (file, its data fingerprint, None when it was written before fingerprints). Empty for a data
     set without a fingerprint (nothing to compare)."""
-    from .results import load_result
-
     fingerprint = fingerprint_of(data)
     if fingerprint is None or not Path(out_dir).is_dir():
         return []

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .claims import redact_url
 from .spec import SECTIONS, RunSpec
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]  # bench/run/ -> the checkout (or site-packages)
@@ -55,8 +56,6 @@ def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any]:
 def command_line(argv: list[str] | None = None) -> str:
     """The command as typed (shell-quoted), with the program shown as `ftbench` when it is ours
     and any password of a URL in it (``--storage postgresql://user:pw@host/db``) shown as `***`."""
-    from .claims import redact_url  # claims imports nothing from here
-
     argv = list(sys.argv if argv is None else argv)
     if argv and (
         Path(argv[0]).name == "ftbench"

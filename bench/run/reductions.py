@@ -21,6 +21,7 @@ import torch
 
 from ..data.catalog import Catalog
 from ..model.encode import capped_availability
+from ..objectives.clip import Clip
 
 #: objectives whose loss is clip's when each side of every item holds at most one view
 SET_OBJECTIVES = ("factorized", "full_ot")
@@ -65,8 +66,6 @@ def _check(objective, clip, catalog: Catalog, max_views: int, pair_only: bool) -
 def describe(objective, catalog: Catalog, max_views: int) -> tuple[list[str], str | None]:
     """(lines, reduces_to): what `objective` amounts to on `catalog` at `--views max_views`;
     `reduces_to` names the objective whose loss and served embedding it computes, or is None."""
-    from ..objectives.clip import Clip
-
     lines = list(getattr(objective, "notes", []))
     name = objective.name
     if name not in SET_OBJECTIVES + PAIR_OBJECTIVES or catalog.num_items == 0:

@@ -35,11 +35,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import config_hash
 from ..files import remove_interrupted_writes
+from ..registry import suggest
 from .identity import other_data_results
 from .results import load_result, result_filename
+from .spec import RunSpec
 
 if TYPE_CHECKING:  # the experiment module pulls in torch; importing it lazily keeps `--help` fast
-    from .experiment import PreparedRun, RunSpec
+    from .experiment import PreparedRun
 
 # The standard grids. `objectives: None` means every registered objective (OBJECTIVES.names()).
 # Options given on the command line replace a preset's lists (--objective, --views, --seed) or
@@ -119,8 +121,6 @@ class SweepSpec:
         """The grid as run specs, in the order objectives x views x seeds (duplicates removed); with
         design points, points x seeds x objectives, so that a sweep stopped part-way has compared
         every objective on the cells it finished."""
-        from .experiment import RunSpec
-
         if self.points is not None:
             order = [
                 (objective, views, extra, seed)
@@ -170,7 +170,7 @@ def spec_from_preset(
     Without a preset, `objectives`, `views` and `seeds` must be given (non-empty).
     """
     if registered_objectives is None:
-        from ..objectives import OBJECTIVES
+        from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
         registered_objectives = OBJECTIVES.names
     base: dict[str, Any] = {
@@ -184,8 +184,6 @@ def spec_from_preset(
     }
     if preset is not None:
         if preset not in PRESETS:
-            from ..registry import suggest
-
             raise ValueError(suggest(preset, list(PRESETS), "--preset"))
         base = dict(PRESETS[preset])
         if base["objectives"] is None:
@@ -195,7 +193,7 @@ def spec_from_preset(
     if base.get("design") == "regime":
         if views:
             raise ValueError(f"--views cannot be given with --preset {preset}: each cell of the design has its own")
-        from ..regime.design import regime_design
+        from ..regime.design import regime_design  # lazy: CLI start-up
 
         points = [(p.views, p.sets) for p in regime_design()]
         base["views"] = sorted({v for v, _ in points})
@@ -248,7 +246,7 @@ class GridError(ValueError):
 
 def prepare_grid(spec: SweepSpec) -> list[PreparedRun]:
     """`prepare` every cell before running any; collect every failure into one `GridError`."""
-    from .experiment import prepare
+    from .experiment import prepare  # lazy: CLI start-up
 
     prepared, errors = [], []
     cells = spec.cells()
@@ -356,7 +354,7 @@ def run_sweep(
     `tracker` (`tracking.Tracker`) every cell that runs is one tracked run (skipped cells are not).
     """
     if execute_fn is None:
-        from .experiment import execute as execute_fn
+        from .experiment import execute as execute_fn  # lazy: CLI start-up
     outcome = SweepOutcome()
     ordered = run_order(runs)
     cache: dict = {}

@@ -41,7 +41,18 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Search, config_hash, search_space
+from ..data.views import SlotLayout
+from ..device import resolve_device, seed_everything
+from ..eval.evaluator import Evaluator
+from ..model.towers import build_towers
+from ..objectives import OBJECTIVES
+from ..objectives.base import ObjectiveContext
+from ..report.load import group_key
+from ..train.loop import NonFiniteError, TrainConfig, train
 from .claims import DEFAULT_STALE_AFTER, REASON_ATTR, CellClaims, Heartbeat, ensure_study, reap_stale, redact_url
+from .experiment import RunSpec, build_dataset, execute, prepare
+from .results import load_result
+from .sweep import existing_result
 
 SURPLUS_ATTR = "ftbench_surplus"
 PRUNED_ATTR = "ftbench_pruned_reason"
@@ -84,9 +95,6 @@ class TuneSpec:
 
 def tuned_fields(objective: str) -> dict[str, Search]:
     """`section.field` -> range: the shared training fields, then the objective's own."""
-    from ..objectives import OBJECTIVES
-    from ..train.loop import TrainConfig
-
     space = {f"train.{name}": s for name, s in search_space(TrainConfig).items()}
     space.update({f"objective.{name}": s for name, s in search_space(OBJECTIVES.get(objective).Config).items()})
     return space
@@ -97,8 +105,6 @@ def as_sets(params: dict[str, Any]) -> list[str]:
 
 
 def _run_spec(spec: TuneSpec, objective: str, seed: int, extra: list[str] = ()):
-    from .experiment import RunSpec
-
     return RunSpec(
         objective=objective,
         dataset=spec.dataset,
@@ -141,18 +147,10 @@ def train_trial(prepared, trial, dataset_cache: dict | None = None):
     test evaluation. Returns the training outcome (best validation score and its step)."""
     import optuna
 
-    from ..device import resolve_device, seed_everything
-    from ..eval.evaluator import Evaluator
-    from ..model.towers import build_towers
-    from ..objectives.base import ObjectiveContext
-    from ..train.loop import train
-    from .experiment import build_dataset
-
     spec, configs = prepared.spec, prepared.configs
     device = resolve_device(spec.device)
     dataset = build_dataset(prepared, dataset_cache)
     seed_everything(spec.seed, spec.deterministic)
-    from ..data.views import SlotLayout
 
     towers = build_towers(dataset, configs["tower"]).to(device)
     context = ObjectiveContext(
@@ -237,9 +235,6 @@ def run_study(
     import optuna
     from optuna.trial import TrialState
 
-    from ..train.loop import NonFiniteError
-    from .experiment import prepare
-
     base = prepare(_run_spec(spec, objective, spec.trial_seed))
     name = study_name(spec, base.config_hash, objective)
     study_id = ensure_study(storage, name)
@@ -298,8 +293,6 @@ def run_study(
 
 def tuning_block(spec: TuneSpec, state: StudyState, base) -> dict[str, Any]:
     """The `tuning` block of a tuned result file (no storage password: the URL is redacted)."""
-    from ..report.load import group_key
-
     return {
         "study": state.name,
         "storage": redact_url(spec.storage) if spec.storage else "sqlite (under --out: tune.sqlite3)",
@@ -342,10 +335,6 @@ def rerun_best(
     """The default and the best configuration of one study with each of `spec.seeds`, evaluated
     on test once; each run claimed on `storage` so that it runs once over all workers. With a
     `tracker` (`tracking.Tracker`) each rerun is one tracked run (the trials are not)."""
-    from .experiment import execute, prepare
-    from .results import load_result
-    from .sweep import existing_result
-
     base = prepare(_run_spec(spec, objective=state.objective, seed=spec.trial_seed))
     if state.best_value is None:
         raise RuntimeError(f"study {state.name}: no completed trial (all {state.pruned} pruned), nothing to re-run")
@@ -388,8 +377,6 @@ def rerun_best(
 
 def check_objectives(spec: TuneSpec) -> None:
     """Every objective and option valid before any trial starts (a typo fails in seconds)."""
-    from .experiment import prepare
-
     spec.validate()
     for objective in spec.objectives:
         prepare(_run_spec(spec, objective, spec.trial_seed))

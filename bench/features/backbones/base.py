@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...data.fingerprint import HASH_CACHE_NAME, HashCache, fingerprint, walk_files
-from ...registry import Registry
+from ...device import resolve_device
+from ...registry import Registry, UnknownNameError
 from ..cache_dir import default_cache_dir
 
 BACKBONES: Registry = Registry("backbone")
@@ -262,8 +263,6 @@ class Backbone(ABC):
             elif not self.supports_bf16:
                 self._precision = ("fp32", f"fp32: backbone {self.spec!r} has no bf16 path")
             else:
-                from ...device import resolve_device
-
                 units = bf16_units(resolve_device(self.device).type)
                 if requested == "auto" and units is None:
                     self._precision = ("fp32", f"fp32: {ENCODE_PRECISION_ENV}=auto and the device has no bf16 units")
@@ -313,8 +312,6 @@ class Backbone(ABC):
         if self.precision == "fp32":
             return contextlib.nullcontext()
         import torch
-
-        from ...device import resolve_device
 
         return torch.autocast(device_type=resolve_device(self.device).type, dtype=torch.bfloat16)
 
@@ -388,8 +385,6 @@ ANY_MODEL_HINT = (
 def backbone_class(name: str) -> type[Backbone]:
     """The backbone class registered as `name`; an unknown name is an `UnknownNameError` that
     suggests the closest names and says how to name any sentence-transformers or open_clip model."""
-    from ...registry import UnknownNameError
-
     try:
         return BACKBONES.get(name)
     except UnknownNameError as exc:
