@@ -35,4 +35,4 @@ def make_callable(module_name: str, api_function: str) -> None:
     """Make module `module_name` (already in sys.modules) call `ftbench.api.<api_function>`."""
     module = sys.modules[module_name]
     module.__class__ = CallableModule
-    module._api_function = api_function
+    module._api_function = api_function  # type: ignore[attr-defined]  # read by CallableModule, its class now

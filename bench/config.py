@@ -163,7 +163,7 @@ def describe(config_cls: type) -> list[dict[str, Any]]:
     """Name, type, default, meaning and source of every field of a config dataclass."""
     rows = []
     for f in dataclasses.fields(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[operator]  # default_factory is callable whenever default is MISSING
         rows.append(
             {
                 "name": f.name,

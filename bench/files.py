@@ -131,7 +131,7 @@ def remove_interrupted_writes(path: Path) -> list[Path]:
     files; two processes writing the *same* result file at once are not supported). Returns what
     was removed."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for leftover in path.parent.glob(f".{glob.escape(path.name)}.*"):

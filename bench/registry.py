@@ -55,7 +55,7 @@ class Registry(Generic[T]):
                 )
             self._entries[name] = entry
             try:
-                entry.name = name  # type: ignore[attr-defined]
+                entry.name = name  # type: ignore[attr-defined]  # a class plugin gets the name it is registered under
             except AttributeError:  # a plugin that is not a class (a function): nothing to name
                 pass
             return entry

@@ -129,7 +129,7 @@ class AmazonReviews2023(DatasetPlugin):
             raise FileNotFoundError(f"amazon-reviews-2023: image_dir {image_dir} is not a folder")
         return path, image_dir
 
-    def data_files(self, config: AmazonReviews2023.Config) -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: AmazonReviews2023.Config) -> DataFiles:  # type: ignore[override]  # the registry passes each plugin its own Config
         """The metadata file and, with `image_dir`, every file in it (images are looked up there
         by their URL's last component)."""
         path, image_dir = self.files(config)
@@ -138,7 +138,7 @@ class AmazonReviews2023(DatasetPlugin):
             files.update({f"images/{name}": p for name, p in walk_files(image_dir, recursive=False).items()})
         return DataFiles(files, path.parent.resolve(), ("data_dir", "metadata_file", "image_dir", "cache_dir"))
 
-    def build(self, config: AmazonReviews2023.Config) -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: AmazonReviews2023.Config) -> MultiViewDataset:  # type: ignore[override]  # the registry passes each plugin its own Config
         config.validate()
         t0 = time.perf_counter()
         path, image_dir = self.files(config)

@@ -572,7 +572,7 @@ class CatalogFolder(DatasetPlugin):
             if not self.data_dir:
                 raise ValueError("catalog: give the folder with --data-dir DIR (or --set dataset.data_dir=DIR)")
 
-    def data_files(self, config: CatalogFolder.Config) -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: CatalogFolder.Config) -> DataFiles:  # type: ignore[override]  # the registry passes each plugin its own Config
         """The layout's files (`LAYOUT_FILES`), the vectors catalog.json names (with their ids
         files) and every image file (by suffix) under the folder, by their paths in it."""
         config.validate()
@@ -588,7 +588,7 @@ class CatalogFolder(DatasetPlugin):
                 files[Path(rel).as_posix()] = root / rel
         return DataFiles(files, root, ("data_dir", "cache_dir"))
 
-    def build(self, config: CatalogFolder.Config) -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: CatalogFolder.Config) -> MultiViewDataset:  # type: ignore[override]  # the registry passes each plugin its own Config
         config.validate()
         t0 = time.perf_counter()
         root = Path(config.data_dir).expanduser().resolve()

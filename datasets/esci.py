@@ -107,11 +107,11 @@ class ESCI(DatasetPlugin):
         folder = Path(config.data_dir).expanduser() if config.data_dir else Path.cwd()
         return folder, find_file(folder, EXAMPLES, "esci"), find_file(folder, PRODUCTS, "esci")
 
-    def data_files(self, config: ESCI.Config) -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: ESCI.Config) -> DataFiles:  # type: ignore[override]  # the registry passes each plugin its own Config
         folder, ex_path, pr_path = self.files(config)
         return DataFiles({"examples": ex_path, "products": pr_path}, folder.resolve(), ("data_dir", "cache_dir"))
 
-    def build(self, config: ESCI.Config) -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: ESCI.Config) -> MultiViewDataset:  # type: ignore[override]  # the registry passes each plugin its own Config
         config.validate()
         t0 = time.perf_counter()
         _, ex_path, pr_path = self.files(config)

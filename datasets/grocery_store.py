@@ -293,7 +293,7 @@ class GroceryStore(DatasetPlugin):
         device: str = option("auto", "device of the backbones (auto = cuda if available)", "convention")
         batch_size: int = option(32, "backbone batch size", "convention", ge=1)
 
-    def data_files(self, config: GroceryStore.Config) -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: GroceryStore.Config) -> DataFiles:  # type: ignore[override]  # the registry passes each plugin its own Config
         """What the loader reads: every .csv, .txt and image file under the data folder (classes,
         split lists, descriptions, information files, iconic images, photos), by their paths in it;
         not README.md or LICENSE."""
@@ -301,7 +301,7 @@ class GroceryStore(DatasetPlugin):
         files = walk_files(root, suffix_filter((".csv", ".txt") + IMAGE_SUFFIXES))
         return DataFiles(files, root, ("data_dir", "cache_dir"))
 
-    def build(self, config: GroceryStore.Config) -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: GroceryStore.Config) -> MultiViewDataset:  # type: ignore[override]  # the registry passes each plugin its own Config
         config.validate()
         t0 = time.perf_counter()
         root = resolve_data_dir(config.data_dir)

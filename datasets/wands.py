@@ -111,11 +111,11 @@ class WANDS(DatasetPlugin):
                 raise FileNotFoundError(f"wands: {p} does not exist (expected product.csv, query.csv, label.csv in {folder})")
         return folder, paths
 
-    def data_files(self, config: WANDS.Config) -> DataFiles:  # type: ignore[override]
+    def data_files(self, config: WANDS.Config) -> DataFiles:  # type: ignore[override]  # the registry passes each plugin its own Config
         folder, paths = self.files(config)
         return DataFiles({p.name: p for p in paths.values()}, folder.resolve(), ("data_dir", "cache_dir"))
 
-    def build(self, config: WANDS.Config) -> MultiViewDataset:  # type: ignore[override]
+    def build(self, config: WANDS.Config) -> MultiViewDataset:  # type: ignore[override]  # the registry passes each plugin its own Config
         config.validate()
         t0 = time.perf_counter()
         folder, paths = self.files(config)

@@ -45,7 +45,7 @@ class _RichReporter:
         return self.progress.add_task(label, total=total)
 
     def advance(self, task: object, n: int) -> None:
-        self.progress.advance(task, n)  # type: ignore[arg-type]
+        self.progress.advance(task, n)  # type: ignore[arg-type]  # task is the TaskID start() returned
 
 
 def parse_set(pairs: list[str]) -> dict[str, Any]:

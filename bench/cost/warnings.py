@@ -20,6 +20,8 @@ SPREAD_LIMIT = 0.25
 
 def machine_load() -> dict[str, Any]:
     """{"load_1min", "load_5min", "cpus"}: None where the platform has no load average."""
+    one: float | None
+    five: float | None
     try:
         one, five, _ = os.getloadavg()
     except (AttributeError, OSError):

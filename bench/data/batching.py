@@ -39,7 +39,7 @@ class ViewBatch:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.mask.shape)  # type: ignore[return-value]
+        return tuple(self.mask.shape)  # type: ignore[return-value]  # the mask is 2-d
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ViewBatch:
         moved = {}

@@ -236,6 +236,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     root = dest.resolve()
     name = archive.name.lower()
+    opener: zipfile.ZipFile | tarfile.TarFile
     if zipfile.is_zipfile(archive):
         opener, kind = zipfile.ZipFile(archive), "zip"
     elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")) or tarfile.is_tarfile(archive):
@@ -243,7 +244,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
     else:
         raise DamagedArchiveError(f"{archive}: not a zip or tar archive (or a damaged, truncated one)")
     with opener as arc:
-        plan = _plan_zip(arc, archive, root, limits) if kind == "zip" else _plan_tar(arc, archive, root, limits)  # type: ignore[arg-type]
+        plan = _plan_zip(arc, archive, root, limits) if kind == "zip" else _plan_tar(arc, archive, root, limits)  # type: ignore[arg-type]  # arc's type follows kind
         staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
         try:
             written = 0
@@ -266,7 +267,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                         target.unlink()
                     os.symlink(what[5:], target)
                     continue
-                src = arc.open(member) if kind == "zip" else arc.extractfile(member)  # type: ignore[union-attr]
+                src = arc.open(member) if kind == "zip" else arc.extractfile(member)  # type: ignore[call-overload, union-attr]  # arc and member follow kind
                 if src is None:
                     raise UnsafeArchiveError(f"{archive}: member {rel} has no data")
                 with src, target.open("wb") as out:
@@ -280,7 +281,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                         out.write(block)
                 os.chmod(target, 0o644)
             if kind == "tar":  # read a compressed stream to its end: its CRC is checked there
-                fileobj = arc.fileobj  # type: ignore[union-attr]
+                fileobj = arc.fileobj  # type: ignore[union-attr]  # a TarFile when kind is tar
                 while fileobj is not None and fileobj.read(1 << 20):
                     pass
             tops = []

@@ -53,7 +53,7 @@ class FrozenReference(Evaluator):
     def __init__(self, dataset: MultiViewDataset, variant: str, max_views: int, config: EvalConfig | None = None) -> None:
         if variant not in REFERENCES:
             raise ValueError(f"reference {variant!r}: expected one of {', '.join(REFERENCES)}")
-        super().__init__(dataset, None, None, max_views, torch.device("cpu"), config)  # type: ignore[arg-type]
+        super().__init__(dataset, None, None, max_views, torch.device("cpu"), config)  # type: ignore[arg-type]  # frozen features: no model, no towers
         self.variant = variant
         self.slot_modality = [s.modality for s in dataset.catalog.slots]
 

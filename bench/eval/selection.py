@@ -111,7 +111,7 @@ def validation_score(self, select_metric: str, gallery_size: int, seed: int) -> 
         if depth is not None and not (depth in self.config.ks and depth < len(gallery)):
             depth = None
         m, _, _ = self.query_task("val", gallery=gallery, depth=depth)
-        k_metric = metric
+        k_metric: str | None = metric
         values = m.get(task, {})
         if k_metric not in values:  # K too large for the gallery: fall back to the largest K
             k_metric = _largest_recall(values)

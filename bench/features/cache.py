@@ -371,7 +371,7 @@ def make_progress_printer(callback: Callable[[str, int, int], None]) -> Progress
             return key
 
         def advance(self, task: object, n: int) -> None:
-            entry = self.state[task]  # type: ignore[index]
+            entry = self.state[task]  # type: ignore[index]  # task is the key start() returned
             entry[1] += n
             callback(entry[0], entry[1], entry[2])
 
@@ -413,6 +413,6 @@ def assemble_catalog(
         features,
         available,
         list(item_ids),
-        source=source,  # type: ignore[arg-type]
+        source=source,
         content_ids=content,
     )

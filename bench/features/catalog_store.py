@@ -200,7 +200,7 @@ def _write_slot(path: Path, catalog: Catalog, slot: int, workers: int) -> None:
             for i in range(len(starts)):
                 values = pending[i].result()
                 handle.write(values.tobytes())
-                pending[i] = None  # type: ignore[call-overload]
+                pending[i] = None  # type: ignore[call-overload]  # drop the finished future: its array is written
                 if reporter:
                     reporter.advance(task, len(values))
                 if i + window < len(starts):

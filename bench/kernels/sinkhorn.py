@@ -314,7 +314,7 @@ class EntropicOTValue(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, C, a, b, eps, options, out):  # type: ignore[override]
+    def forward(ctx, C, a, b, eps, options, out):
         result = _solve(C.detach(), a, b, eps, **options)
         out.append(result)
         ctx.save_for_backward(result.plan)
@@ -322,7 +322,7 @@ class EntropicOTValue(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_value):  # type: ignore[override]
+    def backward(ctx, grad_value):
         (plan,) = ctx.saved_tensors
         return grad_value.view(-1, 1, 1) * plan, None, None, None, None, None
 

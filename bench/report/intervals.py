@@ -80,7 +80,7 @@ class Interval:
         """Whether `value` lies in [low, high]; None when there is no interval (n = 1)."""
         if self.half_width is None:
             return None
-        return self.low <= value <= self.high  # type: ignore[operator]
+        return self.low <= value <= self.high  # type: ignore[operator]  # low and high are set whenever half_width is
 
     def format(self, digits: int = 4, signed: bool = False, suffix: str = "") -> str:
         """`0.4123 ± 0.0120`, or `0.4123 (n=1)` without an interval."""

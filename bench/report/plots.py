@@ -56,7 +56,9 @@ def plot_metric_vs_views(frame: pd.DataFrame, group: str, column: str, path: Pat
             iv = cell_interval(cell_values(frame, column, group, label, int(v)))
             if iv is None:
                 continue
-            xs.append(int(v)), ys.append(iv.mean), es.append(iv.half_width or 0.0)
+            xs.append(int(v))
+            ys.append(iv.mean)
+            es.append(iv.half_width or 0.0)
         if xs:
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label)
     ax.set_xscale("log", base=2)
@@ -101,7 +103,9 @@ def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str, st
             quality = cell_values(frame, column, group, label, v)
             if not quality or (base, v) not in step_ms:
                 continue
-            xs.append(step_ms[(base, v)]), ys.append(float(np.mean(list(quality.values())))), vs.append(v)
+            xs.append(step_ms[(base, v)])
+            ys.append(float(np.mean(list(quality.values()))))
+            vs.append(v)
         if xs:
             (line,) = ax.plot(xs, ys, marker="o", label=label)
             points += list(zip(xs, ys))

@@ -51,7 +51,11 @@ def write_embeddings(
     with staging_folder(target) as tmp:
         np.save(tmp / "item_embeddings.npy", np.asarray(item_embeddings, dtype=np.float32))
         np.save(tmp / "item_ids.npy", _ids(item_ids))
-        manifest = {"items": int(len(item_embeddings)), "dim": int(np.shape(item_embeddings)[1]), "normalised": True}
+        manifest: dict[str, object] = {
+            "items": int(len(item_embeddings)),
+            "dim": int(np.shape(item_embeddings)[1]),
+            "normalised": True,
+        }
         if queries is not None:
             embeddings, ids, split = queries
             np.save(tmp / "query_embeddings.npy", np.asarray(embeddings, dtype=np.float32))

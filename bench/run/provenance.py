@@ -86,7 +86,7 @@ def _load_toml(path: Path) -> dict[str, Any]:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef]  # the Python 3.10 fallback of the same module
         except ModuleNotFoundError:
             raise ValueError(f"--config {path}: reading TOML needs Python >= 3.11 or the `tomli` package") from None
     try:

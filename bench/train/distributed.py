@@ -187,12 +187,12 @@ class _GatherWithGrad(torch.autograd.Function):
     returns this process's slice (open_clip's gather-with-grad). Slices may differ in size."""
 
     @staticmethod
-    def forward(ctx, tensor: torch.Tensor, sizes: tuple[int, ...], rank: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, tensor: torch.Tensor, sizes: tuple[int, ...], rank: int) -> torch.Tensor:
         ctx.sizes, ctx.rank = sizes, rank
         return _gather_padded(tensor, sizes)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         grad = grad.clone(memory_format=torch.contiguous_format)  # never reduce autograd's buffer in place
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         start = sum(ctx.sizes[: ctx.rank])

@@ -126,7 +126,7 @@ class OpenClip(Backbone):
             if not target or not Path(target).is_file():
                 raise BackboneUnavailable(f"backbone {self.spec!r}: open_clip returned no weights file ({target!r})")
             self.weights = Path(target)
-        return self.weights  # type: ignore[return-value]
+        return self.weights  # type: ignore[return-value]  # set above when it was None
 
     def model_digest(self) -> str:
         """SHA-256 over the folder's files, or over the weights file (`model_files_digest`)."""
