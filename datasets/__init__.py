@@ -13,7 +13,7 @@ if __name__ != "ftbench.datasets":  # e.g. `import datasets` from the repository
         "(`make install`) and import ftbench.datasets"
     )
 
-from ..registry import Registry  # noqa: E402
+from ..registry import Registry
 
 DATASETS: Registry = Registry("data set")
 

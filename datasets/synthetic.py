@@ -549,8 +549,8 @@ def slot_information(config: SyntheticConfig, k: int = 10, ridge: float = 1.0) -
         if targets:
 
             def target_mean(available, feats):
-                count = available[:, targets].sum(axis=1)
-                total = sum(feats[t] * available[:, [t]] for t in targets)
+                count = available[:, targets].sum(axis=1)  # noqa: B023 - target_mean is called only in this iteration
+                total = sum(feats[t] * available[:, [t]] for t in targets)  # noqa: B023
                 return total / np.maximum(count, 1)[:, None], count > 0
 
             y_train, ok = target_mean(have_train, raw_train)

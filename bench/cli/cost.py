@@ -219,7 +219,7 @@ def register(app: typer.Typer) -> None:
                 "run the same command again.",
                 highlight=False,
             )
-            raise typer.Exit(code=130)
+            raise typer.Exit(code=130) from None
         result["machine_load"] = load
         jpath, cpath = write_cost(result, out)
         console.print(format_cost(result), highlight=False, markup=False)

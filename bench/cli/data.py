@@ -256,7 +256,7 @@ def register(app: typer.Typer) -> None:
             console.print(
                 f"\ninterrupted: nothing was written to {out}; the same command starts again.", highlight=False, markup=False
             )
-            raise typer.Exit(code=130)
+            raise typer.Exit(code=130) from None
         table = Table(title=f"{name} -> catalog layout")
         table.add_column("what")
         table.add_column("value", overflow="fold")

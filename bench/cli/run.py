@@ -93,7 +93,7 @@ def execute_with_progress(
                 "feature cache); the same command starts the run again.",
                 highlight=False,
             )
-            raise typer.Exit(code=130)
+            raise typer.Exit(code=130) from None
         except NonFiniteError as exc:
             fail(f"{exc}; no result was written")
         except input_errors(UsageError) as exc:

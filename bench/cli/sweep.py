@@ -204,7 +204,7 @@ def run_sweep_with_progress(
                 "no result (the running cell starts again).",
                 highlight=False,
             )
-            raise typer.Exit(code=130)
+            raise typer.Exit(code=130) from None
     if not quiet:
         console.print(results_table(outcome.ran + outcome.skipped, f"sweep results ({out})"))
     console.print(

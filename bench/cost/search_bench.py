@@ -51,7 +51,7 @@ def _load_embeddings(folder: str, num_queries: int, device: torch.device) -> tup
 
     root = Path(folder)
     paths = {name: root / f"{name}_embeddings.npy" for name in ("item", "query")}
-    for name, path in paths.items():
+    for _name, path in paths.items():
         if not path.is_file():
             raise ValueError(f"search bench: {path} not found (expected a folder written by `ftbench run --save-embeddings`)")
     items = np.load(paths["item"], mmap_mode="r", allow_pickle=False)

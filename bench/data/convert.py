@@ -123,7 +123,7 @@ def _write_layout(name: str, overrides: dict[str, Any], ds, recorded, out: Path,
     manifest: dict[str, Any] = {"name": name, "source": {"dataset": name, "options": _jsonable(overrides)}}
 
     table = None
-    for slots, rows, ids in recorded.catalogs:
+    for _slots, rows, ids in recorded.catalogs:
         if len(rows) == n and [str(i) for i in ids] == item_ids:
             table = rows
     images: list[Path] = []

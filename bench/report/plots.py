@@ -80,7 +80,7 @@ def _merge_close(
     """Group consecutive points closer than `rel_x` (relative, log axis) and `abs_y`."""
     groups: list[tuple[float, float, list[int]]] = []
     for x, y, v in zip(xs, ys, vs):
-        for i, (gx, gy, names) in enumerate(groups):
+        for _i, (gx, gy, names) in enumerate(groups):
             if abs(np.log(x / gx)) < rel_x and abs(y - gy) < abs_y:
                 names.append(v)
                 break

@@ -126,7 +126,7 @@ def significance_section(
         "",
     ]
     rows = []
-    for (group, views, seed), cell in have.groupby(["group", "views", "seed"], sort=True):
+    for (_group, views, seed), cell in have.groupby(["group", "views", "seed"], sort=True):
         base = cell[cell["objective"] == baseline]
         if base.empty:
             continue

@@ -93,7 +93,7 @@ def tuning_section(frame: pd.DataFrame) -> list[str]:
         qname = str(qtasks.iloc[0]) if len(qtasks) else QUERY_TASK
 
         def task_name(t: str) -> str:
-            return qname if t == QUERY_TASK else t
+            return qname if t == QUERY_TASK else t  # noqa: B023 - called only in this iteration
 
         lines += [f"### {dataset}: default vs tuned [group {base_group}]", ""]
         header = (

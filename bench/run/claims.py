@@ -93,7 +93,7 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
         for attempt in range(5):
             try:
                 return optuna.storages.RDBStorage(database_url(url), engine_kwargs=engine_kwargs)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 # workers starting together race to create the tables of a new database: the
                 # loser sees a constraint error once; the tables exist when it tries again
                 if "IntegrityError" not in type(exc).__name__ and "already exists" not in str(exc) or attempt == 4:

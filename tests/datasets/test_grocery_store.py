@@ -128,7 +128,7 @@ def _synthetic_layout(root: Path) -> None:
     )
     for split in ("train", "val", "test"):
         lines = []
-        for k, (name, cid, coarse, rel, _, _) in enumerate(specs):
+        for k, (name, cid, _coarse, rel, _, _) in enumerate(specs):
             folder = root / split / rel
             folder.mkdir(parents=True)
             for j in range(2 if split == "train" else 1):

@@ -157,7 +157,7 @@ def calibration_inputs(modality: str) -> list:
     from PIL import Image, ImageDraw
 
     images = []
-    for k in range(16):
+    for _k in range(16):
         size = (int(rng.integers(96, 400)), int(rng.integers(96, 400)))
         yy, xx = np.mgrid[0 : size[1], 0 : size[0]]
         base = np.stack([xx * rng.uniform(0.2, 1.0), yy * rng.uniform(0.2, 1.0), (xx + yy) * 0.3], axis=-1)
@@ -328,7 +328,7 @@ class Backbone(ABC):
         inputs = list(inputs)
         if not inputs:
             return np.zeros((0, self.dim), dtype=np.float32)
-        self.precision  # decided (and calibrated) before the first batch is prepared
+        self.precision  # noqa: B018 - read for its effect: decided (and calibrated) before the first batch is prepared
         batches = [inputs[a : a + self.batch_size] for a in range(0, len(inputs), self.batch_size)]
         out = []
         upcoming = self._prepare(batches[0])

@@ -20,7 +20,7 @@ def load_rgb(path: str | Path):
             return im.convert("RGB")
     except FileNotFoundError:
         raise FileNotFoundError(f"image file {path} does not exist") from None
-    except Exception as exc:  # PIL raises several types for corrupt files
+    except Exception as exc:  # noqa: BLE001 - PIL raises several types for corrupt files
         raise ValueError(f"image file {path} could not be decoded: {exc}") from None
 
 

@@ -126,7 +126,7 @@ def test_a_hub_id_is_read_from_the_hub_cache_offline(cache_root, tmp_path, monke
         match=r"st:acme/absent.*not in the Hugging Face cache and downloads are off "
         r"\(HF_HUB_OFFLINE=1\).*give its path: st:/models/absent",
     ):
-        create_backbone("st:acme/absent", "text").dim
+        _ = create_backbone("st:acme/absent", "text").dim
 
 
 def test_bad_model_references_are_named():

@@ -200,7 +200,7 @@ def test_open_clip_pretrained_tag_is_keyed_by_its_weights_file(tmp_path, monkeyp
     cache = FeatureCache(tmp_path / "features")
     assert cache.backbone_dir(create_backbone(f"open_clip:ViT-B-32:{other}", "text", device="cpu")) != cache.backbone_dir(by_file)
     with pytest.raises(BackboneUnavailable, match="no pretrained weights 'openai2' for model 'ViT-B-32'"):
-        create_backbone("open_clip:ViT-B-32/openai2", "text").version
+        _ = create_backbone("open_clip:ViT-B-32/openai2", "text").version
 
 
 def test_open_clip_pretrained_tag_offline_says_how_to_make_it_available(tmp_path, monkeypatch):
@@ -214,7 +214,7 @@ def test_open_clip_pretrained_tag_offline_says_how_to_make_it_available(tmp_path
         match=r"not in open_clip's cache and downloads are off \(HF_HUB_OFFLINE=1\)"
         r".*give its path: open_clip:ViT-B-32:/path/to/that/file",
     ):
-        create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "image").version
+        _ = create_backbone("open_clip:ViT-B-32/laion2b_s34b_b79k", "image").version
 
 
 def test_open_clip_folder_loads_through_local_dir(tmp_path, monkeypatch):

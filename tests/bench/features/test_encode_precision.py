@@ -55,7 +55,7 @@ def test_auto_takes_bf16_only_with_bf16_units_and_features_within_tolerance(monk
     assert bb.precision == "fp32" and "drift" in bb.precision_reason
     monkeypatch.setenv(ENV, "bf16")
     with pytest.raises(ValueError, match=f"{ENV}=bf16: backbone 'minilm' gives bf16 text features with cosine 0.99800"):
-        create_backbone("minilm", "text", device="cpu").precision
+        _ = create_backbone("minilm", "text", device="cpu").precision
 
 
 def test_minilm_batched_longest_first_equals_one_text_at_a_time():
@@ -121,7 +121,7 @@ def test_efficientnet_worker_thread_decoding_gives_the_same_bits_and_bf16_only_w
         assert _cosines(bf16.encode(paths), inline).min() >= 0.99
     else:
         with pytest.raises(ValueError, match=f"{ENV}=bf16: backbone 'efficientnet-lite0' gives bf16 image features"):
-            bf16.precision
+            _ = bf16.precision
         monkeypatch.setenv(ENV, "auto")
         monkeypatch.setattr(backbone_base, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
         auto = create_backbone("efficientnet-lite0", "image", device="cpu", batch_size=4)
