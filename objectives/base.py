@@ -428,3 +428,14 @@ def side_views(views: EncodedViews, side: int) -> SideViews:
     weight = torch.where(valid, views.side_weight.gather(1, order), torch.zeros((), device=order.device))
     primary = views.is_primary.gather(1, order) & valid
     return SideViews(embeddings=emb, weight=weight, mask=valid, is_primary=primary)
+
+
+class PrimaryPairObjective(Objective):
+    """An objective that trains and serves the primary pair alone (`primary_pair_selection`):
+    `clip` and `siglip`, which differ only in their loss on it."""
+
+    def select_views(self, mask: torch.Tensor, generator: torch.Generator | None = None) -> ViewSelection:
+        return primary_pair_selection(mask, self.context.layout)
+
+    def inference_selection(self, mask: torch.Tensor) -> ViewSelection:
+        return primary_pair_selection(mask, self.context.layout)

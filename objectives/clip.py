@@ -21,14 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.views import ViewSelection
 from . import OBJECTIVES
 from .base import (
     AlignmentBatch,
-    Objective,
     ObjectiveConfig,
+    PrimaryPairObjective,
     primary_pair_duplicates,
-    primary_pair_selection,
     side_views,
     symmetric_info_nce,
 )
@@ -42,19 +40,13 @@ class ClipConfig(ObjectiveConfig):
 
 
 @OBJECTIVES.register("clip")
-class Clip(Objective):
+class Clip(PrimaryPairObjective):
     name = "clip"
     summary = (
         "CLIP symmetric InfoNCE on the primary pair (image, title; one-modality catalog: primary view, first "
         "auxiliary view) + query InfoNCE; other views unused"
     )
     Config = ClipConfig
-
-    def select_views(self, mask, generator=None) -> ViewSelection:
-        return primary_pair_selection(mask, self.context.layout)
-
-    def inference_selection(self, mask) -> ViewSelection:
-        return primary_pair_selection(mask, self.context.layout)
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views

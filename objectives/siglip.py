@@ -33,9 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Search, option
-from ..data.views import ViewSelection
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, primary_pair_duplicates, primary_pair_selection, side_views
+from .base import AlignmentBatch, ObjectiveConfig, PrimaryPairObjective, primary_pair_duplicates, side_views
 
 
 @dataclass
@@ -75,7 +74,7 @@ def sigmoid_pair_loss(
 
 
 @OBJECTIVES.register("siglip")
-class Siglip(Objective):
+class Siglip(PrimaryPairObjective):
     name = "siglip"
     summary = (
         "SigLIP sigmoid loss on the primary pair (image, title; one-modality catalog: primary view, first "
@@ -86,12 +85,6 @@ class Siglip(Objective):
     def __init__(self, config: SiglipConfig, context) -> None:
         super().__init__(config, context)
         self.logit_bias = nn.Parameter(torch.tensor(float(config.init_logit_bias)))
-
-    def select_views(self, mask, generator=None) -> ViewSelection:
-        return primary_pair_selection(mask, self.context.layout)
-
-    def inference_selection(self, mask) -> ViewSelection:
-        return primary_pair_selection(mask, self.context.layout)
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views

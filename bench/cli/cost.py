@@ -153,19 +153,14 @@ def register(app: typer.Typer) -> None:
             return
         if threads < 0:
             fail(f"--threads must be 0 (default) or a positive number of threads, got {threads}")
-        if step_ratio:
-            from ..cost.scaling import CostSpec  # lazy: CLI start-up
-            from ..cost.step_ratio import format_step_ratio, run_step_ratio  # lazy: CLI start-up
-            from ..cost.warnings import machine_load  # lazy: CLI start-up
-            from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
-            names = list(objective) or ["clip"] + [n for n in OBJECTIVES.names() if n != "clip"]
-            if len(views) > 1:
-                fail(f"--step-ratio measures one V; got --views {','.join(map(str, views))}")
-            v = views[0] if views else 8
-            spec = CostSpec(
+        def cost_spec(names: list[str], measured_views: list[int]):
+            """The benchmark's options for `names` at `measured_views` (the whole sweep or --step-ratio's V)."""
+            from ..cost.scaling import CostSpec  # lazy: CLI start-up
+
+            return CostSpec(
                 objectives=names,
-                views=[v],
+                views=measured_views,
                 batch_size=batch_size,
                 repeats=repeats,
                 warmup=warmup,
@@ -174,6 +169,17 @@ def register(app: typer.Typer) -> None:
                 sets=list(set_),
                 threads=threads or None,
             )
+
+        if step_ratio:
+            from ..cost.step_ratio import format_step_ratio, run_step_ratio  # lazy: CLI start-up
+            from ..cost.warnings import machine_load  # lazy: CLI start-up
+            from ..objectives import OBJECTIVES  # lazy: CLI start-up
+
+            names = list(objective) or ["clip"] + [n for n in OBJECTIVES.names() if n != "clip"]
+            if len(views) > 1:
+                fail(f"--step-ratio measures one V; got --views {','.join(map(str, views))}")
+            v = views[0] if views else 8
+            spec = cost_spec(names, [v])
             load = machine_load()
             try:
                 result = run_step_ratio(spec, views=v, rounds=rounds)
@@ -187,21 +193,11 @@ def register(app: typer.Typer) -> None:
             return
         from rich.progress import Progress
 
-        from ..cost.scaling import CostSpec, format_cost, plot_cost, run_cost, write_cost  # lazy: CLI start-up
+        from ..cost.scaling import format_cost, plot_cost, run_cost, write_cost  # lazy: CLI start-up
         from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
         names = list(objective) or OBJECTIVES.names()
-        spec = CostSpec(
-            objectives=names,
-            views=list(views) or [1, 2, 4, 8, 16, 32],
-            batch_size=batch_size,
-            repeats=repeats,
-            warmup=warmup,
-            device=device,
-            memory_budget_gb=budget_gb,
-            sets=list(set_),
-            threads=threads or None,
-        )
+        spec = cost_spec(names, list(views) or [1, 2, 4, 8, 16, 32])
         if min(spec.views) < 1:
             fail("--views must be at least 1")
         from ..cost.warnings import cost_warnings, machine_load  # lazy: CLI start-up

@@ -27,7 +27,7 @@ import tempfile
 import urllib.request
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -95,13 +95,8 @@ def download(
             total = int(length) if length and length.isdigit() else None
             if total is not None and total > limits.max_download_bytes:
                 raise ValueError(f"{url}: {total} bytes announced, above the limit of {limits.max_download_bytes}")
-            while True:
-                block = resp.read(1 << 20)
-                if not block:
-                    break
-                done += len(block)
-                if done > limits.max_download_bytes:
-                    raise ValueError(f"{url}: more than {limits.max_download_bytes} bytes, download stopped")
+            too_much = ValueError(f"{url}: more than {limits.max_download_bytes} bytes, download stopped")
+            for block, done in _capped_blocks(resp.read, done, limits.max_download_bytes, too_much):
                 h.update(block)
                 out.write(block)
                 if progress:
@@ -121,6 +116,19 @@ def download(
 # ---------------------------------------------------------------------------------------------
 # Safe extraction
 # ---------------------------------------------------------------------------------------------
+
+
+def _capped_blocks(read: Callable[[int], bytes], done: int, limit: int, too_much: Exception) -> Iterator[tuple[bytes, int]]:
+    """The 1 MiB blocks `read` returns, each with the byte count so far (`done` before the first); raises
+    `too_much` as soon as the count passes `limit` (a download or an archive's extracted total)."""
+    while True:
+        block = read(1 << 20)
+        if not block:
+            return
+        done += len(block)
+        if done > limit:
+            raise too_much
+        yield block, done
 
 
 def _check_name(name: str, archive: Path) -> PurePosixPath:
@@ -271,13 +279,8 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                 if src is None:
                     raise UnsafeArchiveError(f"{archive}: member {rel} has no data")
                 with src, target.open("wb") as out:
-                    while True:
-                        block = src.read(1 << 20)
-                        if not block:
-                            break
-                        written += len(block)
-                        if written > limits.max_total_bytes:
-                            raise UnsafeArchiveError(f"{archive}: more than {limits.max_total_bytes} bytes when extracted")
+                    too_much = UnsafeArchiveError(f"{archive}: more than {limits.max_total_bytes} bytes when extracted")
+                    for block, written in _capped_blocks(src.read, written, limits.max_total_bytes, too_much):
                         out.write(block)
                 os.chmod(target, 0o644)
             if kind == "tar":  # read a compressed stream to its end: its CRC is checked there

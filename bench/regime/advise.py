@@ -45,7 +45,7 @@ MAP_TASK = "query->item"
 MAP_METRIC = "recall@10"
 Z95 = 1.959963984540054
 OUTSIDE_FACTOR = 1.5
-#: the regime indicators the predictor may read (Profile.INDICATORS)
+#: the regime indicators the predictor may read (also `indicators.Profile.INDICATORS`)
 FEATURES = (
     "log10_items",
     "views_per_item_mean",

