@@ -49,7 +49,7 @@ def check_writable(out: Path) -> None:
 def split_list(values: list[str], option: str, kind: type = str) -> list:
     """A list option as given: repeated (`--views 1 --views 2`), comma-separated (`--views 1,2`),
     or both; with `kind=int` each entry must be an integer (a one-line error otherwise)."""
-    out = []
+    out: list = []
     for value in values:
         for part in str(value).split(","):
             part = part.strip()

@@ -53,8 +53,8 @@ def _measure(args: tuple) -> dict[str, Any]:
         profiles[name] = profile_step(steps[name])  # one step's FLOPs and matrix products
         replays[name] = GemmReplay(profiles[name].gemms, device)
         timed_ms(replays[name].run, 0, 1, device)
-    times = {name: [] for name in names}  # [round][repeat] milliseconds
-    floors = {name: [] for name in names}  # [round][repeat] milliseconds of the replayed products
+    times: dict[str, list[list[float]]] = {name: [] for name in names}  # [round][repeat] milliseconds
+    floors: dict[str, list[list[float]]] = {name: [] for name in names}  # [round][repeat] milliseconds of the replayed products
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(timed_ms(steps[name], spec.repeats, 0, device))

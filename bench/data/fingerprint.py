@@ -25,7 +25,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +161,7 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def fingerprint(files: dict[str, str | Path], cache: HashCache | None = None) -> Fingerprint:
+def fingerprint(files: Mapping[str, str | Path], cache: HashCache | None = None) -> Fingerprint:
     """The fingerprint of `files` (name -> path); each file's hash from `cache` when its size and
     mtime are those recorded, else read (and recorded). A file that cannot be read is an OSError
     naming it."""

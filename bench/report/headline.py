@@ -46,7 +46,7 @@ def choose_headline(
             ]
             why = f"best mean {value:.3f}" + (f"; saturated: {', '.join(skipped)}" if skipped else "")
             return metric, why
-    metric = min(best, key=best.get)
+    metric = min(best, key=best.__getitem__)
     return metric, f"every candidate is at or above {SATURATION:.2f}; {metric} has the lowest best mean ({best[metric]:.3f})"
 
 

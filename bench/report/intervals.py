@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -152,8 +153,12 @@ class PairedDifference:
         return self.absolute.n
 
 
+# the key of a per-seed mapping (a seed, or a tuple naming one): the caller's type, one for both sides
+Key = TypeVar("Key", bound=Hashable)
+
+
 def paired_difference(
-    candidate: Mapping[Hashable, float], baseline: Mapping[Hashable, float], confidence: float = CONFIDENCE
+    candidate: Mapping[Key, float], baseline: Mapping[Key, float], confidence: float = CONFIDENCE
 ) -> PairedDifference | None:
     """Paired t-intervals of candidate - baseline over the keys both have; None if none match.
 

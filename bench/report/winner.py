@@ -21,10 +21,10 @@ is never called a win.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .intervals import Interval, PairedDifference, paired_difference, t_interval
+from .intervals import Interval, Key, PairedDifference, paired_difference, t_interval
 from .tables import cell_values, fmt_interval
 
 MIN_SEEDS = 3
@@ -61,7 +61,7 @@ class Verdict:
         return diff is None or diff.n < self.min_seeds
 
 
-def decide_winner(cells: Mapping[str, Mapping[Hashable, float]], min_seeds: int = MIN_SEEDS) -> Verdict | None:
+def decide_winner(cells: Mapping[str, Mapping[Key, float]], min_seeds: int = MIN_SEEDS) -> Verdict | None:
     """The verdict of the module's rule over `cells` (objective -> seed -> value); objectives
     without a value are left out; None when no objective has one."""
     if min_seeds < 2:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +104,7 @@ def as_sets(params: dict[str, Any]) -> list[str]:
     return [f"{key}={value!r}" for key, value in sorted(params.items())]
 
 
-def _run_spec(spec: TuneSpec, objective: str, seed: int, extra: list[str] = ()):
+def _run_spec(spec: TuneSpec, objective: str, seed: int, extra: Sequence[str] = ()):
     return RunSpec(
         objective=objective,
         dataset=spec.dataset,

@@ -13,7 +13,7 @@ import importlib.metadata
 import io
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -403,7 +403,7 @@ def backbone_modalities(spec: str) -> tuple[str, ...]:
     return backbone_class(parse_spec(spec)[0]).modalities
 
 
-def model_files_digest(files: dict[str, str | Path]) -> str:
+def model_files_digest(files: Mapping[str, str | Path]) -> str:
     """SHA-256 over the names, sizes and SHA-256s of a model's files (name -> path): what a model
     given by a folder or a weights file is in the feature-cache key, so that two checkpoints never
     share cache entries and a moved or renamed copy keeps them. Each file is read once: its hash is

@@ -63,7 +63,7 @@ class HashFeatures(Backbone):
     def _image(self, path: Input) -> np.ndarray:
         from PIL import Image
 
-        thumb = load_rgb(path).resize((self.THUMB, self.THUMB), Image.BOX)
+        thumb = load_rgb(path).resize((self.THUMB, self.THUMB), Image.BOX)  # type: ignore[attr-defined]  # Image.Resampling.BOX, kept for Pillow 9.0
         return (np.asarray(thumb, dtype=np.float32) / 255.0 - 0.5).reshape(-1)
 
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:

@@ -39,5 +39,5 @@ def center_crop_resize(image, size: int, crop_fraction: float) -> np.ndarray:
     left = (w - side) / 2.0
     top = (h - side) / 2.0
     box = (left, top, left + side, top + side)
-    out = image.resize((size, size), Image.BICUBIC, box=box)
+    out = image.resize((size, size), Image.BICUBIC, box=box)  # type: ignore[attr-defined]  # Image.Resampling.BICUBIC, kept for Pillow 9.0
     return np.asarray(out, dtype=np.uint8)
