@@ -430,6 +430,12 @@ def side_views(views: EncodedViews, side: int) -> SideViews:
     return SideViews(embeddings=emb, weight=weight, mask=valid, is_primary=primary)
 
 
+def both_sides(views: EncodedViews) -> tuple[SideViews, SideViews, torch.Tensor]:
+    """Sides 0 and 1 of every item (`side_views`) and the bool [B] mask of the items that have both."""
+    image_side, text_side = side_views(views, 0), side_views(views, 1)
+    return image_side, text_side, image_side.present & text_side.present
+
+
 class PrimaryPairObjective(Objective):
     """An objective that trains and serves the primary pair alone (`primary_pair_selection`):
     `clip` and `siglip`, which differ only in their loss on it."""

@@ -26,8 +26,8 @@ from .base import (
     AlignmentBatch,
     ObjectiveConfig,
     PrimaryPairObjective,
+    both_sides,
     primary_pair_duplicates,
-    side_views,
     symmetric_info_nce,
 )
 
@@ -50,8 +50,7 @@ class Clip(PrimaryPairObjective):
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views
-        image_side, text_side = side_views(views, 0), side_views(views, 1)
-        both = image_side.present & text_side.present
+        image_side, text_side, both = both_sides(views)
         out: dict[str, torch.Tensor] = {}
         if both.sum() >= 1:
             a = image_side.embeddings[both, 0]

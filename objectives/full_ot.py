@@ -47,7 +47,7 @@ import torch
 from ..config import Search, option
 from ..kernels.sinkhorn import DOMAINS, sinkhorn
 from . import OBJECTIVES
-from .base import AlignmentBatch, Objective, ObjectiveConfig, side_set_duplicates, side_views, symmetric_info_nce
+from .base import AlignmentBatch, Objective, ObjectiveConfig, both_sides, side_set_duplicates, symmetric_info_nce
 
 
 @dataclass
@@ -154,8 +154,7 @@ class FullOT(Objective):
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views
-        image_side, text_side = side_views(views, 0), side_views(views, 1)
-        both = image_side.present & text_side.present
+        image_side, text_side, both = both_sides(views)
         out: dict[str, torch.Tensor] = {}
         if both.any():
             sim, stats = self.set_similarity(

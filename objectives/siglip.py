@@ -34,7 +34,7 @@ from torch import nn
 
 from ..config import Search, option
 from . import OBJECTIVES
-from .base import AlignmentBatch, ObjectiveConfig, PrimaryPairObjective, primary_pair_duplicates, side_views
+from .base import AlignmentBatch, ObjectiveConfig, PrimaryPairObjective, both_sides, primary_pair_duplicates
 
 
 @dataclass
@@ -88,8 +88,7 @@ class Siglip(PrimaryPairObjective):
 
     def alignment_terms(self, batch: AlignmentBatch, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         views = batch.views
-        image_side, text_side = side_views(views, 0), side_views(views, 1)
-        both = image_side.present & text_side.present
+        image_side, text_side, both = both_sides(views)
         out: dict[str, torch.Tensor] = {}
         if both.any():
             a, b = image_side.embeddings[both, 0], text_side.embeddings[both, 0]
