@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -42,7 +44,7 @@ def _check(objective, clip, catalog: Catalog, max_views: int, pair_only: bool) -
     views and weights)?  And the slots clip's pair uses (alone with `pair_only`). Stops at the first
     chunk with a side of two views, after which nothing reduces."""
     layout = objective.context.layout
-    out = {"one_per_side": True, "same_views": True, "same_selection": True, "pair_slots": set()}
+    out: dict[str, Any] = {"one_per_side": True, "same_views": True, "same_selection": True, "pair_slots": set()}
     n = catalog.num_items
     generator = torch.Generator().manual_seed(0)  # never the global RNG: the run's draws stay as they are
     for start in range(0, n, CHUNK):
