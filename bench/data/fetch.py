@@ -96,7 +96,8 @@ def download(
             if total is not None and total > limits.max_download_bytes:
                 raise ValueError(f"{url}: {total} bytes announced, above the limit of {limits.max_download_bytes}")
             too_much = ValueError(f"{url}: more than {limits.max_download_bytes} bytes, download stopped")
-            for block, done in _capped_blocks(resp.read, done, limits.max_download_bytes, too_much):
+            # done: the byte count so far, read after the loop; the generator got its start value once
+            for block, done in _capped_blocks(resp.read, done, limits.max_download_bytes, too_much):  # noqa: B020
                 h.update(block)
                 out.write(block)
                 if progress:
@@ -280,7 +281,8 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                     raise UnsafeArchiveError(f"{archive}: member {rel} has no data")
                 with src, target.open("wb") as out:
                     too_much = UnsafeArchiveError(f"{archive}: more than {limits.max_total_bytes} bytes when extracted")
-                    for block, written in _capped_blocks(src.read, written, limits.max_total_bytes, too_much):
+                    # written: the archive's extracted total so far, carried to the next member
+                    for block, written in _capped_blocks(src.read, written, limits.max_total_bytes, too_much):  # noqa: B007, B020
                         out.write(block)
                 os.chmod(target, 0o644)
             if kind == "tar":  # read a compressed stream to its end: its CRC is checked there
