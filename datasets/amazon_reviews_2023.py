@@ -133,7 +133,7 @@ class AmazonReviews2023(DatasetPlugin):
         """The metadata file and, with `image_dir`, every file in it (images are looked up there
         by their URL's last component)."""
         path, image_dir = self.files(config)
-        files = {"metadata": path}
+        files: dict[str, str | Path] = {"metadata": path}
         if image_dir is not None:
             files.update({f"images/{name}": p for name, p in walk_files(image_dir, recursive=False).items()})
         return DataFiles(files, path.parent.resolve(), ("data_dir", "metadata_file", "image_dir", "cache_dir"))

@@ -48,7 +48,7 @@ class DataFiles:
     files are (`data_dir`, `cache_dir`, ...): provenance, left out of the result's identity, which
     holds the fingerprint instead."""
 
-    files: dict[str, str | Path]
+    files: Mapping[str, str | Path]
     folder: Path
     location_fields: tuple[str, ...]
 
@@ -156,7 +156,7 @@ class HashCache:
         self._db = None
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
