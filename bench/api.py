@@ -94,7 +94,7 @@ def override_strings(overrides: Mapping[str, Any] | None) -> list[str]:
 
 def metrics_frame(metrics: Mapping[str, Mapping[str, float]]) -> pd.DataFrame:
     """A result's `metrics` ({task: {metric: value}}) as rows (task, metric, value)."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     rows = [
         {"task": task, "metric": metric, "value": float(value)}

@@ -165,7 +165,7 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
     """A pandas DataFrame of strings ('' for missing) from a parquet, CSV or TSV file; a missing
     required column, a record with the wrong number of fields (`check_table_rows`), a byte that
     is not UTF-8 or an unreadable parquet file is an error naming the file."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     name = path.name.lower()
     if name.endswith(".parquet"):

@@ -193,7 +193,7 @@ def read_items(root: Path) -> tuple[Path, list[tuple[str, dict]]]:
     if jsonl.is_file():
         return jsonl, [(f"{jsonl}, line {n}", r) for n, r in read_jsonl(jsonl)]
     if parquet.is_file():
-        import pandas as pd
+        import pandas as pd  # heavy: pandas
 
         try:
             df = pd.read_parquet(parquet)
@@ -279,7 +279,7 @@ def manifest_schema_errors(path: Path) -> list[str]:
     """The places where the catalog.json at `path` breaks `MANIFEST_SCHEMA`, one line each
     (``catalog.json: views[1].role: 'main' is not one of ['primary', 'auxiliary']``), in document
     order; [] when it conforms. A file that is not JSON is one such line."""
-    import jsonschema
+    import jsonschema  # heavy: jsonschema, for validation only
 
     try:
         manifest = json.loads(path.read_bytes().decode("utf-8"))

@@ -113,7 +113,7 @@ class Oat(Objective):
             self.notes.append("oat: anchor_image term not posed (one-modality catalog: side 0 holds the anchor's own view)")
         self._geomloss = None
         if config.wasserstein_weight > 0 and self.wasserstein_solver == "geomloss":
-            from geomloss import SamplesLoss
+            from geomloss import SamplesLoss  # heavy: geomloss
 
             self._geomloss = SamplesLoss("sinkhorn", p=1, blur=config.wasserstein_blur, backend="tensorized")
 

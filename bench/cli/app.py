@@ -9,6 +9,7 @@ import os
 import pkgutil
 
 import typer
+from typer.models import ParameterInfo
 
 from .. import __version__
 from .common import console
@@ -75,8 +76,7 @@ def _help_as_plain_text(typer_app: typer.Typer) -> None:
     """Every help text of `typer_app` (commands, their options and arguments, sub-apps) escaped for
     rich: Typer's rich help reads help as markup, which ate the `[tracking]` of
     `pip install 'ftbench[tracking]'` and the `[train]` of a TOML table. Our help is plain text."""
-    from rich.markup import escape
-    from typer.models import ParameterInfo
+    from rich.markup import escape  # lazy: CLI start-up
 
     def escape_once(holder: object, attribute: str, text: str | None) -> None:
         if isinstance(text, str) and not getattr(holder, "_ftbench_plain_help", False):

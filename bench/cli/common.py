@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..eval.metric_registry import DEFAULT_METRICS, METRICS, metric_label, metric_of
@@ -24,8 +25,6 @@ class UsageError(Exception):
 
 
 def fail(message: str) -> None:
-    from rich.markup import escape
-
     # escaped: messages quote user input and config tables ([train]), which are not markup
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)

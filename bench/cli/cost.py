@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Time each objective alone and as a whole training step against V; fit growth exponents."""
-        from rich.console import Console
+        from rich.console import Console  # lazy: CLI start-up
 
         console = Console()
         try:
@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
             atomic_write_text(path, json.dumps(result, indent=2, default=str) + "\n")
             console.print(f"results: {path}", highlight=False)
             return
-        from rich.progress import Progress
+        from rich.progress import Progress  # lazy: CLI start-up
 
         from ..cost.scaling import format_cost, plot_cost, run_cost, write_cost  # lazy: CLI start-up
         from ..objectives import OBJECTIVES  # lazy: CLI start-up

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -429,8 +430,6 @@ def register(app: typer.Typer) -> None:
         title = f"{dataset} regime indicators (--views {views}; " + (", ".join(sets) or "defaults") + ")"
         out = Console()
         if out.is_terminal:
-            from rich.markup import escape
-
             # escaped: option values and reasons are not markup
             table = Table(
                 title=escape(title),

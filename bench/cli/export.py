@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", help="Output file (default: RESULTS/results.<format>)."),
     ) -> None:
         """One row per run x task x metric, with the config columns, for pandas, spreadsheets and dashboards."""
-        from rich.console import Console
+        from rich.console import Console  # lazy: CLI start-up
 
         from ..report.export import FORMATS, export_frame, write_export  # lazy: CLI start-up
 

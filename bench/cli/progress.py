@@ -25,7 +25,7 @@ def make_progress(*columns, console, disable: bool = False, **kwargs):
     """rich's `Progress(*columns, console=console, **kwargs)` where `console` writes to a terminal
     (or a notebook) or the display is disabled; a `LogProgress` on the console's stream otherwise."""
     if disable or console.is_terminal or console.is_jupyter:
-        from rich.progress import Progress
+        from rich.progress import Progress  # lazy: CLI start-up
 
         return Progress(*columns, console=console, disable=disable, **kwargs)
     return LogProgress(console.file)

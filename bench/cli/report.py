@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
         over seeds), paired differences against clip, cross-view table, cost against V (from
         RESULTS_DIR/cost/*.json), plots, and the paper's +7.9% Recall@500 claim beside our measurement.
         """
-        from rich.console import Console
+        from rich.console import Console  # lazy: CLI start-up
 
         from ..report import build_report, find_result_files  # lazy: CLI start-up
 

@@ -48,7 +48,7 @@ def execute_with_progress(
 ):
     """Run `prepared` under one rich progress display (feature encoding, training, evaluation);
     one-line errors; Ctrl-C says what was kept. Returns (result, path); (None, None) on ranks > 0."""
-    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn  # lazy: CLI start-up
 
     from ..errors import input_errors  # lazy: CLI start-up
     from ..run.experiment import execute  # lazy: CLI start-up

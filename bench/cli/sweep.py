@@ -60,7 +60,7 @@ def _preset_help() -> str:
 
 def results_table(paths: list[Path], title: str):
     """One row per result file: the cell and its query-task headline metrics (test split)."""
-    from rich.table import Table
+    from rich.table import Table  # lazy: CLI start-up
 
     columns = ("recall@10", "ndcg@10", "recall@100", "recall@500")
     table = Table(
@@ -107,8 +107,14 @@ def run_sweep_with_progress(
     Raises `ftbench.run.sweep.GridError` (invalid cells) or `ftbench.cli.app.UsageError` (unwritable
     --out) before any run starts.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.console import Console  # lazy: CLI start-up
+    from rich.progress import (  # lazy: CLI start-up
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .progress import make_progress  # lazy: CLI start-up
 
@@ -196,7 +202,6 @@ def run_sweep_with_progress(
                 )
         except KeyboardInterrupt:
             bar.stop()
-            import typer
 
             console.print(
                 f"\ninterrupted after {sum(finished.values())} of {len(mine)} cells: {len(kept)} result file(s) kept in "
@@ -292,7 +297,7 @@ def register(app: typer.Typer) -> None:
             resolve_device(device)
             claims = None
             if storage is not None:
-                import optuna
+                import optuna  # optional: tune extra
 
                 from ..run.claims import CellClaims, open_storage  # lazy: CLI start-up
 

@@ -67,9 +67,9 @@ def tune(
     every train.eval_every steps, validation data only). See `ftbench objectives --verbose NAME`
     for each objective's search space and docs/tuning.md for the protocol.
     """
-    import optuna
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
+    import optuna  # optional: tune extra
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn  # lazy: CLI start-up
+    from rich.table import Table  # lazy: CLI start-up
 
     from ..run.claims import open_storage, redact_url  # lazy: CLI start-up
     from ..run.tune import TuneSpec, check_objectives, rerun_best, run_study  # lazy: CLI start-up

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..config import apply_overrides
 from ..datasets import DATASETS
@@ -94,7 +96,6 @@ def cpu_description() -> dict[str, Any]:
     except OSError:
         pass
     model = model or platform.processor() or platform.machine()
-    import torch
 
     return {
         "model": model,
@@ -109,8 +110,6 @@ def cpu_description() -> dict[str, Any]:
 def matmul_gflops(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of the best of `repeats` [size x size] @ [size x size] products: the CPU's ceiling
     for dense work at this moment (same threads, same neighbours)."""
-    import torch
-
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
     a @ b
@@ -124,9 +123,6 @@ def matmul_gflops(dtype_name: str, size: int = 2048, repeats: int = 5) -> float:
 
 def flops_per_input(backbone, inputs: list, sample: int = 48) -> float:
     """Mean FLOPs of encoding one input alone, over `sample` inputs spread evenly through `inputs`."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     picks = [inputs[i] for i in np.unique(np.linspace(0, len(inputs) - 1, min(sample, len(inputs))).round().astype(int))]
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         for x in picks:

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, cmd, limit in plan:
             print(f"{name} (limit {limit}s): {' '.join(cmd)}")
         return 0
-    import torch
+    import torch  # heavy: torch; the module itself loads without it
 
     if not torch.cuda.is_available():
         print(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..config import apply_overrides, parse_literal
 from ..data.batching import compact_positions
@@ -139,8 +140,6 @@ def whole_step(name: str, views: int, spec: CostSpec, device, steps: int, catalo
     `Stepper` as training (sampling, feature generation, towers, objective, backward, AdamW) on the
     cell's synthetic marketplace (`catalog`: a (catalog, config) pair from `_cell_catalog` to reuse),
     with a schedule of `steps` steps. Seeded: the same batches every time."""
-    import torch
-
     torch.manual_seed(0)
     cls, config, _ = _objective_config(name, spec)
     catalog, dcfg = catalog or _cell_catalog(views, spec)
@@ -159,7 +158,6 @@ def _measure_cell(args: tuple) -> dict[str, Any]:
     """Run in a child process: time one (objective, V) cell, alone and as a whole step."""
     name, views, spec_dict = args
     spec = CostSpec(**spec_dict)
-    import torch
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -288,7 +286,7 @@ def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
 
 def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """Write `cost__B<batch>__<device>.json` and `.csv` (one row per objective x V), atomically."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     out_dir = Path(out_dir)
     stem = f"cost__B{result['spec']['batch_size']}__{result['device']['device'].replace(':', '')}"
@@ -302,10 +300,10 @@ def write_cost(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 
 def plot_cost(results: list[dict[str, Any]], path: Path) -> Path:
     """Log-log plot of objective-alone and whole-step time against V for every objective."""
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, for the plots only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, for the plots only
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for result in results:

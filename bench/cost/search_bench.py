@@ -126,7 +126,7 @@ def run_search_bench(
     faiss_result: dict | None = None
     run_faiss = with_faiss and faiss_available()
     if run_faiss:
-        import faiss
+        import faiss  # optional: faiss extra
 
         items_np = items.cpu().numpy()
         queries_np = np.ascontiguousarray(queries.cpu().numpy())

@@ -124,7 +124,7 @@ def run_solver_bench(
             )
         finally:
             torch.set_num_threads(previous)
-    import ot
+    import ot  # heavy: POT
 
     dev = resolve_device(device) if isinstance(device, str) else device
     torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]

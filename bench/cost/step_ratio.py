@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..device import describe_device, resolve_device
 from ..run.experiment import package_versions
@@ -38,7 +39,6 @@ def _measure(args: tuple) -> dict[str, Any]:
     """Run in a child process: build every objective's step, warm each up, time the rounds."""
     names, views, rounds, spec_dict = args
     spec = CostSpec(**spec_dict)
-    import torch
 
     if spec.threads:
         torch.set_num_threads(spec.threads)

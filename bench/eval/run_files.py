@@ -99,7 +99,7 @@ def write_run_files(stem: Path, run: QueryRun, dataset: MultiViewDataset, tag: s
 
 def read_per_query(path: Path):
     """A per-query file as a pandas DataFrame indexed by query id (errors name the file)."""
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     path = Path(path)
     try:

@@ -211,7 +211,7 @@ def _write_slot(path: Path, catalog: Catalog, slot: int, workers: int) -> None:
 
 def _single_threaded_blas():
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: installed with scikit-learn, not declared
     except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
         import contextlib
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .. import __version__
@@ -100,8 +102,6 @@ def save_model(
 ) -> Path:
     """Write the trained `towers` and `objective` of run `prepared` on `dataset` to `folder`
     (replaced if present, atomically). Returns the folder."""
-    from safetensors.torch import save_file
-
     target = check_model_folder(folder)
     target.parent.mkdir(parents=True, exist_ok=True)
     catalog = dataset.catalog
@@ -314,9 +314,6 @@ def query_rows(dataset, queries: np.ndarray | str) -> np.ndarray:
 
 def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
     """Read a `--save-model` folder: rebuild the towers and the objective and load their tensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     config_path, tensors_path = folder / CONFIG_FILE, folder / TENSORS_FILE
     if not folder.is_dir():

@@ -189,9 +189,9 @@ class Advisor:
     """Gaussian-process regressors from a map's indicators to each objective's gain over clip."""
 
     def __init__(self, cells: list[MapCell], objectives: list[str] | None = None, seed: int = 0) -> None:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+        from sklearn.exceptions import ConvergenceWarning  # heavy: scikit-learn
+        from sklearn.gaussian_process import GaussianProcessRegressor  # heavy: scikit-learn
+        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel  # heavy: scikit-learn
 
         if len(cells) < 3:
             raise ValueError(f"the regime map has {len(cells)} complete cell(s); the predictor needs at least 3")
@@ -283,7 +283,7 @@ def leave_one_cell_out(cells: list[MapCell], seed: int = 0) -> dict[str, Any]:
     winner rule over the cell's seeds), and the Spearman correlation between predicted and measured
     mean gains over the objectives (clip = 0 on both sides).
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # heavy: scipy
 
     rows = []
     for i, held in enumerate(cells):
@@ -346,7 +346,7 @@ def measured_comparison(folder: Path | str, dataset: str, views: int, min_seeds:
     per objective and seed the score, the mean paired gains over clip, and the tied-best set by the
     report's winner rule.
     """
-    import pandas as pd
+    import pandas as pd  # heavy: pandas
 
     from ..report.headline import choose_headline  # lazy: ftbench.report imports report.regime, which imports this module
     from ..report.load import group_key, query_task_of  # lazy: ftbench.report imports report.regime, which imports this module
@@ -401,7 +401,7 @@ def check_advice(advice: Advice, measured: Mapping[str, Any]) -> dict[str, Any]:
     """Advice against a measured comparison: whether the advised best is in the measured tied-best
     set, whether every measured tied-best objective is among those the advice marks as tied with
     its best, and the Spearman correlation between predicted and measured gains over clip."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # heavy: scipy
 
     predicted = {p.objective: p.gain for p in advice.predictions}
     gains = measured["gains"]

@@ -70,7 +70,7 @@ def regime_design(cells: int = DEFAULT_CELLS, seed: int = DEFAULT_DESIGN_SEED) -
     """
     if cells < 1:
         raise ValueError(f"the regime map needs at least one cell, got {cells}")
-    from scipy.stats import qmc
+    from scipy.stats import qmc  # heavy: scipy
 
     unit = qmc.Sobol(d=len(KNOBS), scramble=True, seed=np.random.default_rng(seed)).random(cells)
     points = []

@@ -134,7 +134,7 @@ def _folds(n: int, seed: int) -> np.ndarray:
 def _penalty(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     """The ridge penalty `RidgeCV` (efficient leave-one-out) picks among `RIDGE_ALPHAS`, on at most
     `ALPHA_SAMPLE` rows (its cost grows with the square of the rows; the penalty hardly moves)."""
-    from sklearn.linear_model import RidgeCV
+    from sklearn.linear_model import RidgeCV  # heavy: scikit-learn
 
     if len(x) > ALPHA_SAMPLE:
         rows = np.sort(np.random.default_rng(np.random.SeedSequence([seed, 0xA1])).choice(len(x), ALPHA_SAMPLE, replace=False))
@@ -148,7 +148,7 @@ def crossfit_predict(x: np.ndarray, y: np.ndarray, fit: np.ndarray, seed: int) -
     penalty per map (`_penalty`, chosen on the fitting rows).
 
     Fewer than 2 * FOLDS fitting rows: no map can be checked out of fold, predictions are 0."""
-    from sklearn.linear_model import Ridge
+    from sklearn.linear_model import Ridge  # heavy: scikit-learn
 
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)

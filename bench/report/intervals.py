@@ -100,7 +100,7 @@ def t_quantile(confidence: float, dof: int) -> float:
     `scipy.special.stdtrit(dof, q)` is the inverse of Student's t CDF (the same function behind
     `scipy.stats.t.ppf`, without importing scipy.stats, which takes seconds).
     """
-    from scipy.special import stdtrit
+    from scipy.special import stdtrit  # heavy: scipy
 
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")

@@ -20,7 +20,7 @@ from .tables import cell_interval, cell_values
 # plots
 # ----------------------------------------------------------------------------------------------
 def _save_figure(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, for the plots only
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -37,10 +37,10 @@ def _wrap(title: str, width: int = 78) -> str:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, for the plots only
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib, for the plots only
 
     return plt
 
@@ -116,7 +116,7 @@ def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str, st
         plt.close(fig)
         return None, []
     ax.set_xscale("log")
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter  # heavy: matplotlib, for the plots only
 
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -136,7 +136,7 @@ def tradeoff_figure(frame: pd.DataFrame, group: str, column: str, title: str, st
 def _separate_labels(ax, labels: list, points: list[tuple[float, float]]) -> None:
     """Move the V labels apart with adjustText (repelled from each other, from every marker and from
     the lines between them), a thin leader line from a moved label to its point."""
-    from adjustText import adjust_text
+    from adjustText import adjust_text  # heavy: loads matplotlib, for the plots only
 
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     for line in ax.get_lines():  # points along each segment (log-spaced in x, as drawn)

@@ -172,7 +172,7 @@ class GuideRule:
 
 def decision_rules(outcomes: list[CellOutcome], depth: int = TREE_DEPTH, seed: int = 0) -> list[GuideRule]:
     """A depth-`depth` decision tree from the indicators to each cell's `guide_class`, as one rule per leaf."""
-    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree import DecisionTreeClassifier  # heavy: scikit-learn
 
     names, x = _features(outcomes)
     labels = [o.guide_class for o in outcomes]
@@ -232,7 +232,7 @@ class ObjectiveRegion:
 
 def objective_regions(outcomes: list[CellOutcome], objectives: list[str], seed: int = 0) -> list[ObjectiveRegion]:
     """Per objective, a depth-1 tree on "is it in the tied-best set": the indicator split that separates best."""
-    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree import DecisionTreeClassifier  # heavy: scikit-learn
 
     names, x = _features(outcomes)
     out = []
@@ -270,7 +270,7 @@ def objective_regions(outcomes: list[CellOutcome], objectives: list[str], seed: 
 # the figure
 # ----------------------------------------------------------------------------------------------
 def objective_colours(objectives: list[str]) -> dict[str, tuple]:
-    import matplotlib
+    import matplotlib  # heavy: matplotlib, for the plots only
 
     palette = matplotlib.colormaps["tab10"]
     return {o: palette(i % 10) for i, o in enumerate(sorted(objectives, key=objective_rank))}
@@ -301,7 +301,7 @@ def marker_style(outcome: CellOutcome, colours: dict[str, tuple]) -> dict:
 def plot_regime_map(outcomes: list[CellOutcome], objectives: list[str], path: Path, title: str) -> Path:
     """2x2 panels of indicator pairs; each complete cell a marker at its measured indicators."""
     plt = _pyplot()
-    from matplotlib.lines import Line2D
+    from matplotlib.lines import Line2D  # heavy: matplotlib, for the plots only
 
     colours = objective_colours(objectives)
     fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.4))
@@ -314,7 +314,7 @@ def plot_regime_map(outcomes: list[CellOutcome], objectives: list[str], path: Pa
         ax.set_ylabel(f"{SHORT.get(yname, yname)} ({yname})", fontsize=8)
         finite = xs[:, 1][np.isfinite(xs[:, 1])]
         if finite.size and finite.min() > 0 and finite.max() / finite.min() > 10:
-            from matplotlib.ticker import NullFormatter, ScalarFormatter
+            from matplotlib.ticker import NullFormatter, ScalarFormatter  # heavy: matplotlib, for the plots only
 
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(ScalarFormatter())

@@ -53,7 +53,7 @@ def paired_t_p(a: np.ndarray, b: np.ndarray) -> float:
         raise ValueError(f"paired t-test: needs at least 2 paired queries, got {d.size}")
     if np.allclose(d, d[0], rtol=0, atol=1e-15):
         return 1.0 if abs(d[0]) <= 1e-15 else 0.0
-    from scipy.stats import ttest_rel
+    from scipy.stats import ttest_rel  # heavy: scipy
 
     return float(ttest_rel(a, b).pvalue)
 

@@ -69,7 +69,7 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
 
     `journal:PATH` (or a path ending in `.log` / `.journal`) opens Optuna's journal file. Errors
     name the option and the URL with its password hidden."""
-    import optuna
+    import optuna  # optional: tune extra
 
     if url is None:
         if out is None:
@@ -79,7 +79,7 @@ def open_storage(url: str | None, out: Path | None = None) -> Any:
     shown = redact_url(url)
     try:
         if url.startswith("journal:") or ("://" not in url and url.endswith((".log", ".journal"))):
-            from optuna.storages.journal import JournalFileBackend
+            from optuna.storages.journal import JournalFileBackend  # optional: tune extra
 
             path = Path(url[len("journal:") :] if url.startswith("journal:") else url)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -146,8 +146,8 @@ def last_heartbeat(trial: Any) -> float:
 def reap_stale(storage: Any, study_id: int, stale_after: float) -> list[int]:
     """Mark RUNNING trials without a heartbeat for `stale_after` seconds as FAIL (their worker
     died); returns their numbers."""
-    from optuna.exceptions import UpdateFinishedTrialError
-    from optuna.trial import TrialState
+    from optuna.exceptions import UpdateFinishedTrialError  # optional: tune extra
+    from optuna.trial import TrialState  # optional: tune extra
 
     now, reaped = time.time(), []
     for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
@@ -167,7 +167,7 @@ def reap_stale(storage: Any, study_id: int, stale_after: float) -> list[int]:
 
 def ensure_study(storage: Any, name: str, direction: str = "maximize") -> int:
     """The id of study `name`, created if missing (safe when workers race to create it)."""
-    import optuna
+    import optuna  # optional: tune extra
 
     optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
     return storage.get_study_id_from_name(name)
@@ -185,14 +185,14 @@ class CellClaims:
         return [t for t in self.storage.get_all_trials(self.study_id, deepcopy=False) if t.user_attrs.get(CELL_ATTR) == key]
 
     def done(self, key: str) -> bool:
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # optional: tune extra
 
         return any(t.state == TrialState.COMPLETE for t in self._claims(key))
 
     def claim(self, key: str) -> int | None:
         """The trial id of this worker's claim of cell `key`, or None when another worker holds
         it or finished it."""
-        from optuna.trial import FrozenTrial, TrialState
+        from optuna.trial import FrozenTrial, TrialState  # optional: tune extra
 
         live = (TrialState.RUNNING, TrialState.COMPLETE)
         reap_stale(self.storage, self.study_id, self.stale_after)
@@ -223,8 +223,8 @@ class CellClaims:
 
     def release(self, trial_id: int, ok: bool, detail: str = "") -> None:
         """Finish a claim: COMPLETE (the cell is done for every worker) or FAIL (claimable again)."""
-        from optuna.exceptions import UpdateFinishedTrialError
-        from optuna.trial import TrialState
+        from optuna.exceptions import UpdateFinishedTrialError  # optional: tune extra
+        from optuna.trial import TrialState  # optional: tune extra
 
         try:
             if detail:

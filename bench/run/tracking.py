@@ -177,7 +177,7 @@ class MlflowTracker(Tracker):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
             import mlflow  # noqa: F401
-            from mlflow import MlflowClient
+            from mlflow import MlflowClient  # optional: tracking extra
         except ImportError:
             raise TrackingError(f"--tracker mlflow needs the optional extra: {TRACKING_EXTRA_HINT}") from None
         import logging
@@ -222,7 +222,7 @@ class MlflowRun(TrackedRun):
         self._pending: list = []
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # optional: tracking extra
 
         now = int(time.time() * 1000)
         self._pending += [Metric(metric_key(k), float(v), now, int(step)) for k, v in metrics.items()]
@@ -230,22 +230,22 @@ class MlflowRun(TrackedRun):
             self.flush()
 
     def flush(self) -> None:
-        from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+        from mlflow.utils.validation import MAX_METRICS_PER_BATCH  # optional: tracking extra
 
         while self._pending:
             batch, self._pending = self._pending[:MAX_METRICS_PER_BATCH], self._pending[MAX_METRICS_PER_BATCH:]
             self.client.log_batch(self.run_id, metrics=batch)
 
     def log_params(self, params: dict[str, str]) -> None:
-        from mlflow.entities import Param
-        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+        from mlflow.entities import Param  # optional: tracking extra
+        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH  # optional: tracking extra
 
         entries = [Param(metric_key(k), str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in params.items()]
         for i in range(0, len(entries), MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(self.run_id, params=entries[i : i + MAX_PARAMS_TAGS_PER_BATCH])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # optional: tracking extra
 
         if tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -129,13 +129,13 @@ def budget(prepared) -> dict[str, Any]:
 def make_pruner():
     """One pruning rule for every objective: the median rule after 3 finished trials, from the
     first validation on."""
-    import optuna
+    import optuna  # optional: tune extra
 
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
 
 
 def make_sampler(seed: int, trials_so_far: int, budget_trials: int):
-    import optuna
+    import optuna  # optional: tune extra
 
     startup = int(min(10, max(4, round(STARTUP_FRACTION * budget_trials))))
     return optuna.samplers.TPESampler(seed=seed * 1_000_003 + trials_so_far, n_startup_trials=startup)
@@ -145,7 +145,7 @@ def train_trial(prepared, trial, dataset_cache: dict | None = None):
     """Train one configuration and validate it every `eval_every` steps, reporting each score to
     `trial` and stopping (optuna.TrialPruned) when the pruner says so. Validation data only: no
     test evaluation. Returns the training outcome (best validation score and its step)."""
-    import optuna
+    import optuna  # optional: tune extra
 
     spec, configs = prepared.spec, prepared.configs
     device = resolve_device(spec.device)
@@ -204,7 +204,7 @@ class StudyState:
 
 
 def study_state(storage, study_id: int, name: str, objective: str, budget_trials: int) -> StudyState:
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # optional: tune extra
 
     state = StudyState(name=name, objective=objective, budget_trials=budget_trials)
     for t in storage.get_all_trials(study_id, deepcopy=False):
@@ -232,8 +232,8 @@ def run_study(
 ) -> StudyState:
     """Run trials of `objective`'s study until `spec.trials` trials are COMPLETE or PRUNED (over
     every worker on `storage`); returns the study's final counts and best trial."""
-    import optuna
-    from optuna.trial import TrialState
+    import optuna  # optional: tune extra
+    from optuna.trial import TrialState  # optional: tune extra
 
     base = prepare(_run_spec(spec, objective, spec.trial_seed))
     name = study_name(spec, base.config_hash, objective)

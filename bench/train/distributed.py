@@ -39,6 +39,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from ..objectives.base import EncodedViews
 
@@ -280,7 +281,6 @@ def wrap(module: nn.Module, context: DistributedContext, device: torch.device) -
     """
     if not context.enabled:
         return module
-    from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=device_ids, find_unused_parameters=True)

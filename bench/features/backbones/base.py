@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 
 from ...data.fingerprint import HASH_CACHE_NAME, HashCache, fingerprint, walk_files
 from ...device import resolve_device
@@ -134,8 +135,6 @@ def bf16_units(device_type: str) -> str | None:
         flags = sorted(_cpu_flags() & {"amx_bf16", "avx512_bf16"})
         return "CPU flags " + ", ".join(flags) if flags else None
     if device_type == "cuda":
-        import torch
-
         return "CUDA bf16" if torch.cuda.is_bf16_supported() else None
     return None
 
@@ -143,8 +142,6 @@ def bf16_units(device_type: str) -> str | None:
 def calibration_inputs(modality: str) -> list:
     """Fixed inputs on which a backbone's bf16 features are compared with its fp32 ones: 32 texts
     of 2 to about 200 words, or 16 PNG images as bytes (colour gradients, shapes and noise)."""
-    import numpy as np
-
     rng = np.random.default_rng(20240601)
     if modality == "text":
         words = (
@@ -154,7 +151,7 @@ def calibration_inputs(modality: str) -> list:
         ).split()
         lengths = np.unique(np.geomspace(2, 200, 32).round().astype(int))
         return [" ".join(rng.choice(words, size=int(k))) for k in lengths]
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # optional: encoders extra (pillow)
 
     images = []
     for _k in range(16):
@@ -311,7 +308,6 @@ class Backbone(ABC):
         """The context `_encode` runs its model in: bf16 autocast when `precision` is bf16."""
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        import torch
 
         return torch.autocast(device_type=resolve_device(self.device).type, dtype=torch.bfloat16)
 

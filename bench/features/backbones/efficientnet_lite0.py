@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...device import resolve_device
 from .base import (
@@ -86,8 +87,6 @@ class EfficientNetLite0(Backbone):
 
     def load(self):
         if self._model is None:
-            import torch
-
             lib = require_module("efficientnet_lite_pytorch", ENCODERS_HINT)
             model = lib.EfficientNet.from_name("efficientnet-lite0")
             state = torch.load(self._weights_path(), map_location="cpu", weights_only=True)
@@ -113,8 +112,6 @@ class EfficientNetLite0(Backbone):
         return [self._pool.submit(self.pixels, p) for p in batch]
 
     def _encode(self, inputs: list, role: str) -> np.ndarray:
-        import torch
-
         model = self.load()
         pixels = [x.result() if isinstance(x, Future) else self.pixels(x) for x in inputs]
         batch = torch.from_numpy(np.stack(pixels)).to(self._device)

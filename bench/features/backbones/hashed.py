@@ -61,7 +61,7 @@ class HashFeatures(Backbone):
         return (x / norm if norm > 0 else x).astype(np.float32)
 
     def _image(self, path: Input) -> np.ndarray:
-        from PIL import Image
+        from PIL import Image  # optional: encoders extra (pillow)
 
         thumb = load_rgb(path).resize((self.THUMB, self.THUMB), Image.BOX)  # type: ignore[attr-defined]  # Image.Resampling.BOX, kept for Pillow 9.0
         return (np.asarray(thumb, dtype=np.float32) / 255.0 - 0.5).reshape(-1)

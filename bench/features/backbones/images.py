@@ -12,7 +12,7 @@ from .base import ENCODERS_HINT, BackboneUnavailable
 def load_rgb(path: str | Path):
     """Decode an image file to an RGB PIL image, naming the file on failure."""
     try:
-        from PIL import Image
+        from PIL import Image  # optional: encoders extra (pillow)
     except ImportError:
         raise BackboneUnavailable("image backbones need Pillow: pip install pillow. " + ENCODERS_HINT) from None
     try:
@@ -32,7 +32,7 @@ def center_crop_resize(image, size: int, crop_fraction: float) -> np.ndarray:
     crop with crop_padding=32": crop_fraction = size / (size + 32) = 0.875 at 224), which is also
     the usual "resize to 256, centre-crop 224" of ImageNet models up to one resampling step.
     """
-    from PIL import Image
+    from PIL import Image  # optional: encoders extra (pillow)
 
     w, h = image.size
     side = crop_fraction * min(w, h)

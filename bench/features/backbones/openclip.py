@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ...device import resolve_device
 from .base import (
@@ -161,8 +162,6 @@ class OpenClip(Backbone):
             visual = getattr(model, "visual", None)
             out = getattr(visual, "output_dim", None)
             if out is None:
-                import torch
-
                 with torch.inference_mode():
                     tokens = self.load()[2](["a"]).to(self._device)
                     out = int(model.encode_text(tokens).shape[-1])
@@ -182,8 +181,6 @@ class OpenClip(Backbone):
         return self._model
 
     def _encode(self, inputs: list[Input], role: str) -> np.ndarray:
-        import torch
-
         model, preprocess, tokenizer = self.load()
         with torch.inference_mode():
             if self.modality == "text":

@@ -60,7 +60,7 @@ def hub_offline() -> bool:
     if any(os.environ.get(var, "").strip().upper() in truthy for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")):
         return True
     try:
-        from huggingface_hub import constants
+        from huggingface_hub import constants  # optional: encoders extra
     except ImportError:
         return False
     return bool(getattr(constants, "HF_HUB_OFFLINE", False))

@@ -60,7 +60,7 @@ def _run_query_blocks(nq: int, qc: int, width: int, items: torch.Tensor, workers
 def _single_threaded_blas():
     """numpy's BLAS at one thread while our workers run (one worker per core already)."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # optional: installed with scikit-learn, not declared
     except ImportError:  # pragma: no cover - scikit-learn brings threadpoolctl
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
