@@ -87,9 +87,8 @@ def modality_rotation(modality: str, dim: int) -> np.ndarray:
     The backbones' spaces are unrelated, yet their leading axes (the first rows of `skip_projection`:
     [I; 0], or the principal axes, the first being the features' mean direction) would all land on
     the same output coordinates: at step 0 every title would look like every image along them,
-    and a fused item embedding mixes its modalities through that false agreement (grocery mini,
-    12 products: photo->product R@1 at step 0 0.69 for the fused item of factorized without the
-    rotations, 0.76 with them). Rotating each modality its own way keeps every within-modality
+    and a fused item embedding mixes its modalities through that false agreement (measured in
+    docs/method.md#towers). Rotating each modality its own way keeps every within-modality
     inner product and leaves cross-modal ones at chance, as the random MLP does."""
     rng = np.random.default_rng([zlib.crc32(modality.encode()), dim])
     q, r = np.linalg.qr(rng.normal(size=(dim, dim)))
@@ -103,9 +102,8 @@ class ResidualTower(nn.Module):
     P starts as sqrt(d) * R_m @ `projection` (`modality_rotation` R_m). The factor sqrt(d) puts the
     skip output on the scale of a LayerNorm'd vector (unit root-mean-square coordinates), where
     the residual branch's coordinates grow by about the learning rate per step under AdamW
-    whatever the scale: at norm 1 that branch soon outweighs the skip path (grocery mini, seed 0,
-    test photo->product R@1 after the 100-step budget against a gain of 1: factorized 0.89 vs
-    0.84, clip 0.50 vs 0.45). The MLP is drawn first and P is set without a random draw, so under one seed
+    whatever the scale: at norm 1 that branch soon outweighs the skip path (measured in
+    docs/method.md#towers). The MLP is drawn first and P is set without a random draw, so under one seed
     the MLP's first layer is the one `Tower` draws: the two starts differ only where they mean to."""
 
     def __init__(self, input_dim: int, config: TowerConfig, projection: torch.Tensor, modality: str) -> None:
