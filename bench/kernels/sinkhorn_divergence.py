@@ -1,58 +1,11 @@
 """Debiased Sinkhorn divergences between point clouds, several problems in one solve.
 
-For uniform measures alpha = (1/N) sum_i delta_{x_i}, beta = (1/M) sum_j delta_{y_j} in R^D and the
-ground cost C(x, y) = |x - y|^p / p (p = 1: the Euclidean distance, p = 2: half its square), the
-debiased Sinkhorn divergence (Feydy et al., "Interpolating between Optimal Transport and MMD using
-Sinkhorn Divergences", AISTATS 2019) is
-
-    S_eps(alpha, beta) = OT_eps(alpha, beta) - 1/2 OT_eps(alpha, alpha) - 1/2 OT_eps(beta, beta),
-    OT_eps(alpha, beta) = min_{pi in Pi(alpha, beta)} <pi, C> + eps KL(pi | alpha (x) beta),
-
-with eps = blur^p; for p = 1 it approximates the 1-Wasserstein distance W_1 as blur -> 0. At the
-dual optimum OT_eps(alpha, beta) = <alpha, f> + <beta, g>, so
-
-    S_eps = <alpha, f_ba - f_aa> + <beta, g_ab - g_bb>
-
-with the potentials of the three problems, each a fixed point of the soft C-transform
-
-    softmin_eps(C, h)_i = -eps log sum_j exp(h_j - C_ij / eps),
-    f_ba = softmin(C_xy, log beta + g_ab / eps),   g_ab = softmin(C_yx, log alpha + f_ba / eps),
-    f_aa = softmin(C_xx, log alpha + f_aa / eps),  g_bb = softmin(C_yy, log beta + g_bb / eps).
-
-This module computes exactly what geomloss computes for `SamplesLoss("sinkhorn", p, blur, scaling,
-debias, backend="tensorized")` on each problem (geomloss 0.3, `_legacy/sinkhorn_samples.py` and
-`_legacy/sinkhorn_divergence.py`; Feydy, "Geometric data analysis, beyond convolutions", PhD thesis
-2020, Algorithm 3.5):
-
-1. epsilon-scaling (annealing): each problem's own schedule from its own diameter estimate
-   d = |max - min| (the diagonal of the bounding box of both clouds),
-   eps_0 = d^p, then exp(e) for e in arange(p log d, p log blur, p log scaling), then blur^p
-   (`epsilon_schedule`);
-2. initial potentials softmin at eps_0 with h = log weights, then one *symmetric* update per eps
-   of the schedule, f <- (f + softmin(...)) / 2 for all four potentials at once;
-3. a last, differentiable update at eps = blur^p on cost matrices computed with the second cloud
-   detached (C_xy = C(x, y.detach()), ...), from the detached potentials: by the envelope theorem the
-   gradient of S needs no backpropagation through the iterations.
-
-What differs is how step 2 is computed, and only in round-off: the problems are padded to one size
-(padding points get weight 0, so log weight -1e5 as in geomloss, whose exp is exactly 0) and solved
-together, in float64, as scalings: softmin(C, h)_i = -eps (log sum_j K_ij exp(h_j - max h) + max h)
-with the kernel K = exp(-C / eps) (a matrix-vector product instead of a log-sum-exp per entry); each
-problem keeps its own schedule (a problem whose schedule is shorter stops updating). If a sum
-underflows (cost ranges / eps beyond ~600), the iterations are recomputed in the float64 log domain.
-Step 3, which carries the gradient, uses geomloss's float32 cost matrices (the same values step 2
-reads; C_yx is C_xy^T, one product x y^T; a cloud given in several pairs, as oat's anchor, has its
-self-cost computed once) and geomloss's float32 softmin for the value, with the gradient in closed
-form (`_LastUpdate`): dS/dC is the row-softmax of each softmin weighted by the marginal, and
-through C(x_i, y_j) the gradient in x_i is 2 x_i sum_j g_ij - 2 (g y)_i, autograd's own arithmetic
-through geomloss's graph, in one exponential per entry instead of two and without the graph's
-temporaries. One difference is deliberate: on the diagonals of C_xx and C_yy the exact gradient is
-0 (x_i - x_i), but geomloss's float32 graph passes round-off there (|x_i|^2 - 2 x_i.x_i + |x_i|^2
-comes out ~1e-7, above the 1e-8 clamp, so C_ii ~ 3e-4 and the two halves of a zero gradient,
-each ~1 / C_ii, cancel only to their round-off). We leave those terms out. Values equal geomloss's
-float32 result to ~1e-7 relative; gradients are ~50x closer to geomloss run in float64 than
-geomloss's own float32 gradient is (~3e-5 against ~1.6e-3 of the largest entry at blur = 0.05;
-tests/bench/kernels/test_sinkhorn_divergence.py). Timings against geomloss: docs/perf/index.md.
+`sinkhorn_divergences` gives, for each pair of clouds, what geomloss's `SamplesLoss("sinkhorn", p,
+blur, scaling, debias, backend="tensorized")` gives (geomloss 0.3): oat's 1-Wasserstein term
+(docs/method.md#oat). All problems share one float64 annealing loop; the value is geomloss's to
+float32 round-off and the gradient is computed in closed form. The definition, the algorithm and
+the one deliberate difference from geomloss are in the function's Notes. Timings against
+geomloss: docs/perf/index.md.
 """
 
 from __future__ import annotations
@@ -224,9 +177,56 @@ def sinkhorn_divergences(
 
     Equal to `[geomloss.SamplesLoss("sinkhorn", p=p, blur=blur, scaling=scaling, debias=debias,
     backend="tensorized")(x, y) for x, y in pairs]` in value and gradient (w.r.t. both clouds of
-    every pair) up to round-off, computed with one batched annealing loop for all pairs (see the
-    module docstring). debias=False gives the entropic cost OT_eps(x, y). domain="log" runs the
-    iterations in the float64 log domain instead of as scalings (the same values; slower).
+    every pair) up to round-off, computed with one batched annealing loop for all pairs.
+    debias=False gives the entropic cost OT_eps(x, y). domain="log" runs the iterations in the
+    float64 log domain instead of as scalings (the same values; slower).
+
+    Notes
+    -----
+    For uniform measures alpha = (1/N) sum_i delta_{x_i}, beta = (1/M) sum_j delta_{y_j} in R^D and the
+    ground cost C(x, y) = |x - y|^p / p (p = 1: the Euclidean distance, p = 2: half its square)::
+
+        S_eps(alpha, beta) = OT_eps(alpha, beta) - 1/2 OT_eps(alpha, alpha) - 1/2 OT_eps(beta, beta),
+        OT_eps(alpha, beta) = min_{pi in Pi(alpha, beta)} <pi, C> + eps KL(pi | alpha (x) beta),
+
+    with eps = blur^p; for p = 1 it approximates W_1 as blur -> 0. At the dual optimum
+    OT_eps(alpha, beta) = <alpha, f> + <beta, g>, so S_eps = <alpha, f_ba - f_aa> + <beta, g_ab - g_bb>,
+    each potential a fixed point of the soft C-transform::
+
+        softmin_eps(C, h)_i = -eps log sum_j exp(h_j - C_ij / eps),
+        f_ba = softmin(C_xy, log beta + g_ab / eps),   g_ab = softmin(C_yx, log alpha + f_ba / eps),
+        f_aa = softmin(C_xx, log alpha + f_aa / eps),  g_bb = softmin(C_yy, log beta + g_bb / eps).
+
+    As geomloss (`_legacy/sinkhorn_samples.py`, `_legacy/sinkhorn_divergence.py`; Feydy 2020,
+    Algorithm 3.5): (1) epsilon-scaling, each problem's own schedule from its own diameter
+    d = |max - min| of both clouds: eps_0 = d^p, then exp(e) for e in arange(p log d, p log blur,
+    p log scaling), then blur^p (`epsilon_schedule`); (2) initial potentials softmin at eps_0 with
+    h = log weights, then one symmetric update f <- (f + softmin(...)) / 2 of all four potentials per
+    eps; (3) a last, differentiable update at blur^p on cost matrices with the second cloud detached
+    (C_xy = C(x, y.detach()), ...), from the detached potentials: by the envelope theorem the gradient
+    of S needs no backpropagation through the iterations.
+
+    Step 2 differs only in round-off: the problems are padded to one size (padding weight 0, log
+    weight -1e5 as geomloss) and solved together in float64 as scalings,
+    softmin(C, h)_i = -eps (log sum_j K_ij exp(h_j - max h) + max h) with K = exp(-C / eps) (a
+    matrix-vector product instead of a log-sum-exp per entry); a problem whose schedule is shorter
+    stops updating. If a sum underflows (cost ranges / eps beyond ~600) the iterations are redone in
+    the float64 log domain. Step 3 uses geomloss's float32 cost matrices (C_yx is C_xy^T; a cloud
+    given in several pairs, as oat's anchor, has its self-cost computed once) and float32 softmin,
+    with the gradient in closed form (`_LastUpdate`).
+
+    One difference is deliberate: on the diagonals of C_xx and C_yy the exact gradient is 0
+    (x_i - x_i), but geomloss's float32 graph passes round-off there (|x_i|^2 - 2 x_i.x_i + |x_i|^2
+    comes out ~1e-7, above the 1e-8 clamp, so C_ii ~ 3e-4 and the two halves of a zero gradient, each
+    ~1 / C_ii, cancel only to their round-off); those terms are left out. Values equal geomloss's
+    float32 result to ~1e-7 relative; gradients are ~50x closer to geomloss in float64 than its own
+    float32 gradient is (~3e-5 against ~1.6e-3 of the largest entry at blur = 0.05;
+    tests/bench/kernels/test_sinkhorn_divergence.py).
+
+    References
+    ----------
+    Feydy et al., "Interpolating between Optimal Transport and MMD using Sinkhorn Divergences",
+    AISTATS 2019. Feydy, "Geometric data analysis, beyond convolutions", PhD thesis, 2020.
     """
     if p not in (1, 2):
         raise ValueError(f"Sinkhorn divergence: p must be 1 or 2, got {p}")

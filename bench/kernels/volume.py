@@ -1,43 +1,15 @@
 """GRAM volumes of sets of vectors, batched, for any number k of vectors.
 
-For k vectors a_1..a_k in R^d stacked as the rows of A (k x d), the Gram matrix is
-G = A A^T (G_uv = <a_u, a_v>) and the volume of the parallelotope they span is
-
-    Vol(a_1..a_k) = sqrt(det G)
-
-(GRAM, Cicchetti et al., ICLR 2025, `utils/volume.py`: `sqrt(|det G|)`). For unit vectors the
-volume is 1 when they are orthonormal and 0 when they are linearly dependent; for k = 2 it is
-sqrt(1 - cos^2) = |sin angle|. It does not depend on the order of the vectors (permuting the rows of
-A conjugates G by a permutation matrix, which leaves det unchanged).
-
-Numerically safe form (the one ftbench trains with). d sqrt(x)/dx = 1/(2 sqrt x) is infinite at
-det G = 0, which is exactly where contrastive training pushes the positives (collinear views), and
-torch.linalg.det of a singular matrix has no useful gradient either. We therefore use the
-delta-regularised volume
-
-    Vol_delta(A) = sqrt(det(G + delta I)) = exp( 1/2 logdet(G + delta I) ),
-
-with logdet from a Cholesky factorisation G + delta I = L L^T (logdet = 2 sum_u log L_uu). G is
-positive semi-definite, so every eigenvalue of G + delta I is >= delta: the factorisation exists and
-Vol_delta >= delta^(k/2) > 0, so every gradient is finite. Vol_delta -> Vol as delta -> 0 (for unit
-vectors, |Vol_delta^2 - Vol^2| <= (1 + delta)^k - 1). `delta` is the objective's `volume_delta`
-option; delta = 0 gives GRAM's exact sqrt(|det G|) through `torch.linalg.det` (no safety).
-
-Missing vectors (mask False) are left out: their rows and columns of G are replaced by those of the
-identity (and get no delta), which multiplies det by 1. A set with no vector has volume 1.
-
-All (anchor_i, set_j) pairs at once. For an anchor a and a set X_j (n x d, Gram G_j, a_j = X_j a)
-the block determinant (Schur complement) gives
-
-    det [[<a,a> + delta, a_j^T], [a_j, G_j + delta I]]
-        = det(G_j + delta I) * (<a,a> + delta - a_j^T (G_j + delta I)^{-1} a_j),
-
-so one Cholesky factor per set (B2 factorisations of n x n) gives all B1 x B2 volumes: with
-W_j = L_j^{-1} X_j (one triangular inverse of an n x n factor per set), a_ij^T (G_j + delta I)^{-1} a_ij
-= |W_j a_i|^2, one [B2 n, d] x [d, B1] matrix product. O(B2 n^3 + B2 n^2 d + B1 B2 n d) instead of
-B1 B2 (n+1)^3 for B1 B2 separate determinants, and O(B1 B2 n) memory. The second factor is the squared distance (in the delta-metric)
-from the anchor to the span of the set, and it is >= delta (it is 1 / (M^{-1})_11 for the full
-regularised matrix M, whose eigenvalues are all >= delta).
+For k vectors stacked as the rows of A (k x d), with Gram matrix G = A A^T, the volume of the
+parallelotope they span is Vol = sqrt(det G) (GRAM, Cicchetti et al., ICLR 2025): 1 for
+orthonormal unit vectors, 0 for linearly dependent ones, |sin angle| for k = 2, independent of the
+order. ftbench trains with the delta-regularised volume sqrt(det(G + delta I)) (`gram_volume`,
+Notes: why, and its bounds), whose gradient is finite where contrastive training pushes the
+positives (collinear views); `delta` is the objective's `volume_delta` option, and delta = 0 gives
+GRAM's exact sqrt(|det G|). Missing vectors (mask False) are left out: their rows and columns of G
+are the identity's (no delta), which multiplies det by 1; a set with no vector has volume 1.
+`pairwise_log_volume` gives all (anchor_i, set_j) volumes from one Cholesky factor per set
+(Notes: the Schur-complement form and its cost).
 
 References: Cicchetti, Grassucci, Sigillo, Comminiello, "Gramian Multimodal Representation Learning
 and Alignment", ICLR 2025 (code: ispamm/GRAM, utils/volume.py).
@@ -103,6 +75,19 @@ def gram_volume(vectors: torch.Tensor, mask: torch.Tensor | None = None, delta: 
 
     delta > 0: exp of `gram_log_volume` (finite gradients everywhere). delta == 0: GRAM's exact
     sqrt(|det G|) via `torch.linalg.det`, whose gradient is infinite at degenerate sets.
+
+    Notes
+    -----
+    d sqrt(x)/dx = 1/(2 sqrt x) is infinite at det G = 0, which is exactly where contrastive
+    training pushes the positives, and `torch.linalg.det` of a singular matrix has no useful
+    gradient either. Hence::
+
+        Vol_delta(A) = sqrt(det(G + delta I)) = exp( 1/2 logdet(G + delta I) ),
+
+    with logdet from a Cholesky factorisation G + delta I = L L^T (logdet = 2 sum_u log L_uu). G is
+    positive semi-definite, so every eigenvalue of G + delta I is >= delta: the factorisation exists
+    and Vol_delta >= delta^(k/2) > 0, so every gradient is finite. Vol_delta -> Vol as delta -> 0
+    (for unit vectors, |Vol_delta^2 - Vol^2| <= (1 + delta)^k - 1).
     """
     if delta < 0:
         raise ValueError(f"volume delta must be >= 0, got {delta}")
@@ -115,7 +100,7 @@ def _schur_terms(
     anchor: torch.Tensor, sets: torch.Tensor, mask: torch.Tensor | None, delta: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(1/2 logdet(G_j + delta I) [B2], residual [B2, B1]) of the block-determinant form: one
-    Cholesky factor per set, one triangular inverse per set, one matrix product for all anchors (see the module docstring).
+    Cholesky factor per set, one triangular inverse per set, one matrix product for all anchors (see `pairwise_log_volume`).
     The residual <a_i, a_i> + delta - |L_j^{-1} X_j a_i|^2 is clamped below at delta, its exact
     lower bound, so round-off cannot make it non-positive."""
     if delta <= 0:
@@ -172,13 +157,27 @@ def pairwise_log_volume(
 ) -> torch.Tensor:
     """log Vol_delta(anchor_i, set_j) for all pairs: anchor [B1, d], sets [B2, n, d] -> [B1, B2].
 
-    Block-determinant (Schur complement) form, see the module docstring: with L_j the Cholesky
-    factor of G_j + delta I and y_ij = L_j^{-1} (X_j anchor_i),
+    With L_j the Cholesky factor of G_j + delta I and y_ij = L_j^{-1} (X_j anchor_i),
 
         log Vol_delta = sum_u log (L_j)_uu + 1/2 log(<a_i, a_i> + delta - |y_ij|^2).
 
     The residual is clamped below at delta, its exact lower bound, so round-off cannot make it
     non-positive. Masked set members (mask [B2, n] False) are left out.
+
+    Notes
+    -----
+    For an anchor a and a set X_j (n x d, Gram G_j, a_j = X_j a) the block determinant (Schur
+    complement) gives::
+
+        det [[<a,a> + delta, a_j^T], [a_j, G_j + delta I]]
+            = det(G_j + delta I) * (<a,a> + delta - a_j^T (G_j + delta I)^{-1} a_j),
+
+    so one Cholesky factor per set (B2 factorisations of n x n) gives all B1 x B2 volumes: with
+    W_j = L_j^{-1} X_j (one triangular inverse per set), a_ij^T (G_j + delta I)^{-1} a_ij = |W_j a_i|^2,
+    one [B2 n, d] x [d, B1] matrix product. O(B2 n^3 + B2 n^2 d + B1 B2 n d) time instead of
+    B1 B2 (n+1)^3 for separate determinants, and O(B1 B2 n) memory. The second factor is the squared
+    distance (in the delta-metric) from the anchor to the span of the set; it is >= delta (it is
+    1 / (M^{-1})_11 for the full regularised matrix M, whose eigenvalues are all >= delta).
     """
     log_det_sets, residual = _schur_terms(anchor, sets, mask, delta)
     return (log_det_sets.unsqueeze(1) + 0.5 * torch.log(residual)).t()
