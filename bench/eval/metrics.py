@@ -1,44 +1,16 @@
 """Retrieval metrics from ranked lists (query -> item) and from single-target ranks (cross-view).
 
-recall@K = |relevant in top K| / |relevant|, averaged over queries; also hit@K, ndcg@K and
-mrr; K in {1, 10, 50, 100, 500}; a K at or above the catalog size is reported as such, not silently.
-map@K when `eval.metrics` asks for it. Each metric is one entry of `ftbench.eval.metric_registry`
-(its kernel on the statistics computed here once per chunk of queries).
+recall@K, hit@K, ndcg@K and mrr@C by default, map@K when `eval.metrics` asks for it; each metric is
+one entry of `ftbench.eval.metric_registry` (its kernel on the statistics computed here once per
+chunk of queries). Definitions: `ranked_list_metrics` (Notes) and docs/method.md#metrics.
 
-Definitions, for one query with relevant set R (|R| >= 1, grades g_i > 0) and ranked list
-r_1, ..., r_Kmax (distinct items, best first, as returned by `ftbench.kernels.search.exact_topk`):
-
-    hits@K    = |{r_1..r_K} & R|
-    recall@K  = hits@K / |R|
-    hit@K     = 1 if hits@K > 0 else 0
-    DCG@K     = sum_{p=1..K} gain(r_p) / log2(p + 1),   gain(i) = g_i (linear grade) if i in R else 0
-    IDCG@K    = sum_{p=1..min(K, |R|)} g_(p) / log2(p + 1), g_(1) >= g_(2) >= ... all of R's grades
-    ndcg@K    = DCG@K / IDCG@K
-    map@K     = (1/|R|) * sum_{p=1..K, r_p in R} hits@p / p   (average precision at K; opt-in)
-    mrr@C     = 1 / p* where p* is the position of the first relevant item within the top C
-                (0 if none there): the reciprocal rank named with its cut-off, as ranx and
-                ir-measures (trec_eval's `recip_rank` on a run cut at C) name it. C is the ranked
-                list's length Kmax unless `mrr_at` names a larger cut-off, which is allowed only
-                when the list is the whole catalog (Kmax = N <= C: every rank is within C).
-                `RetrievalReport.mrr_cutoff` records C.
-
-map@K divides by |R|, not min(|R|, K): the convention of trec_eval's `map_cut_K` and hence of
-ir-measures' `AP@K` (checked against it in the tests), so AP@K < 1 for a perfect ranking when
-|R| > K. Relevance is binary for map@K (every grade > 0 counts), as in trec_eval.
-
-The IDCG runs over *all* relevant items (not only those retrieved), so ndcg@K < 1 whenever a better
-ordering of R exists within the top K. Linear gains (not 2^g - 1) match torchmetrics /
-scikit-learn `ndcg_score` (Jarvelin & Kekalainen 2002, "Cumulated gain-based evaluation of IR
-techniques"). With binary relevance (all grades 1) the two gain conventions coincide.
-
-Ties: the metrics are computed on the given ranked list, in which `exact_topk` has already broken
-equal scores by lower item index; libraries that average over tied scores (torchmetrics' and
-scikit-learn's ndcg) or pick among them arbitrarily (topk-based recall) can differ from it when a
-relevant and a non-relevant item tie across a cutoff.
-
-Queries with no relevant item are excluded from every average and counted (`num_excluded`).
-K values with K >= num_items are not applicable (recall@K and hit@K would be trivially 1 for every
-query with a relevant item): they are left out of `metrics` and listed in `not_applicable_k` for the caller to record.
+What a caller must know: the metrics are computed on the given ranked list, in which `exact_topk`
+has already broken equal scores by lower item index, so libraries that average over tied scores
+(torchmetrics' and scikit-learn's ndcg) or pick among them arbitrarily (topk-based recall) can
+differ when a relevant and a non-relevant item tie across a cutoff. Queries with no relevant item
+are excluded from every average and counted (`num_excluded`). K values with K >= num_items are not
+applicable (recall@K and hit@K would be trivially 1): they are left out of `metrics` and listed in
+`not_applicable_k` for the caller to record, not silently.
 """
 
 from __future__ import annotations
@@ -147,7 +119,7 @@ def ranked_list_metrics(
     metrics=DEFAULT_METRICS,
 ) -> RetrievalReport:
     """The `metrics` (registry names; default recall@K, hit@K, ndcg@K, mrr@C) of ranked lists
-    against CSR relevance (see module docstring).
+    against CSR relevance (definitions in Notes).
 
     ranked:           int [Q, Kmax], row q = query q's items, best first, distinct, in [0, num_items).
                       (Repeats of a relevant item are detected and raise; repeats of other items,
@@ -166,6 +138,36 @@ def ranked_list_metrics(
     Vectorised over queries (numpy): membership of ranked items in the relevant set by a sorted
     key search on q * N + item, cumulative sums over positions for hits and DCG, and a segmented
     sum for the ideal DCG.
+
+    Notes
+    -----
+    For one query with relevant set R (|R| >= 1, grades g_i > 0) and ranked list r_1, ..., r_Kmax
+    (distinct items, best first, as returned by `ftbench.kernels.search.exact_topk`)::
+
+        hits@K    = |{r_1..r_K} & R|
+        recall@K  = hits@K / |R|
+        hit@K     = 1 if hits@K > 0 else 0
+        DCG@K     = sum_{p=1..K} gain(r_p) / log2(p + 1),   gain(i) = g_i (linear grade) if i in R else 0
+        IDCG@K    = sum_{p=1..min(K, |R|)} g_(p) / log2(p + 1), g_(1) >= g_(2) >= ... all of R's grades
+        ndcg@K    = DCG@K / IDCG@K
+        map@K     = (1/|R|) * sum_{p=1..K, r_p in R} hits@p / p   (average precision at K; opt-in)
+        mrr@C     = 1 / p* where p* is the position of the first relevant item within the top C
+                    (0 if none there)
+
+    mrr@C is the reciprocal rank named with its cut-off, as ranx and ir-measures (trec_eval's
+    `recip_rank` on a run cut at C) name it; C is Kmax unless `mrr_at` names a larger cut-off,
+    allowed only when the list is the whole catalog (Kmax = N <= C: every rank is within C).
+    `RetrievalReport.mrr_cutoff` records C. map@K divides by |R|, not min(|R|, K): the convention
+    of trec_eval's `map_cut_K` and hence of ir-measures' `AP@K` (checked against it in the tests),
+    so AP@K < 1 for a perfect ranking when |R| > K; relevance is binary for map@K (every grade > 0
+    counts), as in trec_eval. The IDCG runs over *all* relevant items (not only those retrieved), so
+    ndcg@K < 1 whenever a better ordering of R exists within the top K. Linear gains (not 2^g - 1)
+    match torchmetrics / scikit-learn `ndcg_score`; with binary relevance (all grades 1) the two
+    gain conventions coincide.
+
+    References
+    ----------
+    K. Jarvelin, J. Kekalainen, "Cumulated gain-based evaluation of IR techniques", ACM TOIS 2002.
     """
     ranked = _as_numpy(ranked, np.int64, "ranked")
     indptr = _as_numpy(relevant_indptr, np.int64, "relevant_indptr")
