@@ -1,38 +1,14 @@
 """On-disk cache of frozen backbone features, and helpers that encode a catalog's views through it.
 
-Key. A feature is stored under
-
-    ROOT / <backbone>-<modality>-<fp> / <role> / <h[:2]> / <h>.npy
-
-where ``fp`` = sha256 of the backbone's fingerprint (spec, modality, version — package versions,
-weights fingerprint, torch version —, preprocessing, dimension; see `Backbone.fingerprint`),
-``role`` is "item" (a catalog view) or "query", and ``h`` = sha256 of the input's content (the
-UTF-8 text, or the image file's bytes; `content_hash`). Changing the backbone, its version, its
-preprocessing, the role or a single byte of the input gives a different key, so a stale feature
-is never reused; file names and paths play no part, so renaming or moving a data set keeps its
-cache.
-
-Format. Each feature is a float32 ``.npy`` file, read with ``allow_pickle=False`` (no pickle
-anywhere). Writes are atomic: a temporary file in the same directory, then ``os.replace``, so an
-interrupted run leaves either the old state or the complete new file, and concurrent runs may
-share a cache. An entry that cannot be used - truncated, not a ``.npy`` file, a pickled object
-array, the wrong shape or dtype, NaN or infinite values - is treated as absent: it is encoded
-again and overwritten (and counted in `CacheStats.encoded`, never as a hit). A process killed
-mid-write leaves at most a hidden ``.<key>.npy.*.tmp`` file, which is never read.
-``backbone.json`` beside the role folders records the fingerprint in clear.
-
-Resuming. Missing contents are encoded in chunks of `FeatureCache.chunk` (256) inputs, in the
-backbone's `encode_order` (minilm: longest first, so that each batch pads to about its own
-length), and each chunk's entries are stored the moment the chunk is encoded: an encode killed
-after twenty minutes keeps twenty minutes of features, and the next run encodes only the rest.
-Before the first chunk the order is written to ``<role>/.plans/<h>.json`` (``h``: the call's set
-of contents); an encode of the same inputs after a kill takes its order from there, so each
-remaining chunk holds the same inputs in the same batches as in the killed run (a chunk stored
-only in part is encoded whole again) and the features equal an uninterrupted run's bit for bit.
-The plan is removed when the encode completes.
-
-Location: the `cache_dir` option of a data set, else ``$FTBENCH_CACHE_DIR``, else
-``$XDG_CACHE_HOME/ftbench/features`` (``~/.cache/ftbench/features``).
+Content-addressed: a feature is stored under ``ROOT / <backbone>-<modality>-<fp> / <role> / <h[:2]> / <h>.npy``
+with ``fp`` the sha256 of the backbone's fingerprint (`Backbone.fingerprint`) and ``h`` that of the
+input's content (`content_hash`), so a stale feature is never reused and moving a data set keeps
+its cache. Entries are float32 ``.npy`` files (no pickle), written atomically; an unusable entry is
+treated as absent and encoded again. Encoding runs in chunks of `FeatureCache.chunk` inputs, each
+stored when done, in an order saved under ``<role>/.plans/`` so that an encode resumed after a kill
+gives an uninterrupted run's features bit for bit. ``ROOT``: the `cache_dir` option of a data set,
+else ``$FTBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/ftbench/features``. The layout, format and
+resumption in full: docs/data/real-data.md#feature-cache.
 """
 
 from __future__ import annotations

@@ -1,41 +1,17 @@
 """Generated catalogs kept on disk: view features produced once per data config, memory-mapped.
 
-A generated catalog (the synthetic marketplace) computes each view's backbone feature from
-counter-based random numbers every time it is read. At 1M items x 8 views a run reads the catalog
-several times over (training batches, validation galleries, the full catalog for the query task),
-and every read pays the generator again. `stored_catalog` produces every slot's features and the
-availability mask once, writes them as float32 ``.npy`` files, and serves later reads from
-read-only memory maps, so every run of a sweep on the same data config shares one copy.
-
-Key. The folder is
-
-    ROOT / catalogs / <dataset>-<key> /
-
-with ``key`` = sha256 (first 20 hex digits) of: the data set name, its config (as recorded
-in the result file) less the fields the config lists in ``catalog_independent_fields`` (those
-that shape only the queries, e.g. the synthetic ``query_aux_fraction``), the number of items, slots and feature dimensions, and the generator's
-fingerprint: the sha256 of the source of the catalog's module and of the counter-based hashing
-module, and the numpy version (the generator computes in float64 through numpy). Changing any
-other config field, editing the generator, or upgrading numpy gives a new key, so stale features are never
-served. ``ROOT`` is the feature cache folder (`cache.default_cache_dir`: ``--cache-dir``, else
-``$FTBENCH_CACHE_DIR``, else ``~/.cache/ftbench/features``).
-
-Files: ``slot_<s>.npy`` (float32 [N, D_s]), ``available.npy`` (bool [N, S]) and, written last,
-``manifest.json`` (key material, shapes). Each file is written atomically (a hidden temp file in
-the same folder, then a rename), so a run killed mid-write leaves no half-written file under its
-final name, and a folder without its manifest is incomplete and is regenerated.
-
-Checks on every open, before a byte is served: the manifest's key material equals this config's;
-each file parses as ``.npy`` of the expected dtype and shape (a truncated file does not); and a
-fixed sample of rows (the first, the last and evenly spaced ones, every slot) equals a fresh
-generation of those rows bit for bit. A folder failing any check is regenerated, and the run's
-notes say why. Values are the generator's own: `StoredCatalog.features` returns exactly what
-the generated catalog's `features` returns.
-
-Which catalogs: `should_store` - a generated catalog (`GENERATED`) whose features take at least
-`MIN_STORED_BYTES` (1 GiB: 1M items x 8 views is 2.56 GB). Smaller ones are left as they are: the
-generator keeps each slot in memory after its first read, a matter of seconds, and a folder per
-small test config would only fill the disk. ``FTBENCH_STORE_CATALOGS=0`` turns the store off.
+A generated catalog (the synthetic marketplace) recomputes each view's features from counter-based
+random numbers at every read, and a 1M-item run reads its catalog several times over.
+`stored_catalog` writes every slot's features and the availability mask once as float32 ``.npy``
+files under ``ROOT/catalogs/<dataset>-<key>/`` (``ROOT``: the feature cache folder,
+`cache.default_cache_dir`) and serves later reads from read-only memory maps, shared by every run of
+a sweep. The key covers the data config (less ``catalog_independent_fields``), the shapes and the
+generator's source and numpy version, so stale features are never served; files are written
+atomically, and every open checks the manifest, the shapes and a sample of rows against a fresh
+generation, regenerating a folder that fails. `StoredCatalog.features` returns exactly what the
+generated catalog's `features` returns. Which catalogs: `should_store` (at least
+`MIN_STORED_BYTES`; ``FTBENCH_STORE_CATALOGS=0`` turns the store off). In full:
+docs/perf/index.md#stored-catalog.
 """
 
 from __future__ import annotations
