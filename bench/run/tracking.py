@@ -3,33 +3,14 @@ result file sent to a tracking service (`ftbench run|sweep|tune --tracker NAME`)
 
 The result JSON stays the record every table and plot is built from; a tracker is a copy for teams
 that browse runs in a tracking UI. Trackers are plugins: a class with `open`, `start_run` and the
-`TrackedRun` methods, registered with `@TRACKERS.register("name")`. Two are built in:
-
-- `none` (the default): nothing is sent anywhere.
-- `mlflow`: MLflow's tracking client (the optional extra `pip install 'ftbench[tracking]'`, which
-  installs `mlflow-skinny`). Without `--tracking-uri` the store is a local SQLite database,
-  `OUT/mlruns/mlflow.db`, with the artifacts in `OUT/mlruns/artifacts` - no server, no network
-  (`mlflow ui --backend-store-uri sqlite:///OUT/mlruns/mlflow.db` browses it). Any URI MLflow
-  accepts works: `sqlite:///PATH`, `http(s)://HOST:PORT` of a tracking server,
-  `postgresql://USER:PASSWORD@HOST/DB`. MLflow 3.x keeps the plain-folder store (`file:` URIs) in
-  maintenance mode and refuses it unless `MLFLOW_ALLOW_FILE_STORE=true` is set, hence SQLite.
-
-What a tracked run holds (names as MLflow shows them):
-
-- parameters: the run's resolved config flattened to dotted keys (`train_config.lr`,
-  `objective_config.primary_weight`, ...) and `config_hash`; tags `ftbench.config_hash`,
-  `ftbench.objective`, `ftbench.dataset`, the git commit and, once written, the result file's name.
-- `train/loss` at every step (the summed loss terms of that step, not the windowed curve of the
-  result file) and `val/<task>/<metric>` at every validation, both against the training step.
-- after evaluation, every test metric of the result file as `test/<task>/<metric>`, plus
-  `val/selected` (the selected checkpoint's validation score) and a few timings (`timing/...`).
-- the result JSON as the artifact `result/<file name>`.
-
-MLflow metric names allow letters, digits and `_ - . / : space` only, so `metric_key` writes
-`->` as `_to_` and `@` as `_at_`: `query->item/recall@10` is `test/query_to_item/recall_at_10`.
-
-A password in the tracking URI is never written: console lines, error messages and the result
-file's notes show the URI through `redact_url`.
+`TrackedRun` methods, registered with `@TRACKERS.register("name")`. Built in: `none` (the default,
+nothing sent) and `mlflow` (the optional extra ``ftbench[tracking]``; without `--tracking-uri` a local
+SQLite store, ``OUT/mlruns/mlflow.db``, because MLflow 3.x refuses plain-folder ``file:`` stores
+unless ``MLFLOW_ALLOW_FILE_STORE=true``). What a tracked run holds, and the URIs accepted:
+docs/getting-started.md#experiment-tracking. MLflow metric names allow letters, digits and
+``_ - . / : space`` only, so `metric_key` writes ``->`` as ``_to_`` and ``@`` as ``_at_``. A
+password in the tracking URI is never written: every line, error and note shows the URI through
+`redact_url`.
 """
 
 from __future__ import annotations

@@ -1,34 +1,17 @@
 """Equal-budget tuning: every objective gets the same number of trials over its declared search
 space, then its best configuration is re-run with several seeds and evaluated on test once.
 
-The protocol (after Musgrave et al., "A Metric Learning Reality Check", ECCV 2020):
-
-- one Optuna study per objective, named from `--study` (default `ftbench`), the objective and a
-  hash of the untuned configuration, so changing `--set`, `--views` or the data set starts a new
-  study instead of mixing budgets;
-- the search space: the shared training fields (learning rate, weight decay), the initial
-  temperature and each objective's own fields, each declared with its range beside its default
-  (`ftbench.config.Search`; `ftbench objectives --verbose NAME` lists them);
-- TPE (`optuna.samplers.TPESampler`) with a fixed seed: the sampler of the k-th trial of a study
-  is seeded with (seed, k), so a single worker is reproducible and two workers do not draw the
-  same random start-up points;
-- the same step budget per trial (`train.steps`) and the same pruner for every objective: Optuna's
-  median rule on the validation score recorded every `train.eval_every` steps (a trial whose
-  score is below the median of earlier trials at the same step stops there). A trial whose loss
-  turns non-finite counts as pruned: a diverging setting is a bad setting, not a lost trial;
-- validation data only: a trial trains and validates, it never evaluates on test; its value is
-  the best validation score of its checkpoint selection;
-- exactly `trials` trials per objective end COMPLETE or PRUNED, however many workers run the
-  command on one storage: a worker asks for a trial only while finished + running trials are
-  fewer than the budget, and gives up a trial (FAIL, attribute `ftbench_surplus`) when the
-  lower-numbered live trials already fill the budget. A trial whose worker died is marked FAIL
-  after `stale_after` seconds without a heartbeat (`ftbench.run.claims`), and another trial
-  takes its place, so a rerun of the command completes the budget and a finished study runs
-  nothing;
-- then, per objective, the default and the best configuration each run with `seeds` (default
-  0 1 2) as normal runs (`experiment.execute`, test evaluated once); the tuned result files
-  carry a `tuning` block (study, trial counts, best parameters, budget). These reruns are claimed
-  on the same storage (`CellClaims`), so each runs once over all workers.
+The protocol (after Musgrave et al., "A Metric Learning Reality Check", ECCV 2020) is
+docs/tuning.md: one Optuna study per objective, named from `--study`, the objective and a hash of
+the untuned configuration (so changing `--set`, `--views` or the data set starts a new study);
+the search space declared beside each field's default (`ftbench.config.Search`); seeded TPE (the
+k-th trial's sampler seeded with (seed, k)); the same step budget and median pruner for every
+objective, a non-finite loss counting as pruned; validation data only. Exactly `trials` trials per
+objective end COMPLETE or PRUNED however many workers share the storage: a worker gives up a
+surplus trial (FAIL, attribute `ftbench_surplus`), and a trial without a heartbeat for
+`stale_after` seconds is failed and replaced (`ftbench.run.claims`). Then the default and the best
+configuration each run with `seeds` as normal runs (`experiment.execute`), claimed on the same
+storage (`CellClaims`); the tuned result files carry a `tuning` block.
 """
 
 from __future__ import annotations
