@@ -1,33 +1,14 @@
 """Amazon Shopping Queries Dataset, "ESCI" (Reddy et al. 2022, arXiv 2206.06588;
 github.com/amazon-science/esci-data), as a text catalog with graded search queries.
 
-Input (`data_dir`): ``shopping_queries_dataset_examples`` and ``shopping_queries_dataset_products``
-as ``.parquet`` (needs pyarrow) or ``.csv``, in the published schema:
-
-- examples: ``query_id``, ``query``, ``product_id``, ``product_locale``, ``esci_label`` (E, S, C or
-  I), and the optional ``small_version``, ``large_version``, ``split`` (train/test) columns;
-- products: ``product_id``, ``product_locale``, ``product_title``, ``product_description``,
-  ``product_bullet_point``, ``product_brand``, ``product_color``.
-
-A product is identified by (product_id, product_locale). Catalog = the products of `locale`
-judged in the selected examples. Views, in slot order: ``title`` primary; auxiliary
-``bullet_points``, ``description`` (HTML tags stripped), ``brand_and_color``.
-
-Relevance: each judged product has the gain of its label — by default E = 1.0, S = 0.1,
-C = 0.01, I = 0.0, the gains of the paper's Task 1 nDCG — and products with gain > 0 are the
-query's relevant items (graded). Query split: the published ``split`` column (test -> test; of
-the train queries a `query_val_fraction` share, drawn with `split_seed`, -> val), or a random
-split of all queries when the column is absent. Training interactions: (train query, product
-labelled E). Items get a random split by `split_seed` for the cross-view tasks; query->item
-searches the whole catalog.
-
-Bad input: a missing column, a record with the wrong number of fields (a truncated file), a byte
-that is not UTF-8, an unreadable parquet file, an unknown label, a duplicate product or (query,
-product) judgment, or a query id with two texts is an error naming the file and row. Judgments
-of products absent from the products file are skipped (``skipped["judgments_product_missing"]``),
-as are judgments of products whose every text is empty
-(``skipped["judgments_product_without_views"]``) and queries left with no relevant product
-(``skipped["queries_without_relevant"]``).
+Reads the published examples and products files (``.parquet`` or ``.csv``) of one `locale`: views
+``title`` (primary), ``bullet_points``, ``description`` (HTML stripped), ``brand_and_color``;
+each judged product has its label's gain (default E = 1.0, S = 0.1, C = 0.01, I = 0.0, the paper's
+Task 1 nDCG gains), gain > 0 is relevant; the published ``split`` column gives the query split
+(val drawn from train), and training interactions are (train query, E product). Malformed input
+is an error naming the file and row; judgments of missing or empty products and queries left with
+no relevant product are skipped and counted in ``skipped``. Input schema, splits and every
+skip/error rule: docs/data/real-data.md#esci.
 """
 
 from __future__ import annotations

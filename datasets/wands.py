@@ -1,32 +1,14 @@
 """WANDS, the Wayfair ANnotation DataSet (Chen et al., ECIR 2022; github.com/wayfair/WANDS, MIT),
 as a text catalog with graded search queries.
 
-Input (`data_dir`, the repository's ``dataset/`` folder): three tab-separated files with a header,
-despite their ``.csv`` names, in the published schema:
-
-- ``product.csv``: product_id, product_name, product_class, category hierarchy (published column
-  name ``category hierarchy``; ``category_hierarchy`` accepted), product_description,
-  product_features (``|``-separated ``attribute:value`` pairs), rating_count, average_rating,
-  review_count;
-- ``query.csv``: query_id, query, query_class;
-- ``label.csv``: id, query_id, product_id, label (``Exact``, ``Partial`` or ``Irrelevant``).
-
-Views, in slot order: ``name`` primary; auxiliary ``description``, ``features`` (rendered
-``attribute: value; ...``), ``class_and_category`` (product class; category path).
-
-Relevance: gains Exact = 1.0, Partial = 0.5, Irrelevant = 0 (configurable; our reading of the
-common 2/1/0 grading, normalised); products with gain > 0 are relevant. WANDS publishes no query
-split: queries get a random train/val/test split by `split_seed`. Training interactions: (train
-query, Exact product). Items get a random split for the cross-view tasks; query->item searches the
-whole catalog.
-
-Bad input: a missing column, a record with the wrong number of fields (a truncated file), a
-byte that is not UTF-8, an empty product file, an unknown label, a duplicate product, query,
-label id or (query, product) judgment, a non-integer id is an error naming the file and line. Labels of
-products or queries absent from product.csv / query.csv are skipped and counted
-(``judgments_product_missing`` / ``judgments_query_missing``), as are queries with no relevant
-product (``queries_without_relevant``) and products whose every text is empty
-(``products_without_views``; their labels: ``judgments_product_without_views``).
+Reads the repository's ``dataset/`` folder (``product.csv``, ``query.csv``, ``label.csv``:
+tab-separated despite their names): views ``name`` (primary), ``description``, ``features``,
+``class_and_category``; gains Exact = 1.0, Partial = 0.5, Irrelevant = 0 (configurable; our reading
+of the common 2/1/0 grading, normalised), gain > 0 is relevant; WANDS publishes no query split, so
+queries get a random one by `split_seed`, and training interactions are (train query, Exact
+product). Malformed input is an error naming the file and line; labels of missing products or
+queries, queries with no relevant product and products with no text are skipped and counted.
+Input schema and every skip/error rule: docs/data/real-data.md#wands.
 """
 
 from __future__ import annotations
