@@ -181,7 +181,7 @@ def register(app: typer.Typer) -> None:
         if measured_dir is not None:
             try:
                 measured = rg.measured_comparison(measured_dir, dataset, views)
-            except (ValueError, *input_errors()) as exc:
+            except input_errors() as exc:  # ValueError is among them
                 fail(str(exc))
             checked = {"folder": str(measured_dir), **measured, **rg.check_advice(advice, measured)}
             gains = ", ".join(f"{o} {g:+.4f}" for o, g in sorted(measured["gains"].items(), key=lambda kv: -kv[1]))

@@ -75,6 +75,7 @@ class PeakMemory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         sync(device)
+        self._before: int | None  # None where the peak RSS could not be reset (no baseline)
         if device.type == "cuda":
             self._before = torch.cuda.memory_allocated(device)
             torch.cuda.reset_peak_memory_stats(device)
@@ -85,6 +86,7 @@ class PeakMemory:
     def extra_mb(self) -> float | None:
         sync(self.device)
         if self.device.type == "cuda":
+            assert self._before is not None  # always set on cuda
             return (torch.cuda.max_memory_allocated(self.device) - self._before) / 2**20
         peak = proc_status_kb("VmHWM")
         if self._before is None or peak is None:

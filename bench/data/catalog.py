@@ -180,10 +180,12 @@ class ArrayCatalog(Catalog):
     def content_ids(self, items: np.ndarray, slot: int) -> np.ndarray:
         """The ids of the raw inputs where the catalog was given them, else of the feature rows,
         hashed once per slot on first use (a batch then only indexes them)."""
-        if self._content[slot] is None:
+        content = self._content[slot]
+        if content is None:
             features, modality = self._features[slot], self.slots[slot].modality
             step = 65_536  # rows hashed at a time: bounded temporaries on large catalogs
-            self._content[slot] = np.concatenate(
+            content = np.concatenate(
                 [feature_content_ids(features[a : a + step], modality) for a in range(0, max(len(features), 1), step)]
             )
-        return self._content[slot][np.asarray(items)]
+            self._content[slot] = content
+        return content[np.asarray(items)]

@@ -65,6 +65,7 @@ class _ImageCopier:
 
     def __call__(self, path: Any) -> str:
         src = Path(path).resolve()
+        assert self.base is not None  # called only on the paths it was built from, so there were some
         rel = Path("images") / src.relative_to(self.base)
         dest = self.out / rel
         if not dest.exists():
