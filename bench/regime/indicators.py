@@ -3,30 +3,14 @@
 `profile_dataset` reads a `MultiViewDataset`'s frozen backbone features only: no tower is trained
 and no objective is involved, so the same numbers can be computed for every cell of the regime map
 and for a real catalog (`ftbench data profile`). The only things fitted are ridge maps
-(scikit-learn's `RidgeCV`, its efficient leave-one-out choice of the penalty among `RIDGE_ALPHAS`)
-on *train* items, where features of two modalities must be compared. docs/method.md, "Regime
-indicators", gives each indicator's formula; in short:
-
-The shared space. Everything is compared in the space of one modality M: the queries' modality
-(queries are searched directly there, no map), else that of the first primary slot. Each slot's
-features are centred by the slot's mean over the train items that have it and scaled to unit
-length. A view of modality M enters as it is; a view of another modality enters through a ridge
-map into M, fitted on train items, whose target is the mean of the item's M views of the same role
-(primary or auxiliary; any role where the catalog has none of that role). Train items get
-out-of-fold predictions (`FOLDS` folds), so nothing is scored with a map fitted on itself.
-
-Item representations. Primary-only: the mean of the item's primary views in M, scaled to unit
-length. All views: the weighted mean of all its views (after the `--views` cap), primaries with
-weight 1, each auxiliary slot with its *identifiability* w_s = max(0, (R - c) / (1 - c)), where R
-is the share of train items whose auxiliary view s ranks the item's own primary-only representation
-within the top k among those items' (k = `cutoff` of their number, c = k / number: chance). A slot
-of pure noise gets w ~ 0, so the all-views item equals the primary-only one rather than being
-diluted by it; a slot that tells items apart as well as the primaries gets w ~ 1.
-
-Cut-off K: the largest of the default cut-offs (1, 10, 50, 100, 500) at most `CUTOFF_FRACTION`
-(0.5%) of the searched items, at least 1: recall@100 at 20,000 items, recall@500 from 100,000 on,
-recall@1 on a 12-product catalog. Frozen recall at the harness's own K saturates on small catalogs
-(recall@500 on 20,000 items is 0.94 frozen), which would hide every difference.
+(scikit-learn's `RidgeCV` among `RIDGE_ALPHAS`) on *train* items, where features of two modalities
+must be compared; train items are scored out of fold (`FOLDS`), never by a map fitted on them.
+Everything is compared in one modality's space (the queries', else the first primary slot's). An
+item's all-views representation weights each auxiliary slot by its *identifiability*, so a slot of
+pure noise (weight ~0) does not dilute the primary-only one. The cut-off K is the largest default
+cut-off at most `CUTOFF_FRACTION` of the searched items, because frozen recall at the harness's own
+K saturates on small catalogs. Each indicator's formula, the shared space, the weights and the
+cut-off in full: docs/method.md#regime-indicators.
 """
 
 from __future__ import annotations

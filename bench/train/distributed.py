@@ -1,29 +1,15 @@
 """Multi-process training (torchrun, DDP): which process am I, the process group, and the global batch.
 
-Why this shape. Contrastive, optimal-transport and volume objectives are functions of the *whole*
-batch: every item is a negative of every other, Sinkhorn's marginals run over the batch, MOVER's plan
-is B x B. Splitting the batch over processes must not change what the objective sees. So a step runs
-as follows on each of N processes (all of them draw the same global batch from identically seeded
-samplers, and the same view selection from identically seeded generators):
-
-1. per-process data sharding: process r materialises and encodes only its contiguous slice of the
-   global batch (`DistributedContext.shard`; slices differ in size by at most one item);
-2. the *encoded* batch - view embeddings, masks, weights, item indices, query embeddings - is
-   gathered from every process in rank order (`gather_views`, `gather_with_grad`), which rebuilds
-   exactly the single-process batch, and every process computes the unchanged objective on it.
-   This is open_clip's gather-with-grad with `local_loss=False`, applied to every objective; a
-   local loss (own rows against global columns) sums to the global loss only for row-separable
-   losses such as InfoNCE, not for the OT and volume objectives, so it is not offered.
-
-Gradient bookkeeping: every process computes the same global loss L. The backward of
-`gather_with_grad` all-reduces (sums) over processes the gradient each sends to every slice, so the
-embeddings of process r receive N * dL/dx_r; DistributedDataParallel then *averages* tower gradients
-over the N processes: (1/N) sum_r N dL/dtheta|_{x_r} = dL/dtheta, the single-process gradient. The
-objective's own parameters (logit scale, OAT residuals, gates and ID embedding) enter the same global
-loss on every process, so their gradients are already equal and DDP's average keeps them; DDP also
-broadcasts parameters and buffers (OAT's plan averages) from rank 0, which keeps processes in sync.
-The objective's compute is repeated on every process (only tower encoding and data loading are
-divided); for these objectives it is small next to the towers at the batch sizes used.
+Contrastive, optimal-transport and volume objectives are functions of the *whole* batch (every item
+a negative of every other, Sinkhorn's marginals over the batch, MOVER's B x B plan), so splitting the
+batch over processes must not change what the objective sees. Every process draws the same global
+batch and view selection (identically seeded), encodes only its contiguous slice
+(`DistributedContext.shard`; sizes differ by at most one item), and gathers the *encoded* batch from
+every process in rank order (`gather_views`, `gather_with_grad`: open_clip's gather-with-grad with
+`local_loss=False`), which rebuilds exactly the single-process batch; every process then computes
+the unchanged objective on it. DDP's gradient average then equals the single-process gradient; the
+objective's compute is repeated on every process (only towers and data loading are divided). Why
+the gradients agree, and why no local loss is offered: docs/scaling-out.md#what-a-multi-process-run-does.
 
 The process group is initialised from the environment variables every launcher sets (torchrun,
 or a cluster launcher configured like it): WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT.
