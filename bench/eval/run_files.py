@@ -1,30 +1,16 @@
 """TREC run and qrels files of the query task, and its per-query metric values.
 
-`ftbench run --save-run` writes, beside the result file ``<name>.json``:
-
-- ``<name>.run``: the top C (C = the reciprocal rank's cut-off, 500, or the whole catalog when it
-  is smaller) items of every test query, one line each, in the TREC run format read by trec_eval,
-  ir-measures, pytrec_eval and ranx::
-
-      <query id> Q0 <item id> <rank> <score> <tag>
-
-  The score is the query-item similarity. trec_eval re-sorts a run by score (breaking ties by item
-  id, not by rank), so where two consecutive scores are equal at the written precision, the later
-  one is lowered by 1e-6: the file then ranks exactly as ftbench ranked (ties broken by lower
-  catalog index) and every trec_eval measure is computed on ftbench's own ranking.
-- ``<name>.qrels``: the test queries' graded relevance in the TREC qrels format
-  (``<query id> 0 <item id> <grade>``). trec_eval reads integer grades; fractional gains (ESCI's
-  defaults) are written multiplied by the smallest power of ten (up to 10^4) that makes them
-  integers — nDCG with linear gains is unchanged by a common scale — and the factor is recorded
-  in the per-query file's header comment.
-- ``<name>.per_query.tsv``: one row per evaluated test query (those with a relevant item): the
-  query id and the value of every metric ftbench reports for the query task (recall@K, hit@K,
-  ndcg@K, mrr@C; map@K when eval.metrics asks for it). Averaging a column gives the result
-  file's number. These are the values the per-query significance tests
-  (`ftbench.report.significance`) pair across objectives.
-
-Ids must not contain whitespace (the TREC formats are whitespace-separated); one that does is an
-error naming it.
+`ftbench run --save-run` writes, beside the result file ``<name>.json``, ``<name>.run`` (the top C
+items of every test query, C = the reciprocal rank's cut-off, in the TREC run format
+``<query id> Q0 <item id> <rank> <score> <tag>`` read by trec_eval, ir-measures, pytrec_eval and ranx),
+``<name>.qrels`` (``<query id> 0 <item id> <grade>``) and ``<name>.per_query.tsv`` (every query-task
+metric per evaluated test query; column means are the result file's numbers). Two caveats make the
+files agree with ftbench's own numbers: trec_eval re-sorts a run by score (ties by item id, not by
+rank), so where two consecutive written scores are equal the later one is lowered by 1e-6, and the
+file ranks exactly as ftbench ranked (ties by lower catalog index); trec_eval reads integer grades,
+so fractional gains (ESCI's) are scaled by the smallest power of ten (up to 10^4) that makes them
+integers, which leaves linear-gain nDCG unchanged, and the factor is recorded in the per-query
+file's header. Ids with whitespace are an error naming them. docs/evaluation.md#run-files.
 """
 
 from __future__ import annotations

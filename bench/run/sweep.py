@@ -2,28 +2,17 @@
 
 A sweep is a list of cells (objective, views, seed) sharing one data set and one set of options.
 Every cell is validated with `experiment.prepare` before any training starts, so a typo fails in
-seconds, not after hours. A run whose result file already exists - same config and same data,
-hence same identity (`identity.run_identity`: the config hash, with a data set's content fingerprint
-in place of its folder), hence same file name (`results.result_filename`) - and loads correctly is
-skipped unless `overwrite` is set. A cell whose data changed since its result was written has
-another identity: it runs again, the earlier file stays, and the sweep says so
-(`SweepOutcome.data_changed`, `identity.other_data_results`). A run that fails is reported and the sweep goes on (the caller exits non-zero
-at the end). Crash safety: result files are written atomically (`results.atomic_write_text`), so a
-sweep killed at any moment leaves complete result files and, at worst, a hidden temp file, which
-the next sweep removes (`results.remove_interrupted_writes`) before running only the cells
-without a valid result. Runs of the same data-set config share the built data set (`dataset_cache`).
-
-Sharding: `--shard i/n` keeps the cells at positions i-1, i-1+n, i-1+2n, ... of the grid sorted by
-config hash. The hash depends only on the run's config, never on the order of the command-line
-options or the machine, so n machines given the same grid and shards 1/n..n/n together run every
-cell exactly once.
-
-Claims: with a shared storage (`ftbench sweep --storage URL`, `claims.CellClaims`) concurrent
-workers need no shard: each claims a cell before running it, a cell claimed or finished by another
-worker is passed over, and the cell of a worker that died becomes claimable again once its claim
-has had no heartbeat for the stale timeout.
-
-Presets (`PRESETS`) are the standard grids, written out as data below.
+seconds, not after hours. A run whose result file already exists (same identity,
+`identity.run_identity`: the config hash with the data's content fingerprint, hence the same file
+name) and loads correctly is skipped unless `overwrite`; a cell whose data changed runs again beside
+its earlier file (`SweepOutcome.data_changed`). A failing run is reported and the sweep goes on (the
+caller exits non-zero at the end). Result files are written atomically, so a killed sweep leaves
+complete files and at most a hidden temp file, removed by the next sweep
+(`results.remove_interrupted_writes`). Runs of the same data-set config share the built data set
+(`dataset_cache`). `--shard i/n` keeps every n-th cell of the grid sorted by config hash (which
+depends only on the run's config), so n machines with the same grid run every cell once; with a
+shared storage (`claims.CellClaims`) workers claim cells instead, and a dead worker's cell is
+claimable again after the stale timeout (docs/scaling-out.md). `PRESETS` are the standard grids.
 """
 
 from __future__ import annotations
