@@ -1,32 +1,15 @@
 r"""Batched entropic optimal transport: N small problems solved at once, with envelope gradients.
 
-For each problem k = 1..N, with cost :math:`C_k \in \mathbb{R}^{n \times m}`, marginals
-:math:`a_k \in \mathbb{R}_+^n`, :math:`b_k \in \mathbb{R}_+^m` of equal mass and regulariser
-:math:`\varepsilon > 0`, we solve
-
-.. math::
-    W_\varepsilon(C_k) = \min_{P \ge 0,\ P 1 = a_k,\ P^\top 1 = b_k}
-        \langle P, C_k \rangle + \varepsilon \sum_{uv} P_{uv} \log P_{uv}
-
-(POT's ``reg_type="entropy"``: the value equals ``ot.solve_batch(...).value`` up to POT's
-``+1e-16`` inside its logarithm, and the transport cost :math:`\langle P^*, C\rangle` equals
-``value_linear`` and ``ot.sinkhorn2``). The minimiser has the form
-:math:`P^* = \mathrm{diag}(f) K \mathrm{diag}(g)` with the Gibbs kernel
-:math:`K = \exp(-(C - c_0)/\varepsilon)`, where :math:`c_0` is the problem's smallest cost on its
-support (a shift that changes the scalings, never the plan). Sinkhorn's algorithm alternates
-
-.. math::
-    f \leftarrow a \oslash (K g), \qquad g \leftarrow b \oslash (K^\top f)
-
-starting from :math:`g = 1` (Cuturi 2013), exactly like POT's batched solvers, so that with the
-same number of iterations the iterates agree with POT's to rounding. After a g-update the
-column marginals are exact; the row marginal of the current plan is :math:`f \odot K g`.
+For each problem k (cost C_k [n, m], marginals a_k, b_k of equal mass, regulariser eps > 0) it
+solves POT's ``reg_type="entropy"`` problem with Sinkhorn's iterations, in POT's order, so the value,
+plan and iterates agree with ``ot.solve_batch`` / ``ot.sinkhorn2`` to rounding; the value's gradient
+in C is the plan (envelope theorem). The problem, the iteration, the value, the gradient, the plain
+and log domains and zero mass are in the Notes of `sinkhorn`.
 
 Problems are solved in cache-sized chunks (`_CHUNK_BYTES_CPU` of kernel on CPU, the whole batch on
 CUDA) with the problem index as the innermost, contiguous axis, so each mat-vec is vectorised across
 problems; on CPU the chunks are shared among ``workers`` single-threaded threads. Timings against
-POT: ``ftbench cost --solver-bench`` and docs/perf/index.md. The mathematics (value, envelope
-gradient, plain and log domains, zero mass) is in the Notes of `sinkhorn`.
+POT: ``ftbench cost --solver-bench`` and docs/perf/index.md.
 
 References
 ----------
@@ -339,7 +322,7 @@ def sinkhorn(
     chunk_size: int | None = None,
     workers: int | None = None,
 ) -> SinkhornResult:
-    r"""Solve N entropic OT problems at once (the problem and iteration: module docstring).
+    r"""Solve N entropic OT problems at once (the problem and iteration: Notes).
 
     Parameters
     ----------
@@ -365,6 +348,28 @@ def sinkhorn(
 
     Notes
     -----
+    **Problem and iteration.** For each problem k = 1..N, with cost :math:`C_k \in \mathbb{R}^{n \times m}`, marginals
+    :math:`a_k \in \mathbb{R}_+^n`, :math:`b_k \in \mathbb{R}_+^m` of equal mass and regulariser
+    :math:`\varepsilon > 0`, we solve
+
+    .. math::
+        W_\varepsilon(C_k) = \min_{P \ge 0,\ P 1 = a_k,\ P^\top 1 = b_k}
+            \langle P, C_k \rangle + \varepsilon \sum_{uv} P_{uv} \log P_{uv}
+
+    (POT's ``reg_type="entropy"``: the value equals ``ot.solve_batch(...).value`` up to POT's
+    ``+1e-16`` inside its logarithm, and the transport cost :math:`\langle P^*, C\rangle` equals
+    ``value_linear`` and ``ot.sinkhorn2``). The minimiser has the form
+    :math:`P^* = \mathrm{diag}(f) K \mathrm{diag}(g)` with the Gibbs kernel
+    :math:`K = \exp(-(C - c_0)/\varepsilon)`, where :math:`c_0` is the problem's smallest cost on its
+    support (a shift that changes the scalings, never the plan). Sinkhorn's algorithm alternates
+
+    .. math::
+        f \leftarrow a \oslash (K g), \qquad g \leftarrow b \oslash (K^\top f)
+
+    starting from :math:`g = 1` (Cuturi 2013), exactly like POT's batched solvers, so that with the
+    same number of iterations the iterates agree with POT's to rounding. After a g-update the
+    column marginals are exact; the row marginal of the current plan is :math:`f \odot K g`.
+
     **Value without an elementwise logarithm.** Since :math:`\log P_{uv} = \log f_u + \log g_v +
     (c_0 - C_{uv})/\varepsilon`, with row sums r and column sums s of P,
 
