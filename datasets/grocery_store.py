@@ -1,30 +1,16 @@
 """The Grocery Store Dataset (Klasson, Zhang, Kjellström, WACV 2019; MIT licence), as a
 multi-view catalog with photo queries.
 
-Layout read (the published one; github.com/marcusklasson/GroceryStoreDataset, folder `dataset/`):
-
-- ``classes.csv``: header, then ``name, fine id, coarse name, coarse id, iconic image path,
-  description path`` (paths start with ``/iconic-images-and-descriptions/``);
-- next to each iconic image: ``<Name>_Description.txt`` and, for most products,
-  ``<Name>_Information.txt`` with ``Key: value`` lines (``Title``, ``Country and volume`` for
-  produce; ``Manufacturer and volume`` and ``Manufacturing country`` for packages; ...);
-- ``train.txt``, ``val.txt``, ``test.txt``: lines ``path, fine id, coarse id`` of in-store photos.
-
-Views per product, in slot order (`--views V` keeps the first V available):
-primary ``image`` (the iconic catalog image) and ``title`` (the Information file's Title, else the
-class name with dashes as spaces); auxiliary ``description`` (the description file; if the path
-in classes.csv does not exist — the published file has a few typos — the product folder's
-``*_Description*.txt`` other than ``*_Swedish``, else the Information file's Description),
-``country_and_volume`` (``Country and volume``, else ``Manufacturing country; Manufacturer and
-volume``), then ``photo_1 .. photo_P``: the product's training photos in file order.
-
-Protocol (photo -> product). The split is over *photos*, as published: training photos are
-auxiliary image views of their product; validation and test photos are the val/test queries,
-encoded by the image tower (`QuerySet.modality == "image"`), each relevant to exactly its own
-product. Every product is in the catalog and is trained on, so the item split is all-train and
-the cross-view tasks (title->image, image->title, aux->item) run on all products
-(`cross_view_items`); aux->item there holds out each auxiliary view against the fusion of the
-item's other views (docs/method.md#tasks). `split_seed` is unused: the published split is kept.
+Reads the published layout (github.com/marcusklasson/GroceryStoreDataset, folder `dataset/`:
+``classes.csv``, each product's description and information files, ``train.txt`` / ``val.txt`` /
+``test.txt`` of in-store photos). Views per product, in slot order: primary ``image`` (the iconic
+catalog image) and ``title``; auxiliary ``description``, ``country_and_volume``, then
+``photo_1 .. photo_P`` (the product's training photos). Protocol (photo -> product): the split is
+over *photos*, as published; validation and test photos are image queries (`QuerySet.modality ==
+"image"`), each relevant to exactly its own product; every product is in the catalog and trained
+on, so the cross-view tasks run on all products (`cross_view_items`) and `split_seed` is unused.
+The files, the fallbacks for each view (the published classes.csv has a few typos) and the
+protocol in full: docs/data/real-data.md#the-grocery-store-data-set.
 """
 
 from __future__ import annotations
