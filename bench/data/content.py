@@ -83,6 +83,13 @@ def view_content_ids(catalog: Catalog, items: np.ndarray, slot: int, values: np.
 def batch_has_duplicates(content: torch.Tensor, mask: torch.Tensor, query_content: torch.Tensor | None = None) -> bool:
     """Whether two different items of a batch share a view's content (content [B, W], mask [B, W]),
     or two of its queries (query_content [B]) have the same content."""
+    if content.device.type == "cpu" and (query_content is None or query_content.device.type == "cpu"):
+        return _batch_has_duplicates_host(content.numpy(), mask.numpy(), None if query_content is None else query_content.numpy())
+    return _batch_has_duplicates_tensors(content, mask, query_content)
+
+
+def _batch_has_duplicates_tensors(content: torch.Tensor, mask: torch.Tensor, query_content: torch.Tensor | None) -> bool:
+    """`batch_has_duplicates` in tensor ops, on the tensors' device."""
     rows = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]  # non-decreasing
     ids, order = torch.sort(content[mask], stable=True)  # each id's views stay in item order
     rows = rows[order]
@@ -91,6 +98,19 @@ def batch_has_duplicates(content: torch.Tensor, mask: torch.Tensor, query_conten
     if query_content is None:
         return False
     ids = torch.sort(query_content).values
+    return bool((ids[1:] == ids[:-1]).any())
+
+
+def _batch_has_duplicates_host(content: np.ndarray, mask: np.ndarray, query_content: np.ndarray | None) -> bool:
+    """`batch_has_duplicates` on host arrays: the same test in numpy, without a dozen small tensor ops."""
+    rows, _ = np.nonzero(mask)  # row-major, as a boolean mask indexes: non-decreasing rows
+    order = np.argsort(content[mask], kind="stable")
+    ids, rows = content[mask][order], rows[order]
+    if bool(((ids[1:] == ids[:-1]) & (rows[1:] != rows[:-1])).any()):
+        return True
+    if query_content is None:
+        return False
+    ids = np.sort(query_content)
     return bool((ids[1:] == ids[:-1]).any())
 
 

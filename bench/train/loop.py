@@ -299,6 +299,11 @@ class Stepper:
         self.optimizer, self.scheduler = make_optimizer(towers, objective, config)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         query_modality = dataset.queries.modality if self.sampler.with_queries else None
+        # the queries' content ids, each hashed on its first draw: a query recurs from pass to pass,
+        # and a row's id does not depend on the batch it is hashed in
+        n_queries = len(dataset.queries.features) if self.sampler.with_queries else 0
+        self._query_ids = np.zeros(n_queries, dtype=np.int64)
+        self._query_hashed = np.zeros(n_queries, dtype=bool)
         self.forward = wrap(StepForward(towers, objective, distributed, precision, query_modality), distributed, device)
 
     def _check_gradients(self, step: int, terms: dict[str, torch.Tensor]) -> None:
@@ -324,6 +329,16 @@ class Stepper:
                     f"loss terms (all finite): {values}"
                 )
 
+    def _query_content_ids(self, queries: np.ndarray) -> np.ndarray:
+        """int64 content ids of `queries` (`feature_content_ids` of their feature rows), hashing
+        only the queries not drawn before."""
+        new = np.unique(queries[~self._query_hashed[queries]])
+        if len(new):
+            features = self.dataset.queries.features[new]
+            self._query_ids[new] = feature_content_ids(features, f"query {self.dataset.queries.modality}")
+            self._query_hashed[new] = True
+        return self._query_ids[queries]
+
     def step(self, step: int) -> tuple[torch.Tensor, EncodedViews]:
         query_idx, items = self.sampler.next()
         # every process selects views for the whole batch (same generator draws as one process),
@@ -336,7 +351,7 @@ class Stepper:
         if self.sampler.with_queries:
             features = self.dataset.queries.features[query_idx[rows]]
             query_features = to_device(torch.from_numpy(features), self.device)
-            query_content = torch.from_numpy(feature_content_ids(features, f"query {self.dataset.queries.modality}"))
+            query_content = torch.from_numpy(self._query_content_ids(query_idx[rows]))
         # one process decides here, on the host; several decide on the gathered batch (StepForward)
         if not self.distributed.enabled and not batch_has_duplicates(raw.content, raw.mask, query_content):
             raw, query_content = replace(raw, content=None), None  # no duplicate: the step is as without ids
