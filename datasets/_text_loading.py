@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +213,7 @@ def text_query_dataset(
     name: str,
     config: TextEncoderConfig,
     slots: list,
-    table: list[dict],
+    table: Sequence[Sequence[str | None]],
     item_ids: list,
     label: str,
     *,
@@ -228,7 +228,7 @@ def text_query_dataset(
     notes: list[str],
 ):
     """The common tail of a text-catalog loader with graded queries (ESCI, WANDS): encode the
-    text views of `table` (one dict of view texts per item of `item_ids`) and the queries through
+    text views of `table` (one row of view texts per item of `item_ids`, None where empty) and the queries through
     the feature cache, build the QuerySet (`relevance` = CSR indptr, items, grades) and the
     recorded info (`files` first, then the backbone, cache and load-time facts), and return the
     data set. `label` names the catalog in progress and error messages."""

@@ -335,6 +335,7 @@ class Objective(nn.Module):
     def served_content_keys(self, views: EncodedViews) -> torch.Tensor:
         """Content keys [B, K] of the served item embeddings (`content_keys`); needs `views.content`.
         Default: the fused view set, weighted by `item_weight`."""
+        assert views.content is not None  # needs content ids (query_duplicates checks before calling)
         return content_keys(views.content, views.item_weight)
 
     def query_duplicates(self, batch: AlignmentBatch) -> torch.Tensor | None:

@@ -105,6 +105,7 @@ class Factorized(Objective):
     name = "factorized"
     summary = "Factorized Transport: product-coupled OT = fused-embedding InfoNCE, primary + k sampled aux views per side"
     Config = FactorizedConfig
+    config: FactorizedConfig
 
     def select_views(self, mask, generator=None) -> ViewSelection:
         layout = self.context.layout

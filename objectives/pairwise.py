@@ -78,6 +78,7 @@ class Pairwise(Objective):
     name = "pairwise"
     summary = "multi-positive (SupCon) InfoNCE over all views of the batch, item = label; fused item served"
     Config = PairwiseConfig
+    config: PairwiseConfig
 
     @classmethod
     def memory_estimate(cls, batch_size: int, views: int, dim: int) -> int:

@@ -211,7 +211,7 @@ def ranked_list_metrics(
     order = np.lexsort((-grades, qid))
     g_sorted = grades[order]
     pos = np.arange(len(items)) - indptr[qid]
-    idcg = {}
+    idcg: dict[int, np.ndarray] = {}
     for k in applicable:
         w = np.where(pos < k, g_sorted / np.log2(pos + 2.0), 0.0)
         idcg[k] = np.bincount(qid, weights=w, minlength=nq)
@@ -237,7 +237,12 @@ def ranked_list_metrics(
         if hit_keys.size > 1 and np.unique(hit_keys).size != hit_keys.size:
             row = a + int(np.flatnonzero([np.unique(r[f]).size != f.sum() for r, f in zip(at, found)])[0])
             raise ValueError(f"ranked: row {row} lists the same relevant item twice")
-        lists = RankedLists(found, gain, np.maximum(counts[a:b], 1), lambda k, a=a, b=b: idcg[k][a:b], disc)
+
+        def chunk_idcg(k: int, a: int = a, b: int = b) -> np.ndarray:
+            """IDCG@k of this chunk's queries (a, b bound now: the loop moves them on)."""
+            return idcg[k][a:b]
+
+        lists = RankedLists(found, gain, np.maximum(counts[a:b], 1), chunk_idcg, disc)
         for metric in chosen:
             if metric.per_cutoff:
                 for k in applicable:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -386,7 +386,7 @@ def assemble_catalog(
             content[j] = ids[k]
     return ArrayCatalog(
         slots,
-        features,
+        cast("list[np.ndarray]", features),  # every slot's modality was encoded above
         available,
         list(item_ids),
         source=source,

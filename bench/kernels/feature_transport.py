@@ -192,8 +192,8 @@ def fixed_sinkhorn(
             v = torch.where(has_b.unsqueeze(-2), b_row / torch.matmul(u, kernel), zero)
         if it % check_every == 0 or it == iterations - 1:
             if all_mass:  # max |log| from the extreme scalings: two small ops instead of eight
-                low, high = torch.aminmax(torch.cat((u, v), dim=-1))
-                low, high = float(low), float(high)
+                low_t, high_t = torch.aminmax(torch.cat((u, v), dim=-1))
+                low, high = float(low_t), float(high_t)
                 # nan fails both tests; 0 or inf gives an infinite largest |log|
                 largest = max(math.log(high), -math.log(low)) if low > 0 and high > 0 else math.inf
             else:

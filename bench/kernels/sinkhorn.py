@@ -438,4 +438,6 @@ def sinkhorn(
 
 def entropic_ot_value(C: torch.Tensor, a=None, b=None, eps: float = 0.05, **options) -> torch.Tensor:
     """W_eps per problem [N], differentiable in C with gradient P* (see `sinkhorn`)."""
-    return sinkhorn(C, a, b, eps, **options).value
+    value = sinkhorn(C, a, b, eps, **options).value
+    assert value is not None  # `sinkhorn` always sets it
+    return value

@@ -141,6 +141,7 @@ class _Reservoir:
         self.scores.view(-1).index_copy_(0, flat, vals)
         self.index.view(-1).index_copy_(0, flat, cols)
         if self.second is not None:
+            assert second is not None  # a reservoir that keeps a second value is always given one
             self.second.view(-1).index_copy_(0, flat, second)
         self.fill = new_fill
         self.fill_max = need

@@ -53,8 +53,9 @@ def plan_scan(precision: str, items: torch.Tensor):
     if precision not in SCANS:
         raise ValueError(f"exact_topk: precision must be one of {', '.join(map(repr, SCANS))}, got {precision!r}")
     how = "requested"
-    if precision == "auto" and forced_scan() is not None:
-        precision = forced_scan()
+    forced = forced_scan() if precision == "auto" else None
+    if forced is not None:
+        precision = forced
         how = f"set by {SEARCH_ENV}={precision}"
     if precision == "fp32":
         return "fp32", how, None
