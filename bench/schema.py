@@ -20,6 +20,8 @@ Opt-in (`eval.metrics`): `map@K`. Each metric is defined once, with its label an
 
 from __future__ import annotations
 
+from typing import Any
+
 QUERY_TASK = "query->item"
 CROSS_VIEW_TASKS = ("title->image", "image->title", "image->item", "text->item", "aux->item")
 #: the validation score that averages a metric over the cross-view tasks
@@ -31,7 +33,7 @@ MRR = f"mrr@{DEFAULT_CUTOFFS[-1]}"
 METRIC_COLUMNS = ("recall@1", "recall@10", "recall@100", "recall@500", "ndcg@10", MRR)
 
 # The one public number of the Factorized Transport paper (abstract of arXiv 2512.18117).
-PAPER_CLAIM = {
+PAPER_CLAIM: dict[str, Any] = {
     "paper": "Factorized Transport Alignment for Multimodal and Multiview E-commerce Representation Learning "
     "(Chen et al., WSDM 2026, arXiv 2512.18117)",
     "relative_percent": 7.9,

@@ -144,6 +144,7 @@ def group_section(
         lines += [f'Headline metric: **{headline}** ({why}; the rule is under "Your comparisons").', ""]
         lines += pivot(headline)
         largest = views[-1]
+        assert head_col is not None  # set whenever headline is
         lines += [f"Winner at V={largest} on {headline}: {format_verdict(group_verdict(frame, group, head_col, largest))}.", ""]
     top_col = f"{QUERY_TASK}/{TOP_METRIC}"
     if headline != TOP_METRIC and top_col in frame.columns and data[top_col].notna().any():
@@ -257,6 +258,7 @@ def group_section(
             else None
         )
         if p2 is not None:
+            assert cost_file is not None  # the step times came from it
             lines += [
                 f"![{headline} against step time]({p2.name})",
                 "",

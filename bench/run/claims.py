@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 HEARTBEAT_ATTR = "ftbench_heartbeat"
 REASON_ATTR = "ftbench_failed_reason"
@@ -165,7 +165,7 @@ def reap_stale(storage: Any, study_id: int, stale_after: float) -> list[int]:
     return reaped
 
 
-def ensure_study(storage: Any, name: str, direction: str = "maximize") -> int:
+def ensure_study(storage: Any, name: str, direction: Literal["minimize", "maximize"] = "maximize") -> int:
     """The id of study `name`, created if missing (safe when workers race to create it)."""
     import optuna  # optional: tune extra
 

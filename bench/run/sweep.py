@@ -343,7 +343,9 @@ def run_sweep(
     `tracker` (`tracking.Tracker`) every cell that runs is one tracked run (skipped cells are not).
     """
     if execute_fn is None:
-        from .experiment import execute as execute_fn  # lazy: CLI start-up
+        from .experiment import execute  # lazy: CLI start-up
+
+        execute_fn = execute
     outcome = SweepOutcome()
     ordered = run_order(runs)
     cache: dict = {}

@@ -20,10 +20,13 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Registry
 from .claims import redact_url
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient  # optional: tracking extra
 
 TRACKING_EXTRA_HINT = "pip install 'ftbench[tracking]'"
 DEFAULT_EXPERIMENT = "ftbench"
@@ -130,7 +133,7 @@ class MlflowTracker(Tracker):
 
     def __init__(self, uri: str | None = None, out: Path | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
         super().__init__(uri, out, experiment)
-        self._client = None
+        self._client: MlflowClient | None = None  # set by open()
         self._experiment_id: str | None = None
         self.shown_uri = redact_url(uri) if uri else None
 
@@ -187,6 +190,7 @@ class MlflowTracker(Tracker):
 
     def start_run(self, name: str, params: dict[str, str], tags: dict[str, str]) -> TrackedRun:
         self.open()
+        assert self._client is not None and self._experiment_id is not None  # open() set them
         run = self._client.create_run(self._experiment_id, run_name=name, tags=tags)
         tracked = MlflowRun(self._client, run.info.run_id, self.flush_every, self.shown_uri)
         tracked.log_params(params)
