@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
         console = Console()
         try:
             objective = split_list(objective, "--objective")
-            views = split_list(views, "--views", int)
+            view_list = split_list(views, "--views", int)
             check_writable(out)
         except UsageError as exc:
             fail(str(exc))
@@ -176,9 +176,9 @@ def register(app: typer.Typer) -> None:
             from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
             names = list(objective) or ["clip"] + [n for n in OBJECTIVES.names() if n != "clip"]
-            if len(views) > 1:
-                fail(f"--step-ratio measures one V; got --views {','.join(map(str, views))}")
-            v = views[0] if views else 8
+            if len(view_list) > 1:
+                fail(f"--step-ratio measures one V; got --views {','.join(map(str, view_list))}")
+            v = view_list[0] if view_list else 8
             spec = cost_spec(names, [v])
             load = machine_load()
             try:
@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
         from ..objectives import OBJECTIVES  # lazy: CLI start-up
 
         names = list(objective) or OBJECTIVES.names()
-        spec = cost_spec(names, list(views) or [1, 2, 4, 8, 16, 32])
+        spec = cost_spec(names, list(view_list) or [1, 2, 4, 8, 16, 32])
         if min(spec.views) < 1:
             fail("--views must be at least 1")
         from ..cost.warnings import cost_warnings, machine_load  # lazy: CLI start-up

@@ -290,9 +290,11 @@ def register(app: typer.Typer) -> None:
         try:
             sets = run_overrides(set_, data_dir, deterministic, config_file)
             objective = split_list(objective, "--objective")
-            views = split_list(views, "--views", int)
-            seed = split_list(seed, "--seed", int)
-            spec = spec_from_preset(preset, objective, views, seed, dataset, sets, steps, batch_size, device, deterministic)
+            view_list = split_list(views, "--views", int)
+            seed_list = split_list(seed, "--seed", int)
+            spec = spec_from_preset(
+                preset, objective, view_list, seed_list, dataset, sets, steps, batch_size, device, deterministic
+            )
             part = parse_shard(shard)
             resolve_device(device)
             claims = None

@@ -77,7 +77,7 @@ def tune(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own progress display; no URLs in logs
     try:
-        objective, seeds = split_list(objective, "--objective"), split_list(seeds, "--seeds", int)
+        objective, seed_list = split_list(objective, "--objective"), split_list(seeds, "--seeds", int)
     except UsageError as exc:
         fail(str(exc))
     spec = TuneSpec(
@@ -89,7 +89,7 @@ def tune(
         steps=steps,
         batch_size=batch_size,
         device=device,
-        seeds=list(seeds),
+        seeds=list(seed_list),
         storage=storage,
         study=study,
         sampler_seed=sampler_seed,
@@ -158,7 +158,7 @@ def tune(
             params,
         )
     console.print(table)
-    counts = {}
+    counts: dict[str, int] = {}
     for r in reruns:
         counts[r.status] = counts.get(r.status, 0) + 1
         if r.status == "failed":

@@ -74,7 +74,8 @@ def grocery_inputs(data_dir: str | Path) -> tuple[list[str], list[str]]:
     )
     with record_inputs() as recorded:
         plugin().build(config)
-    texts, images = [], []
+    texts: list[str] = []
+    images: list[str] = []
     for slots, table, _ in recorded.catalogs:
         for row in table:
             for slot, x in zip(slots, row):
@@ -85,7 +86,8 @@ def grocery_inputs(data_dir: str | Path) -> tuple[list[str], list[str]]:
 
 
 def cpu_description() -> dict[str, Any]:
-    model, flags = None, set()
+    model: str | None = None
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:

@@ -115,9 +115,11 @@ class ResidualTower(nn.Module):
                 f"{(d, input_dim)} (tower.embedding_dim x feature dimension)"
             )
         self.net = _mlp(input_dim, config)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)  # `_mlp` ends in its output layer
         with torch.no_grad():
-            self.net[-1].weight.zero_()
-            self.net[-1].bias.zero_()
+            last.weight.zero_()
+            last.bias.zero_()
         rotation = torch.from_numpy(modality_rotation(modality, d))
         start = np.sqrt(d) * (rotation @ projection.detach().to(torch.float64))
         self.skip = nn.Parameter(start.to(torch.float32))

@@ -54,8 +54,8 @@ def _exact_scores(q: torch.Tensor, items: torch.Tensor, index: torch.Tensor) -> 
         pad = idx == _SENTINEL
         safe = idx.masked_fill(pad, 0)
         if items.device.type == "cpu":
-            cand = np.take(x_np, safe.numpy(), axis=0).astype(np.float64)
-            out_np[r0 : r0 + step] = np.matmul(cand, q_np[r0 : r0 + step, :, None])[..., 0]
+            cand_np = np.take(x_np, safe.numpy(), axis=0).astype(np.float64)
+            out_np[r0 : r0 + step] = np.matmul(cand_np, q_np[r0 : r0 + step, :, None])[..., 0]
             out[r0 : r0 + step].masked_fill_(pad, -math.inf)
             continue
         cand = items.index_select(0, safe.reshape(-1)).view(idx.shape[0], c, d)
