@@ -276,7 +276,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> list[Path]:
                         target.unlink()
                     os.symlink(what[5:], target)
                     continue
-                src = arc.open(member) if kind == "zip" else arc.extractfile(member)  # type: ignore[call-overload, union-attr]  # arc and member follow kind
+                src = arc.open(member) if kind == "zip" else arc.extractfile(member)  # type: ignore[arg-type, call-overload, union-attr]  # arc and member follow kind
                 if src is None:
                     raise UnsafeArchiveError(f"{archive}: member {rel} has no data")
                 with src, target.open("wb") as out:

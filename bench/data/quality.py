@@ -166,18 +166,17 @@ def _views(root: Path, records):
     return manifest_views(root / "catalog.json", manifest["views"]) if "views" in manifest else infer_views(records)
 
 
+def _as_list(value: Any) -> list:
+    """A field's values: the list it holds, or the one value."""
+    return value if isinstance(value, list) else [value]
+
+
 def _missing_images(root: Path) -> int:
     """Image paths of the items and queries that name no file (counted after a load failed on one)."""
     try:
         _, records = read_items(root)
         fields = _image_fields(_views(root, records))
-        rels = {
-            x
-            for _, r in records
-            for f in fields
-            for x in (r.get(f) if isinstance(r.get(f), list) else [r.get(f)])
-            if isinstance(x, str) and x.strip()
-        }
+        rels = {x for _, r in records for f in fields for x in _as_list(r.get(f)) if isinstance(x, str) and x.strip()}
         if (root / "queries.jsonl").is_file():
             rels |= {r["image"] for _, r in read_jsonl(root / "queries.jsonl") if isinstance(r.get("image"), str)}
     except (ValueError, OSError):
@@ -242,7 +241,7 @@ def _recall_note(test_counts: np.ndarray) -> dict[str, Any] | None:
         return None
 
     bound = float(np.mean(1.0 / test_counts))
-    out = {"r1_upper_bound": round(bound, 4)}
+    out: dict[str, Any] = {"r1_upper_bound": round(bound, 4)}
     if bound < R1_BOUND_NOTE:
         median = float(np.median(test_counts))
         k = next((k for k in DEFAULT_KS if k >= median), DEFAULT_KS[-1])
@@ -580,7 +579,7 @@ def rich_tables(report: dict[str, Any]) -> list:
             str(v["replacement_characters"]),
             str(v["mojibake"]),
         )
-    out = [summary, defects, texts]
+    out: list[Table | Text] = [summary, defects, texts]
     for slot, v in d["texts"]["per_slot"].items():
         for key in ("truncated", "html", "control_characters", "replacement_characters", "mojibake"):
             if v[f"{key}_examples"]:
