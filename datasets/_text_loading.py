@@ -128,7 +128,7 @@ def check_table_rows(path: Path, sep: str) -> None:
 
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))  # long descriptions are legitimate
     kind = "tab" if sep == "\t" else "comma"
-    where = {"line": 0, "last": ""}
+    where: dict[str, Any] = {"line": 0, "last": ""}  # the reader's position: line number, its text
 
     def lines() -> Iterator[str]:
         for line_no, text in utf8_lines(path):

@@ -7,6 +7,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+from typing import Any
 
 import typer
 from typer.models import ParameterInfo
@@ -25,7 +26,8 @@ def _no_flag_placeholders() -> None:
     def display_type_rich(self, ctx):
         return None if getattr(self, "is_flag", False) else shown(self, ctx)
 
-    display_type_rich._ftbench_flags = True
+    display_type_rich._ftbench_flags = True  # type: ignore[attr-defined]  # marks the patch: applied once
+    assert option_cls is not None  # `shown` was read from it
     option_cls.display_type_rich = display_type_rich
 
 
@@ -78,7 +80,7 @@ def _help_as_plain_text(typer_app: typer.Typer) -> None:
     `pip install 'ftbench[tracking]'` and the `[train]` of a TOML table. Our help is plain text."""
     from rich.markup import escape  # lazy: CLI start-up
 
-    def escape_once(holder: object, attribute: str, text: str | None) -> None:
+    def escape_once(holder: Any, attribute: str, text: str | None) -> None:
         if isinstance(text, str) and not getattr(holder, "_ftbench_plain_help", False):
             setattr(holder, attribute, escape(text))
             try:
@@ -99,6 +101,7 @@ def _help_as_plain_text(typer_app: typer.Typer) -> None:
         escape_once(command, "help", command.help if isinstance(command.help, str) else inspect.getdoc(command.callback))
         parameters(command.callback)
     for group in typer_app.registered_groups:
+        assert group.typer_instance is not None  # add_typer always gives one
         _help_as_plain_text(group.typer_instance)
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 
 def steps(out: Path, python: str) -> list[tuple[str, list[str], int]]:
@@ -110,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     a.out.mkdir(parents=True, exist_ok=True)
-    record = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": []}
+    record: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "steps": []}
     for name, cmd, limit in plan:
         t = time.perf_counter()
+        rc: int | str  # the exit status, or "timeout"
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=limit, env={**os.environ})
             rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-4000:]

@@ -8,6 +8,7 @@ is. Positions keep slot order; padding positions have `mask == False`.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ class ViewBatch:
         return tuple(self.mask.shape)  # type: ignore[return-value]  # the mask is 2-d
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> ViewBatch:
-        moved = {}
+        moved: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
@@ -99,6 +100,7 @@ def build_view_batch(
     content_ids = np.zeros(slot.numel(), dtype=np.int64) if content and catalog is not None else None
     slot_codes = layout.modality_code.tolist()
     for code, modality in enumerate(layout.modalities if catalog is not None else ()):
+        assert catalog is not None  # the loop runs only with a catalog
         pos_list, val_list = [], []
         for s in (s for s, c in enumerate(slot_codes) if c == code):
             pos = np.flatnonzero(flat_slot == s)
