@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 COLOURS = {"red": (200, 40, 40), "blue": (40, 80, 200), "green": (40, 150, 60), "yellow": (225, 190, 30)}
 #: kind -> (title words, description, shape drawn, query wording)
@@ -91,7 +92,7 @@ def example_catalog() -> tuple[list[dict], list[dict], dict[str, list[tuple[str,
             photos = [f"images/{item_id}_{v}.png" for v in (1, 2)]
             for v, path in enumerate([f"images/{item_id}.png", *photos]):
                 images[path] = _draw(shape, rgb, v)
-            record = {
+            record: dict[str, Any] = {
                 "id": item_id,
                 "title": f"{colour} {words}",
                 "description": description.format(colour=colour),

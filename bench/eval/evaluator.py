@@ -37,7 +37,7 @@ from ..model.towers import Towers
 from ..objectives.base import Objective
 from ..schema import CROSS_VIEW_TASKS, DEFAULT_CUTOFFS
 from .metric_registry import DEFAULT_METRICS, METRICS, check_metric_families
-from .metrics import ranked_list_metrics, target_rank_metrics
+from .metrics import RetrievalReport, ranked_list_metrics, target_rank_metrics
 from .selection import resolve_select_metric, validation_score
 
 
@@ -77,7 +77,7 @@ class QueryRun:
     ranked: np.ndarray
     scores: np.ndarray | None
     relevance: tuple
-    report: object
+    report: RetrievalReport
 
 
 @dataclass

@@ -56,6 +56,7 @@ def write_run_files(stem: Path, run: QueryRun, dataset: MultiViewDataset, tag: s
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     item_ids = np.asarray([str(i) for i in dataset.catalog.item_ids()])[run.gallery]
+    assert dataset.queries is not None and run.scores is not None  # a query run: its queries, scores kept
     query_ids = [_check_id(str(dataset.queries.ids[q]), "query id") for q in run.query_index]
     tag = _check_id(tag, "run tag")
     for i in np.unique(run.ranked):

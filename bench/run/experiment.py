@@ -139,7 +139,7 @@ def prepare(spec: RunSpec, data_memo: dict | None = None) -> PreparedRun:
         validate = getattr(configs[section], "validate", None)
         if callable(validate):
             validate()
-    config = {
+    config: dict[str, Any] = {
         "objective": spec.objective,
         "dataset": spec.dataset,
         "views": spec.views,
