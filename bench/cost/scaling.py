@@ -147,6 +147,7 @@ def whole_step(name: str, views: int, spec: CostSpec, device, steps: int, catalo
     ctx = ObjectiveContext(SlotLayout.from_catalog(catalog), spec.dim, n_items, True, True)
     queries = generate_queries(catalog, dcfg)
     dataset = MultiViewDataset("synthetic", catalog, np.zeros(n_items, dtype=np.int8), queries)
+    assert dataset.queries is not None  # given just above
     dataset.queries.split[:] = 0
     towers = Towers(catalog.feature_dims, TowerConfig(embedding_dim=spec.dim)).to(device)
     objective = cls(config, ctx).to(device)
@@ -242,7 +243,7 @@ def run_cost(spec: CostSpec, progress=None) -> dict[str, Any]:
     device = resolve_device(spec.device)
     for name in spec.objectives:
         OBJECTIVES.get(_base_objective(name))  # unknown names fail before any work
-    rows = []
+    rows: list[dict[str, Any]] = []
     ctx = mp.get_context("spawn")
     total = len(spec.objectives) * len(spec.views)
     done = 0

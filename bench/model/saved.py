@@ -41,7 +41,7 @@ from ..device import resolve_device
 from ..eval.evaluator import EvalConfig, Evaluator
 from ..files import staging_folder
 from ..objectives import OBJECTIVES
-from ..objectives.base import ObjectiveContext
+from ..objectives.base import Objective, ObjectiveContext
 from ..run.named_dataset import build_named_dataset
 from .towers import TowerConfig, Towers
 
@@ -98,7 +98,7 @@ def check_model_folder(folder: Path | str) -> Path:
 
 
 def save_model(
-    folder: Path | str, prepared, dataset, towers: nn.Module, objective: nn.Module, selected_step: int | None = None
+    folder: Path | str, prepared, dataset, towers: nn.Module, objective: Objective, selected_step: int | None = None
 ) -> Path:
     """Write the trained `towers` and `objective` of run `prepared` on `dataset` to `folder`
     (replaced if present, atomically). Returns the folder."""
@@ -346,7 +346,7 @@ def load_model(folder: Path | str, device: str = "cpu") -> SavedModel:
     towers = Towers(dims, tower_config, projections)
     # the layout the objective was built for, from its description (SlotLayout reads these attributes)
     layout = SlotLayout.from_catalog(
-        SimpleNamespace(
+        SimpleNamespace(  # type: ignore[arg-type]  # stands in for the catalog: the attributes from_catalog reads
             modalities=list(description["layout"]["modalities"]), slots=[ViewSlot(**s) for s in description["layout"]["slots"]]
         )
     )
