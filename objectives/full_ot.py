@@ -104,6 +104,7 @@ class FullOT(Objective):
     name = "full_ot"
     summary = "entropic OT between image-view and text-view sets (Sinkhorn, B^2 V^2), InfoNCE on sum P* <x, y>"
     Config = FullOTConfig
+    config: FullOTConfig
 
     @classmethod
     def memory_estimate(cls, batch_size: int, views: int, dim: int) -> int:
@@ -138,6 +139,7 @@ class FullOT(Objective):
         b = nu[None, :, :].expand(B, B, m).reshape(B * B, m)
         cfg = self.config
         res = sinkhorn(cost, a, b, cfg.eps, iterations=cfg.iterations, tol=cfg.tolerance, domain=cfg.domain)
+        assert res.value is not None and res.entropy is not None  # `sinkhorn` sets both
         if cfg.similarity == "entropic":
             sim = 1.0 - res.value.view(B, B)
         else:  # sum_uv P*_uv G_uv with the plan held fixed

@@ -95,11 +95,11 @@ def _inside(rank: np.ndarray, k: int | None) -> np.ndarray:
     return np.ones(rank.shape, bool) if k is None else rank <= k
 
 
-def _recall_target(rank: np.ndarray, k: int) -> np.ndarray:
+def _recall_target(rank: np.ndarray, k: int | None) -> np.ndarray:
     return _inside(rank, k).astype(np.float64)
 
 
-def _ndcg_target(rank: np.ndarray, k: int) -> np.ndarray:
+def _ndcg_target(rank: np.ndarray, k: int | None) -> np.ndarray:
     return np.where(_inside(rank, k), 1.0 / np.log2(rank + 1.0), 0.0)
 
 
@@ -116,7 +116,7 @@ class Metric:
     short: str  # in the printed table's header: `R@100`
     definition: str  # for one query with relevant set R, ranked list r_1, r_2, ...
     per_cutoff: bool  # True: one value per K of eval.ks (`recall@K`); False: one, at the list's cut-off C
-    ranked: Callable[[RankedLists, int | None], np.ndarray]
+    ranked: Callable[[RankedLists, int], np.ndarray]  # K, or the list's cut-off C
     target: Callable[[np.ndarray, int | None], np.ndarray]
     bounds: tuple[float, float] = (0.0, 1.0)
     higher_is_better: bool = True
@@ -164,6 +164,7 @@ def parse_metric(text: str) -> tuple[Metric, int | None]:
     metric = METRICS.get(match["name"]) if match else None
     if metric is None:
         raise ValueError(f"metric {text!r}: expected one of {', '.join(metric_patterns())}")
+    assert match is not None  # a metric was found by its name
     k = None if match["k"] is None else int(match["k"])
     if k is None and metric.per_cutoff:
         raise ValueError(f"metric {text!r}: {metric.name} needs its cut-off, {metric.name}@K")
