@@ -69,9 +69,10 @@ class FrozenReference(Evaluator):
         catalog = self.dataset.catalog
         avail = capped_availability(catalog, items, self.max_views).numpy()
         if self.variant == "frozen-primary":
-            slots = [self.primary_of(modality)]
-            if slots[0] is None:
+            primary = self.primary_of(modality)
+            if primary is None:
                 return np.zeros((len(items), catalog.feature_dims[modality]), np.float32)
+            slots = [primary]
         else:
             slots = [s for s, m in enumerate(self.slot_modality) if m == modality]
         out = np.zeros((len(items), catalog.feature_dims[modality]), np.float32)
@@ -94,9 +95,11 @@ class FrozenReference(Evaluator):
 
     # the query task of the base class reads these two
     def embed_items(self, items: np.ndarray, exclude_slot: int | None = None) -> torch.Tensor:
+        assert self.dataset.queries is not None  # read by the query task only, which needs queries
         return torch.from_numpy(self.reference_items(np.asarray(items), self.dataset.queries.modality, exclude_slot))
 
     def embed_queries(self, query_index: np.ndarray) -> torch.Tensor:
+        assert self.dataset.queries is not None  # read by the query task only, which needs queries
         return torch.from_numpy(_unit(self.dataset.queries.features[query_index].astype(np.float32)))
 
     def embed_slot(self, items: np.ndarray, slot: int) -> torch.Tensor:
@@ -104,6 +107,7 @@ class FrozenReference(Evaluator):
 
     # -- tasks ---------------------------------------------------------------------------------
     def query_task(self, split: str, gallery: np.ndarray | None = None, depth: int | None = None) -> tuple[dict, dict, dict]:
+        assert self.dataset.queries is not None  # the query task runs on a data set with queries
         modality = self.dataset.queries.modality
         if self.variant == "frozen-primary" and self.primary_of(modality) is None:
             name = self.dataset.query_task

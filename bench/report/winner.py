@@ -79,7 +79,9 @@ def decide_winner(cells: Mapping[str, Mapping[Key, float]], min_seeds: int = MIN
     if not others:
         return Verdict(None, leader, None, (leader,), means, against, "one objective only: nothing to compare", min_seeds)
     if not tied:
+        assert runner_up is not None  # there are others
         margin = against[runner_up]
+        assert margin is not None  # clearly below the leader, so paired
         return Verdict(
             leader,
             leader,
@@ -102,7 +104,7 @@ def _clearly_below(diff: PairedDifference | None, min_seeds: int) -> bool:
 
 
 def _why_tied(leader: str, tied: list[str], against: Mapping[str, PairedDifference | None], min_seeds: int) -> str:
-    few = [label for label in tied if against[label] is None or against[label].n < min_seeds]
+    few = [label for label in tied if (diff := against[label]) is None or diff.n < min_seeds]
     overlapping = [label for label in tied if label not in few]
     parts = []
     if few:
@@ -118,7 +120,9 @@ def format_verdict(verdict: Verdict | None, digits: int = 4, missing: str = "—
     if verdict is None:
         return missing
     if verdict.winner is not None:
+        assert verdict.runner_up is not None  # a winner is clearly above its runner-up
         margin = verdict.against_leader[verdict.runner_up]
+        assert margin is not None
         return (
             f"{verdict.winner} {fmt_interval(verdict.means[verdict.winner], digits)}, "
             f"{margin.absolute.format(digits, signed=True)} over {verdict.runner_up} (paired, n={margin.n})"
