@@ -20,6 +20,10 @@ from ..kernels.feature_transport import feature_cost, fixed_sinkhorn
 class FeaturePlans(nn.Module):
     """`count` d x d plans between modality and anchor features, with their moving averages."""
 
+    # buffers (register_buffer): the averaged plans [count, d, d] and whether each has had a batch
+    average: torch.Tensor
+    ready: torch.Tensor
+
     def __init__(
         self, count: int, dim: int, *, momentum: float, scale: float, epsilon: float, iterations: int, domain: str = "auto"
     ):
@@ -46,6 +50,7 @@ class FeaturePlans(nn.Module):
             )
             result = fixed_sinkhorn(costs, epsilon=self.epsilon, iterations=self.iterations, domain=self.domain)
         plans = [plan.to(z.dtype) for plan, (z, _) in zip(result.plan, modalities)]
+        assert isinstance(result.marginal_error, torch.Tensor)  # fixed_sinkhorn's: one per problem
         if update and self.training:
             with torch.no_grad():
                 for k, (plan, (_, present)) in enumerate(zip(plans, modalities)):
