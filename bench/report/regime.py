@@ -122,10 +122,17 @@ def complete_cells(regime: RegimeMap, min_seeds: int = MIN_SEEDS) -> list[MapCel
 
 
 def cell_outcome(cell: MapCell) -> CellOutcome:
+    """The verdict and the gains over clip of a complete cell (`complete_cells`)."""
     verdict = decide_winner(cell.scores)
+    assert verdict is not None  # a complete cell has scores
     best = (verdict.winner,) if verdict.winner else tuple(verdict.tied)
     ref = cell.scores[REFERENCE]
-    gains = {o: paired_difference(s, ref).absolute for o, s in cell.scores.items() if o != REFERENCE}
+    gains = {}
+    for o, s in cell.scores.items():
+        if o != REFERENCE:
+            diff = paired_difference(s, ref)
+            assert diff is not None  # a complete cell pairs every objective's seeds with clip's
+            gains[o] = diff.absolute
     return CellOutcome(cell, best, verdict.winner, verdict.leader, gains)
 
 
