@@ -189,6 +189,7 @@ class Evaluator:
     @torch.inference_mode()
     def embed_queries(self, query_index: np.ndarray) -> torch.Tensor:
         q = self.dataset.queries
+        assert q is not None  # queries are embedded only from a data set that has them
 
         def prepare(start: int, stop: int):
             return torch.from_numpy(q.features[query_index[start:stop]]).to(self.device)
@@ -242,6 +243,7 @@ class Evaluator:
         value; checkpoint selection, which needs one metric, uses it to skip the deeper search.
         """
         q = self.dataset.queries
+        assert q is not None  # the query task runs on a data set with queries
         name = self.dataset.query_task
         n_items = self.dataset.catalog.num_items
         gallery = np.arange(n_items) if gallery is None else np.asarray(gallery)
@@ -272,8 +274,8 @@ class Evaluator:
         # searched to the largest requested K (the reciprocal rank's cut-off), or the whole gallery
         mrr_at = max(self.config.ks) if depth is None else depth
         search: dict = {}
-        scores, ranked = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)), info=search)
-        ranked = ranked.cpu().numpy()
+        scores, ranked_t = exact_topk(query_emb, item_emb, min(mrr_at, len(gallery)), info=search)
+        ranked = ranked_t.cpu().numpy()
         report = ranked_list_metrics(
             ranked, indptr, rel_pos, grades, len(gallery), ks, mrr_at=mrr_at, metrics=self.config.metrics
         )
@@ -410,7 +412,7 @@ class Evaluator:
             na[name] = f"no evaluation item has this view and another one within --views {self.max_views}"
             return
         queries, target_scores = [], []
-        order = []
+        order_parts = []
         for s in np.unique(slots):
             sel = np.flatnonzero(slots == s)
             if views is not None:
@@ -422,8 +424,8 @@ class Evaluator:
                 loo = self.embed_items(sub_items, exclude_slot=int(s))
             queries.append(q)
             target_scores.append((q * loo).sum(-1))
-            order.append(sel)
-        order = np.concatenate(order)
+            order_parts.append(sel)
+        order = np.concatenate(order_parts)
         self._rank_task(name, torch.cat(queries), full, rows[order], torch.cat(target_scores), out, na)
 
     # -- entry points ------------------------------------------------------------------------

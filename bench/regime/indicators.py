@@ -235,6 +235,7 @@ def _ranks(queries: np.ndarray, gallery: np.ndarray, target: np.ndarray, target_
 def _query_recalls(dataset: MultiViewDataset, views: _Views, k: int) -> tuple[float, float, int]:
     """recall@k of the validation queries against primary-only and all-view items (whole catalog)."""
     q = dataset.queries
+    assert q is not None  # the caller checks the data set has validation queries
     val = q.indices("val")
     features = q.features.astype(np.float64)
     queries = torch.from_numpy(_unit(features - features.mean(axis=0))[val].astype(np.float32))
@@ -370,6 +371,8 @@ def profile_dataset(dataset: MultiViewDataset, views: int = 8, seed: int = 0) ->
     val_items = dataset.items("val")
     evaluated = val_items if len(val_items) else dataset.evaluation_items()
     counts["evaluated_items"] = int(len(evaluated))
+    view_primary: float | None  # None where there is no held-out view to measure
+    view_other: float | None
     view_primary, view_other, view_k, counts["held_out_views"] = _view_recalls(shared, evaluated, seed)
     if math.isnan(view_primary):
         reasons["aux_gain_views"] = (
@@ -406,10 +409,10 @@ def profile_dataset(dataset: MultiViewDataset, views: int = 8, seed: int = 0) ->
         train_interactions_per_item=train_interactions,
         frozen_recall=frozen,
         frozen_recall_all_views=frozen_all,
-        aux_gain_queries=None if frozen is None else frozen_all - frozen,
+        aux_gain_queries=None if frozen is None or frozen_all is None else frozen_all - frozen,  # set together
         view_recall_primary=view_primary,
         view_recall_other_views=view_other,
-        aux_gain_views=None if view_primary is None else view_other - view_primary,
+        aux_gain_views=None if view_primary is None or view_other is None else view_other - view_primary,  # set together
         cross_side_overlap=overlap.get("cross_side_overlap"),
         cross_side_r2=overlap.get("cross_side_r2"),
         cross_side_r2_shuffled=overlap.get("cross_side_r2_shuffled"),
