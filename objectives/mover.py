@@ -115,6 +115,7 @@ class Mover(Objective):
     name = "mover"
     summary = "MOVER reading: GRAM volume contrastive (anchor vs item's other views) + OT-weighted volume"
     Config = MoverConfig
+    config: MoverConfig
 
     @classmethod
     def memory_estimate(cls, batch_size: int, views: int, dim: int) -> int:
@@ -126,20 +127,21 @@ class Mover(Objective):
         """(sets [B, n, d], set mask [B, n], fused other views f [B, d]) of every item, anchor excluded;
         f is None unless `fused` (only the cosine plan cost reads it)."""
         other = views.mask & ~anchor_position
+        fused_other: torch.Tensor | None
         if fused:
             weight = views.item_weight.to(views.embeddings.dtype) * other
-            fused = F.normalize(torch.einsum("bw,bwd->bd", weight, views.embeddings), dim=-1)
+            fused_other = F.normalize(torch.einsum("bw,bwd->bd", weight, views.embeddings), dim=-1)
         else:
-            fused = None
+            fused_other = None
         if self.config.groups == "views":
-            return views.embeddings, other, fused
+            return views.embeddings, other, fused_other
         groups, present = [], []
         for s in (0, 1):
             in_side = other & (views.side == s)
             w = views.side_weight.to(views.embeddings.dtype) * in_side
             groups.append(F.normalize(torch.einsum("bw,bwd->bd", w, views.embeddings), dim=-1))
             present.append(in_side.any(dim=1))
-        return torch.stack(groups, dim=1), torch.stack(present, dim=1), fused
+        return torch.stack(groups, dim=1), torch.stack(present, dim=1), fused_other
 
     def volumes(self, anchor: torch.Tensor, sets: torch.Tensor, set_mask: torch.Tensor, sampled: bool = False) -> torch.Tensor:
         """V_ij [B1, B2] between anchor_i and sets_j, per `volume_score` (see the module docstring).
@@ -180,6 +182,7 @@ class Mover(Objective):
     ) -> torch.Tensor:
         """Content keys (`content_keys`) of the `valid` items' groups `groups` [B', n] (as in
         `view_groups`: views, or side-fused other views); needs `views.content`."""
+        assert views.content is not None  # needs content ids (see above)
         content = views.content[valid]
         if self.config.groups == "views":
             return content_keys(content, groups.float())
@@ -228,6 +231,7 @@ class Mover(Objective):
                 transported = (result.plan.to(vol.dtype) * vol).sum()
                 out["ot_loss"] = cfg.ot_weight * transported
                 out["transported_volume"] = transported.detach()
+                assert isinstance(result.marginal_error, torch.Tensor)  # fixed_sinkhorn's: per problem
                 out["ot_marginal_error"] = result.marginal_error.detach()
         else:
             out["volume_loss"] = self.empty_term(views)

@@ -72,6 +72,7 @@ class Oat(Objective):
     name = "oat"
     summary = "RecGOAT-style: CMCL InfoNCE to an anchor + d x d feature OT with residual, gated fusion served"
     Config = OatConfig
+    config: OatConfig
     # how L_W is computed: "batched" (one solve for both modalities) or "geomloss" (one
     # `SamplesLoss` call per modality: the reference, kept for the cost benchmark's before/after)
     wasserstein_solver = "batched"
@@ -161,6 +162,7 @@ class Oat(Objective):
         """Content keys (`content_keys`) of Z_a, Z_img, Z_txt, Z' as `modalities` builds them, as
         {CMCL term: (row keys, column keys)}. Needs `views.content`."""
         content, width = views.content, 2 * views.mask.shape[1]
+        assert content is not None  # needs content ids (see above)
         position = anchor_positions(views, self.context.layout)
         weight = views.side_weight * views.mask
         in_image, in_text = views.mask & (views.side == 0), views.mask & (views.side == 1)
