@@ -219,7 +219,8 @@ class SyntheticCatalog(Catalog):
         """For auxiliary view k, the home attributes of the other side at the same rank: those of
         auxiliary view k xor 1 (the image/text neighbour in image+text catalogs). An attribute the
         view already shows at another position is not offered (a view never shows one twice)."""
-        out, aux_counter = [], 0
+        out: list[tuple[int, ...] | None] = []
+        aux_counter = 0
         for s, slot in enumerate(self.slots):
             if slot.role == "primary" or not self._early_aux:
                 out.append(None)
@@ -444,7 +445,7 @@ class SyntheticMarketplace(DatasetPlugin):
     summary = "deterministic multi-view marketplace (categories, attributes, aux-only attributes, queries); lazy to 1M x 16 views"
     Config = SyntheticConfig
 
-    def build(self, config: SyntheticConfig) -> MultiViewDataset:
+    def build(self, config: SyntheticConfig) -> MultiViewDataset:  # type: ignore[override]  # the registry passes each plugin its own Config
         config.validate()
         catalog = SyntheticCatalog(config)
         queries = generate_queries(catalog, config)

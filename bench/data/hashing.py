@@ -4,6 +4,8 @@ view features lazily per batch and still be deterministic per seed, item and vie
 
 from __future__ import annotations
 
+from typing import Any, overload
+
 import numpy as np
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -11,7 +13,11 @@ _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
-def splitmix64(x: np.ndarray) -> np.ndarray:
+@overload
+def splitmix64(x: np.uint64) -> np.uint64: ...
+@overload
+def splitmix64(x: np.ndarray) -> np.ndarray: ...
+def splitmix64(x: Any) -> Any:
     """The splitmix64 finaliser (Steele, Lea, Flood 2014), applied element-wise to uint64."""
     with np.errstate(over="ignore"):
         z = x + _GOLDEN
@@ -20,10 +26,11 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def keyed(seed: int, stream: int, *indices: np.ndarray) -> np.ndarray:
+def keyed(seed: int, stream: int, *indices: np.ndarray | np.integer) -> np.ndarray:
     """A uint64 key per element of the broadcast of `indices`, for a given seed and stream id."""
     with np.errstate(over="ignore"):
-        key = splitmix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ (np.uint64(stream) * _GOLDEN))
+        # a uint64 scalar until the first index array is mixed in, an array after
+        key: Any = splitmix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) ^ (np.uint64(stream) * _GOLDEN))
         for idx in indices:
             key = splitmix64(key ^ np.asarray(idx, dtype=np.uint64))
         return key
