@@ -196,7 +196,7 @@ def read_table(path: Path, sep: str | None = None, required: Iterable[str] = ())
     return df
 
 
-def row_label(path: Path, i: int) -> str:
+def row_label(path: Path, i: int | np.integer) -> str:
     """How an error names data row `i` (0-based) of `path`: parquet rows are counted from 1;
     for CSV/TSV the line number assumes no field spans lines (header = line 1)."""
     if path.name.lower().endswith(".parquet"):

@@ -104,10 +104,12 @@ class ESCI(DatasetPlugin):
         # -- examples: filter, validate -----------------------------------------------------
         keep = (examples["product_locale"].astype(str) == config.locale).to_numpy()
         if config.version != "all":
-            col = f"{config.version}_version"
-            if col not in examples.columns:
-                raise ValueError(f"{ex_path}: missing column {col!r} needed by version={config.version!r} (or use version=all)")
-            keep = keep & examples[col].astype(str).isin(["1", "1.0", "True", "true"]).to_numpy()
+            version_col = f"{config.version}_version"
+            if version_col not in examples.columns:
+                raise ValueError(
+                    f"{ex_path}: missing column {version_col!r} needed by version={config.version!r} (or use version=all)"
+                )
+            keep = keep & examples[version_col].astype(str).isin(["1", "1.0", "True", "true"]).to_numpy()
         rows = np.flatnonzero(keep)
         labels = examples["esci_label"].astype(str).to_numpy()
         bad = [i for i in rows if labels[i] not in LABELS]
@@ -120,7 +122,7 @@ class ESCI(DatasetPlugin):
         psplit = examples["split"].astype(str).to_numpy() if has_split else None
 
         query_index: dict[str, int] = {}
-        query_rows: list[int] = []  # first row of each query
+        query_rows: list[int | np.integer] = []  # first row of each query
         for i in rows:
             q = qids[i]
             if q not in query_index:
@@ -141,7 +143,7 @@ class ESCI(DatasetPlugin):
         # -- products --------------------------------------------------------------------------
         locale_rows = np.flatnonzero((products["product_locale"].astype(str) == config.locale).to_numpy())
         ppid = products["product_id"].astype(str).to_numpy()
-        product_row: dict[str, int] = {}
+        product_row: dict[str, int | np.integer] = {}
         for i in locale_rows:
             if ppid[i] in product_row:
                 raise ValueError(
@@ -166,7 +168,7 @@ class ESCI(DatasetPlugin):
             return views_of[pid]
 
         gains = config.gains()
-        judged: dict[tuple[int, str], int] = {}
+        judged: dict[tuple[int, str], int | np.integer] = {}
         item_index: dict[str, int] = {}
         pairs: list[tuple[int, int]] = []
         grades: list[float] = []
@@ -209,6 +211,7 @@ class ESCI(DatasetPlugin):
 
         split = np.zeros(len(kept), dtype=np.int8)
         if has_split:
+            assert psplit is not None  # read with the split column
             published = np.array([psplit[query_rows[q]] for q in kept])
             unknown = sorted(set(published) - {"train", "test"})
             if unknown:
