@@ -48,6 +48,7 @@ def claim_verdict(diff: PairedDifference | None, paper_percent: float = PAPER_CL
             "with one seed there is no interval, so agreement cannot be judged - run more seeds."
         )
     lo, hi = r.low, r.high
+    assert lo is not None and hi is not None  # set with the half-width
     span = f"[{lo:+.1f}%, {hi:+.1f}%]"
     if lo <= p <= hi:
         caveat = " The interval also contains 0, so the gain itself is not significant." if lo <= 0 else ""
@@ -105,7 +106,7 @@ WHY_THEY_MAY_DIFFER = [
 def claim_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Factorized vs clip on query->item recall@500 per group, at the largest V with matched seeds."""
     column = f"{QUERY_TASK}/{PAPER_CLAIM['metric']}"
-    out = []
+    out: list[dict[str, Any]] = []
     if frame.empty:
         return out
     descriptions = group_descriptions(frame)
