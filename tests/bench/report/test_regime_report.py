@@ -231,3 +231,31 @@ def test_no_map_folder_adds_nothing(tmp_path):
 
     (tmp_path / "results").mkdir()
     assert regime_map_sections(tmp_path / "results", tmp_path / "report") == ([], [])
+
+
+def test_the_advice_checked_on_a_real_catalog_is_tabled(tmp_path):
+    folder = tmp_path / "results" / "regime-map"
+    write_map_folder(folder, VALIDATION)
+    check = {
+        "dataset": "grocery-store",
+        "sets": ["dataset.train_photo_queries=false", "dataset.data_dir='../data'"],
+        "advice": {"best": "full_ot", "inside": False},
+        "measured": {
+            "folder": "results/grocery-mini",
+            "task": "photo->product",
+            "metric": "ndcg@10",
+            "measured_tied_best": ["full_ot", "pairwise"],
+            "hit": True,
+            "measured_best_inside_advised_ties": False,
+            "spearman": 0.36,
+        },
+    }
+    (folder / "real-data__grocery-mini.json").write_text(json.dumps(check))
+    text = "\n".join(regime_map_section(folder, tmp_path, tmp_path / "results")[0])
+    row = next(line for line in text.splitlines() if line.startswith("| grocery-store"))
+    assert row == (
+        "| grocery-store (dataset.train_photo_queries=false) | `results/grocery-mini` | photo->product ndcg@10 | full_ot "
+        "| full_ot, pairwise | yes | **no** | +0.36 | **outside** |"
+    )
+    # the check files are not map runs: the map still has its 9 complete cells
+    assert "### The advice on real catalogs" in text and "preliminary: 9 of" in text
