@@ -285,7 +285,7 @@ def leave_one_cell_out(cells: list[MapCell], seed: int = 0) -> dict[str, Any]:
     """
     from scipy.stats import spearmanr  # heavy: scipy
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, held in enumerate(cells):
         advisor = Advisor(cells[:i] + cells[i + 1 :], seed=seed)
         advice = advisor.advise(held.indicators)
@@ -368,6 +368,8 @@ def measured_comparison(folder: Path | str, dataset: str, views: int, min_seeds:
         )
     runs = [r for r in runs if group_key(r.config, r.data) in groups]
     task = query_task_of(runs[0])
+    if task is None:
+        raise ValueError(f"{folder}: the {dataset} run results at --views {views} score no query task")
     newest: dict[tuple[str, int], Any] = {}
     for r in sorted(runs, key=lambda r: r.created or ""):
         newest[(r.config["objective"], int(r.config["seed"]))] = r

@@ -201,7 +201,8 @@ def _check_finite(terms: dict[str, torch.Tensor], step: int, objective: str) -> 
 def make_optimizer(towers: Towers, objective: Objective, config: TrainConfig):
     """AdamW over towers and objective parameters (no decay on biases, norms and the logit
     scale), with linear warm-up then cosine decay over `config.steps`."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in list(towers.named_parameters()) + [("objective." + n, p) for n, p in objective.named_parameters()]:
         if not p.requires_grad:
             continue
@@ -251,6 +252,7 @@ class StepForward(nn.Module):
             embeddings = self.towers.encode_views(raw)
             query = None
             if query_features is not None:
+                assert self.query_modality is not None  # Stepper passes both, or neither (no queries)
                 query = self.towers.encode(self.query_modality, query_features)
         views = encoded_views(embeddings.float(), raw)
         views = gather_views(views, self.context, sizes)
@@ -258,8 +260,11 @@ class StepForward(nn.Module):
             query = gather_with_grad(query.float(), self.context, sizes)
         if query_content is not None:
             query_content = gather(query_content, self.context, sizes)
-        if self.context.enabled and not batch_has_duplicates(views.content, views.mask, query_content):
-            views, query_content = replace(views, content=None), None
+        if self.context.enabled:
+            # several processes: Stepper built the batch with content ids and left them in (only one process drops them)
+            assert views.content is not None
+            if not batch_has_duplicates(views.content, views.mask, query_content):
+                views, query_content = replace(views, content=None), None
         return self.objective(AlignmentBatch(views=views, query=query, query_content=query_content)), views
 
 
@@ -353,6 +358,7 @@ class Stepper:
             query_features = to_device(torch.from_numpy(features), self.device)
             query_content = torch.from_numpy(self._query_content_ids(query_idx[rows]))
         # one process decides here, on the host; several decide on the gathered batch (StepForward)
+        assert raw.content is not None  # build_view_batch(content=True) over the data set's catalog
         if not self.distributed.enabled and not batch_has_duplicates(raw.content, raw.mask, query_content):
             raw, query_content = replace(raw, content=None), None  # no duplicate: the step is as without ids
         raw = to_device(raw, self.device)
