@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,7 +124,7 @@ def run_search_bench(
     peak_mb = peak_extra_mb(ours, dev)
 
     faiss_index = None
-    faiss_result: dict | None = None
+    faiss_result: dict[str, Any] | None = None
     run_faiss = with_faiss and faiss_available()
     if run_faiss:
         import faiss  # optional: faiss extra
@@ -148,6 +149,7 @@ def run_search_bench(
     ours_out = None
     for r in range(repeats):
         if run_faiss:
+            assert faiss_index is not None and faiss_result is not None  # both built above when run_faiss
             t = time.perf_counter()
             f_scores, f_index = faiss_index.search(queries_np, k)
             faiss_result["times_s"].append(time.perf_counter() - t)
@@ -156,7 +158,7 @@ def run_search_bench(
         our_times.append(time.perf_counter() - t)
         say(
             f"repeat {r + 1}/{repeats}: ours {our_times[-1] / num_queries * 1e3:.3f} ms/query"
-            + (f", faiss {faiss_result['times_s'][-1] / num_queries * 1e3:.3f} ms/query" if run_faiss else "")
+            + (f", faiss {faiss_result['times_s'][-1] / num_queries * 1e3:.3f} ms/query" if faiss_result is not None else "")
         )
     load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     # the first pass's set-up (for lowrank: the basis and the projected catalog), which every timed
@@ -176,7 +178,7 @@ def run_search_bench(
             "queries_per_s": num_queries / med,
         }
 
-    result = {
+    result: dict[str, Any] = {
         "config": {
             "num_items": num_items,
             "dim": dim,
@@ -212,6 +214,7 @@ def run_search_bench(
         "loadavg_after": list(load_after) if load_after else None,
     }
     if run_faiss:
+        assert faiss_result is not None and ours_out is not None  # run_faiss built the index; repeats >= 1
         faiss_result.update(summary(faiss_result.pop("times_s")))
         result["faiss"] = faiss_result
         result["ratio_median"] = result["ours"]["median_s"] / faiss_result["median_s"]
