@@ -789,11 +789,12 @@ class CatalogFolder(DatasetPlugin):
                     assert isinstance(value, str)  # checked just above
                     check_unicode(value, where, repr(kind))
                 qids.append(qid)
-                # value is None on an id-only line of image-modality vector queries, where _image_input
-                # fails with a TypeError (a known gap: the ignores below keep it visible)
-                inputs.append(_image_input(root, value, where, "image") if kind == "image" else value)  # type: ignore[arg-type]
-                if kind == "image":
-                    query_images.append(value)  # type: ignore[arg-type]
+                if kinds and kind == "image":
+                    assert isinstance(value, str)  # checked above
+                    inputs.append(_image_input(root, value, where, "image"))
+                    query_images.append(value)
+                else:  # a text query, or an id-only line of vector queries (its input is the vector)
+                    inputs.append(value)
             if not qids and "vectors" not in qmeta:
                 raise ValueError(
                     f"{path}: no queries in the file (it is empty); add one "

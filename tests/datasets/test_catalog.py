@@ -121,6 +121,24 @@ def test_list_fields_become_numbered_slots_and_vectors_are_read(tmp_path):
     np.testing.assert_array_equal(ds.catalog.features(np.array([2, 0]), 5), [[0, 1, 2], [3, 4, 5]])
 
 
+def test_image_query_vectors_with_id_only_query_lines(tmp_path):
+    """Queries given as vectors of the image modality, queries.jsonl naming only their ids (the
+    order and the subset): no image path to read, the vectors are the queries."""
+    write_three_items(tmp_path)
+    dim = _load(tmp_path).catalog.feature_dims["image"]  # the image tower's input: query vectors must match it
+    (tmp_path / "queries.jsonl").write_text("".join(json.dumps({"id": q}) + "\n" for q in ("q3", "q1", "q2")))
+    (tmp_path / "vectors").mkdir()
+    vectors = np.arange(3 * dim, dtype=np.float32).reshape(3, dim)
+    np.save(tmp_path / "vectors" / "queries.npy", vectors)
+    (tmp_path / "vectors" / "queries.ids").write_text("q1\nq2\nq3\n")
+    manifest = json.loads((tmp_path / "catalog.json").read_text())
+    manifest["queries"] = {"vectors": "vectors/queries.npy", "modality": "image"}
+    (tmp_path / "catalog.json").write_text(json.dumps(manifest))
+    q = _load(tmp_path).queries
+    assert q.ids.tolist() == ["q3", "q1", "q2"] and q.modality == "image"
+    np.testing.assert_array_equal(q.features, vectors[[2, 0, 1]])
+
+
 @pytest.mark.parametrize(
     "break_it, message",
     [
