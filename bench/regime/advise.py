@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..run.results import load_result
+from ..schema import QUERY_TASK
 from .design import DesignPoint, regime_design
 
 REFERENCE = "clip"
@@ -70,11 +71,21 @@ class MapCell:
 
     def gains(self) -> dict[str, dict[int, float]]:
         """objective -> seed -> m(o, s) - m(clip, s), over the seeds both have."""
-        ref = self.scores.get(REFERENCE, {})
-        return {o: {s: v - ref[s] for s, v in seeds.items() if s in ref} for o, seeds in self.scores.items()}
+        return paired_gains(self.scores)
 
     def mean_gains(self) -> dict[str, float]:
-        return {o: float(np.mean(list(g.values()))) for o, g in self.gains().items() if g}
+        return mean_paired_gains(self.scores)
+
+
+def paired_gains(scores: Mapping[str, Mapping[int, float]]) -> dict[str, dict[int, float]]:
+    """objective -> seed -> m(o, s) - m(clip, s), over the seeds both have."""
+    ref = scores.get(REFERENCE, {})
+    return {o: {s: v - ref[s] for s, v in seeds.items() if s in ref} for o, seeds in scores.items()}
+
+
+def mean_paired_gains(scores: Mapping[str, Mapping[int, float]]) -> dict[str, float]:
+    """objective -> mean over seeds of its paired gain over clip (objectives with a paired seed)."""
+    return {o: float(np.mean(list(g.values()))) for o, g in paired_gains(scores).items() if g}
 
 
 @dataclass
@@ -271,9 +282,16 @@ def measured_verdict(cell: MapCell):
     return decide_winner(cell.scores)
 
 
-def measured_best_set(cell: MapCell) -> set[str]:
-    verdict = measured_verdict(cell)
+def best_set(verdict) -> set[str]:
+    """The winner rule's best: its clear winner, else the objectives tied with the leader (none
+    without a verdict)."""
+    if verdict is None:
+        return set()
     return {verdict.winner} if verdict.winner else set(verdict.tied)
+
+
+def measured_best_set(cell: MapCell) -> set[str]:
+    return best_set(measured_verdict(cell))
 
 
 def leave_one_cell_out(cells: list[MapCell], seed: int = 0) -> dict[str, Any]:
@@ -340,61 +358,48 @@ def step_cost_ms(cost_dir: Path | str, views: int) -> dict[str, float]:
 def measured_comparison(folder: Path | str, dataset: str, views: int, min_seeds: int = 3) -> dict[str, Any]:
     """What a comparison already run on a catalog measured, in the form the advice is checked against.
 
-    Reads the run results under `folder` for `dataset` at `views` (one comparison group: the same
-    data, training and evaluation settings; a folder holding several is refused), picks the group's
-    headline metric of its query task by the report's rule (`ftbench.report.headline`), and returns
-    per objective and seed the score, the mean paired gains over clip, and the tied-best set by the
+    Reads the run results under `folder` the way the report does (`ftbench.report.load`: a copy of a
+    run counts once) for `dataset` at `views`, keeps the comparison group clip was trained in (one
+    group: the same data, training and evaluation settings; a folder holding several is refused),
+    picks its headline metric by the report's rule (`ftbench.report.headline`), and returns per
+    objective and seed the score, the mean paired gains over clip, and the tied-best set by the
     report's winner rule.
     """
-    import pandas as pd  # heavy: pandas
-
     from ..report.headline import choose_headline  # lazy: ftbench.report imports report.regime, which imports this module
-    from ..report.load import group_key, query_task_of  # lazy: ftbench.report imports report.regime, which imports this module
+    from ..report.load import load_results_frame  # lazy: ftbench.report imports report.regime, which imports this module
     from ..report.winner import decide_winner  # lazy: ftbench.report imports report.regime, which imports this module
 
-    runs = []
-    for path in sorted(Path(folder).glob("*__*__v*__s*__*.json")):
-        result = load_result(path)
-        if result.config.get("dataset") == dataset and result.config.get("views") == views:
-            runs.append(result)
-    if not runs:
+    frame = load_results_frame(folder)
+    if not frame.empty:
+        frame = frame[(frame["dataset"] == dataset) & (frame["views"] == views) & ~frame["reference"]]
+    if frame.empty:
         raise ValueError(f"{folder}: no {dataset} run result at --views {views}")
     # the comparison is the group clip was trained in (untrained references such as frozen-mean
     # form groups of their own)
-    groups = {group_key(r.config, r.data) for r in runs if r.config.get("objective") == REFERENCE}
+    groups = set(frame.loc[frame["objective"] == REFERENCE, "group"])
     if len(groups) != 1:
         raise ValueError(
             f"{folder}: {len(groups)} comparison groups of {dataset} at --views {views} with {REFERENCE} runs; name a folder with one"
         )
-    runs = [r for r in runs if group_key(r.config, r.data) in groups]
-    task = query_task_of(runs[0])
+    frame = frame[frame["group"].isin(groups)]
+    task = frame["query_task"].iloc[0]
     if task is None:
         raise ValueError(f"{folder}: the {dataset} run results at --views {views} score no query task")
-    newest: dict[tuple[str, int], Any] = {}
-    for r in sorted(runs, key=lambda r: r.created or ""):
-        newest[(r.config["objective"], int(r.config["seed"]))] = r
-    rows = [
-        {"objective_label": o, "views": views, **{f"{task}/{m}": v for m, v in r.metrics.get(task, {}).items()}}
-        for (o, _), r in newest.items()
-    ]
-    metric, why = choose_headline(pd.DataFrame(rows), task=task)
+    metric, why = choose_headline(frame)  # the frame names the query task's columns query->item/...
     if metric is None:
         raise ValueError(f"{folder}: {why}")
     scores: dict[str, dict[int, float]] = {}
-    for (o, s), r in newest.items():
-        value = r.metrics.get(task, {}).get(metric)
-        if value is not None:
-            scores.setdefault(o, {})[s] = float(value)
+    for objective, seed, value in zip(frame["objective"], frame["seed"], frame[f"{QUERY_TASK}/{metric}"]):
+        if not math.isnan(value):
+            scores.setdefault(objective, {})[int(seed)] = float(value)
     verdict = decide_winner(scores, min_seeds=min_seeds)
-    best = {verdict.winner} if verdict and verdict.winner else set(verdict.tied if verdict else ())
-    cell = MapCell(regime_design(1)[0], {}, scores)
     return {
         "task": task,
         "metric": metric,
         "why_metric": why,
         "scores": scores,
-        "gains": {REFERENCE: 0.0, **cell.mean_gains()},
-        "tied_best": sorted(best),
+        "gains": {REFERENCE: 0.0, **mean_paired_gains(scores)},
+        "tied_best": sorted(best_set(verdict)),
         "verdict": verdict.reason if verdict else None,
     }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ftbench.cli.app import app
+from ftbench.config import config_hash
 from ftbench.regime.advise import (
     REFERENCE,
     Advisor,
@@ -128,6 +129,7 @@ def write_map(folder: Path, cells: list[MapCell], points_with_profiles) -> None:
                 payload["config"].update(objective=objective, seed=seed, views=cell.point.views)
                 payload["config"]["dataset_config"].update(cell.point.options)
                 payload["metrics"]["query->item"]["recall@10"] = value
+                payload["config_hash"] = config_hash(payload["config"])  # each fabricated run its own identity
                 name = f"synthetic__{objective}__v{cell.point.views}__s{seed}__c{cell.point.index:02d}.json"
                 (folder / name).write_text(json.dumps(payload))
         if cell.point.index in points_with_profiles:
@@ -220,6 +222,7 @@ def test_advice_is_checked_against_a_comparison_measured_on_the_catalog(tmp_path
     frozen = json.loads(next(tmp_path.glob("synthetic__clip__*s0*.json")).read_text())
     frozen["config"].update(objective="frozen-mean")
     frozen["config"]["train_config"]["steps"] = 0
+    frozen["config_hash"] = config_hash(frozen["config"])
     (tmp_path / "synthetic__frozen-mean__v0__s0__x.json").write_text(json.dumps(frozen))
 
     comparison = measured_comparison(tmp_path, "synthetic", point.views)
